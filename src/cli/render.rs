@@ -1,0 +1,323 @@
+//! Human-readable output. JSON output is the serialised data itself.
+
+use std::io::{self, Write};
+
+use serde_json::Value;
+
+use crate::harness::health::HealthOut;
+use crate::harness::Stage2Out;
+use crate::ops::*;
+
+type R = io::Result<()>;
+
+pub fn init(w: &mut dyn Write, r: &InitOut) -> R {
+    if r.created {
+        writeln!(w, "created ledger at {}", r.home)
+    } else {
+        writeln!(
+            w,
+            "ledger at {} already exists (head {}:{})",
+            r.home, r.head.seq, r.head.hash
+        )
+    }
+}
+
+pub fn ingest(w: &mut dyn Write, r: &IngestOut) -> R {
+    for i in &r.items {
+        writeln!(
+            w,
+            "{} {}  {}  {} ({} bytes{})",
+            i.kind.as_str(),
+            i.object,
+            i.sha256,
+            i.path,
+            i.size,
+            if i.files > 1 {
+                format!(", {} files", i.files)
+            } else {
+                String::new()
+            }
+        )?;
+    }
+    writeln!(
+        w,
+        "recorded as event {} ({} new objects)",
+        r.seq, r.new_objects
+    )
+}
+
+pub fn source(w: &mut dyn Write, r: &SourceOut) -> R {
+    let s = &r.source;
+    writeln!(
+        w,
+        "source {}{}",
+        s.id,
+        if r.recorded {
+            ""
+        } else {
+            " (already recorded)"
+        }
+    )?;
+    writeln!(
+        w,
+        "  url       {}",
+        s.url.as_deref().unwrap_or("(no remote)")
+    )?;
+    writeln!(
+        w,
+        "  commit    {}{}",
+        s.commit,
+        s.branch
+            .as_deref()
+            .map(|b| format!(" ({b})"))
+            .unwrap_or_default()
+    )?;
+    writeln!(w, "  snapshot  {}", s.snapshot)?;
+    for c in &s.changes {
+        writeln!(w, "  {:<10} {}", c.status, c.path)?;
+    }
+    Ok(())
+}
+
+pub fn admit(w: &mut dyn Write, r: &AdmitOut) -> R {
+    let a = &r.admission;
+    writeln!(w, "admitted {} as {}", a.path, a.name)?;
+    writeln!(w, "  admission {}", a.id)?;
+    writeln!(w, "  {}", a.sha256)?;
+    writeln!(w, "  {}", a.object)?;
+    writeln!(
+        w,
+        "  source    {} {} (pin {})",
+        r.source.url.as_deref().unwrap_or(&r.source.path),
+        r.source.commit,
+        a.pin.as_deref().unwrap_or("-")
+    )?;
+    for d in &a.decisions {
+        writeln!(w, "  - {d}")?;
+    }
+    Ok(())
+}
+
+pub fn admit_model(w: &mut dyn Write, r: &ModelAdmitOut) -> R {
+    let a = &r.admission;
+    writeln!(
+        w,
+        "{} model {}/{} as {}",
+        if r.already {
+            "already admitted"
+        } else {
+            "admitted"
+        },
+        a.provider,
+        a.model,
+        a.id
+    )
+}
+
+pub fn verify(w: &mut dyn Write, r: &VerifyOut) -> R {
+    if r.admitted {
+        writeln!(w, "ADMITTED {}", r.input)?;
+    } else {
+        writeln!(w, "NOT ADMITTED {}", r.input)?;
+    }
+    if let Some(s) = &r.sha256 {
+        writeln!(w, "  {s}")?;
+    }
+    writeln!(w, "  {}", r.object)?;
+    for a in &r.admissions {
+        writeln!(
+            w,
+            "  admission {} name {} pin {} commit {} source {} ({})",
+            a["id"].as_str().unwrap_or(""),
+            a["name"].as_str().unwrap_or(""),
+            a["pin"].as_str().unwrap_or(""),
+            a["commit_id"].as_str().unwrap_or(""),
+            a["url"].as_str().unwrap_or("-"),
+            a["time"].as_str().unwrap_or("")
+        )?;
+    }
+    for a in &r.revoked {
+        writeln!(
+            w,
+            "  revoked admission {} ({}): {}",
+            a["id"].as_str().unwrap_or(""),
+            a["name"].as_str().unwrap_or(""),
+            a["revocation"]["reason"].as_str().unwrap_or("")
+        )?;
+    }
+    Ok(())
+}
+
+pub fn revoke(w: &mut dyn Write, r: &RevokeOut) -> R {
+    for v in &r.revoked {
+        writeln!(w, "revoked {} ({}): {}", v.target, v.id, v.reason)?;
+    }
+    Ok(())
+}
+
+/// Generic indented rendering of a JSON document (for `show`).
+pub fn value(w: &mut dyn Write, v: &Value, indent: usize) -> R {
+    let pad = "  ".repeat(indent);
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                match x {
+                    Value::Object(_) => {
+                        writeln!(w, "{pad}{k}:")?;
+                        value(w, x, indent + 1)?;
+                    }
+                    Value::Array(a) if a.is_empty() => {}
+                    Value::Array(a) => {
+                        writeln!(w, "{pad}{k}:")?;
+                        for item in a {
+                            match item {
+                                Value::Object(_) => {
+                                    writeln!(w, "{pad}  -")?;
+                                    value(w, item, indent + 2)?;
+                                }
+                                other => writeln!(w, "{pad}  - {}", scalar(other))?,
+                            }
+                        }
+                    }
+                    Value::Null => {}
+                    other => writeln!(w, "{pad}{k}: {}", scalar(other))?,
+                }
+            }
+            Ok(())
+        }
+        other => writeln!(w, "{pad}{}", scalar(other)),
+    }
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub fn log(w: &mut dyn Write, r: &[LogEntry]) -> R {
+    for e in r {
+        writeln!(
+            w,
+            "{:>5}  {}  {:<16} {}  [{}]",
+            e.seq, e.time, e.kind, e.summary, e.actor
+        )?;
+    }
+    Ok(())
+}
+
+pub fn audit(w: &mut dyn Write, r: &AuditOut) -> R {
+    match &r.head {
+        Some(h) => writeln!(w, "journal: {} events, head {}:{}", r.events, h.seq, h.hash)?,
+        None => writeln!(w, "journal: empty")?,
+    }
+    writeln!(
+        w,
+        "objects: {} re-hashed ({} bytes, BLAKE3 and SHA-256)",
+        r.objects_checked, r.bytes_checked
+    )?;
+    writeln!(w, "runs:    {} checked", r.runs_checked)?;
+    for n in &r.notes {
+        writeln!(w, "note: {n}")?;
+    }
+    for f in &r.findings {
+        writeln!(w, "FINDING [{}] {}: {}", f.check, f.subject, f.message)?;
+    }
+    if r.ok {
+        writeln!(w, "audit passed")
+    } else {
+        writeln!(w, "audit FAILED: {} finding(s)", r.findings.len())
+    }
+}
+
+pub fn runs(w: &mut dyn Write, rows: &[Value]) -> R {
+    let cols = [
+        "id",
+        "lane",
+        "status",
+        "verdict",
+        "provider_admission",
+        "model",
+        "started",
+    ];
+    let cell = |r: &Value, c: &str| {
+        r[c].as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| "-".into())
+    };
+    let widths: Vec<usize> = cols
+        .iter()
+        .map(|c| {
+            rows.iter()
+                .map(|r| cell(r, c).len())
+                .chain([c.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |vals: Vec<String>| {
+        vals.iter()
+            .zip(&widths)
+            .map(|(v, n)| format!("{v:<n$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    writeln!(
+        w,
+        "{}",
+        line(cols.iter().map(|c| c.to_uppercase()).collect())
+    )?;
+    for r in rows {
+        writeln!(w, "{}", line(cols.iter().map(|c| cell(r, c)).collect()))?;
+    }
+    Ok(())
+}
+
+pub fn stage2(w: &mut dyn Write, r: &Stage2Out) -> R {
+    let rep = &r.report;
+    writeln!(
+        w,
+        "run:{}  lane {}  status {}  verdict {}",
+        rep.run_id, rep.lane, rep.status, rep.verdict
+    )?;
+    if let Some(reason) = &rep.reason {
+        writeln!(w, "  reason:   {reason}")?;
+    }
+    writeln!(w, "  folder:   {}", r.run_dir.display())?;
+    writeln!(w, "  report:   {}", r.run_dir.join("report.json").display())?;
+    if let Some(t) = &rep.tests {
+        writeln!(
+            w,
+            "  tests:    {} (exit {})",
+            t.result,
+            t.exit_code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into())
+        )?;
+    }
+    writeln!(w, "  recorded: event {} ({} artifacts)", r.seq, r.artifacts)
+}
+
+pub fn health(w: &mut dyn Write, r: &HealthOut) -> R {
+    for c in &r.checks {
+        writeln!(
+            w,
+            "{} {:<32} {}",
+            if c.pass { "PASS" } else { "FAIL" },
+            c.name,
+            c.detail
+        )?;
+    }
+    writeln!(
+        w,
+        "{}",
+        if r.ok {
+            "health: all checks passed"
+        } else {
+            "health: FAILED"
+        }
+    )
+}

@@ -1,0 +1,216 @@
+//! Reading git clones through libgit2. git2 types never leave this module.
+
+use std::path::{Path, PathBuf};
+
+use git2::{ErrorCode, Repository, Status, StatusOptions};
+
+use crate::error::{Error, Result};
+
+/// What a clone looks like right now.
+#[derive(Debug, Clone)]
+pub struct CloneState {
+    pub workdir: PathBuf,
+    pub url: Option<String>,
+    pub commit: String,
+    pub branch: Option<String>,
+    pub tree: String,
+    /// (path, status) for every path that differs from HEAD, untracked files included.
+    pub changes: Vec<(Vec<u8>, &'static str)>,
+    /// Every path in the index.
+    pub tracked: Vec<Vec<u8>>,
+}
+
+pub enum Pin {
+    Commit(String),
+    Unknown,
+    Ambiguous(Vec<String>),
+}
+
+fn gerr<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(git2::Error) -> Error + 'a {
+    move |e| Error::Git {
+        action,
+        path: path.to_path_buf(),
+        message: e.message().to_string(),
+    }
+}
+
+/// The work tree of the clone containing `path`, if any.
+pub fn discover(path: &Path) -> Option<PathBuf> {
+    let start = if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    let start = if start.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        start
+    };
+    let repo = Repository::discover(&start).ok()?;
+    repo.workdir()
+        .map(|w| w.canonicalize().unwrap_or_else(|_| w.to_path_buf()))
+}
+
+fn open(dir: &Path) -> Result<Repository> {
+    Repository::open(dir).map_err(|e| {
+        Error::bad_input(
+            format!("{} is not a git clone ({})", dir.display(), e.message()),
+            "give the top directory of a git clone (where `.git` is)",
+        )
+    })
+}
+
+pub fn state(dir: &Path) -> Result<CloneState> {
+    let repo = open(dir)?;
+    let workdir = repo
+        .workdir()
+        .ok_or_else(|| {
+            Error::bad_input(
+                format!("{} is a bare repository", dir.display()),
+                "give a clone with a work tree",
+            )
+        })?
+        .to_path_buf();
+    let head = repo.head().map_err(|e| {
+        if e.code() == ErrorCode::UnbornBranch {
+            Error::bad_input(
+                format!("{} has no commits yet", dir.display()),
+                "commit the source first, then record it",
+            )
+        } else {
+            Error::Git {
+                action: "read HEAD",
+                path: dir.to_path_buf(),
+                message: e.message().to_string(),
+            }
+        }
+    })?;
+    let commit = head.peel_to_commit().map_err(gerr("resolve HEAD", dir))?;
+    let branch = if head.is_branch() {
+        head.shorthand().ok().map(str::to_string)
+    } else {
+        None
+    };
+    let url = repo
+        .find_remote("origin")
+        .ok()
+        .and_then(|r| r.url().ok().map(str::to_string))
+        .or_else(|| {
+            let names = repo.remotes().ok()?;
+            let first = names.iter().flatten().flatten().next()?.to_string();
+            repo.find_remote(&first)
+                .ok()?
+                .url()
+                .ok()
+                .map(str::to_string)
+        });
+    let mut opts = StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false)
+        .exclude_submodules(true)
+        .renames_head_to_index(false);
+    let statuses = repo
+        .statuses(Some(&mut opts))
+        .map_err(gerr("read status", dir))?;
+    let mut changes = Vec::new();
+    for s in statuses.iter() {
+        let st = s.status();
+        let label = if st.is_conflicted() {
+            "conflicted"
+        } else if st.intersects(Status::WT_DELETED | Status::INDEX_DELETED) {
+            "deleted"
+        } else if st.intersects(Status::WT_TYPECHANGE | Status::INDEX_TYPECHANGE) {
+            "typechange"
+        } else if st.intersects(
+            Status::WT_MODIFIED
+                | Status::INDEX_MODIFIED
+                | Status::WT_RENAMED
+                | Status::INDEX_RENAMED,
+        ) {
+            "modified"
+        } else if st.contains(Status::INDEX_NEW) {
+            "added"
+        } else if st.contains(Status::WT_NEW) {
+            "untracked"
+        } else {
+            continue;
+        };
+        changes.push((s.path_bytes().to_vec(), label));
+    }
+    changes.sort();
+    let index = repo.index().map_err(gerr("read index", dir))?;
+    let tracked = index
+        .iter()
+        .filter(|e| (e.mode & 0o170000) != 0o160000)
+        .map(|e| e.path)
+        .collect();
+    let workdir = workdir.canonicalize().unwrap_or(workdir);
+    Ok(CloneState {
+        workdir,
+        url,
+        commit: commit.id().to_string(),
+        branch,
+        tree: commit.tree_id().to_string(),
+        changes,
+        tracked,
+    })
+}
+
+/// Resolves a hex prefix to exactly one commit of the clone at `dir`.
+pub fn resolve_pin(dir: &Path, pin: &str) -> Result<Pin> {
+    let repo = open(dir)?;
+    let found = repo.find_commit_by_prefix(pin).map(|c| c.id().to_string());
+    match found {
+        Ok(c) => Ok(Pin::Commit(c)),
+        Err(e) if e.code() == ErrorCode::Ambiguous => {
+            let mut found = Vec::new();
+            let odb = repo.odb().map_err(gerr("open object database", dir))?;
+            odb.foreach(|oid| {
+                let s = oid.to_string();
+                if s.starts_with(pin) && repo.find_commit(*oid).is_ok() {
+                    found.push(s);
+                }
+                true
+            })
+            .map_err(gerr("list objects", dir))?;
+            found.sort();
+            found.dedup();
+            if found.len() == 1 {
+                Ok(Pin::Commit(found.remove(0)))
+            } else {
+                Ok(Pin::Ambiguous(found))
+            }
+        }
+        Err(e)
+            if matches!(e.code(), ErrorCode::NotFound | ErrorCode::InvalidSpec)
+                || e.class() == git2::ErrorClass::Object =>
+        {
+            Ok(Pin::Unknown)
+        }
+        Err(e) => Err(Error::Git {
+            action: "resolve pin",
+            path: dir.to_path_buf(),
+            message: e.message().to_string(),
+        }),
+    }
+}
+
+/// Makes `dir` a fresh git repository with everything in it committed once,
+/// by a fixed author, so every run starts from the same commit.
+pub fn init_and_commit(dir: &Path, message: &str) -> Result<String> {
+    let repo = Repository::init(dir).map_err(gerr("init", dir))?;
+    let mut index = repo.index().map_err(gerr("open index", dir))?;
+    index
+        .add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)
+        .map_err(gerr("add files", dir))?;
+    index.write().map_err(gerr("write index", dir))?;
+    let tree_id = index.write_tree().map_err(gerr("write tree", dir))?;
+    let tree = repo.find_tree(tree_id).map_err(gerr("find tree", dir))?;
+    let sig = git2::Signature::new("cto-ledger", "cto-ledger@localhost", &git2::Time::new(0, 0))
+        .map_err(gerr("make signature", dir))?;
+    let id = repo
+        .commit(Some("HEAD"), &sig, &sig, message, &tree, &[])
+        .map_err(gerr("commit", dir))?;
+    Ok(id.to_string())
+}

@@ -1,0 +1,224 @@
+//! Stage 2 fixtures: a tiny repository, a Case task and (for the fake lane) a
+//! solution. The built-in one is compiled in; `--fixture DIR` reads the same layout:
+//!
+//! ```text
+//! fixture.json              name, task, repo, language, package_manager, test_command
+//! repo/...                  the repository the provider works on
+//! task/<task>.task.json     the Case task (id, status, created, repo, ...)
+//! task/<task>.md            its description (optional)
+//! fake-solution/...         files the fake provider writes to solve it (optional)
+//! ```
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+pub const BUILTIN: &str = "r1-string-slugify";
+
+macro_rules! builtin_files {
+    ($($p:literal),* $(,)?) => {
+        &[$(($p, include_bytes!(concat!("../../fixtures/r1-string-slugify/", $p)) as &[u8])),*]
+    };
+}
+
+const BUILTIN_FILES: &[(&str, &[u8])] = builtin_files![
+    "fixture.json",
+    "repo/strings.py",
+    "repo/test_strings.py",
+    "task/r1-string-slugify.task.json",
+    "task/r1-string-slugify.md",
+    "fake-solution/strings.py",
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    pub task: String,
+    pub repo: String,
+    pub language: String,
+    pub package_manager: String,
+    pub test_command: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    pub manifest: Manifest,
+    /// Where it came from: `builtin:NAME` or the directory.
+    pub origin: String,
+    pub repo_files: Vec<(String, Vec<u8>)>,
+    pub task_json: Vec<u8>,
+    pub task_md: Option<Vec<u8>>,
+    pub solution: Vec<(String, Vec<u8>)>,
+}
+
+fn bad(origin: &str, file: &str, why: impl std::fmt::Display) -> Error {
+    Error::bad_input(
+        format!("fixture {origin}: {file}: {why}"),
+        "see docs/stage2.md for the fixture layout (fixture.json, repo/, task/<task>.task.json)",
+    )
+}
+
+fn safe_rel(rel: &str) -> bool {
+    !rel.is_empty()
+        && !rel.starts_with('/')
+        && rel
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+fn from_files(origin: String, files: Vec<(String, Vec<u8>)>) -> Result<Fixture> {
+    let get = |name: &str| {
+        files
+            .iter()
+            .find(|(p, _)| p == name)
+            .map(|(_, b)| b.clone())
+    };
+    let manifest_bytes =
+        get("fixture.json").ok_or_else(|| bad(&origin, "fixture.json", "missing"))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&manifest_bytes).map_err(|e| bad(&origin, "fixture.json", e))?;
+    for (field, v) in [
+        ("name", &manifest.name),
+        ("task", &manifest.task),
+        ("repo", &manifest.repo),
+    ] {
+        if !safe_rel(v) || v.contains('/') {
+            return Err(bad(
+                &origin,
+                "fixture.json",
+                format!("{field} `{v}` must be a plain name"),
+            ));
+        }
+    }
+    if manifest.test_command.is_empty() {
+        return Err(bad(&origin, "fixture.json", "test_command is empty"));
+    }
+    let task_file = format!("task/{}.task.json", manifest.task);
+    let task_json = get(&task_file).ok_or_else(|| bad(&origin, &task_file, "missing"))?;
+    let task: serde_json::Value =
+        serde_json::from_slice(&task_json).map_err(|e| bad(&origin, &task_file, e))?;
+    let field = |k: &str| {
+        task.get(k).and_then(|v| v.as_str()).ok_or_else(|| {
+            bad(
+                &origin,
+                &task_file,
+                format!("`{k}` is missing or not a string"),
+            )
+        })
+    };
+    if field("id")? != manifest.task {
+        return Err(bad(
+            &origin,
+            &task_file,
+            format!("id must be `{}`", manifest.task),
+        ));
+    }
+    if field("status")? != "active" {
+        return Err(bad(&origin, &task_file, "status must be `active`"));
+    }
+    chrono::DateTime::parse_from_rfc3339(field("created")?)
+        .map_err(|e| bad(&origin, &task_file, format!("created is not ISO 8601: {e}")))?;
+    if field("repo")? != manifest.repo {
+        return Err(bad(
+            &origin,
+            &task_file,
+            format!("repo must be `{}` (fixture.json's repo)", manifest.repo),
+        ));
+    }
+    let task_md = get(&format!("task/{}.md", manifest.task));
+    let under = |prefix: &str| -> Vec<(String, Vec<u8>)> {
+        files
+            .iter()
+            .filter_map(|(p, b)| p.strip_prefix(prefix).map(|r| (r.to_string(), b.clone())))
+            .collect()
+    };
+    let repo_files = under("repo/");
+    if repo_files.is_empty() {
+        return Err(bad(&origin, "repo/", "has no files"));
+    }
+    let solution = under("fake-solution/");
+    if let Some((p, _)) = solution.iter().find(|(p, _)| p.contains('/')) {
+        return Err(bad(
+            &origin,
+            &format!("fake-solution/{p}"),
+            "the solution must be flat files",
+        ));
+    }
+    Ok(Fixture {
+        manifest,
+        origin,
+        repo_files,
+        task_json,
+        task_md,
+        solution,
+    })
+}
+
+/// Loads the built-in fixture by name, or a fixture directory.
+pub fn load(spec: &str) -> Result<Fixture> {
+    if spec == BUILTIN {
+        let files = BUILTIN_FILES
+            .iter()
+            .map(|(p, b)| (p.to_string(), b.to_vec()))
+            .collect();
+        return from_files(format!("builtin:{BUILTIN}"), files);
+    }
+    let dir = PathBuf::from(spec);
+    if !dir.is_dir() {
+        return Err(Error::bad_input(
+            format!("fixture `{spec}` is neither a built-in fixture nor a directory"),
+            format!("use --fixture {BUILTIN} or a directory laid out as docs/stage2.md describes"),
+        ));
+    }
+    let mut files = Vec::new();
+    for ent in walkdir::WalkDir::new(&dir).follow_links(false) {
+        let ent = ent.map_err(|e| bad(spec, "(walk)", e))?;
+        if ent.file_type().is_symlink() {
+            return Err(bad(
+                spec,
+                &ent.path().display().to_string(),
+                "symlinks are not allowed in fixtures",
+            ));
+        }
+        if !ent.file_type().is_file() {
+            continue;
+        }
+        let rel = ent
+            .path()
+            .strip_prefix(&dir)
+            .expect("walk stays under its root");
+        let rel_s = rel
+            .to_str()
+            .ok_or_else(|| bad(spec, &rel.display().to_string(), "name is not UTF-8"))?
+            .to_string();
+        if rel_s.split('/').any(|c| c == ".git") {
+            continue;
+        }
+        let bytes = fs::read(ent.path()).map_err(Error::io("read", ent.path()))?;
+        files.push((rel_s, bytes));
+    }
+    files.sort();
+    from_files(dir.display().to_string(), files)
+}
+
+/// Writes `files` under `dir`, refusing names that would escape it.
+pub fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
+    for (rel, bytes) in files {
+        if !safe_rel(rel) {
+            return Err(Error::bad_input(
+                format!("fixture file name `{rel}` escapes its directory"),
+                "fix the fixture",
+            ));
+        }
+        let p = dir.join(rel);
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
+        }
+        fs::write(&p, bytes).map_err(Error::io("write", &p))?;
+    }
+    Ok(())
+}

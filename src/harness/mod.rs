@@ -1,0 +1,928 @@
+//! Stage 2: run an admitted provider against a fixture and always leave evidence.
+//! Gates block before the provider starts; the bytes executed are the admitted
+//! bytes, copied out of the store and re-hashed; the run is bounded in time; the
+//! verdict comes from the fixture's tests; the whole run folder goes into the ledger.
+
+pub mod fixture;
+pub mod health;
+pub mod process;
+
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::id::{ObjectId, ObjectMeta};
+use crate::ledger::events::{new_id, AdmissionRec, ArtifactRec, Body, ObjRec, RunRec};
+use crate::ledger::now;
+use crate::ops;
+use crate::report::{self, Change, Evidence, Gate, Model, Provider, ProviderExit, Report, Tests};
+use crate::store::hash_file;
+use crate::store::tree::{self, ObjKind};
+use fixture::Fixture;
+
+pub const DEFAULT_TIMEOUT_SECONDS: f64 = 900.0;
+const TEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// The fake provider shipped beside the `cto-ledger` executable.
+pub const FAKE_BIN: &str = "cto-fake-ca";
+pub const FAKE_MODEL: (&str, &str) = ("fake", "fake-model");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Fake,
+    Case,
+}
+
+impl Lane {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Fake => "fake",
+            Lane::Case => "case",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub fixture: String,
+    pub lane: Lane,
+    pub provider_bin: Option<PathBuf>,
+    pub timeout_seconds: f64,
+    pub fake_behavior: String,
+    pub runs_dir: Option<PathBuf>,
+    pub model_provider: Option<String>,
+    pub model: Option<String>,
+}
+
+impl RunOptions {
+    pub fn fake(behavior: &str) -> RunOptions {
+        RunOptions {
+            fixture: fixture::BUILTIN.into(),
+            lane: Lane::Fake,
+            provider_bin: None,
+            timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+            fake_behavior: behavior.into(),
+            runs_dir: None,
+            model_provider: None,
+            model: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Stage2Out {
+    pub report: Report,
+    pub run_dir: PathBuf,
+    pub seq: u64,
+    pub artifacts: usize,
+}
+
+pub fn shipped_fake() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.join(FAKE_BIN))
+}
+
+/// A gate that stopped the run before the provider started.
+struct Blocked {
+    gate: &'static str,
+    file: &'static str,
+    message: String,
+}
+
+struct Run<'a> {
+    home: &'a mut Home,
+    opts: &'a RunOptions,
+    fixture: Fixture,
+    dir: PathBuf,
+    report: Report,
+    started_at: Instant,
+    provider_object: Option<ObjectId>,
+    provider_admission: Option<String>,
+    model_admission: Option<String>,
+    config_object: Option<ObjectId>,
+    interrupt: Arc<AtomicBool>,
+}
+
+fn mkdir_private(p: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(p)
+        .map_err(Error::io("create", p))
+}
+
+/// `<runs>/<UTC yyyymmddThhmmssZ>-<fixture>-<pid>`, with `-N` if that exists.
+fn make_run_dir(runs: &Path, fixture: &str) -> Result<(String, PathBuf)> {
+    mkdir_private(runs)?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let base = format!("{stamp}-{fixture}-{}", std::process::id());
+    for n in 1..1000 {
+        let id = if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
+        let p = runs.join(&id);
+        match fs::DirBuilder::new().mode(0o700).create(&p) {
+            Ok(()) => return Ok((id, p)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(Error::Io {
+                    action: "create run folder",
+                    path: p,
+                    source: e,
+                })
+            }
+        }
+    }
+    Err(Error::bad_input(
+        format!("too many runs named {base} in {}", runs.display()),
+        "use another --runs-dir",
+    ))
+}
+
+pub fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out> {
+    let fixture = fixture::load(&opts.fixture)?;
+    if opts.lane == Lane::Fake
+        && !["solve", "fail", "hang", "hang-grandchild", "crash", "noop"]
+            .contains(&opts.fake_behavior.as_str())
+    {
+        return Err(Error::bad_input(
+            format!("fake behaviour `{}` is unknown", opts.fake_behavior),
+            "use one of solve, fail, hang, hang-grandchild, crash, noop",
+        ));
+    }
+    let runs = opts.runs_dir.clone().unwrap_or_else(|| home.runs_dir());
+    let (run_id, dir) = make_run_dir(&runs, &fixture.manifest.name)?;
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let sig_ids: Vec<_> = [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ]
+    .iter()
+    .filter_map(|s| signal_hook::flag::register(*s, interrupt.clone()).ok())
+    .collect();
+    let report = Report {
+        schema: report::SCHEMA.into(),
+        run_id,
+        kind: "stage2".into(),
+        fixture: fixture.manifest.name.clone(),
+        lane: opts.lane.as_str().into(),
+        status: "started".into(),
+        verdict: "fail".into(),
+        reason: None,
+        started: now(),
+        finished: None,
+        duration_seconds: None,
+        timeout_seconds: opts.timeout_seconds,
+        gates: Vec::new(),
+        provider: Provider::default(),
+        model: None,
+        argv: Vec::new(),
+        cwd: None,
+        env_names: Vec::new(),
+        provider_exit: None,
+        tests: None,
+        workspace_changes: Vec::new(),
+        evidence: Vec::new(),
+    };
+    let mut run = Run {
+        home,
+        opts,
+        fixture,
+        dir,
+        report,
+        started_at: Instant::now(),
+        provider_object: None,
+        provider_admission: None,
+        model_admission: None,
+        config_object: None,
+        interrupt,
+    };
+    // The report exists before anything else can go wrong.
+    let first = report::write(&run.dir, &run.report);
+    let result = first.and_then(|_| run.execute());
+    if let Err(e) = &result {
+        run.report.status = "error".into();
+        run.report.reason = Some(format!("harness error: {e}"));
+    }
+    let out = run.finish();
+    for id in sig_ids {
+        signal_hook::low_level::unregister(id);
+    }
+    match (result, out) {
+        (Err(e), _) => Err(e),
+        (Ok(()), out) => out,
+    }
+}
+
+impl Run<'_> {
+    fn backend(&self) -> PathBuf {
+        self.dir.join("backend")
+    }
+    fn workspace(&self) -> PathBuf {
+        self.dir.join("workspace")
+    }
+
+    fn gate_pass(&mut self, name: &str, detail: String) {
+        self.report.gates.push(Gate {
+            name: name.into(),
+            passed: true,
+            detail,
+            file: None,
+        });
+    }
+
+    fn block(&mut self, b: Blocked) -> Result<()> {
+        let p = self.backend().join(b.file);
+        let text = format!(
+            "{}\n\ngate: {}\nrun: {}\ntime: {}\n",
+            b.message,
+            b.gate,
+            self.report.run_id,
+            now()
+        );
+        fs::write(&p, text).map_err(Error::io("write", &p))?;
+        self.report.gates.push(Gate {
+            name: b.gate.into(),
+            passed: false,
+            detail: b.message.clone(),
+            file: Some(format!("backend/{}", b.file)),
+        });
+        self.report.status = "blocked".into();
+        self.report.verdict = "fail".into();
+        self.report.reason = Some(b.message);
+        Ok(())
+    }
+
+    fn execute(&mut self) -> Result<()> {
+        for d in ["workspace", "backend/case-data", "home", "tmp"] {
+            mkdir_private(&self.dir.join(d))?;
+        }
+        self.prepare_workspace()?;
+        let provider = match self.provider_gates()? {
+            Ok(p) => p,
+            Err(b) => return self.block(b),
+        };
+        let model = match self.model_gate()? {
+            Ok(m) => m,
+            Err(b) => return self.block(b),
+        };
+        let executed = match self.materialise(&provider)? {
+            Ok(p) => p,
+            Err(b) => return self.block(b),
+        };
+        self.write_case_data(&model)?;
+        if self.interrupt.load(std::sync::atomic::Ordering::SeqCst) {
+            self.report.status = "interrupted".into();
+            self.report.reason =
+                Some("cto-ledger was interrupted before the provider started".into());
+            return Ok(());
+        }
+        self.run_provider(&executed)?;
+        if self.report.status != "interrupted" {
+            self.run_tests()?;
+        }
+        Ok(())
+    }
+
+    fn task_path(&self) -> PathBuf {
+        self.workspace()
+            .join(".case/tasks/active")
+            .join(format!("{}.task.json", self.fixture.manifest.task))
+    }
+
+    fn prepare_workspace(&mut self) -> Result<()> {
+        let ws = self.workspace();
+        fixture::write_files(&ws, &self.fixture.repo_files)?;
+        crate::git::init_and_commit(&ws, &format!("fixture {}", self.fixture.manifest.name))?;
+        let task = self.task_path();
+        let mut files = vec![(
+            format!("{}.task.json", self.fixture.manifest.task),
+            self.fixture.task_json.clone(),
+        )];
+        if let Some(md) = &self.fixture.task_md {
+            files.push((format!("{}.md", self.fixture.manifest.task), md.clone()));
+        }
+        fixture::write_files(task.parent().expect("task has a folder"), &files)?;
+        Ok(())
+    }
+
+    /// Provider available, admitted, not revoked: returns the admitted object.
+    fn provider_gates(&mut self) -> Result<std::result::Result<ObjectMeta, Blocked>> {
+        let lane = self.opts.lane;
+        let given = match (&self.opts.provider_bin, lane) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Lane::Fake) => shipped_fake(),
+            (None, Lane::Case) => None,
+        };
+        self.report.provider.path_given = given.as_ref().map(|p| p.display().to_string());
+        let Some(path) = given else {
+            return Ok(Err(Blocked {
+                gate: "provider_available",
+                file: "provider-unavailable.txt",
+                message: "the real Case lane needs a provider: CTO_HARNESS_CASE_BIN is not set and no --provider-bin was given".into(),
+            }));
+        };
+        let meta = fs::metadata(&path);
+        let unavailable = match &meta {
+            Err(e) => Some(format!("provider {} is unavailable: {e}", path.display())),
+            Ok(m) if !m.is_file() => {
+                Some(format!("provider {} is not a regular file", path.display()))
+            }
+            Ok(m) if m.permissions().mode() & 0o111 == 0 => {
+                Some(format!("provider {} is not executable", path.display()))
+            }
+            Ok(_) => None,
+        };
+        if let Some(message) = unavailable {
+            return Ok(Err(Blocked {
+                gate: "provider_available",
+                file: "provider-unavailable.txt",
+                message,
+            }));
+        }
+        self.gate_pass(
+            "provider_available",
+            format!("{} exists and is executable", path.display()),
+        );
+
+        let m = hash_file(&path)?;
+        self.report.provider.sha256 = Some(m.sha256.to_string());
+        self.report.provider.blake3 = Some(m.id.to_string());
+        let scope_ok = if lane == Lane::Case {
+            "a.scope = 'any'"
+        } else {
+            "1"
+        };
+        let live = self.home.ledger.rows(
+            &format!(
+                "SELECT a.id, a.name, a.pin, a.commit_id, a.build_id, a.scope, s.url FROM admissions a LEFT JOIN sources s ON s.id = a.source_id
+                 WHERE a.object = ?1 AND {scope_ok} AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.target = a.id) ORDER BY a.seq DESC LIMIT 1"
+            ),
+            &[&m.id.to_string()],
+        )?;
+        let mut adm = live.into_iter().next();
+        let is_shipped_fake = lane == Lane::Fake && self.opts.provider_bin.is_none();
+        if adm.is_none() && is_shipped_fake && !self.any_admission(&m.id)? {
+            adm = Some(self.admit_shipped_fake(&path, m)?);
+        }
+        let Some(adm) = adm else {
+            let message = self.not_admitted_message(&path, &m)?;
+            return Ok(Err(Blocked {
+                gate: "provider_admitted",
+                file: "provider-not-admitted.txt",
+                message,
+            }));
+        };
+        let s = |k: &str| adm[k].as_str().map(str::to_string);
+        self.report.provider.admission = s("id");
+        self.report.provider.admission_name = s("name");
+        self.report.provider.source_pin = s("pin");
+        self.report.provider.source_commit = s("commit_id");
+        self.report.provider.source_url = s("url");
+        self.report.provider.build = s("build_id");
+        self.provider_admission = s("id");
+        self.provider_object = Some(m.id);
+        self.gate_pass(
+            "provider_admitted",
+            format!(
+                "{} is admitted as {} ({})",
+                m.sha256,
+                s("id").unwrap_or_default(),
+                s("scope").unwrap_or_default()
+            ),
+        );
+        Ok(Ok(m))
+    }
+
+    fn any_admission(&self, id: &ObjectId) -> Result<bool> {
+        Ok(self
+            .home
+            .ledger
+            .row(
+                "SELECT id FROM admissions WHERE object = ?1",
+                &[&id.to_string()],
+            )?
+            .is_some())
+    }
+
+    /// The fake shipped with cto-ledger is admitted for the fake lane on first use,
+    /// as a recorded event, so a fresh ledger can run the default job.
+    fn admit_shipped_fake(&mut self, path: &Path, m: ObjectMeta) -> Result<serde_json::Value> {
+        let stored = self.home.store.put_file(path)?;
+        if stored.id != m.id {
+            return Err(Error::Integrity {
+                message: format!("{} changed while it was being admitted", path.display()),
+            });
+        }
+        let rec = AdmissionRec {
+            id: new_id("adm"),
+            name: "fake-ca".into(),
+            object: m.id,
+            sha256: m.sha256,
+            size: m.size,
+            path: path.display().to_string(),
+            pin: None,
+            commit: None,
+            source: None,
+            scope: "fake-lane".into(),
+            build: None,
+            allowed_modified: Vec::new(),
+            decisions: vec![format!(
+                "fake provider shipped with cto-ledger {} beside the running executable; admitted for the fake Stage 2 lane only",
+                env!("CARGO_PKG_VERSION")
+            )],
+            objects: vec![ObjRec::new(m, ObjKind::Blob)],
+        };
+        self.home
+            .ledger
+            .commit(vec![Body::Admission(rec.clone())])?;
+        Ok(json!({"id": rec.id, "name": rec.name, "scope": rec.scope}))
+    }
+
+    fn not_admitted_message(&self, path: &Path, m: &ObjectMeta) -> Result<String> {
+        let l = &self.home.ledger;
+        let revoked = l.rows(
+            "SELECT a.id, r.id AS rev, r.reason FROM admissions a JOIN revocations r ON r.target = a.id WHERE a.object = ?1 ORDER BY r.seq DESC LIMIT 1",
+            &[&m.id.to_string()],
+        )?;
+        if let Some(r) = revoked.first() {
+            return Ok(format!(
+                "provider {} ({}) was admitted as {} but that admission was revoked by {}: {}",
+                path.display(),
+                m.sha256,
+                r["id"].as_str().unwrap_or(""),
+                r["rev"].as_str().unwrap_or(""),
+                r["reason"].as_str().unwrap_or("")
+            ));
+        }
+        if self.opts.lane == Lane::Case && self.any_admission(&m.id)? {
+            return Ok(format!("provider {} ({}) is admitted for the fake lane only; the real lane needs an admission with a source pin", path.display(), m.sha256));
+        }
+        let abs = std::path::absolute(path)
+            .unwrap_or_else(|_| path.to_path_buf())
+            .display()
+            .to_string();
+        let earlier = l.rows(
+            "SELECT id, sha256 FROM admissions WHERE path = ?1 ORDER BY seq DESC LIMIT 1",
+            &[&abs],
+        )?;
+        if let Some(e) = earlier.first() {
+            return Ok(format!(
+                "provider {} now hashes to {}, but it was admitted as {} ({}): the file changed since admission, so it is not admitted",
+                path.display(),
+                m.sha256,
+                e["sha256"].as_str().unwrap_or(""),
+                e["id"].as_str().unwrap_or("")
+            ));
+        }
+        Ok(format!(
+            "provider {} ({}) is not admitted; admit it first: cto-ledger admit {} --source-pin <commit it was built from>",
+            path.display(),
+            m.sha256,
+            path.display()
+        ))
+    }
+
+    fn model_gate(&mut self) -> Result<std::result::Result<Model, Blocked>> {
+        let (p, m) = (self.opts.model_provider.clone(), self.opts.model.clone());
+        let pair = match (p, m, self.opts.lane) {
+            (None, None, Lane::Fake) => {
+                let (p, m) = FAKE_MODEL;
+                self.gate_pass(
+                    "model_admitted",
+                    "fake lane: the fake provider calls no model".into(),
+                );
+                let model = Model {
+                    provider: p.into(),
+                    model: m.into(),
+                    admission: None,
+                };
+                self.report.model = Some(model.clone());
+                return Ok(Ok(model));
+            }
+            (Some(p), Some(m), _) => (p, m),
+            (p, m, _) => {
+                let missing: Vec<&str> = [
+                    ("CTO_HARNESS_CASE_MODEL_PROVIDER", &p),
+                    ("CTO_HARNESS_CASE_MODEL", &m),
+                ]
+                .iter()
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| *k)
+                .collect();
+                return Ok(Err(Blocked {
+                    gate: "model_admitted",
+                    file: "provider-model-not-admitted.txt",
+                    message: format!(
+                        "{} not set: without an explicit model Case falls back to its built-in default model, which nobody admitted. Set both and admit the pair with `cto-ledger admit --model PROVIDER/MODEL`",
+                        missing.join(" and ")
+                    ),
+                }));
+            }
+        };
+        let (p, m) = pair;
+        self.report.model = Some(Model {
+            provider: p.clone(),
+            model: m.clone(),
+            admission: None,
+        });
+        if ops::parse_model(&format!("{p}/{m}")).is_err() {
+            return Ok(Err(Blocked {
+                gate: "model_admitted",
+                file: "provider-model-not-admitted.txt",
+                message: format!("model `{p}/{m}` is not a valid PROVIDER/MODEL pair"),
+            }));
+        }
+        match ops::model_admission(self.home, &p, &m)? {
+            Some(id) => {
+                self.gate_pass("model_admitted", format!("{p}/{m} is admitted as {id}"));
+                self.model_admission = Some(id.clone());
+                let model = Model { provider: p, model: m, admission: Some(id) };
+                self.report.model = Some(model.clone());
+                Ok(Ok(model))
+            }
+            None => Ok(Err(Blocked {
+                gate: "model_admitted",
+                file: "provider-model-not-admitted.txt",
+                message: format!("model {p}/{m} is not admitted (or its admission was revoked); admit it with `cto-ledger admit --model {p}/{m}`"),
+            })),
+        }
+    }
+
+    /// Copies the admitted object out of the store into the private run folder and
+    /// re-hashes the copy: that copy, not the path the user gave, is executed.
+    fn materialise(&mut self, m: &ObjectMeta) -> Result<std::result::Result<PathBuf, Blocked>> {
+        let dir = self.backend().join("provider");
+        mkdir_private(&dir)?;
+        let p = dir.join("ca");
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o700)
+            .open(&p)
+            .map_err(Error::io("create", &p))?;
+        let copied = self.home.store.copy_verified(&m.id, &mut f);
+        f.sync_all().map_err(Error::io("fsync", &p))?;
+        drop(f);
+        let recheck = copied.and_then(|_| hash_file(&p));
+        match recheck {
+            Ok(h) if h.id == m.id && h.sha256 == m.sha256 => {}
+            Ok(h) => {
+                return Ok(Err(Blocked {
+                    gate: "provider_bytes_verified",
+                    file: "provider-not-admitted.txt",
+                    message: format!("the copy of admitted provider {} hashes to {}: refusing to run it", m.id, h.id),
+                }))
+            }
+            Err(Error::Integrity { message }) => {
+                return Ok(Err(Blocked {
+                    gate: "provider_bytes_verified",
+                    file: "provider-not-admitted.txt",
+                    message: format!("the stored bytes of admitted provider {} are damaged ({message}); refusing to run them", m.sha256),
+                }))
+            }
+            Err(e) => return Err(e),
+        }
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o500))
+            .map_err(Error::io("chmod", &p))?;
+        self.report.provider.executed = Some(p.display().to_string());
+        self.gate_pass(
+            "provider_bytes_verified",
+            format!("executing {} re-hashed to {}", p.display(), m.sha256),
+        );
+        Ok(Ok(p))
+    }
+
+    fn write_case_data(&mut self, model: &Model) -> Result<()> {
+        let data = self.backend().join("case-data");
+        let manifest = &self.fixture.manifest;
+        let test_cmd = manifest.test_command.join(" ");
+        let config =
+            json!({"models": {"default": {"provider": model.provider, "model": model.model}}});
+        let projects = json!({"repos": [{
+            "name": manifest.repo,
+            "path": self.workspace().display().to_string(),
+            "remote": "",
+            "language": manifest.language,
+            "packageManager": manifest.package_manager,
+            "commands": {"test": test_cmd},
+        }]});
+        let cfg_path = data.join("config.json");
+        fs::write(&cfg_path, serde_json::to_vec_pretty(&config).expect("json"))
+            .map_err(Error::io("write", &cfg_path))?;
+        let pj = data.join("projects.json");
+        fs::write(&pj, serde_json::to_vec_pretty(&projects).expect("json"))
+            .map_err(Error::io("write", &pj))?;
+        self.config_object = Some(hash_file(&cfg_path)?.id);
+        if self.opts.lane == Lane::Fake && !self.fixture.solution.is_empty() {
+            fixture::write_files(
+                &self.backend().join("fake-solution"),
+                &self.fixture.solution,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn base_env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "PATH".into(),
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+            ),
+            ("HOME".into(), self.dir.join("home").display().to_string()),
+            ("TMPDIR".into(), self.dir.join("tmp").display().to_string()),
+            ("LANG".into(), "C.UTF-8".into()),
+            ("TERM".into(), "dumb".into()),
+        ]
+    }
+
+    fn provider_env(&self) -> Vec<(String, String)> {
+        let mut env = self.base_env();
+        env.push((
+            "CASE_DATA_DIR".into(),
+            self.backend().join("case-data").display().to_string(),
+        ));
+        if self.opts.lane == Lane::Fake {
+            env.push((
+                "CTO_FAKE_CA_BEHAVIOR".into(),
+                self.opts.fake_behavior.clone(),
+            ));
+            env.push((
+                "CTO_FAKE_CA_SOLUTION".into(),
+                self.backend().join("fake-solution").display().to_string(),
+            ));
+        }
+        // Credentials the real provider needs are passed only by explicit name.
+        if let Ok(names) = std::env::var("CTO_HARNESS_PASS_ENV") {
+            for n in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                if let Ok(v) = std::env::var(n) {
+                    if !env.iter().any(|(k, _)| k == n) {
+                        env.push((n.to_string(), v));
+                    }
+                }
+            }
+        }
+        env
+    }
+
+    fn run_provider(&mut self, exe: &Path) -> Result<()> {
+        let task = self.task_path();
+        let argv: Vec<String> = vec![
+            exe.display().to_string(),
+            "run".into(),
+            "--task".into(),
+            task.display().to_string(),
+            "--mode".into(),
+            "unattended".into(),
+        ];
+        let env = self.provider_env();
+        self.report.argv = argv.clone();
+        self.report.cwd = Some(self.workspace().display().to_string());
+        self.report.env_names = env.iter().map(|(k, _)| k.clone()).collect();
+        report::write(&self.dir, &self.report)?; // still `started`, now naming what will run
+        let out_p = self.backend().join("provider-stdout.log");
+        let err_p = self.backend().join("provider-stderr.log");
+        let out = fs::File::create(&out_p).map_err(Error::io("create", &out_p))?;
+        let err = fs::File::create(&err_p).map_err(Error::io("create", &err_p))?;
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .current_dir(self.workspace())
+            .env_clear()
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        process::become_subreaper();
+        let timeout = Duration::from_secs_f64(self.opts.timeout_seconds);
+        let o = match process::run_bounded(cmd, timeout, &self.interrupt) {
+            Ok(o) => o,
+            Err(e) => {
+                self.report.status = "failed".into();
+                self.report.reason = Some(format!("the provider could not be started: {e}"));
+                let p = self.backend().join("provider-start-failed.txt");
+                fs::write(&p, format!("{e}\n")).map_err(Error::io("write", &p))?;
+                return Ok(());
+            }
+        };
+        self.report.provider_exit = Some(ProviderExit {
+            pid: o.pid,
+            code: o.code,
+            signal: o.signal,
+            timed_out: o.timed_out,
+            interrupted: o.interrupted,
+            killed_pids: o.killed.clone(),
+        });
+        if o.timed_out {
+            let p = self.backend().join("provider-timeout.txt");
+            let text = format!(
+                "provider timed out after {:.3} s (limit {} s); its process group {} was killed\nkilled pids: {}\n",
+                o.elapsed.as_secs_f64(),
+                self.opts.timeout_seconds,
+                o.pid,
+                o.killed.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
+            );
+            fs::write(&p, text).map_err(Error::io("write", &p))?;
+            self.report.status = "provider_timeout".into();
+            self.report.reason = Some(format!(
+                "provider exceeded its {} s timeout and was killed with its process group",
+                self.opts.timeout_seconds
+            ));
+        } else if o.interrupted {
+            let p = self.backend().join("interrupted.txt");
+            fs::write(
+                &p,
+                format!(
+                    "cto-ledger was interrupted; provider group {} killed: {:?}\n",
+                    o.pid, o.killed
+                ),
+            )
+            .map_err(Error::io("write", &p))?;
+            self.report.status = "interrupted".into();
+            self.report.reason = Some("cto-ledger was interrupted (SIGINT/SIGTERM/SIGHUP); the provider's process group was killed".into());
+        }
+        Ok(())
+    }
+
+    fn run_tests(&mut self) -> Result<()> {
+        let cmd_v = self.fixture.manifest.test_command.clone();
+        let log_p = self.backend().join("tests.log");
+        let log = fs::File::create(&log_p).map_err(Error::io("create", &log_p))?;
+        let log2 = log.try_clone().map_err(Error::io("open", &log_p))?;
+        let mut cmd = Command::new(&cmd_v[0]);
+        cmd.args(&cmd_v[1..])
+            .current_dir(self.workspace())
+            .env_clear()
+            .envs(self.base_env())
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        let never = AtomicBool::new(false);
+        let (code, result) = match process::run_bounded(cmd, TEST_TIMEOUT, &never) {
+            Ok(o) if o.timed_out => (None, "timeout"),
+            Ok(o) => {
+                let text = fs::read_to_string(&log_p).unwrap_or_default();
+                let ran_none = text.contains("Ran 0 tests") || text.contains("NO TESTS RAN");
+                (
+                    o.code,
+                    if o.code == Some(0) && !ran_none {
+                        "passed"
+                    } else {
+                        "failed"
+                    },
+                )
+            }
+            Err(e) => {
+                fs::write(&log_p, format!("could not run {}: {e}\n", cmd_v.join(" ")))
+                    .map_err(Error::io("write", &log_p))?;
+                (None, "error")
+            }
+        };
+        self.report.tests = Some(Tests {
+            command: cmd_v,
+            exit_code: code,
+            result: result.into(),
+            log: "backend/tests.log".into(),
+        });
+        if self.report.status == "started" {
+            if result == "passed" {
+                self.report.status = "passed".into();
+                self.report.verdict = "pass".into();
+            } else {
+                self.report.status = "failed".into();
+                self.report.reason = Some(format!(
+                    "the fixture's tests {result} ({})",
+                    self.fixture.manifest.test_command.join(" ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Finalises `report.json`, ingests the run folder and records the run.
+    fn finish(&mut self) -> Result<Stage2Out> {
+        if self.report.status == "started" {
+            self.report.status = "error".into();
+            self.report
+                .reason
+                .get_or_insert_with(|| "the run ended without a verdict".into());
+        }
+        if let Ok(st) = crate::git::state(&self.workspace()) {
+            self.report.workspace_changes = st
+                .changes
+                .iter()
+                .map(|(p, s)| Change {
+                    path: String::from_utf8_lossy(p).into_owned(),
+                    status: s.to_string(),
+                })
+                .collect();
+        }
+        self.report.finished = Some(now());
+        self.report.duration_seconds =
+            Some((self.started_at.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
+        // Every evidence file's digest, .git internals aside (they are in the tree object).
+        let mut evidence = Vec::new();
+        for ent in walkdir::WalkDir::new(&self.dir)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| e.file_name() != ".git")
+            .flatten()
+        {
+            if !ent.file_type().is_file() {
+                continue;
+            }
+            let rel = ent
+                .path()
+                .strip_prefix(&self.dir)
+                .expect("under run dir")
+                .to_string_lossy()
+                .into_owned();
+            if rel == "report.json" || rel.starts_with(".report-") {
+                continue;
+            }
+            let m = hash_file(ent.path())?;
+            evidence.push(Evidence {
+                path: rel,
+                sha256: m.sha256.to_string(),
+                blake3: m.id.to_string(),
+                size: m.size,
+            });
+        }
+        self.report.evidence = evidence;
+        report::write(&self.dir, &self.report)?;
+
+        let ing = tree::ingest_path(
+            &self.home.store,
+            &self.dir,
+            &indicatif::ProgressBar::hidden(),
+        )?;
+        let report_meta = hash_file(&self.dir.join("report.json"))?;
+        let mut artifacts: Vec<ArtifactRec> = self
+            .report
+            .evidence
+            .iter()
+            .map(|e| ArtifactRec {
+                path: e.path.clone(),
+                object: ObjectId::parse(&e.blake3).expect("we wrote it"),
+            })
+            .collect();
+        artifacts.push(ArtifactRec {
+            path: "report.json".into(),
+            object: report_meta.id,
+        });
+        let ids: Vec<ObjectId> = ing.objects.iter().map(|(m, _)| m.id).collect();
+        let known = self.home.ledger.has_objects(&ids)?;
+        let mut seen = std::collections::BTreeSet::new();
+        let objects: Vec<ObjRec> = ing
+            .objects
+            .iter()
+            .zip(known)
+            .filter(|(_, k)| !k)
+            .filter(|((m, _), _)| seen.insert(m.id))
+            .map(|((m, k), _)| ObjRec::new(*m, *k))
+            .collect();
+        let r = &self.report;
+        let rec = RunRec {
+            id: r.run_id.clone(),
+            run_kind: r.kind.clone(),
+            fixture: r.fixture.clone(),
+            lane: r.lane.clone(),
+            status: r.status.clone(),
+            verdict: r.verdict.clone(),
+            provider_path: r.provider.path_given.clone(),
+            provider_object: self.provider_object,
+            provider_admission: self.provider_admission.clone(),
+            model: r
+                .model
+                .as_ref()
+                .map(|m| format!("{}/{}", m.provider, m.model)),
+            model_admission: self.model_admission.clone(),
+            config_object: self.config_object,
+            report_object: Some(report_meta.id),
+            tree_object: ing.root.id,
+            run_dir: self.dir.display().to_string(),
+            started: r.started.clone(),
+            finished: r.finished.clone().unwrap_or_default(),
+            artifacts,
+            objects,
+        };
+        let n = rec.artifacts.len();
+        let ev = self.home.ledger.commit(vec![Body::Run(rec)])?;
+        Ok(Stage2Out {
+            report: self.report.clone(),
+            run_dir: self.dir.clone(),
+            seq: ev[0].seq,
+            artifacts: n,
+        })
+    }
+}

@@ -1,0 +1,152 @@
+//! Running a provider bounded in time: its own process group, stdin closed,
+//! output to files, the whole group (and any orphan reparented to us) killed
+//! on timeout, on interrupt, and after it exits.
+
+use std::fs;
+use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::process::{kill_process, kill_process_group, waitpid, Pid, Signal, WaitOptions};
+
+const POLL: Duration = Duration::from_millis(20);
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub pid: u32,
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub interrupted: bool,
+    pub killed: Vec<u32>,
+    pub elapsed: Duration,
+}
+
+/// (pid, state, ppid, pgrp) of every process, from `/proc`.
+pub fn processes() -> Vec<(u32, char, u32, u32)> {
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The command name may hold spaces and parentheses: parse after the last ')'.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let mut f = rest.split_whitespace();
+            let state = f.next()?.chars().next()?;
+            let ppid = f.next()?.parse().ok()?;
+            let pgrp = f.next()?.parse().ok()?;
+            Some((pid, state, ppid, pgrp))
+        })
+        .collect()
+}
+
+/// Live (not zombie) members of a process group.
+pub fn live_in_group(pgid: u32) -> Vec<u32> {
+    processes()
+        .into_iter()
+        .filter(|p| p.3 == pgid && p.1 != 'Z' && p.1 != 'X')
+        .map(|p| p.0)
+        .collect()
+}
+
+/// Makes this process the reaper of orphaned descendants, so a grandchild that
+/// leaves the provider's group still cannot outlive the run unseen.
+pub fn become_subreaper() {
+    let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+}
+
+fn pid(p: u32) -> Option<Pid> {
+    Pid::from_raw(p as i32)
+}
+
+/// Kills the group and every orphan reparented to us; returns the pids that were alive.
+fn kill_all(pgid: u32, child_pid: u32) -> Vec<u32> {
+    let me = std::process::id();
+    let mut killed = Vec::new();
+    for round in 0..50 {
+        let procs = processes();
+        let targets: Vec<u32> = procs
+            .iter()
+            .filter(|p| p.1 != 'Z' && p.1 != 'X')
+            .filter(|p| p.3 == pgid || (p.2 == me && p.0 != child_pid))
+            .map(|p| p.0)
+            .collect();
+        if let Some(g) = pid(pgid) {
+            let _ = kill_process_group(g, Signal::KILL);
+        }
+        for t in &targets {
+            if let Some(p) = pid(*t) {
+                let _ = kill_process(p, Signal::KILL);
+            }
+            if !killed.contains(t) {
+                killed.push(*t);
+            }
+        }
+        // Reap orphans that became our children so they do not linger as zombies.
+        for p in procs.iter().filter(|p| p.2 == me && p.0 != child_pid) {
+            if let Some(pp) = pid(p.0) {
+                let _ = waitpid(Some(pp), WaitOptions::NOHANG);
+            }
+        }
+        if targets.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(if round < 10 { 10 } else { 50 }));
+    }
+    killed.sort_unstable();
+    killed
+}
+
+fn decode(st: ExitStatus) -> (Option<i32>, Option<i32>) {
+    use std::os::unix::process::ExitStatusExt;
+    (st.code(), st.signal())
+}
+
+/// Spawns `cmd` as the leader of a new process group and waits at most `timeout`.
+pub fn run_bounded(
+    mut cmd: Command,
+    timeout: Duration,
+    interrupt: &AtomicBool,
+) -> std::io::Result<Outcome> {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    let start = Instant::now();
+    let mut child: Child = cmd.spawn()?;
+    let child_pid = child.id();
+    let (mut timed_out, mut interrupted) = (false, false);
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if interrupt.load(Ordering::SeqCst) {
+            interrupted = true;
+        } else if start.elapsed() >= timeout {
+            timed_out = true;
+        }
+        if timed_out || interrupted {
+            let _ =
+                kill_process_group(pid(child_pid).expect("child pid is positive"), Signal::KILL);
+            break child.wait()?;
+        }
+        std::thread::sleep(POLL);
+    };
+    let elapsed = start.elapsed();
+    // Whatever the provider left running (a daemon, a grandchild) dies with the run.
+    let mut killed = kill_all(child_pid, child_pid);
+    if timed_out || interrupted {
+        killed.insert(0, child_pid);
+        killed.dedup();
+    }
+    let (code, signal) = decode(status);
+    Ok(Outcome {
+        pid: child_pid,
+        code,
+        signal,
+        timed_out,
+        interrupted,
+        killed,
+        elapsed,
+    })
+}

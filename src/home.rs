@@ -1,0 +1,78 @@
+//! The ledger home: `objects/`, `ledger.db` and `runs/`, found by `--ledger`,
+//! then `CTO_LEDGER_DIR`, then `$XDG_DATA_HOME/cto-ledger`, then `~/.local/share/cto-ledger`.
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::ledger::{Ledger, Mode};
+use crate::store::{LocalBackend, Store};
+
+pub fn locate(flag: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = flag {
+        return Ok(p.to_path_buf());
+    }
+    let non_empty = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(p) = non_empty("CTO_LEDGER_DIR") {
+        return Ok(p);
+    }
+    if let Some(p) = non_empty("XDG_DATA_HOME") {
+        return Ok(p.join("cto-ledger"));
+    }
+    if let Some(h) = non_empty("HOME") {
+        return Ok(h.join(".local/share/cto-ledger"));
+    }
+    Err(Error::bad_input(
+        "cannot find a ledger home: none of --ledger, CTO_LEDGER_DIR, XDG_DATA_HOME or HOME is set",
+        "pass --ledger DIR",
+    ))
+}
+
+/// An open ledger home.
+pub struct Home {
+    pub dir: PathBuf,
+    pub store: Store,
+    pub ledger: Ledger,
+}
+
+impl Home {
+    pub fn open(dir: &Path, mode: Mode) -> Result<Home> {
+        match fs::symlink_metadata(dir) {
+            Ok(m) if !m.is_dir() => {
+                return Err(Error::bad_input(format!("ledger home {} is not a directory", dir.display()), "point --ledger at a directory"))
+            }
+            Ok(_) => {}
+            Err(_) if mode == Mode::ReadOnly => {
+                return Err(Error::Ledger {
+                    path: dir.to_path_buf(),
+                    message: "no ledger here".into(),
+                    hint: Some("run `cto-ledger init` first, or point --ledger / CTO_LEDGER_DIR at an existing ledger".into()),
+                })
+            }
+            Err(_) => {
+                fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(Error::io("create ledger home", dir))?;
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(Error::io("chmod", dir))?;
+            }
+        }
+        let objects = dir.join("objects");
+        let store = Store::new(Box::new(LocalBackend::open(
+            &objects,
+            mode == Mode::ReadWrite,
+        )?));
+        let ledger = Ledger::open(&dir.join("ledger.db"), mode)?;
+        Ok(Home {
+            dir: dir.to_path_buf(),
+            store,
+            ledger,
+        })
+    }
+
+    pub fn runs_dir(&self) -> PathBuf {
+        self.dir.join("runs")
+    }
+}

@@ -1,0 +1,487 @@
+//! The SQLite ledger: migrations, the hash-chained journal and its projections.
+//! This module is the only one that touches rusqlite.
+
+pub mod events;
+mod project;
+pub mod query;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, Result};
+use events::{Actor, Body, Event};
+
+/// Migrations, applied in order under `PRAGMA user_version`. Never edit one that shipped.
+const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("../../schema/0001_init.sql"))];
+
+/// The tables rebuilt from the journal, children before parents (for deletes).
+pub const PROJECTIONS: &[&str] = &[
+    "run_artifacts",
+    "runs",
+    "revocations",
+    "model_admissions",
+    "refusals",
+    "admission_modified",
+    "admissions",
+    "source_changes",
+    "sources",
+    "ingests",
+    "objects",
+];
+
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+pub struct Ledger {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// The journal's head: what `checkpoint` prints and `audit --checkpoint` checks.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Head {
+    pub seq: u64,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    ReadOnly,
+    ReadWrite,
+}
+
+fn ledger_err(path: &Path, e: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode::*;
+    let (message, hint) = match e.sqlite_error_code() {
+        Some(NotADatabase) => (
+            "is not a SQLite database (or is encrypted or damaged)".to_string(),
+            "move it aside and restore it from a backup; cto-ledger will not modify it",
+        ),
+        Some(DatabaseCorrupt) => (
+            "is corrupt".to_string(),
+            "move it aside and restore it from a backup; cto-ledger will not modify it",
+        ),
+        Some(CannotOpen) | Some(ReadOnly) | Some(PermissionDenied) => (
+            format!("cannot be opened: {e}"),
+            "check the path and its permissions",
+        ),
+        Some(DatabaseBusy) | Some(DatabaseLocked) => (
+            format!("is busy: {e}"),
+            "another process holds it; try again",
+        ),
+        _ => (format!("{e}"), "check the ledger with `cto-ledger audit`"),
+    };
+    Error::Ledger {
+        path: path.to_path_buf(),
+        message,
+        hint: Some(hint.into()),
+    }
+}
+
+/// SHA-256(prev_hash || event), both as raw bytes.
+pub fn chain_hash(prev_hex: &str, event: &[u8]) -> String {
+    let mut h = Sha256::new();
+    let mut prev = [0u8; 32];
+    if hex::decode_to_slice(prev_hex, &mut prev).is_err() {
+        // A malformed stored hash cannot chain; hash its text so the mismatch is reported.
+        h.update(prev_hex.as_bytes());
+    } else {
+        h.update(prev);
+    }
+    h.update(event);
+    hex::encode(h.finalize())
+}
+
+pub fn now() -> String {
+    // Tests pin the clock so their output can be compared; documented in the README.
+    if let Ok(t) = std::env::var("CTO_LEDGER_NOW") {
+        return t;
+    }
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Ledger {
+    /// Opens `ledger.db`. `ReadWrite` creates and migrates it; `ReadOnly` never writes.
+    pub fn open(path: &Path, mode: Mode) -> Result<Ledger> {
+        let exists = path.exists();
+        if mode == Mode::ReadOnly && !exists {
+            return Err(Error::Ledger {
+                path: path.to_path_buf(),
+                message: "does not exist".into(),
+                hint: Some("run `cto-ledger init` (or any command that writes) first, or point --ledger at an existing ledger".into()),
+            });
+        }
+        let flags = match mode {
+            Mode::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            Mode::ReadWrite => {
+                OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | OpenFlags::SQLITE_OPEN_CREATE
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            }
+        };
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| ledger_err(path, e))?;
+        conn.busy_timeout(Duration::from_secs(120))
+            .map_err(|e| ledger_err(path, e))?;
+        let mut ledger = Ledger {
+            conn,
+            path: path.to_path_buf(),
+        };
+        let version: i64 = ledger
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| ledger_err(path, e))?;
+        let latest = MIGRATIONS.len() as i64;
+        if version > latest {
+            return Err(Error::Ledger {
+                path: path.to_path_buf(),
+                message: format!("was written by a newer cto-ledger (schema {version}; this binary knows up to {latest}); it was not modified"),
+                hint: Some("upgrade cto-ledger to read this ledger".into()),
+            });
+        }
+        match mode {
+            Mode::ReadWrite => {
+                ledger
+                    .conn
+                    .pragma_update(None, "foreign_keys", "ON")
+                    .map_err(|e| ledger_err(path, e))?;
+                let jm: String = ledger
+                    .conn
+                    .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+                    .map_err(|e| ledger_err(path, e))?;
+                if !jm.eq_ignore_ascii_case("wal") {
+                    return Err(Error::Ledger {
+                        path: path.to_path_buf(),
+                        message: format!("could not enter WAL mode (got {jm})"),
+                        hint: None,
+                    });
+                }
+                ledger
+                    .conn
+                    .pragma_update(None, "synchronous", "FULL")
+                    .map_err(|e| ledger_err(path, e))?;
+                if version < latest {
+                    ledger.migrate()?;
+                }
+            }
+            Mode::ReadOnly => {
+                ledger
+                    .conn
+                    .pragma_update(None, "query_only", "ON")
+                    .map_err(|e| ledger_err(path, e))?;
+                if version < latest {
+                    return Err(Error::Ledger {
+                        path: path.to_path_buf(),
+                        message: format!(
+                            "has schema {version}, older than this cto-ledger's {latest}"
+                        ),
+                        hint: Some(
+                            "run any writing command (e.g. `cto-ledger init`) to upgrade it".into(),
+                        ),
+                    });
+                }
+            }
+        }
+        // Touch the schema so a damaged file is reported here, not mid-command.
+        ledger
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(|e| ledger_err(path, e))?;
+        Ok(ledger)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Exclusive)
+            .map_err(|e| ledger_err(&path, e))?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| ledger_err(&path, e))?;
+        for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(sql).map_err(|e| Error::Ledger {
+                path: path.clone(),
+                message: format!("migration {name} failed: {e}"),
+                hint: None,
+            })?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(|e| ledger_err(&path, e))?;
+        }
+        tx.commit().map_err(|e| ledger_err(&path, e))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn head(&self) -> Result<Head> {
+        head_of(&self.conn)
+    }
+
+    /// Appends events in one transaction: each gets the next sequence number and is
+    /// chained to the one before; projections are updated in the same transaction.
+    pub fn commit(&mut self, bodies: Vec<Body>) -> Result<Vec<Event>> {
+        let actor = Actor::current();
+        let time = now();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(Error::sql("begin"))?;
+        let mut head = head_of(&tx)?;
+        let mut out = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            let event = Event {
+                seq: head.seq + 1,
+                time: time.clone(),
+                actor: actor.clone(),
+                body,
+            };
+            let bytes = serde_jcs::to_vec(&event).expect("events serialise");
+            let hash = chain_hash(&head.hash, &bytes);
+            tx.execute(
+                "INSERT INTO journal (seq, kind, time, event, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                rusqlite::params![event.seq as i64, event.body.kind(), event.time, String::from_utf8(bytes).expect("JSON is UTF-8"), head.hash, hash],
+            )
+            .map_err(Error::sql("append to journal"))?;
+            project::apply(&tx, &event)?;
+            head = Head {
+                seq: event.seq,
+                hash,
+            };
+            out.push(event);
+        }
+        tx.commit().map_err(Error::sql("commit"))?;
+        Ok(out)
+    }
+
+    /// Every journal row in order, raw: (seq, kind, time, event text, prev_hash, hash).
+    pub fn journal_rows(&self) -> Result<Vec<JournalRow>> {
+        journal_rows(&self.conn)
+    }
+
+    /// Rebuilds every projection table from the journal, in one transaction.
+    pub fn reindex(&mut self) -> Result<u64> {
+        let rows = journal_rows(&self.conn)?;
+        let events = decode_all(&rows)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(Error::sql("begin"))?;
+        tx.pragma_update(None, "defer_foreign_keys", "ON")
+            .map_err(Error::sql("defer foreign keys"))?;
+        for t in PROJECTIONS {
+            tx.execute(&format!("DELETE FROM {t}"), [])
+                .map_err(Error::sql("clear projection"))?;
+        }
+        for e in &events {
+            project::apply(&tx, e)?;
+        }
+        tx.commit().map_err(Error::sql("commit"))?;
+        Ok(events.len() as u64)
+    }
+
+    /// Rebuilds the projections from the journal in memory and returns, per table,
+    /// the rows that differ from what is stored: (table, description).
+    pub fn diff_projections(&self) -> Result<Vec<(String, String)>> {
+        let rows = journal_rows(&self.conn)?;
+        let events = match decode_all(&rows) {
+            Ok(e) => e,
+            Err(err) => return Ok(vec![("journal".into(), format!("cannot replay: {err}"))]),
+        };
+        let mut fresh = Connection::open_in_memory().map_err(Error::sql("open scratch db"))?;
+        {
+            let tx = fresh.transaction().map_err(Error::sql("begin"))?;
+            for (_, sql) in MIGRATIONS {
+                tx.execute_batch(sql)
+                    .map_err(Error::sql("scratch schema"))?;
+            }
+            for e in &events {
+                project::apply(&tx, e)?;
+            }
+            tx.commit().map_err(Error::sql("commit"))?;
+        }
+        let mut findings = Vec::new();
+        for t in PROJECTIONS {
+            let want = table_rows(&fresh, t)?;
+            let have = table_rows(&self.conn, t)?;
+            let (mut wi, mut hi) = (want.iter().peekable(), have.iter().peekable());
+            loop {
+                match (wi.peek(), hi.peek()) {
+                    (None, None) => break,
+                    (Some(w), Some(h)) if w == h => {
+                        wi.next();
+                        hi.next();
+                    }
+                    (Some(w), Some(h)) if w[0] == h[0] => {
+                        findings.push((t.to_string(), format!("row {} differs from the journal: stored {} but the journal says {}", w[0], h.join("|"), w.join("|"))));
+                        wi.next();
+                        hi.next();
+                    }
+                    (Some(w), h) if h.is_none() || w < h.unwrap() => {
+                        findings.push((
+                            t.to_string(),
+                            format!("row {} is missing (the journal records it)", w.join("|")),
+                        ));
+                        wi.next();
+                    }
+                    (_, Some(h)) => {
+                        findings.push((
+                            t.to_string(),
+                            format!("row {} is not backed by any journal event", h.join("|")),
+                        ));
+                        hi.next();
+                    }
+                    (Some(_), None) => unreachable!(),
+                }
+            }
+        }
+        Ok(findings)
+    }
+}
+
+fn head_of(conn: &Connection) -> Result<Head> {
+    let r = conn.query_row(
+        "SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1",
+        [],
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+    );
+    match r {
+        Ok((seq, hash)) => Ok(Head {
+            seq: seq as u64,
+            hash,
+        }),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(Head {
+            seq: 0,
+            hash: GENESIS.into(),
+        }),
+        Err(e) => Err(Error::Sql {
+            action: "read journal head",
+            source: e,
+        }),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JournalRow {
+    pub seq: i64,
+    pub kind: String,
+    pub time: String,
+    pub event: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+fn journal_rows(conn: &Connection) -> Result<Vec<JournalRow>> {
+    let mut st = conn
+        .prepare("SELECT seq, kind, time, event, prev_hash, hash FROM journal ORDER BY seq")
+        .map_err(Error::sql("read journal"))?;
+    let rows = st
+        .query_map([], |r| {
+            Ok(JournalRow {
+                seq: r.get(0)?,
+                kind: r.get(1)?,
+                time: r.get(2)?,
+                event: r.get(3)?,
+                prev_hash: r.get(4)?,
+                hash: r.get(5)?,
+            })
+        })
+        .map_err(Error::sql("read journal"))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(Error::sql("read journal"))?;
+    Ok(rows)
+}
+
+/// Checks one journal row against its predecessor's hash; returns what is wrong.
+pub fn check_row(row: &JournalRow, expected_seq: i64, prev_hash: &str) -> Vec<String> {
+    let mut bad = Vec::new();
+    if row.seq != expected_seq {
+        bad.push(format!(
+            "sequence gap: expected event {expected_seq}, found {}",
+            row.seq
+        ));
+    }
+    if row.prev_hash != prev_hash {
+        bad.push(format!(
+            "event {}: prev_hash {} does not match the previous event's hash {}",
+            row.seq,
+            short(&row.prev_hash),
+            short(prev_hash)
+        ));
+    }
+    let computed = chain_hash(&row.prev_hash, row.event.as_bytes());
+    if computed != row.hash {
+        bad.push(format!(
+            "event {}: stored hash {} but its bytes hash to {} (the event was altered)",
+            row.seq,
+            short(&row.hash),
+            short(&computed)
+        ));
+    }
+    match serde_json::from_str::<Event>(&row.event) {
+        Ok(e) => {
+            if serde_jcs::to_vec(&e).ok().as_deref() != Some(row.event.as_bytes()) {
+                bad.push(format!("event {}: not in canonical form", row.seq));
+            }
+            if e.seq as i64 != row.seq || e.body.kind() != row.kind || e.time != row.time {
+                bad.push(format!(
+                    "event {}: row columns disagree with the event it holds",
+                    row.seq
+                ));
+            }
+        }
+        Err(err) => bad.push(format!("event {}: cannot be decoded: {err}", row.seq)),
+    }
+    bad
+}
+
+fn short(h: &str) -> String {
+    h.chars().take(16).collect()
+}
+
+fn decode_all(rows: &[JournalRow]) -> Result<Vec<Event>> {
+    rows.iter()
+        .map(|r| {
+            serde_json::from_str::<Event>(&r.event).map_err(|e| Error::Integrity {
+                message: format!("journal event {} cannot be decoded: {e}", r.seq),
+            })
+        })
+        .collect()
+}
+
+/// All rows of a table as text, sorted, for comparison.
+fn table_rows(conn: &Connection, table: &str) -> Result<Vec<Vec<String>>> {
+    let mut st = conn
+        .prepare(&format!("SELECT * FROM {table}"))
+        .map_err(Error::sql("read projection"))?;
+    let n = st.column_count();
+    let mut rows: Vec<Vec<String>> = st
+        .query_map([], |r| {
+            (0..n)
+                .map(|i| {
+                    Ok(match r.get_ref(i)? {
+                        rusqlite::types::ValueRef::Null => "NULL".to_string(),
+                        rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                        rusqlite::types::ValueRef::Real(v) => v.to_string(),
+                        rusqlite::types::ValueRef::Text(t) => {
+                            String::from_utf8_lossy(t).into_owned()
+                        }
+                        rusqlite::types::ValueRef::Blob(b) => hex::encode(b),
+                    })
+                })
+                .collect()
+        })
+        .map_err(Error::sql("read projection"))?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(Error::sql("read projection"))?;
+    rows.sort();
+    Ok(rows)
+}

@@ -1,0 +1,322 @@
+//! Read-side queries: REF resolution and the lookups commands are built from.
+
+use rusqlite::{params, OptionalExtension, Row};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use super::Ledger;
+use crate::error::{Error, Result};
+use crate::id::{DigestPrefix, ObjectId, ObjectMeta, Sha256Digest};
+
+/// A node of the provenance graph, as named by a REF.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", content = "id", rename_all = "snake_case")]
+pub enum Node {
+    Object(ObjectId),
+    Admission(String),
+    ModelAdmission(String),
+    Source(String),
+    Commit(String),
+    Run(String),
+    Refusal(String),
+    Revocation(String),
+}
+
+impl Node {
+    pub fn label(&self) -> String {
+        match self {
+            Node::Object(id) => id.to_string(),
+            Node::Commit(c) => format!("commit:{c}"),
+            Node::Run(r) => format!("run:{r}"),
+            Node::Admission(i)
+            | Node::ModelAdmission(i)
+            | Node::Source(i)
+            | Node::Refusal(i)
+            | Node::Revocation(i) => i.clone(),
+        }
+    }
+}
+
+const ID_TABLES: &[(&str, &str)] = &[
+    ("adm_", "admissions"),
+    ("mod_", "model_admissions"),
+    ("src_", "sources"),
+    ("ref_", "refusals"),
+    ("rev_", "revocations"),
+];
+
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// A row as a JSON object, column names as keys; JSON-typed columns decoded.
+fn row_json(r: &Row) -> rusqlite::Result<Value> {
+    let mut m = Map::new();
+    let stmt = r.as_ref();
+    for i in 0..stmt.column_count() {
+        let name = stmt.column_name(i)?.to_string();
+        let v = match r.get_ref(i)? {
+            rusqlite::types::ValueRef::Null => Value::Null,
+            rusqlite::types::ValueRef::Integer(v) => json!(v),
+            rusqlite::types::ValueRef::Real(v) => json!(v),
+            rusqlite::types::ValueRef::Text(t) => {
+                let s = String::from_utf8_lossy(t).into_owned();
+                if name == "decisions" {
+                    serde_json::from_str(&s).unwrap_or(Value::String(s))
+                } else {
+                    Value::String(s)
+                }
+            }
+            rusqlite::types::ValueRef::Blob(b) => Value::String(hex::encode(b)),
+        };
+        m.insert(name, v);
+    }
+    Ok(Value::Object(m))
+}
+
+impl Ledger {
+    pub fn rows(&self, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<Value>> {
+        let mut st = self
+            .conn()
+            .prepare_cached(sql)
+            .map_err(Error::sql("query"))?;
+        let rows = st
+            .query_map(p, row_json)
+            .map_err(Error::sql("query"))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(Error::sql("query"))?;
+        Ok(rows)
+    }
+
+    pub fn row(&self, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Option<Value>> {
+        Ok(self.rows(sql, p)?.into_iter().next())
+    }
+
+    fn strings(&self, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<String>> {
+        let mut st = self
+            .conn()
+            .prepare_cached(sql)
+            .map_err(Error::sql("query"))?;
+        let v = st
+            .query_map(p, |r| r.get::<_, String>(0))
+            .map_err(Error::sql("query"))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(Error::sql("query"))?;
+        Ok(v)
+    }
+
+    pub fn object_meta(&self, id: &ObjectId) -> Result<Option<ObjectMeta>> {
+        self.conn()
+            .query_row(
+                "SELECT sha256, size FROM objects WHERE id = ?1",
+                params![id.to_string()],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .optional()
+            .map_err(Error::sql("read object"))?
+            .map(|(sha, size)| {
+                let sha256 = Sha256Digest::parse(&sha).map_err(|e| Error::Integrity {
+                    message: format!("objects row for {id}: {e}"),
+                })?;
+                Ok(ObjectMeta {
+                    id: *id,
+                    sha256,
+                    size: size as u64,
+                })
+            })
+            .transpose()
+    }
+
+    pub fn has_objects(&self, ids: &[ObjectId]) -> Result<Vec<bool>> {
+        let mut st = self
+            .conn()
+            .prepare_cached("SELECT 1 FROM objects WHERE id = ?1")
+            .map_err(Error::sql("query"))?;
+        ids.iter()
+            .map(|id| {
+                st.exists(params![id.to_string()])
+                    .map_err(Error::sql("query"))
+            })
+            .collect()
+    }
+
+    /// Objects whose BLAKE3 or SHA-256 digest starts with the prefix.
+    fn objects_by_prefix(&self, p: &DigestPrefix) -> Result<Vec<ObjectId>> {
+        let mut out = Vec::new();
+        if p.algo != Some("sha256") {
+            let pat = format!("blake3:{}%", like_escape(&p.hex));
+            out.extend(self.strings(
+                "SELECT id FROM objects WHERE id LIKE ?1 ESCAPE '\\' ORDER BY id LIMIT 20",
+                &[&pat],
+            )?);
+        }
+        if p.algo != Some("blake3") {
+            let pat = format!("sha256:{}%", like_escape(&p.hex));
+            out.extend(self.strings(
+                "SELECT id FROM objects WHERE sha256 LIKE ?1 ESCAPE '\\' ORDER BY id LIMIT 20",
+                &[&pat],
+            )?);
+        }
+        out.sort();
+        out.dedup();
+        out.iter()
+            .map(|s| {
+                ObjectId::parse(s).map_err(|e| Error::Integrity {
+                    message: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    pub fn commits_by_prefix(&self, prefix: &str) -> Result<Vec<String>> {
+        let pat = format!("{}%", like_escape(&prefix.to_ascii_lowercase()));
+        self.strings("SELECT DISTINCT commit_id FROM sources WHERE commit_id LIKE ?1 ESCAPE '\\' ORDER BY commit_id", &[&pat])
+    }
+
+    /// Resolves a REF (PRODUCT §4). `hash_path` hashes a file path given as REF.
+    pub fn resolve(
+        &self,
+        r: &str,
+        hash_path: &dyn Fn(&std::path::Path) -> Result<ObjectMeta>,
+    ) -> Result<Node> {
+        let r = r.trim();
+        if r.is_empty() {
+            return Err(Error::bad_input(
+                "an empty REF was given",
+                "give a digest, run:ID, commit:PREFIX, an admission name or a file path",
+            ));
+        }
+        let unique =
+            |what: &'static str, found: Vec<String>, mk: &dyn Fn(String) -> Node| -> Result<Node> {
+                match found.len() {
+                    0 => Err(Error::NotFound {
+                        what,
+                        input: r.to_string(),
+                        hint: Some("list what exists with `cto-ledger log`".into()),
+                    }),
+                    1 => Ok(mk(found.into_iter().next().expect("one"))),
+                    _ => Err(Error::Ambiguous {
+                        input: r.to_string(),
+                        candidates: found,
+                    }),
+                }
+            };
+        if let Some(id) = r.strip_prefix("run:") {
+            let pat = format!("{}%", like_escape(id));
+            let mut found = self.strings("SELECT id FROM runs WHERE id = ?1", &[&id])?;
+            if found.is_empty() {
+                found = self.strings(
+                    "SELECT id FROM runs WHERE id LIKE ?1 ESCAPE '\\' ORDER BY id LIMIT 20",
+                    &[&pat],
+                )?;
+            }
+            return unique("run", found, &Node::Run);
+        }
+        if let Some(c) = r.strip_prefix("commit:") {
+            if c.len() < 4 || !c.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Error::bad_input(
+                    format!("`{r}` is not a commit prefix"),
+                    "write commit:<at least 4 hex digits>",
+                ));
+            }
+            return unique("commit", self.commits_by_prefix(c)?, &Node::Commit);
+        }
+        for (prefix, table) in ID_TABLES {
+            if r.starts_with(prefix) {
+                let pat = format!("{}%", like_escape(r));
+                let found = self.strings(
+                    &format!(
+                        "SELECT id FROM {table} WHERE id LIKE ?1 ESCAPE '\\' ORDER BY id LIMIT 20"
+                    ),
+                    &[&pat],
+                )?;
+                let mk: &dyn Fn(String) -> Node = match *table {
+                    "admissions" => &Node::Admission,
+                    "model_admissions" => &Node::ModelAdmission,
+                    "sources" => &Node::Source,
+                    "refusals" => &Node::Refusal,
+                    _ => &Node::Revocation,
+                };
+                return unique("id", found, mk);
+            }
+        }
+        if r.starts_with("blake3:") || r.starts_with("sha256:") {
+            let p = DigestPrefix::parse(r, 1).ok_or_else(|| {
+                Error::bad_input(
+                    format!("`{r}` is not a digest"),
+                    "write blake3:<hex> or sha256:<hex>",
+                )
+            })?;
+            let found = self
+                .objects_by_prefix(&p)?
+                .into_iter()
+                .map(|i| i.to_string())
+                .collect();
+            return unique("digest", found, &|s| {
+                Node::Object(ObjectId::parse(&s).expect("stored ids parse"))
+            });
+        }
+        // An admission name: the newest admission with that name.
+        if let Some(id) = self
+            .strings(
+                "SELECT id FROM admissions WHERE name = ?1 ORDER BY seq DESC LIMIT 1",
+                &[&r],
+            )?
+            .into_iter()
+            .next()
+        {
+            return Ok(Node::Admission(id));
+        }
+        if let Some((p, m)) = r.split_once('/') {
+            if let Some(id) = self.strings("SELECT id FROM model_admissions WHERE provider = ?1 AND model = ?2 ORDER BY seq DESC LIMIT 1", &[&p, &m])?.into_iter().next() {
+                return Ok(Node::ModelAdmission(id));
+            }
+        }
+        let path = std::path::Path::new(r);
+        if path.exists() {
+            if path.is_dir() {
+                return Err(Error::bad_input(
+                    format!("{r} is a directory"),
+                    "give a file, or ingest the directory and use its tree digest",
+                ));
+            }
+            let m = hash_path(path)?;
+            if self.object_meta(&m.id)?.is_some() {
+                return Ok(Node::Object(m.id));
+            }
+            return Err(Error::NotFound {
+                what: "file",
+                input: format!("{r} ({}, {})", m.sha256, m.id),
+                hint: Some("ingest or admit it first".into()),
+            });
+        }
+        if let Some(p) = DigestPrefix::parse(r, 4) {
+            let mut found: Vec<String> = self
+                .objects_by_prefix(&p)?
+                .into_iter()
+                .map(|i| i.to_string())
+                .collect();
+            found.extend(
+                self.commits_by_prefix(&p.hex)?
+                    .into_iter()
+                    .map(|c| format!("commit:{c}")),
+            );
+            return unique("hex prefix", found, &|s| match s.strip_prefix("commit:") {
+                Some(c) => Node::Commit(c.to_string()),
+                None => Node::Object(ObjectId::parse(&s).expect("stored ids parse")),
+            });
+        }
+        Err(Error::NotFound {
+            what: "REF",
+            input: r.to_string(),
+            hint: Some("give a digest (blake3:/sha256: or a hex prefix), run:ID, commit:PREFIX, an admission name, an id, or an existing file path".into()),
+        })
+    }
+
+    /// Whether `id` (admission or model admission) has been revoked, and by what.
+    pub fn revocation_of(&self, id: &str) -> Result<Option<Value>> {
+        self.row("SELECT id, reason, actor, time, seq FROM revocations WHERE target = ?1 ORDER BY seq LIMIT 1", &[&id])
+    }
+}

@@ -1,0 +1,13 @@
+//! cto-ledger: a content-addressed artifact store and tamper-evident provenance
+//! ledger for agent harnesses. See README.md and docs/.
+
+pub mod cli;
+pub mod error;
+pub mod git;
+pub mod harness;
+pub mod home;
+pub mod id;
+pub mod ledger;
+pub mod ops;
+pub mod report;
+pub mod store;

@@ -1,0 +1,131 @@
+//! `report.json`: the one document every Stage 2 run folder holds. It is written
+//! with status `started` before the provider starts and atomically replaced at
+//! the end, so no run folder ever lacks one. Shape: `schema/stage2-report.schema.json`.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub const SCHEMA: &str = "cto-ledger/stage2-report/v1";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: String,
+    pub run_id: String,
+    pub kind: String,
+    pub fixture: String,
+    /// `fake` or `case`: a fake pass is never a real pass.
+    pub lane: String,
+    /// started, blocked, passed, failed, provider_timeout, interrupted, error
+    pub status: String,
+    /// `pass` only when the fixture's tests passed; never taken from the provider's exit code.
+    pub verdict: String,
+    pub reason: Option<String>,
+    pub started: String,
+    pub finished: Option<String>,
+    pub duration_seconds: Option<f64>,
+    pub timeout_seconds: f64,
+    pub gates: Vec<Gate>,
+    pub provider: Provider,
+    pub model: Option<Model>,
+    pub argv: Vec<String>,
+    pub cwd: Option<String>,
+    /// Names (never values) of the environment variables the provider received.
+    pub env_names: Vec<String>,
+    pub provider_exit: Option<ProviderExit>,
+    pub tests: Option<Tests>,
+    pub workspace_changes: Vec<Change>,
+    pub evidence: Vec<Evidence>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Gate {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+    /// The file under `backend/` written when this gate blocked.
+    pub file: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Provider {
+    pub path_given: Option<String>,
+    pub executed: Option<String>,
+    pub sha256: Option<String>,
+    pub blake3: Option<String>,
+    pub admission: Option<String>,
+    pub admission_name: Option<String>,
+    pub source_pin: Option<String>,
+    pub source_commit: Option<String>,
+    pub source_url: Option<String>,
+    pub build: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Model {
+    pub provider: String,
+    pub model: String,
+    pub admission: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProviderExit {
+    pub pid: u32,
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub interrupted: bool,
+    /// Processes still alive in the provider's group (or orphaned to the harness) that were killed.
+    pub killed_pids: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tests {
+    pub command: Vec<String>,
+    pub exit_code: Option<i32>,
+    /// passed, failed, timeout, error
+    pub result: String,
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Change {
+    pub path: String,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Evidence {
+    pub path: String,
+    pub sha256: String,
+    pub blake3: String,
+    pub size: u64,
+}
+
+/// Writes `report.json` in `dir` atomically: temp file, fsync, rename, fsync dir.
+pub fn write(dir: &Path, report: &Report) -> Result<()> {
+    let target = dir.join("report.json");
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".report-")
+        .tempfile_in(dir)
+        .map_err(Error::io("create temporary report in", dir))?;
+    let mut bytes = serde_json::to_vec_pretty(report).expect("report serialises");
+    bytes.push(b'\n');
+    tmp.write_all(&bytes).map_err(Error::io("write", &target))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(Error::io("fsync", &target))?;
+    tmp.persist(&target).map_err(|e| Error::Io {
+        action: "replace",
+        path: target.clone(),
+        source: e.error,
+    })?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io("fsync", dir))?;
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! The content-addressed store. Backends only keep bytes by id ([`Backend`]);
+//! hashing, verification and tree encoding live once, here, above them.
+
+mod local;
+pub mod tree;
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, Result};
+use crate::id::{ObjectId, ObjectMeta, Sha256Digest};
+
+pub use local::LocalBackend;
+
+/// Bytes read per step while hashing and copying. Large enough for BLAKE3's
+/// multithreaded path to pay off, small enough to keep memory flat.
+const CHUNK: usize = 1 << 20;
+/// Below this, hashing both digests on one thread beats handing work to rayon.
+const PARALLEL_MIN: usize = 128 << 10;
+
+/// A place that keeps object bytes by id. Implementations must make `commit`
+/// atomic (all bytes or nothing visible) and idempotent (an existing object is success).
+pub trait Backend: Send + Sync {
+    /// Opens a private place to write an object whose id is not known yet.
+    fn stage(&self) -> Result<Box<dyn Staged>>;
+    fn has(&self, id: &ObjectId) -> Result<bool>;
+    /// `Ok(None)` when the object is absent; I/O failures are errors.
+    fn open(&self, id: &ObjectId) -> Result<Option<Box<dyn Read + Send>>>;
+    /// Every object id present, and every name in the store that is not a valid object.
+    fn list(&self) -> Result<Listing>;
+    /// A short description for messages (`/path/to/objects`, `s3://...`).
+    fn describe(&self) -> String;
+}
+
+/// An object being written. Dropping it without `commit` leaves nothing behind.
+pub trait Staged: Write + Send {
+    fn commit(self: Box<Self>, id: &ObjectId) -> Result<()>;
+}
+
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub objects: Vec<ObjectId>,
+    /// Names in the store that are not objects (stray files, leftovers), with what is wrong.
+    pub anomalies: Vec<(String, String)>,
+}
+
+/// Hashes BLAKE3 and SHA-256 in one pass over the bytes.
+#[derive(Default, Clone)]
+pub struct DualHasher {
+    blake: blake3::Hasher,
+    sha: Sha256,
+    size: u64,
+}
+
+impl DualHasher {
+    pub fn update(&mut self, buf: &[u8]) {
+        if buf.len() >= PARALLEL_MIN {
+            let (blake, sha) = (&mut self.blake, &mut self.sha);
+            rayon::join(|| blake.update_rayon(buf), || sha.update(buf));
+        } else {
+            self.blake.update(buf);
+            self.sha.update(buf);
+        }
+        self.size += buf.len() as u64;
+    }
+
+    pub fn finish(self) -> ObjectMeta {
+        ObjectMeta {
+            id: ObjectId(*self.blake.finalize().as_bytes()),
+            sha256: Sha256Digest(self.sha.finalize().into()),
+            size: self.size,
+        }
+    }
+}
+
+pub fn hash_bytes(bytes: &[u8]) -> ObjectMeta {
+    let mut h = DualHasher::default();
+    h.update(bytes);
+    h.finish()
+}
+
+/// Streams `reader` through the hasher, and into `sink` when given.
+fn pump(reader: &mut dyn Read, mut sink: Option<&mut dyn Write>, src: &Path) -> Result<ObjectMeta> {
+    let mut hasher = DualHasher::default();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = read_full(reader, &mut buf).map_err(Error::io("read", src))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        if let Some(w) = sink.as_deref_mut() {
+            w.write_all(&buf[..n])
+                .map_err(Error::io("write object from", src))?;
+        }
+        if n < buf.len() {
+            break;
+        }
+    }
+    Ok(hasher.finish())
+}
+
+/// Reads until `buf` is full or EOF, so chunks are as large as possible.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Hashes a file without storing it.
+pub fn hash_file(path: &Path) -> Result<ObjectMeta> {
+    let mut f = File::open(path).map_err(Error::io("open", path))?;
+    pump(&mut f, None, path)
+}
+
+/// The store: a backend plus the hashing and verification every caller relies on.
+pub struct Store {
+    backend: Box<dyn Backend>,
+}
+
+impl Store {
+    pub fn new(backend: Box<dyn Backend>) -> Self {
+        Store { backend }
+    }
+
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.backend
+    }
+
+    /// Stores a stream, hashing while writing; returns the digests of what was stored.
+    pub fn put_reader(&self, reader: &mut dyn Read, src: &Path) -> Result<ObjectMeta> {
+        let mut staged = self.backend.stage()?;
+        let meta = pump(reader, Some(&mut staged), src)?;
+        staged.commit(&meta.id)?;
+        Ok(meta)
+    }
+
+    pub fn put_file(&self, path: &Path) -> Result<ObjectMeta> {
+        let mut f = File::open(path).map_err(Error::io("open", path))?;
+        self.put_reader(&mut f, path)
+    }
+
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<ObjectMeta> {
+        let meta = hash_bytes(bytes);
+        if !self.backend.has(&meta.id)? {
+            let mut staged = self.backend.stage()?;
+            staged.write_all(bytes).map_err(Error::io(
+                "write object",
+                Path::new(&self.backend.describe()),
+            ))?;
+            staged.commit(&meta.id)?;
+        }
+        Ok(meta)
+    }
+
+    pub fn has(&self, id: &ObjectId) -> Result<bool> {
+        self.backend.has(id)
+    }
+
+    fn open_required(&self, id: &ObjectId) -> Result<Box<dyn Read + Send>> {
+        self.backend.open(id)?.ok_or_else(|| Error::Integrity {
+            message: format!(
+                "object {id} is named by the ledger but missing from {}",
+                self.backend.describe()
+            ),
+        })
+    }
+
+    /// Re-hashes a stored object. `Ok(None)` when it is absent.
+    pub fn rehash(&self, id: &ObjectId) -> Result<Option<ObjectMeta>> {
+        match self.backend.open(id)? {
+            None => Ok(None),
+            Some(mut r) => pump(&mut r, None, Path::new(&id.to_string())).map(Some),
+        }
+    }
+
+    /// Copies an object into `sink`, then checks that what was copied hashes to `id`.
+    /// Callers must treat the sink as untrusted until this returns `Ok`.
+    pub fn copy_verified(&self, id: &ObjectId, sink: &mut dyn Write) -> Result<ObjectMeta> {
+        let mut r = self.open_required(id)?;
+        let meta = pump(&mut r, Some(sink), Path::new(&id.to_string()))?;
+        if meta.id != *id {
+            return Err(Error::Integrity {
+                message: format!("object {id} is corrupt: its bytes hash to {}", meta.id),
+            });
+        }
+        Ok(meta)
+    }
+
+    /// Reads a (small) object fully and verifies it.
+    pub fn get_verified(&self, id: &ObjectId) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.copy_verified(id, &mut out)?;
+        Ok(out)
+    }
+}
