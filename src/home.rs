@@ -59,12 +59,13 @@ impl Home {
                 fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(Error::io("chmod", dir))?;
             }
         }
+        // The database first: a damaged or newer ledger is refused before anything is created.
+        let ledger = Ledger::open(&dir.join("ledger.db"), mode)?;
         let objects = dir.join("objects");
         let store = Store::new(Box::new(LocalBackend::open(
             &objects,
             mode == Mode::ReadWrite,
         )?));
-        let ledger = Ledger::open(&dir.join("ledger.db"), mode)?;
         Ok(Home {
             dir: dir.to_path_buf(),
             store,

@@ -116,6 +116,7 @@ pub fn run_bounded(
     let mut child: Child = cmd.spawn()?;
     let child_pid = child.id();
     let (mut timed_out, mut interrupted) = (false, false);
+    let mut doomed = Vec::new();
     let status = loop {
         if let Some(st) = child.try_wait()? {
             break st;
@@ -126,6 +127,7 @@ pub fn run_bounded(
             timed_out = true;
         }
         if timed_out || interrupted {
+            doomed = live_in_group(child_pid);
             let _ =
                 kill_process_group(pid(child_pid).expect("child pid is positive"), Signal::KILL);
             break child.wait()?;
@@ -135,10 +137,9 @@ pub fn run_bounded(
     let elapsed = start.elapsed();
     // Whatever the provider left running (a daemon, a grandchild) dies with the run.
     let mut killed = kill_all(child_pid, child_pid);
-    if timed_out || interrupted {
-        killed.insert(0, child_pid);
-        killed.dedup();
-    }
+    killed.extend(doomed);
+    killed.sort_unstable();
+    killed.dedup();
     let (code, signal) = decode(status);
     Ok(Outcome {
         pid: child_pid,

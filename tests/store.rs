@@ -1,0 +1,150 @@
+//! Ingest and restore: trees round-trip exactly, and hostile trees are refused.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+
+use crate::util::*;
+
+/// Everything about a tree a restore must reproduce: names (as bytes), kinds,
+/// executable bits, contents and link targets.
+fn describe(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(root).sort_by_file_name().min_depth(1) {
+        let e = e.unwrap();
+        let rel = hex::encode(e.path().strip_prefix(root).unwrap().as_os_str().as_bytes());
+        let m = fs::symlink_metadata(e.path()).unwrap();
+        let what = if m.file_type().is_symlink() {
+            format!(
+                "link {}",
+                hex::encode(fs::read_link(e.path()).unwrap().as_os_str().as_bytes())
+            )
+        } else if m.is_dir() {
+            "dir".to_string()
+        } else {
+            format!(
+                "file exec={} {}",
+                m.permissions().mode() & 0o100 != 0,
+                hex::encode(fs::read(e.path()).unwrap())
+            )
+        };
+        out.push(format!("{rel} {what}"));
+    }
+    out
+}
+
+#[test]
+fn directory_round_trips_exactly() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("nested/empty/deeper")).unwrap();
+    fs::create_dir_all(src.join("bin")).unwrap();
+    fs::write(src.join("bin/tool"), b"#!/bin/sh\necho hi\n").unwrap();
+    fs::set_permissions(src.join("bin/tool"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(src.join("empty-file"), b"").unwrap();
+    fs::write(
+        src.join(OsStr::from_bytes(b"caf\xe9-latin1")),
+        b"non-utf8 name",
+    )
+    .unwrap();
+    fs::write(src.join("nested/data.bin"), (0..=255u8).collect::<Vec<_>>()).unwrap();
+    symlink("../bin/tool", src.join("nested/link-to-tool")).unwrap();
+    symlink("does-not-exist", src.join("dangling")).unwrap();
+
+    let v = env
+        .ok(["ingest", s(&src), "--kind", "source", "--json"])
+        .json();
+    let tree = v["items"][0]["object"].as_str().unwrap().to_string();
+    assert_eq!(v["items"][0]["kind"], "tree");
+    let dest = env.path("restored");
+    env.ok(["restore", &tree, s(&dest)]);
+    assert_eq!(describe(&src), describe(&dest));
+
+    // Ingesting the same tree again yields the same id and no new objects.
+    let again = env.ok(["ingest", s(&src), "--json"]).json();
+    assert_eq!(again["items"][0]["object"], tree.as_str());
+    assert_eq!(again["new_objects"], 0);
+    assert_eq!(env.run(["audit"]).code, 0);
+}
+
+#[test]
+fn objects_are_read_only_and_the_home_private() {
+    let env = Env::new();
+    let f = env.path("f.txt");
+    fs::write(&f, b"hello").unwrap();
+    let id = env.ok(["ingest", s(&f), "--json"]).json()["items"][0]["object"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hex = id.strip_prefix("blake3:").unwrap();
+    let mode = fs::metadata(env.ledger.join("objects").join(&hex[..2]).join(&hex[2..]))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o444);
+    assert_eq!(
+        fs::metadata(&env.ledger).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert_eq!(hex, blake3::hash(b"hello").to_hex().as_str());
+    assert_eq!(env.ok(["cat", &id]).stdout, "hello");
+}
+
+#[test]
+fn restore_refuses_links_that_escape_and_writes_nothing() {
+    for target in ["../../outside", "/etc/passwd", "a/../../.."] {
+        let env = Env::new();
+        let src = env.path("src");
+        fs::create_dir_all(src.join("sub")).unwrap();
+        fs::write(src.join("a-first"), b"x").unwrap();
+        symlink(target, src.join("sub/evil")).unwrap();
+        let tree = env.ok(["ingest", s(&src), "--json"]).json()["items"][0]["object"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let dest = env.path("dest");
+        let r = env.run(["restore", &tree, s(&dest)]);
+        assert_eq!(r.code, 2, "{target}: {}", r.stderr);
+        assert!(r.stderr.contains("outside"), "{}", r.stderr);
+        let written: Vec<_> = fs::read_dir(&dest).map(|d| d.collect()).unwrap_or_default();
+        assert!(written.is_empty(), "{target}: restore wrote {written:?}");
+    }
+}
+
+#[test]
+fn crafted_tree_with_dot_dot_name_is_refused() {
+    let env = Env::new();
+    let f = env.path("payload");
+    fs::write(&f, b"owned").unwrap();
+    let blob = env.ok(["ingest", s(&f), "--json"]).json()["items"][0].clone();
+    // A hand-made manifest naming `..`: valid JSON, canonical, but an escape.
+    let manifest = format!(
+        r#"{{"entries":[{{"kind":"file","name":"..","object":"{}","sha256":"{}","size":5}}],"format":"cto-ledger-tree-v1"}}"#,
+        blob["object"].as_str().unwrap(),
+        blob["sha256"].as_str().unwrap()
+    );
+    let mf = env.path("evil-tree.json");
+    fs::write(&mf, manifest).unwrap();
+    let tree = env.ok(["ingest", s(&mf), "--json"]).json()["items"][0]["object"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dest = env.path("dest/inner");
+    let r = env.run(["restore", &tree, s(&dest)]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("not a valid tree"), "{}", r.stderr);
+    assert!(!env.path("dest/payload").exists() && !env.path("dest/..").join("payload").exists());
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_cli() {
+    let env = Env::new();
+    assert!(env
+        .ok(["completions", "bash"])
+        .stdout
+        .contains("cto-ledger"));
+    let man = env.ok(["man"]).stdout;
+    assert!(man.contains(".TH") && man.contains("admit"));
+}

@@ -1,0 +1,10 @@
+//! One integration test binary: every test runs the real `cto-ledger` binary in a
+//! temporary directory with a cleared environment.
+
+mod util;
+
+mod admission;
+mod audit;
+mod bad_input;
+mod stage2;
+mod store;

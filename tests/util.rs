@@ -1,0 +1,198 @@
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_cto-ledger");
+pub const FAKE: &str = env!("CARGO_BIN_EXE_cto-fake-ca");
+
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    pub ledger: PathBuf,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+fn finish(out: Output) -> Run {
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let tmp = tempfile::Builder::new()
+            .prefix("cto-ledger-test-")
+            .tempdir()
+            .unwrap();
+        let ledger = tmp.path().join("ledger");
+        Env { tmp, ledger }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+
+    pub fn cmd<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.tmp.path())
+            .env("USER", "tester")
+            .env("CTO_LEDGER_DIR", &self.ledger)
+            .current_dir(self.tmp.path());
+        c
+    }
+
+    pub fn run<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        finish(self.cmd(args).output().unwrap())
+    }
+
+    /// Runs and requires exit 0.
+    pub fn ok<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect();
+        let r = self.run(&args);
+        assert_eq!(
+            r.code, 0,
+            "cto-ledger {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+            r.stdout, r.stderr
+        );
+        r
+    }
+
+    /// (seq, hash) of the journal head.
+    pub fn head(&self) -> (u64, String) {
+        let v = self.ok(["checkpoint", "--json"]).json();
+        (
+            v["seq"].as_u64().unwrap(),
+            v["hash"].as_str().unwrap().to_string(),
+        )
+    }
+
+    pub fn last_kind(&self) -> String {
+        let v = self.ok(["log", "--json"]).json();
+        v.as_array().unwrap().last().unwrap()["kind"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.ledger.join("ledger.db")).unwrap()
+    }
+
+    /// A git repository with one commit: `gen.ts` tracked, `dist/` ignored, and a
+    /// "built" `dist/ca`. Returns its path.
+    pub fn repo(&self, name: &str) -> Repo {
+        let dir = self.path(name);
+        std::fs::create_dir_all(dir.join("dist")).unwrap();
+        let r = Repo { dir };
+        r.git(&["init", "-q"]);
+        std::fs::write(r.dir.join("gen.ts"), "export const assets = 1;\n").unwrap();
+        std::fs::write(r.dir.join("README"), "readme\n").unwrap();
+        std::fs::write(r.dir.join(".gitignore"), "dist/\n").unwrap();
+        r.git(&["add", "."]);
+        r.git(&["commit", "-qm", "initial"]);
+        std::fs::write(r.dir.join("dist/ca"), b"#!/bin/sh\necho built\n").unwrap();
+        r
+    }
+}
+
+pub struct Repo {
+    pub dir: PathBuf,
+}
+
+impl Repo {
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(&self.dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", &self.dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn head(&self) -> String {
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    pub fn pin(&self) -> String {
+        self.head()[..7].to_string()
+    }
+
+    pub fn bin(&self) -> PathBuf {
+        self.dir.join("dist/ca")
+    }
+}
+
+impl Env {
+    /// Appends a byte to (or, with `flip`, flips a byte of) the stored object of `file`.
+    pub fn damage_stored_copy(&self, file: &Path, flip: bool) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let id = self.ok(["verify", s(file), "--json"]).json()["object"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let hex = id.strip_prefix("blake3:").unwrap();
+        let obj = self.ledger.join("objects").join(&hex[..2]).join(&hex[2..]);
+        let mut bytes = std::fs::read(&obj).unwrap();
+        if flip {
+            bytes[3] ^= 0x20;
+        } else {
+            bytes.push(b'!');
+        }
+        std::fs::set_permissions(&obj, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(&obj, bytes).unwrap();
+        std::fs::set_permissions(&obj, std::fs::Permissions::from_mode(0o444)).unwrap();
+        id
+    }
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
