@@ -1194,6 +1194,55 @@ pub fn audit(home: &Home, checkpoint: Option<&Head>, progress: &ProgressBar) -> 
             }
         }
     }
+    // 7. No run folder was left behind unrecorded (a harness killed mid-run).
+    out.findings.extend(unrecorded_runs(home, &mut out.notes)?);
     out.ok = out.findings.is_empty();
     Ok(out)
+}
+
+/// Run folders under `<home>/runs` that no `run` event records. A folder whose
+/// cto-ledger process is still alive is in progress, not a finding.
+fn unrecorded_runs(home: &Home, notes: &mut Vec<String>) -> Result<Vec<Finding>> {
+    let runs_dir = home.runs_dir();
+    let Ok(rd) = fs::read_dir(&runs_dir) else {
+        return Ok(Vec::new());
+    };
+    let mut findings = Vec::new();
+    for ent in rd.flatten() {
+        let name = ent.file_name().to_string_lossy().into_owned();
+        if !ent.path().is_dir()
+            || home
+                .ledger
+                .row("SELECT id FROM runs WHERE id = ?1", &[&name])?
+                .is_some()
+        {
+            continue;
+        }
+        let report = fs::read(ent.path().join("report.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+        let status = report
+            .as_ref()
+            .and_then(|v| v["status"].as_str().map(str::to_string));
+        let pid = report.as_ref().and_then(|v| v["harness_pid"].as_u64());
+        let running = pid.is_some_and(|p| {
+            fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|exe| {
+                exe.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("cto-ledger"))
+            })
+        });
+        if running {
+            notes.push(format!("run folder {name} is in progress"));
+            continue;
+        }
+        findings.push(Finding {
+            check: "run".into(),
+            subject: ent.path().display().to_string(),
+            message: match status {
+                Some(s) => format!("run folder is not recorded in the ledger (the harness stopped before finishing); its report.json says {s}"),
+                None => "run folder is not recorded in the ledger and has no readable report.json".into(),
+            },
+        });
+    }
+    Ok(findings)
 }

@@ -20,6 +20,8 @@ pub struct Report {
     pub fixture: String,
     /// `fake` or `case`: a fake pass is never a real pass.
     pub lane: String,
+    /// The cto-ledger process that ran the harness (to tell a live run from an abandoned one).
+    pub harness_pid: u32,
     /// started, blocked, passed, failed, provider_timeout, interrupted, error
     pub status: String,
     /// `pass` only when the fixture's tests passed; never taken from the provider's exit code.

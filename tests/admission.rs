@@ -171,3 +171,112 @@ fn show_resolves_names_prefixes_paths_and_commits() {
     assert_eq!(c["commit"]["id"], repo.head());
     assert_eq!(c["commit"]["admissions"][0]["sha256"], sha);
 }
+
+/// Appends a hand-made event to the journal, correctly chained, as another writer
+/// of the same format would.
+fn append_event(env: &Env, mut event: serde_json::Value) {
+    use sha2::Digest;
+    let db = env.db();
+    let (seq, prev): (i64, String) = db
+        .query_row(
+            "SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    event["seq"] = (seq + 1).into();
+    let bytes = serde_jcs::to_string(&event).unwrap();
+    let mut h = sha2::Sha256::new();
+    h.update(hex::decode(&prev).unwrap());
+    h.update(bytes.as_bytes());
+    let hash = hex::encode(h.finalize());
+    db.execute(
+        "INSERT INTO journal (seq, kind, time, event, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        rusqlite::params![seq + 1, event["kind"].as_str().unwrap(), event["time"].as_str().unwrap(), bytes, prev, hash],
+    )
+    .unwrap();
+}
+
+#[test]
+fn ambiguous_pin_lists_the_candidates_and_a_longer_pin_resolves() {
+    let env = Env::new();
+    let repo = env.repo("case");
+    env.ok(["source", "add", s(&repo.dir)]);
+    // A second recorded source (another clone) whose commit shares HEAD's first 7 digits.
+    let head = repo.head();
+    let twin = format!(
+        "{}{}",
+        &head[..7],
+        if &head[7..8] == "0" { "1" } else { "0" }.repeat(33)
+    );
+    let db = env.db();
+    let ev: String = db
+        .query_row("SELECT event FROM journal WHERE kind = 'source'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    drop(db);
+    let mut ev: serde_json::Value = serde_json::from_str(&ev).unwrap();
+    ev["id"] = "src_00000000000000aa".into();
+    ev["commit"] = twin.clone().into();
+    ev["path"] = "/elsewhere/clone".into();
+    ev["objects"] = serde_json::json!([]);
+    append_event(&env, ev);
+    env.ok(["reindex"]);
+    assert_eq!(
+        env.run(["audit"]).code,
+        0,
+        "the hand-made event is a valid journal entry"
+    );
+
+    let before = env.head();
+    let r = env.run(["admit", s(&repo.bin()), "--source-pin", &repo.pin()]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("ambiguous") && r.stderr.contains(&head) && r.stderr.contains(&twin),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(env.head().0, before.0 + 1);
+    assert_eq!(env.last_kind(), "refusal");
+    env.ok(["admit", s(&repo.bin()), "--source-pin", &head[..12]]);
+}
+
+#[test]
+fn many_writers_at_once_keep_one_chain() {
+    let env = Env::new();
+    env.ok(["init"]);
+    let writers: Vec<_> = (0..6)
+        .map(|w| {
+            let dir = env.path(&format!("w{w}"));
+            fs::create_dir_all(&dir).unwrap();
+            let mut args: Vec<String> = vec![];
+            for i in 0..8 {
+                let f = dir.join(format!("f{i}"));
+                fs::write(&f, format!("writer {w} file {i}")).unwrap();
+                args.push(f.to_str().unwrap().to_string());
+            }
+            std::thread::spawn({
+                let cmds: Vec<std::process::Command> = args
+                    .iter()
+                    .map(|a| {
+                        let mut c = env.cmd(["ingest", a]);
+                        c.stdout(std::process::Stdio::null());
+                        c
+                    })
+                    .collect();
+                move || {
+                    cmds.into_iter()
+                        .map(|mut c| c.status().unwrap().success())
+                        .filter(|ok| *ok)
+                        .count()
+                }
+            })
+        })
+        .collect();
+    let succeeded: usize = writers.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(succeeded, 48);
+    let log = env.ok(["log", "--kind", "ingest", "--json"]).json();
+    assert_eq!(log.as_array().unwrap().len(), 48);
+    assert_eq!(env.run(["audit"]).code, 0);
+}

@@ -504,3 +504,63 @@ fn health_reports_every_check_passing() {
     assert_eq!(r.code, 0, "{}", serde_json::to_string_pretty(&v).unwrap());
     assert_eq!(v["ok"], true);
 }
+
+#[test]
+fn harness_killed_with_sigkill_leaves_a_report_and_audit_names_the_folder() {
+    let env = Env::new();
+    let child = env
+        .cmd([
+            "run",
+            "stage2",
+            "--fake-behavior",
+            "hang",
+            "--timeout",
+            "60",
+        ])
+        .spawn()
+        .unwrap();
+    let runs = env.ledger.join("runs");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let dir = loop {
+        let found = fs::read_dir(&runs)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path());
+        if let Some(d) = found.filter(|d| d.join("home/fake-ca-pids").exists()) {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "the provider never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let provider: Vec<u32> = fs::read_to_string(dir.join("home/fake-ca-pids"))
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    std::process::Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut child = child;
+    child.wait().unwrap();
+    let report: Value =
+        serde_json::from_slice(&fs::read(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        report["status"], "started",
+        "the report written before the provider started is there"
+    );
+    // The kernel kills the provider when its parent dies (PR_SET_PDEATHSIG).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !alive(&provider).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(alive(&provider), Vec::<u32>::new());
+    let r = env.run(["audit", "--json"]);
+    assert_eq!(r.code, 1);
+    let f = serde_json::to_string(&r.json()["findings"]).unwrap();
+    assert!(
+        f.contains(dir.file_name().unwrap().to_str().unwrap()) && f.contains("not recorded"),
+        "{f}"
+    );
+}

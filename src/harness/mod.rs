@@ -176,6 +176,7 @@ pub fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out> {
         kind: "stage2".into(),
         fixture: fixture.manifest.name.clone(),
         lane: opts.lane.as_str().into(),
+        harness_pid: std::process::id(),
         status: "started".into(),
         verdict: "fail".into(),
         reason: None,
@@ -767,9 +768,14 @@ impl Run<'_> {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
-        let never = AtomicBool::new(false);
-        let (code, result) = match process::run_bounded(cmd, TEST_TIMEOUT, &never) {
+        let (code, result) = match process::run_bounded(cmd, TEST_TIMEOUT, &self.interrupt) {
             Ok(o) if o.timed_out => (None, "timeout"),
+            Ok(o) if o.interrupted => {
+                self.report.status = "interrupted".into();
+                self.report.reason =
+                    Some("cto-ledger was interrupted while the fixture's tests ran".into());
+                (None, "error")
+            }
             Ok(o) => {
                 let text = fs::read_to_string(&log_p).unwrap_or_default();
                 let ran_none = text.contains("Ran 0 tests") || text.contains("NO TESTS RAN");

@@ -112,6 +112,14 @@ pub fn run_bounded(
 ) -> std::io::Result<Outcome> {
     use std::os::unix::process::CommandExt;
     cmd.process_group(0);
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is a single async-signal-safe system call. It makes
+    // the kernel kill the provider if cto-ledger itself is killed (even by SIGKILL).
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+                .map_err(std::io::Error::from)
+        });
+    }
     let start = Instant::now();
     let mut child: Child = cmd.spawn()?;
     let child_pid = child.id();
