@@ -100,6 +100,7 @@ CREATE TABLE refusals (
     object    TEXT,
     sha256    TEXT,
     pin       TEXT,
+    source_id TEXT REFERENCES sources(id),
     reason    TEXT NOT NULL,
     message   TEXT NOT NULL,
     actor     TEXT NOT NULL,

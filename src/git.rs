@@ -214,3 +214,43 @@ pub fn init_and_commit(dir: &Path, message: &str) -> Result<String> {
         .map_err(gerr("commit", dir))?;
     Ok(id.to_string())
 }
+
+/// Whether `rel` (relative to the work tree) is matched by the clone's ignore rules.
+pub fn is_ignored(workdir: &Path, rel: &Path) -> bool {
+    Repository::open(workdir)
+        .and_then(|r| r.is_path_ignored(rel))
+        .unwrap_or(false)
+}
+
+/// A clean work tree of `commit` from the clone at `src`, made in `dest` (which must
+/// not exist): a local clone, detached at the commit, nothing but committed files.
+pub fn checkout_clean(src: &Path, commit: &str, dest: &Path) -> Result<()> {
+    let url = src.to_str().ok_or_else(|| {
+        Error::bad_input(
+            format!("{} is not a UTF-8 path", src.display()),
+            "move the clone",
+        )
+    })?;
+    let repo = git2::build::RepoBuilder::new()
+        .clone(url, dest)
+        .map_err(gerr("clone", src))?;
+    let oid = git2::Oid::from_str(commit).map_err(gerr("parse commit", src))?;
+    let c = repo.find_commit(oid).map_err(|e| {
+        Error::bad_input(
+            format!(
+                "commit {commit} is not in {} ({})",
+                src.display(),
+                e.message()
+            ),
+            "fetch the commit into the clone, or check it from a clone that has it",
+        )
+    })?;
+    repo.checkout_tree(
+        c.as_object(),
+        Some(git2::build::CheckoutBuilder::new().force()),
+    )
+    .map_err(gerr("check out", dest))?;
+    repo.set_head_detached(oid)
+        .map_err(gerr("detach HEAD", dest))?;
+    Ok(())
+}

@@ -1,6 +1,7 @@
 //! cto-ledger: a content-addressed artifact store and tamper-evident provenance
 //! ledger for agent harnesses. See README.md and docs/.
 
+pub mod build;
 pub mod cli;
 pub mod error;
 pub mod git;
@@ -10,4 +11,5 @@ pub mod id;
 pub mod ledger;
 pub mod ops;
 pub mod report;
+pub mod runner;
 pub mod store;

@@ -1,6 +1,6 @@
 //! The commands, as library functions that return data. `cli` renders them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
@@ -19,24 +19,23 @@ use crate::id::{DigestPrefix, ObjectId, ObjectMeta};
 use crate::ledger::events::*;
 use crate::ledger::query::Node;
 use crate::ledger::{Head, JournalRow};
-use crate::store::tree::{self, Ingested, ObjKind};
+use crate::store::tree::{self, ObjKind};
 use crate::store::{hash_file, Store};
 
-fn lossy(p: &Path) -> String {
+pub(crate) fn lossy(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
-fn abs(p: &Path) -> PathBuf {
+pub(crate) fn abs(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// Records of objects an ingest produced that the ledger does not know yet.
-fn new_objects(home: &Home, ing: &Ingested) -> Result<Vec<ObjRec>> {
-    let ids: Vec<ObjectId> = ing.objects.iter().map(|(m, _)| m.id).collect();
+/// Records of the objects the ledger does not know yet, each once.
+pub(crate) fn new_objects(home: &Home, objects: &[(ObjectMeta, ObjKind)]) -> Result<Vec<ObjRec>> {
+    let ids: Vec<ObjectId> = objects.iter().map(|(m, _)| m.id).collect();
     let known = home.ledger.has_objects(&ids)?;
     let mut seen = BTreeSet::new();
-    Ok(ing
-        .objects
+    Ok(objects
         .iter()
         .zip(known)
         .filter(|(_, k)| !k)
@@ -109,7 +108,7 @@ pub fn ingest(
     let mut objects = Vec::new();
     for p in paths {
         let ing = tree::ingest_path(&home.store, p, progress)?;
-        objects.extend(new_objects(home, &ing)?);
+        objects.extend(new_objects(home, &ing.objects)?);
         recs.push(IngestItem {
             path: lossy(&abs(p)),
             object: ing.root.id,
@@ -189,7 +188,7 @@ pub fn snapshot_source(store: &Store, dir: &Path, progress: &ProgressBar) -> Res
 }
 
 /// The source event to commit (with only objects the ledger lacks), or none if recorded.
-fn source_body(
+pub(crate) fn source_body(
     home: &Home,
     mut rec: SourceRec,
     objects: &[(ObjectMeta, ObjKind)],
@@ -201,16 +200,7 @@ fn source_body(
     {
         return Ok(None);
     }
-    let ids: Vec<ObjectId> = objects.iter().map(|(m, _)| m.id).collect();
-    let known = home.ledger.has_objects(&ids)?;
-    let mut seen = BTreeSet::new();
-    rec.objects = objects
-        .iter()
-        .zip(known)
-        .filter(|(_, k)| !k)
-        .filter(|((m, _), _)| seen.insert(m.id))
-        .map(|((m, k), _)| ObjRec::new(*m, *k))
-        .collect();
+    rec.objects = new_objects(home, objects)?;
     Ok(Some(Body::Source(rec)))
 }
 
@@ -307,26 +297,36 @@ pub struct AdmitArgs<'a> {
 }
 
 /// Records a refusal as evidence and returns the error to show.
-fn refuse(
-    home: &mut Home,
-    a: &AdmitArgs,
-    name: &str,
-    meta: &ObjectMeta,
-    reason: &str,
-    message: String,
-    hint: &str,
-) -> Error {
+/// What a refusal records as evidence: the file, and the clone as it was (if read).
+struct Refusing<'a> {
+    a: &'a AdmitArgs<'a>,
+    name: String,
+    meta: ObjectMeta,
+    source: Option<(SourceRec, Vec<(ObjectMeta, ObjKind)>)>,
+}
+
+fn refuse(home: &mut Home, r: &Refusing, reason: &str, message: String, hint: &str) -> Error {
+    let mut evidence = vec![(r.meta, ObjKind::Blob)];
+    let source = r.source.as_ref().map(|(src, objs)| {
+        evidence.extend(objs.iter().copied());
+        src.clone()
+    });
+    let objects = match new_objects(home, &evidence) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
     let rec = RefusalRec {
         id: new_id("ref"),
         subject: "admission".into(),
-        name: Some(name.to_string()),
-        path: Some(lossy(&abs(a.path))),
-        object: Some(meta.id),
-        sha256: Some(meta.sha256),
-        pin: Some(a.pin.to_string()),
+        name: Some(r.name.clone()),
+        path: Some(lossy(&abs(r.a.path))),
+        object: Some(r.meta.id),
+        sha256: Some(r.meta.sha256),
+        pin: Some(r.a.pin.to_string()),
+        source,
         reason: reason.to_string(),
         message: message.clone(),
-        objects: vec![ObjRec::new(*meta, ObjKind::Blob)],
+        objects,
     };
     let id = rec.id.clone();
     match home.ledger.commit(vec![Body::Refusal(rec)]) {
@@ -373,6 +373,12 @@ pub fn admit(home: &mut Home, a: &AdmitArgs, progress: &ProgressBar) -> Result<A
     }
     let pin = a.pin.to_ascii_lowercase();
     let meta = home.store.put_file(a.path)?;
+    let mut ctx = Refusing {
+        a,
+        name: name.clone(),
+        meta,
+        source: None,
+    };
 
     let clone = match a.source {
         Some(s) => Some(s.to_path_buf()),
@@ -381,9 +387,7 @@ pub fn admit(home: &mut Home, a: &AdmitArgs, progress: &ProgressBar) -> Result<A
     let Some(clone) = clone else {
         return Err(refuse(
             home,
-            a,
-            &name,
-            &meta,
+            &ctx,
             "no_source",
             format!(
                 "{} is not inside a git clone, so pin {} cannot be checked",
@@ -398,9 +402,7 @@ pub fn admit(home: &mut Home, a: &AdmitArgs, progress: &ProgressBar) -> Result<A
         Err(Error::BadInput { message, .. }) => {
             return Err(refuse(
                 home,
-                a,
-                &name,
-                &meta,
+                &ctx,
                 "no_source",
                 format!("--source {message}"),
                 "pass --source DIR naming the git clone it was built from",
@@ -408,6 +410,7 @@ pub fn admit(home: &mut Home, a: &AdmitArgs, progress: &ProgressBar) -> Result<A
         }
         Err(e) => return Err(e),
     };
+    ctx.source = Some((src.clone(), src_objects.clone()));
 
     // The pin must name exactly one commit, in the clone or among recorded sources, and be HEAD.
     let mut candidates: BTreeSet<String> =
@@ -423,9 +426,7 @@ pub fn admit(home: &mut Home, a: &AdmitArgs, progress: &ProgressBar) -> Result<A
         0 => {
             return Err(refuse(
                 home,
-                a,
-                &name,
-                &meta,
+                &ctx,
                 "pin_unknown",
                 format!(
                     "source pin {} matches no commit in {} or in the ledger (HEAD is {})",
@@ -441,9 +442,7 @@ pub fn admit(home: &mut Home, a: &AdmitArgs, progress: &ProgressBar) -> Result<A
             let list = candidates.into_iter().collect::<Vec<_>>().join(", ");
             return Err(refuse(
                 home,
-                a,
-                &name,
-                &meta,
+                &ctx,
                 "pin_ambiguous",
                 format!("source pin {} is ambiguous: it matches {list}", a.pin),
                 "give more hex digits of the commit",
@@ -453,9 +452,7 @@ pub fn admit(home: &mut Home, a: &AdmitArgs, progress: &ProgressBar) -> Result<A
     if commit != st.commit {
         return Err(refuse(
             home,
-            a,
-            &name,
-            &meta,
+            &ctx,
             "pin_not_head",
             format!(
                 "source pin {} resolves to {commit}, but {} has {} checked out",
@@ -490,9 +487,7 @@ pub fn admit(home: &mut Home, a: &AdmitArgs, progress: &ProgressBar) -> Result<A
             .join(", ");
         return Err(refuse(
             home,
-            a,
-            &name,
-            &meta,
+            &ctx,
             "allow_modified_not_modified",
             format!(
                 "--allow-modified names {list}, which is not a modified tracked file of {}",
@@ -501,9 +496,37 @@ pub fn admit(home: &mut Home, a: &AdmitArgs, progress: &ProgressBar) -> Result<A
             "name only files that `git status` shows as modified",
         ));
     }
+    // The build that produced these exact bytes from this commit, if one was recorded:
+    // the tracked files it modified (to these exact contents) are provenance, not unknowns.
+    let build = home
+        .ledger
+        .row(
+            "SELECT b.id FROM builds b JOIN build_outputs o ON o.build_id = b.id
+             WHERE o.object = ?1 AND b.status = 'succeeded' AND b.commit_id = ?2
+             ORDER BY b.check_of IS NOT NULL, b.seq DESC LIMIT 1",
+            &[&meta.id.to_string(), &commit],
+        )?
+        .and_then(|v| v["id"].as_str().map(str::to_string));
+    let by_build: BTreeMap<String, Value> = match &build {
+        Some(b) => home
+            .ledger
+            .rows(
+                "SELECT path, old_object, new_object FROM build_modified WHERE build_id = ?1",
+                &[b],
+            )?
+            .into_iter()
+            .map(|r| (r["path"].as_str().unwrap_or_default().to_string(), r))
+            .collect(),
+        None => BTreeMap::new(),
+    };
+    let explained = |c: &ChangeRec| {
+        by_build
+            .get(&c.path)
+            .is_some_and(|r| r["new_object"].as_str() == c.object.map(|o| o.to_string()).as_deref())
+    };
     let unexplained: Vec<&&ChangeRec> = tracked_changes
         .iter()
-        .filter(|c| !allowed.contains(&c.path))
+        .filter(|c| !allowed.contains(&c.path) && !explained(c))
         .collect();
     if !unexplained.is_empty() {
         let list = unexplained
@@ -511,11 +534,7 @@ pub fn admit(home: &mut Home, a: &AdmitArgs, progress: &ProgressBar) -> Result<A
             .map(|c| format!("{} ({})", c.path, c.status))
             .collect::<Vec<_>>()
             .join(", ");
-        return Err(refuse(
-            home,
-            a,
-            &name,
-            &meta,
+        return Err(refuse(home, &ctx,
             "source_modified",
             format!("the source tree {} has modified tracked files: {list}", st.workdir.display()),
             "commit or revert them, or accept each with --allow-modified PATH (their contents are recorded)",
@@ -527,10 +546,28 @@ pub fn admit(home: &mut Home, a: &AdmitArgs, progress: &ProgressBar) -> Result<A
         a.pin,
         st.workdir.display()
     )];
+    if let Some(b) = &build {
+        decisions.push(format!(
+            "built by recorded build {b}, whose outputs include these exact bytes"
+        ));
+    }
     if tracked_changes.is_empty() {
         decisions.push("source tree has no modified tracked files".into());
     } else {
-        for c in &tracked_changes {
+        for c in tracked_changes
+            .iter()
+            .filter(|c| !allowed.contains(&c.path))
+        {
+            let r = &by_build[&c.path];
+            decisions.push(format!(
+                "modified tracked file {} was written by build {} (from {} to {}); accepted as recorded provenance without --allow-modified",
+                c.path,
+                build.as_deref().unwrap_or_default(),
+                r["old_object"].as_str().unwrap_or("nothing"),
+                r["new_object"].as_str().unwrap_or("nothing"),
+            ));
+        }
+        for c in tracked_changes.iter().filter(|c| allowed.contains(&c.path)) {
             decisions.push(format!(
                 "modified tracked file {} allowed by --allow-modified; contents {}",
                 c.path,
@@ -551,7 +588,7 @@ pub fn admit(home: &mut Home, a: &AdmitArgs, progress: &ProgressBar) -> Result<A
         commit: Some(commit),
         source: Some(src.id.clone()),
         scope: "any".into(),
-        build: None,
+        build,
         allowed_modified: tracked_changes.into_iter().cloned().collect(),
         decisions,
         objects: vec![ObjRec::new(meta, ObjKind::Blob)],
@@ -866,6 +903,9 @@ pub fn show(home: &Home, r: &str) -> Result<Value> {
             a["modified_files"] = json!(l.rows("SELECT path, status, object FROM admission_modified WHERE admission_id = ?1 ORDER BY path", &[id])?);
             a["source"] = l.row("SELECT id, url, commit_id, branch, path, tree_id, snapshot FROM sources WHERE id = ?1", &[&a["source_id"].as_str().unwrap_or_default()])?.unwrap_or(Value::Null);
             a["revocation"] = l.revocation_of(id)?.unwrap_or(Value::Null);
+            if let Some(b) = a["build_id"].as_str().map(str::to_string) {
+                a["build"] = show_build(l, &b)?;
+            }
             a["runs"] = json!(l.rows(
                 "SELECT id, status, verdict FROM runs WHERE provider_admission = ?1 ORDER BY seq",
                 &[id]
@@ -924,8 +964,39 @@ pub fn show(home: &Home, r: &str) -> Result<Value> {
         Node::Revocation(id) => {
             json!({"type": "revocation", "revocation": l.row("SELECT * FROM revocations WHERE id = ?1", &[id])?})
         }
+        Node::Build(id) => json!({"type": "build", "build": show_build(l, id)?}),
     };
     Ok(v)
+}
+
+/// A build with its outputs, modified files, created files, checks and admissions.
+pub fn show_build(l: &crate::ledger::Ledger, id: &str) -> Result<Value> {
+    let mut b = l
+        .row("SELECT * FROM builds WHERE id = ?1", &[&id])?
+        .unwrap_or(Value::Null);
+    for col in ["argv", "tools", "env", "check_outputs"] {
+        if let Some(s) = b[col].as_str() {
+            b[col] = serde_json::from_str(s).unwrap_or(Value::Null);
+        }
+    }
+    b["source"] = l
+        .row(
+            "SELECT id, url, path, commit_id, branch FROM sources WHERE id = ?1",
+            &[&b["source_id"].as_str().unwrap_or_default()],
+        )?
+        .unwrap_or(Value::Null);
+    b["outputs"] = json!(l.rows("SELECT path, object, sha256, size, kind, inside_source, ignored FROM build_outputs WHERE build_id = ?1 ORDER BY path", &[&id])?);
+    b["modified"] = json!(l.rows("SELECT path, status, old_object, new_object FROM build_modified WHERE build_id = ?1 ORDER BY path", &[&id])?);
+    b["created"] = json!(l.rows(
+        "SELECT path FROM build_created WHERE build_id = ?1 ORDER BY path",
+        &[&id]
+    )?);
+    b["checks"] = json!(l.rows("SELECT id, check_result, check_outputs, finished FROM builds WHERE check_of = ?1 ORDER BY seq", &[&id])?);
+    b["admissions"] = json!(l.rows(
+        "SELECT id, name, sha256 FROM admissions WHERE build_id = ?1 ORDER BY seq",
+        &[&id]
+    )?);
+    Ok(b)
 }
 
 #[derive(Serialize)]
@@ -968,6 +1039,16 @@ fn summarize(row: &JournalRow) -> (String, String) {
         Body::ModelAdmission(m) => format!("{} {}/{}", m.id, m.provider, m.model),
         Body::Revocation(r) => format!("{} of {}: {}", r.id, r.target, r.reason),
         Body::Run(r) => format!("run:{} {} {} ({})", r.id, r.lane, r.status, r.verdict),
+        Body::Build(b) => match &b.check {
+            Some(c) => format!("{} check of {}: {}", b.id, c.of, c.result),
+            None => format!(
+                "{} {} `{}` at {}",
+                b.id,
+                b.status,
+                b.argv.join(" "),
+                &b.commit[..12.min(b.commit.len())]
+            ),
+        },
     };
     (s, e.actor.display())
 }

@@ -6,5 +6,6 @@ mod util;
 mod admission;
 mod audit;
 mod bad_input;
+mod build;
 mod stage2;
 mod store;

@@ -58,6 +58,8 @@ pub enum Cmd {
     /// Record git clones
     #[command(subcommand)]
     Source(SourceCmd),
+    /// Run a build in a clone and record it: sources before/after, argv, tools, env, logs, outputs
+    Build(BuildCmdArgs),
     /// Admit a built file (exact digest) from a pinned commit, or a provider/model pair
     Admit(AdmitArgs),
     /// Exit 0 only if this exact file or digest is admitted and not revoked
@@ -144,6 +146,35 @@ pub struct AdmitArgs {
     /// Admit a PROVIDER/MODEL pair that runs may use
     #[arg(long, value_name = "PROVIDER/MODEL")]
     pub model: Option<String>,
+}
+
+#[derive(Args)]
+pub struct BuildCmdArgs {
+    /// The git clone to build in (default: the clone containing the current directory)
+    #[arg(long, value_name = "DIR")]
+    pub source: Option<PathBuf>,
+    /// A file or directory the build produces (repeatable)
+    #[arg(
+        long = "output",
+        value_name = "PATH",
+        required_unless_present = "check"
+    )]
+    pub outputs: Vec<PathBuf>,
+    /// Directory to run the command in (default: the clone's root)
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Also record `<TOOL> --version` (node, bun, cargo, rustc, go, python3 are detected)
+    #[arg(long = "tool", value_name = "TOOL")]
+    pub tools: Vec<String>,
+    /// Also record this environment variable's value (repeatable)
+    #[arg(long = "env", value_name = "NAME")]
+    pub env: Vec<String>,
+    /// Re-run a recorded build (id or output digest) from a clean work tree of its commit
+    #[arg(long, value_name = "REF", conflicts_with_all = ["outputs", "source", "cwd"])]
+    pub check: Option<String>,
+    /// The build command
+    #[arg(last = true, value_name = "CMD")]
+    pub argv: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -317,6 +348,44 @@ fn run(cli: Cli, w: &mut dyn Write) -> std::result::Result<i32, CliError> {
                 out.emit(&r, |w| render::admit(w, &r))?;
             }
             EXIT_OK
+        }
+        Cmd::Build(b) => {
+            let mut h = open(lp, Mode::ReadWrite)?;
+            let r = match &b.check {
+                Some(r) => {
+                    if !b.argv.is_empty() {
+                        return Err(Error::bad_input(
+                            "build --check re-runs the recorded command; do not give one",
+                            "drop the command after `--`",
+                        )
+                        .into());
+                    }
+                    crate::build::check(&mut h, r, &pb)?
+                }
+                None => {
+                    let args = crate::build::BuildArgs {
+                        source: b.source,
+                        outputs: b.outputs,
+                        cwd: b.cwd,
+                        tools: b.tools,
+                        env: b.env,
+                        argv: b.argv,
+                    };
+                    crate::build::build(&mut h, &args, &pb)?
+                }
+            };
+            pb.finish_and_clear();
+            out.emit(&r, |w| render::build(w, &r))?;
+            let good = r.build.status == "succeeded"
+                && r.build
+                    .check
+                    .as_ref()
+                    .is_none_or(|c| c.result == "reproduces");
+            if good {
+                EXIT_OK
+            } else {
+                EXIT_NEGATIVE
+            }
         }
         Cmd::Verify { target } => {
             let h = open(lp, Mode::ReadOnly)?;

@@ -98,6 +98,64 @@ pub fn admit(w: &mut dyn Write, r: &AdmitOut) -> R {
     Ok(())
 }
 
+pub fn build(w: &mut dyn Write, r: &crate::build::BuildOut) -> R {
+    let b = &r.build;
+    match &b.check {
+        Some(c) => writeln!(w, "check {} of {}: {}", b.id, c.of, c.result.to_uppercase())?,
+        None => writeln!(w, "build {} {}", b.id, b.status)?,
+    }
+    if let Some(reason) = &b.reason {
+        writeln!(w, "  reason:   {reason}")?;
+    }
+    writeln!(w, "  command:  {}", b.argv.join(" "))?;
+    writeln!(
+        w,
+        "  source:   {} {}",
+        b.url.as_deref().unwrap_or("(no remote)"),
+        b.commit
+    )?;
+    for t in &b.tools {
+        writeln!(
+            w,
+            "  tool:     {} {}",
+            t.name,
+            t.version.as_deref().unwrap_or("(version unknown)")
+        )?;
+    }
+    for o in &b.outputs {
+        writeln!(
+            w,
+            "  output:   {} {} {}{}",
+            o.path,
+            o.sha256,
+            o.object,
+            if o.ignored { " (ignored by git)" } else { "" }
+        )?;
+    }
+    for m in &b.modified {
+        let show = |o: &Option<crate::id::ObjectId>| {
+            o.map(|o| o.to_string()).unwrap_or_else(|| "-".into())
+        };
+        writeln!(
+            w,
+            "  modified: {} ({}) {} -> {}",
+            m.path,
+            m.status,
+            show(&m.old_object),
+            show(&m.new_object)
+        )?;
+    }
+    for p in &b.created {
+        writeln!(w, "  created:  {p}")?;
+    }
+    if let Some(c) = &b.check {
+        for o in &c.outputs {
+            writeln!(w, "  {:<8}  {}", o.result, o.path)?;
+        }
+    }
+    Ok(())
+}
+
 pub fn admit_model(w: &mut dyn Write, r: &ModelAdmitOut) -> R {
     let a = &r.admission;
     writeln!(

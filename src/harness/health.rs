@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
-use super::{process, run_stage2, shipped_fake, Lane, RunOptions, Stage2Out};
+use super::{run_stage2, shipped_fake, Lane, RunOptions, Stage2Out};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::ledger::Mode;
@@ -207,7 +207,7 @@ fn grandchild_killed_on_timeout(cx: &mut Ctx) -> Result<(bool, String)> {
         .lines()
         .filter_map(|l| l.trim().parse().ok())
         .collect();
-    let alive: Vec<u32> = process::processes()
+    let alive: Vec<u32> = crate::runner::processes()
         .into_iter()
         .filter(|p| pids.contains(&p.0) && p.1 != 'Z' && p.1 != 'X')
         .map(|p| p.0)

@@ -5,7 +5,6 @@
 
 pub mod fixture;
 pub mod health;
-pub mod process;
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -161,15 +160,7 @@ pub fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out> {
     }
     let runs = opts.runs_dir.clone().unwrap_or_else(|| home.runs_dir());
     let (run_id, dir) = make_run_dir(&runs, &fixture.manifest.name)?;
-    let interrupt = Arc::new(AtomicBool::new(false));
-    let sig_ids: Vec<_> = [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ]
-    .iter()
-    .filter_map(|s| signal_hook::flag::register(*s, interrupt.clone()).ok())
-    .collect();
+    let interrupts = crate::runner::Interrupts::catch();
     let report = Report {
         schema: report::SCHEMA.into(),
         run_id,
@@ -206,7 +197,7 @@ pub fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out> {
         provider_admission: None,
         model_admission: None,
         config_object: None,
-        interrupt,
+        interrupt: interrupts.flag.clone(),
     };
     // The report exists before anything else can go wrong.
     let first = report::write(&run.dir, &run.report);
@@ -216,9 +207,7 @@ pub fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out> {
         run.report.reason = Some(format!("harness error: {e}"));
     }
     let out = run.finish();
-    for id in sig_ids {
-        signal_hook::low_level::unregister(id);
-    }
+    drop(interrupts);
     match (result, out) {
         (Err(e), _) => Err(e),
         (Ok(()), out) => out,
@@ -703,9 +692,9 @@ impl Run<'_> {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
-        process::become_subreaper();
+        crate::runner::become_subreaper();
         let timeout = Duration::from_secs_f64(self.opts.timeout_seconds);
-        let o = match process::run_bounded(cmd, timeout, &self.interrupt) {
+        let o = match crate::runner::run_bounded(cmd, timeout, &self.interrupt) {
             Ok(o) => o,
             Err(e) => {
                 self.report.status = "failed".into();
@@ -768,7 +757,7 @@ impl Run<'_> {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
-        let (code, result) = match process::run_bounded(cmd, TEST_TIMEOUT, &self.interrupt) {
+        let (code, result) = match crate::runner::run_bounded(cmd, TEST_TIMEOUT, &self.interrupt) {
             Ok(o) if o.timed_out => (None, "timeout"),
             Ok(o) if o.interrupted => {
                 self.report.status = "interrupted".into();
@@ -886,17 +875,7 @@ impl Run<'_> {
             path: "report.json".into(),
             object: report_meta.id,
         });
-        let ids: Vec<ObjectId> = ing.objects.iter().map(|(m, _)| m.id).collect();
-        let known = self.home.ledger.has_objects(&ids)?;
-        let mut seen = std::collections::BTreeSet::new();
-        let objects: Vec<ObjRec> = ing
-            .objects
-            .iter()
-            .zip(known)
-            .filter(|(_, k)| !k)
-            .filter(|((m, _), _)| seen.insert(m.id))
-            .map(|((m, k), _)| ObjRec::new(*m, *k))
-            .collect();
+        let objects = ops::new_objects(self.home, &ing.objects)?;
         let r = &self.report;
         let rec = RunRec {
             id: r.run_id.clone(),

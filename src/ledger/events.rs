@@ -79,6 +79,7 @@ pub enum Body {
     ModelAdmission(ModelAdmissionRec),
     Revocation(RevocationRec),
     Run(RunRec),
+    Build(BuildRec),
 }
 
 impl Body {
@@ -92,6 +93,7 @@ impl Body {
             Body::ModelAdmission(_) => "model_admission",
             Body::Revocation(_) => "revocation",
             Body::Run(_) => "run",
+            Body::Build(_) => "build",
         }
     }
 }
@@ -187,6 +189,9 @@ pub struct RefusalRec {
     pub sha256: Option<Sha256Digest>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub pin: Option<String>,
+    /// The clone as it was when the admission was refused, recorded with the refusal.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub source: Option<SourceRec>,
     /// A stable code (`pin_not_head`, `pin_unknown`, `pin_ambiguous`, `source_modified`, ...).
     pub reason: String,
     pub message: String,
@@ -242,6 +247,100 @@ pub struct RunRec {
     pub started: String,
     pub finished: String,
     pub artifacts: Vec<ArtifactRec>,
+    pub objects: Vec<ObjRec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolRec {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvRec {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputRec {
+    /// Absolute path where the build wrote it.
+    pub path: String,
+    pub object: ObjectId,
+    pub sha256: Sha256Digest,
+    pub size: u64,
+    pub kind: ObjKind,
+    pub inside_source: bool,
+    pub ignored: bool,
+}
+
+/// A tracked file the build changed, with its contents before and after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModifiedRec {
+    pub path: String,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub old_object: Option<ObjectId>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub new_object: Option<ObjectId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckOutputRec {
+    /// Path relative to the source root.
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub original: Option<ObjectId>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rebuilt: Option<ObjectId>,
+    /// `same`, `differs`, `missing` (not produced by the rebuild) or `not_checked` (outside the source tree).
+    pub result: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckRec {
+    /// The build that was re-run.
+    pub of: String,
+    /// `reproduces`, `diverges` or `failed` (the rebuild itself failed).
+    pub result: String,
+    pub outputs: Vec<CheckOutputRec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildRec {
+    pub id: String,
+    /// `succeeded`, `failed` or `interrupted`. Only a succeeded build has outputs.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub source_after: Option<String>,
+    pub commit: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub url: Option<String>,
+    pub argv: Vec<String>,
+    pub cwd: String,
+    pub started: String,
+    pub finished: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub signal: Option<i32>,
+    pub tools: Vec<ToolRec>,
+    pub env: Vec<EnvRec>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub stdout: Option<ObjectId>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub stderr: Option<ObjectId>,
+    pub outputs: Vec<OutputRec>,
+    pub modified: Vec<ModifiedRec>,
+    pub created: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub check: Option<CheckRec>,
     pub objects: Vec<ObjRec>,
 }
 

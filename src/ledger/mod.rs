@@ -15,17 +15,24 @@ use crate::error::{Error, Result};
 use events::{Actor, Body, Event};
 
 /// Migrations, applied in order under `PRAGMA user_version`. Never edit one that shipped.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("../../schema/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init", include_str!("../../schema/0001_init.sql")),
+    ("0002_builds", include_str!("../../schema/0002_builds.sql")),
+];
 
 /// The tables rebuilt from the journal, children before parents (for deletes).
 pub const PROJECTIONS: &[&str] = &[
     "run_artifacts",
+    "build_created",
+    "build_modified",
+    "build_outputs",
     "runs",
     "revocations",
     "model_admissions",
     "refusals",
     "admission_modified",
     "admissions",
+    "builds",
     "source_changes",
     "sources",
     "ingests",

@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection};
 
-use super::events::{Body, Event, ObjRec};
+use super::events::{Body, Event, ObjRec, SourceRec};
 use crate::error::{Error, Result};
 
 fn put_objects(c: &Connection, seq: i64, objects: &[ObjRec]) -> Result<()> {
@@ -19,6 +19,43 @@ fn put_objects(c: &Connection, seq: i64, objects: &[ObjRec]) -> Result<()> {
             seq
         ])
         .map_err(Error::sql("project objects"))?;
+    }
+    Ok(())
+}
+
+mod erased {
+    /// Serialises a record into the JSON text a column holds.
+    pub trait Json {
+        fn json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).expect("records serialise")
+        }
+    }
+}
+
+/// A recorded clone. The same clone in the same state has the same id, so a source
+/// carried again (by a refusal) is already there and is left as first recorded.
+fn apply_source(c: &Connection, seq: i64, s: &SourceRec, t: &str) -> Result<()> {
+    put_objects(c, seq, &s.objects)?;
+    let fresh = c
+        .prepare_cached("INSERT OR IGNORE INTO sources (id, seq, path, url, commit_id, branch, tree_id, snapshot, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
+        .and_then(|mut st| st.execute(params![s.id, seq, s.path, s.url, s.commit, s.branch, s.tree, s.snapshot.to_string(), t]))
+        .map_err(Error::sql("project source"))?;
+    if fresh == 1 {
+        let mut st = c
+            .prepare_cached("INSERT INTO source_changes (source_id, path, status, object) VALUES (?1, ?2, ?3, ?4)")
+            .map_err(Error::sql("project source"))?;
+        for ch in &s.changes {
+            st.execute(params![
+                s.id,
+                ch.path,
+                ch.status,
+                ch.object.map(|o| o.to_string())
+            ])
+            .map_err(Error::sql("project source"))?;
+        }
     }
     Ok(())
 }
@@ -44,19 +81,7 @@ pub(super) fn apply(c: &Connection, e: &Event) -> Result<()> {
                 )?;
             }
         }
-        Body::Source(s) => {
-            put_objects(c, seq, &s.objects)?;
-            run(
-                "INSERT INTO sources (id, seq, path, url, commit_id, branch, tree_id, snapshot, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![s.id, seq, s.path, s.url, s.commit, s.branch, s.tree, s.snapshot.to_string(), t],
-            )?;
-            for ch in &s.changes {
-                run(
-                    "INSERT INTO source_changes (source_id, path, status, object) VALUES (?1, ?2, ?3, ?4)",
-                    params![s.id, ch.path, ch.status, ch.object.map(|o| o.to_string())],
-                )?;
-            }
-        }
+        Body::Source(s) => apply_source(c, seq, s, t)?,
         Body::Admission(a) => {
             put_objects(c, seq, &a.objects)?;
             run(
@@ -89,9 +114,12 @@ pub(super) fn apply(c: &Connection, e: &Event) -> Result<()> {
         }
         Body::Refusal(r) => {
             put_objects(c, seq, &r.objects)?;
+            if let Some(s) = &r.source {
+                apply_source(c, seq, s, t)?;
+            }
             run(
-                "INSERT INTO refusals (id, seq, subject, path, object, sha256, pin, reason, message, actor, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![r.id, seq, r.subject, r.path, r.object.map(|o| o.to_string()), r.sha256.map(|o| o.to_string()), r.pin, r.reason, r.message, actor, t],
+                "INSERT INTO refusals (id, seq, subject, path, object, sha256, pin, source_id, reason, message, actor, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![r.id, seq, r.subject, r.path, r.object.map(|o| o.to_string()), r.sha256.map(|o| o.to_string()), r.pin, r.source.as_ref().map(|s| &s.id), r.reason, r.message, actor, t],
             )?;
         }
         Body::ModelAdmission(m) => {
@@ -138,6 +166,57 @@ pub(super) fn apply(c: &Connection, e: &Event) -> Result<()> {
                 run(
                     "INSERT INTO run_artifacts (run_id, path, object) VALUES (?1, ?2, ?3)",
                     params![r.id, a.path, a.object.to_string()],
+                )?;
+            }
+        }
+        Body::Build(b) => {
+            put_objects(c, seq, &b.objects)?;
+            let j = |v: &dyn erased::Json| v.json();
+            let s = |o: &Option<crate::id::ObjectId>| o.map(|o| o.to_string());
+            run(
+                "INSERT INTO builds (id, seq, status, reason, source_id, source_after_id, commit_id, url, argv, cwd, started, finished,
+                                     exit_code, signal, tools, env, stdout_object, stderr_object, check_of, check_result, check_outputs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                params![
+                    b.id,
+                    seq,
+                    b.status,
+                    b.reason,
+                    b.source,
+                    b.source_after,
+                    b.commit,
+                    b.url,
+                    j(&b.argv),
+                    b.cwd,
+                    b.started,
+                    b.finished,
+                    b.exit_code,
+                    b.signal,
+                    j(&b.tools),
+                    j(&b.env),
+                    s(&b.stdout),
+                    s(&b.stderr),
+                    b.check.as_ref().map(|c| c.of.clone()),
+                    b.check.as_ref().map(|c| c.result.clone()),
+                    b.check.as_ref().map(|c| j(&c.outputs)),
+                ],
+            )?;
+            for o in &b.outputs {
+                run(
+                    "INSERT INTO build_outputs (build_id, path, object, sha256, size, kind, inside_source, ignored) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![b.id, o.path, o.object.to_string(), o.sha256.to_string(), o.size as i64, o.kind.as_str(), o.inside_source, o.ignored],
+                )?;
+            }
+            for m in &b.modified {
+                run(
+                    "INSERT INTO build_modified (build_id, path, status, old_object, new_object) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![b.id, m.path, m.status, s(&m.old_object), s(&m.new_object)],
+                )?;
+            }
+            for p in &b.created {
+                run(
+                    "INSERT INTO build_created (build_id, path) VALUES (?1, ?2)",
+                    params![b.id, p],
                 )?;
             }
         }

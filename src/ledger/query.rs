@@ -20,6 +20,7 @@ pub enum Node {
     Run(String),
     Refusal(String),
     Revocation(String),
+    Build(String),
 }
 
 impl Node {
@@ -29,6 +30,7 @@ impl Node {
             Node::Commit(c) => format!("commit:{c}"),
             Node::Run(r) => format!("run:{r}"),
             Node::Admission(i)
+            | Node::Build(i)
             | Node::ModelAdmission(i)
             | Node::Source(i)
             | Node::Refusal(i)
@@ -43,6 +45,7 @@ const ID_TABLES: &[(&str, &str)] = &[
     ("src_", "sources"),
     ("ref_", "refusals"),
     ("rev_", "revocations"),
+    ("bld_", "builds"),
 ];
 
 fn like_escape(s: &str) -> String {
@@ -237,6 +240,7 @@ impl Ledger {
                     "model_admissions" => &Node::ModelAdmission,
                     "sources" => &Node::Source,
                     "refusals" => &Node::Refusal,
+                    "builds" => &Node::Build,
                     _ => &Node::Revocation,
                 };
                 return unique("id", found, mk);

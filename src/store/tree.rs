@@ -511,6 +511,25 @@ pub fn load(store: &Store, id: &ObjectId) -> Result<Tree> {
     })
 }
 
+/// The entry at `rel` (`/`-separated) inside tree `root`, if there is one.
+pub fn lookup(store: &Store, root: &ObjectId, rel: &[u8]) -> Result<Option<Entry>> {
+    let mut tree = load(store, root)?;
+    let parts: Vec<&[u8]> = rel.split(|b| *b == b'/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let Some(e) = tree.entries.iter().find(|e| e.name == *part) else {
+            return Ok(None);
+        };
+        if i + 1 == parts.len() {
+            return Ok(Some(e.clone()));
+        }
+        match (e.kind, e.object) {
+            (Kind::Dir, Some(id)) => tree = load(store, &id)?,
+            _ => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
 /// Checks that a symlink at `entry_dir` (relative to the restore root) pointing at
 /// `target` stays inside the root.
 fn link_stays_inside(entry_dir: &Path, target: &[u8]) -> bool {

@@ -1,6 +1,6 @@
-//! Running a provider bounded in time: its own process group, stdin closed,
-//! output to files, the whole group (and any orphan reparented to us) killed
-//! on timeout, on interrupt, and after it exits.
+//! Running a child bounded in time (providers, builds, fixture tests): its own
+//! process group, the whole group (and any orphan reparented to us) killed on
+//! timeout, on interrupt, and after it exits. The only module that kills processes.
 
 use std::fs;
 use std::process::{Child, Command, ExitStatus};
@@ -20,6 +20,36 @@ pub struct Outcome {
     pub interrupted: bool,
     pub killed: Vec<u32>,
     pub elapsed: Duration,
+}
+
+/// SIGINT, SIGTERM and SIGHUP set a flag instead of killing cto-ledger while this
+/// guard lives, so a running child can be killed and its record finalised.
+pub struct Interrupts {
+    pub flag: std::sync::Arc<AtomicBool>,
+    ids: Vec<signal_hook::SigId>,
+}
+
+impl Interrupts {
+    pub fn catch() -> Interrupts {
+        let flag = std::sync::Arc::new(AtomicBool::new(false));
+        let ids = [
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGHUP,
+        ]
+        .iter()
+        .filter_map(|s| signal_hook::flag::register(*s, flag.clone()).ok())
+        .collect();
+        Interrupts { flag, ids }
+    }
+}
+
+impl Drop for Interrupts {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
 }
 
 /// (pid, state, ppid, pgrp) of every process, from `/proc`.
@@ -106,9 +136,19 @@ fn decode(st: ExitStatus) -> (Option<i32>, Option<i32>) {
 
 /// Spawns `cmd` as the leader of a new process group and waits at most `timeout`.
 pub fn run_bounded(
+    cmd: Command,
+    timeout: Duration,
+    interrupt: &AtomicBool,
+) -> std::io::Result<Outcome> {
+    run_bounded_with(cmd, timeout, interrupt, |_| {})
+}
+
+/// As [`run_bounded`]; `on_spawn` gets the child first (to take its pipes).
+pub fn run_bounded_with(
     mut cmd: Command,
     timeout: Duration,
     interrupt: &AtomicBool,
+    on_spawn: impl FnOnce(&mut Child),
 ) -> std::io::Result<Outcome> {
     use std::os::unix::process::CommandExt;
     cmd.process_group(0);
@@ -122,6 +162,7 @@ pub fn run_bounded(
     }
     let start = Instant::now();
     let mut child: Child = cmd.spawn()?;
+    on_spawn(&mut child);
     let child_pid = child.id();
     let (mut timed_out, mut interrupted) = (false, false);
     let mut doomed = Vec::new();

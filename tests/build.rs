@@ -1,0 +1,319 @@
+//! `cto-ledger build`: complete build records, builds that dirty their own source,
+//! failed builds, and reproducibility checks.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// A clone whose `build.sh` (committed) writes `dist/app` and rewrites the tracked
+/// `src/generated/package-assets.ts`, as Case's `bun run build:binary` does.
+fn generating_repo(env: &Env, script_body: &str) -> Repo {
+    let repo = env.repo("app");
+    fs::create_dir_all(repo.dir.join("src/generated")).unwrap();
+    fs::write(
+        repo.dir.join("src/generated/package-assets.ts"),
+        "export const assets = {};\n",
+    )
+    .unwrap();
+    let script = repo.dir.join("build.sh");
+    fs::write(
+        &script,
+        format!("#!/bin/sh\nset -e\nmkdir -p dist\n{script_body}\necho built\n"),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    repo.git(&["add", "."]);
+    repo.git(&["commit", "-qm", "build script"]);
+    repo
+}
+
+fn build(env: &Env, repo: &Repo, args: &[&str]) -> Run {
+    let mut c = env.cmd(["build", "--json"]);
+    c.args(args).current_dir(&repo.dir);
+    let out = c.output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+const GENERATING: &str = "echo 'export const assets = {\"ca\": 1};' > src/generated/package-assets.ts\ncat src/generated/package-assets.ts > dist/app";
+
+#[test]
+fn build_that_rewrites_a_tracked_file_is_admissible_with_its_provenance() {
+    let env = Env::new();
+    let repo = generating_repo(&env, GENERATING);
+    let r = build(
+        &env,
+        &repo,
+        &["--output", "dist/app", "--tool", "sh", "--", "./build.sh"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("built"),
+        "the build's output is streamed to the terminal"
+    );
+    let b = r.json()["build"].clone();
+    assert_eq!(b["status"], "succeeded");
+    assert_eq!(b["commit"], repo.head());
+    assert_eq!(b["argv"], serde_json::json!(["./build.sh"]));
+    let m = &b["modified"][0];
+    assert_eq!(m["path"], "src/generated/package-assets.ts");
+    assert!(
+        m["old_object"].as_str().unwrap().starts_with("blake3:")
+            && m["new_object"].as_str().unwrap().starts_with("blake3:")
+    );
+    assert_ne!(m["old_object"], m["new_object"]);
+    assert_eq!(
+        env.ok(["cat", m["old_object"].as_str().unwrap()]).stdout,
+        "export const assets = {};\n"
+    );
+    assert_eq!(b["outputs"][0]["ignored"], true);
+    assert!(b["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == "sh"));
+    let build_id = b["id"].as_str().unwrap().to_string();
+
+    // Admission accepts the build's own modification without --allow-modified, and says why.
+    let a = env
+        .ok([
+            "admit",
+            s(&repo.dir.join("dist/app")),
+            "--source-pin",
+            &repo.pin(),
+            "--json",
+        ])
+        .json();
+    assert_eq!(a["admission"]["build"], build_id.as_str());
+    let decisions = a["admission"]["decisions"].to_string();
+    assert!(
+        decisions.contains("written by build") && decisions.contains("package-assets.ts"),
+        "{decisions}"
+    );
+    let shown = env.ok(["show", "app", "--json"]).json();
+    assert_eq!(shown["admission"]["build"]["id"], build_id.as_str());
+    assert_eq!(
+        shown["admission"]["build"]["modified"][0]["path"],
+        "src/generated/package-assets.ts"
+    );
+
+    // A hand edit to another tracked file is not explained by any build: refused, and named.
+    fs::write(repo.dir.join("README"), "edited by hand\n").unwrap();
+    let r = env.run([
+        "admit",
+        s(&repo.dir.join("dist/app")),
+        "--source-pin",
+        &repo.pin(),
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("README") && !r.stderr.contains("package-assets"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(env.run(["audit"]).code, 0);
+}
+
+#[test]
+fn deterministic_build_reproduces() {
+    let env = Env::new();
+    let repo = generating_repo(&env, GENERATING);
+    let b = build(&env, &repo, &["--output", "dist/app", "--", "./build.sh"]).json();
+    let out = b["build"]["outputs"][0]["object"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = env.run(["build", "--check", &out, "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let c = r.json();
+    assert_eq!(c["build"]["check"]["result"], "reproduces");
+    assert_eq!(c["build"]["check"]["of"], b["build"]["id"]);
+    assert_eq!(c["build"]["check"]["outputs"][0]["result"], "same");
+    let shown = env
+        .ok(["show", b["build"]["id"].as_str().unwrap(), "--json"])
+        .json();
+    assert_eq!(shown["build"]["checks"][0]["check_result"], "reproduces");
+    // The original clone was not touched by the check.
+    assert_eq!(
+        repo.git(&["status", "--porcelain"]),
+        "M src/generated/package-assets.ts"
+    );
+}
+
+#[test]
+fn build_that_embeds_the_time_diverges_and_names_the_output() {
+    let env = Env::new();
+    let repo = generating_repo(&env, "date +%s%N > dist/app");
+    let b = build(&env, &repo, &["--output", "dist/app", "--", "./build.sh"]).json();
+    let id = b["build"]["id"].as_str().unwrap().to_string();
+    let r = env.run(["build", "--check", &id, "--json"]);
+    assert_eq!(r.code, 1);
+    let c = r.json();
+    assert_eq!(c["build"]["check"]["result"], "diverges");
+    assert_eq!(c["build"]["check"]["outputs"][0]["path"], "dist/app");
+    assert_eq!(c["build"]["check"]["outputs"][0]["result"], "differs");
+    assert!(c["build"]["reason"].as_str().unwrap().contains("dist/app"));
+}
+
+fn assert_failed_with_logs(env: &Env, r: &Run, reason: &str) -> Value {
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let b = r.json()["build"].clone();
+    assert_eq!(b["status"], "failed");
+    assert!(
+        b["reason"].as_str().unwrap().contains(reason),
+        "{}",
+        b["reason"]
+    );
+    assert_eq!(b["outputs"], serde_json::json!([]));
+    let shown = env.ok(["show", b["id"].as_str().unwrap(), "--json"]).json();
+    assert_eq!(shown["build"]["status"], "failed");
+    assert!(shown["build"]["stderr_object"]
+        .as_str()
+        .unwrap()
+        .starts_with("blake3:"));
+    b
+}
+
+#[test]
+fn failed_builds_are_recorded_with_logs_and_nothing_admissible() {
+    let env = Env::new();
+    let repo = generating_repo(
+        &env,
+        "echo partial > dist/app\necho 'compiler exploded' >&2\nexit 3",
+    );
+    let r = build(&env, &repo, &["--output", "dist/app", "--", "./build.sh"]);
+    let b = assert_failed_with_logs(&env, &r, "status 3");
+    assert!(env
+        .ok(["cat", b["stderr"].as_str().unwrap()])
+        .stdout
+        .contains("compiler exploded"));
+    // The partial output exists on disk, but no build vouches for it.
+    let a = env.ok([
+        "admit",
+        s(&repo.dir.join("dist/app")),
+        "--source-pin",
+        &repo.pin(),
+        "--json",
+    ]);
+    assert!(a.json()["admission"]["build"].is_null());
+
+    let r = build(&env, &repo, &["--output", "dist/never", "--", "true"]);
+    assert_failed_with_logs(&env, &r, "dist/never was not produced");
+    let r = build(
+        &env,
+        &repo,
+        &["--output", "dist/app", "--", "no-such-compiler", "--flag"],
+    );
+    assert_failed_with_logs(&env, &r, "command not found: no-such-compiler");
+    assert_eq!(env.run(["audit"]).code, 0);
+}
+
+#[test]
+fn directory_and_outside_outputs_are_recorded() {
+    let env = Env::new();
+    let outside = env.path("outside-artifact");
+    let repo = generating_repo(
+        &env,
+        &format!(
+            "mkdir -p dist/bundle\necho a > dist/bundle/a\necho b > {}",
+            outside.display()
+        ),
+    );
+    let r = build(
+        &env,
+        &repo,
+        &[
+            "--output",
+            "dist/bundle",
+            "--output",
+            s(&outside),
+            "--",
+            "./build.sh",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let outs = r.json()["build"]["outputs"].clone();
+    let bundle = outs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["path"].as_str().unwrap().ends_with("dist/bundle"))
+        .unwrap();
+    assert_eq!(bundle["kind"], "tree");
+    let o = outs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["path"] == s(&outside))
+        .unwrap();
+    assert_eq!(o["inside_source"], false);
+}
+
+#[test]
+fn build_outside_a_clone_is_bad_input() {
+    let env = Env::new();
+    let plain = env.path("plain");
+    fs::create_dir_all(&plain).unwrap();
+    let mut c = env.cmd(["build", "--output", "x", "--", "true"]);
+    let out = c.current_dir(&plain).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not inside a git clone"));
+    let r = env.run(["build", "--check", "bld_0000"]);
+    assert_eq!(r.code, 2);
+}
+
+#[test]
+fn interrupted_build_is_recorded_and_its_process_group_killed() {
+    let env = Env::new();
+    let repo = generating_repo(&env, "sleep 30 & echo $! > dist/sleeper.pid\nwait");
+    let mut c = env.cmd([
+        "build",
+        "--json",
+        "--output",
+        "dist/app",
+        "--",
+        "./build.sh",
+    ]);
+    let child = c
+        .current_dir(&repo.dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid_file = repo.dir.join("dist/sleeper.pid");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while fs::read_to_string(&pid_file)
+        .map(|s| s.trim().is_empty())
+        .unwrap_or(true)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let sleeper: u32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["build"]["status"], "interrupted");
+    let stat = fs::read_to_string(format!("/proc/{sleeper}/stat")).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat[stat.rfind(')').unwrap() + 2..].starts_with('Z'),
+        "the build's child survived: {stat}"
+    );
+    assert_eq!(env.run(["audit"]).code, 0);
+}
