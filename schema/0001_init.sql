@@ -148,6 +148,8 @@ CREATE TABLE runs (
     finished           TEXT NOT NULL
 ) STRICT;
 CREATE INDEX runs_by_provider_admission ON runs(provider_admission);
+CREATE INDEX runs_by_provider_object ON runs(provider_object);
+CREATE INDEX runs_by_model_admission ON runs(model_admission);
 
 CREATE TABLE run_artifacts (
     run_id TEXT NOT NULL REFERENCES runs(id),

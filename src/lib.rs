@@ -9,6 +9,7 @@ pub mod harness;
 pub mod home;
 pub mod id;
 pub mod ledger;
+pub mod lineage;
 pub mod ops;
 pub mod report;
 pub mod runner;

@@ -1053,11 +1053,16 @@ fn summarize(row: &JournalRow) -> (String, String) {
     (s, e.actor.display())
 }
 
-pub fn log(home: &Home, kind: Option<&str>, limit: Option<usize>) -> Result<Vec<LogEntry>> {
+pub fn log(
+    home: &Home,
+    kind: Option<&str>,
+    since: Option<&str>,
+    limit: Option<usize>,
+) -> Result<Vec<LogEntry>> {
     let rows = home.ledger.journal_rows()?;
     let mut out: Vec<LogEntry> = rows
         .iter()
-        .filter(|r| kind.is_none_or(|k| r.kind == k))
+        .filter(|r| kind.is_none_or(|k| r.kind == k) && since.is_none_or(|t| r.time.as_str() >= t))
         .map(|r| {
             let (summary, actor) = summarize(r);
             LogEntry {

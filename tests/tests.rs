@@ -7,5 +7,6 @@ mod admission;
 mod audit;
 mod bad_input;
 mod build;
+mod queries;
 mod stage2;
 mod store;

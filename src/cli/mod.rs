@@ -91,9 +91,38 @@ pub enum Cmd {
     Log {
         #[arg(long)]
         kind: Option<String>,
+        /// Only events at or after this time (RFC 3339 or a date, e.g. 2026-05-31)
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// Everything upstream of a node, down to the source commit and its URL
+    Trace {
+        #[arg(value_name = "REF")]
+        target: String,
+    },
+    /// Everything downstream of a node: builds, outputs, admissions, runs and verdicts
+    Impact {
+        #[arg(value_name = "REF")]
+        target: String,
+    },
+    /// The lineage of a node (upstream and downstream) as a picture
+    Graph {
+        #[arg(value_name = "REF")]
+        target: String,
+        #[arg(long, value_enum, default_value = "dot")]
+        format: GraphFormat,
+    },
+    /// Export an artifact's provenance: in-toto Statement v1 with SLSA Provenance v1, or W3C PROV-JSON
+    Export {
+        #[arg(value_name = "REF")]
+        target: String,
+        #[arg(long, value_enum, default_value = "in-toto")]
+        format: ExportFormat,
+    },
+    /// Run one read-only SQL query over the ledger's tables (docs/ledger.md)
+    Sql { query: String },
     /// Check the journal chain, projections, every object and every run; exit 1 on findings
     Audit {
         /// SEQ:HASH printed earlier by `checkpoint`: prove the journal still extends it
@@ -111,6 +140,12 @@ pub enum Cmd {
     Runs {
         #[arg(long)]
         status: Option<String>,
+        /// Only runs of this provider (admission name or id, or a digest)
+        #[arg(long, value_name = "REF")]
+        provider: Option<String>,
+        /// Only runs started at or after this time (RFC 3339 or a date)
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
     },
     /// Run the built-in Stage 2 checks in a throwaway ledger
     Health,
@@ -181,6 +216,18 @@ pub struct BuildCmdArgs {
 pub enum RunCmd {
     /// Run an admitted provider against a Stage 2 fixture and record all evidence
     Stage2(Stage2Args),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    InToto,
+    ProvJson,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -426,9 +473,10 @@ fn run(cli: Cli, w: &mut dyn Write) -> std::result::Result<i32, CliError> {
             out.emit(&r, |w| render::value(w, &r, 0))?;
             EXIT_OK
         }
-        Cmd::Log { kind, limit } => {
+        Cmd::Log { kind, since, limit } => {
             let h = open(lp, Mode::ReadOnly)?;
-            let r = ops::log(&h, kind.as_deref(), limit)?;
+            let since = since.as_deref().map(parse_since).transpose()?;
+            let r = ops::log(&h, kind.as_deref(), since.as_deref(), limit)?;
             out.emit(&r, |w| render::log(w, &r))?;
             EXIT_OK
         }
@@ -473,13 +521,84 @@ fn run(cli: Cli, w: &mut dyn Write) -> std::result::Result<i32, CliError> {
                 EXIT_NEGATIVE
             }
         }
-        Cmd::Runs { status } => {
+        Cmd::Runs {
+            status,
+            provider,
+            since,
+        } => {
             let h = open(lp, Mode::ReadOnly)?;
+            let since = since.as_deref().map(parse_since).transpose()?;
+            let provider_object = match provider.as_deref() {
+                None => None,
+                Some(r) => Some(
+                    match h.ledger.resolve(r, &|p| crate::store::hash_file(p))? {
+                        crate::ledger::query::Node::Admission(a) => h
+                            .ledger
+                            .row("SELECT object FROM admissions WHERE id = ?1", &[&a])?
+                            .and_then(|v| v["object"].as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                        crate::ledger::query::Node::Object(o) => o.to_string(),
+                        other => {
+                            return Err(Error::bad_input(
+                                format!("--provider {r} names {}, not a provider", other.label()),
+                                "give an admission name or id, or a provider digest",
+                            )
+                            .into())
+                        }
+                    },
+                ),
+            };
             let rows = h.ledger.rows(
-                "SELECT id, lane, status, verdict, fixture, provider_admission, model, started FROM runs WHERE (?1 IS NULL OR status = ?1) ORDER BY seq",
-                &[&status],
+                "SELECT id, lane, status, verdict, fixture, provider_admission, model, started FROM runs
+                 WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR provider_object = ?2) AND (?3 IS NULL OR started >= ?3) ORDER BY seq",
+                &[&status, &provider_object, &since],
             )?;
             out.emit(&rows, |w| render::runs(w, &rows))?;
+            EXIT_OK
+        }
+        Cmd::Trace { target } => {
+            let h = open(lp, Mode::ReadOnly)?;
+            let node = h.ledger.resolve(&target, &|p| crate::store::hash_file(p))?;
+            let t = crate::lineage::trace(&h.ledger, &node)?;
+            out.emit(&t, |w| render::lineage(w, &t))?;
+            EXIT_OK
+        }
+        Cmd::Impact { target } => {
+            let h = open(lp, Mode::ReadOnly)?;
+            let node = h.ledger.resolve(&target, &|p| crate::store::hash_file(p))?;
+            let t = crate::lineage::impact(&h.ledger, &node)?;
+            out.emit(&t, |w| render::lineage(w, &t))?;
+            EXIT_OK
+        }
+        Cmd::Graph { target, format } => {
+            let h = open(lp, Mode::ReadOnly)?;
+            let node = h.ledger.resolve(&target, &|p| crate::store::hash_file(p))?;
+            let fmt = match format {
+                GraphFormat::Dot => "dot",
+                GraphFormat::Mermaid => "mermaid",
+            };
+            let text = crate::lineage::graph(&h.ledger, &node, fmt)?;
+            out.emit(&serde_json::json!({"format": fmt, "graph": text}), |w| {
+                w.write_all(text.as_bytes())
+            })?;
+            EXIT_OK
+        }
+        Cmd::Export { target, format } => {
+            let h = open(lp, Mode::ReadOnly)?;
+            let node = h.ledger.resolve(&target, &|p| crate::store::hash_file(p))?;
+            let doc = match format {
+                ExportFormat::InToto => crate::lineage::export_in_toto(&h.ledger, &node)?,
+                ExportFormat::ProvJson => crate::lineage::export_prov(&h.ledger, &node)?,
+            };
+            // The export is a JSON document either way.
+            serde_json::to_writer_pretty(&mut *out.w, &doc).map_err(io::Error::from)?;
+            writeln!(out.w)?;
+            EXIT_OK
+        }
+        Cmd::Sql { query } => {
+            let h = open(lp, Mode::ReadOnly)?;
+            let r = h.ledger.sql_readonly(&query)?;
+            out.emit(&r, |w| render::sql(w, &r))?;
             EXIT_OK
         }
         Cmd::Health => {
@@ -501,6 +620,22 @@ fn run(cli: Cli, w: &mut dyn Write) -> std::result::Result<i32, CliError> {
         }
     };
     Ok(code)
+}
+
+/// `--since` takes RFC 3339 or a bare date; events store RFC 3339 UTC, which sorts as text.
+fn parse_since(s: &str) -> Result<String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t
+            .with_timezone(&chrono::Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(format!("{d}T00:00:00.000Z"));
+    }
+    Err(Error::bad_input(
+        format!("--since `{s}` is not a time"),
+        "write a date (2026-05-31) or an RFC 3339 time (2026-05-31T23:42:05Z)",
+    ))
 }
 
 fn stage2_options(a: Stage2Args) -> Result<RunOptions> {

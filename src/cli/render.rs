@@ -289,6 +289,34 @@ pub fn audit(w: &mut dyn Write, r: &AuditOut) -> R {
     }
 }
 
+/// An aligned text table; cells wider than 80 characters widen no column.
+fn table(w: &mut dyn Write, headers: &[String], rows: &[Vec<String>]) -> R {
+    let widths: Vec<usize> = (0..headers.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([headers[i].len()])
+                .max()
+                .unwrap_or(0)
+                .min(80)
+        })
+        .collect();
+    let line = |vals: &[String]| {
+        vals.iter()
+            .zip(&widths)
+            .map(|(v, n)| format!("{v:<n$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    writeln!(w, "{}", line(headers))?;
+    for r in rows {
+        writeln!(w, "{}", line(r))?;
+    }
+    Ok(())
+}
+
 pub fn runs(w: &mut dyn Write, rows: &[Value]) -> R {
     let cols = [
         "id",
@@ -304,34 +332,15 @@ pub fn runs(w: &mut dyn Write, rows: &[Value]) -> R {
             .map(str::to_string)
             .unwrap_or_else(|| "-".into())
     };
-    let widths: Vec<usize> = cols
+    let body: Vec<Vec<String>> = rows
         .iter()
-        .map(|c| {
-            rows.iter()
-                .map(|r| cell(r, c).len())
-                .chain([c.len()])
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|r| cols.iter().map(|c| cell(r, c)).collect())
         .collect();
-    let line = |vals: Vec<String>| {
-        vals.iter()
-            .zip(&widths)
-            .map(|(v, n)| format!("{v:<n$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    writeln!(
+    table(
         w,
-        "{}",
-        line(cols.iter().map(|c| c.to_uppercase()).collect())
-    )?;
-    for r in rows {
-        writeln!(w, "{}", line(cols.iter().map(|c| cell(r, c)).collect()))?;
-    }
-    Ok(())
+        &cols.iter().map(|c| c.to_uppercase()).collect::<Vec<_>>(),
+        &body,
+    )
 }
 
 pub fn stage2(w: &mut dyn Write, r: &Stage2Out) -> R {
@@ -357,6 +366,32 @@ pub fn stage2(w: &mut dyn Write, r: &Stage2Out) -> R {
         )?;
     }
     writeln!(w, "  recorded: event {} ({} artifacts)", r.seq, r.artifacts)
+}
+
+pub fn lineage(w: &mut dyn Write, t: &crate::lineage::LNode) -> R {
+    let mut s = String::new();
+    crate::lineage::render_tree(t, &mut s, "", true, true);
+    w.write_all(s.as_bytes())
+}
+
+pub fn sql(w: &mut dyn Write, r: &crate::ledger::query::SqlOut) -> R {
+    let cell = |v: &Value| match v {
+        Value::Null => "NULL".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let body: Vec<Vec<String>> = r
+        .rows
+        .iter()
+        .map(|row| row.iter().map(cell).collect())
+        .collect();
+    table(w, &r.columns, &body)?;
+    writeln!(
+        w,
+        "({} row{})",
+        r.rows.len(),
+        if r.rows.len() == 1 { "" } else { "s" }
+    )
 }
 
 pub fn health(w: &mut dyn Write, r: &HealthOut) -> R {

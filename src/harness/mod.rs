@@ -106,6 +106,8 @@ struct Run<'a> {
     provider_admission: Option<String>,
     model_admission: Option<String>,
     config_object: Option<ObjectId>,
+    /// Objects outside the run folder that the run record names.
+    evidence: Vec<(ObjectMeta, ObjKind)>,
     interrupt: Arc<AtomicBool>,
 }
 
@@ -197,6 +199,7 @@ pub fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out> {
         provider_admission: None,
         model_admission: None,
         config_object: None,
+        evidence: Vec::new(),
         interrupt: interrupts.flag.clone(),
     };
     // The report exists before anything else can go wrong.
@@ -345,7 +348,10 @@ impl Run<'_> {
             format!("{} exists and is executable", path.display()),
         );
 
-        let m = hash_file(&path)?;
+        // The bytes offered are evidence whether or not they are admitted.
+        let m = self.home.store.put_file(&path)?;
+        self.provider_object = Some(m.id);
+        self.evidence.push((m, ObjKind::Blob));
         self.report.provider.sha256 = Some(m.sha256.to_string());
         self.report.provider.blake3 = Some(m.id.to_string());
         let scope_ok = if lane == Lane::Case {
@@ -381,7 +387,6 @@ impl Run<'_> {
         self.report.provider.source_url = s("url");
         self.report.provider.build = s("build_id");
         self.provider_admission = s("id");
-        self.provider_object = Some(m.id);
         self.gate_pass(
             "provider_admitted",
             format!(
@@ -875,7 +880,9 @@ impl Run<'_> {
             path: "report.json".into(),
             object: report_meta.id,
         });
-        let objects = ops::new_objects(self.home, &ing.objects)?;
+        let mut all = ing.objects.clone();
+        all.extend(self.evidence.iter().copied());
+        let objects = ops::new_objects(self.home, &all)?;
         let r = &self.report;
         let rec = RunRec {
             id: r.run_id.clone(),

@@ -324,3 +324,72 @@ impl Ledger {
         self.row("SELECT id, reason, actor, time, seq FROM revocations WHERE target = ?1 ORDER BY seq LIMIT 1", &[&id])
     }
 }
+
+/// Result of `cto-ledger sql`: column names and rows.
+#[derive(Debug, Serialize)]
+pub struct SqlOut {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+impl Ledger {
+    /// Runs one read-only query. The connection is already read-only and `query_only`;
+    /// this also refuses anything but a single SELECT/WITH/VALUES statement (ATTACH
+    /// and PRAGMA writes count as "read-only" to SQLite, so they are refused by name).
+    pub fn sql_readonly(&self, q: &str) -> Result<SqlOut> {
+        let refuse = |why: &str| {
+            Error::bad_input(
+                format!("sql refused: {why}"),
+                "give one read-only SELECT statement; the ledger was not touched",
+            )
+        };
+        let first = q
+            .lines()
+            .map(|l| l.split("--").next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(" ")
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        if !["SELECT", "WITH", "VALUES"].contains(&first.as_str()) {
+            return Err(refuse(&format!("`{first}` statements are not allowed")));
+        }
+        let mut st = self.conn().prepare(q).map_err(|e| match e {
+            rusqlite::Error::MultipleStatement => refuse("more than one statement"),
+            other => Error::bad_input(
+                format!("sql: {other}"),
+                "check the query against docs/ledger.md",
+            ),
+        })?;
+        if !st.readonly() {
+            return Err(refuse("the statement writes"));
+        }
+        let columns: Vec<String> = st.column_names().map(|c| c.to_string()).collect();
+        let n = columns.len();
+        let rows = st
+            .query_map([], |r| {
+                (0..n)
+                    .map(|i| {
+                        Ok(match r.get_ref(i)? {
+                            rusqlite::types::ValueRef::Null => Value::Null,
+                            rusqlite::types::ValueRef::Integer(v) => json!(v),
+                            rusqlite::types::ValueRef::Real(v) => json!(v),
+                            rusqlite::types::ValueRef::Text(t) => {
+                                Value::String(String::from_utf8_lossy(t).into_owned())
+                            }
+                            rusqlite::types::ValueRef::Blob(b) => Value::String(hex::encode(b)),
+                        })
+                    })
+                    .collect::<rusqlite::Result<Vec<Value>>>()
+            })
+            .and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| {
+                Error::bad_input(
+                    format!("sql: {e}"),
+                    "check the query against docs/ledger.md",
+                )
+            })?;
+        Ok(SqlOut { columns, rows })
+    }
+}
