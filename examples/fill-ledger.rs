@@ -120,6 +120,7 @@ fn main() {
             lane: "fake".into(),
             status: if r % 7 == 0 { "failed" } else { "passed" }.into(),
             verdict: if r % 7 == 0 { "fail" } else { "pass" }.into(),
+            provider_started: true,
             provider_path: None,
             provider_object: Some(meta("out", b).id),
             provider_admission: Some(format!("adm_{:016x}", b)),

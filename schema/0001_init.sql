@@ -135,6 +135,7 @@ CREATE TABLE runs (
     lane               TEXT NOT NULL,
     status             TEXT NOT NULL,
     verdict            TEXT NOT NULL,
+    provider_started   INTEGER NOT NULL,
     provider_path      TEXT,
     provider_object    TEXT,
     provider_admission TEXT,

@@ -1231,7 +1231,7 @@ pub fn audit(home: &Home, checkpoint: Option<&Head>, progress: &ProgressBar) -> 
     }
 
     // 6. Every run left a final report and used an admitted, unrevoked provider.
-    let runs = home.ledger.rows("SELECT id, seq, status, report_object, provider_admission, model_admission, lane FROM runs ORDER BY seq", &[])?;
+    let runs = home.ledger.rows("SELECT id, seq, status, report_object, provider_admission, model_admission, lane, provider_started FROM runs ORDER BY seq", &[])?;
     out.runs_checked = runs.len() as u64;
     for r in runs {
         let id = format!("run:{}", r["id"].as_str().unwrap_or_default());
@@ -1247,7 +1247,7 @@ pub fn audit(home: &Home, checkpoint: Option<&Head>, progress: &ProgressBar) -> 
                 "report.json was never finalised (status started)".into(),
             ));
         }
-        if status == "blocked" {
+        if status == "blocked" || r["provider_started"] == 0 {
             continue; // the provider never started
         }
         let seq = r["seq"].as_i64().unwrap_or_default();
@@ -1325,7 +1325,7 @@ fn unrecorded_runs(home: &Home, notes: &mut Vec<String>) -> Result<Vec<Finding>>
             check: "run".into(),
             subject: ent.path().display().to_string(),
             message: match status {
-                Some(s) => format!("run folder is not recorded in the ledger (the harness stopped before finishing); its report.json says {s}"),
+                Some(s) => format!("run folder is not recorded in the ledger (the harness stopped before finishing); its report.json says {s}; `cto-ledger recover` records it as interrupted"),
                 None => "run folder is not recorded in the ledger and has no readable report.json".into(),
             },
         });

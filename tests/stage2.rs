@@ -563,4 +563,24 @@ fn harness_killed_with_sigkill_leaves_a_report_and_audit_names_the_folder() {
         f.contains(dir.file_name().unwrap().to_str().unwrap()) && f.contains("not recorded"),
         "{f}"
     );
+    // `recover` finalises the folder as interrupted and records it; then audit passes.
+    let rec = env.ok(["recover", "--json"]).json();
+    assert_eq!(
+        rec["recovered"][0],
+        dir.file_name().unwrap().to_str().unwrap()
+    );
+    let report: Value =
+        serde_json::from_slice(&fs::read(dir.join("report.json")).unwrap()).unwrap();
+    validate(&report);
+    assert_eq!(report["status"], "interrupted");
+    assert!(dir.join("backend/harness-killed.txt").exists());
+    let run = env
+        .ok([
+            "show",
+            &format!("run:{}", report["run_id"].as_str().unwrap()),
+            "--json",
+        ])
+        .json();
+    assert_eq!(run["run"]["status"], "interrupted");
+    assert_eq!(env.run(["audit"]).code, 0);
 }

@@ -7,6 +7,8 @@ mod admission;
 mod audit;
 mod bad_input;
 mod build;
+mod properties;
 mod queries;
+mod reliability;
 mod stage2;
 mod store;

@@ -149,6 +149,8 @@ pub enum Cmd {
     },
     /// Run the built-in Stage 2 checks in a throwaway ledger
     Health,
+    /// Finalise and record run folders whose harness was killed (report says `interrupted`)
+    Recover,
     /// Print shell completions
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff)
@@ -599,6 +601,23 @@ fn run(cli: Cli, w: &mut dyn Write) -> std::result::Result<i32, CliError> {
             let h = open(lp, Mode::ReadOnly)?;
             let r = h.ledger.sql_readonly(&query)?;
             out.emit(&r, |w| render::sql(w, &r))?;
+            EXIT_OK
+        }
+        Cmd::Recover => {
+            let mut h = open(lp, Mode::ReadWrite)?;
+            let r = harness::recover(&mut h)?;
+            out.emit(&r, |w| {
+                for n in &r.recovered {
+                    writeln!(w, "recovered run:{n} (interrupted)")?;
+                }
+                for n in &r.in_progress {
+                    writeln!(w, "in progress, left alone: {n}")?;
+                }
+                if !r.killed_pids.is_empty() {
+                    writeln!(w, "killed leftover processes: {:?}", r.killed_pids)?;
+                }
+                writeln!(w, "{} run folder(s) recovered", r.recovered.len())
+            })?;
             EXIT_OK
         }
         Cmd::Health => {

@@ -70,7 +70,7 @@ fn safe_rel(rel: &str) -> bool {
             .all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
-fn from_files(origin: String, files: Vec<(String, Vec<u8>)>) -> Result<Fixture> {
+pub fn from_files(origin: String, files: Vec<(String, Vec<u8>)>) -> Result<Fixture> {
     let get = |name: &str| {
         files
             .iter()

@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use serde_json::json;
 
 use crate::error::{Error, Result};
@@ -102,10 +103,6 @@ struct Run<'a> {
     dir: PathBuf,
     report: Report,
     started_at: Instant,
-    provider_object: Option<ObjectId>,
-    provider_admission: Option<String>,
-    model_admission: Option<String>,
-    config_object: Option<ObjectId>,
     /// Objects outside the run folder that the run record names.
     evidence: Vec<(ObjectMeta, ObjKind)>,
     interrupt: Arc<AtomicBool>,
@@ -195,10 +192,6 @@ pub fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out> {
         dir,
         report,
         started_at: Instant::now(),
-        provider_object: None,
-        provider_admission: None,
-        model_admission: None,
-        config_object: None,
         evidence: Vec::new(),
         interrupt: interrupts.flag.clone(),
     };
@@ -350,7 +343,6 @@ impl Run<'_> {
 
         // The bytes offered are evidence whether or not they are admitted.
         let m = self.home.store.put_file(&path)?;
-        self.provider_object = Some(m.id);
         self.evidence.push((m, ObjKind::Blob));
         self.report.provider.sha256 = Some(m.sha256.to_string());
         self.report.provider.blake3 = Some(m.id.to_string());
@@ -386,7 +378,6 @@ impl Run<'_> {
         self.report.provider.source_commit = s("commit_id");
         self.report.provider.source_url = s("url");
         self.report.provider.build = s("build_id");
-        self.provider_admission = s("id");
         self.gate_pass(
             "provider_admitted",
             format!(
@@ -541,7 +532,6 @@ impl Run<'_> {
         match ops::model_admission(self.home, &p, &m)? {
             Some(id) => {
                 self.gate_pass("model_admitted", format!("{p}/{m} is admitted as {id}"));
-                self.model_admission = Some(id.clone());
                 let model = Model { provider: p, model: m, admission: Some(id) };
                 self.report.model = Some(model.clone());
                 Ok(Ok(model))
@@ -618,7 +608,6 @@ impl Run<'_> {
         let pj = data.join("projects.json");
         fs::write(&pj, serde_json::to_vec_pretty(&projects).expect("json"))
             .map_err(Error::io("write", &pj))?;
-        self.config_object = Some(hash_file(&cfg_path)?.id);
         if self.opts.lane == Lane::Fake && !self.fixture.solution.is_empty() {
             fixture::write_files(
                 &self.backend().join("fake-solution"),
@@ -817,104 +806,264 @@ impl Run<'_> {
                 .reason
                 .get_or_insert_with(|| "the run ended without a verdict".into());
         }
-        if let Ok(st) = crate::git::state(&self.workspace()) {
-            self.report.workspace_changes = st
-                .changes
-                .iter()
-                .map(|(p, s)| Change {
-                    path: String::from_utf8_lossy(p).into_owned(),
-                    status: s.to_string(),
-                })
-                .collect();
-        }
         self.report.finished = Some(now());
         self.report.duration_seconds =
             Some((self.started_at.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
-        // Every evidence file's digest, .git internals aside (they are in the tree object).
-        let mut evidence = Vec::new();
-        for ent in walkdir::WalkDir::new(&self.dir)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_entry(|e| e.file_name() != ".git")
-            .flatten()
-        {
-            if !ent.file_type().is_file() {
-                continue;
-            }
-            let rel = ent
-                .path()
-                .strip_prefix(&self.dir)
-                .expect("under run dir")
-                .to_string_lossy()
-                .into_owned();
-            if rel == "report.json" || rel.starts_with(".report-") {
-                continue;
-            }
-            let m = hash_file(ent.path())?;
-            evidence.push(Evidence {
-                path: rel,
-                sha256: m.sha256.to_string(),
-                blake3: m.id.to_string(),
-                size: m.size,
-            });
-        }
-        self.report.evidence = evidence;
-        report::write(&self.dir, &self.report)?;
-
-        let ing = tree::ingest_path(
-            &self.home.store,
-            &self.dir,
-            &indicatif::ProgressBar::hidden(),
-        )?;
-        let report_meta = hash_file(&self.dir.join("report.json"))?;
-        let mut artifacts: Vec<ArtifactRec> = self
-            .report
-            .evidence
-            .iter()
-            .map(|e| ArtifactRec {
-                path: e.path.clone(),
-                object: ObjectId::parse(&e.blake3).expect("we wrote it"),
-            })
-            .collect();
-        artifacts.push(ArtifactRec {
-            path: "report.json".into(),
-            object: report_meta.id,
-        });
-        let mut all = ing.objects.clone();
-        all.extend(self.evidence.iter().copied());
-        let objects = ops::new_objects(self.home, &all)?;
-        let r = &self.report;
-        let rec = RunRec {
-            id: r.run_id.clone(),
-            run_kind: r.kind.clone(),
-            fixture: r.fixture.clone(),
-            lane: r.lane.clone(),
-            status: r.status.clone(),
-            verdict: r.verdict.clone(),
-            provider_path: r.provider.path_given.clone(),
-            provider_object: self.provider_object,
-            provider_admission: self.provider_admission.clone(),
-            model: r
-                .model
-                .as_ref()
-                .map(|m| format!("{}/{}", m.provider, m.model)),
-            model_admission: self.model_admission.clone(),
-            config_object: self.config_object,
-            report_object: Some(report_meta.id),
-            tree_object: ing.root.id,
-            run_dir: self.dir.display().to_string(),
-            started: r.started.clone(),
-            finished: r.finished.clone().unwrap_or_default(),
-            artifacts,
-            objects,
-        };
-        let n = rec.artifacts.len();
-        let ev = self.home.ledger.commit(vec![Body::Run(rec)])?;
+        finalize_report(&self.dir, &mut self.report)?;
+        let (seq, artifacts) = record_run(self.home, &self.dir, &self.report, &self.evidence)?;
         Ok(Stage2Out {
             report: self.report.clone(),
             run_dir: self.dir.clone(),
-            seq: ev[0].seq,
-            artifacts: n,
+            seq,
+            artifacts,
         })
     }
+}
+
+/// Fills in the workspace changes and the digest of every evidence file, then
+/// atomically replaces `report.json`.
+fn finalize_report(dir: &Path, report: &mut Report) -> Result<()> {
+    if let Ok(st) = crate::git::state(&dir.join("workspace")) {
+        report.workspace_changes = st
+            .changes
+            .iter()
+            .map(|(p, s)| Change {
+                path: String::from_utf8_lossy(p).into_owned(),
+                status: s.to_string(),
+            })
+            .collect();
+    }
+    // Every evidence file's digest, .git internals aside (they are in the tree object).
+    let mut evidence = Vec::new();
+    for ent in walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.file_name() != ".git")
+        .flatten()
+    {
+        if !ent.file_type().is_file() {
+            continue;
+        }
+        let rel = ent
+            .path()
+            .strip_prefix(dir)
+            .expect("under run dir")
+            .to_string_lossy()
+            .into_owned();
+        if rel == "report.json" || rel.starts_with(".report-") {
+            continue;
+        }
+        let m = hash_file(ent.path())?;
+        evidence.push(Evidence {
+            path: rel,
+            sha256: m.sha256.to_string(),
+            blake3: m.id.to_string(),
+            size: m.size,
+        });
+    }
+    report.evidence = evidence;
+    report::write(dir, report)
+}
+
+/// Ingests a finished run folder and records the run, linked to what its report names.
+fn record_run(
+    home: &mut Home,
+    dir: &Path,
+    r: &Report,
+    extra: &[(ObjectMeta, ObjKind)],
+) -> Result<(u64, usize)> {
+    let ing = tree::ingest_path(&home.store, dir, &indicatif::ProgressBar::hidden())?;
+    let report_meta = hash_file(&dir.join("report.json"))?;
+    let mut artifacts: Vec<ArtifactRec> = r
+        .evidence
+        .iter()
+        .filter_map(|e| {
+            Some(ArtifactRec {
+                path: e.path.clone(),
+                object: ObjectId::parse(&e.blake3).ok()?,
+            })
+        })
+        .collect();
+    artifacts.push(ArtifactRec {
+        path: "report.json".into(),
+        object: report_meta.id,
+    });
+    let mut all = ing.objects.clone();
+    all.extend(extra.iter().copied());
+    let objects = ops::new_objects(home, &all)?;
+    let config = dir.join("backend/case-data/config.json");
+    let rec = RunRec {
+        id: r.run_id.clone(),
+        run_kind: r.kind.clone(),
+        fixture: r.fixture.clone(),
+        lane: r.lane.clone(),
+        status: r.status.clone(),
+        verdict: r.verdict.clone(),
+        provider_started: !r.argv.is_empty(),
+        provider_path: r.provider.path_given.clone(),
+        provider_object: r
+            .provider
+            .blake3
+            .as_deref()
+            .and_then(|b| ObjectId::parse(b).ok()),
+        provider_admission: r.provider.admission.clone(),
+        model: r
+            .model
+            .as_ref()
+            .map(|m| format!("{}/{}", m.provider, m.model)),
+        model_admission: r.model.as_ref().and_then(|m| m.admission.clone()),
+        config_object: if config.is_file() {
+            Some(hash_file(&config)?.id)
+        } else {
+            None
+        },
+        report_object: Some(report_meta.id),
+        tree_object: ing.root.id,
+        run_dir: dir.display().to_string(),
+        started: r.started.clone(),
+        finished: r.finished.clone().unwrap_or_default(),
+        artifacts,
+        objects,
+    };
+    let n = rec.artifacts.len();
+    let ev = home.ledger.commit(vec![Body::Run(rec)])?;
+    Ok((ev[0].seq, n))
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecoverOut {
+    /// Run folders whose harness had died, now finalised as `interrupted` and recorded.
+    pub recovered: Vec<String>,
+    /// Processes found still working in those folders, killed.
+    pub killed_pids: Vec<u32>,
+    /// Run folders whose cto-ledger is still running: left alone.
+    pub in_progress: Vec<String>,
+}
+
+fn harness_alive(pid: Option<u64>) -> bool {
+    pid.is_some_and(|p| {
+        fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|exe| {
+            exe.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("cto-ledger"))
+        })
+    })
+}
+
+/// Finalises and records every run folder whose harness was killed before it could:
+/// processes still working inside the folder are killed, `report.json` says
+/// `interrupted`, and `backend/harness-killed.txt` says what happened.
+pub fn recover(home: &mut Home) -> Result<RecoverOut> {
+    let mut out = RecoverOut {
+        recovered: Vec::new(),
+        killed_pids: Vec::new(),
+        in_progress: Vec::new(),
+    };
+    let runs = home.runs_dir();
+    let Ok(rd) = fs::read_dir(&runs) else {
+        return Ok(out);
+    };
+    let mut dirs: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if home
+            .ledger
+            .row("SELECT id FROM runs WHERE id = ?1", &[&name])?
+            .is_some()
+        {
+            continue;
+        }
+        let report: Option<Report> = fs::read(dir.join("report.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if harness_alive(report.as_ref().map(|r| r.harness_pid as u64)) {
+            out.in_progress.push(name);
+            continue;
+        }
+        // Anything still running with its working directory in the folder dies now.
+        let canon = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+        for (pid, state, ..) in crate::runner::processes() {
+            let inside =
+                fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c.starts_with(&canon));
+            if inside && state != 'Z' && pid != std::process::id() {
+                if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+                    let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                    out.killed_pids.push(pid);
+                }
+            }
+        }
+        let mut report = match report {
+            Some(r) => r,
+            None => continue_without_report(&name, &dir)?,
+        };
+        let prior = report.status.clone();
+        report.status = "interrupted".into();
+        report.verdict = "fail".into();
+        report.reason = Some(format!(
+            "the harness (cto-ledger pid {}) stopped before finishing the run (its report said `{prior}`); recorded by `cto-ledger recover`",
+            report.harness_pid
+        ));
+        report.finished = Some(now());
+        let note = dir.join("backend/harness-killed.txt");
+        fs::create_dir_all(dir.join("backend"))
+            .map_err(Error::io("create", dir.join("backend")))?;
+        fs::write(
+            &note,
+            format!(
+                "{}
+recovered: {}
+",
+                report.reason.as_deref().unwrap_or_default(),
+                now()
+            ),
+        )
+        .map_err(Error::io("write", &note))?;
+        finalize_report(&dir, &mut report)?;
+        record_run(home, &dir, &report, &[])?;
+        out.recovered.push(name);
+    }
+    Ok(out)
+}
+
+/// A run folder killed before its first report was written: make one from its name.
+fn continue_without_report(name: &str, dir: &Path) -> Result<Report> {
+    let fixture = name
+        .split_once('-')
+        .and_then(|(_, r)| r.rsplit_once('-'))
+        .map(|(f, _)| f.to_string())
+        .unwrap_or_default();
+    let r = Report {
+        schema: report::SCHEMA.into(),
+        run_id: name.to_string(),
+        kind: "stage2".into(),
+        fixture,
+        lane: "fake".into(),
+        harness_pid: 1,
+        status: "started".into(),
+        verdict: "fail".into(),
+        reason: None,
+        started: now(),
+        finished: None,
+        duration_seconds: None,
+        timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+        gates: Vec::new(),
+        provider: Provider::default(),
+        model: None,
+        argv: Vec::new(),
+        cwd: None,
+        env_names: Vec::new(),
+        provider_exit: None,
+        tests: None,
+        workspace_changes: Vec::new(),
+        evidence: Vec::new(),
+    };
+    report::write(dir, &r)?;
+    Ok(r)
 }

@@ -228,6 +228,8 @@ pub struct RunRec {
     pub status: String,
     /// `pass` or `fail`: only a fixture test pass is a pass.
     pub verdict: String,
+    /// Whether the provider process was (about to be) started: every gate had passed.
+    pub provider_started: bool,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub provider_path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]

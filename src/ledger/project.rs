@@ -138,9 +138,9 @@ pub(super) fn apply(c: &Connection, e: &Event) -> Result<()> {
             put_objects(c, seq, &r.objects)?;
             let s = |o: &Option<crate::id::ObjectId>| o.map(|o| o.to_string());
             run(
-                "INSERT INTO runs (id, seq, kind, fixture, lane, status, verdict, provider_path, provider_object, provider_admission, model, model_admission,
+                "INSERT INTO runs (id, seq, kind, fixture, lane, status, verdict, provider_started, provider_path, provider_object, provider_admission, model, model_admission,
                                    config_object, report_object, tree_object, run_dir, started, finished)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
                 params![
                     r.id,
                     seq,
@@ -149,6 +149,7 @@ pub(super) fn apply(c: &Connection, e: &Event) -> Result<()> {
                     r.lane,
                     r.status,
                     r.verdict,
+                    r.provider_started,
                     r.provider_path,
                     s(&r.provider_object),
                     r.provider_admission,

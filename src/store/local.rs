@@ -21,18 +21,33 @@ const TMP: &str = "tmp";
 impl LocalBackend {
     /// Opens (and with `create`, makes) the object directory at `root`.
     pub fn open(root: &Path, create: bool) -> Result<Self> {
+        // Never create or write through a link standing where the store should be.
+        let refuse = || {
+            Error::Integrity {
+            message: format!(
+                "{} is not a directory (a symlink or file stands in place of the object store); refusing to use it",
+                root.display()
+            ),
+        }
+        };
+        match fs::symlink_metadata(root) {
+            Ok(m) if !m.is_dir() => return Err(refuse()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {}
+            Err(e) => {
+                return Err(Error::Io {
+                    action: "open object directory",
+                    path: root.to_path_buf(),
+                    source: e,
+                })
+            }
+        }
         if create {
             fs::create_dir_all(root.join(TMP))
                 .map_err(Error::io("create object directory", root))?;
-        }
-        let meta = fs::symlink_metadata(root).map_err(Error::io("open object directory", root))?;
-        if !meta.is_dir() {
-            return Err(Error::Integrity {
-                message: format!(
-                    "{} is not a directory (a symlink or file stands in place of the object store); refusing to use it",
-                    root.display()
-                ),
-            });
+            if !fs::symlink_metadata(root.join(TMP)).is_ok_and(|m| m.is_dir()) {
+                return Err(refuse());
+            }
         }
         Ok(LocalBackend {
             root: root.to_path_buf(),
@@ -56,13 +71,38 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 struct LocalStaged {
     tmp: NamedTempFile,
     target_root: PathBuf,
+    /// Bytes this write may still take before an injected "disk full" (tests only).
+    budget: Option<u64>,
+}
+
+/// Fault injection for the test suite: `CTO_LEDGER_TEST_DISK_FULL_AFTER=N` makes every
+/// object write fail with ENOSPC after N bytes, as a full disk would.
+fn injected_budget() -> Option<u64> {
+    std::env::var("CTO_LEDGER_TEST_DISK_FULL_AFTER")
+        .ok()?
+        .parse()
+        .ok()
+}
+
+impl LocalStaged {
+    fn spend(&mut self, n: usize) -> io::Result<()> {
+        if let Some(b) = &mut self.budget {
+            if (n as u64) > *b {
+                return Err(io::Error::from(io::ErrorKind::StorageFull));
+            }
+            *b -= n as u64;
+        }
+        Ok(())
+    }
 }
 
 impl Write for LocalStaged {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.spend(buf.len())?;
         self.tmp.write(buf)
     }
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.spend(buf.len())?;
         self.tmp.write_all(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -107,6 +147,7 @@ impl Backend for LocalBackend {
         Ok(Box::new(LocalStaged {
             tmp,
             target_root: self.root.clone(),
+            budget: injected_budget(),
         }))
     }
 

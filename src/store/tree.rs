@@ -19,6 +19,8 @@ use crate::error::{Error, Result};
 use crate::id::{ObjectId, ObjectMeta, Sha256Digest};
 
 pub const FORMAT: &str = "cto-ledger-tree-v1";
+/// RFC 8785 numbers are IEEE 754 doubles: integers above 2^53 - 1 would not round-trip.
+pub const MAX_SIZE: u64 = (1 << 53) - 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -163,6 +165,12 @@ impl Tree {
             check_name(&name)?;
             let target = join_bytes(r.target, r.target_hex, "target")?;
             let shown = String::from_utf8_lossy(&name).into_owned();
+            if r.size > MAX_SIZE {
+                return Err(format!(
+                    "entry {shown:?} has size {} above 2^53 - 1",
+                    r.size
+                ));
+            }
             match r.kind {
                 Kind::File if r.object.is_none() || r.sha256.is_none() || target.is_some() => {
                     return Err(format!(
