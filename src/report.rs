@@ -108,6 +108,44 @@ pub struct Evidence {
     pub size: u64,
 }
 
+impl Report {
+    /// The report a run starts with: status `started`, nothing known yet.
+    pub fn started(
+        run_id: String,
+        fixture: &str,
+        lane: &str,
+        timeout_seconds: f64,
+        harness_pid: u32,
+        started: String,
+    ) -> Report {
+        Report {
+            schema: SCHEMA.into(),
+            run_id,
+            kind: "stage2".into(),
+            fixture: fixture.into(),
+            lane: lane.into(),
+            harness_pid,
+            status: "started".into(),
+            verdict: "fail".into(),
+            reason: None,
+            started,
+            finished: None,
+            duration_seconds: None,
+            timeout_seconds,
+            gates: Vec::new(),
+            provider: Provider::default(),
+            model: None,
+            argv: Vec::new(),
+            cwd: None,
+            env_names: Vec::new(),
+            provider_exit: None,
+            tests: None,
+            workspace_changes: Vec::new(),
+            evidence: Vec::new(),
+        }
+    }
+}
+
 /// Writes `report.json` in `dir` atomically: temp file, fsync, rename, fsync dir.
 pub fn write(dir: &Path, report: &Report) -> Result<()> {
     let target = dir.join("report.json");

@@ -23,7 +23,7 @@ use crate::id::{ObjectId, ObjectMeta};
 use crate::ledger::events::{new_id, AdmissionRec, ArtifactRec, Body, ObjRec, RunRec};
 use crate::ledger::now;
 use crate::ops;
-use crate::report::{self, Change, Evidence, Gate, Model, Provider, ProviderExit, Report, Tests};
+use crate::report::{self, Change, Evidence, Gate, Model, ProviderExit, Report, Tests};
 use crate::store::hash_file;
 use crate::store::tree::{self, ObjKind};
 use fixture::Fixture;
@@ -160,31 +160,14 @@ pub fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out> {
     let runs = opts.runs_dir.clone().unwrap_or_else(|| home.runs_dir());
     let (run_id, dir) = make_run_dir(&runs, &fixture.manifest.name)?;
     let interrupts = crate::runner::Interrupts::catch();
-    let report = Report {
-        schema: report::SCHEMA.into(),
+    let report = Report::started(
         run_id,
-        kind: "stage2".into(),
-        fixture: fixture.manifest.name.clone(),
-        lane: opts.lane.as_str().into(),
-        harness_pid: std::process::id(),
-        status: "started".into(),
-        verdict: "fail".into(),
-        reason: None,
-        started: now(),
-        finished: None,
-        duration_seconds: None,
-        timeout_seconds: opts.timeout_seconds,
-        gates: Vec::new(),
-        provider: Provider::default(),
-        model: None,
-        argv: Vec::new(),
-        cwd: None,
-        env_names: Vec::new(),
-        provider_exit: None,
-        tests: None,
-        workspace_changes: Vec::new(),
-        evidence: Vec::new(),
-    };
+        &fixture.manifest.name,
+        opts.lane.as_str(),
+        opts.timeout_seconds,
+        std::process::id(),
+        now(),
+    );
     let mut run = Run {
         home,
         opts,
@@ -1039,31 +1022,14 @@ fn continue_without_report(name: &str, dir: &Path) -> Result<Report> {
         .and_then(|(_, r)| r.rsplit_once('-'))
         .map(|(f, _)| f.to_string())
         .unwrap_or_default();
-    let r = Report {
-        schema: report::SCHEMA.into(),
-        run_id: name.to_string(),
-        kind: "stage2".into(),
-        fixture,
-        lane: "fake".into(),
-        harness_pid: 1,
-        status: "started".into(),
-        verdict: "fail".into(),
-        reason: None,
-        started: now(),
-        finished: None,
-        duration_seconds: None,
-        timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
-        gates: Vec::new(),
-        provider: Provider::default(),
-        model: None,
-        argv: Vec::new(),
-        cwd: None,
-        env_names: Vec::new(),
-        provider_exit: None,
-        tests: None,
-        workspace_changes: Vec::new(),
-        evidence: Vec::new(),
-    };
+    let r = Report::started(
+        name.to_string(),
+        &fixture,
+        "fake",
+        DEFAULT_TIMEOUT_SECONDS,
+        1,
+        now(),
+    );
     report::write(dir, &r)?;
     Ok(r)
 }
