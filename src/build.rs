@@ -435,7 +435,7 @@ fn commit_build(
         _ => rec.objects = objs,
     }
     bodies.push(Body::Build(rec.clone()));
-    home.ledger.commit(bodies)?;
+    home.commit(bodies)?;
     Ok(rec)
 }
 

@@ -73,6 +73,15 @@ impl Home {
         })
     }
 
+    /// Commits journal events, after making every object they may name durable.
+    pub fn commit(
+        &mut self,
+        bodies: Vec<crate::ledger::events::Body>,
+    ) -> Result<Vec<crate::ledger::events::Event>> {
+        self.store.sync()?;
+        self.ledger.commit(bodies)
+    }
+
     pub fn runs_dir(&self) -> PathBuf {
         self.dir.join("runs")
     }

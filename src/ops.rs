@@ -62,7 +62,7 @@ pub fn init(home: &mut Home) -> Result<InitOut> {
             head,
         });
     }
-    home.ledger.commit(vec![Body::Init { format: 1 }])?;
+    home.commit(vec![Body::Init { format: 1 }])?;
     Ok(InitOut {
         home: lossy(&home.dir),
         created: true,
@@ -78,6 +78,8 @@ pub struct IngestedItem {
     pub sha256: crate::id::Sha256Digest,
     pub size: u64,
     pub files: u64,
+    /// Files not re-read because the stat cache showed them unchanged.
+    pub unchanged: u64,
 }
 
 #[derive(Serialize)]
@@ -104,10 +106,16 @@ pub fn ingest(
         }
     }
     let mut items = Vec::new();
+    let mut stat_rows = Vec::new();
     let mut recs = Vec::new();
     let mut objects = Vec::new();
     for p in paths {
-        let ing = tree::ingest_path(&home.store, p, progress)?;
+        let ap = abs(p);
+        let cache = home
+            .ledger
+            .load_stat_cache(ap.as_os_str().as_encoded_bytes())?;
+        let ing = tree::ingest_path_cached(&home.store, &ap, progress, Some(&cache))?;
+        stat_rows.extend(ing.stat_rows.iter().cloned());
         objects.extend(new_objects(home, &ing.objects)?);
         recs.push(IngestItem {
             path: lossy(&abs(p)),
@@ -123,15 +131,18 @@ pub fn ingest(
             sha256: ing.root.sha256,
             size: ing.root.size,
             files: ing.files,
+            unchanged: ing.cache_hits,
         });
     }
     let mut seen = BTreeSet::new();
     objects.retain(|o: &ObjRec| seen.insert(o.id));
     let n = objects.len();
-    let ev = home.ledger.commit(vec![Body::Ingest(IngestRec {
+    let ev = home.commit(vec![Body::Ingest(IngestRec {
         items: recs,
         objects,
     })])?;
+    // Only now that the journal names these objects may the cache vouch for them.
+    home.ledger.save_stat_cache(&stat_rows)?;
     Ok(IngestOut {
         items,
         new_objects: n,
@@ -215,7 +226,7 @@ pub fn source_add(home: &mut Home, dir: &Path, progress: &ProgressBar) -> Result
     let body = source_body(home, rec.clone(), &objects)?;
     let recorded = body.is_some();
     if let Some(b) = body {
-        home.ledger.commit(vec![b])?;
+        home.commit(vec![b])?;
     }
     Ok(SourceOut {
         source: rec,
@@ -329,7 +340,7 @@ fn refuse(home: &mut Home, r: &Refusing, reason: &str, message: String, hint: &s
         objects,
     };
     let id = rec.id.clone();
-    match home.ledger.commit(vec![Body::Refusal(rec)]) {
+    match home.commit(vec![Body::Refusal(rec)]) {
         Ok(_) => Error::Refused {
             message,
             hint: Some(format!("{hint} (refusal recorded as {id})")),
@@ -598,7 +609,7 @@ pub fn admit(home: &mut Home, a: &AdmitArgs, progress: &ProgressBar) -> Result<A
         bodies.push(b);
     }
     bodies.push(Body::Admission(admission.clone()));
-    home.ledger.commit(bodies)?;
+    home.commit(bodies)?;
     Ok(AdmitOut {
         admission,
         source: src,

@@ -148,3 +148,40 @@ fn completions_and_man_page_come_from_the_cli() {
     let man = env.ok(["man"]).stdout;
     assert!(man.contains(".TH") && man.contains("admit"));
 }
+
+#[test]
+fn unchanged_files_are_not_reread_and_changed_ones_are_caught_even_with_a_forged_mtime() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("a")).unwrap();
+    for i in 0..20 {
+        fs::write(src.join(format!("a/f{i}")), format!("file {i}")).unwrap();
+    }
+    // The cache does not trust files changed within 2 s of being recorded (racy git).
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let first = env.ok(["ingest", s(&src), "--json"]).json();
+    assert_eq!(first["items"][0]["unchanged"], 0);
+    let again = env.ok(["ingest", s(&src), "--json"]).json();
+    assert_eq!(again["items"][0]["unchanged"], 20, "{again}");
+    assert_eq!(again["items"][0]["object"], first["items"][0]["object"]);
+
+    // Same size, new content, mtime set back to what it was: ctime still moves.
+    let f = src.join("a/f7");
+    let old_mtime = fs::metadata(&f).unwrap().modified().unwrap();
+    fs::write(&f, "FILE 7").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(old_mtime)
+        .unwrap();
+    let changed = env.ok(["ingest", s(&src), "--json"]).json();
+    assert_ne!(
+        changed["items"][0]["object"], first["items"][0]["object"],
+        "the change was missed"
+    );
+    let other = Env::new();
+    let truth = other.ok(["ingest", s(&src), "--json"]).json();
+    assert_eq!(changed["items"][0]["object"], truth["items"][0]["object"]);
+    assert_eq!(env.run(["audit"]).code, 0);
+}

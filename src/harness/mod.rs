@@ -909,7 +909,7 @@ fn record_run(
         objects,
     };
     let n = rec.artifacts.len();
-    let ev = home.ledger.commit(vec![Body::Run(rec)])?;
+    let ev = home.commit(vec![Body::Run(rec)])?;
     Ok((ev[0].seq, n))
 }
 

@@ -18,6 +18,10 @@ use events::{Actor, Body, Event};
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("../../schema/0001_init.sql")),
     ("0002_builds", include_str!("../../schema/0002_builds.sql")),
+    (
+        "0003_stat_cache",
+        include_str!("../../schema/0003_stat_cache.sql"),
+    ),
 ];
 
 /// The tables rebuilt from the journal, children before parents (for deletes).
@@ -227,6 +231,10 @@ impl Ledger {
 
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
+    }
+
+    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
     }
 
     pub fn head(&self) -> Result<Head> {

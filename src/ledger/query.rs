@@ -393,3 +393,109 @@ impl Ledger {
         Ok(SqlOut { columns, rows })
     }
 }
+
+/// The stat cache loaded for one ingest: rows under a path prefix, trusted only when
+/// the file's mtime is at least 2 s older than the moment the row was recorded
+/// (a file changed within the same tick could otherwise keep a stale entry).
+pub struct LoadedStatCache {
+    rows: std::collections::HashMap<Vec<u8>, (crate::store::tree::StatKey, ObjectMeta, i64)>,
+}
+
+const RACY_NS: i64 = 2_000_000_000;
+
+impl crate::store::tree::StatCache for LoadedStatCache {
+    fn get(&self, path: &std::path::Path, key: &crate::store::tree::StatKey) -> Option<ObjectMeta> {
+        use std::os::unix::ffi::OsStrExt;
+        let (k, m, recorded) = self.rows.get(path.as_os_str().as_bytes())?;
+        (k == key && key.mtime_ns < recorded - RACY_NS && key.ctime_ns < recorded - RACY_NS)
+            .then_some(*m)
+    }
+}
+
+impl Ledger {
+    pub fn load_stat_cache(&self, prefix: &[u8]) -> Result<LoadedStatCache> {
+        let mut upper = prefix.to_vec();
+        upper.push(0xff);
+        let mut st = self
+            .conn()
+            .prepare_cached("SELECT path, dev, ino, size, mtime_ns, ctime_ns, mode, object, sha256, recorded_ns FROM stat_cache WHERE path >= ?1 AND path < ?2")
+            .map_err(Error::sql("read stat cache"))?;
+        let rows = st
+            .query_map(rusqlite::params![prefix, upper], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    crate::store::tree::StatKey {
+                        dev: r.get::<_, i64>(1)? as u64,
+                        ino: r.get::<_, i64>(2)? as u64,
+                        size: r.get::<_, i64>(3)? as u64,
+                        mtime_ns: r.get(4)?,
+                        ctime_ns: r.get(5)?,
+                        mode: r.get::<_, i64>(6)? as u32,
+                    },
+                    r.get::<_, Vec<u8>>(7)?,
+                    r.get::<_, Vec<u8>>(8)?,
+                    r.get::<_, i64>(9)?,
+                ))
+            })
+            .map_err(Error::sql("read stat cache"))?;
+        let mut map = std::collections::HashMap::new();
+        for row in rows {
+            let (path, key, id, sha, recorded) = row.map_err(Error::sql("read stat cache"))?;
+            if let (Ok(id), Ok(sha256)) = (
+                <[u8; 32]>::try_from(id.as_slice()),
+                <[u8; 32]>::try_from(sha.as_slice()),
+            ) {
+                map.insert(
+                    path,
+                    (
+                        key,
+                        ObjectMeta {
+                            id: ObjectId(id),
+                            sha256: Sha256Digest(sha256),
+                            size: key.size,
+                        },
+                        recorded,
+                    ),
+                );
+            }
+        }
+        Ok(LoadedStatCache { rows: map })
+    }
+
+    /// Records what was just read, after the journal committed it.
+    pub fn save_stat_cache(&mut self, rows: &[crate::store::tree::StatRow]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(Error::sql("begin"))?;
+        {
+            let mut st = tx
+                .prepare_cached("INSERT OR REPLACE INTO stat_cache (path, dev, ino, size, mtime_ns, ctime_ns, mode, object, sha256, recorded_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
+                .map_err(Error::sql("write stat cache"))?;
+            for r in rows {
+                let k = &r.key;
+                st.execute(rusqlite::params![
+                    r.path,
+                    k.dev as i64,
+                    k.ino as i64,
+                    k.size as i64,
+                    k.mtime_ns,
+                    k.ctime_ns,
+                    k.mode as i64,
+                    &r.meta.id.0[..],
+                    &r.meta.sha256.0[..],
+                    now_ns
+                ])
+                .map_err(Error::sql("write stat cache"))?;
+            }
+        }
+        tx.commit().map_err(Error::sql("commit"))
+    }
+}

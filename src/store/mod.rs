@@ -31,6 +31,8 @@ pub trait Backend: Send + Sync {
     fn open(&self, id: &ObjectId) -> Result<Option<Box<dyn Read + Send>>>;
     /// Every object id present, and every name in the store that is not a valid object.
     fn list(&self) -> Result<Listing>;
+    /// Makes every committed object durable. Called once before the journal names them.
+    fn sync(&self) -> Result<()>;
     /// A short description for messages (`/path/to/objects`, `s3://...`).
     fn describe(&self) -> String;
 }
@@ -145,22 +147,46 @@ impl Store {
         Ok(meta)
     }
 
+    /// Stores a file. A file that fits one chunk is read once into memory, hashed, and
+    /// written only if the store lacks it, so re-ingesting known files creates nothing.
     pub fn put_file(&self, path: &Path) -> Result<ObjectMeta> {
         let mut f = File::open(path).map_err(Error::io("open", path))?;
+        let len = f.metadata().map_err(Error::io("stat", path))?.len();
+        if len < CHUNK as u64 {
+            let mut buf = Vec::with_capacity(len as usize + 1);
+            (&mut f)
+                .take(CHUNK as u64)
+                .read_to_end(&mut buf)
+                .map_err(Error::io("read", path))?;
+            if buf.len() < CHUNK {
+                return self.put_bytes_from(&buf, path);
+            }
+            // It grew while we read: stream what we have and the rest.
+            let mut chained = std::io::Cursor::new(buf).chain(f);
+            return self.put_reader(&mut chained, path);
+        }
         self.put_reader(&mut f, path)
     }
 
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<ObjectMeta> {
+        self.put_bytes_from(bytes, Path::new(&self.backend.describe()))
+    }
+
+    fn put_bytes_from(&self, bytes: &[u8], src: &Path) -> Result<ObjectMeta> {
         let meta = hash_bytes(bytes);
         if !self.backend.has(&meta.id)? {
             let mut staged = self.backend.stage()?;
-            staged.write_all(bytes).map_err(Error::io(
-                "write object",
-                Path::new(&self.backend.describe()),
-            ))?;
+            staged
+                .write_all(bytes)
+                .map_err(Error::io("write object from", src))?;
             staged.commit(&meta.id)?;
         }
         Ok(meta)
+    }
+
+    /// Makes every object written so far durable (before a journal event names them).
+    pub fn sync(&self) -> Result<()> {
+        self.backend.sync()
     }
 
     pub fn has(&self, id: &ObjectId) -> Result<bool> {

@@ -220,13 +220,53 @@ impl Tree {
     }
 }
 
-/// What an ingest stored: the root and every object it consists of.
+/// What an ingest stored: the root and every object it read (files found unchanged
+/// in the stat cache are not read and not listed), and fresh stat-cache rows.
 #[derive(Debug, Clone)]
 pub struct Ingested {
     pub root: ObjectMeta,
     pub root_kind: ObjKind,
     pub objects: Vec<(ObjectMeta, ObjKind)>,
     pub files: u64,
+    pub cache_hits: u64,
+    pub stat_rows: Vec<StatRow>,
+}
+
+/// What `stat` says about a file, the key of the stat cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatKey {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub mode: u32,
+}
+
+impl StatKey {
+    pub fn of(m: &fs::Metadata) -> StatKey {
+        use std::os::unix::fs::MetadataExt;
+        StatKey {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            mode: m.mode(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StatRow {
+    pub path: Vec<u8>,
+    pub key: StatKey,
+    pub meta: ObjectMeta,
+}
+
+/// Objects already known for files whose stat has not changed.
+pub trait StatCache: Sync {
+    fn get(&self, path: &Path, key: &StatKey) -> Option<ObjectMeta>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,6 +291,16 @@ fn is_exec(m: &fs::Metadata) -> bool {
 
 /// Stores a file as a blob or a directory as a tree, symlinks recorded, never followed.
 pub fn ingest_path(store: &Store, path: &Path, progress: &ProgressBar) -> Result<Ingested> {
+    ingest_path_cached(store, path, progress, None)
+}
+
+/// As [`ingest_path`], skipping the read of files the stat cache vouches for.
+pub fn ingest_path_cached(
+    store: &Store,
+    path: &Path,
+    progress: &ProgressBar,
+    cache: Option<&dyn StatCache>,
+) -> Result<Ingested> {
     let meta = fs::symlink_metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::bad_input(
             format!("{} does not exist", path.display()),
@@ -270,6 +320,8 @@ pub fn ingest_path(store: &Store, path: &Path, progress: &ProgressBar) -> Result
             root_kind: ObjKind::Blob,
             objects: vec![(m, ObjKind::Blob)],
             files: 1,
+            cache_hits: 0,
+            stat_rows: Vec::new(),
         });
     }
     if !meta.is_dir() {
@@ -278,12 +330,17 @@ pub fn ingest_path(store: &Store, path: &Path, progress: &ProgressBar) -> Result
             "give the file or directory it points to; symlinks are recorded only inside a directory",
         ));
     }
-    ingest_dir(store, path, progress)
+    ingest_dir(store, path, progress, cache)
 }
 
-fn ingest_dir(store: &Store, root: &Path, progress: &ProgressBar) -> Result<Ingested> {
+fn ingest_dir(
+    store: &Store,
+    root: &Path,
+    progress: &ProgressBar,
+    cache: Option<&dyn StatCache>,
+) -> Result<Ingested> {
     let mut dirs: Vec<(usize, PathBuf)> = Vec::new();
-    let mut files: Vec<(PathBuf, bool)> = Vec::new();
+    let mut files: Vec<(PathBuf, bool, StatKey)> = Vec::new();
     let mut links: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     for ent in walkdir::WalkDir::new(root).follow_links(false) {
         let ent = ent.map_err(|e| {
@@ -306,7 +363,7 @@ fn ingest_dir(store: &Store, root: &Path, progress: &ProgressBar) -> Result<Inge
                 path: p.clone(),
                 source: e.into(),
             })?;
-            files.push((p, is_exec(&m)));
+            files.push((p, is_exec(&m), StatKey::of(&m)));
         } else if ft.is_symlink() {
             let t = fs::read_link(&p).map_err(Error::io("read link", &p))?;
             links.push((p, t.into_os_string().into_encoded_bytes()));
@@ -319,16 +376,22 @@ fn ingest_dir(store: &Store, root: &Path, progress: &ProgressBar) -> Result<Inge
     }
     progress.set_length(files.len() as u64);
 
-    let stored: Vec<Result<ObjectMeta>> = files
+    // (object, whether the stat cache vouched for it instead of a read)
+    let stored: Vec<Result<(ObjectMeta, bool)>> = files
         .par_iter()
-        .map(|(p, _)| {
-            let r = store.put_file(p);
+        .map(|(p, _, key)| {
             progress.inc(1);
-            r
+            match cache.and_then(|c| c.get(p, key)) {
+                Some(m) => Ok((m, true)),
+                None => store.put_file(p).map(|m| (m, false)),
+            }
         })
         .collect();
+    let mut stat_rows = Vec::new();
+    let mut cache_hits = 0;
 
-    let mut children: BTreeMap<PathBuf, Vec<Entry>> = BTreeMap::new();
+    let mut children: std::collections::HashMap<PathBuf, Vec<Entry>> =
+        std::collections::HashMap::with_capacity(dirs.len());
     let mut objects = Vec::with_capacity(files.len() + dirs.len());
     let name_of = |p: &Path| {
         p.file_name()
@@ -341,9 +404,18 @@ fn ingest_dir(store: &Store, root: &Path, progress: &ProgressBar) -> Result<Inge
             .expect("walked entries have parents")
             .to_path_buf()
     };
-    for ((p, exec), r) in files.iter().zip(stored) {
-        let m = r?;
-        objects.push((m, ObjKind::Blob));
+    for ((p, exec, key), r) in files.iter().zip(stored) {
+        let (m, hit) = r?;
+        if hit {
+            cache_hits += 1;
+        } else {
+            objects.push((m, ObjKind::Blob));
+            stat_rows.push(StatRow {
+                path: p.as_os_str().as_bytes().to_vec(),
+                key: *key,
+                meta: m,
+            });
+        }
         children.entry(parent_of(p)).or_default().push(Entry {
             name: name_of(p),
             kind: Kind::File,
@@ -393,6 +465,8 @@ fn ingest_dir(store: &Store, root: &Path, progress: &ProgressBar) -> Result<Inge
         root_kind: ObjKind::Tree,
         objects,
         files: files.len() as u64,
+        cache_hits,
+        stat_rows,
     })
 }
 
@@ -506,6 +580,8 @@ pub fn ingest_listed(
         root_kind: ObjKind::Tree,
         objects,
         files: count,
+        cache_hits: 0,
+        stat_rows: Vec::new(),
     })
 }
 
