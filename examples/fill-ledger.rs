@@ -59,6 +59,7 @@ fn main() {
         }));
         batch.push(Body::Build(BuildRec {
             id: format!("bld_{:016x}", i),
+            name: Some("ca".into()),
             status: "succeeded".into(),
             reason: None,
             source: src.clone(),

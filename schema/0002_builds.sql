@@ -4,6 +4,7 @@
 CREATE TABLE builds (
     id              TEXT PRIMARY KEY,
     seq             INTEGER NOT NULL,
+    name            TEXT,            -- --name, e.g. `ca`
     status          TEXT NOT NULL CHECK (status IN ('succeeded', 'failed', 'interrupted')),
     reason          TEXT,
     source_id       TEXT NOT NULL REFERENCES sources(id),   -- the clone before the build

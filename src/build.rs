@@ -55,6 +55,7 @@ const DETECTED_TOOLS: &[&str] = &["node", "bun", "cargo", "rustc", "go", "python
 const FOREVER: Duration = Duration::from_secs(60 * 60 * 24 * 365);
 
 pub struct BuildArgs {
+    pub name: Option<String>,
     pub source: Option<PathBuf>,
     pub outputs: Vec<PathBuf>,
     pub cwd: Option<PathBuf>,
@@ -388,6 +389,7 @@ pub fn build(home: &mut Home, a: &BuildArgs, progress: &ProgressBar) -> Result<B
     }
     let rec = BuildRec {
         id: new_id("bld"),
+        name: a.name.clone(),
         status: status.into(),
         reason,
         source: before.id.clone(),
@@ -567,6 +569,7 @@ pub fn check(home: &mut Home, r: &str, progress: &ProgressBar) -> Result<BuildOu
     };
     let rec = BuildRec {
         id: new_id("bld"),
+        name: orig["name"].as_str().map(str::to_string),
         status: if ok {
             "succeeded"
         } else if ran.interrupted {

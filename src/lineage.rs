@@ -207,12 +207,20 @@ impl Walk<'_> {
                 node
             }
             Node::Build(id) => {
-                let b = l.row("SELECT id, status, reason, source_id, commit_id, argv, cwd, started, finished, exit_code, check_of, check_result FROM builds WHERE id = ?1", &[id])?.unwrap_or(Value::Null);
+                let b = l.row("SELECT id, name, status, reason, source_id, commit_id, argv, cwd, started, finished, exit_code, check_of, check_result FROM builds WHERE id = ?1", &[id])?.unwrap_or(Value::Null);
                 let argv: Vec<String> = serde_json::from_str(&s(&b, "argv")).unwrap_or_default();
                 let mut node = self.leaf(
                     "build",
                     id.clone(),
-                    format!("build {id} {} `{}`", s(&b, "status"), argv.join(" ")),
+                    format!(
+                        "build {id}{} {} `{}`",
+                        b["name"]
+                            .as_str()
+                            .map(|n| format!(" ({n})"))
+                            .unwrap_or_default(),
+                        s(&b, "status"),
+                        argv.join(" ")
+                    ),
                     b.clone(),
                 );
                 if b["status"] != "succeeded" {

@@ -50,7 +50,16 @@ fn build_that_rewrites_a_tracked_file_is_admissible_with_its_provenance() {
     let r = build(
         &env,
         &repo,
-        &["--output", "dist/app", "--tool", "sh", "--", "./build.sh"],
+        &[
+            "--name",
+            "app",
+            "--output",
+            "dist/app",
+            "--tool",
+            "sh",
+            "--",
+            "./build.sh",
+        ],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
@@ -59,6 +68,7 @@ fn build_that_rewrites_a_tracked_file_is_admissible_with_its_provenance() {
     );
     let b = r.json()["build"].clone();
     assert_eq!(b["status"], "succeeded");
+    assert_eq!(b["name"], "app");
     assert_eq!(b["commit"], repo.head());
     assert_eq!(b["argv"], serde_json::json!(["./build.sh"]));
     let m = &b["modified"][0];

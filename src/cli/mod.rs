@@ -187,6 +187,9 @@ pub struct AdmitArgs {
 
 #[derive(Args)]
 pub struct BuildCmdArgs {
+    /// What the build makes (e.g. `ca`); shown in show, trace and graph
+    #[arg(long)]
+    pub name: Option<String>,
     /// The git clone to build in (default: the clone containing the current directory)
     #[arg(long, value_name = "DIR")]
     pub source: Option<PathBuf>,
@@ -413,6 +416,7 @@ fn run(cli: Cli, w: &mut dyn Write) -> std::result::Result<i32, CliError> {
                 }
                 None => {
                     let args = crate::build::BuildArgs {
+                        name: b.name,
                         source: b.source,
                         outputs: b.outputs,
                         cwd: b.cwd,

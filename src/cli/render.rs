@@ -102,7 +102,16 @@ pub fn build(w: &mut dyn Write, r: &crate::build::BuildOut) -> R {
     let b = &r.build;
     match &b.check {
         Some(c) => writeln!(w, "check {} of {}: {}", b.id, c.of, c.result.to_uppercase())?,
-        None => writeln!(w, "build {} {}", b.id, b.status)?,
+        None => writeln!(
+            w,
+            "build {}{} {}",
+            b.id,
+            b.name
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default(),
+            b.status
+        )?,
     }
     if let Some(reason) = &b.reason {
         writeln!(w, "  reason:   {reason}")?;

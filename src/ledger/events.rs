@@ -314,6 +314,9 @@ pub struct CheckRec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildRec {
     pub id: String,
+    /// What the build makes, as the user named it (`--name ca`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<String>,
     /// `succeeded`, `failed` or `interrupted`. Only a succeeded build has outputs.
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]

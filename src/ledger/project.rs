@@ -175,12 +175,13 @@ pub(super) fn apply(c: &Connection, e: &Event) -> Result<()> {
             let j = |v: &dyn erased::Json| v.json();
             let s = |o: &Option<crate::id::ObjectId>| o.map(|o| o.to_string());
             run(
-                "INSERT INTO builds (id, seq, status, reason, source_id, source_after_id, commit_id, url, argv, cwd, started, finished,
+                "INSERT INTO builds (id, seq, name, status, reason, source_id, source_after_id, commit_id, url, argv, cwd, started, finished,
                                      exit_code, signal, tools, env, stdout_object, stderr_object, check_of, check_result, check_outputs)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
                 params![
                     b.id,
                     seq,
+                    b.name,
                     b.status,
                     b.reason,
                     b.source,

@@ -48,6 +48,7 @@ impl LocalBackend {
             if !fs::symlink_metadata(root.join(TMP)).is_ok_and(|m| m.is_dir()) {
                 return Err(refuse());
             }
+            remove_stale_temps(&root.join(TMP));
             // All 256 fan-out directories up front, so writing an object never needs a mkdir.
             if !root.join("ff").is_dir() {
                 for i in 0..=255u8 {
@@ -78,6 +79,22 @@ impl LocalBackend {
 fn object_path(root: &Path, id: &ObjectId) -> PathBuf {
     let hex = id.hex();
     root.join(&hex[..2]).join(&hex[2..])
+}
+
+/// Temp files left by a killed command are never objects; an hour after their last
+/// write nobody is still writing them, so a writing command removes them.
+fn remove_stale_temps(tmp: &Path) {
+    let Ok(rd) = fs::read_dir(tmp) else { return };
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for e in rd.flatten() {
+        let stale = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t < hour_ago);
+        if stale && e.file_name().to_string_lossy().starts_with(".obj-") {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
