@@ -1231,6 +1231,9 @@ pub fn audit(home: &Home, checkpoint: Option<&Head>, progress: &ProgressBar) -> 
     for (name, why) in listing.anomalies {
         out.findings.push(f("store", name, why));
     }
+    if listing.temps > 0 {
+        out.notes.push(format!("{} temporary file(s) beside objects (being written, or left by a killed command; `cto-ledger recover` removes old ones)", listing.temps));
+    }
     let known: BTreeSet<&str> = objs.iter().filter_map(|o| o["id"].as_str()).collect();
     let stray = listing
         .objects

@@ -383,3 +383,43 @@ fn a_writable_object_is_reported() {
     assert_eq!(r.code, 1);
     assert!(r.stdout.contains("writable"), "{}", r.stdout);
 }
+
+#[test]
+fn temp_files_left_by_killed_commands_are_never_objects_and_recover_removes_old_ones() {
+    let env = Env::new();
+    env.ok(["init"]);
+    let fresh = env.ledger.join("objects/ab/.obj-left-by-a-kill");
+    let old = env.ledger.join("objects/tmp/.obj-older");
+    for p in [&fresh, &old] {
+        fs::write(p, b"half an object").unwrap();
+    }
+    let hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(hours_ago)
+        .unwrap();
+    let r = env.run(["audit", "--json"]);
+    assert_eq!(r.code, 0, "temp files are not findings: {}", r.stdout);
+    assert!(
+        r.json()["notes"].to_string().contains("2 temporary file"),
+        "{}",
+        r.stdout
+    );
+    // Any writing command removes old temps from objects/tmp; `recover` also sweeps the fan-out folders.
+    let old_in_fan = env.ledger.join("objects/cd/.obj-also-old");
+    fs::write(&old_in_fan, b"x").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&old_in_fan)
+        .unwrap()
+        .set_modified(hours_ago)
+        .unwrap();
+    assert_eq!(env.ok(["recover", "--json"]).json()["removed_temps"], 1);
+    assert!(!old_in_fan.exists());
+    assert!(
+        !old.exists() && fresh.exists(),
+        "only temps untouched for an hour are removed"
+    );
+}

