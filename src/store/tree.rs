@@ -51,25 +51,27 @@ pub struct Tree {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTree {
-    format: String,
     entries: Vec<RawEntry>,
+    format: String,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEntry {
+    // Fields in sorted key order: serde_json then writes exactly the RFC 8785 form
+    // (checked against serde_jcs by tests/properties.rs), without a detour through Value.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    executable: bool,
+    kind: Kind,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     name_hex: Option<String>,
-    kind: Kind,
-    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
-    executable: bool,
-    size: u64,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     object: Option<ObjectId>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     sha256: Option<Sha256Digest>,
+    size: u64,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     target: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -148,7 +150,7 @@ impl Tree {
                 })
                 .collect(),
         };
-        serde_jcs::to_vec(&raw).expect("tree manifest serialises")
+        serde_json::to_vec(&raw).expect("tree manifest serialises")
     }
 
     /// Parses untrusted bytes; refuses anything that is not the one canonical encoding
@@ -340,7 +342,7 @@ fn ingest_dir(
     cache: Option<&dyn StatCache>,
 ) -> Result<Ingested> {
     let mut dirs: Vec<(usize, PathBuf)> = Vec::new();
-    let mut files: Vec<(PathBuf, bool, StatKey)> = Vec::new();
+    let mut files: Vec<PathBuf> = Vec::new();
     let mut links: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     for ent in walkdir::WalkDir::new(root).follow_links(false) {
         let ent = ent.map_err(|e| {
@@ -358,12 +360,7 @@ fn ingest_dir(
         if ft.is_dir() {
             dirs.push((ent.depth(), p));
         } else if ft.is_file() {
-            let m = ent.metadata().map_err(|e| Error::Io {
-                action: "stat",
-                path: p.clone(),
-                source: e.into(),
-            })?;
-            files.push((p, is_exec(&m), StatKey::of(&m)));
+            files.push(p); // stat happens in the parallel stage below
         } else if ft.is_symlink() {
             let t = fs::read_link(&p).map_err(Error::io("read link", &p))?;
             links.push((p, t.into_os_string().into_encoded_bytes()));
@@ -376,14 +373,16 @@ fn ingest_dir(
     }
     progress.set_length(files.len() as u64);
 
-    // (object, whether the stat cache vouched for it instead of a read)
-    let stored: Vec<Result<(ObjectMeta, bool)>> = files
+    // (object, executable, stat key, whether the stat cache vouched for it instead of a read)
+    let stored: Vec<Result<(ObjectMeta, bool, StatKey, bool)>> = files
         .par_iter()
-        .map(|(p, _, key)| {
+        .map(|p| {
             progress.inc(1);
-            match cache.and_then(|c| c.get(p, key)) {
-                Some(m) => Ok((m, true)),
-                None => store.put_file(p).map(|m| (m, false)),
+            let m = fs::symlink_metadata(p).map_err(Error::io("stat", p))?;
+            let key = StatKey::of(&m);
+            match cache.and_then(|c| c.get(p, &key)) {
+                Some(o) => Ok((o, is_exec(&m), key, true)),
+                None => store.put_file(p).map(|o| (o, is_exec(&m), key, false)),
             }
         })
         .collect();
@@ -404,22 +403,22 @@ fn ingest_dir(
             .expect("walked entries have parents")
             .to_path_buf()
     };
-    for ((p, exec, key), r) in files.iter().zip(stored) {
-        let (m, hit) = r?;
+    for (p, r) in files.iter().zip(stored) {
+        let (m, exec, key, hit) = r?;
         if hit {
             cache_hits += 1;
         } else {
             objects.push((m, ObjKind::Blob));
             stat_rows.push(StatRow {
                 path: p.as_os_str().as_bytes().to_vec(),
-                key: *key,
+                key,
                 meta: m,
             });
         }
         children.entry(parent_of(p)).or_default().push(Entry {
             name: name_of(p),
             kind: Kind::File,
-            executable: *exec,
+            executable: exec,
             size: m.size,
             object: Some(m.id),
             sha256: Some(m.sha256),
