@@ -391,23 +391,9 @@ fn sigterm_during_a_run_finalises_the_report_as_interrupted() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the provider is running.
-    let runs = env.ledger.join("runs");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let dir = loop {
-        let found = fs::read_dir(&runs)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok())
-            .map(|e| e.path());
-        if let Some(d) = found.filter(|d| d.join("home/fake-ca-pids").exists()) {
-            break d;
-        }
-        assert!(Instant::now() < deadline, "the provider never started");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let dir = wait_for_provider(&env);
     std::thread::sleep(Duration::from_millis(300));
-    rustix_kill(child.id());
+    send_sigterm(child.id());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let report: Value =
@@ -423,7 +409,25 @@ fn sigterm_during_a_run_finalises_the_report_as_interrupted() {
     assert_eq!(env.run(["audit"]).code, 0);
 }
 
-fn rustix_kill(pid: u32) {
+/// The run folder of the one running Stage 2, once its provider has started.
+fn wait_for_provider(env: &Env) -> PathBuf {
+    let runs = env.ledger.join("runs");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = fs::read_dir(&runs)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path());
+        if let Some(d) = found.filter(|d| d.join("home/fake-ca-pids").exists()) {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "the provider never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn send_sigterm(pid: u32) {
     std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
@@ -519,20 +523,7 @@ fn harness_killed_with_sigkill_leaves_a_report_and_audit_names_the_folder() {
         ])
         .spawn()
         .unwrap();
-    let runs = env.ledger.join("runs");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let dir = loop {
-        let found = fs::read_dir(&runs)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok())
-            .map(|e| e.path());
-        if let Some(d) = found.filter(|d| d.join("home/fake-ca-pids").exists()) {
-            break d;
-        }
-        assert!(Instant::now() < deadline, "the provider never started");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let dir = wait_for_provider(&env);
     let provider: Vec<u32> = fs::read_to_string(dir.join("home/fake-ca-pids"))
         .unwrap()
         .lines()

@@ -43,6 +43,44 @@ pub struct Entry {
     pub target: Option<Vec<u8>>,
 }
 
+impl Entry {
+    pub fn file(name: Vec<u8>, m: ObjectMeta, executable: bool) -> Entry {
+        Entry {
+            name,
+            kind: Kind::File,
+            executable,
+            size: m.size,
+            object: Some(m.id),
+            sha256: Some(m.sha256),
+            target: None,
+        }
+    }
+
+    pub fn dir(name: Vec<u8>, tree: ObjectMeta) -> Entry {
+        Entry {
+            name,
+            kind: Kind::Dir,
+            executable: false,
+            size: tree.size,
+            object: Some(tree.id),
+            sha256: Some(tree.sha256),
+            target: None,
+        }
+    }
+
+    pub fn symlink(name: Vec<u8>, target: Vec<u8>) -> Entry {
+        Entry {
+            name,
+            kind: Kind::Symlink,
+            executable: false,
+            size: target.len() as u64,
+            object: None,
+            sha256: None,
+            target: Some(target),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tree {
     pub entries: Vec<Entry>,
@@ -415,26 +453,16 @@ fn ingest_dir(
                 meta: m,
             });
         }
-        children.entry(parent_of(p)).or_default().push(Entry {
-            name: name_of(p),
-            kind: Kind::File,
-            executable: exec,
-            size: m.size,
-            object: Some(m.id),
-            sha256: Some(m.sha256),
-            target: None,
-        });
+        children
+            .entry(parent_of(p))
+            .or_default()
+            .push(Entry::file(name_of(p), m, exec));
     }
     for (p, t) in links {
-        children.entry(parent_of(&p)).or_default().push(Entry {
-            name: name_of(&p),
-            kind: Kind::Symlink,
-            executable: false,
-            size: t.len() as u64,
-            object: None,
-            sha256: None,
-            target: Some(t),
-        });
+        children
+            .entry(parent_of(&p))
+            .or_default()
+            .push(Entry::symlink(name_of(&p), t));
     }
     dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
     let mut root_meta = None;
@@ -447,15 +475,10 @@ fn ingest_dir(
         if depth == 0 {
             root_meta = Some(m);
         } else {
-            children.entry(parent_of(&d)).or_default().push(Entry {
-                name: name_of(&d),
-                kind: Kind::Dir,
-                executable: false,
-                size: m.size,
-                object: Some(m.id),
-                sha256: Some(m.sha256),
-                target: None,
-            });
+            children
+                .entry(parent_of(&d))
+                .or_default()
+                .push(Entry::dir(name_of(&d), m));
         }
     }
     let root = root_meta.expect("the walk yields its root directory");
@@ -505,26 +528,10 @@ pub fn ingest_listed(
                     .map_err(Error::io("read link", &p))?
                     .into_os_string()
                     .into_encoded_bytes();
-                Ok(Some(Entry {
-                    name,
-                    kind: Kind::Symlink,
-                    executable: false,
-                    size: t.len() as u64,
-                    object: None,
-                    sha256: None,
-                    target: Some(t),
-                }))
+                Ok(Some(Entry::symlink(name, t)))
             } else if m.is_file() {
                 let om = store.put_file(&p)?;
-                Ok(Some(Entry {
-                    name,
-                    kind: Kind::File,
-                    executable: is_exec(&m),
-                    size: om.size,
-                    object: Some(om.id),
-                    sha256: Some(om.sha256),
-                    target: None,
-                }))
+                Ok(Some(Entry::file(name, om, is_exec(&m))))
             } else {
                 Ok(None) // a submodule or a directory where a file was tracked
             }
@@ -558,15 +565,7 @@ pub fn ingest_listed(
         let mut entries = d.entries;
         for (name, sub) in d.subdirs {
             let m = seal(store, sub, objects)?;
-            entries.push(Entry {
-                name,
-                kind: Kind::Dir,
-                executable: false,
-                size: m.size,
-                object: Some(m.id),
-                sha256: Some(m.sha256),
-                target: None,
-            });
+            entries.push(Entry::dir(name, m));
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         let m = store.put_bytes(&Tree { entries }.encode())?;
