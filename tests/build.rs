@@ -312,10 +312,7 @@ fn interrupted_build_is_recorded_and_its_process_group_killed() {
         .trim()
         .parse()
         .unwrap();
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    signal(child.id(), rustix::process::Signal::INT);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();

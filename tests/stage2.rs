@@ -428,10 +428,7 @@ fn wait_for_provider(env: &Env) -> PathBuf {
 }
 
 fn send_sigterm(pid: u32) {
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
+    signal(pid, rustix::process::Signal::TERM);
 }
 
 #[test]
@@ -529,10 +526,7 @@ fn harness_killed_with_sigkill_leaves_a_report_and_audit_names_the_folder() {
         .lines()
         .map(|l| l.parse().unwrap())
         .collect();
-    std::process::Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .unwrap();
+    signal(child.id(), rustix::process::Signal::KILL);
     let mut child = child;
     child.wait().unwrap();
     let report: Value =

@@ -193,6 +193,15 @@ impl Env {
     }
 }
 
+/// Sends a signal to a process (no `kill` binary needed on the machine).
+pub fn signal(pid: u32, sig: rustix::process::Signal) {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).expect("pid > 0"),
+        sig,
+    )
+    .expect("signal sent");
+}
+
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
