@@ -443,7 +443,7 @@ fn commit_build(
 
 /// The build a REF names: a build id, or the newest succeeded build with that output.
 fn find_build(home: &Home, r: &str) -> Result<serde_json::Value> {
-    let id = match home.ledger.resolve(r, &|p| crate::store::hash_file(p))? {
+    let id = match home.resolve(r)? {
         Node::Build(id) => id,
         Node::Object(obj) => home
             .ledger

@@ -82,6 +82,11 @@ impl Home {
         self.ledger.commit(bodies)
     }
 
+    /// Resolves a REF; a REF that is a file path is hashed and looked up by digest.
+    pub fn resolve(&self, r: &str) -> Result<crate::ledger::query::Node> {
+        self.ledger.resolve(r, &|p| crate::store::hash_file(p))
+    }
+
     pub fn runs_dir(&self) -> PathBuf {
         self.dir.join("runs")
     }

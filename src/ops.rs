@@ -721,7 +721,7 @@ pub fn verify(home: &Home, target: &str) -> Result<VerifyOut> {
         (m.id, Some(m.sha256), Some(m.size))
     } else if let Some(dp) = DigestPrefix::parse(target, 7) {
         let full = dp.hex.len() == 64;
-        match home.ledger.resolve(target, &|p| hash_file(p)) {
+        match home.resolve(target) {
             Ok(Node::Object(id)) => {
                 let m = home.ledger.object_meta(&id)?;
                 (id, m.map(|m| m.sha256), m.map(|m| m.size))
@@ -779,7 +779,7 @@ pub fn revoke(home: &mut Home, r: &str, reason: &str) -> Result<RevokeOut> {
             "say why the admission is revoked; the reason is recorded",
         ));
     }
-    let node = home.ledger.resolve(r, &|p| hash_file(p))?;
+    let node = home.resolve(r)?;
     let targets: Vec<String> = match &node {
         Node::Admission(id) | Node::ModelAdmission(id) => vec![id.clone()],
         Node::Object(obj) => admissions_of(home, obj)?
@@ -822,7 +822,7 @@ pub fn revoke(home: &mut Home, r: &str, reason: &str) -> Result<RevokeOut> {
 // ---------------------------------------------------------------- cat / restore
 
 fn object_ref(home: &Home, r: &str) -> Result<ObjectId> {
-    match home.ledger.resolve(r, &|p| hash_file(p))? {
+    match home.resolve(r)? {
         Node::Object(id) => Ok(id),
         other => Err(Error::bad_input(
             format!("{r} names {}, not an object", other.label()),
@@ -871,7 +871,7 @@ pub fn restore(home: &Home, r: &str, dir: &Path) -> Result<RestoreOut> {
 // ---------------------------------------------------------------- show / log
 
 pub fn show(home: &Home, r: &str) -> Result<Value> {
-    let node = home.ledger.resolve(r, &|p| hash_file(p))?;
+    let node = home.resolve(r)?;
     let l = &home.ledger;
     let v = match &node {
         Node::Object(id) => {

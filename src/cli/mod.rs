@@ -536,23 +536,21 @@ fn run(cli: Cli, w: &mut dyn Write) -> std::result::Result<i32, CliError> {
             let since = since.as_deref().map(parse_since).transpose()?;
             let provider_object = match provider.as_deref() {
                 None => None,
-                Some(r) => Some(
-                    match h.ledger.resolve(r, &|p| crate::store::hash_file(p))? {
-                        crate::ledger::query::Node::Admission(a) => h
-                            .ledger
-                            .row("SELECT object FROM admissions WHERE id = ?1", &[&a])?
-                            .and_then(|v| v["object"].as_str().map(str::to_string))
-                            .unwrap_or_default(),
-                        crate::ledger::query::Node::Object(o) => o.to_string(),
-                        other => {
-                            return Err(Error::bad_input(
-                                format!("--provider {r} names {}, not a provider", other.label()),
-                                "give an admission name or id, or a provider digest",
-                            )
-                            .into())
-                        }
-                    },
-                ),
+                Some(r) => Some(match h.resolve(r)? {
+                    crate::ledger::query::Node::Admission(a) => h
+                        .ledger
+                        .row("SELECT object FROM admissions WHERE id = ?1", &[&a])?
+                        .and_then(|v| v["object"].as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    crate::ledger::query::Node::Object(o) => o.to_string(),
+                    other => {
+                        return Err(Error::bad_input(
+                            format!("--provider {r} names {}, not a provider", other.label()),
+                            "give an admission name or id, or a provider digest",
+                        )
+                        .into())
+                    }
+                }),
             };
             let rows = h.ledger.rows(
                 "SELECT id, lane, status, verdict, fixture, provider_admission, model, started FROM runs
@@ -564,21 +562,21 @@ fn run(cli: Cli, w: &mut dyn Write) -> std::result::Result<i32, CliError> {
         }
         Cmd::Trace { target } => {
             let h = open(lp, Mode::ReadOnly)?;
-            let node = h.ledger.resolve(&target, &|p| crate::store::hash_file(p))?;
+            let node = h.resolve(&target)?;
             let t = crate::lineage::trace(&h.ledger, &node)?;
             out.emit(&t, |w| render::lineage(w, &t))?;
             EXIT_OK
         }
         Cmd::Impact { target } => {
             let h = open(lp, Mode::ReadOnly)?;
-            let node = h.ledger.resolve(&target, &|p| crate::store::hash_file(p))?;
+            let node = h.resolve(&target)?;
             let t = crate::lineage::impact(&h.ledger, &node)?;
             out.emit(&t, |w| render::lineage(w, &t))?;
             EXIT_OK
         }
         Cmd::Graph { target, format } => {
             let h = open(lp, Mode::ReadOnly)?;
-            let node = h.ledger.resolve(&target, &|p| crate::store::hash_file(p))?;
+            let node = h.resolve(&target)?;
             let fmt = match format {
                 GraphFormat::Dot => "dot",
                 GraphFormat::Mermaid => "mermaid",
@@ -591,7 +589,7 @@ fn run(cli: Cli, w: &mut dyn Write) -> std::result::Result<i32, CliError> {
         }
         Cmd::Export { target, format } => {
             let h = open(lp, Mode::ReadOnly)?;
-            let node = h.ledger.resolve(&target, &|p| crate::store::hash_file(p))?;
+            let node = h.resolve(&target)?;
             let doc = match format {
                 ExportFormat::InToto => crate::lineage::export_in_toto(&h.ledger, &node)?,
                 ExportFormat::ProvJson => crate::lineage::export_prov(&h.ledger, &node)?,
