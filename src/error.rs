@@ -70,6 +70,14 @@ pub enum Error {
         message: String,
     },
 
+    /// The remote (S3-compatible object storage) could not be reached or refused a request.
+    #[error("remote {remote}: {message}")]
+    Remote {
+        remote: String,
+        message: String,
+        hint: Option<String>,
+    },
+
     #[error("interrupted")]
     Interrupted,
 }
@@ -100,7 +108,8 @@ impl Error {
             Error::BadInput { hint, .. }
             | Error::Refused { hint, .. }
             | Error::NotFound { hint, .. }
-            | Error::Ledger { hint, .. } => hint.as_deref(),
+            | Error::Ledger { hint, .. }
+            | Error::Remote { hint, .. } => hint.as_deref(),
             Error::Ambiguous { .. } => Some("give a longer prefix or a full digest"),
             Error::Io { source, .. } if source.kind() == io::ErrorKind::StorageFull => {
                 Some("free disk space and run the command again; nothing was committed")
@@ -118,7 +127,7 @@ impl Error {
             | Error::Ambiguous { .. }
             | Error::Ledger { .. } => 2,
             Error::Integrity { .. } => 3,
-            Error::Io { .. } | Error::Sql { .. } | Error::Git { .. } => 4,
+            Error::Io { .. } | Error::Sql { .. } | Error::Git { .. } | Error::Remote { .. } => 4,
             Error::Interrupted => 130,
         }
     }

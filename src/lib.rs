@@ -11,6 +11,7 @@ pub mod id;
 pub mod ledger;
 pub mod lineage;
 pub mod ops;
+pub mod remote;
 pub mod report;
 pub mod runner;
 pub mod store;

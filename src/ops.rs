@@ -1159,7 +1159,17 @@ pub fn audit(home: &Home, checkpoint: Option<&Head>, progress: &ProgressBar) -> 
 
     // 2. The ledger still extends an earlier checkpoint.
     if let Some(cp) = checkpoint {
-        match rows.iter().find(|r| r.seq as u64 == cp.seq) {
+        let row = rows.iter().find(|r| r.seq as u64 == cp.seq);
+        // Events that were local-only when the checkpoint was taken may have been
+        // re-appended after another host's by push/pull; prove that instead.
+        let moved = match row {
+            Some(r) if r.hash == cp.hash => None,
+            _ => home.ledger.explain_moved_checkpoint(cp)?,
+        };
+        if let Some(notes) = moved {
+            out.notes.extend(notes);
+        } else {
+            match row {
             None => out.findings.push(f(
                 "checkpoint",
                 format!("{}:{}", cp.seq, cp.hash),
@@ -1171,6 +1181,7 @@ pub fn audit(home: &Home, checkpoint: Option<&Head>, progress: &ProgressBar) -> 
                 format!("event {} now hashes to {}, not the checkpoint's {}: history was rewritten", cp.seq, r.hash, cp.hash),
             )),
             Some(_) => {}
+        }
         }
     }
 

@@ -10,5 +10,6 @@ mod build;
 mod properties;
 mod queries;
 mod reliability;
+mod remote;
 mod stage2;
 mod store;

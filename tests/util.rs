@@ -10,6 +10,8 @@ pub const FAKE: &str = env!("CARGO_BIN_EXE_cto-fake-ca");
 pub struct Env {
     pub tmp: tempfile::TempDir,
     pub ledger: PathBuf,
+    /// Extra environment for every command (e.g. S3 credentials).
+    pub vars: Vec<(String, String)>,
 }
 
 pub struct Run {
@@ -44,7 +46,11 @@ impl Env {
             .tempdir()
             .unwrap();
         let ledger = tmp.path().join("ledger");
-        Env { tmp, ledger }
+        Env {
+            tmp,
+            ledger,
+            vars: Vec::new(),
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -63,6 +69,7 @@ impl Env {
             .env("HOME", self.tmp.path())
             .env("USER", "tester")
             .env("CTO_LEDGER_DIR", &self.ledger)
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .current_dir(self.tmp.path());
         c
     }
@@ -204,4 +211,132 @@ pub fn signal(pid: u32, sig: rustix::process::Signal) {
 
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// A real S3-compatible server (`s3s-fs`, installed by `.ci/run`) on 127.0.0.1, serving
+/// one bucket from a temp directory. Killed when dropped.
+pub struct S3Server {
+    pub root: tempfile::TempDir,
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+pub const BUCKET: &str = "ledger-bucket";
+pub const S3_KEY: &str = "test-access-key";
+pub const S3_SECRET: &str = "test-secret-key-0123456789";
+
+fn s3s_fs_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("CTO_LEDGER_TEST_S3S_FS") {
+        return PathBuf::from(p);
+    }
+    let mut dirs: Vec<PathBuf> =
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).collect();
+    if let Some(h) = std::env::var_os("CARGO_HOME") {
+        dirs.push(PathBuf::from(h).join("bin"));
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(h).join(".cargo/bin"));
+    }
+    dirs.into_iter()
+        .map(|d| d.join("s3s-fs"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("s3s-fs is not installed: the remote tests need a real S3-compatible server. \
+                    Run `bash .ci/run` (it installs it), or `cargo install s3s-fs --version 0.14.1 --features binary --locked`")
+        })
+}
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        let root = tempfile::Builder::new()
+            .prefix("cto-ledger-s3-")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir(root.path().join(BUCKET)).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut s = S3Server {
+            root,
+            port,
+            child: None,
+        };
+        s.restart();
+        s
+    }
+
+    /// Starts (again) on the same port and directory.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.root.path().join("s3s-fs.log"))
+            .unwrap();
+        let child = Command::new(s3s_fs_binary())
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", S3_KEY, "--secret-key", S3_SECRET])
+            .arg(self.root.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "s3s-fs did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Where the server keeps `key` of the bucket on disk.
+    pub fn file(&self, key: &str) -> PathBuf {
+        self.root.path().join(BUCKET).join(key)
+    }
+
+    /// An Env whose commands carry the server's credentials, with remote `origin` added.
+    pub fn host(&self, prefix: &str) -> Env {
+        self.host_with(prefix, S3_KEY, S3_SECRET)
+    }
+
+    /// As `host`, with the credentials given.
+    pub fn host_with(&self, prefix: &str, key: &str, secret: &str) -> Env {
+        let mut env = Env::new();
+        env.vars.push(("AWS_ACCESS_KEY_ID".into(), key.into()));
+        env.vars
+            .push(("AWS_SECRET_ACCESS_KEY".into(), secret.into()));
+        env.ok([
+            "remote",
+            "add",
+            "origin",
+            &format!("s3://{BUCKET}/{prefix}"),
+            "--endpoint",
+            &self.endpoint(),
+        ]);
+        env
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

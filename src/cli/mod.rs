@@ -14,6 +14,7 @@ use crate::harness::{self, Lane, RunOptions};
 use crate::home::{self, Home};
 use crate::ledger::Mode;
 use crate::ops;
+use crate::remote;
 
 /// Exit codes (documented in the README).
 pub const EXIT_OK: i32 = 0;
@@ -126,8 +127,29 @@ pub enum Cmd {
     /// Check the journal chain, projections, every object and every run; exit 1 on findings
     Audit {
         /// SEQ:HASH printed earlier by `checkpoint`: prove the journal still extends it
-        #[arg(long, value_name = "SEQ:HASH")]
+        #[arg(long, value_name = "SEQ:HASH", conflicts_with = "remote")]
         checkpoint: Option<String>,
+        /// Audit a remote instead: its whole chain, every named object present, a sample re-hashed
+        #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+        remote: Option<String>,
+        /// With --remote: re-hash every remote object, not a sample
+        #[arg(long, requires = "remote")]
+        full: bool,
+    },
+    /// Remotes: S3-compatible object storage shared by many hosts (docs/remote.md)
+    Remote {
+        #[command(subcommand)]
+        cmd: Option<RemoteCmd>,
+    },
+    /// Publish local events (and the objects they name) to a remote, pulling first
+    Push {
+        /// The remote (default: the only one configured)
+        name: Option<String>,
+    },
+    /// Take a remote's new events (re-hashing every object they name) into this ledger
+    Pull {
+        /// The remote (default: the only one configured)
+        name: Option<String>,
     },
     /// Rebuild every projection table from the journal
     Reindex,
@@ -155,6 +177,30 @@ pub enum Cmd {
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff)
     Man,
+}
+
+#[derive(Subcommand)]
+pub enum RemoteCmd {
+    /// Add a remote: s3://BUCKET[/PREFIX]; credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+    Add {
+        name: String,
+        url: String,
+        /// An S3-compatible server (e.g. http://127.0.0.1:9000); default: AWS_ENDPOINT_URL, else AWS
+        #[arg(long, value_name = "URL")]
+        endpoint: Option<String>,
+        /// Default: AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// List remotes and how far this ledger is ahead of each (without contacting them)
+    List,
+    /// Forget a remote (nothing on the remote is touched)
+    Remove { name: String },
+    /// Contact a remote: its head, and how far this ledger is ahead and behind
+    Status {
+        /// The remote (default: every one configured)
+        name: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -486,7 +532,87 @@ fn run(cli: Cli, w: &mut dyn Write) -> std::result::Result<i32, CliError> {
             out.emit(&r, |w| render::log(w, &r))?;
             EXIT_OK
         }
-        Cmd::Audit { checkpoint } => {
+        Cmd::Audit {
+            remote: Some(name),
+            full,
+            ..
+        } => {
+            let h = open(lp, Mode::ReadOnly)?;
+            let row = remote::pick(
+                &h,
+                Some(&name).filter(|n| !n.is_empty()).map(|n| n.as_str()),
+            )?;
+            let r = remote::audit(&h, &remote::Remote::connect(row)?, full)?;
+            out.emit(&r, |w| render::remote_audit(w, &r))?;
+            if r.ok {
+                EXIT_OK
+            } else {
+                EXIT_NEGATIVE
+            }
+        }
+        Cmd::Remote { cmd } => match cmd.unwrap_or(RemoteCmd::List) {
+            RemoteCmd::Add {
+                name,
+                url,
+                endpoint,
+                region,
+            } => {
+                let mut h = open(lp, Mode::ReadWrite)?;
+                let r = remote::add(&mut h, &name, &url, endpoint.as_deref(), region.as_deref())?;
+                out.emit(&r, |w| writeln!(w, "added remote {} {}", r.name, r.url))?;
+                EXIT_OK
+            }
+            RemoteCmd::List => {
+                let h = open(lp, Mode::ReadOnly)?;
+                let rows = h
+                    .ledger
+                    .remotes()?
+                    .into_iter()
+                    .map(|r| remote::status(&h, r, false))
+                    .collect::<Result<Vec<_>>>()?;
+                out.emit(&rows, |w| render::remotes(w, &rows))?;
+                EXIT_OK
+            }
+            RemoteCmd::Remove { name } => {
+                let mut h = open(lp, Mode::ReadWrite)?;
+                h.ledger.remote_remove(&name)?;
+                let r = serde_json::json!({"removed": name});
+                out.emit(&r, |w| writeln!(w, "removed remote {name}"))?;
+                EXIT_OK
+            }
+            RemoteCmd::Status { name } => {
+                let h = open(lp, Mode::ReadOnly)?;
+                let rows = match name {
+                    Some(n) => vec![h.ledger.remote(&n)?],
+                    None => h.ledger.remotes()?,
+                };
+                let st = rows
+                    .into_iter()
+                    .map(|r| remote::status(&h, r, true))
+                    .collect::<Result<Vec<_>>>()?;
+                out.emit(&st, |w| render::remotes(w, &st))?;
+                if st.iter().any(|s| s.error.is_some()) {
+                    4
+                } else {
+                    EXIT_OK
+                }
+            }
+        },
+        Cmd::Push { name } => {
+            let mut h = open(lp, Mode::ReadWrite)?;
+            let mut r = remote::Remote::connect(remote::pick(&h, name.as_deref())?)?;
+            let p = remote::push(&mut h, &mut r)?;
+            out.emit(&p, |w| render::push(w, &p))?;
+            EXIT_OK
+        }
+        Cmd::Pull { name } => {
+            let mut h = open(lp, Mode::ReadWrite)?;
+            let mut r = remote::Remote::connect(remote::pick(&h, name.as_deref())?)?;
+            let p = remote::pull(&mut h, &mut r)?;
+            out.emit(&p, |w| render::pull(w, &p))?;
+            EXIT_OK
+        }
+        Cmd::Audit { checkpoint, .. } => {
             let cp = checkpoint
                 .as_deref()
                 .map(ops::parse_checkpoint)

@@ -285,16 +285,21 @@ pub fn audit(w: &mut dyn Write, r: &AuditOut) -> R {
         r.objects_checked, r.bytes_checked
     )?;
     writeln!(w, "runs:    {} checked", r.runs_checked)?;
-    for n in &r.notes {
+    verdict(w, "audit", &r.notes, &r.findings)
+}
+
+/// Notes, findings and the last line every audit prints.
+fn verdict(w: &mut dyn Write, what: &str, notes: &[String], findings: &[crate::ops::Finding]) -> R {
+    for n in notes {
         writeln!(w, "note: {n}")?;
     }
-    for f in &r.findings {
+    for f in findings {
         writeln!(w, "FINDING [{}] {}: {}", f.check, f.subject, f.message)?;
     }
-    if r.ok {
-        writeln!(w, "audit passed")
+    if findings.is_empty() {
+        writeln!(w, "{what} passed")
     } else {
-        writeln!(w, "audit FAILED: {} finding(s)", r.findings.len())
+        writeln!(w, "{what} FAILED: {} finding(s)", findings.len())
     }
 }
 
@@ -422,4 +427,101 @@ pub fn health(w: &mut dyn Write, r: &HealthOut) -> R {
             "health: FAILED"
         }
     )
+}
+
+pub fn remotes(w: &mut dyn Write, rows: &[crate::remote::StatusOut]) -> R {
+    if rows.is_empty() {
+        return writeln!(
+            w,
+            "no remotes (add one with `cto-ledger remote add NAME s3://BUCKET/PREFIX`)"
+        );
+    }
+    for r in rows {
+        let at = r
+            .endpoint
+            .as_deref()
+            .map(|e| format!(" at {e}"))
+            .unwrap_or_default();
+        writeln!(w, "{}\t{}{at}", r.remote, r.url)?;
+        writeln!(
+            w,
+            "  in step up to event {} of {}; {} local event(s) to push",
+            r.synced.seq, r.local_head.seq, r.ahead
+        )?;
+        match (&r.remote_head, r.behind, &r.error) {
+            (Some(h), Some(b), _) => writeln!(
+                w,
+                "  remote head {}:{}; {b} event(s) to pull",
+                h.seq, h.hash
+            )?,
+            (_, _, Some(e)) => writeln!(w, "  remote not reachable: {e}")?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn moved(w: &mut dyn Write, moved: &[(u64, u64)]) -> R {
+    if let (Some(a), Some(b)) = (moved.first(), moved.last()) {
+        writeln!(
+            w,
+            "re-appended {} local event(s) after the remote's: {}..{} are now {}..{} (checkpoints taken before still verify: docs/remote.md)",
+            moved.len(), a.0, b.0, a.1, b.1
+        )?;
+    }
+    Ok(())
+}
+
+pub fn pull(w: &mut dyn Write, r: &crate::remote::PullOut) -> R {
+    if r.remote_replaced {
+        writeln!(w, "warning: the remote no longer holds events this host saw there; this ledger's own events were kept and re-appended")?;
+    }
+    writeln!(
+        w,
+        "pulled {} event(s) from {} ({} object(s), {} bytes, each re-hashed)",
+        r.pulled, r.remote, r.objects_fetched, r.bytes_fetched
+    )?;
+    moved(w, &r.moved)?;
+    writeln!(w, "head {}:{}", r.head.seq, r.head.hash)
+}
+
+pub fn push(w: &mut dyn Write, r: &crate::remote::PushOut) -> R {
+    if r.pulled > 0 {
+        writeln!(w, "pulled {} event(s) from {} first", r.pulled, r.remote)?;
+    }
+    moved(w, &r.moved)?;
+    writeln!(
+        w,
+        "published {} event(s) to {} ({} object(s) uploaded, {} bytes){}",
+        r.published,
+        r.url,
+        r.objects_uploaded,
+        r.bytes_uploaded,
+        if r.conflicts > 0 {
+            format!(
+                "; lost the race for the next event {} time(s) and went again",
+                r.conflicts
+            )
+        } else {
+            String::new()
+        }
+    )?;
+    writeln!(w, "head {}:{}", r.head.seq, r.head.hash)
+}
+
+pub fn remote_audit(w: &mut dyn Write, r: &crate::remote::RemoteAuditOut) -> R {
+    match &r.head {
+        Some(h) => writeln!(
+            w,
+            "remote {} journal: {} events, head {}:{}",
+            r.remote, r.events, h.seq, h.hash
+        )?,
+        None => writeln!(w, "remote {} journal: empty", r.remote)?,
+    }
+    writeln!(
+        w,
+        "objects: {} named, {} re-hashed ({} bytes)",
+        r.objects_named, r.objects_checked, r.bytes_checked
+    )?;
+    verdict(w, "remote audit", &r.notes, &r.findings)
 }

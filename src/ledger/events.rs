@@ -96,6 +96,24 @@ impl Body {
             Body::Build(_) => "build",
         }
     }
+
+    /// Every object record the event carries: together, the records of a whole journal
+    /// name every object it needs (an event lists the objects that were new to it).
+    pub fn objects(&self) -> Vec<&ObjRec> {
+        match self {
+            Body::Init { .. } | Body::ModelAdmission(_) | Body::Revocation(_) => Vec::new(),
+            Body::Ingest(r) => r.objects.iter().collect(),
+            Body::Source(s) => s.objects.iter().collect(),
+            Body::Admission(a) => a.objects.iter().collect(),
+            Body::Refusal(r) => r
+                .objects
+                .iter()
+                .chain(r.source.iter().flat_map(|s| s.objects.iter()))
+                .collect(),
+            Body::Run(r) => r.objects.iter().collect(),
+            Body::Build(b) => b.objects.iter().collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

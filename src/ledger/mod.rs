@@ -4,6 +4,7 @@
 pub mod events;
 mod project;
 pub mod query;
+pub mod remote;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,6 +22,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0003_stat_cache",
         include_str!("../../schema/0003_stat_cache.sql"),
+    ),
+    (
+        "0004_remotes",
+        include_str!("../../schema/0004_remotes.sql"),
     ),
 ];
 
@@ -290,15 +295,7 @@ impl Ledger {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(Error::sql("begin"))?;
-        tx.pragma_update(None, "defer_foreign_keys", "ON")
-            .map_err(Error::sql("defer foreign keys"))?;
-        for t in PROJECTIONS {
-            tx.execute(&format!("DELETE FROM {t}"), [])
-                .map_err(Error::sql("clear projection"))?;
-        }
-        for e in &events {
-            project::apply(&tx, e)?;
-        }
+        rebuild_projections(&tx, &events)?;
         tx.commit().map_err(Error::sql("commit"))?;
         Ok(events.len() as u64)
     }
@@ -362,6 +359,20 @@ impl Ledger {
     }
 }
 
+/// Clears every projection and replays `events` into them (inside the caller's transaction).
+fn rebuild_projections(tx: &Connection, events: &[Event]) -> Result<()> {
+    tx.pragma_update(None, "defer_foreign_keys", "ON")
+        .map_err(Error::sql("defer foreign keys"))?;
+    for t in PROJECTIONS {
+        tx.execute(&format!("DELETE FROM {t}"), [])
+            .map_err(Error::sql("clear projection"))?;
+    }
+    for e in events {
+        project::apply(tx, e)?;
+    }
+    Ok(())
+}
+
 fn head_of(conn: &Connection) -> Result<Head> {
     let r = conn.query_row(
         "SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1",
@@ -394,21 +405,32 @@ pub struct JournalRow {
     pub hash: String,
 }
 
+impl JournalRow {
+    /// From `SELECT seq, kind, time, event, prev_hash, hash`.
+    fn from_sql(r: &rusqlite::Row<'_>) -> rusqlite::Result<JournalRow> {
+        Ok(JournalRow {
+            seq: r.get(0)?,
+            kind: r.get(1)?,
+            time: r.get(2)?,
+            event: r.get(3)?,
+            prev_hash: r.get(4)?,
+            hash: r.get(5)?,
+        })
+    }
+}
+
 fn journal_rows(conn: &Connection) -> Result<Vec<JournalRow>> {
+    journal_rows_after(conn, 0)
+}
+
+fn journal_rows_after(conn: &Connection, after: u64) -> Result<Vec<JournalRow>> {
     let mut st = conn
-        .prepare("SELECT seq, kind, time, event, prev_hash, hash FROM journal ORDER BY seq")
+        .prepare_cached(
+            "SELECT seq, kind, time, event, prev_hash, hash FROM journal WHERE seq > ?1 ORDER BY seq",
+        )
         .map_err(Error::sql("read journal"))?;
     let rows = st
-        .query_map([], |r| {
-            Ok(JournalRow {
-                seq: r.get(0)?,
-                kind: r.get(1)?,
-                time: r.get(2)?,
-                event: r.get(3)?,
-                prev_hash: r.get(4)?,
-                hash: r.get(5)?,
-            })
-        })
+        .query_map([after as i64], JournalRow::from_sql)
         .map_err(Error::sql("read journal"))?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(Error::sql("read journal"))?;

@@ -2,6 +2,7 @@
 //! hashing, verification and tree encoding live once, here, above them.
 
 mod local;
+pub mod s3;
 pub mod tree;
 
 use std::fs::File;
@@ -118,7 +119,7 @@ fn pump(reader: &mut dyn Read, mut sink: Option<&mut dyn Write>, src: &Path) -> 
 }
 
 /// Reads until `buf` is full or EOF, so chunks are as large as possible.
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match r.read(&mut buf[filled..]) {

@@ -1,0 +1,719 @@
+//! One ledger for many hosts, on S3-compatible object storage.
+//!
+//! The remote holds objects by id (`objects/..`) and the journal as one key per event
+//! (`journal/<seq, 20 digits>`). An event is published only by a create-only write
+//! (`If-None-Match: *`): whoever writes `journal/<n>` first owns sequence number `n`, and
+//! everyone else pulls it and re-appends their own events after it. Objects go up before
+//! the events that name them, and every object or event that comes down is re-hashed
+//! before it is trusted. Each host's SQLite is a replica that `pull` brings up to date.
+
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::id::ObjectId;
+use crate::ledger::events::Event;
+use crate::ledger::remote::{Integrated, RemoteRow};
+use crate::ledger::{check_row, Head, JournalRow, GENESIS};
+use crate::store::s3::{object_key, RemoteSpec, S3Backend, S3};
+use crate::store::Store;
+
+/// Names a remote may have: like git's, short and safe in messages.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::bad_input(
+            format!("remote name `{name}` is not valid"),
+            "use letters, digits, `-`, `_` and `.` (e.g. `origin`)",
+        ))
+    }
+}
+
+/// The remote's form of one journal event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    seq: u64,
+    prev_hash: String,
+    hash: String,
+    /// The event's canonical JSON, byte for byte as it was hashed.
+    event: String,
+}
+
+fn journal_key(seq: u64) -> String {
+    format!("journal/{}", seq_name(seq))
+}
+
+fn seq_name(seq: u64) -> String {
+    format!("{seq:020}")
+}
+
+fn encode(row: &JournalRow) -> Vec<u8> {
+    serde_jcs::to_vec(&Entry {
+        seq: row.seq as u64,
+        prev_hash: row.prev_hash.clone(),
+        hash: row.hash.clone(),
+        event: row.event.clone(),
+    })
+    .expect("entries serialise")
+}
+
+/// Parses and checks one remote entry: its key, its form and its own hash. Chaining to
+/// the previous entry is the caller's check.
+fn decode(key: &str, bytes: &[u8], url: &str) -> Result<JournalRow> {
+    let bad = |why: String| Error::Integrity {
+        message: format!("remote {url}: {key} {why}; nothing was taken from the remote"),
+    };
+    let e: Entry =
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("is not a journal entry: {e}")))?;
+    if serde_jcs::to_vec(&e).ok().as_deref() != Some(bytes) {
+        return Err(bad("is not in canonical form".into()));
+    }
+    if key != journal_key(e.seq) {
+        return Err(bad(format!("holds event {}", e.seq)));
+    }
+    let event: Event = serde_json::from_str(&e.event)
+        .map_err(|err| bad(format!("holds an event that cannot be decoded: {err}")))?;
+    let row = JournalRow {
+        seq: e.seq as i64,
+        kind: event.body.kind().to_string(),
+        time: event.time.clone(),
+        event: e.event,
+        prev_hash: e.prev_hash,
+        hash: e.hash,
+    };
+    let problems = check_row(&row, row.seq, &row.prev_hash);
+    if let Some(p) = problems.first() {
+        return Err(bad(format!("is damaged: {p}")));
+    }
+    Ok(row)
+}
+
+/// A configured remote, connected.
+pub struct Remote {
+    pub row: RemoteRow,
+    s3: Arc<S3>,
+    store: Store,
+}
+
+impl Remote {
+    pub fn connect(row: RemoteRow) -> Result<Remote> {
+        let s3 = S3::connect(&spec(&row))?;
+        let store = Store::new(Box::new(S3Backend::new(s3.clone())));
+        Ok(Remote { row, s3, store })
+    }
+
+    fn url(&self) -> &str {
+        self.s3.url()
+    }
+
+    /// The remote's journal entries after `after`, checked and chained from `from_hash`.
+    fn entries_after(&self, after: u64, from_hash: &str) -> Result<Vec<JournalRow>> {
+        let keys = self.s3.list("journal", Some(&seq_name(after)))?;
+        let fetched: Vec<Result<JournalRow>> = keys
+            .par_iter()
+            .map(|k| {
+                let bytes = self.s3.get(&k.key)?.ok_or_else(|| Error::Remote {
+                    remote: self.url().into(),
+                    message: format!("{} was listed but is gone", k.key),
+                    hint: Some("run the command again".into()),
+                })?;
+                decode(&k.key, &bytes, self.url())
+            })
+            .collect();
+        let mut prev = from_hash.to_string();
+        let mut out = Vec::with_capacity(fetched.len());
+        for (i, r) in fetched.into_iter().enumerate() {
+            let row = r?;
+            let want = after + 1 + i as u64;
+            if row.seq as u64 != want {
+                return Err(Error::Integrity {
+                    message: format!("remote {}: the journal skips from event {} to {}; nothing was taken from the remote", self.url(), want - 1, row.seq),
+                });
+            }
+            if row.prev_hash != prev {
+                return Err(Error::Integrity {
+                    message: format!("remote {}: {} does not chain to the event before it (prev_hash {}, expected {}); nothing was taken from the remote", self.url(), journal_key(row.seq as u64), &row.prev_hash[..16], &prev[..16.min(prev.len())]),
+                });
+            }
+            prev = row.hash.clone();
+            out.push(row);
+        }
+        Ok(out)
+    }
+
+    fn entry(&self, seq: u64) -> Result<Option<JournalRow>> {
+        let key = journal_key(seq);
+        self.s3
+            .get(&key)?
+            .map(|b| decode(&key, &b, self.url()))
+            .transpose()
+    }
+
+    /// Where the local journal and the remote's last agree, walking back from the
+    /// recorded mark if the remote no longer holds what it once did.
+    fn common_base(&self, home: &Home) -> Result<(Head, bool)> {
+        let mut mark = self.row.synced.clone();
+        let mut replaced = false;
+        while mark.seq > 0 {
+            if self.entry(mark.seq)?.is_some_and(|e| e.hash == mark.hash) {
+                break;
+            }
+            replaced = true;
+            mark = match home.ledger.row_at(mark.seq - 1)? {
+                Some(r) => Head {
+                    seq: r.seq as u64,
+                    hash: r.hash,
+                },
+                None => Head {
+                    seq: 0,
+                    hash: GENESIS.into(),
+                },
+            };
+        }
+        Ok((mark, replaced))
+    }
+}
+
+fn spec(row: &RemoteRow) -> RemoteSpec {
+    RemoteSpec {
+        url: row.url.clone(),
+        endpoint: row.endpoint.clone(),
+        region: row.region.clone(),
+    }
+}
+
+/// `remote add`: checks the URL and records it; the remote is not contacted.
+pub fn add(
+    home: &mut Home,
+    name: &str,
+    url: &str,
+    endpoint: Option<&str>,
+    region: Option<&str>,
+) -> Result<RemoteRow> {
+    check_name(name)?;
+    RemoteSpec::bucket_and_prefix(url)?;
+    if let Some(e) = endpoint {
+        if !(e.starts_with("http://") || e.starts_with("https://")) {
+            return Err(Error::bad_input(
+                format!("endpoint `{e}` is not an http:// or https:// URL"),
+                "give it as http://HOST:PORT (e.g. a local MinIO or s3s-fs) or https://HOST",
+            ));
+        }
+    }
+    home.ledger.remote_add(name, url, endpoint, region)?;
+    home.ledger.remote(name)
+}
+
+/// The one remote to use when the user named none.
+pub fn pick(home: &Home, name: Option<&str>) -> Result<RemoteRow> {
+    if let Some(n) = name {
+        return home.ledger.remote(n);
+    }
+    let mut all = home.ledger.remotes()?;
+    match all.len() {
+        1 => Ok(all.remove(0)),
+        0 => Err(Error::bad_input(
+            "no remote is configured",
+            "add one with `cto-ledger remote add NAME s3://BUCKET/PREFIX [--endpoint URL]`",
+        )),
+        _ => Err(Error::bad_input(
+            format!(
+                "{} remotes are configured ({}); say which",
+                all.len(),
+                all.iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "name the remote, e.g. `cto-ledger push origin`",
+        )),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct PullOut {
+    pub remote: String,
+    pub url: String,
+    pub pulled: u64,
+    pub objects_fetched: u64,
+    pub bytes_fetched: u64,
+    /// Local events re-appended after the remote's (old seq, new seq).
+    pub moved: Vec<(u64, u64)>,
+    /// Local events the remote already held (old seq, remote seq).
+    pub already_remote: Vec<(u64, u64)>,
+    /// The remote no longer held events this host had seen there (a server that did not
+    /// honour a create-only write, or a remote rewritten behind the ledger's back).
+    pub remote_replaced: bool,
+    pub head: Head,
+    pub synced: Head,
+}
+
+/// Brings the local journal up to date with the remote: fetches and re-hashes every
+/// object the new events name, then takes the events in one transaction.
+pub fn pull(home: &mut Home, remote: &mut Remote) -> Result<PullOut> {
+    let (base, replaced) = remote.common_base(home)?;
+    let rows = remote.entries_after(base.seq, &base.hash)?;
+    let (objects_fetched, bytes_fetched) = fetch_objects(home, remote, &rows)?;
+    let integrated = if rows.is_empty() && !replaced {
+        Integrated::default()
+    } else {
+        home.store.sync()?;
+        let reason = if replaced { "replaced" } else { "behind" };
+        home.ledger
+            .integrate(&remote.row.name, &base, &rows, reason)?
+    };
+    remote.row = home.ledger.remote(&remote.row.name)?;
+    Ok(PullOut {
+        remote: remote.row.name.clone(),
+        url: remote.row.url.clone(),
+        pulled: integrated.pulled,
+        objects_fetched,
+        bytes_fetched,
+        moved: integrated.moved,
+        already_remote: integrated.already_remote,
+        remote_replaced: replaced,
+        head: home.ledger.head()?,
+        synced: remote.row.synced.clone(),
+    })
+}
+
+/// Copies into the local store every object the events name that it lacks, re-hashing
+/// each one against the id, SHA-256 and size the event records.
+fn fetch_objects(home: &Home, remote: &Remote, rows: &[JournalRow]) -> Result<(u64, u64)> {
+    let mut want = std::collections::BTreeMap::new();
+    for row in rows {
+        let e: Event = serde_json::from_str(&row.event).expect("checked by decode");
+        for o in e.body.objects() {
+            want.entry(o.id).or_insert((*o, row.seq));
+        }
+    }
+    let missing: Vec<_> = want
+        .into_values()
+        .filter_map(|(o, seq)| match home.store.has(&o.id) {
+            Ok(true) => None,
+            Ok(false) => Some(Ok((o, seq))),
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<_>>()?;
+    let local = &home.store;
+    let bytes = transfer_all(&missing, |(o, seq)| {
+        let key = object_key(&o.id);
+        if !remote.store.has(&o.id)? {
+            return Err(Error::Integrity {
+                message: format!("remote {}: event {seq} names object {} but the remote has no {key}; nothing was taken from the remote", remote.url(), o.id),
+            });
+        }
+        let mut staged = local.backend().stage_for(&o.id)?;
+        let got = remote.store.copy_verified(&o.id, &mut staged).map_err(|e| match e {
+            Error::Integrity { message } => Error::Integrity {
+                message: format!("remote {}: {key} was modified behind the ledger's back ({message}); rejected, nothing was taken from the remote", remote.url()),
+            },
+            other => other,
+        })?;
+        if got.sha256 != o.sha256 || got.size != o.size {
+            return Err(Error::Integrity {
+                message: format!("remote {}: {key} hashes to its id but not to the SHA-256/size event {seq} records; rejected, nothing was taken from the remote", remote.url()),
+            });
+        }
+        staged.commit(&o.id)?;
+        Ok(Some(got.size))
+    })?;
+    Ok((missing.len() as u64, bytes))
+}
+
+/// Runs `f` over `items` with many transfers in flight; the first error stops the rest
+/// (a server that went away fails the command in seconds, not once per object).
+/// Returns the bytes moved, summed from `f`'s `Some`.
+fn transfer_all<T: Sync>(items: &[T], f: impl Fn(&T) -> Result<Option<u64>> + Sync) -> Result<u64> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let failed = AtomicBool::new(false);
+    let bytes = AtomicU64::new(0);
+    let first_error = std::sync::Mutex::new(None);
+    transfer_pool()?.install(|| {
+        items.par_iter().for_each(|item| {
+            if failed.load(Ordering::Relaxed) {
+                return;
+            }
+            match f(item) {
+                Ok(n) => {
+                    bytes.fetch_add(n.unwrap_or(0), Ordering::Relaxed);
+                }
+                Err(e) => {
+                    failed.store(true, Ordering::Relaxed);
+                    first_error.lock().expect("not poisoned").get_or_insert(e);
+                }
+            }
+        })
+    });
+    match first_error.into_inner().expect("not poisoned") {
+        Some(e) => Err(e),
+        None => Ok(bytes.into_inner()),
+    }
+}
+
+/// Transfers wait on the network, not the CPU: more of them in flight than cores.
+fn transfer_pool() -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(8)
+        .build()
+        .map_err(|e| Error::Remote {
+            remote: String::new(),
+            message: format!("cannot start transfer threads: {e}"),
+            hint: None,
+        })
+}
+
+#[derive(Debug, Serialize)]
+pub struct PushOut {
+    pub remote: String,
+    pub url: String,
+    pub published: u64,
+    pub objects_uploaded: u64,
+    pub bytes_uploaded: u64,
+    /// Times another host took the next sequence number first (we pulled and went again).
+    pub conflicts: u64,
+    /// Of those, how many the server itself refused (`If-None-Match: *` answered 412).
+    pub creates_refused: u64,
+    pub pulled: u64,
+    pub moved: Vec<(u64, u64)>,
+    pub head: Head,
+}
+
+/// How many times another host may win the race for the next sequence number before
+/// push gives up (each loss pulls the winner's events first).
+const MAX_ROUNDS: u32 = 200;
+
+/// Publishes the local events the remote lacks, after every object they name.
+pub fn push(home: &mut Home, remote: &mut Remote) -> Result<PushOut> {
+    let mut out = PushOut {
+        remote: remote.row.name.clone(),
+        url: remote.row.url.clone(),
+        published: 0,
+        objects_uploaded: 0,
+        bytes_uploaded: 0,
+        conflicts: 0,
+        creates_refused: 0,
+        pulled: 0,
+        moved: Vec::new(),
+        head: home.ledger.head()?,
+    };
+    for round in 0..MAX_ROUNDS {
+        let p = pull(home, remote)?;
+        out.pulled += p.pulled;
+        out.moved.extend(p.moved);
+        let synced = remote.row.synced.clone();
+        let pending = home.ledger.rows_after(synced.seq)?;
+        if pending.is_empty() {
+            out.head = home.ledger.head()?;
+            return Ok(out);
+        }
+        let (n, bytes) = upload_objects(home, remote, synced.seq)?;
+        out.objects_uploaded += n;
+        out.bytes_uploaded += bytes;
+        let mut lost = false;
+        for row in &pending {
+            let key = journal_key(row.seq as u64);
+            let entry = encode(row);
+            let created = remote.s3.put_create(&key, entry.clone())?;
+            // Read back even on success: a server whose create-only check is not atomic
+            // can let two writers both "create" the same key; the later rename wins.
+            // (An existing key holding exactly our entry is our own earlier attempt.)
+            let there = remote.s3.get(&key)?;
+            if there.as_deref() != Some(&entry[..]) {
+                if !created {
+                    out.creates_refused += 1;
+                }
+                lost = true;
+                break;
+            }
+            let head = Head {
+                seq: row.seq as u64,
+                hash: row.hash.clone(),
+            };
+            if !home.ledger.set_synced(&remote.row.name, &head)? {
+                // Another command moved the local journal meanwhile; start over.
+                lost = true;
+                break;
+            }
+            remote.row.synced = head;
+            out.published += 1;
+        }
+        if !lost {
+            out.head = home.ledger.head()?;
+            return Ok(out);
+        }
+        out.conflicts += 1;
+        // Let the winner finish its run of events before racing again.
+        std::thread::sleep(std::time::Duration::from_millis(
+            (5 + (round as u64 * 7 + std::process::id() as u64) % 40).min(200),
+        ));
+    }
+    Err(Error::Remote {
+        remote: remote.url().into(),
+        message: format!(
+            "other hosts took every sequence number this push tried, {MAX_ROUNDS} times in a row"
+        ),
+        hint: Some("run `cto-ledger push` again; the local events are safe".into()),
+    })
+}
+
+/// Uploads every object first named by a local event after `after` that the remote lacks.
+fn upload_objects(home: &Home, remote: &Remote, after: u64) -> Result<(u64, u64)> {
+    let ids = home.ledger.objects_named_after(after)?;
+    let local = &home.store;
+    let uploaded = std::sync::atomic::AtomicU64::new(0);
+    let bytes = transfer_all(&ids, |id| {
+        if remote.store.has(id)? {
+            return Ok(None);
+        }
+        let mut staged = remote.store.backend().stage_for(id)?;
+        // Re-hashed on the way out: a damaged local copy is never published.
+        let m = local.copy_verified(id, &mut staged)?;
+        staged.commit(id)?;
+        uploaded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Some(m.size))
+    })?;
+    Ok((uploaded.into_inner(), bytes))
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusOut {
+    pub remote: String,
+    pub url: String,
+    pub endpoint: Option<String>,
+    pub synced: Head,
+    pub local_head: Head,
+    /// `None` when the remote was not contacted (offline).
+    pub remote_head: Option<Head>,
+    /// Local events the remote lacks.
+    pub ahead: u64,
+    /// Remote events this ledger lacks (when contacted).
+    pub behind: Option<u64>,
+    pub error: Option<String>,
+}
+
+pub fn status(home: &Home, row: RemoteRow, contact: bool) -> Result<StatusOut> {
+    let local_head = home.ledger.head()?;
+    let mut out = StatusOut {
+        remote: row.name.clone(),
+        url: row.url.clone(),
+        endpoint: row.endpoint.clone(),
+        synced: row.synced.clone(),
+        ahead: local_head.seq - row.synced.seq,
+        local_head,
+        remote_head: None,
+        behind: None,
+        error: None,
+    };
+    if !contact {
+        return Ok(out);
+    }
+    let found = Remote::connect(row).and_then(|r| {
+        let keys = r.s3.list("journal", Some(&seq_name(r.row.synced.seq)))?;
+        let head = match keys.last() {
+            Some(k) => {
+                let e = r.s3.get(&k.key)?.ok_or_else(|| Error::Remote {
+                    remote: r.url().into(),
+                    message: format!("{} was listed but is gone", k.key),
+                    hint: None,
+                })?;
+                let row = decode(&k.key, &e, r.url())?;
+                Head {
+                    seq: row.seq as u64,
+                    hash: row.hash,
+                }
+            }
+            None => r.row.synced.clone(),
+        };
+        Ok((head, keys.len() as u64))
+    });
+    match found {
+        Ok((head, behind)) => {
+            out.remote_head = Some(head);
+            out.behind = Some(behind);
+        }
+        Err(e) => out.error = Some(e.to_string()),
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct RemoteAuditOut {
+    pub ok: bool,
+    pub remote: String,
+    pub url: String,
+    pub events: u64,
+    pub head: Option<Head>,
+    pub objects_named: u64,
+    pub objects_checked: u64,
+    pub bytes_checked: u64,
+    pub full: bool,
+    pub findings: Vec<crate::ops::Finding>,
+    pub notes: Vec<String>,
+}
+
+/// Objects re-hashed by `audit --remote` without `--full`: the newest events' objects
+/// plus an even spread over the rest.
+const SAMPLE: usize = 256;
+
+/// Checks the remote on its own terms: one unbroken chain from the first event, every
+/// object it names present, and (a sample of, or with `full` every) object re-hashed.
+pub fn audit(home: &Home, remote: &Remote, full: bool) -> Result<RemoteAuditOut> {
+    let f = |check: &str, subject: String, message: String| crate::ops::Finding {
+        check: check.into(),
+        subject,
+        message,
+    };
+    let mut out = RemoteAuditOut {
+        remote: remote.row.name.clone(),
+        url: remote.row.url.clone(),
+        full,
+        ..Default::default()
+    };
+    // 1. The chain, entry by entry (not stopping at the first problem).
+    let keys = remote.s3.list("journal", None)?;
+    let mut prev = GENESIS.to_string();
+    let mut named = std::collections::BTreeMap::new();
+    let bodies: Vec<(String, Result<Option<Vec<u8>>>)> = keys
+        .par_iter()
+        .map(|k| (k.key.clone(), remote.s3.get(&k.key)))
+        .collect();
+    for (i, (key, bytes)) in bodies.into_iter().enumerate() {
+        let want = i as u64 + 1;
+        let row = match bytes?.map(|b| decode(&key, &b, remote.url())) {
+            None => {
+                out.findings
+                    .push(f("remote journal", key, "listed but gone".into()));
+                continue;
+            }
+            Some(Err(e)) => {
+                out.findings.push(f("remote journal", key, e.to_string()));
+                prev = String::new();
+                continue;
+            }
+            Some(Ok(r)) => r,
+        };
+        if row.seq as u64 != want {
+            out.findings.push(f(
+                "remote journal",
+                key.clone(),
+                format!("expected event {want} here: the journal has a gap"),
+            ));
+        }
+        if row.prev_hash != prev {
+            out.findings.push(f(
+                "remote journal",
+                key.clone(),
+                "does not chain to the event before it".into(),
+            ));
+        }
+        prev = row.hash.clone();
+        let e: Event = serde_json::from_str(&row.event).expect("checked by decode");
+        for o in e.body.objects() {
+            named.entry(o.id).or_insert((*o, row.seq));
+        }
+        out.head = Some(Head {
+            seq: row.seq as u64,
+            hash: row.hash,
+        });
+        out.events += 1;
+    }
+    // 2. This host's published events are still the remote's.
+    let synced = &remote.row.synced;
+    if synced.seq > 0 {
+        match home.ledger.row_at(synced.seq)? {
+            Some(local) if local.hash == synced.hash => {}
+            _ => out.notes.push(format!("this ledger's record of the remote (event {}) no longer matches its own journal; `cto-ledger pull` re-synchronises", synced.seq)),
+        }
+        if out.events < synced.seq {
+            out.findings.push(f(
+                "remote journal",
+                remote.url().to_string(),
+                format!(
+                    "ends at event {} but this host saw it reach event {}: the remote lost events",
+                    out.events, synced.seq
+                ),
+            ));
+        }
+    }
+    // 3. Every named object is there; re-hash all of them (--full) or a sample.
+    let listing = remote.store.backend().list()?;
+    let present: std::collections::BTreeSet<ObjectId> = listing.objects.iter().copied().collect();
+    for (name, why) in listing.anomalies {
+        out.findings.push(f("remote store", name, why));
+    }
+    out.objects_named = named.len() as u64;
+    let mut to_check = Vec::new();
+    for (i, (id, (o, seq))) in named.iter().enumerate() {
+        if !present.contains(id) {
+            out.findings.push(f(
+                "remote object",
+                object_key(id),
+                format!("named by event {seq} but missing from the remote"),
+            ));
+            continue;
+        }
+        let stride = (named.len() / SAMPLE).max(1);
+        if full || named.len() <= SAMPLE || i % stride == 0 {
+            to_check.push((*o, *seq));
+        }
+    }
+    let pool = transfer_pool()?;
+    let checked: Vec<Option<crate::ops::Finding>> = pool.install(|| {
+        to_check
+            .par_iter()
+            .map(|(o, seq)| {
+                let key = object_key(&o.id);
+                match remote.store.rehash(&o.id) {
+                    Ok(None) => Some(f(
+                        "remote object",
+                        key,
+                        format!("named by event {seq} but missing"),
+                    )),
+                    Ok(Some(m)) if m.id != o.id => Some(f(
+                        "remote object",
+                        key,
+                        format!(
+                            "modified behind the ledger's back: its bytes hash to {}",
+                            m.id
+                        ),
+                    )),
+                    Ok(Some(m)) if m.sha256 != o.sha256 || m.size != o.size => Some(f(
+                        "remote object",
+                        key,
+                        "SHA-256 or size differs from what the journal records".into(),
+                    )),
+                    Ok(Some(_)) => None,
+                    Err(e) => Some(f("remote object", key, format!("unreadable: {e}"))),
+                }
+            })
+            .collect()
+    });
+    out.objects_checked = to_check.len() as u64;
+    out.bytes_checked = to_check.iter().map(|(o, _)| o.size).sum();
+    out.findings.extend(checked.into_iter().flatten());
+    if !full && to_check.len() < named.len() {
+        out.notes.push(format!(
+            "re-hashed a sample of {} of {} objects; `--full` re-hashes every one",
+            to_check.len(),
+            named.len()
+        ));
+    }
+    let stray = present.iter().filter(|id| !named.contains_key(id)).count();
+    if stray > 0 {
+        out.notes.push(format!("{stray} object(s) on the remote are named by no event (uploaded by a push that stopped before publishing); harmless, the next push publishes them"));
+    }
+    out.ok = out.findings.is_empty();
+    Ok(out)
+}

@@ -1,0 +1,488 @@
+//! Keys on S3-compatible object storage (AWS S3, MinIO, Ceph, SeaweedFS, s3s-fs, ...)
+//! through the `object_store` crate. The only module that touches object_store and tokio.
+//!
+//! Objects live under `<prefix>/objects/<2 hex>/<62 hex>` like the local store; other
+//! keys (the shared journal) are read and written through [`S3`]'s key methods.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{BoxStream, StreamExt as _, TryStreamExt as _};
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as KeyPath;
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt as _, PutMode, PutOptions,
+    PutPayload, RetryConfig,
+};
+
+use super::{Backend, Listing, Staged};
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+
+/// Where a remote is and how to reach it. Credentials never live here: they come from
+/// the standard AWS environment variables.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RemoteSpec {
+    pub url: String,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+}
+
+impl RemoteSpec {
+    /// Splits `s3://bucket/prefix` into bucket and prefix; refuses anything else.
+    pub fn bucket_and_prefix(url: &str) -> Result<(String, String)> {
+        let bad = |why: &str| {
+            Error::bad_input(
+                format!("remote URL `{url}` {why}"),
+                "give it as s3://BUCKET or s3://BUCKET/PREFIX",
+            )
+        };
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| bad("is not an s3:// URL"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let prefix = prefix.trim_matches('/');
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !bucket_ok {
+            return Err(bad(
+                "does not name a valid bucket (3-63 of a-z, 0-9, `-`, `.`)",
+            ));
+        }
+        if prefix
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
+            && !prefix.is_empty()
+        {
+            return Err(bad("has an empty, `.` or `..` segment in its prefix"));
+        }
+        Ok((bucket.to_string(), prefix.to_string()))
+    }
+}
+
+/// A connection to one remote: a small tokio runtime and the S3 client.
+pub struct S3 {
+    rt: tokio::runtime::Runtime,
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    url: String,
+    endpoint: Option<String>,
+}
+
+/// One key under the remote's prefix, with its size.
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    /// Relative to the prefix, e.g. `journal/00000000000000000042`.
+    pub key: String,
+    pub size: u64,
+}
+
+impl S3 {
+    pub fn connect(spec: &RemoteSpec) -> Result<Arc<S3>> {
+        let (bucket, prefix) = RemoteSpec::bucket_and_prefix(&spec.url)?;
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let has_creds = env("AWS_ACCESS_KEY_ID").is_some()
+            || env("AWS_WEB_IDENTITY_TOKEN_FILE").is_some()
+            || env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").is_some()
+            || env("AWS_CONTAINER_CREDENTIALS_FULL_URI").is_some();
+        if !has_creds {
+            return Err(Error::Remote {
+                remote: spec.url.clone(),
+                message: "no credentials: AWS_ACCESS_KEY_ID is not set".into(),
+                hint: Some("export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials)".into()),
+            });
+        }
+        let mut b = AmazonS3Builder::from_env().with_bucket_name(&bucket);
+        let endpoint = spec
+            .endpoint
+            .clone()
+            .or_else(|| env("AWS_ENDPOINT_URL"))
+            .or_else(|| env("AWS_ENDPOINT"));
+        if let Some(e) = &endpoint {
+            b = b.with_endpoint(e);
+        }
+        let region = spec
+            .region
+            .clone()
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".into());
+        // A server that is down must fail the command in seconds, not after minutes of retries.
+        let retry = RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(2),
+                base: 2.0,
+            },
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(20),
+        };
+        let client = ClientOptions::new()
+            .with_allow_http(
+                endpoint
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("http://")),
+            )
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(300));
+        let store = b
+            .with_region(region)
+            .with_retry(retry)
+            .with_client_options(client)
+            .build()
+            .map_err(|e| Error::Remote {
+                remote: spec.url.clone(),
+                message: format!("cannot configure the S3 client: {e}"),
+                hint: Some("check the URL, --endpoint and the AWS_* environment variables".into()),
+            })?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cto-ledger-s3")
+            .enable_all()
+            .build()
+            .map_err(Error::io("start the S3 client runtime", "tokio"))?;
+        Ok(Arc::new(S3 {
+            rt,
+            store: Arc::new(store),
+            prefix,
+            url: spec.url.clone(),
+            endpoint,
+        }))
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn path(&self, rel: &str) -> KeyPath {
+        if self.prefix.is_empty() {
+            KeyPath::from(rel)
+        } else {
+            KeyPath::from(format!("{}/{rel}", self.prefix))
+        }
+    }
+
+    fn rel<'a>(&self, full: &'a str) -> &'a str {
+        if self.prefix.is_empty() {
+            full
+        } else {
+            full.strip_prefix(&self.prefix)
+                .and_then(|r| r.strip_prefix('/'))
+                .unwrap_or(full)
+        }
+    }
+
+    fn err(&self, action: &str, key: &str, e: object_store::Error) -> Error {
+        let at = self
+            .endpoint
+            .as_deref()
+            .map(|e| format!(" at {e}"))
+            .unwrap_or_default();
+        Error::Remote {
+            remote: self.url.clone(),
+            message: format!("cannot {action} {key}{at}: {}", flatten(&e)),
+            hint: Some(
+                "check that the server is reachable and the credentials are right, then run the command again; nothing half-written is published"
+                    .into(),
+            ),
+        }
+    }
+
+    /// `Ok(None)` when the key is absent.
+    pub fn get(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.path(rel);
+        self.rt.block_on(async {
+            match self.store.get(&path).await {
+                Ok(r) => r
+                    .bytes()
+                    .await
+                    .map(|b| Some(b.to_vec()))
+                    .map_err(|e| self.err("read", rel, e)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(self.err("read", rel, e)),
+            }
+        })
+    }
+
+    /// Writes `rel` only if no one has: `Ok(true)` when this call created it,
+    /// `Ok(false)` when the key already existed (`If-None-Match: *`).
+    pub fn put_create(&self, rel: &str, bytes: Vec<u8>) -> Result<bool> {
+        let path = self.path(rel);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        self.rt.block_on(async {
+            match self.store.put_opts(&path, bytes.into(), opts).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+                Err(e) => Err(self.err("write", rel, e)),
+            }
+        })
+    }
+
+    /// Writes `rel`, replacing what is there (used for content-addressed keys only).
+    fn put(&self, rel: &str, payload: PutPayload) -> Result<()> {
+        let path = self.path(rel);
+        self.rt.block_on(async {
+            self.store
+                .put(&path, payload)
+                .await
+                .map(|_| ())
+                .map_err(|e| self.err("write", rel, e))
+        })
+    }
+
+    pub fn delete(&self, rel: &str) -> Result<()> {
+        let path = self.path(rel);
+        self.rt.block_on(async {
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(self.err("delete", rel, e)),
+            }
+        })
+    }
+
+    /// Size of `rel`, or `None` when absent.
+    pub fn head(&self, rel: &str) -> Result<Option<u64>> {
+        let path = self.path(rel);
+        self.rt.block_on(async {
+            match self.store.head(&path).await {
+                Ok(m) => Ok(Some(m.size)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(self.err("look up", rel, e)),
+            }
+        })
+    }
+
+    /// Every key under `dir/` that sorts after `dir/after` (all of them when `after` is
+    /// `None`), in key order.
+    pub fn list(&self, dir: &str, after: Option<&str>) -> Result<Vec<KeyInfo>> {
+        let prefix = self.path(dir);
+        let offset = after.map(|a| self.path(&format!("{dir}/{a}")));
+        self.rt.block_on(async {
+            let stream = match &offset {
+                Some(o) => self.store.list_with_offset(Some(&prefix), o),
+                None => self.store.list(Some(&prefix)),
+            };
+            let metas: Vec<object_store::ObjectMeta> = stream
+                .try_collect()
+                .await
+                .map_err(|e| self.err("list", dir, e))?;
+            let mut keys: Vec<KeyInfo> = metas
+                .into_iter()
+                .map(|m| KeyInfo {
+                    key: self.rel(m.location.as_ref()).to_string(),
+                    size: m.size,
+                })
+                .collect();
+            keys.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(keys)
+        })
+    }
+
+    fn open_stream(
+        &self,
+        rel: &str,
+    ) -> Result<Option<BoxStream<'static, object_store::Result<bytes::Bytes>>>> {
+        let path = self.path(rel);
+        self.rt.block_on(async {
+            match self.store.get(&path).await {
+                Ok(r) => Ok(Some(r.into_stream())),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(self.err("read", rel, e)),
+            }
+        })
+    }
+
+    /// Uploads a file in parts; nothing is visible under `rel` unless every part arrived.
+    fn put_file_multipart(&self, rel: &str, file: &mut std::fs::File) -> Result<()> {
+        const PART: usize = 16 << 20;
+        let path = self.path(rel);
+        self.rt.block_on(async {
+            let mut up = self
+                .store
+                .put_multipart(&path)
+                .await
+                .map_err(|e| self.err("start upload of", rel, e))?;
+            let result: Result<()> = async {
+                let mut buf = vec![0u8; PART];
+                loop {
+                    let n = super::read_full(file, &mut buf)
+                        .map_err(Error::io("read upload of", rel))?;
+                    if n == 0 {
+                        break;
+                    }
+                    up.put_part(buf[..n].to_vec().into())
+                        .await
+                        .map_err(|e| self.err("upload part of", rel, e))?;
+                    if n < PART {
+                        break;
+                    }
+                }
+                up.complete()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.err("complete upload of", rel, e))
+            }
+            .await;
+            if result.is_err() {
+                let _ = up.abort().await;
+            }
+            result
+        })
+    }
+}
+
+/// The error and its causes on one line: `object_store` hides the useful part
+/// (connection refused, 403, ...) in its source chain.
+fn flatten(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+pub fn object_key(id: &ObjectId) -> String {
+    let h = id.hex();
+    format!("objects/{}/{}", &h[..2], &h[2..])
+}
+
+/// The store's objects on a remote.
+pub struct S3Backend {
+    s3: Arc<S3>,
+}
+
+impl S3Backend {
+    pub fn new(s3: Arc<S3>) -> Self {
+        S3Backend { s3 }
+    }
+}
+
+/// Objects up to this size are sent in one request from memory; larger ones spill to a
+/// temp file and go up in parts, so memory stays flat for any size.
+const SPILL: usize = 8 << 20;
+
+struct S3Staged {
+    s3: Arc<S3>,
+    buf: Vec<u8>,
+    spill: Option<tempfile::NamedTempFile>,
+}
+
+impl Write for S3Staged {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if let Some(f) = &mut self.spill {
+            return f.write(data);
+        }
+        if self.buf.len() + data.len() > SPILL {
+            let mut f = tempfile::NamedTempFile::new()?;
+            f.write_all(&self.buf)?;
+            self.buf = Vec::new();
+            let n = f.write(data)?;
+            self.spill = Some(f);
+            return Ok(n);
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Staged for S3Staged {
+    fn commit(self: Box<Self>, id: &ObjectId) -> Result<()> {
+        let key = object_key(id);
+        match self.spill {
+            None => self.s3.put(&key, self.buf.into()),
+            Some(f) => {
+                let mut file = f.reopen().map_err(Error::io("reopen", f.path()))?;
+                self.s3.put_file_multipart(&key, &mut file)
+            }
+        }
+    }
+}
+
+struct S3Reader {
+    s3: Arc<S3>,
+    stream: BoxStream<'static, object_store::Result<bytes::Bytes>>,
+    chunk: bytes::Bytes,
+}
+
+impl Read for S3Reader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.s3.rt.block_on(self.stream.next()) {
+                None => return Ok(0),
+                Some(Ok(b)) => self.chunk = b,
+                Some(Err(e)) => return Err(io::Error::other(flatten(&e))),
+            }
+        }
+        let n = out.len().min(self.chunk.len());
+        out[..n].copy_from_slice(&self.chunk[..n]);
+        let _ = self.chunk.split_to(n);
+        Ok(n)
+    }
+}
+
+impl Backend for S3Backend {
+    fn stage(&self) -> Result<Box<dyn Staged>> {
+        Ok(Box::new(S3Staged {
+            s3: self.s3.clone(),
+            buf: Vec::new(),
+            spill: None,
+        }))
+    }
+
+    fn has(&self, id: &ObjectId) -> Result<bool> {
+        Ok(self.s3.head(&object_key(id))?.is_some())
+    }
+
+    fn open(&self, id: &ObjectId) -> Result<Option<Box<dyn Read + Send>>> {
+        Ok(self.s3.open_stream(&object_key(id))?.map(|stream| {
+            Box::new(S3Reader {
+                s3: self.s3.clone(),
+                stream,
+                chunk: bytes::Bytes::new(),
+            }) as Box<dyn Read + Send>
+        }))
+    }
+
+    fn list(&self) -> Result<Listing> {
+        let mut out = Listing::default();
+        for k in self.s3.list("objects", None)? {
+            let name = k.key.strip_prefix("objects/").unwrap_or(&k.key);
+            match name
+                .split_once('/')
+                .filter(|(a, b)| a.len() == 2 && b.len() == 62)
+                .and_then(|(a, b)| ObjectId::parse(&format!("{a}{b}")).ok())
+            {
+                Some(id) => out.objects.push(id),
+                None => out
+                    .anomalies
+                    .push((k.key.clone(), "not an object name".into())),
+            }
+        }
+        Ok(out)
+    }
+
+    fn sync(&self) -> Result<()> {
+        // A completed PUT is durable on S3; there is nothing to flush.
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.s3.url.clone()
+    }
+}

@@ -1,0 +1,482 @@
+//! One ledger shared by many hosts through a real S3-compatible server (s3s-fs on
+//! 127.0.0.1). Two ledger homes on this machine stand in for two hosts.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::util::{s, Env, S3Server};
+
+/// The remote journal as the server holds it: (seq, prev_hash, hash, event) in key order.
+fn remote_journal(server: &S3Server, prefix: &str) -> Vec<(u64, String, String, Value)> {
+    let dir = server.file(&format!("{prefix}/journal"));
+    let mut names: Vec<_> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect(),
+        Err(_) => return Vec::new(),
+    };
+    names.sort();
+    names
+        .iter()
+        .map(|n| {
+            let v: Value = serde_json::from_slice(&std::fs::read(dir.join(n)).unwrap()).unwrap();
+            (
+                v["seq"].as_u64().unwrap(),
+                v["prev_hash"].as_str().unwrap().to_string(),
+                v["hash"].as_str().unwrap().to_string(),
+                serde_json::from_str(v["event"].as_str().unwrap()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Checks the remote chain links from genesis, and returns every ingested path with how
+/// many events name it.
+fn unbroken_chain_paths(server: &S3Server, prefix: &str) -> BTreeMap<String, usize> {
+    let mut prev = "0".repeat(64);
+    let mut paths = BTreeMap::new();
+    for (i, (seq, p, h, ev)) in remote_journal(server, prefix).into_iter().enumerate() {
+        assert_eq!(seq, i as u64 + 1, "remote journal has a gap before {seq}");
+        assert_eq!(p, prev, "remote event {seq} does not chain to {}", seq - 1);
+        assert_eq!(ev["seq"].as_u64(), Some(seq));
+        prev = h;
+        for item in ev["items"].as_array().into_iter().flatten() {
+            *paths
+                .entry(item["path"].as_str().unwrap().to_string())
+                .or_insert(0) += 1;
+        }
+    }
+    paths
+}
+
+fn write(env: &Env, name: &str, body: &str) -> std::path::PathBuf {
+    let p = env.path(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+#[test]
+fn host_b_pulls_what_host_a_admitted_and_verifies_it() {
+    let server = S3Server::start();
+    let a = server.host("team");
+    let repo = a.repo("case");
+    a.ok(["admit", s(&repo.bin()), "--source-pin", &repo.pin()]);
+    let pushed = a.ok(["push", "--json"]).json();
+    assert_eq!(pushed["published"], a.head().0);
+    assert!(
+        pushed["objects_uploaded"].as_u64().unwrap() >= 2,
+        "{pushed}"
+    );
+
+    let b = server.host("team");
+    assert_eq!(
+        b.run(["verify", s(&repo.bin())]).code,
+        1,
+        "not admitted on B before pull"
+    );
+    let pulled = b.ok(["pull", "--json"]).json();
+    assert_eq!(pulled["pulled"], a.head().0);
+    let v = b.ok(["verify", s(&repo.bin()), "--json"]).json();
+    assert_eq!(v["admitted"], true, "{v}");
+    assert_eq!(b.head(), a.head(), "B's replica is A's journal");
+    // B holds every object itself, re-hashed on arrival.
+    assert!(b.ok(["audit"]).stdout.contains("audit passed"));
+    let st = b.ok(["remote", "status", "--json"]).json();
+    assert_eq!(st[0]["ahead"], 0);
+    assert_eq!(st[0]["behind"], 0);
+    assert_eq!(st[0]["remote_head"]["seq"], a.head().0);
+    // A second pull has nothing to do.
+    assert_eq!(b.ok(["pull", "--json"]).json()["pulled"], 0);
+}
+
+#[test]
+fn fifty_rounds_of_simultaneous_pushes_keep_one_chain() {
+    let server = S3Server::start();
+    let hosts = [server.host("race"), server.host("race")];
+    let rounds = 50;
+    let (mut conflicts, mut refused) = (0, 0);
+    for round in 0..rounds {
+        for (h, env) in hosts.iter().enumerate() {
+            let f = write(
+                env,
+                &format!("h{h}-r{round}"),
+                &format!("host {h} round {round}\n"),
+            );
+            env.ok(["ingest", s(&f)]);
+        }
+        let children: Vec<_> = hosts
+            .iter()
+            .map(|env| {
+                env.cmd(["push", "--json"])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}: push failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            conflicts += v["conflicts"].as_u64().unwrap();
+            refused += v["creates_refused"].as_u64().unwrap();
+        }
+    }
+    // A host whose event a non-atomic server let another host overwrite re-publishes it here.
+    for env in &hosts {
+        env.ok(["push"]);
+    }
+    for env in &hosts {
+        env.ok(["pull"]);
+    }
+    let paths = unbroken_chain_paths(&server, "race");
+    for (h, env) in hosts.iter().enumerate() {
+        for round in 0..rounds {
+            let p = env.path(&format!("h{h}-r{round}"));
+            assert_eq!(
+                paths.get(s(&p)),
+                Some(&1),
+                "{} is not on the remote exactly once",
+                p.display()
+            );
+        }
+    }
+    assert_eq!(paths.len(), 2 * rounds);
+    assert_eq!(
+        hosts[0].head(),
+        hosts[1].head(),
+        "both replicas end at the remote head"
+    );
+    assert_eq!(hosts[0].head().0, 2 * rounds as u64);
+    for env in &hosts {
+        assert!(env.ok(["audit"]).stdout.contains("audit passed"));
+    }
+    assert!(hosts[0]
+        .ok(["audit", "--remote", "--full"])
+        .stdout
+        .contains("remote audit passed"));
+    // The race was real, and the server's create-only write is what settled it.
+    eprintln!("{conflicts} lost races over {rounds} rounds, {refused} refused by the server");
+    assert!(
+        refused > 0,
+        "no push ever lost a create-only write: the test did not race"
+    );
+}
+
+#[test]
+fn remote_object_modified_behind_the_ledgers_back_is_rejected_and_named() {
+    let server = S3Server::start();
+    let a = server.host("t");
+    let f = write(&a, "config.json", "{\"model\": \"claude\"}\n");
+    let id = a.ok(["ingest", s(&f), "--json"]).json()["items"][0]["object"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    a.ok(["push"]);
+    let hex = id.strip_prefix("blake3:").unwrap();
+    let key = format!("objects/{}/{}", &hex[..2], &hex[2..]);
+    let on_server = server.file(&format!("t/{key}"));
+    let mut bytes = std::fs::read(&on_server).unwrap();
+    bytes[3] ^= 0x01;
+    std::fs::write(&on_server, &bytes).unwrap();
+
+    let b = server.host("t");
+    let r = b.run(["pull"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&key) && r.stderr.contains("modified"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(b.head().0, 0, "nothing was taken from the remote");
+    assert!(!b
+        .ledger
+        .join("objects")
+        .join(&hex[..2])
+        .join(&hex[2..])
+        .exists());
+
+    let audit = a.run(["audit", "--remote"]);
+    assert_eq!(audit.code, 1, "{}", audit.stdout);
+    assert!(
+        audit
+            .stdout
+            .contains(&format!("FINDING [remote object] {key}"))
+            && audit.stdout.contains("modified"),
+        "{}",
+        audit.stdout
+    );
+}
+
+#[test]
+fn remote_journal_entry_altered_is_rejected_on_pull() {
+    let server = S3Server::start();
+    let a = server.host("t");
+    let f = write(&a, "x", "x\n");
+    a.ok(["ingest", s(&f)]);
+    a.ok(["ingest", s(&f), "--label", "again"]);
+    a.ok(["push"]);
+    let entry = server.file("t/journal/00000000000000000001");
+    let text = std::fs::read_to_string(&entry).unwrap();
+    std::fs::write(&entry, text.replace("tester", "mallory")).unwrap();
+    let b = server.host("t");
+    let r = b.run(["pull"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("journal/00000000000000000001"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(b.head().0, 0);
+    let audit = a.run(["audit", "--remote"]);
+    assert_eq!(audit.code, 1);
+    assert!(
+        audit.stdout.contains("journal/00000000000000000001"),
+        "{}",
+        audit.stdout
+    );
+}
+
+#[test]
+fn server_stopped_mid_push_fails_clearly_and_the_next_push_completes() {
+    let mut server = S3Server::start();
+    let a = server.host("t");
+    // Enough objects that the upload is still going when the server dies.
+    let tree = a.path("node_modules");
+    for d in 0..40 {
+        let dir = tree.join(format!("pkg{d}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..60 {
+            std::fs::write(
+                dir.join(format!("f{i}.js")),
+                format!("module.exports = {d} * {i};\n").repeat(200),
+            )
+            .unwrap();
+        }
+    }
+    a.ok(["ingest", s(&tree)]);
+    let f = write(&a, "after", "one more event\n");
+    a.ok(["ingest", s(&f)]);
+    let head = a.head();
+
+    let push = a
+        .cmd(["push"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let objects = server.file("t/objects");
+    let count = |p: &Path| walk_files(p);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count(&objects) < 100 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "push never started uploading"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    server.kill();
+    let out = push.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "push must fail: {stderr}");
+    assert!(
+        stderr.contains("s3://ledger-bucket/t") && stderr.contains("127.0.0.1"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+    assert!(count(&objects) < 2400, "the server died mid-upload");
+    // Objects go up before the events that name them: no event was published.
+    assert!(remote_journal(&server, "t").is_empty());
+    assert_eq!(a.head(), head, "the local ledger is untouched");
+    let st = a.run(["remote", "status", "--json"]);
+    assert_eq!(st.code, 4);
+    assert_eq!(st.json()[0]["ahead"], 2);
+
+    server.restart();
+    let r = a.ok(["audit", "--remote"]);
+    assert!(
+        r.stdout.contains("remote audit passed") && r.stdout.contains("named by no event"),
+        "{}",
+        r.stdout
+    );
+    let v = a.ok(["push", "--json"]).json();
+    assert_eq!(v["published"], 2);
+    assert!(a
+        .ok(["audit", "--remote", "--full"])
+        .stdout
+        .contains("remote audit passed"));
+    let b = server.host("t");
+    b.ok(["pull"]);
+    assert_eq!(b.head(), head);
+    assert!(b.ok(["audit"]).stdout.contains("audit passed"));
+}
+
+fn walk_files(p: &Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    rd.map(|e| {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            walk_files(&e.path())
+        } else {
+            1
+        }
+    })
+    .sum()
+}
+
+#[test]
+fn offline_events_are_re_appended_after_the_remote_head_and_old_checkpoints_still_verify() {
+    let mut server = S3Server::start();
+    let a = server.host("t");
+    let b = server.host("t");
+    let shared = write(&a, "shared", "first\n");
+    a.ok(["ingest", s(&shared)]);
+    a.ok(["push"]);
+    b.ok(["pull"]);
+
+    // B goes offline and keeps working; a push fails and changes nothing.
+    server.kill();
+    let b1 = write(&b, "b1", "b one\n");
+    let b2 = write(&b, "b2", "b two\n");
+    b.ok(["ingest", s(&b1)]);
+    b.ok(["ingest", s(&b2)]);
+    let cp = b.ok(["checkpoint"]).stdout.trim().to_string();
+    assert_eq!(b.run(["push"]).code, 4);
+    assert_eq!(cp, b.ok(["checkpoint"]).stdout.trim());
+
+    // Meanwhile A took sequence numbers 2 and 3.
+    server.restart();
+    for n in ["a1", "a2"] {
+        let f = write(&a, n, n);
+        a.ok(["ingest", s(&f)]);
+    }
+    a.ok(["push"]);
+
+    let v = b.ok(["push", "--json"]).json();
+    assert_eq!(v["published"], 2);
+    assert_eq!(v["moved"], serde_json::json!([[2, 4], [3, 5]]));
+    let paths = unbroken_chain_paths(&server, "t");
+    let order: Vec<_> = remote_journal(&server, "t")
+        .iter()
+        .map(|(_, _, _, e)| {
+            e["items"][0]["path"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(order, ["shared", "a1", "a2", "b1", "b2"]);
+    assert!(paths.values().all(|&n| n == 1));
+
+    // The checkpoint B took offline named events 2..3 as they were then: still provable.
+    let r = b.ok(["audit", "--checkpoint", &cp]);
+    assert!(
+        r.stdout.contains("re-appended") && r.stdout.contains("now events 4..5"),
+        "{}",
+        r.stdout
+    );
+    // A checkpoint that never existed is still refused.
+    let (seq, hash) = cp.split_once(':').unwrap();
+    let forged = format!("{seq}:{}", hash.chars().rev().collect::<String>());
+    assert_eq!(b.run(["audit", "--checkpoint", &forged]).code, 1);
+    // B's old events are re-numbered, not lost: B still finds what it ingested.
+    b.ok(["show", s(&b1)]);
+    a.ok(["pull"]);
+    assert_eq!(a.head(), b.head());
+}
+
+#[test]
+fn events_a_remote_lost_are_re_published_by_the_host_that_wrote_them() {
+    let server = S3Server::start();
+    let a = server.host("t");
+    let b = server.host("t");
+    let fa = write(&a, "fa", "from a\n");
+    a.ok(["ingest", s(&fa)]);
+    a.ok(["push"]);
+    // The remote loses A's event (a server that let a second "create" overwrite it, or
+    // an operator) and B's event takes its number.
+    std::fs::remove_file(server.file("t/journal/00000000000000000001")).unwrap();
+    let fb = write(&b, "fb", "from b\n");
+    b.ok(["ingest", s(&fb)]);
+    b.ok(["push"]);
+    let r = a.ok(["pull", "--json"]).json();
+    assert_eq!(r["remote_replaced"], true);
+    assert_eq!(r["moved"], serde_json::json!([[1, 2]]));
+    a.ok(["push"]);
+    let paths = unbroken_chain_paths(&server, "t");
+    assert_eq!(paths.get(s(&fa)), Some(&1));
+    assert_eq!(paths.get(s(&fb)), Some(&1));
+}
+
+#[test]
+fn bad_remote_input_is_refused_and_changes_nothing() {
+    let server = S3Server::start();
+    let env = Env::new();
+    for (args, needle) in [
+        (
+            vec!["remote", "add", "o", "http://bucket/x"],
+            "not an s3:// URL",
+        ),
+        (vec!["remote", "add", "o", "s3://B/x"], "valid bucket"),
+        (vec!["remote", "add", "o", "s3://bucket/a/../b"], "`..`"),
+        (
+            vec!["remote", "add", "-bad", "s3://bucket"],
+            "unexpected argument",
+        ),
+        (vec!["remote", "add", "o/x", "s3://bucket"], "not valid"),
+        (
+            vec![
+                "remote",
+                "add",
+                "o",
+                "s3://bucket",
+                "--endpoint",
+                "127.0.0.1:9",
+            ],
+            "http://",
+        ),
+        (vec!["push"], "no remote is configured"),
+        (vec!["pull", "nowhere"], "remote `nowhere` matches nothing"),
+    ] {
+        let r = env.run(&args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+    }
+    assert_eq!(env.ok(["remote", "--json"]).json(), serde_json::json!([]));
+    env.ok([
+        "remote",
+        "add",
+        "o",
+        &format!("s3://{}/x", crate::util::BUCKET),
+        "--endpoint",
+        &server.endpoint(),
+    ]);
+    let r = env.run(["remote", "add", "o", "s3://other"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("already exists"));
+    // No credentials in the environment: a clear error before any request.
+    let r = env.run(["push"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("AWS_ACCESS_KEY_ID"), "{}", r.stderr);
+    // Wrong credentials: the server refuses, and the message says so.
+    let wrong = server.host_with("x", "nobody", "nothing-at-all");
+    let f = write(&wrong, "f", "f");
+    wrong.ok(["ingest", s(&f)]);
+    let head = wrong.head();
+    let r = wrong.run(["push"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("403 Forbidden"), "{}", r.stderr);
+    assert_eq!(wrong.head(), head);
+    assert!(remote_journal(&server, "x").is_empty());
+}
