@@ -9,7 +9,14 @@ use crate::error::{Error, Result};
 use crate::ledger::{Ledger, Mode};
 use crate::store::{LocalBackend, Store};
 
+/// The ledger home, always as an absolute path: the harness runs providers in other
+/// working directories, so a relative home would stop naming the same place.
 pub fn locate(flag: Option<&Path>) -> Result<PathBuf> {
+    let dir = locate_as_given(flag)?;
+    std::path::absolute(&dir).map_err(Error::io("resolve the ledger home", &dir))
+}
+
+fn locate_as_given(flag: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = flag {
         return Ok(p.to_path_buf());
     }

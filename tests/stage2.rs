@@ -155,6 +155,24 @@ fn fake_lane_passes_on_a_fresh_ledger() {
 }
 
 #[test]
+fn relative_ledger_home_still_runs_the_provider() {
+    // The provider runs in the fixture workspace: a home given relative to the caller's
+    // directory must still name the same place there.
+    let env = Env::new();
+    let out = env
+        .cmd(["--ledger", "rel-home", "run", "stage2", "--json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "passed", "{report:#}");
+    assert!(env.path("rel-home/ledger.db").is_file());
+    assert!(report["provider"]["executed"]
+        .as_str()
+        .unwrap()
+        .starts_with(env.path("rel-home").to_str().unwrap()));
+}
+
+#[test]
 fn hanging_provider_times_out_and_its_group_dies() {
     let env = Env::new();
     let start = Instant::now();
