@@ -309,18 +309,19 @@ fn fetch_objects(home: &Home, remote: &Remote, rows: &[JournalRow]) -> Result<(u
     let local = &home.store;
     let bytes = transfer_all(&missing, |(o, seq)| {
         let key = object_key(&o.id);
-        if !remote.store.has(&o.id)? {
-            return Err(Error::Integrity {
-                message: format!("remote {}: event {seq} names object {} but the remote has no {key}; nothing was taken from the remote", remote.url(), o.id),
-            });
-        }
         let mut staged = local.backend().stage_for(&o.id)?;
-        let got = remote.store.copy_verified(&o.id, &mut staged).map_err(|e| match e {
-            Error::Integrity { message } => Error::Integrity {
-                message: format!("remote {}: {key} was modified behind the ledger's back ({message}); rejected, nothing was taken from the remote", remote.url()),
-            },
-            other => other,
-        })?;
+        let got = remote
+            .store
+            .copy_verified_if_present(&o.id, &mut staged)
+            .map_err(|e| match e {
+                Error::Integrity { message } => Error::Integrity {
+                    message: format!("remote {}: {key} was modified behind the ledger's back ({message}); rejected, nothing was taken from the remote", remote.url()),
+                },
+                other => other,
+            })?
+            .ok_or_else(|| Error::Integrity {
+                message: format!("remote {}: event {seq} names object {} but the remote has no {key}; nothing was taken from the remote", remote.url(), o.id),
+            })?;
         if got.sha256 != o.sha256 || got.size != o.size {
             return Err(Error::Integrity {
                 message: format!("remote {}: {key} hashes to its id but not to the SHA-256/size event {seq} records; rejected, nothing was taken from the remote", remote.url()),
@@ -468,13 +469,22 @@ pub fn push(home: &mut Home, remote: &mut Remote) -> Result<PushOut> {
     })
 }
 
+const LIST_OVER: usize = 256;
+
 /// Uploads every object first named by a local event after `after` that the remote lacks.
 fn upload_objects(home: &Home, remote: &Remote, after: u64) -> Result<(u64, u64)> {
-    let ids = home.ledger.objects_named_after(after)?;
+    let mut ids = home.ledger.objects_named_after(after)?;
+    // One LIST page answers for 1,000 objects; past a few hundred, listing beats a HEAD each.
+    let listed = ids.len() > LIST_OVER;
+    if listed {
+        let there: std::collections::HashSet<ObjectId> =
+            remote.store.backend().list()?.objects.into_iter().collect();
+        ids.retain(|id| !there.contains(id));
+    }
     let local = &home.store;
     let uploaded = std::sync::atomic::AtomicU64::new(0);
     let bytes = transfer_all(&ids, |id| {
-        if remote.store.has(id)? {
+        if !listed && remote.store.has(id)? {
             return Ok(None);
         }
         let mut staged = remote.store.backend().stage_for(id)?;

@@ -132,6 +132,17 @@ pub(crate) fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
+/// Copies `r` into `sink`; an error unless the bytes hash to `id`.
+fn copy_checked(r: &mut dyn Read, id: &ObjectId, sink: &mut dyn Write) -> Result<ObjectMeta> {
+    let meta = pump(r, Some(sink), Path::new(&id.to_string()))?;
+    if meta.id != *id {
+        return Err(Error::Integrity {
+            message: format!("object {id} is corrupt: its bytes hash to {}", meta.id),
+        });
+    }
+    Ok(meta)
+}
+
 /// Hashes a file without storing it.
 pub fn hash_file(path: &Path) -> Result<ObjectMeta> {
     let mut f = File::open(path).map_err(Error::io("open", path))?;
@@ -227,13 +238,19 @@ impl Store {
     /// Callers must treat the sink as untrusted until this returns `Ok`.
     pub fn copy_verified(&self, id: &ObjectId, sink: &mut dyn Write) -> Result<ObjectMeta> {
         let mut r = self.open_required(id)?;
-        let meta = pump(&mut r, Some(sink), Path::new(&id.to_string()))?;
-        if meta.id != *id {
-            return Err(Error::Integrity {
-                message: format!("object {id} is corrupt: its bytes hash to {}", meta.id),
-            });
+        copy_checked(&mut r, id, sink)
+    }
+
+    /// As `copy_verified`, with `Ok(None)` when the object is absent.
+    pub fn copy_verified_if_present(
+        &self,
+        id: &ObjectId,
+        sink: &mut dyn Write,
+    ) -> Result<Option<ObjectMeta>> {
+        match self.backend.open(id)? {
+            None => Ok(None),
+            Some(mut r) => copy_checked(&mut r, id, sink).map(Some),
         }
-        Ok(meta)
     }
 
     /// Reads a (small) object fully and verifies it.

@@ -120,14 +120,20 @@ impl S3 {
             max_retries: 3,
             retry_timeout: Duration::from_secs(20),
         };
-        let client = ClientOptions::new()
-            .with_allow_http(
-                endpoint
-                    .as_deref()
-                    .is_some_and(|e| e.starts_with("http://")),
-            )
+        let plain_http = endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("http://"));
+        let mut client = ClientOptions::new()
+            .with_allow_http(plain_http)
             .with_connect_timeout(Duration::from_secs(5))
             .with_timeout(Duration::from_secs(300));
+        if plain_http {
+            // A plain-HTTP server is local or on the LAN, where a connection costs ~0.1 ms.
+            // Servers that write headers and body separately without TCP_NODELAY (s3s-fs)
+            // stall every response on a reused connection until the delayed ACK (~20-40 ms):
+            // measured, pulling 18,449 objects took 73.8 s with reuse and 9.7 s without.
+            client = client.with_pool_max_idle_per_host(0);
+        }
         let store = b
             .with_region(region)
             .with_retry(retry)
@@ -300,7 +306,7 @@ impl S3 {
 
     /// Uploads a file in parts; nothing is visible under `rel` unless every part arrived.
     fn put_file_multipart(&self, rel: &str, file: &mut std::fs::File) -> Result<()> {
-        const PART: usize = 16 << 20;
+        const PART: usize = 8 << 20;
         let path = self.path(rel);
         self.rt.block_on(async {
             let mut up = self
@@ -309,14 +315,16 @@ impl S3 {
                 .await
                 .map_err(|e| self.err("start upload of", rel, e))?;
             let result: Result<()> = async {
-                let mut buf = vec![0u8; PART];
                 loop {
+                    // A fresh buffer per part: the payload owns it while the part is sent.
+                    let mut buf = vec![0u8; PART];
                     let n = super::read_full(file, &mut buf)
                         .map_err(Error::io("read upload of", rel))?;
                     if n == 0 {
                         break;
                     }
-                    up.put_part(buf[..n].to_vec().into())
+                    buf.truncate(n);
+                    up.put_part(buf.into())
                         .await
                         .map_err(|e| self.err("upload part of", rel, e))?;
                     if n < PART {
