@@ -39,6 +39,21 @@ fn parse_hex32(s: &str, algo: &'static str) -> Result<[u8; 32], DigestParseError
     Ok(out)
 }
 
+/// 64 hex digits held on the stack.
+struct HexStr([u8; 64]);
+
+impl HexStr {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
+}
+
+impl fmt::Display for HexStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 macro_rules! digest_type {
     ($name:ident, $algo:literal, $doc:literal) => {
         #[doc = $doc]
@@ -49,7 +64,18 @@ macro_rules! digest_type {
             pub const ALGO: &'static str = $algo;
 
             pub fn hex(&self) -> String {
-                hex::encode(self.0)
+                self.hex_str().to_string()
+            }
+
+            /// The hex digits on the stack: tree manifests write thousands of these.
+            fn hex_buf(&self) -> [u8; 64] {
+                let mut buf = [0u8; 64];
+                hex::encode_to_slice(self.0, &mut buf).expect("64 = 2 x 32");
+                buf
+            }
+
+            fn hex_str(&self) -> HexStr {
+                HexStr(self.hex_buf())
             }
 
             /// Parses bare hex or `algo:hex`.
@@ -60,7 +86,8 @@ macro_rules! digest_type {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}:{}", $algo, self.hex())
+                f.write_str(concat!($algo, ":"))?;
+                f.write_str(self.hex_str().as_str())
             }
         }
 

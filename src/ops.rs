@@ -107,15 +107,19 @@ pub fn ingest(
     }
     let mut items = Vec::new();
     let mut stat_rows = Vec::new();
+    let mut tree_rows = Vec::new();
     let mut recs = Vec::new();
     let mut objects = Vec::new();
     for p in paths {
         let ap = abs(p);
-        let cache = home
-            .ledger
-            .load_stat_cache(ap.as_os_str().as_encoded_bytes())?;
-        let ing = tree::ingest_path_cached(&home.store, &ap, progress, Some(&cache))?;
+        let ledger = &home.ledger;
+        let ing = tree::ingest_path_cached(&home.store, &ap, progress, || {
+            ledger
+                .load_stat_cache(ap.as_os_str().as_encoded_bytes())
+                .map(Some)
+        })?;
         stat_rows.extend(ing.stat_rows.iter().cloned());
+        tree_rows.extend(ing.tree_rows.iter().cloned());
         objects.extend(new_objects(home, &ing.objects)?);
         recs.push(IngestItem {
             path: lossy(&abs(p)),
@@ -142,7 +146,7 @@ pub fn ingest(
         objects,
     })])?;
     // Only now that the journal names these objects may the cache vouch for them.
-    home.ledger.save_stat_cache(&stat_rows)?;
+    home.ledger.save_stat_cache(&stat_rows, &tree_rows)?;
     Ok(IngestOut {
         items,
         new_objects: n,

@@ -185,3 +185,73 @@ fn unchanged_files_are_not_reread_and_changed_ones_are_caught_even_with_a_forged
     assert_eq!(changed["items"][0]["object"], truth["items"][0]["object"]);
     assert_eq!(env.run(["audit"]).code, 0);
 }
+
+#[test]
+fn unchanged_directories_reuse_their_trees_and_any_change_inside_reaches_the_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("a/b/c")).unwrap();
+    fs::create_dir_all(src.join("d")).unwrap();
+    for (i, dir) in ["a", "a/b", "a/b/c", "d"].iter().enumerate() {
+        for j in 0..3 {
+            fs::write(src.join(dir).join(format!("f{j}")), format!("{i}.{j}")).unwrap();
+        }
+    }
+    std::os::unix::fs::symlink("f0", src.join("a/b/link")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let root = |e: &Env| e.ok(["ingest", s(&src), "--json"]).json()["items"][0]["object"].clone();
+    let first = root(&env);
+    let again = env.ok(["ingest", s(&src), "--json"]).json();
+    assert_eq!(again["items"][0]["object"], first);
+    assert_eq!(
+        again["new_objects"], 0,
+        "an unchanged tree stores nothing: {again}"
+    );
+
+    type Change<'a> = (&'a str, Box<dyn Fn() + 'a>);
+    let changes: Vec<Change> = vec![
+        (
+            "a new file deep down",
+            Box::new(|| fs::write(src.join("a/b/c/new"), "n").unwrap()),
+        ),
+        (
+            "a file removed",
+            Box::new(|| fs::remove_file(src.join("d/f1")).unwrap()),
+        ),
+        (
+            "an executable bit",
+            Box::new(|| {
+                fs::set_permissions(src.join("a/f2"), fs::Permissions::from_mode(0o755)).unwrap()
+            }),
+        ),
+        (
+            "a symlink retargeted",
+            Box::new(|| {
+                fs::remove_file(src.join("a/b/link")).unwrap();
+                std::os::unix::fs::symlink("f1", src.join("a/b/link")).unwrap();
+            }),
+        ),
+        (
+            "a directory renamed",
+            Box::new(|| fs::rename(src.join("a/b/c"), src.join("a/b/e")).unwrap()),
+        ),
+        (
+            "an empty directory added",
+            Box::new(|| fs::create_dir(src.join("d/empty")).unwrap()),
+        ),
+    ];
+    let mut seen = vec![first];
+    for (what, change) in changes {
+        change();
+        let now = root(&env);
+        assert!(!seen.contains(&now), "{what}: the root did not change");
+        assert_eq!(
+            now,
+            root(&Env::new()),
+            "{what}: differs from a fresh ingest"
+        );
+        seen.push(now);
+    }
+    assert_eq!(env.run(["audit"]).code, 0);
+}

@@ -27,6 +27,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_remotes",
         include_str!("../../schema/0004_remotes.sql"),
     ),
+    (
+        "0005_tree_cache",
+        include_str!("../../schema/0005_tree_cache.sql"),
+    ),
 ];
 
 /// The tables rebuilt from the journal, children before parents (for deletes).

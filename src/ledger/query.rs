@@ -398,7 +398,76 @@ impl Ledger {
 /// the file's mtime is at least 2 s older than the moment the row was recorded
 /// (a file changed within the same tick could otherwise keep a stale entry).
 pub struct LoadedStatCache {
-    rows: std::collections::HashMap<Vec<u8>, (crate::store::tree::StatKey, ObjectMeta, i64)>,
+    rows: PathIndex<(crate::store::tree::StatKey, ObjectMeta, i64)>,
+    trees: PathIndex<([u8; 32], ObjectMeta)>,
+}
+
+/// Paths kept in one buffer and found through their hashes, sorted, with a table of where
+/// each run of leading hash bits starts: loading and dropping the cache of a 17,000-file
+/// tree costs a few allocations, not one per file, and a lookup touches one short run.
+struct PathIndex<V> {
+    bytes: Vec<u8>,
+    /// (hash of the path, start in `bytes`, length, value), sorted by hash once loaded.
+    entries: Vec<(u64, usize, usize, V)>,
+    /// `starts[b]..starts[b + 1]` are the entries whose hash has leading bits `b`.
+    starts: Vec<usize>,
+    bits: u32,
+}
+
+impl<V> PathIndex<V> {
+    fn new() -> Self {
+        PathIndex {
+            bytes: Vec::new(),
+            entries: Vec::new(),
+            starts: vec![0, 0],
+            bits: 0,
+        }
+    }
+
+    fn hash(path: &[u8]) -> u64 {
+        use std::hash::Hasher;
+        let mut h = rustc_hash::FxHasher::default();
+        h.write(path);
+        h.finish()
+    }
+
+    fn bucket(&self, h: u64) -> usize {
+        h.checked_shr(64 - self.bits).unwrap_or(0) as usize
+    }
+
+    fn push(&mut self, path: &[u8], v: V) {
+        self.entries
+            .push((Self::hash(path), self.bytes.len(), path.len(), v));
+        self.bytes.extend_from_slice(path);
+    }
+
+    fn sorted(mut self) -> Self {
+        self.entries.sort_unstable_by_key(|e| e.0);
+        self.bits = self
+            .entries
+            .len()
+            .max(1)
+            .next_power_of_two()
+            .trailing_zeros();
+        let mut starts = vec![0; (1 << self.bits) + 1];
+        for e in &self.entries {
+            starts[self.bucket(e.0) + 1] += 1;
+        }
+        for b in 1..starts.len() {
+            starts[b] += starts[b - 1];
+        }
+        self.starts = starts;
+        self
+    }
+
+    fn get(&self, path: &[u8]) -> Option<&V> {
+        let h = Self::hash(path);
+        let b = self.bucket(h);
+        self.entries[self.starts[b]..self.starts[b + 1]]
+            .iter()
+            .find(|e| e.0 == h && &self.bytes[e.1..e.1 + e.2] == path)
+            .map(|e| &e.3)
+    }
 }
 
 const RACY_NS: i64 = 2_000_000_000;
@@ -410,6 +479,12 @@ impl crate::store::tree::StatCache for LoadedStatCache {
         (k == key && key.mtime_ns < recorded - RACY_NS && key.ctime_ns < recorded - RACY_NS)
             .then_some(*m)
     }
+
+    fn tree(&self, dir: &std::path::Path, fingerprint: &[u8; 32]) -> Option<ObjectMeta> {
+        use std::os::unix::ffi::OsStrExt;
+        let (fp, m) = self.trees.get(dir.as_os_str().as_bytes())?;
+        (fp == fingerprint).then_some(*m)
+    }
 }
 
 impl Ledger {
@@ -420,51 +495,89 @@ impl Ledger {
             .conn()
             .prepare_cached("SELECT path, dev, ino, size, mtime_ns, ctime_ns, mode, object, sha256, recorded_ns FROM stat_cache WHERE path >= ?1 AND path < ?2")
             .map_err(Error::sql("read stat cache"))?;
-        let rows = st
-            .query_map(rusqlite::params![prefix, upper], |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    crate::store::tree::StatKey {
-                        dev: r.get::<_, i64>(1)? as u64,
-                        ino: r.get::<_, i64>(2)? as u64,
-                        size: r.get::<_, i64>(3)? as u64,
-                        mtime_ns: r.get(4)?,
-                        ctime_ns: r.get(5)?,
-                        mode: r.get::<_, i64>(6)? as u32,
-                    },
-                    r.get::<_, Vec<u8>>(7)?,
-                    r.get::<_, Vec<u8>>(8)?,
-                    r.get::<_, i64>(9)?,
-                ))
-            })
+        let mut rows = st
+            .query(rusqlite::params![prefix, upper])
             .map_err(Error::sql("read stat cache"))?;
-        let mut map = std::collections::HashMap::new();
-        for row in rows {
-            let (path, key, id, sha, recorded) = row.map_err(Error::sql("read stat cache"))?;
-            if let (Ok(id), Ok(sha256)) = (
-                <[u8; 32]>::try_from(id.as_slice()),
-                <[u8; 32]>::try_from(sha.as_slice()),
-            ) {
-                map.insert(
-                    path,
-                    (
-                        key,
-                        ObjectMeta {
-                            id: ObjectId(id),
-                            sha256: Sha256Digest(sha256),
-                            size: key.size,
-                        },
-                        recorded,
-                    ),
-                );
-            }
+        let mut map = PathIndex::new();
+        // Digests are copied straight out of SQLite's buffers: this runs once per cached file.
+        let digest = |v: rusqlite::types::ValueRef<'_>| -> Option<[u8; 32]> {
+            v.as_blob().ok().and_then(|b| <[u8; 32]>::try_from(b).ok())
+        };
+        while let Some(r) = rows.next().map_err(Error::sql("read stat cache"))? {
+            let (Some(id), Some(sha256)) = (
+                digest(r.get_ref(7).map_err(Error::sql("read stat cache"))?),
+                digest(r.get_ref(8).map_err(Error::sql("read stat cache"))?),
+            ) else {
+                continue;
+            };
+            let get = |i| r.get::<_, i64>(i).map_err(Error::sql("read stat cache"));
+            let key = crate::store::tree::StatKey {
+                dev: get(1)? as u64,
+                ino: get(2)? as u64,
+                size: get(3)? as u64,
+                mtime_ns: get(4)?,
+                ctime_ns: get(5)?,
+                mode: get(6)? as u32,
+            };
+            let path = r
+                .get_ref(0)
+                .and_then(|v| v.as_blob().map_err(Into::into))
+                .map_err(Error::sql("read stat cache"))?;
+            let meta = ObjectMeta {
+                id: ObjectId(id),
+                sha256: Sha256Digest(sha256),
+                size: key.size,
+            };
+            map.push(path, (key, meta, get(9)?));
         }
-        Ok(LoadedStatCache { rows: map })
+        drop(rows);
+        let mut st = self
+            .conn()
+            .prepare_cached("SELECT path, fingerprint, object, sha256, size FROM tree_cache WHERE path >= ?1 AND path < ?2")
+            .map_err(Error::sql("read tree cache"))?;
+        let mut rows = st
+            .query(rusqlite::params![prefix, upper])
+            .map_err(Error::sql("read tree cache"))?;
+        let mut trees = PathIndex::new();
+        while let Some(r) = rows.next().map_err(Error::sql("read tree cache"))? {
+            let blob = |i| {
+                r.get_ref(i)
+                    .map_err(Error::sql("read tree cache"))
+                    .map(digest)
+            };
+            let (Some(fp), Some(id), Some(sha256)) = (blob(1)?, blob(2)?, blob(3)?) else {
+                continue;
+            };
+            let path = r
+                .get_ref(0)
+                .and_then(|v| v.as_blob().map_err(Into::into))
+                .map_err(Error::sql("read tree cache"))?;
+            let size = r.get::<_, i64>(4).map_err(Error::sql("read tree cache"))? as u64;
+            trees.push(
+                path,
+                (
+                    fp,
+                    ObjectMeta {
+                        id: ObjectId(id),
+                        sha256: Sha256Digest(sha256),
+                        size,
+                    },
+                ),
+            );
+        }
+        Ok(LoadedStatCache {
+            rows: map.sorted(),
+            trees: trees.sorted(),
+        })
     }
 
-    /// Records what was just read, after the journal committed it.
-    pub fn save_stat_cache(&mut self, rows: &[crate::store::tree::StatRow]) -> Result<()> {
-        if rows.is_empty() {
+    /// Records what was just read and encoded, after the journal committed it.
+    pub fn save_stat_cache(
+        &mut self,
+        rows: &[crate::store::tree::StatRow],
+        trees: &[crate::store::tree::TreeRow],
+    ) -> Result<()> {
+        if rows.is_empty() && trees.is_empty() {
             return Ok(());
         }
         let now_ns = std::time::SystemTime::now()
@@ -494,6 +607,19 @@ impl Ledger {
                     now_ns
                 ])
                 .map_err(Error::sql("write stat cache"))?;
+            }
+            let mut st = tx
+                .prepare_cached("INSERT OR REPLACE INTO tree_cache (path, fingerprint, object, sha256, size) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(Error::sql("write tree cache"))?;
+            for t in trees {
+                st.execute(rusqlite::params![
+                    t.path,
+                    &t.fingerprint[..],
+                    &t.meta.id.0[..],
+                    &t.meta.sha256.0[..],
+                    t.meta.size as i64
+                ])
+                .map_err(Error::sql("write tree cache"))?;
             }
         }
         tx.commit().map_err(Error::sql("commit"))

@@ -270,6 +270,16 @@ pub struct Ingested {
     pub files: u64,
     pub cache_hits: u64,
     pub stat_rows: Vec<StatRow>,
+    /// Directories encoded (not found in the tree cache), to remember after the commit.
+    pub tree_rows: Vec<TreeRow>,
+}
+
+/// A directory's entries, as digested by [`fingerprint`], and the tree they encode to.
+#[derive(Debug, Clone)]
+pub struct TreeRow {
+    pub path: Vec<u8>,
+    pub fingerprint: [u8; 32],
+    pub meta: ObjectMeta,
 }
 
 /// What `stat` says about a file, the key of the stat cache.
@@ -307,6 +317,37 @@ pub struct StatRow {
 /// Objects already known for files whose stat has not changed.
 pub trait StatCache: Sync {
     fn get(&self, path: &Path, key: &StatKey) -> Option<ObjectMeta>;
+    /// The tree directory `dir` encoded to when its entries had this fingerprint.
+    fn tree(&self, dir: &Path, fingerprint: &[u8; 32]) -> Option<ObjectMeta> {
+        let _ = (dir, fingerprint);
+        None
+    }
+}
+
+/// A digest of everything a manifest of these (sorted) entries encodes, computed without
+/// encoding it: equal fingerprints mean byte-identical manifests.
+fn fingerprint(entries: &[Entry]) -> [u8; 32] {
+    // Laid out in one buffer and hashed once: BLAKE3 is fast per byte, not per call.
+    let mut buf = Vec::with_capacity(FORMAT.len() + entries.len() * 160);
+    let mut bytes = |b: &[u8]| {
+        buf.extend_from_slice(&(b.len() as u64).to_le_bytes());
+        buf.extend_from_slice(b);
+    };
+    bytes(FORMAT.as_bytes());
+    for e in entries {
+        bytes(&e.name);
+        let kind: u8 = match e.kind {
+            Kind::File => 1,
+            Kind::Dir => 2,
+            Kind::Symlink => 3,
+        };
+        bytes(&[kind, e.executable as u8]);
+        bytes(&e.size.to_le_bytes());
+        bytes(e.object.as_ref().map_or(&[][..], |o| &o.0[..]));
+        bytes(e.sha256.as_ref().map_or(&[][..], |o| &o.0[..]));
+        bytes(e.target.as_deref().unwrap_or(&[]));
+    }
+    *blake3::hash(&buf).as_bytes()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -331,15 +372,25 @@ fn is_exec(m: &fs::Metadata) -> bool {
 
 /// Stores a file as a blob or a directory as a tree, symlinks recorded, never followed.
 pub fn ingest_path(store: &Store, path: &Path, progress: &ProgressBar) -> Result<Ingested> {
-    ingest_path_cached(store, path, progress, None)
+    ingest_path_cached(store, path, progress, || Ok(None::<NoCache>))
 }
 
-/// As [`ingest_path`], skipping the read of files the stat cache vouches for.
-pub fn ingest_path_cached(
+/// The stat cache of callers that have none.
+struct NoCache;
+
+impl StatCache for NoCache {
+    fn get(&self, _: &Path, _: &StatKey) -> Option<ObjectMeta> {
+        None
+    }
+}
+
+/// As [`ingest_path`], skipping the read of files the stat cache vouches for. The cache
+/// is loaded by `load_cache` on this thread while the directory is walked on others.
+pub fn ingest_path_cached<C: StatCache>(
     store: &Store,
     path: &Path,
     progress: &ProgressBar,
-    cache: Option<&dyn StatCache>,
+    load_cache: impl FnOnce() -> Result<Option<C>>,
 ) -> Result<Ingested> {
     let meta = fs::symlink_metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::bad_input(
@@ -362,6 +413,7 @@ pub fn ingest_path_cached(
             files: 1,
             cache_hits: 0,
             stat_rows: Vec::new(),
+            tree_rows: Vec::new(),
         });
     }
     if !meta.is_dir() {
@@ -370,78 +422,152 @@ pub fn ingest_path_cached(
             "give the file or directory it points to; symlinks are recorded only inside a directory",
         ));
     }
-    ingest_dir(store, path, progress, cache)
+    let (walked, cache) = std::thread::scope(|s| {
+        let walker = s.spawn(|| walk(path));
+        let cache = load_cache();
+        (walker.join().expect("the walk does not panic"), cache)
+    });
+    let cache = cache?;
+    ingest_walked(
+        store,
+        walked?,
+        progress,
+        cache.as_ref().map(|c| c as &dyn StatCache),
+    )
 }
 
-fn ingest_dir(
-    store: &Store,
-    root: &Path,
-    progress: &ProgressBar,
-    cache: Option<&dyn StatCache>,
-) -> Result<Ingested> {
-    let mut dirs: Vec<(usize, PathBuf)> = Vec::new();
-    let mut files: Vec<PathBuf> = Vec::new();
-    let mut links: Vec<(PathBuf, Vec<u8>)> = Vec::new();
-    for ent in walkdir::WalkDir::new(root).follow_links(false) {
-        let ent = ent.map_err(|e| {
-            let p = e.path().unwrap_or(root).to_path_buf();
-            Error::Io {
-                action: "walk",
-                path: p,
-                source: e
-                    .into_io_error()
-                    .unwrap_or_else(|| std::io::Error::other("filesystem loop")),
-            }
-        })?;
-        let ft = ent.file_type();
-        let p = ent.path().to_path_buf();
+/// One directory as the walk found it, before any file is read.
+struct DirNode {
+    path: PathBuf,
+    /// Index of the parent in [`Walked::dirs`]; `None` for the root.
+    parent: Option<usize>,
+    /// Regular files with the stat taken when they were listed.
+    files: Vec<(std::ffi::OsString, fs::Metadata)>,
+    links: Vec<(std::ffi::OsString, Vec<u8>)>,
+    subdirs: Vec<std::ffi::OsString>,
+}
+
+/// A directory tree, breadth first: every directory comes after its parent, and
+/// `levels[d]` is the index range of the directories at depth `d`.
+struct Walked {
+    dirs: Vec<DirNode>,
+    levels: Vec<std::ops::Range<usize>>,
+}
+
+/// Lists `root`, subdirectories read in parallel as rayon finds idle threads (trees like
+/// `node_modules` are too lopsided for level-by-level reading to keep two cores busy).
+/// Symlinks are recorded, never followed; special files are refused.
+fn walk(root: &Path) -> Result<Walked> {
+    struct Nested {
+        node: DirNode,
+        children: Vec<Nested>,
+    }
+    fn read_nested(path: PathBuf) -> Result<Nested> {
+        let node = read_one(path, None)?;
+        let children = node
+            .subdirs
+            .par_iter()
+            .map(|n| read_nested(node.path.join(n)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Nested { node, children })
+    }
+    // Breadth first, so every directory follows its parent and each depth is one range.
+    let mut out = Walked {
+        dirs: Vec::new(),
+        levels: Vec::new(),
+    };
+    let mut level = vec![(read_nested(root.to_path_buf())?, None)];
+    while !level.is_empty() {
+        let start = out.dirs.len();
+        let mut next = Vec::new();
+        for (nested, parent) in level {
+            let i = out.dirs.len();
+            let mut node = nested.node;
+            node.parent = parent;
+            out.dirs.push(node);
+            next.extend(nested.children.into_iter().map(|c| (c, Some(i))));
+        }
+        out.levels.push(start..out.dirs.len());
+        level = next;
+    }
+    Ok(out)
+}
+
+/// One directory's entries; subdirectories are named, not entered.
+fn read_one(path: PathBuf, parent: Option<usize>) -> Result<DirNode> {
+    let mut out = DirNode {
+        parent,
+        files: Vec::new(),
+        links: Vec::new(),
+        subdirs: Vec::new(),
+        path,
+    };
+    let dir = &out.path;
+    for ent in fs::read_dir(dir).map_err(Error::io("read directory", dir))? {
+        let ent = ent.map_err(Error::io("read directory", dir))?;
+        let ft = ent.file_type().map_err(Error::io("stat", ent.path()))?;
         if ft.is_dir() {
-            dirs.push((ent.depth(), p));
+            out.subdirs.push(ent.file_name());
         } else if ft.is_file() {
-            files.push(p); // stat happens in the parallel stage below
+            // Taken before the file is read: a change after this is caught next time.
+            let m = ent.metadata().map_err(Error::io("stat", ent.path()))?;
+            out.files.push((ent.file_name(), m));
         } else if ft.is_symlink() {
+            let p = ent.path();
             let t = fs::read_link(&p).map_err(Error::io("read link", &p))?;
-            links.push((p, t.into_os_string().into_encoded_bytes()));
+            out.links
+                .push((ent.file_name(), t.into_os_string().into_encoded_bytes()));
         } else {
             return Err(Error::bad_input(
-                format!("{} is a special file (device, socket or FIFO)", p.display()),
+                format!(
+                    "{} is a special file (device, socket or FIFO)",
+                    ent.path().display()
+                ),
                 "remove it from the directory or ingest the files around it; special files cannot be stored",
             ));
         }
     }
+    Ok(out)
+}
+
+fn ingest_walked(
+    store: &Store,
+    walked: Walked,
+    progress: &ProgressBar,
+    cache: Option<&dyn StatCache>,
+) -> Result<Ingested> {
+    let Walked { dirs, levels } = walked;
+    let files: Vec<(usize, PathBuf, &fs::Metadata)> = dirs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, d)| d.files.iter().map(move |(n, m)| (i, d.path.join(n), m)))
+        .collect();
     progress.set_length(files.len() as u64);
 
     // (object, executable, stat key, whether the stat cache vouched for it instead of a read)
     let stored: Vec<Result<(ObjectMeta, bool, StatKey, bool)>> = files
         .par_iter()
-        .map(|p| {
-            progress.inc(1);
-            let m = fs::symlink_metadata(p).map_err(Error::io("stat", p))?;
-            let key = StatKey::of(&m);
+        .enumerate()
+        .map(|(i, (_, p, m))| {
+            // One shared counter touched per file would bounce between cores.
+            if i % 64 == 0 {
+                progress.inc(64.min((files.len() - i) as u64));
+            }
+            let key = StatKey::of(m);
             match cache.and_then(|c| c.get(p, &key)) {
-                Some(o) => Ok((o, is_exec(&m), key, true)),
-                None => store.put_file(p).map(|o| (o, is_exec(&m), key, false)),
+                Some(o) => Ok((o, is_exec(m), key, true)),
+                None => store.put_file(p).map(|o| (o, is_exec(m), key, false)),
             }
         })
         .collect();
     let mut stat_rows = Vec::new();
     let mut cache_hits = 0;
-
-    let mut children: std::collections::HashMap<PathBuf, Vec<Entry>> =
-        std::collections::HashMap::with_capacity(dirs.len());
+    let mut entries: Vec<Vec<Entry>> = dirs
+        .iter()
+        .map(|d| Vec::with_capacity(d.files.len() + d.links.len() + d.subdirs.len()))
+        .collect();
     let mut objects = Vec::with_capacity(files.len() + dirs.len());
-    let name_of = |p: &Path| {
-        p.file_name()
-            .expect("walked entries have names")
-            .as_bytes()
-            .to_vec()
-    };
-    let parent_of = |p: &Path| {
-        p.parent()
-            .expect("walked entries have parents")
-            .to_path_buf()
-    };
-    for (p, r) in files.iter().zip(stored) {
+    for ((dir, p, _), r) in files.iter().zip(stored) {
         let (m, exec, key, hit) = r?;
         if hit {
             cache_hits += 1;
@@ -453,32 +579,53 @@ fn ingest_dir(
                 meta: m,
             });
         }
-        children
-            .entry(parent_of(p))
-            .or_default()
-            .push(Entry::file(name_of(p), m, exec));
+        let name = p.file_name().expect("listed files have names").as_bytes();
+        entries[*dir].push(Entry::file(name.to_vec(), m, exec));
     }
-    for (p, t) in links {
-        children
-            .entry(parent_of(&p))
-            .or_default()
-            .push(Entry::symlink(name_of(&p), t));
+    for (i, d) in dirs.iter().enumerate() {
+        for (n, t) in &d.links {
+            entries[i].push(Entry::symlink(n.as_bytes().to_vec(), t.clone()));
+        }
     }
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
+    // Deepest level first; the directories of one level are encoded in parallel.
     let mut root_meta = None;
-    for (depth, d) in dirs {
-        let mut entries = children.remove(&d).unwrap_or_default();
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
-        let bytes = Tree { entries }.encode();
-        let m = store.put_bytes(&bytes)?;
-        objects.push((m, ObjKind::Tree));
-        if depth == 0 {
-            root_meta = Some(m);
-        } else {
-            children
-                .entry(parent_of(&d))
-                .or_default()
-                .push(Entry::dir(name_of(&d), m));
+    let mut tree_rows = Vec::new();
+    for range in levels.into_iter().rev() {
+        let work: Vec<(usize, Vec<Entry>)> = range
+            .map(|i| (i, std::mem::take(&mut entries[i])))
+            .collect();
+        // (directory, its tree, the fingerprint when it was encoded rather than cached)
+        type Built = (usize, ObjectMeta, Option<[u8; 32]>);
+        let built: Vec<Result<Built>> = work
+            .into_par_iter()
+            .map(|(i, mut es)| {
+                es.sort_by(|a, b| a.name.cmp(&b.name));
+                let fp = fingerprint(&es);
+                if let Some(m) = cache.and_then(|c| c.tree(&dirs[i].path, &fp)) {
+                    return Ok((i, m, None));
+                }
+                let m = store.put_bytes(&Tree { entries: es }.encode())?;
+                Ok((i, m, Some(fp)))
+            })
+            .collect();
+        for r in built {
+            let (i, m, encoded) = r?;
+            // A cached tree was recorded by the ingest that cached it (as a cached file was).
+            if let Some(fingerprint) = encoded {
+                objects.push((m, ObjKind::Tree));
+                tree_rows.push(TreeRow {
+                    path: dirs[i].path.as_os_str().as_bytes().to_vec(),
+                    fingerprint,
+                    meta: m,
+                });
+            }
+            match dirs[i].parent {
+                None => root_meta = Some(m),
+                Some(parent) => {
+                    let name = dirs[i].path.file_name().expect("subdirectories have names");
+                    entries[parent].push(Entry::dir(name.as_bytes().to_vec(), m));
+                }
+            }
         }
     }
     let root = root_meta.expect("the walk yields its root directory");
@@ -489,6 +636,7 @@ fn ingest_dir(
         files: files.len() as u64,
         cache_hits,
         stat_rows,
+        tree_rows,
     })
 }
 
@@ -580,6 +728,7 @@ pub fn ingest_listed(
         files: count,
         cache_hits: 0,
         stat_rows: Vec::new(),
+        tree_rows: Vec::new(),
     })
 }
 
