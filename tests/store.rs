@@ -255,3 +255,46 @@ fn unchanged_directories_reuse_their_trees_and_any_change_inside_reaches_the_roo
     }
     assert_eq!(env.run(["audit"]).code, 0);
 }
+
+#[test]
+fn files_hash_to_the_reference_digests_at_every_chunk_boundary() {
+    // Below one 1 MiB chunk a file is hashed in one go; above, SHA-256 and BLAKE3 run on
+    // their own threads fed chunk by chunk. Both paths must agree with the references.
+    use sha2::Digest as _;
+    let env = Env::new();
+    const MIB: usize = 1 << 20;
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for size in [
+        0,
+        1,
+        MIB - 1,
+        MIB,
+        MIB + 1,
+        3 * MIB,
+        3 * MIB + 17,
+        5 * MIB + 3,
+    ] {
+        let bytes: Vec<u8> = (0..size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let f = env.path(&format!("f{size}"));
+        fs::write(&f, &bytes).unwrap();
+        let v = env.ok(["ingest", s(&f), "--json"]).json();
+        let item = &v["items"][0];
+        let blake = format!("blake3:{}", blake3::hash(&bytes).to_hex());
+        let sha = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+        assert_eq!(item["object"], blake.as_str(), "size {size}");
+        assert_eq!(item["sha256"], sha.as_str(), "size {size}");
+        assert_eq!(item["size"], size as u64);
+        let out = env.cmd(["cat", &blake]).output().unwrap();
+        assert!(
+            out.status.success() && out.stdout == bytes,
+            "size {size}: cat differs"
+        );
+    }
+}

@@ -99,23 +99,94 @@ pub fn hash_bytes(bytes: &[u8]) -> ObjectMeta {
 
 /// Streams `reader` through the hasher, and into `sink` when given.
 fn pump(reader: &mut dyn Read, mut sink: Option<&mut dyn Write>, src: &Path) -> Result<ObjectMeta> {
-    let mut hasher = DualHasher::default();
     let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = read_full(reader, &mut buf).map_err(Error::io("read", src))?;
-        if n == 0 {
-            break;
-        }
+    let n = read_full(reader, &mut buf).map_err(Error::io("read", src))?;
+    if n < CHUNK {
+        let mut hasher = DualHasher::default();
         hasher.update(&buf[..n]);
         if let Some(w) = sink.as_deref_mut() {
             w.write_all(&buf[..n])
                 .map_err(Error::io("write object from", src))?;
         }
-        if n < buf.len() {
-            break;
-        }
+        return Ok(hasher.finish());
     }
-    Ok(hasher.finish())
+    pump_pipelined(buf, reader, sink, src)
+}
+
+/// Chunks in flight between the reader and the two hashing threads.
+const IN_FLIGHT: usize = 3;
+
+/// Big inputs: SHA-256 and BLAKE3 each on their own thread, fed the same chunks while
+/// this thread reads the next one and writes to the sink, so the slower hash (SHA-256)
+/// runs without pause and bounds the whole pass, as `openssl dgst` is bounded.
+fn pump_pipelined(
+    first: Vec<u8>,
+    reader: &mut dyn Read,
+    mut sink: Option<&mut dyn Write>,
+    src: &Path,
+) -> Result<ObjectMeta> {
+    use std::sync::{mpsc, Arc};
+    std::thread::scope(|s| {
+        let (sha_tx, sha_rx) = mpsc::sync_channel::<Arc<Vec<u8>>>(IN_FLIGHT);
+        let (b3_tx, b3_rx) = mpsc::sync_channel::<Arc<Vec<u8>>>(IN_FLIGHT);
+        let sha = s.spawn(move || {
+            let mut h = Sha256::new();
+            for c in sha_rx {
+                h.update(&c[..]);
+            }
+            h.finalize()
+        });
+        let b3 = s.spawn(move || {
+            let mut h = blake3::Hasher::new();
+            for c in b3_rx {
+                h.update(&c[..]);
+            }
+            h.finalize()
+        });
+        let mut size = 0u64;
+        let mut chunk = first;
+        // Chunks handed to the hashers, reused once both have let go of them.
+        let mut sent: std::collections::VecDeque<Arc<Vec<u8>>> = Default::default();
+        let result = (|| -> Result<()> {
+            loop {
+                let c = Arc::new(chunk);
+                size += c.len() as u64;
+                // A send fails only if a hashing thread is gone, which `join` reports below.
+                let _ = sha_tx.send(c.clone());
+                let _ = b3_tx.send(c.clone());
+                if let Some(w) = sink.as_deref_mut() {
+                    w.write_all(&c)
+                        .map_err(Error::io("write object from", src))?;
+                }
+                let last = c.len() < CHUNK;
+                sent.push_back(c);
+                if last {
+                    return Ok(());
+                }
+                chunk = match sent.front().map(Arc::strong_count) {
+                    Some(1) if sent.len() > IN_FLIGHT => {
+                        Arc::try_unwrap(sent.pop_front().expect("front exists"))
+                            .unwrap_or_else(|_| vec![0u8; CHUNK])
+                    }
+                    _ => vec![0u8; CHUNK],
+                };
+                chunk.resize(CHUNK, 0);
+                let n = read_full(reader, &mut chunk).map_err(Error::io("read", src))?;
+                if n == 0 {
+                    return Ok(());
+                }
+                chunk.truncate(n);
+            }
+        })();
+        drop((sha_tx, b3_tx));
+        let sha = sha.join().expect("the SHA-256 thread does not panic");
+        let b3 = b3.join().expect("the BLAKE3 thread does not panic");
+        result.map(|()| ObjectMeta {
+            id: ObjectId(*b3.as_bytes()),
+            sha256: Sha256Digest(sha.into()),
+            size,
+        })
+    })
 }
 
 /// Reads until `buf` is full or EOF, so chunks are as large as possible.
