@@ -449,6 +449,7 @@ pub fn remotes(w: &mut dyn Write, rows: &[crate::remote::StatusOut]) -> R {
             r.synced.seq, r.local_head.seq, r.ahead
         )?;
         match (&r.remote_head, r.behind, &r.error) {
+            (Some(h), Some(_), _) if h.seq == 0 => writeln!(w, "  remote journal is empty")?,
             (Some(h), Some(b), _) => writeln!(
                 w,
                 "  remote head {}:{}; {b} event(s) to pull",
