@@ -480,3 +480,34 @@ fn bad_remote_input_is_refused_and_changes_nothing() {
     assert_eq!(wrong.head(), head);
     assert!(remote_journal(&server, "x").is_empty());
 }
+
+#[test]
+fn a_stage2_run_on_one_host_is_traced_and_audited_on_another() {
+    let server = S3Server::start();
+    let a = server.host("runs");
+    let run = a.ok(["run", "stage2", "--json"]).json();
+    assert_eq!(run["verdict"], "pass", "{run:#}");
+    a.ok(["push"]);
+    let b = server.host("runs");
+    b.ok(["pull"]);
+    let id = format!("run:{}", run["run_id"].as_str().unwrap());
+    let trace = b.ok(["trace", &id, "--json"]).json().to_string();
+    assert!(
+        trace.contains(run["provider"]["sha256"].as_str().unwrap()),
+        "{trace}"
+    );
+    // The report.json that host A wrote is on B, byte for byte, from B's own store.
+    let report = b.ok(["show", &id, "--json"]).json()["run"]["report_object"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let on_a = std::fs::read(
+        a.ledger
+            .join("runs")
+            .join(run["run_id"].as_str().unwrap())
+            .join("report.json"),
+    )
+    .unwrap();
+    assert_eq!(b.ok(["cat", &report]).stdout.as_bytes(), &on_a[..]);
+    assert!(b.ok(["audit"]).stdout.contains("audit passed"));
+}
