@@ -82,6 +82,13 @@ fn decode(key: &str, bytes: &[u8], url: &str) -> Result<JournalRow> {
     if key != journal_key(e.seq) {
         return Err(bad(format!("holds event {}", e.seq)));
     }
+    let is_hash =
+        |h: &str| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !is_hash(&e.hash) || !is_hash(&e.prev_hash) {
+        return Err(bad(
+            "holds a hash that is not 64 lowercase hex digits".into()
+        ));
+    }
     let event: Event = serde_json::from_str(&e.event)
         .map_err(|err| bad(format!("holds an event that cannot be decoded: {err}")))?;
     let row = JournalRow {
@@ -672,8 +679,7 @@ pub fn audit(home: &Home, remote: &Remote, full: bool) -> Result<RemoteAuditOut>
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_nanos();
-        (blake3::hash(&nanos.to_le_bytes()).as_bytes()[0] as usize
-            + std::process::id() as usize)
+        (blake3::hash(&nanos.to_le_bytes()).as_bytes()[0] as usize + std::process::id() as usize)
             % stride
     };
     for (i, (id, (o, seq))) in named.iter().enumerate() {

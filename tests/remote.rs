@@ -511,3 +511,37 @@ fn a_stage2_run_on_one_host_is_traced_and_audited_on_another() {
     assert_eq!(b.ok(["cat", &report]).stdout.as_bytes(), &on_a[..]);
     assert!(b.ok(["audit"]).stdout.contains("audit passed"));
 }
+
+#[test]
+fn crafted_remote_entry_with_a_malformed_hash_is_refused_without_a_crash() {
+    use sha2::Digest as _;
+    let server = S3Server::start();
+    let a = server.host("t");
+    let f = write(&a, "x", "x\n");
+    a.ok(["ingest", s(&f)]);
+    a.ok(["push"]);
+    // A second entry whose hash is right for its own (short, bogus) prev_hash.
+    let (_, _, _, first) = remote_journal(&server, "t").remove(0);
+    let mut event = first.clone();
+    event["seq"] = 2.into();
+    let event = serde_json::to_string(&event).unwrap();
+    let hash = hex::encode(sha2::Sha256::digest(
+        [b"ab".as_slice(), event.as_bytes()].concat(),
+    ));
+    let entry = serde_json::json!({"event": event, "hash": hash, "prev_hash": "ab", "seq": 2});
+    std::fs::write(
+        server.file("t/journal/00000000000000000002"),
+        entry.to_string(),
+    )
+    .unwrap();
+    let b = server.host("t");
+    let r = b.run(["pull"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("journal/00000000000000000002"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    assert_eq!(b.head().0, 0);
+}
