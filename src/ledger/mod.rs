@@ -52,6 +52,17 @@ pub const PROJECTIONS: &[&str] = &[
     "objects",
 ];
 
+/// Projection tables without a `seq` column: their rows belong to the parent row they
+/// name (table, column, parent table). Every other projection has a `seq`.
+const CHILDREN: &[(&str, &str, &str)] = &[
+    ("run_artifacts", "run_id", "runs"),
+    ("build_created", "build_id", "builds"),
+    ("build_modified", "build_id", "builds"),
+    ("build_outputs", "build_id", "builds"),
+    ("admission_modified", "admission_id", "admissions"),
+    ("source_changes", "source_id", "sources"),
+];
+
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 pub struct Ledger {
@@ -373,6 +384,27 @@ fn rebuild_projections(tx: &Connection, events: &[Event]) -> Result<()> {
     }
     for e in events {
         project::apply(tx, e)?;
+    }
+    Ok(())
+}
+
+/// Removes what events after `after` put into the projections (inside the caller's
+/// transaction, foreign keys deferred), so they can be replayed in another order
+/// without replaying the whole journal.
+fn unproject_after(tx: &Connection, after: u64) -> Result<()> {
+    tx.pragma_update(None, "defer_foreign_keys", "ON")
+        .map_err(Error::sql("defer foreign keys"))?;
+    // PROJECTIONS lists children before parents: a child's rows are found through its
+    // parent's `seq` before the parent rows go.
+    for t in PROJECTIONS {
+        let sql = match CHILDREN.iter().find(|c| c.0 == *t) {
+            Some((_, col, parent)) => {
+                format!("DELETE FROM {t} WHERE {col} IN (SELECT id FROM {parent} WHERE seq > ?1)")
+            }
+            None => format!("DELETE FROM {t} WHERE seq > ?1"),
+        };
+        tx.execute(&sql, [after as i64])
+            .map_err(Error::sql("clear projection"))?;
     }
     Ok(())
 }

@@ -8,9 +8,7 @@ use rusqlite::{params, OptionalExtension as _, TransactionBehavior};
 use serde::Serialize;
 
 use super::events::Event;
-use super::{
-    chain_hash, head_of, journal_rows_after, rebuild_projections, Head, JournalRow, Ledger,
-};
+use super::{chain_hash, head_of, journal_rows_after, Head, JournalRow, Ledger};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Serialize)]
@@ -310,8 +308,11 @@ impl Ledger {
                 )
                 .map_err(Error::sql("record rebase"))?;
             }
-            let all = super::decode_all(&super::journal_rows(&tx)?)?;
-            rebuild_projections(&tx, &all)?;
+            // Only the events after the base moved or arrived: replay just those.
+            super::unproject_after(&tx, base.seq)?;
+            for e in super::decode_all(&journal_rows_after(&tx, base.seq)?)? {
+                super::project::apply(&tx, &e)?;
+            }
             // Another remote that had the moved events no longer agrees past the base.
             tx.execute(
                 "UPDATE remotes SET synced_seq = ?2, synced_hash = ?3 WHERE name != ?1 AND synced_seq > ?2",
