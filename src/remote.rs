@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::id::ObjectId;
 use crate::ledger::events::Event;
-use crate::ledger::remote::{Integrated, RemoteRow};
+use crate::ledger::remote::RemoteRow;
 use crate::ledger::{check_row, Head, JournalRow, GENESIS};
 use crate::store::s3::{object_key, RemoteSpec, S3Backend, S3};
 use crate::store::Store;
@@ -124,20 +124,26 @@ impl Remote {
         self.s3.url()
     }
 
-    /// The remote's journal entries after `after`, checked and chained from `from_hash`.
-    fn entries_after(&self, after: u64, from_hash: &str) -> Result<Vec<JournalRow>> {
-        let keys = self.s3.list("journal", Some(&seq_name(after)))?;
-        let fetched: Vec<Result<JournalRow>> = keys
-            .par_iter()
-            .map(|k| {
-                let bytes = self.s3.get(&k.key)?.ok_or_else(|| Error::Remote {
-                    remote: self.url().into(),
-                    message: format!("{} was listed but is gone", k.key),
-                    hint: Some("run the command again".into()),
-                })?;
-                decode(&k.key, &bytes, self.url())
-            })
-            .collect();
+    /// The entries under `keys` (the keys right after event `after`, in order), each
+    /// checked, and chained from `from_hash`.
+    fn entries(
+        &self,
+        keys: &[crate::store::s3::KeyInfo],
+        after: u64,
+        from_hash: &str,
+    ) -> Result<Vec<JournalRow>> {
+        let fetched: Vec<Result<JournalRow>> = transfer_pool()?.install(|| {
+            keys.par_iter()
+                .map(|k| {
+                    let bytes = self.s3.get(&k.key)?.ok_or_else(|| Error::Remote {
+                        remote: self.url().into(),
+                        message: format!("{} was listed but is gone", k.key),
+                        hint: Some("run the command again".into()),
+                    })?;
+                    decode(&k.key, &bytes, self.url())
+                })
+                .collect()
+        });
         let mut prev = from_hash.to_string();
         let mut out = Vec::with_capacity(fetched.len());
         for (i, r) in fetched.into_iter().enumerate() {
@@ -269,30 +275,69 @@ pub struct PullOut {
 /// Brings the local journal up to date with the remote: fetches and re-hashes every
 /// object the new events name, then takes the events in one transaction.
 pub fn pull(home: &mut Home, remote: &mut Remote) -> Result<PullOut> {
-    let (base, replaced) = remote.common_base(home)?;
-    let rows = remote.entries_after(base.seq, &base.hash)?;
-    let (objects_fetched, bytes_fetched) = fetch_objects(home, remote, &rows)?;
-    let integrated = if rows.is_empty() && !replaced {
-        Integrated::default()
-    } else {
-        home.store.sync()?;
-        let reason = if replaced { "replaced" } else { "behind" };
-        home.ledger
-            .integrate(&remote.row.name, &base, &rows, reason)?
-    };
-    remote.row = home.ledger.remote(&remote.row.name)?;
-    Ok(PullOut {
+    let (mut base, replaced) = remote.common_base(home)?;
+    let keys = remote.s3.list("journal", Some(&seq_name(base.seq)))?;
+    let reason = if replaced { "replaced" } else { "behind" };
+    let mut out = PullOut {
         remote: remote.row.name.clone(),
         url: remote.row.url.clone(),
-        pulled: integrated.pulled,
-        objects_fetched,
-        bytes_fetched,
-        moved: integrated.moved,
-        already_remote: integrated.already_remote,
+        pulled: 0,
+        objects_fetched: 0,
+        bytes_fetched: 0,
+        moved: Vec::new(),
+        already_remote: Vec::new(),
         remote_replaced: replaced,
         head: home.ledger.head()?,
         synced: remote.row.synced.clone(),
-    })
+    };
+    let mut rest = &keys[..];
+    while !rest.is_empty() || (replaced && out.pulled == 0 && out.moved.is_empty()) {
+        // With no local events after the base, the remote's events are appended in
+        // batches, each committed on its own, so a long journal never sits in memory.
+        // Local events to re-append move once, in one transaction with everything after
+        // the base, so a checkpoint taken before stays provable through that one move.
+        let n = if !replaced && home.ledger.head()?.seq == base.seq {
+            pull_batch().min(rest.len())
+        } else {
+            rest.len()
+        };
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let rows = remote.entries(chunk, base.seq, &base.hash)?;
+        let (objects, bytes) = fetch_objects(home, remote, &rows)?;
+        home.store.sync()?;
+        let done = home
+            .ledger
+            .integrate(&remote.row.name, &base, &rows, reason)?;
+        out.pulled += done.pulled;
+        out.objects_fetched += objects;
+        out.bytes_fetched += bytes;
+        out.moved.extend(done.moved);
+        out.already_remote.extend(done.already_remote);
+        if let Some(last) = rows.last() {
+            base = Head {
+                seq: last.seq as u64,
+                hash: last.hash.clone(),
+            };
+        }
+        if rows.is_empty() {
+            break;
+        }
+    }
+    remote.row = home.ledger.remote(&remote.row.name)?;
+    out.head = home.ledger.head()?;
+    out.synced = remote.row.synced.clone();
+    Ok(out)
+}
+
+/// Remote events taken per transaction when nothing local has to move:
+/// `CTO_LEDGER_PULL_BATCH`, else 1,000.
+fn pull_batch() -> usize {
+    std::env::var("CTO_LEDGER_PULL_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(1000)
 }
 
 /// Copies into the local store every object the events name that it lacks, re-hashing

@@ -70,13 +70,16 @@ fn host_b_pulls_what_host_a_admitted_and_verifies_it() {
         "{pushed}"
     );
 
-    let b = server.host("team");
+    let mut b = server.host("team");
     assert_eq!(
         b.run(["verify", s(&repo.bin())]).code,
         1,
         "not admitted on B before pull"
     );
+    // One event per transaction, so every batch boundary is crossed.
+    b.vars.push(("CTO_LEDGER_PULL_BATCH".into(), "1".into()));
     let pulled = b.ok(["pull", "--json"]).json();
+    assert!(a.head().0 >= 2, "more than one batch");
     assert_eq!(pulled["pulled"], a.head().0);
     let v = b.ok(["verify", s(&repo.bin()), "--json"]).json();
     assert_eq!(v["admitted"], true, "{v}");
