@@ -273,24 +273,14 @@ impl Ledger {
         let mut head = head_of(&tx)?;
         let mut out = Vec::with_capacity(bodies.len());
         for body in bodies {
-            let event = Event {
-                seq: head.seq + 1,
+            let mut event = Event {
+                seq: 0,
                 time: time.clone(),
                 actor: actor.clone(),
                 body,
             };
-            let bytes = serde_jcs::to_vec(&event).expect("events serialise");
-            let hash = chain_hash(&head.hash, &bytes);
-            tx.execute(
-                "INSERT INTO journal (seq, kind, time, event, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                rusqlite::params![event.seq as i64, event.body.kind(), event.time, String::from_utf8(bytes).expect("JSON is UTF-8"), head.hash, hash],
-            )
-            .map_err(Error::sql("append to journal"))?;
+            head = append(&tx, &head, &mut event)?;
             project::apply(&tx, &event)?;
-            head = Head {
-                seq: event.seq,
-                hash,
-            };
             out.push(event);
         }
         tx.commit().map_err(Error::sql("commit"))?;
@@ -374,6 +364,48 @@ impl Ledger {
     }
 }
 
+/// Appends `event` right after `head`, giving it the next sequence number and chaining
+/// it to `head`; returns the new head.
+fn append(tx: &Connection, head: &Head, event: &mut Event) -> Result<Head> {
+    event.seq = head.seq + 1;
+    let bytes = serde_jcs::to_vec(&*event).expect("events serialise");
+    let hash = chain_hash(&head.hash, &bytes);
+    insert_row(
+        tx,
+        &JournalRow {
+            seq: event.seq as i64,
+            kind: event.body.kind().to_string(),
+            time: event.time.clone(),
+            event: String::from_utf8(bytes).expect("JSON is UTF-8"),
+            prev_hash: head.hash.clone(),
+            hash: hash.clone(),
+        },
+    )?;
+    Ok(Head {
+        seq: event.seq,
+        hash,
+    })
+}
+
+/// Writes one journal row as it is (its chaining is the caller's to have checked).
+fn insert_row(tx: &Connection, row: &JournalRow) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO journal (seq, kind, time, event, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut st| {
+        st.execute(rusqlite::params![
+            row.seq,
+            row.kind,
+            row.time,
+            row.event,
+            row.prev_hash,
+            row.hash
+        ])
+    })
+    .map(|_| ())
+    .map_err(Error::sql("append to journal"))
+}
+
 /// Clears every projection and replays `events` into them (inside the caller's transaction).
 fn rebuild_projections(tx: &Connection, events: &[Event]) -> Result<()> {
     tx.pragma_update(None, "defer_foreign_keys", "ON")
@@ -442,6 +474,13 @@ pub struct JournalRow {
 }
 
 impl JournalRow {
+    /// The event this row holds.
+    pub fn decode(&self) -> Result<Event> {
+        serde_json::from_str(&self.event).map_err(|e| Error::Integrity {
+            message: format!("journal event {} cannot be decoded: {e}", self.seq),
+        })
+    }
+
     /// From `SELECT seq, kind, time, event, prev_hash, hash`.
     fn from_sql(r: &rusqlite::Row<'_>) -> rusqlite::Result<JournalRow> {
         Ok(JournalRow {
@@ -521,13 +560,7 @@ fn short(h: &str) -> String {
 }
 
 fn decode_all(rows: &[JournalRow]) -> Result<Vec<Event>> {
-    rows.iter()
-        .map(|r| {
-            serde_json::from_str::<Event>(&r.event).map_err(|e| Error::Integrity {
-                message: format!("journal event {} cannot be decoded: {e}", r.seq),
-            })
-        })
-        .collect()
+    rows.iter().map(JournalRow::decode).collect()
 }
 
 /// All rows of a table as text, sorted, for comparison.

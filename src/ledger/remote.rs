@@ -8,7 +8,9 @@ use rusqlite::{params, OptionalExtension as _, TransactionBehavior};
 use serde::Serialize;
 
 use super::events::Event;
-use super::{chain_hash, head_of, journal_rows_after, Head, JournalRow, Ledger};
+use super::{
+    append, chain_hash, head_of, insert_row, journal_rows_after, Head, JournalRow, Ledger,
+};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Serialize)]
@@ -214,23 +216,10 @@ impl Ledger {
             pulled: remote.len() as u64,
             ..Default::default()
         };
-        let insert = |row: &JournalRow| {
-            tx.execute(
-                "INSERT INTO journal (seq, kind, time, event, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![row.seq, row.kind, row.time, row.event, row.prev_hash, row.hash],
-            )
-            .map(|_| ())
-            .map_err(Error::sql("append to journal"))
-        };
-        let decode = |row: &JournalRow| -> Result<Event> {
-            serde_json::from_str(&row.event).map_err(|e| Error::Integrity {
-                message: format!("journal event {} cannot be decoded: {e}", row.seq),
-            })
-        };
         if local.is_empty() {
             for row in remote {
-                insert(row)?;
-                super::project::apply(&tx, &decode(row)?)?;
+                insert_row(&tx, row)?;
+                super::project::apply(&tx, &row.decode()?)?;
             }
         } else {
             let on_remote: HashMap<Vec<u8>, u64> = remote
@@ -260,7 +249,7 @@ impl Ledger {
             tx.execute("DELETE FROM journal WHERE seq > ?1", [base.seq as i64])
                 .map_err(Error::sql("move unpublished events"))?;
             for row in remote {
-                insert(row)?;
+                insert_row(&tx, row)?;
             }
             let mut head = remote.last().map_or(base.clone(), |r| Head {
                 seq: r.seq as u64,
@@ -273,21 +262,9 @@ impl Ledger {
                     moved.push((row, at));
                     continue;
                 }
-                let mut e = decode(row)?;
-                e.seq = head.seq + 1;
-                let bytes = serde_jcs::to_vec(&e).expect("events serialise");
-                let hash = chain_hash(&head.hash, &bytes);
-                insert(&JournalRow {
-                    seq: e.seq as i64,
-                    kind: row.kind.clone(),
-                    time: row.time.clone(),
-                    event: String::from_utf8(bytes).expect("JSON is UTF-8"),
-                    prev_hash: head.hash.clone(),
-                    hash: hash.clone(),
-                })?;
-                out.moved.push((row.seq as u64, e.seq));
-                moved.push((row, e.seq));
-                head = Head { seq: e.seq, hash };
+                head = append(&tx, &head, &mut row.decode()?)?;
+                out.moved.push((row.seq as u64, head.seq));
+                moved.push((row, head.seq));
             }
             for sql in &triggers {
                 tx.execute_batch(sql)
