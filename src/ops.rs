@@ -113,13 +113,13 @@ pub fn ingest(
     for p in paths {
         let ap = abs(p);
         let ledger = &home.ledger;
-        let ing = tree::ingest_path_cached(&home.store, &ap, progress, || {
+        let mut ing = tree::ingest_path_cached(&home.store, &ap, progress, || {
             ledger
                 .load_stat_cache(ap.as_os_str().as_encoded_bytes())
                 .map(Some)
         })?;
-        stat_rows.extend(ing.stat_rows.iter().cloned());
-        tree_rows.extend(ing.tree_rows.iter().cloned());
+        stat_rows.append(&mut ing.stat_rows);
+        tree_rows.append(&mut ing.tree_rows);
         objects.extend(new_objects(home, &ing.objects)?);
         recs.push(IngestItem {
             path: lossy(&abs(p)),
@@ -1106,6 +1106,16 @@ pub struct Finding {
     pub message: String,
 }
 
+impl Finding {
+    pub fn new(check: &str, subject: String, message: String) -> Finding {
+        Finding {
+            check: check.into(),
+            subject,
+            message,
+        }
+    }
+}
+
 #[derive(Serialize, Default)]
 pub struct AuditOut {
     pub ok: bool,
@@ -1139,11 +1149,7 @@ pub fn parse_checkpoint(s: &str) -> Result<Head> {
 
 pub fn audit(home: &Home, checkpoint: Option<&Head>, progress: &ProgressBar) -> Result<AuditOut> {
     let mut out = AuditOut::default();
-    let f = |check: &str, subject: String, message: String| Finding {
-        check: check.into(),
-        subject,
-        message,
-    };
+    let f = Finding::new;
 
     // 1. The journal is one unbroken chain.
     let rows = home.ledger.journal_rows()?;

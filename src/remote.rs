@@ -134,14 +134,7 @@ impl Remote {
     ) -> Result<Vec<JournalRow>> {
         let fetched: Vec<Result<JournalRow>> = transfer_pool()?.install(|| {
             keys.par_iter()
-                .map(|k| {
-                    let bytes = self.s3.get(&k.key)?.ok_or_else(|| Error::Remote {
-                        remote: self.url().into(),
-                        message: format!("{} was listed but is gone", k.key),
-                        hint: Some("run the command again".into()),
-                    })?;
-                    decode(&k.key, &bytes, self.url())
-                })
+                .map(|k| decode(&k.key, &self.get_listed(&k.key)?, self.url()))
                 .collect()
         });
         let mut prev = from_hash.to_string();
@@ -163,6 +156,15 @@ impl Remote {
             out.push(row);
         }
         Ok(out)
+    }
+
+    /// The bytes of a key that a listing just returned.
+    fn get_listed(&self, key: &str) -> Result<Vec<u8>> {
+        self.s3.get(key)?.ok_or_else(|| Error::Remote {
+            remote: self.url().into(),
+            message: format!("{key} was listed but is gone"),
+            hint: Some("run the command again".into()),
+        })
     }
 
     fn entry(&self, seq: u64) -> Result<Option<JournalRow>> {
@@ -291,7 +293,9 @@ pub fn pull(home: &mut Home, remote: &mut Remote) -> Result<PullOut> {
         synced: remote.row.synced.clone(),
     };
     let mut rest = &keys[..];
-    while !rest.is_empty() || (replaced && out.pulled == 0 && out.moved.is_empty()) {
+    // A remote that lost events moves local ones even when it has nothing new.
+    let mut pending = !rest.is_empty() || replaced;
+    while pending {
         // With no local events after the base, the remote's events are appended in
         // batches, each committed on its own, so a long journal never sits in memory.
         // Local events to re-append move once, in one transaction with everything after
@@ -320,9 +324,7 @@ pub fn pull(home: &mut Home, remote: &mut Remote) -> Result<PullOut> {
                 hash: last.hash.clone(),
             };
         }
-        if rows.is_empty() {
-            break;
-        }
+        pending = !rest.is_empty();
     }
     remote.row = home.ledger.remote(&remote.row.name)?;
     out.head = home.ledger.head()?;
@@ -509,7 +511,7 @@ pub fn push(home: &mut Home, remote: &mut Remote) -> Result<PushOut> {
         out.conflicts += 1;
         // Let the winner finish its run of events before racing again.
         std::thread::sleep(std::time::Duration::from_millis(
-            (5 + (round as u64 * 7 + std::process::id() as u64) % 40).min(200),
+            5 + (round as u64 * 7 + std::process::id() as u64) % 40,
         ));
     }
     Err(Error::Remote {
@@ -585,12 +587,7 @@ pub fn status(home: &Home, row: RemoteRow, contact: bool) -> Result<StatusOut> {
         let keys = r.s3.list("journal", Some(&seq_name(r.row.synced.seq)))?;
         let head = match keys.last() {
             Some(k) => {
-                let e = r.s3.get(&k.key)?.ok_or_else(|| Error::Remote {
-                    remote: r.url().into(),
-                    message: format!("{} was listed but is gone", k.key),
-                    hint: None,
-                })?;
-                let row = decode(&k.key, &e, r.url())?;
+                let row = decode(&k.key, &r.get_listed(&k.key)?, r.url())?;
                 Head {
                     seq: row.seq as u64,
                     hash: row.hash,
@@ -633,11 +630,7 @@ const SAMPLE: usize = 256;
 /// Checks the remote on its own terms: one unbroken chain from the first event, every
 /// object it names present, and (a sample of, or with `full` every) object re-hashed.
 pub fn audit(home: &Home, remote: &Remote, full: bool) -> Result<RemoteAuditOut> {
-    let f = |check: &str, subject: String, message: String| crate::ops::Finding {
-        check: check.into(),
-        subject,
-        message,
-    };
+    let f = crate::ops::Finding::new;
     let mut out = RemoteAuditOut {
         remote: remote.row.name.clone(),
         url: remote.row.url.clone(),

@@ -472,6 +472,20 @@ impl<V> PathIndex<V> {
 
 const RACY_NS: i64 = 2_000_000_000;
 
+/// Column `i` as bytes borrowed from SQLite's buffer (no copy: cache rows are read by
+/// the thousand on every ingest).
+fn blob_at<'r>(r: &'r rusqlite::Row<'_>, i: usize, action: &'static str) -> Result<&'r [u8]> {
+    r.get_ref(i)
+        .and_then(|v| v.as_blob().map_err(Into::into))
+        .map_err(Error::sql(action))
+}
+
+/// Column `i` as a 32-byte digest; `None` when it is not one (the row is then skipped).
+fn digest_at(r: &rusqlite::Row<'_>, i: usize, action: &'static str) -> Result<Option<[u8; 32]>> {
+    let v = r.get_ref(i).map_err(Error::sql(action))?;
+    Ok(v.as_blob().ok().and_then(|b| <[u8; 32]>::try_from(b).ok()))
+}
+
 impl crate::store::tree::StatCache for LoadedStatCache {
     fn get(&self, path: &std::path::Path, key: &crate::store::tree::StatKey) -> Option<ObjectMeta> {
         use std::os::unix::ffi::OsStrExt;
@@ -499,18 +513,12 @@ impl Ledger {
             .query(rusqlite::params![prefix, upper])
             .map_err(Error::sql("read stat cache"))?;
         let mut map = PathIndex::new();
-        // Digests are copied straight out of SQLite's buffers: this runs once per cached file.
-        let digest = |v: rusqlite::types::ValueRef<'_>| -> Option<[u8; 32]> {
-            v.as_blob().ok().and_then(|b| <[u8; 32]>::try_from(b).ok())
-        };
-        while let Some(r) = rows.next().map_err(Error::sql("read stat cache"))? {
-            let (Some(id), Some(sha256)) = (
-                digest(r.get_ref(7).map_err(Error::sql("read stat cache"))?),
-                digest(r.get_ref(8).map_err(Error::sql("read stat cache"))?),
-            ) else {
+        const STAT: &str = "read stat cache";
+        while let Some(r) = rows.next().map_err(Error::sql(STAT))? {
+            let (Some(id), Some(sha256)) = (digest_at(r, 7, STAT)?, digest_at(r, 8, STAT)?) else {
                 continue;
             };
-            let get = |i| r.get::<_, i64>(i).map_err(Error::sql("read stat cache"));
+            let get = |i| r.get::<_, i64>(i).map_err(Error::sql(STAT));
             let key = crate::store::tree::StatKey {
                 dev: get(1)? as u64,
                 ino: get(2)? as u64,
@@ -519,10 +527,7 @@ impl Ledger {
                 ctime_ns: get(5)?,
                 mode: get(6)? as u32,
             };
-            let path = r
-                .get_ref(0)
-                .and_then(|v| v.as_blob().map_err(Into::into))
-                .map_err(Error::sql("read stat cache"))?;
+            let path = blob_at(r, 0, STAT)?;
             let meta = ObjectMeta {
                 id: ObjectId(id),
                 sha256: Sha256Digest(sha256),
@@ -539,20 +544,17 @@ impl Ledger {
             .query(rusqlite::params![prefix, upper])
             .map_err(Error::sql("read tree cache"))?;
         let mut trees = PathIndex::new();
-        while let Some(r) = rows.next().map_err(Error::sql("read tree cache"))? {
-            let blob = |i| {
-                r.get_ref(i)
-                    .map_err(Error::sql("read tree cache"))
-                    .map(digest)
-            };
-            let (Some(fp), Some(id), Some(sha256)) = (blob(1)?, blob(2)?, blob(3)?) else {
+        const TREE: &str = "read tree cache";
+        while let Some(r) = rows.next().map_err(Error::sql(TREE))? {
+            let (Some(fp), Some(id), Some(sha256)) = (
+                digest_at(r, 1, TREE)?,
+                digest_at(r, 2, TREE)?,
+                digest_at(r, 3, TREE)?,
+            ) else {
                 continue;
             };
-            let path = r
-                .get_ref(0)
-                .and_then(|v| v.as_blob().map_err(Into::into))
-                .map_err(Error::sql("read tree cache"))?;
-            let size = r.get::<_, i64>(4).map_err(Error::sql("read tree cache"))? as u64;
+            let path = blob_at(r, 0, TREE)?;
+            let size = r.get::<_, i64>(4).map_err(Error::sql(TREE))? as u64;
             trees.push(
                 path,
                 (

@@ -199,18 +199,23 @@ impl S3 {
 
     /// `Ok(None)` when the key is absent.
     pub fn get(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        let Some(r) = self.start_get(rel)? else {
+            return Ok(None);
+        };
+        self.rt
+            .block_on(r.bytes())
+            .map(|b| Some(b.to_vec()))
+            .map_err(|e| self.err("read", rel, e))
+    }
+
+    /// Sends the GET for `rel`; the body is the caller's to read. `Ok(None)` when absent.
+    fn start_get(&self, rel: &str) -> Result<Option<object_store::GetResult>> {
         let path = self.path(rel);
-        self.rt.block_on(async {
-            match self.store.get(&path).await {
-                Ok(r) => r
-                    .bytes()
-                    .await
-                    .map(|b| Some(b.to_vec()))
-                    .map_err(|e| self.err("read", rel, e)),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(self.err("read", rel, e)),
-            }
-        })
+        match self.rt.block_on(self.store.get(&path)) {
+            Ok(r) => Ok(Some(r)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err("read", rel, e)),
+        }
     }
 
     /// Writes `rel` only if no one has: `Ok(true)` when this call created it,
@@ -287,20 +292,6 @@ impl S3 {
                 .collect();
             keys.sort_by(|a, b| a.key.cmp(&b.key));
             Ok(keys)
-        })
-    }
-
-    fn open_stream(
-        &self,
-        rel: &str,
-    ) -> Result<Option<BoxStream<'static, object_store::Result<bytes::Bytes>>>> {
-        let path = self.path(rel);
-        self.rt.block_on(async {
-            match self.store.get(&path).await {
-                Ok(r) => Ok(Some(r.into_stream())),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(self.err("read", rel, e)),
-            }
         })
     }
 
@@ -458,10 +449,10 @@ impl Backend for S3Backend {
     }
 
     fn open(&self, id: &ObjectId) -> Result<Option<Box<dyn Read + Send>>> {
-        Ok(self.s3.open_stream(&object_key(id))?.map(|stream| {
+        Ok(self.s3.start_get(&object_key(id))?.map(|r| {
             Box::new(S3Reader {
                 s3: self.s3.clone(),
-                stream,
+                stream: r.into_stream(),
                 chunk: bytes::Bytes::new(),
             }) as Box<dyn Read + Send>
         }))

@@ -463,7 +463,7 @@ fn walk(root: &Path) -> Result<Walked> {
         children: Vec<Nested>,
     }
     fn read_nested(path: PathBuf) -> Result<Nested> {
-        let node = read_one(path, None)?;
+        let node = read_one(path)?;
         let children = node
             .subdirs
             .par_iter()
@@ -494,9 +494,9 @@ fn walk(root: &Path) -> Result<Walked> {
 }
 
 /// One directory's entries; subdirectories are named, not entered.
-fn read_one(path: PathBuf, parent: Option<usize>) -> Result<DirNode> {
+fn read_one(path: PathBuf) -> Result<DirNode> {
     let mut out = DirNode {
-        parent,
+        parent: None,
         files: Vec::new(),
         links: Vec::new(),
         subdirs: Vec::new(),
