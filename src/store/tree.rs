@@ -270,7 +270,8 @@ pub struct Ingested {
     pub files: u64,
     pub cache_hits: u64,
     pub stat_rows: Vec<StatRow>,
-    /// Directories encoded (not found in the tree cache), to remember after the commit.
+    /// Directories encoded because the tree cache lacked them (none without a cache),
+    /// to remember after the commit.
     pub tree_rows: Vec<TreeRow>,
 }
 
@@ -594,25 +595,30 @@ fn ingest_walked(
         let work: Vec<(usize, Vec<Entry>)> = range
             .map(|i| (i, std::mem::take(&mut entries[i])))
             .collect();
-        // (directory, its tree, the fingerprint when it was encoded rather than cached)
-        type Built = (usize, ObjectMeta, Option<[u8; 32]>);
+        // (directory, its tree, whether it was encoded here rather than found in the
+        // cache, and the fingerprint a cache will keep)
+        type Built = (usize, ObjectMeta, bool, Option<[u8; 32]>);
         let built: Vec<Result<Built>> = work
             .into_par_iter()
             .map(|(i, mut es)| {
                 es.sort_by(|a, b| a.name.cmp(&b.name));
-                let fp = fingerprint(&es);
-                if let Some(m) = cache.and_then(|c| c.tree(&dirs[i].path, &fp)) {
-                    return Ok((i, m, None));
+                // Without a cache (build snapshots, run folders) there is nothing to look
+                // up or remember, so no fingerprint.
+                let fp = cache.map(|c| (c, fingerprint(&es)));
+                if let Some(m) = fp.and_then(|(c, fp)| c.tree(&dirs[i].path, &fp)) {
+                    return Ok((i, m, false, None));
                 }
                 let m = store.put_bytes(&Tree { entries: es }.encode())?;
-                Ok((i, m, Some(fp)))
+                Ok((i, m, true, fp.map(|(_, fp)| fp)))
             })
             .collect();
         for r in built {
-            let (i, m, encoded) = r?;
+            let (i, m, encoded, fingerprint) = r?;
             // A cached tree was recorded by the ingest that cached it (as a cached file was).
-            if let Some(fingerprint) = encoded {
+            if encoded {
                 objects.push((m, ObjKind::Tree));
+            }
+            if let Some(fingerprint) = fingerprint {
                 tree_rows.push(TreeRow {
                     path: dirs[i].path.as_os_str().as_bytes().to_vec(),
                     fingerprint,
