@@ -7,6 +7,7 @@ mod admission;
 mod audit;
 mod bad_input;
 mod build;
+mod compat;
 mod properties;
 mod queries;
 mod reliability;
