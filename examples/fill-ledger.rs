@@ -6,9 +6,12 @@
 
 use std::path::PathBuf;
 
-use cto_ledger::id::{ObjectId, ObjectMeta, Sha256Digest};
+use cto_ledger::id::{
+    AdmissionId, BuildId, CommitId, ObjectId, ObjectMeta, RunId, Sha256Digest, SourceId,
+};
 use cto_ledger::ledger::events::*;
 use cto_ledger::ledger::{Ledger, Mode};
+use cto_ledger::state::{AdmissionScope, BuildStatus, Lane, RunStatus, Verdict};
 use cto_ledger::store::tree::ObjKind;
 
 fn meta(tag: &str, i: usize) -> ObjectMeta {
@@ -41,14 +44,16 @@ fn main() {
         let snap = meta("snap", i);
         let out = meta("out", i);
         let log = meta("log", i);
-        let src = format!("src_{:016x}", i);
+        let src = SourceId::parse(&format!("src_{:016x}", i)).expect("id");
+        let commit = CommitId::parse(&commit).expect("40 hex");
+        let bld = BuildId::parse(&format!("bld_{:016x}", i)).expect("id");
         batch.push(Body::Source(SourceRec {
             id: src.clone(),
             path: format!("/clones/{i}"),
             url: Some("https://github.com/workos/case.git".into()),
             commit: commit.clone(),
             branch: Some("main".into()),
-            tree: commit.clone(),
+            tree: commit.to_string(),
             snapshot: snap.id,
             changes: vec![],
             objects: vec![
@@ -58,9 +63,9 @@ fn main() {
             ],
         }));
         batch.push(Body::Build(BuildRec {
-            id: format!("bld_{:016x}", i),
+            id: bld.clone(),
             name: Some("ca".into()),
-            status: "succeeded".into(),
+            status: BuildStatus::Succeeded,
             reason: None,
             source: src.clone(),
             source_after: None,
@@ -91,17 +96,17 @@ fn main() {
             objects: vec![],
         }));
         batch.push(Body::Admission(AdmissionRec {
-            id: format!("adm_{:016x}", i),
+            id: AdmissionId::parse(&format!("adm_{:016x}", i)).expect("id"),
             name: format!("ca{i}"),
             object: out.id,
             sha256: out.sha256,
             size: 1,
             path: format!("/clones/{i}/dist/ca"),
-            pin: Some(commit[..7].to_string()),
+            pin: Some(commit.short(7).to_string()),
             commit: Some(commit.clone()),
             source: Some(src),
-            scope: "any".into(),
-            build: Some(format!("bld_{:016x}", i)),
+            scope: AdmissionScope::Any,
+            build: Some(bld),
             allowed_modified: vec![],
             decisions: vec![],
             objects: vec![],
@@ -115,16 +120,24 @@ fn main() {
         let b = r % builds.max(1);
         let report = meta("report", r);
         batch.push(Body::Run(RunRec {
-            id: format!("20260531T000000Z-r1-string-slugify-{r}"),
+            id: RunId::parse(&format!("20260531T000000Z-r1-string-slugify-{r}")).expect("id"),
             run_kind: "stage2".into(),
             fixture: "r1-string-slugify".into(),
-            lane: "fake".into(),
-            status: if r % 7 == 0 { "failed" } else { "passed" }.into(),
-            verdict: if r % 7 == 0 { "fail" } else { "pass" }.into(),
+            lane: Lane::Fake,
+            status: if r % 7 == 0 {
+                RunStatus::Failed
+            } else {
+                RunStatus::Passed
+            },
+            verdict: if r % 7 == 0 {
+                Verdict::Fail
+            } else {
+                Verdict::Pass
+            },
             provider_started: true,
             provider_path: None,
             provider_object: Some(meta("out", b).id),
-            provider_admission: Some(format!("adm_{:016x}", b)),
+            provider_admission: Some(AdmissionId::parse(&format!("adm_{:016x}", b)).expect("id")),
             model: Some("fake/fake-model".into()),
             model_admission: None,
             config_object: Some(report.id),

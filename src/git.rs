@@ -5,25 +5,32 @@ use std::path::{Path, PathBuf};
 use git2::{ErrorCode, Repository, Status, StatusOptions};
 
 use crate::error::{Error, Result};
+use crate::id::CommitId;
+use crate::state::ChangeStatus;
 
 /// What a clone looks like right now.
 #[derive(Debug, Clone)]
 pub struct CloneState {
     pub workdir: PathBuf,
     pub url: Option<String>,
-    pub commit: String,
+    pub commit: CommitId,
     pub branch: Option<String>,
     pub tree: String,
     /// (path, status) for every path that differs from HEAD, untracked files included.
-    pub changes: Vec<(Vec<u8>, &'static str)>,
+    pub changes: Vec<(Vec<u8>, ChangeStatus)>,
     /// Every path in the index.
     pub tracked: Vec<Vec<u8>>,
 }
 
 pub enum Pin {
-    Commit(String),
+    Commit(CommitId),
     Unknown,
-    Ambiguous(Vec<String>),
+    Ambiguous(Vec<CommitId>),
+}
+
+/// A commit id as libgit2 prints it.
+fn commit_id(oid: git2::Oid) -> CommitId {
+    CommitId::parse(&oid.to_string()).expect("libgit2 prints object ids as lowercase hex")
 }
 
 fn gerr<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(git2::Error) -> Error + 'a {
@@ -117,22 +124,22 @@ pub fn state(dir: &Path) -> Result<CloneState> {
     for s in statuses.iter() {
         let st = s.status();
         let label = if st.is_conflicted() {
-            "conflicted"
+            ChangeStatus::Conflicted
         } else if st.intersects(Status::WT_DELETED | Status::INDEX_DELETED) {
-            "deleted"
+            ChangeStatus::Deleted
         } else if st.intersects(Status::WT_TYPECHANGE | Status::INDEX_TYPECHANGE) {
-            "typechange"
+            ChangeStatus::Typechange
         } else if st.intersects(
             Status::WT_MODIFIED
                 | Status::INDEX_MODIFIED
                 | Status::WT_RENAMED
                 | Status::INDEX_RENAMED,
         ) {
-            "modified"
+            ChangeStatus::Modified
         } else if st.contains(Status::INDEX_NEW) {
-            "added"
+            ChangeStatus::Added
         } else if st.contains(Status::WT_NEW) {
-            "untracked"
+            ChangeStatus::Untracked
         } else {
             continue;
         };
@@ -149,7 +156,7 @@ pub fn state(dir: &Path) -> Result<CloneState> {
     Ok(CloneState {
         workdir,
         url,
-        commit: commit.id().to_string(),
+        commit: commit_id(commit.id()),
         branch,
         tree: commit.tree_id().to_string(),
         changes,
@@ -160,16 +167,15 @@ pub fn state(dir: &Path) -> Result<CloneState> {
 /// Resolves a hex prefix to exactly one commit of the clone at `dir`.
 pub fn resolve_pin(dir: &Path, pin: &str) -> Result<Pin> {
     let repo = open(dir)?;
-    let found = repo.find_commit_by_prefix(pin).map(|c| c.id().to_string());
+    let found = repo.find_commit_by_prefix(pin).map(|c| commit_id(c.id()));
     match found {
         Ok(c) => Ok(Pin::Commit(c)),
         Err(e) if e.code() == ErrorCode::Ambiguous => {
             let mut found = Vec::new();
             let odb = repo.odb().map_err(gerr("open object database", dir))?;
             odb.foreach(|oid| {
-                let s = oid.to_string();
-                if s.starts_with(pin) && repo.find_commit(*oid).is_ok() {
-                    found.push(s);
+                if oid.to_string().starts_with(pin) && repo.find_commit(*oid).is_ok() {
+                    found.push(commit_id(*oid));
                 }
                 true
             })
@@ -224,7 +230,7 @@ pub fn is_ignored(workdir: &Path, rel: &Path) -> bool {
 
 /// A clean work tree of `commit` from the clone at `src`, made in `dest` (which must
 /// not exist): a local clone, detached at the commit, nothing but committed files.
-pub fn checkout_clean(src: &Path, commit: &str, dest: &Path) -> Result<()> {
+pub fn checkout_clean(src: &Path, commit: &CommitId, dest: &Path) -> Result<()> {
     let url = src.to_str().ok_or_else(|| {
         Error::bad_input(
             format!("{} is not a UTF-8 path", src.display()),
@@ -234,7 +240,7 @@ pub fn checkout_clean(src: &Path, commit: &str, dest: &Path) -> Result<()> {
     let repo = git2::build::RepoBuilder::new()
         .clone(url, dest)
         .map_err(gerr("clone", src))?;
-    let oid = git2::Oid::from_str(commit).map_err(gerr("parse commit", src))?;
+    let oid = git2::Oid::from_str(commit.as_str()).map_err(gerr("parse commit", src))?;
     let c = repo.find_commit(oid).map_err(|e| {
         Error::bad_input(
             format!(

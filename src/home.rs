@@ -94,6 +94,17 @@ impl Home {
         self.ledger.resolve(r, &|p| crate::store::hash_file(p))
     }
 
+    /// Resolves a REF that must name an object.
+    pub fn resolve_object(&self, r: &str) -> Result<crate::id::ObjectId> {
+        match self.resolve(r)? {
+            crate::ledger::query::Node::Object(id) => Ok(id),
+            other => Err(Error::bad_input(
+                format!("{r} names {}, not an object", other.label()),
+                "give an object digest",
+            )),
+        }
+    }
+
     pub fn runs_dir(&self) -> PathBuf {
         self.dir.join("runs")
     }

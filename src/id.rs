@@ -170,6 +170,253 @@ impl DigestPrefix {
     }
 }
 
+/// Why an id string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{input}` is not a {what} id: {why}")]
+pub struct IdParseError {
+    pub input: String,
+    pub what: &'static str,
+    pub why: &'static str,
+}
+
+/// A fresh node id: `prefix` and 16 hex digits that no two calls share.
+fn fresh(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = blake3::Hasher::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    h.update(&now.as_nanos().to_le_bytes());
+    h.update(&std::process::id().to_le_bytes());
+    h.update(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    let mut rnd = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut rnd);
+    }
+    h.update(&rnd);
+    format!("{prefix}{}", &h.finalize().to_hex()[..16])
+}
+
+/// Serde, `Display` and `FromStr` for a newtype over a checked `String`.
+macro_rules! string_id_impls {
+    ($name:ident) => {
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.pad(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdParseError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Self::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// An id of a recorded node: a fixed prefix (`adm_`, `bld_`, ...) and hex digits.
+macro_rules! prefixed_id {
+    ($name:ident, $prefix:literal, $what:literal) => {
+        #[doc = concat!("The id of ", $what, ": `", $prefix, "` and 16 hex digits.")]
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A fresh id that no other call shares.
+            pub fn new() -> Self {
+                Self(fresh($prefix))
+            }
+
+            pub fn parse(s: &str) -> Result<Self, IdParseError> {
+                let err = |why| IdParseError {
+                    input: s.to_string(),
+                    what: $what,
+                    why,
+                };
+                let rest = s
+                    .strip_prefix($prefix)
+                    .ok_or_else(|| err(concat!("expected the prefix `", $prefix, "`")))?;
+                if rest.is_empty() || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    return Err(err("expected letters and digits after the prefix"));
+                }
+                Ok(Self(s.to_string()))
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        string_id_impls!($name);
+    };
+}
+
+prefixed_id!(AdmissionId, "adm_", "an admission");
+prefixed_id!(ModelAdmissionId, "mod_", "a model admission");
+prefixed_id!(SourceId, "src_", "a recorded source");
+prefixed_id!(RefusalId, "ref_", "a refusal");
+prefixed_id!(RevocationId, "rev_", "a revocation");
+prefixed_id!(BuildId, "bld_", "a build");
+
+impl SourceId {
+    /// The id whose digits are `hex`: a source's id is derived from its content.
+    pub(crate) fn from_hex(hex: &str) -> Self {
+        SourceId(format!("{}{hex}", Self::PREFIX))
+    }
+}
+
+/// Every prefix a node id can start with: a name that starts with one reads as an id.
+pub const ID_PREFIXES: &[&str] = &[
+    AdmissionId::PREFIX,
+    ModelAdmissionId::PREFIX,
+    SourceId::PREFIX,
+    RefusalId::PREFIX,
+    RevocationId::PREFIX,
+    BuildId::PREFIX,
+];
+
+/// A Stage 2 run: its folder's name, `<UTC yyyymmddThhmmssZ>-<fixture>-<pid>[-N]`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RunId(String);
+
+impl RunId {
+    /// The id for a run folder name made by the harness.
+    pub(crate) fn from_folder(name: String) -> Self {
+        RunId(name)
+    }
+
+    pub fn parse(s: &str) -> Result<Self, IdParseError> {
+        let err = |why| IdParseError {
+            input: s.to_string(),
+            what: "a run",
+            why,
+        };
+        if s.is_empty() || s.len() > 255 {
+            return Err(err("expected 1 to 255 characters"));
+        }
+        if s.contains(['/', '\0']) || s == "." || s == ".." {
+            return Err(err("a run id is a folder name"));
+        }
+        Ok(RunId(s.to_string()))
+    }
+}
+
+string_id_impls!(RunId);
+
+/// A git commit id: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CommitId(String);
+
+impl CommitId {
+    pub fn parse(s: &str) -> Result<Self, IdParseError> {
+        let ok = (s.len() == 40 || s.len() == 64)
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if ok {
+            Ok(CommitId(s.to_string()))
+        } else {
+            Err(IdParseError {
+                input: s.to_string(),
+                what: "a commit",
+                why: "expected 40 or 64 lowercase hex digits",
+            })
+        }
+    }
+
+    /// The first `n` digits, for messages.
+    pub fn short(&self, n: usize) -> &str {
+        &self.0[..n.min(self.0.len())]
+    }
+}
+
+string_id_impls!(CommitId);
+
+/// What a revocation revokes: an admission or a model admission.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Revocable {
+    Admission(AdmissionId),
+    Model(ModelAdmissionId),
+}
+
+impl Revocable {
+    pub fn parse(s: &str) -> Result<Self, IdParseError> {
+        if s.starts_with(ModelAdmissionId::PREFIX) {
+            ModelAdmissionId::parse(s).map(Revocable::Model)
+        } else {
+            AdmissionId::parse(s).map(Revocable::Admission)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Revocable::Admission(a) => a.as_str(),
+            Revocable::Model(m) => m.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for Revocable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Revocable {
+    type Err = IdParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl fmt::Debug for Revocable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl Serialize for Revocable {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Revocable {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +443,21 @@ mod tests {
         );
         assert!(DigestPrefix::parse("7959ac9", 7).is_some());
         assert!(DigestPrefix::parse("7959acx", 7).is_none());
+    }
+
+    #[test]
+    fn prefixed_ids_keep_their_prefix_and_serialise_as_plain_strings() {
+        let id = BuildId::new();
+        assert!(id.as_str().starts_with("bld_") && id.as_str().len() == 20);
+        assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{id}\""));
+        assert!(AdmissionId::parse(id.as_str()).is_err());
+        assert!(AdmissionId::parse("adm_").is_err());
+        assert!(serde_json::from_str::<BuildId>("\"adm_0123\"").is_err());
+        assert_eq!(
+            Revocable::parse("mod_0a").unwrap(),
+            Revocable::Model(ModelAdmissionId::parse("mod_0a").unwrap())
+        );
+        assert!(CommitId::parse("7959ac9").is_err());
+        assert!(RunId::parse("../x").is_err());
     }
 }

@@ -1,17 +1,31 @@
 //! cto-ledger: a content-addressed artifact store and tamper-evident provenance
 //! ledger for agent harnesses. See README.md and docs/.
+//!
+//! The library's public surface is what the tests, examples and benchmarks use: the
+//! typed ids and states, the journal's event vocabulary, the ledger and store, tree
+//! manifests and the fixture loader. Commands and the command line are internal.
 
-pub mod build;
-pub mod cli;
+mod admission;
+mod audit;
+mod build;
+mod cli;
+mod commands;
 pub mod error;
-pub mod git;
+mod git;
 pub mod harness;
-pub mod home;
+mod home;
 pub mod id;
 pub mod ledger;
-pub mod lineage;
-pub mod ops;
-pub mod remote;
-pub mod report;
-pub mod runner;
+mod lineage;
+mod paths;
+mod report;
+mod runner;
+mod source;
+pub mod state;
 pub mod store;
+mod sync;
+
+/// Runs the `cto-ledger` command line; returns the process exit code.
+pub fn run_cli() -> i32 {
+    cli::main()
+}

@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(cto_ledger::cli::main());
+    std::process::exit(cto_ledger::run_cli());
 }

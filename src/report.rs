@@ -9,23 +9,23 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::id::{AdmissionId, BuildId, CommitId, ModelAdmissionId, RunId};
+use crate::state::{Lane, RunStatus, TestResult, Verdict};
 
 pub const SCHEMA: &str = "cto-ledger/stage2-report/v1";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub schema: String,
-    pub run_id: String,
+    pub run_id: RunId,
     pub kind: String,
     pub fixture: String,
-    /// `fake` or `case`: a fake pass is never a real pass.
-    pub lane: String,
+    /// A fake pass is never a real pass.
+    pub lane: Lane,
     /// The cto-ledger process that ran the harness (to tell a live run from an abandoned one).
     pub harness_pid: u32,
-    /// started, blocked, passed, failed, provider_timeout, interrupted, error
-    pub status: String,
-    /// `pass` only when the fixture's tests passed; never taken from the provider's exit code.
-    pub verdict: String,
+    pub status: RunStatus,
+    pub verdict: Verdict,
     pub reason: Option<String>,
     pub started: String,
     pub finished: Option<String>,
@@ -59,19 +59,19 @@ pub struct Provider {
     pub executed: Option<String>,
     pub sha256: Option<String>,
     pub blake3: Option<String>,
-    pub admission: Option<String>,
+    pub admission: Option<AdmissionId>,
     pub admission_name: Option<String>,
     pub source_pin: Option<String>,
-    pub source_commit: Option<String>,
+    pub source_commit: Option<CommitId>,
     pub source_url: Option<String>,
-    pub build: Option<String>,
+    pub build: Option<BuildId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Model {
     pub provider: String,
     pub model: String,
-    pub admission: Option<String>,
+    pub admission: Option<ModelAdmissionId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,8 +89,7 @@ pub struct ProviderExit {
 pub struct Tests {
     pub command: Vec<String>,
     pub exit_code: Option<i32>,
-    /// passed, failed, timeout, error
-    pub result: String,
+    pub result: TestResult,
     pub log: String,
 }
 
@@ -111,9 +110,9 @@ pub struct Evidence {
 impl Report {
     /// The report a run starts with: status `started`, nothing known yet.
     pub fn started(
-        run_id: String,
+        run_id: RunId,
         fixture: &str,
-        lane: &str,
+        lane: Lane,
         timeout_seconds: f64,
         harness_pid: u32,
         started: String,
@@ -123,10 +122,10 @@ impl Report {
             run_id,
             kind: "stage2".into(),
             fixture: fixture.into(),
-            lane: lane.into(),
+            lane,
             harness_pid,
-            status: "started".into(),
-            verdict: "fail".into(),
+            status: RunStatus::Started,
+            verdict: Verdict::Fail,
             reason: None,
             started,
             finished: None,

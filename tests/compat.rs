@@ -80,7 +80,12 @@ fn journal_of_release_0_1_replays_audits_and_keeps_its_head() {
     let trace = env
         .ok(["trace", &format!("run:{}", passed["id"].as_str().unwrap())])
         .stdout;
-    for want in ["provider: admission adm_", "built_by: build bld_", "reproduces", "commit: commit 34d1b9d5"] {
+    for want in [
+        "provider: admission adm_",
+        "built_by: build bld_",
+        "reproduces",
+        "commit: commit 34d1b9d5",
+    ] {
         assert!(trace.contains(want), "trace lacks {want}:\n{trace}");
     }
     let adm = env.ok(["show", "ca", "--json"]).json();

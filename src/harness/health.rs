@@ -13,7 +13,7 @@ use super::{run_stage2, shipped_fake, Lane, RunOptions, Stage2Out};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::ledger::Mode;
-use crate::ops;
+use crate::state::{RunStatus, Verdict};
 
 #[derive(Debug, Serialize)]
 pub struct Check {
@@ -53,7 +53,7 @@ fn started(run_dir: &Path) -> bool {
 fn blocked_with(out: &Stage2Out, file: &str) -> (bool, String) {
     let has_file = out.run_dir.join("backend").join(file).exists();
     let ran = started(&out.run_dir);
-    let pass = out.report.status == "blocked" && has_file && !ran;
+    let pass = out.report.status == RunStatus::Blocked && has_file && !ran;
     (
         pass,
         format!(
@@ -152,14 +152,14 @@ fn admit_provider(cx: &mut Ctx) -> Result<PathBuf> {
     fs::copy(&cx.fake, &bin).map_err(Error::io("copy", &bin))?;
     append_byte(&bin)?;
     let pin = git(&clone, &["rev-parse", "--short=7", "HEAD"])?;
-    let args = ops::AdmitArgs {
+    let args = crate::admission::AdmitArgs {
         path: &bin,
         pin: &pin,
         name: Some("ca"),
         source: None,
         allow_modified: &[],
     };
-    ops::admit(&mut cx.home, &args, &ProgressBar::hidden())?;
+    crate::admission::admit(&mut cx.home, &args, &ProgressBar::hidden())?;
     Ok(bin)
 }
 
@@ -177,7 +177,7 @@ fn fake_lane_passes(cx: &mut Ctx) -> Result<(bool, String)> {
     let r = &o.report;
     let tests = r.tests.as_ref().map(|t| t.result.as_str()).unwrap_or("-");
     Ok((
-        r.status == "passed" && r.verdict == "pass" && r.lane == "fake",
+        r.status == RunStatus::Passed && r.verdict == Verdict::Pass && r.lane == Lane::Fake,
         format!("status {}, verdict {}, tests {tests}", r.status, r.verdict),
     ))
 }
@@ -187,7 +187,8 @@ fn provider_timeout_fail_closed(cx: &mut Ctx) -> Result<(bool, String)> {
     opts.timeout_seconds = 2.0;
     let o = cx.run(opts)?;
     let file = o.run_dir.join("backend/provider-timeout.txt").exists();
-    let pass = o.report.status == "provider_timeout" && o.report.verdict == "fail" && file;
+    let pass =
+        o.report.status == RunStatus::ProviderTimeout && o.report.verdict == Verdict::Fail && file;
     Ok((
         pass,
         format!(
@@ -212,7 +213,7 @@ fn grandchild_killed_on_timeout(cx: &mut Ctx) -> Result<(bool, String)> {
         .filter(|p| pids.contains(&p.0) && p.1 != 'Z' && p.1 != 'X')
         .map(|p| p.0)
         .collect();
-    let pass = o.report.status == "provider_timeout" && pids.len() >= 2 && alive.is_empty();
+    let pass = o.report.status == RunStatus::ProviderTimeout && pids.len() >= 2 && alive.is_empty();
     Ok((
         pass,
         format!(

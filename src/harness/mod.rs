@@ -19,11 +19,13 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::home::Home;
+use crate::id::{AdmissionId, RunId};
 use crate::id::{ObjectId, ObjectMeta};
-use crate::ledger::events::{new_id, AdmissionRec, ArtifactRec, Body, ObjRec, RunRec};
+use crate::ledger::events::{AdmissionRec, ArtifactRec, Body, ModelAdmissionRec, ObjRec, RunRec};
 use crate::ledger::now;
-use crate::ops;
+use crate::ledger::AdmissionView;
 use crate::report::{self, Change, Evidence, Gate, Model, ProviderExit, Report, Tests};
+use crate::state::{AdmissionScope, RunStatus, TestResult, Verdict};
 use crate::store::hash_file;
 use crate::store::tree::{self, ObjKind};
 use fixture::Fixture;
@@ -34,20 +36,7 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(300);
 pub const FAKE_BIN: &str = "cto-fake-ca";
 pub const FAKE_MODEL: (&str, &str) = ("fake", "fake-model");
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lane {
-    Fake,
-    Case,
-}
-
-impl Lane {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lane::Fake => "fake",
-            Lane::Case => "case",
-        }
-    }
-}
+pub use crate::state::Lane;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -84,6 +73,13 @@ pub struct Stage2Out {
     pub artifacts: usize,
 }
 
+/// As JSON, a run is its report.
+impl Serialize for Stage2Out {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.report.serialize(s)
+    }
+}
+
 pub fn shipped_fake() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     Some(exe.parent()?.join(FAKE_BIN))
@@ -117,7 +113,7 @@ fn mkdir_private(p: &Path) -> Result<()> {
 }
 
 /// `<runs>/<UTC yyyymmddThhmmssZ>-<fixture>-<pid>`, with `-N` if that exists.
-fn make_run_dir(runs: &Path, fixture: &str) -> Result<(String, PathBuf)> {
+fn make_run_dir(runs: &Path, fixture: &str) -> Result<(RunId, PathBuf)> {
     mkdir_private(runs)?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
     let base = format!("{stamp}-{fixture}-{}", std::process::id());
@@ -129,7 +125,7 @@ fn make_run_dir(runs: &Path, fixture: &str) -> Result<(String, PathBuf)> {
         };
         let p = runs.join(&id);
         match fs::DirBuilder::new().mode(0o700).create(&p) {
-            Ok(()) => return Ok((id, p)),
+            Ok(()) => return Ok((RunId::from_folder(id), p)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => {
                 return Err(Error::Io {
@@ -163,7 +159,7 @@ pub fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out> {
     let report = Report::started(
         run_id,
         &fixture.manifest.name,
-        opts.lane.as_str(),
+        opts.lane,
         opts.timeout_seconds,
         std::process::id(),
         now(),
@@ -182,7 +178,7 @@ pub fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out> {
     let first = report::write(&run.dir, &run.report);
     let result = first.and_then(|_| run.execute());
     if let Err(e) = &result {
-        run.report.status = "error".into();
+        run.report.status = RunStatus::Error;
         run.report.reason = Some(format!("harness error: {e}"));
     }
     let out = run.finish();
@@ -226,8 +222,8 @@ impl Run<'_> {
             detail: b.message.clone(),
             file: Some(format!("backend/{}", b.file)),
         });
-        self.report.status = "blocked".into();
-        self.report.verdict = "fail".into();
+        self.report.status = RunStatus::Blocked;
+        self.report.verdict = Verdict::Fail;
         self.report.reason = Some(b.message);
         Ok(())
     }
@@ -251,13 +247,13 @@ impl Run<'_> {
         };
         self.write_case_data(&model)?;
         if self.interrupt.load(std::sync::atomic::Ordering::SeqCst) {
-            self.report.status = "interrupted".into();
+            self.report.status = RunStatus::Interrupted;
             self.report.reason =
                 Some("cto-ledger was interrupted before the provider started".into());
             return Ok(());
         }
         self.run_provider(&executed)?;
-        if self.report.status != "interrupted" {
+        if self.report.status != RunStatus::Interrupted {
             self.run_tests()?;
         }
         Ok(())
@@ -329,19 +325,7 @@ impl Run<'_> {
         self.evidence.push((m, ObjKind::Blob));
         self.report.provider.sha256 = Some(m.sha256.to_string());
         self.report.provider.blake3 = Some(m.id.to_string());
-        let scope_ok = if lane == Lane::Case {
-            "a.scope = 'any'"
-        } else {
-            "1"
-        };
-        let live = self.home.ledger.rows(
-            &format!(
-                "SELECT a.id, a.name, a.pin, a.commit_id, a.build_id, a.scope, s.url FROM admissions a LEFT JOIN sources s ON s.id = a.source_id
-                 WHERE a.object = ?1 AND {scope_ok} AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.target = a.id) ORDER BY a.seq DESC LIMIT 1"
-            ),
-            &[&m.id.to_string()],
-        )?;
-        let mut adm = live.into_iter().next();
+        let mut adm = self.home.ledger.live_admission(&m.id, lane == Lane::Case)?;
         let is_shipped_fake = lane == Lane::Fake && self.opts.provider_bin.is_none();
         if adm.is_none() && is_shipped_fake && !self.any_admission(&m.id)? {
             adm = Some(self.admit_shipped_fake(&path, m)?);
@@ -354,39 +338,26 @@ impl Run<'_> {
                 message,
             }));
         };
-        let s = |k: &str| adm[k].as_str().map(str::to_string);
-        self.report.provider.admission = s("id");
-        self.report.provider.admission_name = s("name");
-        self.report.provider.source_pin = s("pin");
-        self.report.provider.source_commit = s("commit_id");
-        self.report.provider.source_url = s("url");
-        self.report.provider.build = s("build_id");
-        self.gate_pass(
-            "provider_admitted",
-            format!(
-                "{} is admitted as {} ({})",
-                m.sha256,
-                s("id").unwrap_or_default(),
-                s("scope").unwrap_or_default()
-            ),
-        );
+        let a = &adm.admission;
+        let p = &mut self.report.provider;
+        p.admission = Some(a.id.clone());
+        p.admission_name = Some(a.name.clone());
+        p.source_pin = a.pin.clone();
+        p.source_commit = a.commit_id.clone();
+        p.source_url = adm.url.clone();
+        p.build = a.build_id.clone();
+        let detail = format!("{} is admitted as {} ({})", m.sha256, a.id, a.scope);
+        self.gate_pass("provider_admitted", detail);
         Ok(Ok(m))
     }
 
     fn any_admission(&self, id: &ObjectId) -> Result<bool> {
-        Ok(self
-            .home
-            .ledger
-            .row(
-                "SELECT id FROM admissions WHERE object = ?1",
-                &[&id.to_string()],
-            )?
-            .is_some())
+        Ok(self.home.ledger.latest_admission_of_object(id)?.is_some())
     }
 
     /// The fake shipped with cto-ledger is admitted for the fake lane on first use,
     /// as a recorded event, so a fresh ledger can run the default job.
-    fn admit_shipped_fake(&mut self, path: &Path, m: ObjectMeta) -> Result<serde_json::Value> {
+    fn admit_shipped_fake(&mut self, path: &Path, m: ObjectMeta) -> Result<AdmissionView> {
         let stored = self.home.store.put_file(path)?;
         if stored.id != m.id {
             return Err(Error::Integrity {
@@ -394,7 +365,7 @@ impl Run<'_> {
             });
         }
         let rec = AdmissionRec {
-            id: new_id("adm"),
+            id: AdmissionId::new(),
             name: "fake-ca".into(),
             object: m.id,
             sha256: m.sha256,
@@ -403,7 +374,7 @@ impl Run<'_> {
             pin: None,
             commit: None,
             source: None,
-            scope: "fake-lane".into(),
+            scope: AdmissionScope::FakeLane,
             build: None,
             allowed_modified: Vec::new(),
             decisions: vec![format!(
@@ -415,43 +386,39 @@ impl Run<'_> {
         self.home
             .ledger
             .commit(vec![Body::Admission(rec.clone())])?;
-        Ok(json!({"id": rec.id, "name": rec.name, "scope": rec.scope}))
+        let recorded = self.home.ledger.admission(&rec.id)?;
+        let admission = recorded.ok_or_else(|| Error::Integrity {
+            message: format!("admission {} was committed but cannot be read back", rec.id),
+        })?;
+        Ok(AdmissionView {
+            admission,
+            url: None,
+            revocation: None,
+        })
     }
 
     fn not_admitted_message(&self, path: &Path, m: &ObjectMeta) -> Result<String> {
         let l = &self.home.ledger;
-        let revoked = l.rows(
-            "SELECT a.id, r.id AS rev, r.reason FROM admissions a JOIN revocations r ON r.target = a.id WHERE a.object = ?1 ORDER BY r.seq DESC LIMIT 1",
-            &[&m.id.to_string()],
-        )?;
-        if let Some(r) = revoked.first() {
+        if let Some((adm, rev)) = l.revoked_admission_of_object(&m.id)? {
             return Ok(format!(
-                "provider {} ({}) was admitted as {} but that admission was revoked by {}: {}",
+                "provider {} ({}) was admitted as {adm} but that admission was revoked by {}: {}",
                 path.display(),
                 m.sha256,
-                r["id"].as_str().unwrap_or(""),
-                r["rev"].as_str().unwrap_or(""),
-                r["reason"].as_str().unwrap_or("")
+                rev.id,
+                rev.reason
             ));
         }
         if self.opts.lane == Lane::Case && self.any_admission(&m.id)? {
             return Ok(format!("provider {} ({}) is admitted for the fake lane only; the real lane needs an admission with a source pin", path.display(), m.sha256));
         }
-        let abs = std::path::absolute(path)
-            .unwrap_or_else(|_| path.to_path_buf())
-            .display()
-            .to_string();
-        let earlier = l.rows(
-            "SELECT id, sha256 FROM admissions WHERE path = ?1 ORDER BY seq DESC LIMIT 1",
-            &[&abs],
-        )?;
-        if let Some(e) = earlier.first() {
+        let abs = crate::paths::lossy(&crate::paths::abs(path));
+        if let Some(e) = l.latest_admission_at_path(&abs)? {
             return Ok(format!(
                 "provider {} now hashes to {}, but it was admitted as {} ({}): the file changed since admission, so it is not admitted",
                 path.display(),
                 m.sha256,
-                e["sha256"].as_str().unwrap_or(""),
-                e["id"].as_str().unwrap_or("")
+                e.sha256,
+                e.id
             ));
         }
         Ok(format!(
@@ -505,14 +472,14 @@ impl Run<'_> {
             model: m.clone(),
             admission: None,
         });
-        if ops::parse_model(&format!("{p}/{m}")).is_err() {
+        if ModelAdmissionRec::parse_pair(&format!("{p}/{m}")).is_err() {
             return Ok(Err(Blocked {
                 gate: "model_admitted",
                 file: "provider-model-not-admitted.txt",
                 message: format!("model `{p}/{m}` is not a valid PROVIDER/MODEL pair"),
             }));
         }
-        match ops::model_admission(self.home, &p, &m)? {
+        match self.home.ledger.model_admission_of(&p, &m, true)?.map(|a| a.id) {
             Some(id) => {
                 self.gate_pass("model_admitted", format!("{p}/{m} is admitted as {id}"));
                 let model = Model { provider: p, model: m, admission: Some(id) };
@@ -674,7 +641,7 @@ impl Run<'_> {
         let o = match crate::runner::run_bounded(cmd, timeout, &self.interrupt) {
             Ok(o) => o,
             Err(e) => {
-                self.report.status = "failed".into();
+                self.report.status = RunStatus::Failed;
                 self.report.reason = Some(format!("the provider could not be started: {e}"));
                 let p = self.backend().join("provider-start-failed.txt");
                 fs::write(&p, format!("{e}\n")).map_err(Error::io("write", &p))?;
@@ -699,7 +666,7 @@ impl Run<'_> {
                 o.killed.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
             );
             fs::write(&p, text).map_err(Error::io("write", &p))?;
-            self.report.status = "provider_timeout".into();
+            self.report.status = RunStatus::ProviderTimeout;
             self.report.reason = Some(format!(
                 "provider exceeded its {} s timeout and was killed with its process group",
                 self.opts.timeout_seconds
@@ -714,7 +681,7 @@ impl Run<'_> {
                 ),
             )
             .map_err(Error::io("write", &p))?;
-            self.report.status = "interrupted".into();
+            self.report.status = RunStatus::Interrupted;
             self.report.reason = Some("cto-ledger was interrupted (SIGINT/SIGTERM/SIGHUP); the provider's process group was killed".into());
         }
         Ok(())
@@ -735,12 +702,12 @@ impl Run<'_> {
             .stdout(log)
             .stderr(log2);
         let (code, result) = match crate::runner::run_bounded(cmd, TEST_TIMEOUT, &self.interrupt) {
-            Ok(o) if o.timed_out => (None, "timeout"),
+            Ok(o) if o.timed_out => (None, TestResult::Timeout),
             Ok(o) if o.interrupted => {
-                self.report.status = "interrupted".into();
+                self.report.status = RunStatus::Interrupted;
                 self.report.reason =
                     Some("cto-ledger was interrupted while the fixture's tests ran".into());
-                (None, "error")
+                (None, TestResult::Error)
             }
             Ok(o) => {
                 let text = fs::read_to_string(&log_p).unwrap_or_default();
@@ -748,30 +715,30 @@ impl Run<'_> {
                 (
                     o.code,
                     if o.code == Some(0) && !ran_none {
-                        "passed"
+                        TestResult::Passed
                     } else {
-                        "failed"
+                        TestResult::Failed
                     },
                 )
             }
             Err(e) => {
                 fs::write(&log_p, format!("could not run {}: {e}\n", cmd_v.join(" ")))
                     .map_err(Error::io("write", &log_p))?;
-                (None, "error")
+                (None, TestResult::Error)
             }
         };
         self.report.tests = Some(Tests {
             command: cmd_v,
             exit_code: code,
-            result: result.into(),
+            result,
             log: "backend/tests.log".into(),
         });
-        if self.report.status == "started" {
-            if result == "passed" {
-                self.report.status = "passed".into();
-                self.report.verdict = "pass".into();
+        if self.report.status == RunStatus::Started {
+            if result == TestResult::Passed {
+                self.report.status = RunStatus::Passed;
+                self.report.verdict = Verdict::Pass;
             } else {
-                self.report.status = "failed".into();
+                self.report.status = RunStatus::Failed;
                 self.report.reason = Some(format!(
                     "the fixture's tests {result} ({})",
                     self.fixture.manifest.test_command.join(" ")
@@ -783,8 +750,8 @@ impl Run<'_> {
 
     /// Finalises `report.json`, ingests the run folder and records the run.
     fn finish(&mut self) -> Result<Stage2Out> {
-        if self.report.status == "started" {
-            self.report.status = "error".into();
+        if self.report.status == RunStatus::Started {
+            self.report.status = RunStatus::Error;
             self.report
                 .reason
                 .get_or_insert_with(|| "the run ended without a verdict".into());
@@ -873,15 +840,15 @@ fn record_run(
     });
     let mut all = ing.objects.clone();
     all.extend(extra.iter().copied());
-    let objects = ops::new_objects(home, &all)?;
+    let objects = crate::source::new_objects(home, &all)?;
     let config = dir.join("backend/case-data/config.json");
     let rec = RunRec {
         id: r.run_id.clone(),
         run_kind: r.kind.clone(),
         fixture: r.fixture.clone(),
-        lane: r.lane.clone(),
-        status: r.status.clone(),
-        verdict: r.verdict.clone(),
+        lane: r.lane,
+        status: r.status,
+        verdict: r.verdict,
         provider_started: !r.argv.is_empty(),
         provider_path: r.provider.path_given.clone(),
         provider_object: r
@@ -925,7 +892,7 @@ pub struct RecoverOut {
     pub removed_temps: usize,
 }
 
-fn harness_alive(pid: Option<u64>) -> bool {
+pub(crate) fn harness_alive(pid: Option<u64>) -> bool {
     pid.is_some_and(|p| {
         fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|exe| {
             exe.file_name()
@@ -963,11 +930,7 @@ pub fn recover(home: &mut Home) -> Result<RecoverOut> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if home
-            .ledger
-            .row("SELECT id FROM runs WHERE id = ?1", &[&name])?
-            .is_some()
-        {
+        if home.ledger.has_run(&name)? {
             continue;
         }
         let report: Option<Report> = fs::read(dir.join("report.json"))
@@ -993,9 +956,9 @@ pub fn recover(home: &mut Home) -> Result<RecoverOut> {
             Some(r) => r,
             None => continue_without_report(&name, &dir)?,
         };
-        let prior = report.status.clone();
-        report.status = "interrupted".into();
-        report.verdict = "fail".into();
+        let prior = report.status;
+        report.status = RunStatus::Interrupted;
+        report.verdict = Verdict::Fail;
         report.reason = Some(format!(
             "the harness (cto-ledger pid {}) stopped before finishing the run (its report said `{prior}`); recorded by `cto-ledger recover`",
             report.harness_pid
@@ -1030,9 +993,9 @@ fn continue_without_report(name: &str, dir: &Path) -> Result<Report> {
         .map(|(f, _)| f.to_string())
         .unwrap_or_default();
     let r = Report::started(
-        name.to_string(),
+        RunId::from_folder(name.to_string()),
         &fixture,
-        "fake",
+        Lane::Fake,
         DEFAULT_TIMEOUT_SECONDS,
         1,
         now(),

@@ -3,7 +3,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::id::{ObjectId, ObjectMeta, Sha256Digest};
+use crate::id::{
+    AdmissionId, BuildId, CommitId, ModelAdmissionId, ObjectId, ObjectMeta, RefusalId, Revocable,
+    RevocationId, RunId, Sha256Digest, SourceId,
+};
+use crate::state::{
+    AdmissionScope, BuildStatus, ChangeStatus, CheckResult, Lane, OutputCheck, RefusalReason,
+    RefusalSubject, RunStatus, Verdict,
+};
 use crate::store::tree::ObjKind;
 
 /// Who wrote an event.
@@ -138,8 +145,7 @@ pub struct IngestRec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeRec {
     pub path: String,
-    /// `modified`, `deleted`, `typechange`, `renamed`, `added` (staged new file) or `untracked`.
-    pub status: String,
+    pub status: ChangeStatus,
     /// Contents on disk when recorded, when there are any.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub object: Option<ObjectId>,
@@ -148,17 +154,17 @@ pub struct ChangeRec {
 impl ChangeRec {
     /// Untracked files do not change what the commit means; everything else does.
     pub fn is_tracked_change(&self) -> bool {
-        self.status != "untracked"
+        self.status.is_tracked()
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceRec {
-    pub id: String,
+    pub id: SourceId,
     pub path: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub url: Option<String>,
-    pub commit: String,
+    pub commit: CommitId,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub branch: Option<String>,
     pub tree: String,
@@ -169,7 +175,7 @@ pub struct SourceRec {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdmissionRec {
-    pub id: String,
+    pub id: AdmissionId,
     pub name: String,
     pub object: ObjectId,
     pub sha256: Sha256Digest,
@@ -180,13 +186,12 @@ pub struct AdmissionRec {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub pin: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub commit: Option<String>,
+    pub commit: Option<CommitId>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub source: Option<String>,
-    /// `any`, or `fake-lane` for an admission that only the fake Stage 2 lane may use.
-    pub scope: String,
+    pub source: Option<SourceId>,
+    pub scope: AdmissionScope,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub build: Option<String>,
+    pub build: Option<BuildId>,
     pub allowed_modified: Vec<ChangeRec>,
     pub decisions: Vec<String>,
     pub objects: Vec<ObjRec>,
@@ -194,9 +199,8 @@ pub struct AdmissionRec {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefusalRec {
-    pub id: String,
-    /// What was refused: `admission` or `model_admission`.
-    pub subject: String,
+    pub id: RefusalId,
+    pub subject: RefusalSubject,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -210,23 +214,41 @@ pub struct RefusalRec {
     /// The clone as it was when the admission was refused, recorded with the refusal.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub source: Option<SourceRec>,
-    /// A stable code (`pin_not_head`, `pin_unknown`, `pin_ambiguous`, `source_modified`, ...).
-    pub reason: String,
+    pub reason: RefusalReason,
     pub message: String,
     pub objects: Vec<ObjRec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelAdmissionRec {
-    pub id: String,
+    pub id: ModelAdmissionId,
     pub provider: String,
     pub model: String,
 }
 
+impl ModelAdmissionRec {
+    /// Splits `PROVIDER/MODEL`, each part 1 to 128 of letters, digits and `._-:@`.
+    pub fn parse_pair(s: &str) -> crate::error::Result<(String, String)> {
+        let ok_part = |p: &str| {
+            !p.is_empty()
+                && p.len() <= 128
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-:@".contains(&b))
+        };
+        match s.split_once('/') {
+            Some((p, m)) if ok_part(p) && ok_part(m) => Ok((p.to_string(), m.to_string())),
+            _ => Err(crate::error::Error::bad_input(
+                format!("model `{s}` is not PROVIDER/MODEL"),
+                "write it as provider/model, e.g. --model anthropic/claude-sonnet-4-6",
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevocationRec {
-    pub id: String,
-    pub target: String,
+    pub id: RevocationId,
+    pub target: Revocable,
     pub reason: String,
 }
 
@@ -238,14 +260,13 @@ pub struct ArtifactRec {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRec {
-    pub id: String,
+    pub id: RunId,
     pub run_kind: String,
     pub fixture: String,
-    pub lane: String,
-    /// The report's final status (`passed`, `failed`, `blocked`, `provider_timeout`, ...).
-    pub status: String,
-    /// `pass` or `fail`: only a fixture test pass is a pass.
-    pub verdict: String,
+    pub lane: Lane,
+    /// The report's final status.
+    pub status: RunStatus,
+    pub verdict: Verdict,
     /// Whether the provider process was (about to be) started: every gate had passed.
     pub provider_started: bool,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -253,11 +274,11 @@ pub struct RunRec {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub provider_object: Option<ObjectId>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub provider_admission: Option<String>,
+    pub provider_admission: Option<AdmissionId>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub model: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub model_admission: Option<String>,
+    pub model_admission: Option<ModelAdmissionId>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub config_object: Option<ObjectId>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -301,7 +322,7 @@ pub struct OutputRec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModifiedRec {
     pub path: String,
-    pub status: String,
+    pub status: ChangeStatus,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub old_object: Option<ObjectId>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -316,33 +337,30 @@ pub struct CheckOutputRec {
     pub original: Option<ObjectId>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub rebuilt: Option<ObjectId>,
-    /// `same`, `differs`, `missing` (not produced by the rebuild) or `not_checked` (outside the source tree).
-    pub result: String,
+    pub result: OutputCheck,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckRec {
     /// The build that was re-run.
-    pub of: String,
-    /// `reproduces`, `diverges` or `failed` (the rebuild itself failed).
-    pub result: String,
+    pub of: BuildId,
+    pub result: CheckResult,
     pub outputs: Vec<CheckOutputRec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildRec {
-    pub id: String,
+    pub id: BuildId,
     /// What the build makes, as the user named it (`--name ca`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub name: Option<String>,
-    /// `succeeded`, `failed` or `interrupted`. Only a succeeded build has outputs.
-    pub status: String,
+    pub status: BuildStatus,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
-    pub source: String,
+    pub source: SourceId,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub source_after: Option<String>,
-    pub commit: String,
+    pub source_after: Option<SourceId>,
+    pub commit: CommitId,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub url: Option<String>,
     pub argv: Vec<String>,
@@ -365,24 +383,4 @@ pub struct BuildRec {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub check: Option<CheckRec>,
     pub objects: Vec<ObjRec>,
-}
-
-/// A fresh node id: `prefix_` and 16 hex digits that no two calls share.
-pub fn new_id(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = blake3::Hasher::new();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    h.update(&now.as_nanos().to_le_bytes());
-    h.update(&std::process::id().to_le_bytes());
-    h.update(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
-    let mut rnd = [0u8; 16];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut rnd);
-    }
-    h.update(&rnd);
-    format!("{prefix}_{}", &h.finalize().to_hex()[..16])
 }

@@ -4,7 +4,12 @@
 pub mod events;
 mod project;
 pub mod query;
-pub mod remote;
+pub mod replica;
+mod rows;
+mod show;
+mod sql_types;
+
+pub use rows::*;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -510,6 +515,51 @@ fn journal_rows_after(conn: &Connection, after: u64) -> Result<Vec<JournalRow>> 
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(Error::sql("read journal"))?;
     Ok(rows)
+}
+
+/// Walks a journal in order, checking each row against the one before it: the one chain
+/// walk that the local audit, the remote audit and `pull` share.
+pub struct ChainCheck {
+    expected: i64,
+    prev: String,
+}
+
+impl ChainCheck {
+    /// A walk from the first event.
+    pub fn new() -> ChainCheck {
+        ChainCheck::after(&Head {
+            seq: 0,
+            hash: GENESIS.into(),
+        })
+    }
+
+    /// A walk that continues after `head`.
+    pub fn after(head: &Head) -> ChainCheck {
+        ChainCheck {
+            expected: head.seq as i64 + 1,
+            prev: head.hash.clone(),
+        }
+    }
+
+    /// What is wrong with the next row (nothing when it links), then moves past it.
+    pub fn next(&mut self, row: &JournalRow) -> Vec<String> {
+        let bad = check_row(row, self.expected, &self.prev);
+        self.expected += 1;
+        self.prev = row.hash.clone();
+        bad
+    }
+
+    /// Moves past a row that could not be read: the next one cannot be shown to link.
+    pub fn skip(&mut self) {
+        self.expected += 1;
+        self.prev.clear();
+    }
+}
+
+impl Default for ChainCheck {
+    fn default() -> Self {
+        ChainCheck::new()
+    }
 }
 
 /// Checks one journal row against its predecessor's hash; returns what is wrong.

@@ -1,4 +1,4 @@
-//! Read-side queries: REF resolution and the lookups commands are built from.
+//! REF resolution (PRODUCT §4) and the generic row reads that only `show` and `sql` use.
 
 use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
@@ -6,21 +6,24 @@ use serde_json::{json, Map, Value};
 
 use super::Ledger;
 use crate::error::{Error, Result};
-use crate::id::{DigestPrefix, ObjectId, ObjectMeta, Sha256Digest};
+use crate::id::{
+    AdmissionId, BuildId, CommitId, DigestPrefix, IdParseError, ModelAdmissionId, ObjectId,
+    ObjectMeta, RefusalId, RevocationId, RunId, Sha256Digest, SourceId,
+};
 
 /// A node of the provenance graph, as named by a REF.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", content = "id", rename_all = "snake_case")]
 pub enum Node {
     Object(ObjectId),
-    Admission(String),
-    ModelAdmission(String),
-    Source(String),
-    Commit(String),
-    Run(String),
-    Refusal(String),
-    Revocation(String),
-    Build(String),
+    Admission(AdmissionId),
+    ModelAdmission(ModelAdmissionId),
+    Source(SourceId),
+    Commit(CommitId),
+    Run(RunId),
+    Refusal(RefusalId),
+    Revocation(RevocationId),
+    Build(BuildId),
 }
 
 impl Node {
@@ -29,23 +32,44 @@ impl Node {
             Node::Object(id) => id.to_string(),
             Node::Commit(c) => format!("commit:{c}"),
             Node::Run(r) => format!("run:{r}"),
-            Node::Admission(i)
-            | Node::Build(i)
-            | Node::ModelAdmission(i)
-            | Node::Source(i)
-            | Node::Refusal(i)
-            | Node::Revocation(i) => i.clone(),
+            Node::Admission(i) => i.to_string(),
+            Node::Build(i) => i.to_string(),
+            Node::ModelAdmission(i) => i.to_string(),
+            Node::Source(i) => i.to_string(),
+            Node::Refusal(i) => i.to_string(),
+            Node::Revocation(i) => i.to_string(),
         }
+    }
+
+    /// The node a recorded id names, by its prefix; `None` when it has no known prefix.
+    pub fn from_id(id: &str) -> Option<std::result::Result<Node, IdParseError>> {
+        let n = if id.starts_with(AdmissionId::PREFIX) {
+            AdmissionId::parse(id).map(Node::Admission)
+        } else if id.starts_with(ModelAdmissionId::PREFIX) {
+            ModelAdmissionId::parse(id).map(Node::ModelAdmission)
+        } else if id.starts_with(SourceId::PREFIX) {
+            SourceId::parse(id).map(Node::Source)
+        } else if id.starts_with(RefusalId::PREFIX) {
+            RefusalId::parse(id).map(Node::Refusal)
+        } else if id.starts_with(RevocationId::PREFIX) {
+            RevocationId::parse(id).map(Node::Revocation)
+        } else if id.starts_with(BuildId::PREFIX) {
+            BuildId::parse(id).map(Node::Build)
+        } else {
+            return None;
+        };
+        Some(n)
     }
 }
 
+/// The tables whose ids carry each prefix.
 const ID_TABLES: &[(&str, &str)] = &[
-    ("adm_", "admissions"),
-    ("mod_", "model_admissions"),
-    ("src_", "sources"),
-    ("ref_", "refusals"),
-    ("rev_", "revocations"),
-    ("bld_", "builds"),
+    (AdmissionId::PREFIX, "admissions"),
+    (ModelAdmissionId::PREFIX, "model_admissions"),
+    (SourceId::PREFIX, "sources"),
+    (RefusalId::PREFIX, "refusals"),
+    (RevocationId::PREFIX, "revocations"),
+    (BuildId::PREFIX, "builds"),
 ];
 
 fn like_escape(s: &str) -> String {
@@ -66,7 +90,7 @@ fn row_json(r: &Row) -> rusqlite::Result<Value> {
             rusqlite::types::ValueRef::Real(v) => json!(v),
             rusqlite::types::ValueRef::Text(t) => {
                 let s = String::from_utf8_lossy(t).into_owned();
-                if name == "decisions" {
+                if ["decisions", "argv", "tools", "env", "check_outputs"].contains(&name.as_str()) {
                     serde_json::from_str(&s).unwrap_or(Value::String(s))
                 } else {
                     Value::String(s)
@@ -79,8 +103,31 @@ fn row_json(r: &Row) -> rusqlite::Result<Value> {
     Ok(Value::Object(m))
 }
 
+/// Turns the stored ids a lookup found into one node, or says why not.
+fn unique<T>(
+    r: &str,
+    what: &'static str,
+    found: Vec<T>,
+    mk: impl FnOnce(T) -> Node,
+    show: impl Fn(&T) -> String,
+) -> Result<Node> {
+    match found.len() {
+        0 => Err(Error::NotFound {
+            what,
+            input: r.to_string(),
+            hint: Some("list what exists with `cto-ledger log`".into()),
+        }),
+        1 => Ok(mk(found.into_iter().next().expect("one"))),
+        _ => Err(Error::Ambiguous {
+            input: r.to_string(),
+            candidates: found.iter().map(show).collect(),
+        }),
+    }
+}
+
 impl Ledger {
-    pub fn rows(&self, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<Value>> {
+    /// Every row of a query as a JSON object (for `show`, which prints whatever a table has).
+    pub(super) fn rows(&self, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<Value>> {
         let mut st = self
             .conn()
             .prepare_cached(sql)
@@ -93,7 +140,7 @@ impl Ledger {
         Ok(rows)
     }
 
-    pub fn row(&self, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Option<Value>> {
+    pub(super) fn row(&self, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Option<Value>> {
         Ok(self.rows(sql, p)?.into_iter().next())
     }
 
@@ -114,7 +161,7 @@ impl Ledger {
         self.conn()
             .query_row(
                 "SELECT sha256, size FROM objects WHERE id = ?1",
-                params![id.to_string()],
+                params![id],
                 |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
             )
             .optional()
@@ -138,10 +185,7 @@ impl Ledger {
             .prepare_cached("SELECT 1 FROM objects WHERE id = ?1")
             .map_err(Error::sql("query"))?;
         ids.iter()
-            .map(|id| {
-                st.exists(params![id.to_string()])
-                    .map_err(Error::sql("query"))
-            })
+            .map(|id| st.exists(params![id]).map_err(Error::sql("query")))
             .collect()
     }
 
@@ -173,9 +217,16 @@ impl Ledger {
             .collect()
     }
 
-    pub fn commits_by_prefix(&self, prefix: &str) -> Result<Vec<String>> {
+    pub fn commits_by_prefix(&self, prefix: &str) -> Result<Vec<CommitId>> {
         let pat = format!("{}%", like_escape(&prefix.to_ascii_lowercase()));
-        self.strings("SELECT DISTINCT commit_id FROM sources WHERE commit_id LIKE ?1 ESCAPE '\\' ORDER BY commit_id", &[&pat])
+        self.strings("SELECT DISTINCT commit_id FROM sources WHERE commit_id LIKE ?1 ESCAPE '\\' ORDER BY commit_id", &[&pat])?
+            .iter()
+            .map(|c| {
+                CommitId::parse(c).map_err(|e| Error::Integrity {
+                    message: format!("sources row: {e}"),
+                })
+            })
+            .collect()
     }
 
     /// Resolves a REF (PRODUCT §4). `hash_path` hashes a file path given as REF.
@@ -191,126 +242,27 @@ impl Ledger {
                 "give a digest, run:ID, commit:PREFIX, an admission name or a file path",
             ));
         }
-        let unique =
-            |what: &'static str, found: Vec<String>, mk: &dyn Fn(String) -> Node| -> Result<Node> {
-                match found.len() {
-                    0 => Err(Error::NotFound {
-                        what,
-                        input: r.to_string(),
-                        hint: Some("list what exists with `cto-ledger log`".into()),
-                    }),
-                    1 => Ok(mk(found.into_iter().next().expect("one"))),
-                    _ => Err(Error::Ambiguous {
-                        input: r.to_string(),
-                        candidates: found,
-                    }),
-                }
-            };
         if let Some(id) = r.strip_prefix("run:") {
-            let pat = format!("{}%", like_escape(id));
-            let mut found = self.strings("SELECT id FROM runs WHERE id = ?1", &[&id])?;
-            if found.is_empty() {
-                found = self.strings(
-                    "SELECT id FROM runs WHERE id LIKE ?1 ESCAPE '\\' ORDER BY id LIMIT 20",
-                    &[&pat],
-                )?;
-            }
-            return unique("run", found, &Node::Run);
+            return self.resolve_run(r, id);
         }
         if let Some(c) = r.strip_prefix("commit:") {
-            if c.len() < 4 || !c.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(Error::bad_input(
-                    format!("`{r}` is not a commit prefix"),
-                    "write commit:<at least 4 hex digits>",
-                ));
-            }
-            return unique("commit", self.commits_by_prefix(c)?, &Node::Commit);
+            return self.resolve_commit(r, c);
         }
-        for (prefix, table) in ID_TABLES {
-            if r.starts_with(prefix) {
-                let pat = format!("{}%", like_escape(r));
-                let found = self.strings(
-                    &format!(
-                        "SELECT id FROM {table} WHERE id LIKE ?1 ESCAPE '\\' ORDER BY id LIMIT 20"
-                    ),
-                    &[&pat],
-                )?;
-                let mk: &dyn Fn(String) -> Node = match *table {
-                    "admissions" => &Node::Admission,
-                    "model_admissions" => &Node::ModelAdmission,
-                    "sources" => &Node::Source,
-                    "refusals" => &Node::Refusal,
-                    "builds" => &Node::Build,
-                    _ => &Node::Revocation,
-                };
-                return unique("id", found, mk);
-            }
+        if let Some((_, table)) = ID_TABLES.iter().find(|(p, _)| r.starts_with(p)) {
+            return self.resolve_id(r, table);
         }
         if r.starts_with("blake3:") || r.starts_with("sha256:") {
-            let p = DigestPrefix::parse(r, 1).ok_or_else(|| {
-                Error::bad_input(
-                    format!("`{r}` is not a digest"),
-                    "write blake3:<hex> or sha256:<hex>",
-                )
-            })?;
-            let found = self
-                .objects_by_prefix(&p)?
-                .into_iter()
-                .map(|i| i.to_string())
-                .collect();
-            return unique("digest", found, &|s| {
-                Node::Object(ObjectId::parse(&s).expect("stored ids parse"))
-            });
+            return self.resolve_digest(r);
         }
-        // An admission name: the newest admission with that name.
-        if let Some(id) = self
-            .strings(
-                "SELECT id FROM admissions WHERE name = ?1 ORDER BY seq DESC LIMIT 1",
-                &[&r],
-            )?
-            .into_iter()
-            .next()
-        {
-            return Ok(Node::Admission(id));
-        }
-        if let Some((p, m)) = r.split_once('/') {
-            if let Some(id) = self.strings("SELECT id FROM model_admissions WHERE provider = ?1 AND model = ?2 ORDER BY seq DESC LIMIT 1", &[&p, &m])?.into_iter().next() {
-                return Ok(Node::ModelAdmission(id));
-            }
+        if let Some(n) = self.resolve_name(r)? {
+            return Ok(n);
         }
         let path = std::path::Path::new(r);
         if path.exists() {
-            if path.is_dir() {
-                return Err(Error::bad_input(
-                    format!("{r} is a directory"),
-                    "give a file, or ingest the directory and use its tree digest",
-                ));
-            }
-            let m = hash_path(path)?;
-            if self.object_meta(&m.id)?.is_some() {
-                return Ok(Node::Object(m.id));
-            }
-            return Err(Error::NotFound {
-                what: "file",
-                input: format!("{r} ({}, {})", m.sha256, m.id),
-                hint: Some("ingest or admit it first".into()),
-            });
+            return self.resolve_path(r, path, hash_path);
         }
         if let Some(p) = DigestPrefix::parse(r, 4) {
-            let mut found: Vec<String> = self
-                .objects_by_prefix(&p)?
-                .into_iter()
-                .map(|i| i.to_string())
-                .collect();
-            found.extend(
-                self.commits_by_prefix(&p.hex)?
-                    .into_iter()
-                    .map(|c| format!("commit:{c}")),
-            );
-            return unique("hex prefix", found, &|s| match s.strip_prefix("commit:") {
-                Some(c) => Node::Commit(c.to_string()),
-                None => Node::Object(ObjectId::parse(&s).expect("stored ids parse")),
-            });
+            return self.resolve_hex(r, &p);
         }
         Err(Error::NotFound {
             what: "REF",
@@ -319,9 +271,120 @@ impl Ledger {
         })
     }
 
-    /// Whether `id` (admission or model admission) has been revoked, and by what.
-    pub fn revocation_of(&self, id: &str) -> Result<Option<Value>> {
-        self.row("SELECT id, reason, actor, time, seq FROM revocations WHERE target = ?1 ORDER BY seq LIMIT 1", &[&id])
+    fn resolve_run(&self, r: &str, id: &str) -> Result<Node> {
+        let mut found = self.strings("SELECT id FROM runs WHERE id = ?1", &[&id])?;
+        if found.is_empty() {
+            let pat = format!("{}%", like_escape(id));
+            found = self.strings(
+                "SELECT id FROM runs WHERE id LIKE ?1 ESCAPE '\\' ORDER BY id LIMIT 20",
+                &[&pat],
+            )?;
+        }
+        let found = found
+            .iter()
+            .map(|s| RunId::parse(s))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Integrity {
+                message: format!("runs row: {e}"),
+            })?;
+        unique(r, "run", found, Node::Run, |i| i.to_string())
+    }
+
+    fn resolve_commit(&self, r: &str, c: &str) -> Result<Node> {
+        if c.len() < 4 || !c.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::bad_input(
+                format!("`{r}` is not a commit prefix"),
+                "write commit:<at least 4 hex digits>",
+            ));
+        }
+        unique(r, "commit", self.commits_by_prefix(c)?, Node::Commit, |c| {
+            c.to_string()
+        })
+    }
+
+    fn resolve_id(&self, r: &str, table: &str) -> Result<Node> {
+        let pat = format!("{}%", like_escape(r));
+        let found = self.strings(
+            &format!("SELECT id FROM {table} WHERE id LIKE ?1 ESCAPE '\\' ORDER BY id LIMIT 20"),
+            &[&pat],
+        )?;
+        let nodes = found
+            .iter()
+            .map(|id| match Node::from_id(id) {
+                Some(Ok(n)) => Ok(n),
+                _ => Err(Error::Integrity {
+                    message: format!("{table} row has a malformed id `{id}`"),
+                }),
+            })
+            .collect::<Result<Vec<Node>>>()?;
+        unique(r, "id", nodes, |n| n, Node::label)
+    }
+
+    fn resolve_digest(&self, r: &str) -> Result<Node> {
+        let p = DigestPrefix::parse(r, 1).ok_or_else(|| {
+            Error::bad_input(
+                format!("`{r}` is not a digest"),
+                "write blake3:<hex> or sha256:<hex>",
+            )
+        })?;
+        unique(
+            r,
+            "digest",
+            self.objects_by_prefix(&p)?,
+            Node::Object,
+            |o| o.to_string(),
+        )
+    }
+
+    /// An admission name (the newest admission with it), or a PROVIDER/MODEL pair.
+    fn resolve_name(&self, r: &str) -> Result<Option<Node>> {
+        if let Some(id) = self.admission_by_name(r)? {
+            return Ok(Some(Node::Admission(id)));
+        }
+        if let Some((p, m)) = r.split_once('/') {
+            if let Some(m) = self.model_admission_of(p, m, false)? {
+                return Ok(Some(Node::ModelAdmission(m.id)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn resolve_path(
+        &self,
+        r: &str,
+        path: &std::path::Path,
+        hash_path: &dyn Fn(&std::path::Path) -> Result<ObjectMeta>,
+    ) -> Result<Node> {
+        if path.is_dir() {
+            return Err(Error::bad_input(
+                format!("{r} is a directory"),
+                "give a file, or ingest the directory and use its tree digest",
+            ));
+        }
+        let m = hash_path(path)?;
+        if self.object_meta(&m.id)?.is_some() {
+            return Ok(Node::Object(m.id));
+        }
+        Err(Error::NotFound {
+            what: "file",
+            input: format!("{r} ({}, {})", m.sha256, m.id),
+            hint: Some("ingest or admit it first".into()),
+        })
+    }
+
+    /// A bare hex prefix: an object's digest or a commit.
+    fn resolve_hex(&self, r: &str, p: &DigestPrefix) -> Result<Node> {
+        let mut found: Vec<Node> = self
+            .objects_by_prefix(p)?
+            .into_iter()
+            .map(Node::Object)
+            .collect();
+        found.extend(
+            self.commits_by_prefix(&p.hex)?
+                .into_iter()
+                .map(Node::Commit),
+        );
+        unique(r, "hex prefix", found, |n| n, Node::label)
     }
 }
 

@@ -365,6 +365,14 @@ impl ObjKind {
             ObjKind::Tree => "tree",
         }
     }
+
+    pub fn parse(s: &str) -> Option<ObjKind> {
+        match s {
+            "blob" => Some(ObjKind::Blob),
+            "tree" => Some(ObjKind::Tree),
+            _ => None,
+        }
+    }
 }
 
 fn is_exec(m: &fs::Metadata) -> bool {

@@ -15,15 +15,20 @@ use std::time::{Duration, SystemTime};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
+mod check;
+
+pub use check::check;
+
 use crate::error::{Error, Result};
 use crate::git;
 use crate::home::Home;
-use crate::id::{ObjectId, ObjectMeta};
+use crate::id::{BuildId, ObjectMeta};
 use crate::ledger::events::*;
 use crate::ledger::now;
-use crate::ledger::query::Node;
-use crate::ops::{self, abs, lossy};
+use crate::paths::{abs, lossy};
 use crate::runner;
+use crate::source::{new_objects, snapshot, source_body};
+use crate::state::{BuildStatus, ChangeStatus};
 use crate::store::tree::{self, ObjKind};
 
 /// Environment variables recorded (when set) because they change what a build produces.
@@ -261,7 +266,7 @@ fn modified_by_build(
             tree::lookup(&home.store, &before.snapshot, path.as_bytes())?.and_then(|e| e.object);
         out.push(ModifiedRec {
             path: path.clone(),
-            status: ch.status.clone(),
+            status: ch.status,
             old_object: old,
             new_object: ch.object,
         });
@@ -274,7 +279,7 @@ fn modified_by_build(
             tree::lookup(&home.store, &after.snapshot, path.as_bytes())?.and_then(|e| e.object);
         out.push(ModifiedRec {
             path: path.clone(),
-            status: "restored".into(),
+            status: ChangeStatus::Restored,
             old_object: ch.object,
             new_object: new,
         });
@@ -286,7 +291,8 @@ fn mtime(p: &Path) -> Option<SystemTime> {
     fs::symlink_metadata(p).and_then(|m| m.modified()).ok()
 }
 
-pub fn build(home: &mut Home, a: &BuildArgs, progress: &ProgressBar) -> Result<BuildOut> {
+/// The clone a build runs in: `--source`, else the clone containing the current directory.
+fn source_dir(a: &BuildArgs) -> Result<PathBuf> {
     if a.argv.is_empty() {
         return Err(Error::bad_input("no build command was given", "put the command after `--`, e.g. cto-ledger build --output dist/ca -- bun run build:binary"));
     }
@@ -296,106 +302,129 @@ pub fn build(home: &mut Home, a: &BuildArgs, progress: &ProgressBar) -> Result<B
             "name every file or directory the build produces with --output PATH",
         ));
     }
-    let source_dir = match &a.source {
-        Some(s) => s.clone(),
+    match &a.source {
+        Some(s) => Ok(s.clone()),
         None => git::discover(Path::new(".")).ok_or_else(|| {
             Error::bad_input(
                 "the current directory is not inside a git clone",
                 "run the build from its clone, or pass --source DIR",
             )
-        })?,
-    };
-    let (before, before_objs, st) = ops::snapshot_source(&home.store, &source_dir, progress)?;
-    let cwd = match &a.cwd {
-        Some(c) => abs(c),
-        None => st.workdir.clone(),
-    };
+        }),
+    }
+}
+
+/// Why a build that ran did not succeed, if it did not.
+fn failure(ran: &Ran) -> Option<String> {
+    if let Some(e) = &ran.spawn_error {
+        return Some(e.clone());
+    }
+    if ran.interrupted {
+        return Some(
+            "interrupted (SIGINT/SIGTERM/SIGHUP); the build's process group was killed".into(),
+        );
+    }
+    match (ran.code, ran.signal) {
+        (Some(0), _) => None,
+        (Some(c), _) => Some(format!("the command exited with status {c}")),
+        (None, Some(s)) => Some(format!("the command was killed by signal {s}")),
+        _ => Some("the command failed".into()),
+    }
+}
+
+/// Ingests the declared outputs, each of which the build must have written.
+fn ingest_outputs(
+    home: &Home,
+    outputs: &[(PathBuf, Option<SystemTime>)],
+    workdir: &Path,
+    objects: &mut Vec<(ObjectMeta, ObjKind)>,
+    progress: &ProgressBar,
+) -> Result<std::result::Result<Vec<OutputRec>, String>> {
+    let mut outs = Vec::new();
+    for (p, was) in outputs {
+        if fs::symlink_metadata(p).is_err() {
+            return Ok(Err(format!(
+                "declared output {} was not produced",
+                p.display()
+            )));
+        }
+        if was.is_some() && mtime(p) == *was {
+            return Ok(Err(format!(
+                "declared output {} was not written by this build (it is older than the build)",
+                p.display()
+            )));
+        }
+        let ing = tree::ingest_path(&home.store, p, progress)?;
+        let rel = p.strip_prefix(workdir).ok().map(Path::to_path_buf);
+        outs.push(OutputRec {
+            path: lossy(p),
+            object: ing.root.id,
+            sha256: ing.root.sha256,
+            size: ing.root.size,
+            kind: ing.root_kind,
+            inside_source: rel.is_some(),
+            ignored: rel.as_deref().is_some_and(|r| git::is_ignored(workdir, r)),
+        });
+        objects.extend(ing.objects);
+    }
+    Ok(Ok(outs))
+}
+
+pub fn build(home: &mut Home, a: &BuildArgs, progress: &ProgressBar) -> Result<BuildOut> {
+    let source_dir = source_dir(a)?;
+    let before = snapshot(&home.store, &source_dir, progress)?;
+    let workdir = before.state.workdir.clone();
+    let cwd = a.cwd.as_deref().map(abs).unwrap_or_else(|| workdir.clone());
     if !cwd.is_dir() {
         return Err(Error::bad_input(
             format!("--cwd {} is not a directory", cwd.display()),
             "give the directory to run the build in",
         ));
     }
-    let outputs: Vec<PathBuf> = a.outputs.iter().map(|p| abs(p)).collect();
-    let before_mtimes: Vec<Option<SystemTime>> = outputs.iter().map(|p| mtime(p)).collect();
+    let outputs: Vec<(PathBuf, Option<SystemTime>)> =
+        a.outputs.iter().map(|p| (abs(p), mtime(&abs(p)))).collect();
     let tools = tools(&a.tools);
     let env = env_that_matters(&a.env);
 
     let ran = run_command(home, &a.argv, &cwd)?;
-    let (after, after_objs, _) = ops::snapshot_source(&home.store, &st.workdir, progress)?;
-    let modified = modified_by_build(home, &before, &after)?;
-    let before_changes = changes_of(&before);
+    let after = snapshot(&home.store, &workdir, progress)?;
+    let modified = modified_by_build(home, &before.rec, &after.rec)?;
+    let before_changes = changes_of(&before.rec);
     let created: Vec<String> = after
+        .rec
         .changes
         .iter()
-        .filter(|c| c.status == "untracked" && !before_changes.contains_key(&c.path))
+        .filter(|c| c.status == ChangeStatus::Untracked && !before_changes.contains_key(&c.path))
         .map(|c| c.path.clone())
         .collect();
-
-    let mut reason = ran.spawn_error.clone();
-    if reason.is_none() && ran.interrupted {
-        reason = Some(
-            "interrupted (SIGINT/SIGTERM/SIGHUP); the build's process group was killed".into(),
-        );
-    }
-    if reason.is_none() && ran.code != Some(0) {
-        reason = Some(match (ran.code, ran.signal) {
-            (Some(c), _) => format!("the command exited with status {c}"),
-            (None, Some(s)) => format!("the command was killed by signal {s}"),
-            _ => "the command failed".into(),
-        });
-    }
-    let mut objects: Vec<(ObjectMeta, ObjKind)> = before_objs;
-    objects.extend(after_objs);
+    let mut objects: Vec<(ObjectMeta, ObjKind)> = before.objects;
+    objects.extend(after.objects);
     objects.push((ran.stdout, ObjKind::Blob));
     objects.push((ran.stderr, ObjKind::Blob));
+    let mut reason = failure(&ran);
     let mut outs = Vec::new();
     if reason.is_none() {
-        for (p, was) in outputs.iter().zip(&before_mtimes) {
-            if fs::symlink_metadata(p).is_err() {
-                reason = Some(format!("declared output {} was not produced", p.display()));
-                break;
-            }
-            if was.is_some() && mtime(p) == *was {
-                reason = Some(format!(
-                    "declared output {} was not written by this build (it is older than the build)",
-                    p.display()
-                ));
-                break;
-            }
-            let ing = tree::ingest_path(&home.store, p, progress)?;
-            let rel = p.strip_prefix(&st.workdir).ok().map(Path::to_path_buf);
-            outs.push(OutputRec {
-                path: lossy(p),
-                object: ing.root.id,
-                sha256: ing.root.sha256,
-                size: ing.root.size,
-                kind: ing.root_kind,
-                inside_source: rel.is_some(),
-                ignored: rel
-                    .as_deref()
-                    .is_some_and(|r| git::is_ignored(&st.workdir, r)),
-            });
-            objects.extend(ing.objects);
+        match ingest_outputs(home, &outputs, &workdir, &mut objects, progress)? {
+            Ok(o) => outs = o,
+            Err(why) => reason = Some(why),
         }
     }
     let status = match (&reason, ran.interrupted) {
-        (None, _) => "succeeded",
-        (Some(_), true) => "interrupted",
-        (Some(_), false) => "failed",
+        (None, _) => BuildStatus::Succeeded,
+        (Some(_), true) => BuildStatus::Interrupted,
+        (Some(_), false) => BuildStatus::Failed,
     };
-    if status != "succeeded" {
+    if status != BuildStatus::Succeeded {
         outs.clear(); // a failed build has nothing that could be admitted
     }
     let rec = BuildRec {
-        id: new_id("bld"),
+        id: BuildId::new(),
         name: a.name.clone(),
-        status: status.into(),
+        status,
         reason,
-        source: before.id.clone(),
-        source_after: Some(after.id.clone()),
-        commit: before.commit.clone(),
-        url: before.url.clone(),
+        source: before.rec.id.clone(),
+        source_after: Some(after.rec.id.clone()),
+        commit: before.rec.commit.clone(),
+        url: before.rec.url.clone(),
         argv: a.argv.clone(),
         cwd: lossy(&cwd),
         started: ran.started,
@@ -412,13 +441,13 @@ pub fn build(home: &mut Home, a: &BuildArgs, progress: &ProgressBar) -> Result<B
         check: None,
         objects: Vec::new(),
     };
-    let rec = commit_build(home, rec, &[before, after], objects)?;
+    let rec = commit_build(home, rec, &[before.rec, after.rec], objects)?;
     Ok(BuildOut { build: rec })
 }
 
 /// Commits the sources (if new) and the build in one transaction. New objects ride
 /// on the first event, so they are projected before the rows that reference them.
-fn commit_build(
+pub(crate) fn commit_build(
     home: &mut Home,
     mut rec: BuildRec,
     sources: &[SourceRec],
@@ -427,11 +456,11 @@ fn commit_build(
     let mut bodies = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for s in sources.iter().filter(|s| seen.insert(s.id.clone())) {
-        if let Some(b) = ops::source_body(home, s.clone(), &[])? {
+        if let Some(b) = source_body(home, s.clone(), &[])? {
             bodies.push(b);
         }
     }
-    let objs = ops::new_objects(home, &objects)?;
+    let objs = new_objects(home, &objects)?;
     match bodies.first_mut() {
         Some(Body::Source(first)) => first.objects = objs,
         _ => rec.objects = objs,
@@ -439,174 +468,4 @@ fn commit_build(
     bodies.push(Body::Build(rec.clone()));
     home.commit(bodies)?;
     Ok(rec)
-}
-
-/// The build a REF names: a build id, or the newest succeeded build with that output.
-fn find_build(home: &Home, r: &str) -> Result<serde_json::Value> {
-    let id = match home.resolve(r)? {
-        Node::Build(id) => id,
-        Node::Object(obj) => home
-            .ledger
-            .row(
-                "SELECT b.id FROM builds b JOIN build_outputs o ON o.build_id = b.id
-                 WHERE o.object = ?1 AND b.status = 'succeeded' ORDER BY b.check_of IS NOT NULL, b.seq DESC LIMIT 1",
-                &[&obj.to_string()],
-            )?
-            .and_then(|v| v["id"].as_str().map(str::to_string))
-            .ok_or_else(|| Error::NotFound { what: "build output", input: r.to_string(), hint: Some("give a build id (bld_...) or the digest of a recorded build output".into()) })?,
-        other => return Err(Error::bad_input(format!("{r} names {}, not a build", other.label()), "give a build id (bld_...) or an output digest")),
-    };
-    home.ledger.row("SELECT b.*, s.path AS source_path FROM builds b JOIN sources s ON s.id = b.source_id WHERE b.id = ?1", &[&id])?.ok_or_else(|| Error::NotFound { what: "build", input: r.to_string(), hint: None })
-}
-
-pub fn check(home: &mut Home, r: &str, progress: &ProgressBar) -> Result<BuildOut> {
-    let orig = find_build(home, r)?;
-    let orig_id = orig["id"].as_str().unwrap_or_default().to_string();
-    if orig["status"] != "succeeded" {
-        return Err(Error::bad_input(
-            format!("build {orig_id} did not succeed, so there is nothing to reproduce"),
-            "check a succeeded build",
-        ));
-    }
-    let argv: Vec<String> =
-        serde_json::from_str(orig["argv"].as_str().unwrap_or("[]")).unwrap_or_default();
-    let commit = orig["commit_id"].as_str().unwrap_or_default().to_string();
-    let src_path = PathBuf::from(orig["source_path"].as_str().unwrap_or_default());
-    let cwd_rel = Path::new(orig["cwd"].as_str().unwrap_or_default())
-        .strip_prefix(&src_path)
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let outputs = home.ledger.rows(
-        "SELECT path, object, inside_source FROM build_outputs WHERE build_id = ?1 ORDER BY path",
-        &[&orig_id],
-    )?;
-
-    let scratch = tempfile::Builder::new()
-        .prefix("build-check-")
-        .tempdir_in(&home.dir)
-        .map_err(Error::io("create scratch folder in", &home.dir))?;
-    let work = scratch.path().join("src");
-    git::checkout_clean(&src_path, &commit, &work)?;
-    let work = work.canonicalize().map_err(Error::io("resolve", &work))?;
-    let (before, before_objs, _) = ops::snapshot_source(&home.store, &work, progress)?;
-    let cwd = work.join(&cwd_rel);
-    let ran = run_command(home, &argv, &cwd)?;
-    let mut objects = before_objs;
-    objects.push((ran.stdout, ObjKind::Blob));
-    objects.push((ran.stderr, ObjKind::Blob));
-    let ok = ran.code == Some(0) && ran.spawn_error.is_none() && !ran.interrupted;
-    let mut cmp = Vec::new();
-    let mut outs = Vec::new();
-    for o in &outputs {
-        let path = PathBuf::from(o["path"].as_str().unwrap_or_default());
-        let original = o["object"].as_str().and_then(|s| ObjectId::parse(s).ok());
-        let Ok(rel) = path.strip_prefix(&src_path) else {
-            cmp.push(CheckOutputRec {
-                path: lossy(&path),
-                original,
-                rebuilt: None,
-                result: "not_checked".into(),
-            });
-            continue;
-        };
-        let rebuilt_path = work.join(rel);
-        if !ok || fs::symlink_metadata(&rebuilt_path).is_err() {
-            cmp.push(CheckOutputRec {
-                path: lossy(rel),
-                original,
-                rebuilt: None,
-                result: "missing".into(),
-            });
-            continue;
-        }
-        let ing = tree::ingest_path(&home.store, &rebuilt_path, progress)?;
-        let same = Some(ing.root.id) == original;
-        cmp.push(CheckOutputRec {
-            path: lossy(rel),
-            original,
-            rebuilt: Some(ing.root.id),
-            result: if same { "same" } else { "differs" }.into(),
-        });
-        outs.push(OutputRec {
-            path: lossy(&rebuilt_path),
-            object: ing.root.id,
-            sha256: ing.root.sha256,
-            size: ing.root.size,
-            kind: ing.root_kind,
-            inside_source: true,
-            ignored: git::is_ignored(&work, rel),
-        });
-        objects.extend(ing.objects);
-    }
-    let checked = cmp.iter().filter(|c| c.result != "not_checked").count();
-    let result = if !ok {
-        "failed"
-    } else if checked > 0
-        && cmp
-            .iter()
-            .all(|c| c.result == "same" || c.result == "not_checked")
-    {
-        "reproduces"
-    } else {
-        "diverges"
-    };
-    let differing: Vec<String> = cmp
-        .iter()
-        .filter(|c| c.result == "differs" || c.result == "missing")
-        .map(|c| c.path.clone())
-        .collect();
-    let reason = match result {
-        "failed" => Some(
-            ran.spawn_error
-                .clone()
-                .unwrap_or_else(|| format!("the rebuild exited with {:?}", ran.code)),
-        ),
-        "diverges" if checked == 0 => {
-            Some("no output lies inside the source tree, so none could be compared".into())
-        }
-        "diverges" => Some(format!("outputs differ: {}", differing.join(", "))),
-        _ => None,
-    };
-    let rec = BuildRec {
-        id: new_id("bld"),
-        name: orig["name"].as_str().map(str::to_string),
-        status: if ok {
-            "succeeded"
-        } else if ran.interrupted {
-            "interrupted"
-        } else {
-            "failed"
-        }
-        .into(),
-        reason,
-        source: before.id.clone(),
-        source_after: None,
-        commit: commit.clone(),
-        url: before
-            .url
-            .clone()
-            .or_else(|| orig["url"].as_str().map(str::to_string)),
-        argv,
-        cwd: lossy(&cwd),
-        started: ran.started,
-        finished: ran.finished,
-        exit_code: ran.code,
-        signal: ran.signal,
-        tools: tools(&[]),
-        env: env_that_matters(&[]),
-        stdout: Some(ran.stdout.id),
-        stderr: Some(ran.stderr.id),
-        outputs: if ok { outs } else { Vec::new() },
-        modified: Vec::new(),
-        created: Vec::new(),
-        check: Some(CheckRec {
-            of: orig_id,
-            result: result.into(),
-            outputs: cmp,
-        }),
-        objects: Vec::new(),
-    };
-    let rec = commit_build(home, rec, &[before], objects)?;
-    drop(scratch);
-    Ok(BuildOut { build: rec })
 }

@@ -7,17 +7,22 @@
 //! the events that name them, and every object or event that comes down is re-hashed
 //! before it is trusted. Each host's SQLite is a replica that `pull` brings up to date.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+use indicatif::ProgressBar;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{rehash, Expected, Finding};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::id::ObjectId;
 use crate::ledger::events::Event;
-use crate::ledger::remote::RemoteRow;
-use crate::ledger::{check_row, Head, JournalRow, GENESIS};
+use crate::ledger::replica::RemoteRow;
+use crate::ledger::{check_row, ChainCheck, Head, JournalRow, GENESIS};
+use crate::state::AuditCheck;
 use crate::store::s3::{object_key, RemoteSpec, S3Backend, S3};
 use crate::store::Store;
 
@@ -137,22 +142,22 @@ impl Remote {
                 .map(|k| decode(&k.key, &self.get_listed(&k.key)?, self.url()))
                 .collect()
         });
-        let mut prev = from_hash.to_string();
+        let mut chain = ChainCheck::after(&Head {
+            seq: after,
+            hash: from_hash.to_string(),
+        });
         let mut out = Vec::with_capacity(fetched.len());
-        for (i, r) in fetched.into_iter().enumerate() {
+        for r in fetched {
             let row = r?;
-            let want = after + 1 + i as u64;
-            if row.seq as u64 != want {
+            if let Some(problem) = chain.next(&row).into_iter().next() {
                 return Err(Error::Integrity {
-                    message: format!("remote {}: the journal skips from event {} to {}; nothing was taken from the remote", self.url(), want - 1, row.seq),
+                    message: format!(
+                        "remote {}: {}: {problem}; nothing was taken from the remote",
+                        self.url(),
+                        journal_key(row.seq as u64)
+                    ),
                 });
             }
-            if row.prev_hash != prev {
-                return Err(Error::Integrity {
-                    message: format!("remote {}: {} does not chain to the event before it (prev_hash {}, expected {}); nothing was taken from the remote", self.url(), journal_key(row.seq as u64), &row.prev_hash[..16], &prev[..16.min(prev.len())]),
-                });
-            }
-            prev = row.hash.clone();
             out.push(row);
         }
         Ok(out)
@@ -618,7 +623,7 @@ pub struct RemoteAuditOut {
     pub objects_checked: u64,
     pub bytes_checked: u64,
     pub full: bool,
-    pub findings: Vec<crate::ops::Finding>,
+    pub findings: Vec<Finding>,
     pub notes: Vec<String>,
 }
 
@@ -630,54 +635,55 @@ const SAMPLE: usize = 256;
 /// Checks the remote on its own terms: one unbroken chain from the first event, every
 /// object it names present, and (a sample of, or with `full` every) object re-hashed.
 pub fn audit(home: &Home, remote: &Remote, full: bool) -> Result<RemoteAuditOut> {
-    let f = crate::ops::Finding::new;
     let mut out = RemoteAuditOut {
         remote: remote.row.name.clone(),
         url: remote.row.url.clone(),
         full,
         ..Default::default()
     };
-    // 1. The chain, entry by entry (not stopping at the first problem).
+    let named = audit_chain(remote, &mut out)?;
+    audit_synced(home, remote, &mut out)?;
+    audit_objects(remote, &named, &mut out)?;
+    out.ok = out.findings.is_empty();
+    Ok(out)
+}
+
+/// The chain, entry by entry (not stopping at the first problem); returns every object
+/// the entries name, with the event that first named it.
+fn audit_chain(remote: &Remote, out: &mut RemoteAuditOut) -> Result<BTreeMap<ObjectId, Expected>> {
+    let finding = |key: String, m: String| Finding::new(AuditCheck::RemoteJournal, key, m);
     let keys = remote.s3.list("journal", None)?;
-    let mut prev = GENESIS.to_string();
-    let mut named = std::collections::BTreeMap::new();
     let bodies: Vec<(String, Result<Option<Vec<u8>>>)> = keys
         .par_iter()
         .map(|k| (k.key.clone(), remote.s3.get(&k.key)))
         .collect();
-    for (i, (key, bytes)) in bodies.into_iter().enumerate() {
-        let want = i as u64 + 1;
+    let mut chain = ChainCheck::new();
+    let mut named = BTreeMap::new();
+    for (key, bytes) in bodies {
         let row = match bytes?.map(|b| decode(&key, &b, remote.url())) {
+            Some(Ok(r)) => r,
             None => {
-                out.findings
-                    .push(f("remote journal", key, "listed but gone".into()));
+                out.findings.push(finding(key, "listed but gone".into()));
+                chain.skip();
                 continue;
             }
             Some(Err(e)) => {
-                out.findings.push(f("remote journal", key, e.to_string()));
-                prev = String::new();
+                out.findings.push(finding(key, e.to_string()));
+                chain.skip();
                 continue;
             }
-            Some(Ok(r)) => r,
         };
-        if row.seq as u64 != want {
-            out.findings.push(f(
-                "remote journal",
-                key.clone(),
-                format!("expected event {want} here: the journal has a gap"),
-            ));
+        for problem in chain.next(&row) {
+            out.findings.push(finding(key.clone(), problem));
         }
-        if row.prev_hash != prev {
-            out.findings.push(f(
-                "remote journal",
-                key.clone(),
-                "does not chain to the event before it".into(),
-            ));
-        }
-        prev = row.hash.clone();
         let e: Event = serde_json::from_str(&row.event).expect("checked by decode");
         for o in e.body.objects() {
-            named.entry(o.id).or_insert((*o, row.seq));
+            named.entry(o.id).or_insert(Expected {
+                id: o.id,
+                sha256: Some(o.sha256),
+                size: o.size,
+                seq: row.seq as u64,
+            });
         }
         out.head = Some(Head {
             seq: row.seq as u64,
@@ -685,89 +691,83 @@ pub fn audit(home: &Home, remote: &Remote, full: bool) -> Result<RemoteAuditOut>
         });
         out.events += 1;
     }
-    // 2. This host's published events are still the remote's.
+    Ok(named)
+}
+
+/// This host's published events are still the remote's.
+fn audit_synced(home: &Home, remote: &Remote, out: &mut RemoteAuditOut) -> Result<()> {
     let synced = &remote.row.synced;
-    if synced.seq > 0 {
-        match home.ledger.row_at(synced.seq)? {
-            Some(local) if local.hash == synced.hash => {}
-            _ => out.notes.push(format!("this ledger's record of the remote (event {}) no longer matches its own journal; `cto-ledger pull` re-synchronises", synced.seq)),
-        }
-        if out.events < synced.seq {
-            out.findings.push(f(
-                "remote journal",
-                remote.url().to_string(),
-                format!(
-                    "ends at event {} but this host saw it reach event {}: the remote lost events",
-                    out.events, synced.seq
-                ),
-            ));
-        }
+    if synced.seq == 0 {
+        return Ok(());
     }
-    // 3. Every named object is there; re-hash all of them (--full) or a sample.
+    match home.ledger.row_at(synced.seq)? {
+        Some(local) if local.hash == synced.hash => {}
+        _ => out.notes.push(format!("this ledger's record of the remote (event {}) no longer matches its own journal; `cto-ledger pull` re-synchronises", synced.seq)),
+    }
+    if out.events < synced.seq {
+        out.findings.push(Finding::new(
+            AuditCheck::RemoteJournal,
+            remote.url(),
+            format!(
+                "ends at event {} but this host saw it reach event {}: the remote lost events",
+                out.events, synced.seq
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A start in `0..stride` that differs from one audit to the next.
+fn sample_offset(stride: usize) -> usize {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    (blake3::hash(&nanos.to_le_bytes()).as_bytes()[0] as usize + std::process::id() as usize)
+        % stride
+}
+
+/// Every named object is there; re-hash all of them (`full`) or a sample.
+fn audit_objects(
+    remote: &Remote,
+    named: &BTreeMap<ObjectId, Expected>,
+    out: &mut RemoteAuditOut,
+) -> Result<()> {
     let listing = remote.store.backend().list()?;
-    let present: std::collections::BTreeSet<ObjectId> = listing.objects.iter().copied().collect();
+    let present: BTreeSet<ObjectId> = listing.objects.iter().copied().collect();
     for (name, why) in listing.anomalies {
-        out.findings.push(f("remote store", name, why));
+        out.findings
+            .push(Finding::new(AuditCheck::RemoteStore, name, why));
     }
     out.objects_named = named.len() as u64;
-    let mut to_check = Vec::new();
     let stride = (named.len() / SAMPLE).max(1);
-    let offset = {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        (blake3::hash(&nanos.to_le_bytes()).as_bytes()[0] as usize + std::process::id() as usize)
-            % stride
-    };
-    for (i, (id, (o, seq))) in named.iter().enumerate() {
+    let offset = sample_offset(stride);
+    let mut to_check = Vec::new();
+    for (i, (id, o)) in named.iter().enumerate() {
         if !present.contains(id) {
-            out.findings.push(f(
-                "remote object",
+            out.findings.push(Finding::new(
+                AuditCheck::RemoteObject,
                 object_key(id),
-                format!("named by event {seq} but missing from the remote"),
+                format!("named by event {} but missing from the remote", o.seq),
             ));
-            continue;
-        }
-        if full || named.len() <= SAMPLE || i % stride == offset {
-            to_check.push((*o, *seq));
+        } else if full_or_sampled(out.full, named.len(), i, stride, offset) {
+            to_check.push(*o);
         }
     }
     let pool = transfer_pool()?;
-    let checked: Vec<Option<crate::ops::Finding>> = pool.install(|| {
-        to_check
-            .par_iter()
-            .map(|(o, seq)| {
-                let key = object_key(&o.id);
-                match remote.store.rehash(&o.id) {
-                    Ok(None) => Some(f(
-                        "remote object",
-                        key,
-                        format!("named by event {seq} but missing"),
-                    )),
-                    Ok(Some(m)) if m.id != o.id => Some(f(
-                        "remote object",
-                        key,
-                        format!(
-                            "modified behind the ledger's back: its bytes hash to {}",
-                            m.id
-                        ),
-                    )),
-                    Ok(Some(m)) if m.sha256 != o.sha256 || m.size != o.size => Some(f(
-                        "remote object",
-                        key,
-                        "SHA-256 or size differs from what the journal records".into(),
-                    )),
-                    Ok(Some(_)) => None,
-                    Err(e) => Some(f("remote object", key, format!("unreadable: {e}"))),
-                }
-            })
-            .collect()
+    let found = pool.install(|| {
+        rehash(
+            &remote.store,
+            &to_check,
+            AuditCheck::RemoteObject,
+            object_key,
+            &ProgressBar::hidden(),
+        )
     });
+    out.findings.extend(found);
     out.objects_checked = to_check.len() as u64;
-    out.bytes_checked = to_check.iter().map(|(o, _)| o.size).sum();
-    out.findings.extend(checked.into_iter().flatten());
-    if !full && to_check.len() < named.len() {
+    out.bytes_checked = to_check.iter().map(|o| o.size).sum();
+    if !out.full && to_check.len() < named.len() {
         out.notes.push(format!(
             "re-hashed a sample of {} of {} objects; `--full` re-hashes every one",
             to_check.len(),
@@ -778,6 +778,9 @@ pub fn audit(home: &Home, remote: &Remote, full: bool) -> Result<RemoteAuditOut>
     if stray > 0 {
         out.notes.push(format!("{stray} object(s) on the remote are named by no event (uploaded by a push that stopped before publishing); harmless, the next push publishes them"));
     }
-    out.ok = out.findings.is_empty();
-    Ok(out)
+    Ok(())
+}
+
+fn full_or_sampled(full: bool, n: usize, i: usize, stride: usize, offset: usize) -> bool {
+    full || n <= SAMPLE || i % stride == offset
 }

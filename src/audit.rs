@@ -1,0 +1,335 @@
+//! `audit`: the checks that say whether a ledger can be trusted, each finding named.
+//! The local audit and the remote one (`sync::audit`) share the chain walk
+//! ([`ChainCheck`](crate::ledger::ChainCheck)) and [`rehash`].
+
+use std::collections::BTreeSet;
+use std::fs;
+
+use indicatif::ProgressBar;
+use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::id::{ObjectId, Revocable, Sha256Digest};
+use crate::ledger::{ChainCheck, Head, RunFilter};
+use crate::state::{AuditCheck, Lane, RunStatus};
+use crate::store::Store;
+
+#[derive(Serialize, Debug)]
+pub struct Finding {
+    pub check: AuditCheck,
+    pub subject: String,
+    pub message: String,
+}
+
+impl Finding {
+    pub(crate) fn new(
+        check: AuditCheck,
+        subject: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            check,
+            subject: subject.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Serialize, Default)]
+pub struct AuditOut {
+    pub ok: bool,
+    pub head: Option<Head>,
+    pub events: u64,
+    pub objects_checked: u64,
+    pub bytes_checked: u64,
+    pub runs_checked: u64,
+    pub findings: Vec<Finding>,
+    /// Not failures: objects present in the store that no event names (left by an interrupted command).
+    pub notes: Vec<String>,
+}
+
+/// What the journal says an object is: re-hashing must find exactly this.
+#[derive(Clone, Copy)]
+pub(crate) struct Expected {
+    pub(crate) id: ObjectId,
+    /// `None` when the recorded text is not a SHA-256 digest (itself a finding).
+    pub(crate) sha256: Option<Sha256Digest>,
+    pub(crate) size: u64,
+    /// The event that first named it.
+    pub(crate) seq: u64,
+}
+
+/// Re-hashes every expected object in `store` (both digests and the size), in parallel;
+/// one finding per object that is missing, unreadable or not what was recorded.
+pub(crate) fn rehash(
+    store: &Store,
+    objects: &[Expected],
+    check: AuditCheck,
+    subject: impl Fn(&ObjectId) -> String + Sync,
+    progress: &ProgressBar,
+) -> Vec<Finding> {
+    let one = |o: &Expected| -> Option<Finding> {
+        progress.inc(1);
+        let found = |message: String| Some(Finding::new(check, subject(&o.id), message));
+        let m = match store.rehash(&o.id) {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                return found(format!(
+                    "named by event {} but missing from the store",
+                    o.seq
+                ))
+            }
+            Err(e) => return found(format!("unreadable: {e}")),
+        };
+        let mut bad = Vec::new();
+        if m.id != o.id {
+            bad.push(format!(
+                "modified behind the ledger's back: its bytes hash to {}",
+                m.id
+            ));
+        }
+        match o.sha256 {
+            Some(s) if s == m.sha256 => {}
+            Some(s) => bad.push(format!("SHA-256 is {}, recorded {s}", m.sha256)),
+            None => bad.push(format!(
+                "SHA-256 is {}, the recorded one is not a digest",
+                m.sha256
+            )),
+        }
+        if m.size != o.size {
+            bad.push(format!("size is {}, recorded {}", m.size, o.size));
+        }
+        (!bad.is_empty()).then(|| {
+            Finding::new(
+                check,
+                subject(&o.id),
+                format!("corrupt: {}", bad.join("; ")),
+            )
+        })
+    };
+    objects
+        .par_iter()
+        .map(one)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+pub fn parse_checkpoint(s: &str) -> Result<Head> {
+    let bad = || {
+        Error::bad_input(
+            format!("checkpoint `{s}` is not SEQ:HASH"),
+            "pass the value printed by `cto-ledger checkpoint`, e.g. 42:9f86d0...",
+        )
+    };
+    let (seq, hash) = s.trim().split_once(':').ok_or_else(bad)?;
+    let seq: u64 = seq.parse().map_err(|_| bad())?;
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    Ok(Head {
+        seq,
+        hash: hash.to_ascii_lowercase(),
+    })
+}
+
+/// Every local check; `checkpoint`, when given, must still be extended by the journal.
+pub fn audit(home: &Home, checkpoint: Option<&Head>, progress: &ProgressBar) -> Result<AuditOut> {
+    let mut out = AuditOut::default();
+    check_chain(home, &mut out)?;
+    if let Some(cp) = checkpoint {
+        check_checkpoint(home, cp, &mut out)?;
+    }
+    for (table, m) in home.ledger.diff_projections()? {
+        out.findings
+            .push(Finding::new(AuditCheck::Projection, table, m));
+    }
+    let known = check_objects(home, &mut out, progress)?;
+    check_store(home, &known, &mut out)?;
+    check_runs(home, &mut out)?;
+    unrecorded_runs(home, &mut out)?;
+    out.ok = out.findings.is_empty();
+    Ok(out)
+}
+
+/// The journal is one unbroken chain.
+fn check_chain(home: &Home, out: &mut AuditOut) -> Result<()> {
+    let rows = home.ledger.journal_rows()?;
+    let mut chain = ChainCheck::new();
+    for row in &rows {
+        for m in chain.next(row) {
+            out.findings.push(Finding::new(
+                AuditCheck::Journal,
+                format!("event {}", row.seq),
+                m,
+            ));
+        }
+    }
+    out.events = rows.len() as u64;
+    out.head = rows.last().map(|r| Head {
+        seq: r.seq as u64,
+        hash: r.hash.clone(),
+    });
+    Ok(())
+}
+
+/// The ledger still extends an earlier checkpoint. Events that were local-only when it
+/// was taken may have been re-appended after another host's by push/pull: prove that instead.
+fn check_checkpoint(home: &Home, cp: &Head, out: &mut AuditOut) -> Result<()> {
+    let row = home.ledger.row_at(cp.seq)?;
+    if row.as_ref().is_some_and(|r| r.hash == cp.hash) {
+        return Ok(());
+    }
+    if let Some(notes) = home.ledger.explain_moved_checkpoint(cp)? {
+        out.notes.extend(notes);
+        return Ok(());
+    }
+    let subject = format!("{}:{}", cp.seq, cp.hash);
+    let message = match row {
+        None => format!("the journal ends at event {} but the checkpoint is at event {}: the journal was truncated", out.events, cp.seq),
+        Some(r) => format!("event {} now hashes to {}, not the checkpoint's {}: history was rewritten", cp.seq, r.hash, cp.hash),
+    };
+    out.findings
+        .push(Finding::new(AuditCheck::Checkpoint, subject, message));
+    Ok(())
+}
+
+/// Every object re-hashes to both recorded digests; returns the ids the ledger records.
+fn check_objects(
+    home: &Home,
+    out: &mut AuditOut,
+    progress: &ProgressBar,
+) -> Result<BTreeSet<String>> {
+    let rows = home.ledger.stored_objects()?;
+    progress.set_length(rows.len() as u64);
+    let mut expected = Vec::with_capacity(rows.len());
+    for o in &rows {
+        match ObjectId::parse(&o.id) {
+            Ok(id) => expected.push(Expected {
+                id,
+                sha256: Sha256Digest::parse(&o.sha256).ok(),
+                size: o.size as u64,
+                seq: o.seq as u64,
+            }),
+            Err(_) => out.findings.push(Finding::new(
+                AuditCheck::Object,
+                o.id.clone(),
+                "recorded id is not a BLAKE3 digest",
+            )),
+        }
+    }
+    out.findings.extend(rehash(
+        &home.store,
+        &expected,
+        AuditCheck::Object,
+        |id| id.to_string(),
+        progress,
+    ));
+    progress.finish_and_clear();
+    out.objects_checked = rows.len() as u64;
+    out.bytes_checked = rows.iter().map(|o| o.size.max(0) as u64).sum();
+    Ok(rows.into_iter().map(|o| o.id).collect())
+}
+
+/// The store holds nothing that pretends to be an object.
+fn check_store(home: &Home, known: &BTreeSet<String>, out: &mut AuditOut) -> Result<()> {
+    let listing = home.store.backend().list()?;
+    for (name, why) in listing.anomalies {
+        out.findings
+            .push(Finding::new(AuditCheck::Store, name, why));
+    }
+    if listing.temps > 0 {
+        out.notes.push(format!("{} temporary file(s) beside objects (being written, or left by a killed command; `cto-ledger recover` removes old ones)", listing.temps));
+    }
+    let stray = listing
+        .objects
+        .iter()
+        .filter(|id| !known.contains(id.to_string().as_str()))
+        .count();
+    if stray > 0 {
+        out.notes.push(format!("{stray} object(s) in the store are named by no event (left by an interrupted or refused-before-commit command); harmless"));
+    }
+    Ok(())
+}
+
+/// Every run left a final report and used an admitted, unrevoked provider (and model).
+fn check_runs(home: &Home, out: &mut AuditOut) -> Result<()> {
+    let runs = home.ledger.runs(&RunFilter::default())?;
+    out.runs_checked = runs.len() as u64;
+    for r in runs {
+        let id = format!("run:{}", r.id);
+        let mut find = |m: String| {
+            out.findings
+                .push(Finding::new(AuditCheck::Run, id.clone(), m))
+        };
+        if r.report_object.is_none() {
+            find("has no report.json object".into());
+        }
+        if r.status == RunStatus::Started {
+            find("report.json was never finalised (status started)".into());
+        }
+        if r.status == RunStatus::Blocked || !r.provider_started {
+            continue; // the provider never started
+        }
+        let mut used = vec![("provider", r.provider_admission.map(Revocable::Admission))];
+        if r.lane != Lane::Fake {
+            used.push(("model", r.model_admission.map(Revocable::Model)));
+        }
+        for (what, admission) in used {
+            let Some(adm) = admission else {
+                find(format!("ran a {what} with no admission"));
+                continue;
+            };
+            if let Some(rev) = home
+                .ledger
+                .revocation_of(&adm)?
+                .filter(|rev| rev.seq < r.seq)
+            {
+                find(format!(
+                    "ran {what} admission {adm} after it was revoked by {}",
+                    rev.id
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Run folders under `<home>/runs` that no `run` event records. A folder whose
+/// cto-ledger process is still alive is in progress, not a finding.
+fn unrecorded_runs(home: &Home, out: &mut AuditOut) -> Result<()> {
+    let Ok(rd) = fs::read_dir(home.runs_dir()) else {
+        return Ok(());
+    };
+    for ent in rd.flatten() {
+        let name = ent.file_name().to_string_lossy().into_owned();
+        if !ent.path().is_dir() || home.ledger.has_run(&name)? {
+            continue;
+        }
+        let report = fs::read(ent.path().join("report.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+        let status = report
+            .as_ref()
+            .and_then(|v| v["status"].as_str().map(str::to_string));
+        let pid = report.as_ref().and_then(|v| v["harness_pid"].as_u64());
+        if crate::harness::harness_alive(pid) {
+            out.notes.push(format!("run folder {name} is in progress"));
+            continue;
+        }
+        let message = match status {
+            Some(s) => format!("run folder is not recorded in the ledger (the harness stopped before finishing); its report.json says {s}; `cto-ledger recover` records it as interrupted"),
+            None => "run folder is not recorded in the ledger and has no readable report.json".into(),
+        };
+        out.findings.push(Finding::new(
+            AuditCheck::Run,
+            ent.path().display().to_string(),
+            message,
+        ));
+    }
+    Ok(())
+}

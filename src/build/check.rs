@@ -1,0 +1,278 @@
+//! `build --check`: re-run a recorded build from a clean work tree of its commit and
+//! compare what it makes with what was recorded. The comparison itself is pure.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use indicatif::ProgressBar;
+
+use super::{commit_build, env_that_matters, run_command, tools, BuildOut};
+use crate::error::{Error, Result};
+use crate::git;
+use crate::home::Home;
+use crate::id::{BuildId, ObjectId, ObjectMeta};
+use crate::ledger::events::{BuildRec, CheckOutputRec, CheckRec, OutputRec};
+use crate::ledger::query::Node;
+use crate::ledger::{BuildOutputRow, BuildRow};
+use crate::paths::lossy;
+use crate::source::snapshot;
+use crate::state::{BuildStatus, CheckResult, OutputCheck};
+use crate::store::tree::{self, ObjKind};
+
+/// The build a REF names: a build id, or the newest succeeded build with that output.
+fn find_build(home: &Home, r: &str) -> Result<BuildRow> {
+    let id = match home.resolve(r)? {
+        Node::Build(id) => id,
+        Node::Object(obj) => {
+            home.ledger
+                .build_producing(&obj, None)?
+                .ok_or_else(|| Error::NotFound {
+                    what: "build output",
+                    input: r.to_string(),
+                    hint: Some(
+                        "give a build id (bld_...) or the digest of a recorded build output".into(),
+                    ),
+                })?
+        }
+        other => {
+            return Err(Error::bad_input(
+                format!("{r} names {}, not a build", other.label()),
+                "give a build id (bld_...) or an output digest",
+            ))
+        }
+    };
+    home.ledger.build(&id)?.ok_or_else(|| Error::NotFound {
+        what: "build",
+        input: r.to_string(),
+        hint: None,
+    })
+}
+
+/// What the rebuild left where a recorded output was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rebuilt {
+    /// The output lies outside the source tree: not rebuilt.
+    Outside,
+    Missing,
+    Produced(ObjectId),
+}
+
+/// One recorded output against what the rebuild left in its place.
+fn compare(path: String, original: ObjectId, rebuilt: Rebuilt) -> CheckOutputRec {
+    let (rebuilt, result) = match rebuilt {
+        Rebuilt::Outside => (None, OutputCheck::NotChecked),
+        Rebuilt::Missing => (None, OutputCheck::Missing),
+        Rebuilt::Produced(id) if id == original => (Some(id), OutputCheck::Same),
+        Rebuilt::Produced(id) => (Some(id), OutputCheck::Differs),
+    };
+    CheckOutputRec {
+        path,
+        original: Some(original),
+        rebuilt,
+        result,
+    }
+}
+
+/// The check's result and, unless it reproduces, why. `failed` is why the rebuild
+/// itself failed, if it did.
+fn verdict(failed: Option<String>, cmp: &[CheckOutputRec]) -> (CheckResult, Option<String>) {
+    if let Some(why) = failed {
+        return (CheckResult::Failed, Some(why));
+    }
+    let checked = cmp
+        .iter()
+        .filter(|c| c.result != OutputCheck::NotChecked)
+        .count();
+    if checked == 0 {
+        let why = "no output lies inside the source tree, so none could be compared";
+        return (CheckResult::Diverges, Some(why.into()));
+    }
+    let differing: Vec<&str> = cmp
+        .iter()
+        .filter(|c| matches!(c.result, OutputCheck::Differs | OutputCheck::Missing))
+        .map(|c| c.path.as_str())
+        .collect();
+    if differing.is_empty() {
+        (CheckResult::Reproduces, None)
+    } else {
+        (
+            CheckResult::Diverges,
+            Some(format!("outputs differ: {}", differing.join(", "))),
+        )
+    }
+}
+
+/// Ingests what the rebuild left at each recorded output and compares it.
+struct Compared {
+    cmp: Vec<CheckOutputRec>,
+    outs: Vec<OutputRec>,
+}
+
+fn compare_outputs(
+    home: &Home,
+    outputs: &[BuildOutputRow],
+    src_path: &Path,
+    work: &Path,
+    rebuilt_ok: bool,
+    objects: &mut Vec<(ObjectMeta, ObjKind)>,
+    progress: &ProgressBar,
+) -> Result<Compared> {
+    let mut c = Compared {
+        cmp: Vec::new(),
+        outs: Vec::new(),
+    };
+    for o in outputs {
+        let path = PathBuf::from(&o.path);
+        let Ok(rel) = path.strip_prefix(src_path) else {
+            c.cmp
+                .push(compare(lossy(&path), o.object, Rebuilt::Outside));
+            continue;
+        };
+        let rebuilt_path = work.join(rel);
+        if !rebuilt_ok || fs::symlink_metadata(&rebuilt_path).is_err() {
+            c.cmp.push(compare(lossy(rel), o.object, Rebuilt::Missing));
+            continue;
+        }
+        let ing = tree::ingest_path(&home.store, &rebuilt_path, progress)?;
+        c.cmp.push(compare(
+            lossy(rel),
+            o.object,
+            Rebuilt::Produced(ing.root.id),
+        ));
+        c.outs.push(OutputRec {
+            path: lossy(&rebuilt_path),
+            object: ing.root.id,
+            sha256: ing.root.sha256,
+            size: ing.root.size,
+            kind: ing.root_kind,
+            inside_source: true,
+            ignored: git::is_ignored(work, rel),
+        });
+        objects.extend(ing.objects);
+    }
+    Ok(c)
+}
+
+pub fn check(home: &mut Home, r: &str, progress: &ProgressBar) -> Result<BuildOut> {
+    let orig = find_build(home, r)?;
+    if orig.status != BuildStatus::Succeeded {
+        return Err(Error::bad_input(
+            format!(
+                "build {} did not succeed, so there is nothing to reproduce",
+                orig.id
+            ),
+            "check a succeeded build",
+        ));
+    }
+    let src_path = PathBuf::from(
+        home.ledger
+            .source_path(&orig.source_id)?
+            .unwrap_or_default(),
+    );
+    let cwd_rel = Path::new(&orig.cwd)
+        .strip_prefix(&src_path)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let outputs = home.ledger.build_outputs(&orig.id)?;
+
+    let scratch = tempfile::Builder::new()
+        .prefix("build-check-")
+        .tempdir_in(&home.dir)
+        .map_err(Error::io("create scratch folder in", &home.dir))?;
+    let work = scratch.path().join("src");
+    git::checkout_clean(&src_path, &orig.commit_id, &work)?;
+    let work = work.canonicalize().map_err(Error::io("resolve", &work))?;
+    let before = snapshot(&home.store, &work, progress)?;
+    let cwd = work.join(&cwd_rel);
+    let ran = run_command(home, &orig.argv, &cwd)?;
+    let mut objects = before.objects;
+    objects.push((ran.stdout, ObjKind::Blob));
+    objects.push((ran.stderr, ObjKind::Blob));
+    let ok = ran.code == Some(0) && ran.spawn_error.is_none() && !ran.interrupted;
+    let c = compare_outputs(home, &outputs, &src_path, &work, ok, &mut objects, progress)?;
+    let failed = (!ok).then(|| {
+        ran.spawn_error
+            .clone()
+            .unwrap_or_else(|| format!("the rebuild exited with {:?}", ran.code))
+    });
+    let (result, reason) = verdict(failed, &c.cmp);
+    let status = match (ok, ran.interrupted) {
+        (true, _) => BuildStatus::Succeeded,
+        (false, true) => BuildStatus::Interrupted,
+        (false, false) => BuildStatus::Failed,
+    };
+    let rec = BuildRec {
+        id: BuildId::new(),
+        name: orig.name.clone(),
+        status,
+        reason,
+        source: before.rec.id.clone(),
+        source_after: None,
+        commit: orig.commit_id.clone(),
+        url: before.rec.url.clone().or_else(|| orig.url.clone()),
+        argv: orig.argv.clone(),
+        cwd: lossy(&cwd),
+        started: ran.started,
+        finished: ran.finished,
+        exit_code: ran.code,
+        signal: ran.signal,
+        tools: tools(&[]),
+        env: env_that_matters(&[]),
+        stdout: Some(ran.stdout.id),
+        stderr: Some(ran.stderr.id),
+        outputs: if ok { c.outs } else { Vec::new() },
+        modified: Vec::new(),
+        created: Vec::new(),
+        check: Some(CheckRec {
+            of: orig.id,
+            result,
+            outputs: c.cmp,
+        }),
+        objects: Vec::new(),
+    };
+    let rec = commit_build(home, rec, &[before.rec], objects)?;
+    drop(scratch);
+    Ok(BuildOut { build: rec })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(b: u8) -> ObjectId {
+        ObjectId([b; 32])
+    }
+
+    #[test]
+    fn same_bytes_reproduce_and_outside_outputs_are_not_compared() {
+        let cmp = vec![
+            compare("dist/ca".into(), id(1), Rebuilt::Produced(id(1))),
+            compare("/elsewhere/log".into(), id(2), Rebuilt::Outside),
+        ];
+        assert_eq!(cmp[0].result, OutputCheck::Same);
+        assert_eq!(cmp[1].result, OutputCheck::NotChecked);
+        assert_eq!(verdict(None, &cmp), (CheckResult::Reproduces, None));
+    }
+
+    #[test]
+    fn differing_or_missing_outputs_diverge_and_are_named() {
+        let cmp = vec![
+            compare("a".into(), id(1), Rebuilt::Produced(id(9))),
+            compare("b".into(), id(2), Rebuilt::Missing),
+            compare("c".into(), id(3), Rebuilt::Produced(id(3))),
+        ];
+        let (r, why) = verdict(None, &cmp);
+        assert_eq!(r, CheckResult::Diverges);
+        assert_eq!(why.as_deref(), Some("outputs differ: a, b"));
+        assert_eq!(cmp[0].rebuilt, Some(id(9)));
+    }
+
+    #[test]
+    fn nothing_comparable_diverges_and_a_failed_rebuild_fails() {
+        let outside = vec![compare("/x".into(), id(1), Rebuilt::Outside)];
+        assert_eq!(verdict(None, &outside).0, CheckResult::Diverges);
+        let same = vec![compare("a".into(), id(1), Rebuilt::Produced(id(1)))];
+        let (r, why) = verdict(Some("exit 1".into()), &same);
+        assert_eq!((r, why.as_deref()), (CheckResult::Failed, Some("exit 1")));
+    }
+}

@@ -1,0 +1,43 @@
+//! `cto-ledger graph REF --format dot|mermaid`: the lineage of a node as a picture.
+
+use serde::Serialize;
+
+use super::{Context, Output};
+use crate::error::Result;
+use crate::ledger::Mode;
+use crate::lineage::{self, GraphFormat};
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Dot,
+    Mermaid,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    #[arg(value_name = "REF")]
+    target: String,
+    #[arg(long, value_enum, default_value = "dot")]
+    format: Format,
+}
+
+#[derive(Serialize)]
+pub(crate) struct GraphOut {
+    format: &'static str,
+    graph: String,
+}
+
+pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
+    let home = cx.open(Mode::ReadOnly)?;
+    let node = home.resolve(&a.target)?;
+    let (format, name) = match a.format {
+        Format::Dot => (GraphFormat::Dot, "dot"),
+        Format::Mermaid => (GraphFormat::Mermaid, "mermaid"),
+    };
+    let graph = lineage::graph(&home.ledger, &node, format)?;
+    let out = GraphOut {
+        format: name,
+        graph,
+    };
+    Ok(Output::doc(out, |w, g| w.write_all(g.graph.as_bytes())))
+}

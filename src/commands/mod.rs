@@ -1,0 +1,169 @@
+//! One module per command. Each takes its parsed arguments and returns an [`Output`]:
+//! data that renders as text or as one JSON document, and the exit code it carries.
+//! `cli` parses and dispatches; nothing here prints to a terminal directly.
+
+pub(crate) mod admit;
+pub(crate) mod audit;
+pub(crate) mod build;
+pub(crate) mod cat;
+pub(crate) mod checkpoint;
+pub(crate) mod completions;
+pub(crate) mod export;
+pub(crate) mod graph;
+pub(crate) mod health;
+pub(crate) mod impact;
+pub(crate) mod ingest;
+pub(crate) mod init;
+pub(crate) mod log;
+pub(crate) mod man;
+pub(crate) mod pull;
+pub(crate) mod push;
+pub(crate) mod recover;
+pub(crate) mod reindex;
+pub(crate) mod remote;
+pub(crate) mod restore;
+pub(crate) mod revoke;
+pub(crate) mod run;
+pub(crate) mod runs;
+pub(crate) mod show;
+pub(crate) mod source;
+pub(crate) mod sql;
+pub(crate) mod text;
+pub(crate) mod trace;
+pub(crate) mod verify;
+
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::home::{self, Home};
+use crate::ledger::Mode;
+
+/// Exit codes (documented in the README).
+pub(crate) const EXIT_OK: i32 = 0;
+pub(crate) const EXIT_NEGATIVE: i32 = 1;
+pub(crate) const EXIT_IO: i32 = 4;
+
+/// What every command may use: where the ledger is, and how output is wanted.
+pub(crate) struct Context {
+    pub(crate) ledger: Option<PathBuf>,
+    pub(crate) json: bool,
+}
+
+impl Context {
+    pub(crate) fn open(&self, mode: Mode) -> Result<Home> {
+        Home::open(&home::locate(self.ledger.as_deref())?, mode)
+    }
+
+    /// A progress bar on a terminal; hidden when output is piped or JSON.
+    pub(crate) fn progress(&self) -> ProgressBar {
+        if self.json || !io::stderr().is_terminal() {
+            return ProgressBar::hidden();
+        }
+        let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        pb.set_style(
+            ProgressStyle::with_template("{spinner} {pos}/{len} files {elapsed}")
+                .expect("valid template"),
+        );
+        pb
+    }
+}
+
+/// Why rendering stopped: the output could not be written, or the library failed
+/// while streaming (e.g. `cat` found the object damaged mid-way).
+pub(crate) enum RenderError {
+    Io(io::Error),
+    Lib(Error),
+}
+
+impl From<io::Error> for RenderError {
+    fn from(e: io::Error) -> Self {
+        RenderError::Io(e)
+    }
+}
+
+impl From<Error> for RenderError {
+    fn from(e: Error) -> Self {
+        RenderError::Lib(e)
+    }
+}
+
+type Render = Box<dyn FnOnce(&mut dyn Write, bool) -> std::result::Result<(), RenderError>>;
+
+/// A command's result: how to write it (as text, or as JSON with `--json`) and its exit code.
+pub(crate) struct Output {
+    code: i32,
+    render: Render,
+}
+
+impl Output {
+    /// A document: pretty JSON with `--json`, else `text` renders it.
+    pub(crate) fn doc<T: Serialize + 'static>(
+        v: T,
+        text: fn(&mut dyn Write, &T) -> io::Result<()>,
+    ) -> Output {
+        Output {
+            code: EXIT_OK,
+            render: Box::new(move |w, json| {
+                if json {
+                    serde_json::to_writer_pretty(&mut *w, &v).map_err(io::Error::from)?;
+                    writeln!(w)?;
+                } else {
+                    text(w, &v)?;
+                }
+                Ok(())
+            }),
+        }
+    }
+
+    /// Output that is the same with or without `--json` (bytes, a JSON export, a man page).
+    pub(crate) fn raw(
+        f: impl FnOnce(&mut dyn Write) -> std::result::Result<(), RenderError> + 'static,
+    ) -> Output {
+        Output {
+            code: EXIT_OK,
+            render: Box::new(move |w, _| f(w)),
+        }
+    }
+
+    pub(crate) fn with_code(mut self, code: i32) -> Output {
+        self.code = code;
+        self
+    }
+
+    /// Exit 1 (a negative verdict) unless `ok`.
+    pub(crate) fn negative_unless(self, ok: bool) -> Output {
+        self.with_code(if ok { EXIT_OK } else { EXIT_NEGATIVE })
+    }
+
+    pub(crate) fn code(&self) -> i32 {
+        self.code
+    }
+
+    pub(crate) fn write(
+        self,
+        w: &mut dyn Write,
+        json: bool,
+    ) -> std::result::Result<(), RenderError> {
+        (self.render)(w, json)
+    }
+}
+
+/// `--since` takes RFC 3339 or a bare date; events store RFC 3339 UTC, which sorts as text.
+pub(crate) fn parse_since(s: &str) -> Result<String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t
+            .with_timezone(&chrono::Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(format!("{d}T00:00:00.000Z"));
+    }
+    Err(Error::bad_input(
+        format!("--since `{s}` is not a time"),
+        "write a date (2026-05-31) or an RFC 3339 time (2026-05-31T23:42:05Z)",
+    ))
+}

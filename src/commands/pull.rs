@@ -1,0 +1,33 @@
+//! `cto-ledger pull [NAME]`: take a remote's new events, re-hashing every object they name.
+
+use std::io::Write;
+
+use super::{push::moved, text::R, Context, Output};
+use crate::error::Result;
+use crate::ledger::Mode;
+use crate::sync::{self, PullOut, Remote};
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// The remote (default: the only one configured)
+    name: Option<String>,
+}
+
+pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
+    let mut home = cx.open(Mode::ReadWrite)?;
+    let mut r = Remote::connect(sync::pick(&home, a.name.as_deref())?)?;
+    Ok(Output::doc(sync::pull(&mut home, &mut r)?, text))
+}
+
+fn text(w: &mut dyn Write, r: &PullOut) -> R {
+    if r.remote_replaced {
+        writeln!(w, "warning: the remote no longer holds events this host saw there; this ledger's own events were kept and re-appended")?;
+    }
+    writeln!(
+        w,
+        "pulled {} event(s) from {} ({} object(s), {} bytes, each re-hashed)",
+        r.pulled, r.remote, r.objects_fetched, r.bytes_fetched
+    )?;
+    moved(w, &r.moved)?;
+    writeln!(w, "head {}:{}", r.head.seq, r.head.hash)
+}

@@ -1,0 +1,121 @@
+//! `cto-ledger run stage2`: run an admitted provider against a fixture, record all evidence.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use super::{text::R, Context, Output};
+use crate::error::{Error, Result};
+use crate::harness::{self, Lane, RunOptions, Stage2Out};
+use crate::ledger::Mode;
+use crate::state::Verdict;
+
+#[derive(clap::Subcommand)]
+pub(crate) enum Cmd {
+    /// Run an admitted provider against a Stage 2 fixture and record all evidence
+    Stage2(Stage2Args),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ProviderArg {
+    Fake,
+    Case,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct Stage2Args {
+    /// Built-in fixture name or a fixture directory
+    #[arg(long, default_value = "r1-string-slugify")]
+    fixture: String,
+    /// Lane: fake (default) or case (the real WorkOS Case; implied by CTO_HARNESS_CASE_BIN)
+    #[arg(long, value_enum)]
+    provider: Option<ProviderArg>,
+    /// Provider executable (default: CTO_HARNESS_CASE_BIN, or the shipped fake `ca`)
+    #[arg(long, value_name = "PATH")]
+    provider_bin: Option<PathBuf>,
+    /// Seconds before the provider's process group is killed (default: CTO_HARNESS_CASE_TIMEOUT_SECONDS or 900)
+    #[arg(long)]
+    timeout: Option<f64>,
+    /// Fake lane behaviour: solve, fail, hang, hang-grandchild, crash, noop
+    #[arg(long, default_value = "solve")]
+    fake_behavior: String,
+    /// Where run folders go (default: <ledger>/runs)
+    #[arg(long, value_name = "DIR")]
+    runs_dir: Option<PathBuf>,
+}
+
+pub(crate) fn run(cx: &Context, cmd: Cmd) -> Result<Output> {
+    let Cmd::Stage2(a) = cmd;
+    let mut home = cx.open(Mode::ReadWrite)?;
+    let opts = options(a)?;
+    let r = harness::run_stage2(&mut home, &opts)?;
+    let pass = r.report.verdict == Verdict::Pass;
+    Ok(Output::doc(r, text).negative_unless(pass))
+}
+
+fn timeout(flag: Option<f64>) -> Result<f64> {
+    let t = match flag {
+        Some(t) => t,
+        None => match std::env::var("CTO_HARNESS_CASE_TIMEOUT_SECONDS") {
+            Ok(s) if !s.trim().is_empty() => s.trim().parse::<f64>().map_err(|_| {
+                Error::bad_input(
+                    format!("CTO_HARNESS_CASE_TIMEOUT_SECONDS=`{s}` is not a number of seconds"),
+                    "set it to a positive number, e.g. 900",
+                )
+            })?,
+            _ => harness::DEFAULT_TIMEOUT_SECONDS,
+        },
+    };
+    if !(t.is_finite() && t > 0.0) {
+        return Err(Error::bad_input(
+            format!("timeout {t} is not a positive number of seconds"),
+            "give e.g. --timeout 900",
+        ));
+    }
+    Ok(t)
+}
+
+fn options(a: Stage2Args) -> Result<RunOptions> {
+    let env_bin = std::env::var_os("CTO_HARNESS_CASE_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let lane = match a.provider {
+        Some(ProviderArg::Fake) => Lane::Fake,
+        Some(ProviderArg::Case) => Lane::Case,
+        None if env_bin.is_some() => Lane::Case,
+        None => Lane::Fake,
+    };
+    let provider_bin = match lane {
+        Lane::Case => a.provider_bin.or(env_bin),
+        Lane::Fake => a.provider_bin,
+    };
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    Ok(RunOptions {
+        fixture: a.fixture,
+        lane,
+        provider_bin,
+        timeout_seconds: timeout(a.timeout)?,
+        fake_behavior: a.fake_behavior,
+        runs_dir: a.runs_dir,
+        model_provider: env("CTO_HARNESS_CASE_MODEL_PROVIDER"),
+        model: env("CTO_HARNESS_CASE_MODEL"),
+    })
+}
+
+fn text(w: &mut dyn Write, r: &Stage2Out) -> R {
+    let rep = &r.report;
+    writeln!(
+        w,
+        "run:{}  lane {}  status {}  verdict {}",
+        rep.run_id, rep.lane, rep.status, rep.verdict
+    )?;
+    if let Some(reason) = &rep.reason {
+        writeln!(w, "  reason:   {reason}")?;
+    }
+    writeln!(w, "  folder:   {}", r.run_dir.display())?;
+    writeln!(w, "  report:   {}", r.run_dir.join("report.json").display())?;
+    if let Some(t) = &rep.tests {
+        let exit = t.exit_code.map_or("-".into(), |c| c.to_string());
+        writeln!(w, "  tests:    {} (exit {exit})", t.result)?;
+    }
+    writeln!(w, "  recorded: event {} ({} artifacts)", r.seq, r.artifacts)
+}

@@ -1,0 +1,86 @@
+//! `cto-ledger runs`: list Stage 2 runs.
+
+use std::io::Write;
+
+use super::{
+    parse_since,
+    text::{table, R},
+    Context, Output,
+};
+use crate::error::{Error, Result};
+use crate::ledger::query::Node;
+use crate::ledger::{Mode, RunFilter, RunRow};
+use crate::state::RunStatus;
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    #[arg(long)]
+    status: Option<String>,
+    /// Only runs of this provider (admission name or id, or a digest)
+    #[arg(long, value_name = "REF")]
+    provider: Option<String>,
+    /// Only runs started at or after this time (RFC 3339 or a date)
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+}
+
+pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
+    let home = cx.open(Mode::ReadOnly)?;
+    let since = a.since.as_deref().map(parse_since).transpose()?;
+    let status = match a.status.as_deref() {
+        None => None,
+        // A status no run can have lists no run, as it always did.
+        Some(s) => match RunStatus::parse(s) {
+            Some(st) => Some(st),
+            None => return Ok(Output::doc(Vec::<RunRow>::new(), |w, r| text(w, r))),
+        },
+    };
+    let provider_object = match a.provider.as_deref() {
+        None => None,
+        Some(r) => match home.resolve(r)? {
+            Node::Admission(id) => home.ledger.admission(&id)?.map(|a| a.object),
+            Node::Object(o) => Some(o),
+            other => {
+                return Err(Error::bad_input(
+                    format!("--provider {r} names {}, not a provider", other.label()),
+                    "give an admission name or id, or a provider digest",
+                ))
+            }
+        },
+    };
+    let filter = RunFilter {
+        status,
+        provider_object,
+        since,
+    };
+    Ok(Output::doc(home.ledger.runs(&filter)?, |w, r| text(w, r)))
+}
+
+fn text(w: &mut dyn Write, rows: &[RunRow]) -> R {
+    let headers = [
+        "ID",
+        "LANE",
+        "STATUS",
+        "VERDICT",
+        "PROVIDER_ADMISSION",
+        "MODEL",
+        "STARTED",
+    ];
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.lane.to_string(),
+                r.status.to_string(),
+                r.verdict.to_string(),
+                r.provider_admission
+                    .as_ref()
+                    .map_or("-".into(), |a| a.to_string()),
+                r.model.clone().unwrap_or_else(|| "-".into()),
+                r.started.clone(),
+            ]
+        })
+        .collect();
+    table(w, &headers.map(String::from), &body)
+}

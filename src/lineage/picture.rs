@@ -1,0 +1,241 @@
+//! Pictures of a lineage: the indented text tree, Graphviz DOT and Mermaid.
+
+use std::fmt::Write as _;
+
+use super::{impact, trace, LNode};
+use crate::error::Result;
+use crate::ledger::query::Node;
+use crate::ledger::Ledger;
+
+pub fn render_tree(n: &LNode, out: &mut String, prefix: &str, last: bool, root: bool) {
+    let branch = if root {
+        ""
+    } else if last {
+        "└── "
+    } else {
+        "├── "
+    };
+    let rel = n
+        .relation
+        .as_deref()
+        .filter(|r| !r.is_empty())
+        .map(|r| format!("{r}: "))
+        .unwrap_or_default();
+    let flags = if n.flags.is_empty() {
+        String::new()
+    } else {
+        format!("  [{}]", n.flags.join("; "))
+    };
+    let _ = writeln!(out, "{prefix}{branch}{rel}{}{flags}", n.label);
+    let child_prefix = if root {
+        String::new()
+    } else {
+        format!("{prefix}{}", if last { "    " } else { "│   " })
+    };
+    for (i, c) in n.children.iter().enumerate() {
+        render_tree(c, out, &child_prefix, i + 1 == n.children.len(), false);
+    }
+}
+
+// ---------------------------------------------------------------- graph pictures
+
+struct Edge {
+    from: String,
+    to: String,
+    label: String,
+}
+
+fn collect(
+    n: &LNode,
+    nodes: &mut Vec<(String, &'static str, String, Vec<String>)>,
+    edges: &mut Vec<Edge>,
+    reverse: bool,
+) {
+    if !nodes.iter().any(|(id, ..)| *id == n.id) {
+        nodes.push((
+            n.id.clone(),
+            n.kind,
+            n.label.clone(),
+            n.flags
+                .iter()
+                .filter(|f| *f != "see above")
+                .cloned()
+                .collect(),
+        ));
+    }
+    for c in &n.children {
+        let label = c.relation.clone().unwrap_or_default();
+        let (from, to) = if reverse {
+            (n.id.clone(), c.id.clone())
+        } else {
+            (c.id.clone(), n.id.clone())
+        };
+        if !edges.iter().any(|e| e.from == from && e.to == to) {
+            edges.push(Edge { from, to, label });
+        }
+        collect(c, nodes, edges, reverse);
+    }
+}
+
+fn style(kind: &str) -> (&'static str, &'static str) {
+    match kind {
+        "commit" => ("box", "#dbeafe"),
+        "source" => ("folder", "#e0e7ff"),
+        "build" => ("component", "#fef3c7"),
+        "object" => ("note", "#f3f4f6"),
+        "admission" => ("hexagon", "#dcfce7"),
+        "model_admission" => ("hexagon", "#ccfbf1"),
+        "run" => ("ellipse", "#fae8ff"),
+        _ => ("box", "#ffffff"),
+    }
+}
+
+fn is_bad(flags: &[String]) -> bool {
+    flags.iter().any(|f| {
+        [
+            "revoked",
+            "blocked",
+            "failed",
+            "unadmitted",
+            "provider_timeout",
+            "interrupted",
+            "error",
+            "diverges",
+        ]
+        .iter()
+        .any(|b| f.contains(b))
+    })
+}
+
+/// The lineage pictures `graph` draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
+}
+
+/// A picture's nodes (id, kind, label, flags) and edges, upstream and downstream merged.
+struct Picture {
+    nodes: Vec<(String, &'static str, String, Vec<String>)>,
+    edges: Vec<Edge>,
+}
+
+impl Picture {
+    fn idx(&self, id: &str) -> usize {
+        self.nodes.iter().position(|(n, ..)| n == id).unwrap_or(0)
+    }
+}
+
+/// The lineage of a node, upstream and downstream, as Graphviz DOT or Mermaid.
+pub fn graph(l: &Ledger, n: &Node, format: GraphFormat) -> Result<String> {
+    let up = trace(l, n)?;
+    let down = impact(l, n)?;
+    let mut p = Picture {
+        nodes: Vec::new(),
+        edges: Vec::new(),
+    };
+    collect(&up, &mut p.nodes, &mut p.edges, false);
+    collect(&down, &mut p.nodes, &mut p.edges, true);
+    Ok(match format {
+        GraphFormat::Dot => dot(&p),
+        GraphFormat::Mermaid => mermaid(&p),
+    })
+}
+
+fn dot(p: &Picture) -> String {
+    let (nodes, edges) = (&p.nodes, &p.edges);
+    let idx = |id: &str| p.idx(id);
+    let mut out = String::new();
+    out.push_str("digraph lineage {\n  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=10, style=filled];\n  edge [fontname=\"Helvetica\", fontsize=9];\n");
+    for (i, (_, kind, label, flags)) in nodes.iter().enumerate() {
+        let (shape, fill) = style(kind);
+        let bad = is_bad(flags);
+        let text = if flags.is_empty() {
+            label.clone()
+        } else {
+            format!("{label}\n[{}]", flags.join("; "))
+        };
+        let _ = writeln!(
+            out,
+            "  n{i} [label={}, shape={shape}, fillcolor=\"{}\", color=\"{}\"{}];",
+            serde_json::to_string(&text).expect("strings serialise"),
+            if bad { "#fecaca" } else { fill },
+            if bad { "#dc2626" } else { "#374151" },
+            if bad {
+                ", penwidth=2, style=\"filled,dashed\""
+            } else {
+                ""
+            }
+        );
+    }
+    for e in edges {
+        let _ = writeln!(
+            out,
+            "  n{} -> n{} [label={}];",
+            idx(&e.from),
+            idx(&e.to),
+            serde_json::to_string(&e.label).expect("strings serialise")
+        );
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn mermaid(p: &Picture) -> String {
+    let (nodes, edges) = (&p.nodes, &p.edges);
+    let idx = |id: &str| p.idx(id);
+    let mut out = String::new();
+    out.push_str("flowchart LR\n");
+    for (i, (_, kind, label, flags)) in nodes.iter().enumerate() {
+        let text = if flags.is_empty() {
+            label.clone()
+        } else {
+            format!("{label}<br/>[{}]", flags.join("; "))
+        };
+        let text = text.replace('"', "#quot;").replace('`', "'");
+        let (open, close) = match *kind {
+            "admission" | "model_admission" => ("{{", "}}"),
+            "run" => ("([", "])"),
+            "commit" => ("[(", ")]"),
+            "build" => ("[[", "]]"),
+            _ => ("[", "]"),
+        };
+        let _ = writeln!(out, "  n{i}{open}\"{text}\"{close}");
+        let _ = writeln!(
+            out,
+            "  class n{i} {}{};",
+            kind,
+            if is_bad(flags) { ",bad" } else { "" }
+        );
+    }
+    for e in edges {
+        let _ = writeln!(
+            out,
+            "  n{} -->|{}| n{}",
+            idx(&e.from),
+            if e.label.is_empty() {
+                "-".into()
+            } else {
+                e.label.clone()
+            },
+            idx(&e.to)
+        );
+    }
+    for kind in [
+        "commit",
+        "source",
+        "build",
+        "object",
+        "admission",
+        "model_admission",
+        "run",
+        "refusal",
+        "revocation",
+    ] {
+        let _ = writeln!(out, "  classDef {kind} fill:{};", style(kind).1);
+    }
+    out.push_str(
+        "  classDef bad fill:#fecaca,stroke:#dc2626,stroke-width:2px,stroke-dasharray:4;\n",
+    );
+    out
+}
