@@ -6,13 +6,13 @@
 
 use std::path::PathBuf;
 
+use cto_ledger::events::*;
 use cto_ledger::id::{
     AdmissionId, BuildId, CommitId, ObjectId, ObjectMeta, RunId, Sha256Digest, SourceId,
 };
-use cto_ledger::ledger::events::*;
-use cto_ledger::ledger::{Ledger, Mode};
 use cto_ledger::state::{AdmissionScope, BuildStatus, Lane, RunStatus, Verdict};
-use cto_ledger::store::tree::ObjKind;
+use cto_ledger::tree::ObjKind;
+use cto_ledger::{Ledger, Mode};
 
 fn meta(tag: &str, i: usize) -> ObjectMeta {
     let b = blake3::hash(format!("{tag}{i}").as_bytes());
@@ -38,6 +38,18 @@ fn main() {
     };
     std::fs::create_dir_all(&dir).expect("create ledger dir");
     let mut l = Ledger::open(&dir.join("ledger.db"), Mode::ReadWrite).expect("open ledger");
+    fill_builds(&mut l, builds);
+    fill_runs(&mut l, builds, runs);
+    let head = l.head().expect("head");
+    println!(
+        "filled {} with {builds} builds and {runs} runs: {} events",
+        dir.display(),
+        head.seq
+    );
+}
+
+/// `builds` sources, builds and admissions of `ca`, one commit each.
+fn fill_builds(l: &mut Ledger, builds: usize) {
     let mut batch = Vec::new();
     for i in 0..builds {
         let commit = hex::encode(&blake3::hash(format!("commit{i}").as_bytes()).as_bytes()[..20]);
@@ -115,7 +127,12 @@ fn main() {
             l.commit(std::mem::take(&mut batch)).expect("commit");
         }
     }
-    l.commit(std::mem::take(&mut batch)).expect("commit");
+    l.commit(batch).expect("commit");
+}
+
+/// `runs` Stage 2 runs spread over the builds' admissions.
+fn fill_runs(l: &mut Ledger, builds: usize, runs: usize) {
+    let mut batch = Vec::new();
     for r in 0..runs {
         let b = r % builds.max(1);
         let report = meta("report", r);
@@ -154,10 +171,4 @@ fn main() {
         }
     }
     l.commit(batch).expect("commit");
-    let head = l.head().expect("head");
-    println!(
-        "filled {} with {builds} builds and {runs} runs: {} events",
-        dir.display(),
-        head.seq
-    );
 }

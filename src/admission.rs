@@ -25,7 +25,7 @@ use crate::source::{new_objects, snapshot, source_body, Snapshot};
 use crate::state::{AdmissionScope, RefusalReason, RefusalSubject};
 use crate::store::tree::ObjKind;
 
-pub struct AdmitArgs<'a> {
+pub(crate) struct AdmitArgs<'a> {
     pub path: &'a Path,
     pub pin: &'a str,
     pub name: Option<&'a str>,
@@ -34,7 +34,7 @@ pub struct AdmitArgs<'a> {
 }
 
 #[derive(Serialize)]
-pub struct AdmitOut {
+pub(crate) struct AdmitOut {
     pub admission: AdmissionRec,
     pub source: SourceRec,
 }
@@ -167,7 +167,7 @@ fn check_inputs(a: &AdmitArgs) -> Result<String> {
 }
 
 /// Admits the file at `a.path`, or records why not and returns that refusal.
-pub fn admit(home: &mut Home, a: &AdmitArgs, progress: &ProgressBar) -> Result<AdmitOut> {
+pub(crate) fn admit(home: &mut Home, a: &AdmitArgs, progress: &ProgressBar) -> Result<AdmitOut> {
     let name = check_inputs(a)?;
     let meta = home.store.put_file(a.path)?;
     let mut ev = Evidence {
@@ -470,13 +470,13 @@ fn record_refusal(home: &mut Home, ev: &Evidence, r: Refusal) -> Error {
 }
 
 #[derive(Serialize)]
-pub struct ModelAdmitOut {
+pub(crate) struct ModelAdmitOut {
     pub admission: ModelAdmissionRec,
     pub already: bool,
 }
 
 /// Admits a PROVIDER/MODEL pair; an already admitted, unrevoked pair is left as it is.
-pub fn admit_model(home: &mut Home, spec: &str) -> Result<ModelAdmitOut> {
+pub(crate) fn admit_model(home: &mut Home, spec: &str) -> Result<ModelAdmitOut> {
     let (provider, model) = ModelAdmissionRec::parse_pair(spec)?;
     if let Some(m) = home.ledger.model_admission_of(&provider, &model, true)? {
         let admission = ModelAdmissionRec {

@@ -18,7 +18,7 @@ use crate::state::{AuditCheck, Lane, RunStatus};
 use crate::store::Store;
 
 #[derive(Serialize, Debug)]
-pub struct Finding {
+pub(crate) struct Finding {
     pub check: AuditCheck,
     pub subject: String,
     pub message: String,
@@ -39,7 +39,7 @@ impl Finding {
 }
 
 #[derive(Serialize, Default)]
-pub struct AuditOut {
+pub(crate) struct AuditOut {
     pub ok: bool,
     pub head: Option<Head>,
     pub events: u64,
@@ -119,7 +119,7 @@ pub(crate) fn rehash(
         .collect()
 }
 
-pub fn parse_checkpoint(s: &str) -> Result<Head> {
+pub(crate) fn parse_checkpoint(s: &str) -> Result<Head> {
     let bad = || {
         Error::bad_input(
             format!("checkpoint `{s}` is not SEQ:HASH"),
@@ -138,7 +138,11 @@ pub fn parse_checkpoint(s: &str) -> Result<Head> {
 }
 
 /// Every local check; `checkpoint`, when given, must still be extended by the journal.
-pub fn audit(home: &Home, checkpoint: Option<&Head>, progress: &ProgressBar) -> Result<AuditOut> {
+pub(crate) fn audit(
+    home: &Home,
+    checkpoint: Option<&Head>,
+    progress: &ProgressBar,
+) -> Result<AuditOut> {
     let mut out = AuditOut::default();
     check_chain(home, &mut out)?;
     if let Some(cp) = checkpoint {

@@ -10,7 +10,7 @@ use crate::state::ChangeStatus;
 
 /// What a clone looks like right now.
 #[derive(Debug, Clone)]
-pub struct CloneState {
+pub(crate) struct CloneState {
     pub workdir: PathBuf,
     pub url: Option<String>,
     pub commit: CommitId,
@@ -22,7 +22,7 @@ pub struct CloneState {
     pub tracked: Vec<Vec<u8>>,
 }
 
-pub enum Pin {
+pub(crate) enum Pin {
     Commit(CommitId),
     Unknown,
     Ambiguous(Vec<CommitId>),
@@ -42,7 +42,7 @@ fn gerr<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(git2::Error) ->
 }
 
 /// The work tree of the clone containing `path`, if any.
-pub fn discover(path: &Path) -> Option<PathBuf> {
+pub(crate) fn discover(path: &Path) -> Option<PathBuf> {
     let start = if path.is_dir() {
         path.to_path_buf()
     } else {
@@ -67,7 +67,7 @@ fn open(dir: &Path) -> Result<Repository> {
     })
 }
 
-pub fn state(dir: &Path) -> Result<CloneState> {
+pub(crate) fn state(dir: &Path) -> Result<CloneState> {
     let repo = open(dir)?;
     let workdir = repo
         .workdir()
@@ -165,7 +165,7 @@ pub fn state(dir: &Path) -> Result<CloneState> {
 }
 
 /// Resolves a hex prefix to exactly one commit of the clone at `dir`.
-pub fn resolve_pin(dir: &Path, pin: &str) -> Result<Pin> {
+pub(crate) fn resolve_pin(dir: &Path, pin: &str) -> Result<Pin> {
     let repo = open(dir)?;
     let found = repo.find_commit_by_prefix(pin).map(|c| commit_id(c.id()));
     match found {
@@ -204,7 +204,7 @@ pub fn resolve_pin(dir: &Path, pin: &str) -> Result<Pin> {
 
 /// Makes `dir` a fresh git repository with everything in it committed once,
 /// by a fixed author, so every run starts from the same commit.
-pub fn init_and_commit(dir: &Path, message: &str) -> Result<String> {
+pub(crate) fn init_and_commit(dir: &Path, message: &str) -> Result<String> {
     let repo = Repository::init(dir).map_err(gerr("init", dir))?;
     let mut index = repo.index().map_err(gerr("open index", dir))?;
     index
@@ -222,7 +222,7 @@ pub fn init_and_commit(dir: &Path, message: &str) -> Result<String> {
 }
 
 /// Whether `rel` (relative to the work tree) is matched by the clone's ignore rules.
-pub fn is_ignored(workdir: &Path, rel: &Path) -> bool {
+pub(crate) fn is_ignored(workdir: &Path, rel: &Path) -> bool {
     Repository::open(workdir)
         .and_then(|r| r.is_path_ignored(rel))
         .unwrap_or(false)
@@ -230,7 +230,7 @@ pub fn is_ignored(workdir: &Path, rel: &Path) -> bool {
 
 /// A clean work tree of `commit` from the clone at `src`, made in `dest` (which must
 /// not exist): a local clone, detached at the commit, nothing but committed files.
-pub fn checkout_clean(src: &Path, commit: &CommitId, dest: &Path) -> Result<()> {
+pub(crate) fn checkout_clean(src: &Path, commit: &CommitId, dest: &Path) -> Result<()> {
     let url = src.to_str().ok_or_else(|| {
         Error::bad_input(
             format!("{} is not a UTF-8 path", src.display()),

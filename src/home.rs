@@ -11,7 +11,7 @@ use crate::store::{LocalBackend, Store};
 
 /// The ledger home, always as an absolute path: the harness runs providers in other
 /// working directories, so a relative home would stop naming the same place.
-pub fn locate(flag: Option<&Path>) -> Result<PathBuf> {
+pub(crate) fn locate(flag: Option<&Path>) -> Result<PathBuf> {
     let dir = locate_as_given(flag)?;
     std::path::absolute(&dir).map_err(Error::io("resolve the ledger home", &dir))
 }
@@ -41,14 +41,14 @@ fn locate_as_given(flag: Option<&Path>) -> Result<PathBuf> {
 }
 
 /// An open ledger home.
-pub struct Home {
+pub(crate) struct Home {
     pub dir: PathBuf,
     pub store: Store,
     pub ledger: Ledger,
 }
 
 impl Home {
-    pub fn open(dir: &Path, mode: Mode) -> Result<Home> {
+    pub(crate) fn open(dir: &Path, mode: Mode) -> Result<Home> {
         match fs::symlink_metadata(dir) {
             Ok(m) if !m.is_dir() => {
                 return Err(Error::bad_input(format!("ledger home {} is not a directory", dir.display()), "point --ledger at a directory"))
@@ -81,7 +81,7 @@ impl Home {
     }
 
     /// Commits journal events, after making every object they may name durable.
-    pub fn commit(
+    pub(crate) fn commit(
         &mut self,
         bodies: Vec<crate::ledger::events::Body>,
     ) -> Result<Vec<crate::ledger::events::Event>> {
@@ -90,12 +90,12 @@ impl Home {
     }
 
     /// Resolves a REF; a REF that is a file path is hashed and looked up by digest.
-    pub fn resolve(&self, r: &str) -> Result<crate::ledger::query::Node> {
+    pub(crate) fn resolve(&self, r: &str) -> Result<crate::ledger::query::Node> {
         self.ledger.resolve(r, &|p| crate::store::hash_file(p))
     }
 
     /// Resolves a REF that must name an object.
-    pub fn resolve_object(&self, r: &str) -> Result<crate::id::ObjectId> {
+    pub(crate) fn resolve_object(&self, r: &str) -> Result<crate::id::ObjectId> {
         match self.resolve(r)? {
             crate::ledger::query::Node::Object(id) => Ok(id),
             other => Err(Error::bad_input(
@@ -105,7 +105,7 @@ impl Home {
         }
     }
 
-    pub fn runs_dir(&self) -> PathBuf {
+    pub(crate) fn runs_dir(&self) -> PathBuf {
         self.dir.join("runs")
     }
 }

@@ -12,18 +12,23 @@ mod cli;
 mod commands;
 pub mod error;
 mod git;
-pub mod harness;
+mod harness;
 mod home;
 pub mod id;
-pub mod ledger;
+mod ledger;
 mod lineage;
 mod paths;
 mod report;
 mod runner;
 mod source;
 pub mod state;
-pub mod store;
+mod store;
 mod sync;
+
+pub use harness::fixture;
+pub use ledger::query::Node;
+pub use ledger::{events, Head, Ledger, Mode};
+pub use store::{hash_file, tree};
 
 /// Runs the `cto-ledger` command line; returns the process exit code.
 pub fn run_cli() -> i32 {

@@ -12,10 +12,10 @@ use crate::error::{Error, Result};
 use crate::id::{AdmissionId, BuildId, CommitId, ModelAdmissionId, RunId};
 use crate::state::{Lane, RunStatus, TestResult, Verdict};
 
-pub const SCHEMA: &str = "cto-ledger/stage2-report/v1";
+pub(crate) const SCHEMA: &str = "cto-ledger/stage2-report/v1";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub schema: String,
     pub run_id: RunId,
     pub kind: String,
@@ -45,7 +45,7 @@ pub struct Report {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Gate {
+pub(crate) struct Gate {
     pub name: String,
     pub passed: bool,
     pub detail: String,
@@ -54,7 +54,7 @@ pub struct Gate {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Provider {
+pub(crate) struct Provider {
     pub path_given: Option<String>,
     pub executed: Option<String>,
     pub sha256: Option<String>,
@@ -68,14 +68,14 @@ pub struct Provider {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Model {
+pub(crate) struct Model {
     pub provider: String,
     pub model: String,
     pub admission: Option<ModelAdmissionId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProviderExit {
+pub(crate) struct ProviderExit {
     pub pid: u32,
     pub code: Option<i32>,
     pub signal: Option<i32>,
@@ -86,7 +86,7 @@ pub struct ProviderExit {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Tests {
+pub(crate) struct Tests {
     pub command: Vec<String>,
     pub exit_code: Option<i32>,
     pub result: TestResult,
@@ -94,13 +94,13 @@ pub struct Tests {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Change {
+pub(crate) struct Change {
     pub path: String,
     pub status: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Evidence {
+pub(crate) struct Evidence {
     pub path: String,
     pub sha256: String,
     pub blake3: String,
@@ -109,7 +109,7 @@ pub struct Evidence {
 
 impl Report {
     /// The report a run starts with: status `started`, nothing known yet.
-    pub fn started(
+    pub(crate) fn started(
         run_id: RunId,
         fixture: &str,
         lane: Lane,
@@ -146,7 +146,7 @@ impl Report {
 }
 
 /// Writes `report.json` in `dir` atomically: temp file, fsync, rename, fsync dir.
-pub fn write(dir: &Path, report: &Report) -> Result<()> {
+pub(crate) fn write(dir: &Path, report: &Report) -> Result<()> {
     let target = dir.join("report.json");
     let mut tmp = tempfile::Builder::new()
         .prefix(".report-")

@@ -12,7 +12,7 @@ use rustix::process::{kill_process, kill_process_group, waitpid, Pid, Signal, Wa
 const POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub pid: u32,
     pub code: Option<i32>,
     pub signal: Option<i32>,
@@ -24,13 +24,13 @@ pub struct Outcome {
 
 /// SIGINT, SIGTERM and SIGHUP set a flag instead of killing cto-ledger while this
 /// guard lives, so a running child can be killed and its record finalised.
-pub struct Interrupts {
+pub(crate) struct Interrupts {
     pub flag: std::sync::Arc<AtomicBool>,
     ids: Vec<signal_hook::SigId>,
 }
 
 impl Interrupts {
-    pub fn catch() -> Interrupts {
+    pub(crate) fn catch() -> Interrupts {
         let flag = std::sync::Arc::new(AtomicBool::new(false));
         let ids = [
             signal_hook::consts::SIGINT,
@@ -53,7 +53,7 @@ impl Drop for Interrupts {
 }
 
 /// (pid, state, ppid, pgrp) of every process, from `/proc`.
-pub fn processes() -> Vec<(u32, char, u32, u32)> {
+pub(crate) fn processes() -> Vec<(u32, char, u32, u32)> {
     let Ok(rd) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -73,7 +73,7 @@ pub fn processes() -> Vec<(u32, char, u32, u32)> {
 }
 
 /// Live (not zombie) members of a process group.
-pub fn live_in_group(pgid: u32) -> Vec<u32> {
+pub(crate) fn live_in_group(pgid: u32) -> Vec<u32> {
     processes()
         .into_iter()
         .filter(|p| p.3 == pgid && p.1 != 'Z' && p.1 != 'X')
@@ -83,7 +83,7 @@ pub fn live_in_group(pgid: u32) -> Vec<u32> {
 
 /// Makes this process the reaper of orphaned descendants, so a grandchild that
 /// leaves the provider's group still cannot outlive the run unseen.
-pub fn become_subreaper() {
+pub(crate) fn become_subreaper() {
     let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
 }
 
@@ -135,7 +135,7 @@ fn decode(st: ExitStatus) -> (Option<i32>, Option<i32>) {
 }
 
 /// Spawns `cmd` as the leader of a new process group and waits at most `timeout`.
-pub fn run_bounded(
+pub(crate) fn run_bounded(
     cmd: Command,
     timeout: Duration,
     interrupt: &AtomicBool,
@@ -144,7 +144,7 @@ pub fn run_bounded(
 }
 
 /// As [`run_bounded`]; `on_spawn` gets the child first (to take its pipes).
-pub fn run_bounded_with(
+pub(crate) fn run_bounded_with(
     mut cmd: Command,
     timeout: Duration,
     interrupt: &AtomicBool,

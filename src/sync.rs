@@ -27,7 +27,7 @@ use crate::store::s3::{object_key, RemoteSpec, S3Backend, S3};
 use crate::store::Store;
 
 /// Names a remote may have: like git's, short and safe in messages.
-pub fn check_name(name: &str) -> Result<()> {
+pub(crate) fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -112,14 +112,14 @@ fn decode(key: &str, bytes: &[u8], url: &str) -> Result<JournalRow> {
 }
 
 /// A configured remote, connected.
-pub struct Remote {
+pub(crate) struct Remote {
     pub row: RemoteRow,
     s3: Arc<S3>,
     store: Store,
 }
 
 impl Remote {
-    pub fn connect(row: RemoteRow) -> Result<Remote> {
+    pub(crate) fn connect(row: RemoteRow) -> Result<Remote> {
         let s3 = S3::connect(&spec(&row))?;
         let store = Store::new(Box::new(S3Backend::new(s3.clone())));
         Ok(Remote { row, s3, store })
@@ -214,7 +214,7 @@ fn spec(row: &RemoteRow) -> RemoteSpec {
 }
 
 /// `remote add`: checks the URL and records it; the remote is not contacted.
-pub fn add(
+pub(crate) fn add(
     home: &mut Home,
     name: &str,
     url: &str,
@@ -236,7 +236,7 @@ pub fn add(
 }
 
 /// The one remote to use when the user named none.
-pub fn pick(home: &Home, name: Option<&str>) -> Result<RemoteRow> {
+pub(crate) fn pick(home: &Home, name: Option<&str>) -> Result<RemoteRow> {
     if let Some(n) = name {
         return home.ledger.remote(n);
     }
@@ -262,7 +262,7 @@ pub fn pick(home: &Home, name: Option<&str>) -> Result<RemoteRow> {
 }
 
 #[derive(Debug, Serialize)]
-pub struct PullOut {
+pub(crate) struct PullOut {
     pub remote: String,
     pub url: String,
     pub pulled: u64,
@@ -281,7 +281,7 @@ pub struct PullOut {
 
 /// Brings the local journal up to date with the remote: fetches and re-hashes every
 /// object the new events name, then takes the events in one transaction.
-pub fn pull(home: &mut Home, remote: &mut Remote) -> Result<PullOut> {
+pub(crate) fn pull(home: &mut Home, remote: &mut Remote) -> Result<PullOut> {
     let (mut base, replaced) = remote.common_base(home)?;
     let keys = remote.s3.list("journal", Some(&seq_name(base.seq)))?;
     let reason = if replaced { "replaced" } else { "behind" };
@@ -435,7 +435,7 @@ fn transfer_pool() -> Result<rayon::ThreadPool> {
 }
 
 #[derive(Debug, Serialize)]
-pub struct PushOut {
+pub(crate) struct PushOut {
     pub remote: String,
     pub url: String,
     pub published: u64,
@@ -455,7 +455,7 @@ pub struct PushOut {
 const MAX_ROUNDS: u32 = 200;
 
 /// Publishes the local events the remote lacks, after every object they name.
-pub fn push(home: &mut Home, remote: &mut Remote) -> Result<PushOut> {
+pub(crate) fn push(home: &mut Home, remote: &mut Remote) -> Result<PushOut> {
     let mut out = PushOut {
         remote: remote.row.name.clone(),
         url: remote.row.url.clone(),
@@ -557,7 +557,7 @@ fn upload_objects(home: &Home, remote: &Remote, after: u64) -> Result<(u64, u64)
 }
 
 #[derive(Debug, Serialize)]
-pub struct StatusOut {
+pub(crate) struct StatusOut {
     pub remote: String,
     pub url: String,
     pub endpoint: Option<String>,
@@ -572,7 +572,7 @@ pub struct StatusOut {
     pub error: Option<String>,
 }
 
-pub fn status(home: &Home, row: RemoteRow, contact: bool) -> Result<StatusOut> {
+pub(crate) fn status(home: &Home, row: RemoteRow, contact: bool) -> Result<StatusOut> {
     let local_head = home.ledger.head()?;
     let mut out = StatusOut {
         remote: row.name.clone(),
@@ -613,7 +613,7 @@ pub fn status(home: &Home, row: RemoteRow, contact: bool) -> Result<StatusOut> {
 }
 
 #[derive(Debug, Serialize, Default)]
-pub struct RemoteAuditOut {
+pub(crate) struct RemoteAuditOut {
     pub ok: bool,
     pub remote: String,
     pub url: String,
@@ -634,7 +634,7 @@ const SAMPLE: usize = 256;
 
 /// Checks the remote on its own terms: one unbroken chain from the first event, every
 /// object it names present, and (a sample of, or with `full` every) object re-hashed.
-pub fn audit(home: &Home, remote: &Remote, full: bool) -> Result<RemoteAuditOut> {
+pub(crate) fn audit(home: &Home, remote: &Remote, full: bool) -> Result<RemoteAuditOut> {
     let mut out = RemoteAuditOut {
         remote: remote.row.name.clone(),
         url: remote.row.url.clone(),

@@ -110,6 +110,41 @@ fn admission_inputs_that_cannot_be_used() {
 }
 
 #[test]
+fn admission_name_that_reads_as_a_ref_is_refused() {
+    // `bld_x` used to be admitted, and then `show bld_x` looked for a build: the
+    // admission could never be found by its name.
+    let env = Env::new();
+    let repo = env.repo("case");
+    env.ok(["init"]);
+    let bin = s(&repo.bin()).to_string();
+    let pin = repo.pin();
+    for name in [
+        "bld_x",
+        "adm_1",
+        "mod_a",
+        "src_b",
+        "ref_c",
+        "rev_d",
+        "deadbeef",
+        "7959ac917",
+        "run:x",
+        "commit:abc",
+        "sha256:ab",
+        "p/m",
+    ] {
+        refused_without_change(
+            &env,
+            &["admit", &bin, "--source-pin", &pin, "--name", name],
+            name,
+        );
+    }
+    // A name that reads as nothing else is admitted and found by that name.
+    env.ok(["admit", &bin, "--source-pin", &pin, "--name", "build-x"]);
+    let shown = env.ok(["show", "build-x", "--json"]).json();
+    assert_eq!(shown["admission"]["name"], "build-x");
+}
+
+#[test]
 fn unreadable_file_is_refused() {
     if rustix_is_root() {
         eprintln!("skipped: root reads files whatever their mode");

@@ -2,10 +2,10 @@
 //! events, digests and REF strings, fixture task files. `PROPTEST_CASES=100000`
 //! runs them longer (docs/reliability.md).
 
-use cto_ledger::harness::fixture;
+use cto_ledger::events::{Actor, Body, Event, ModelAdmissionRec, RevocationRec};
+use cto_ledger::fixture;
 use cto_ledger::id::{DigestPrefix, ObjectId, Sha256Digest};
-use cto_ledger::ledger::events::{Actor, Body, Event, ModelAdmissionRec, RevocationRec};
-use cto_ledger::store::tree::{Entry, Kind, Tree};
+use cto_ledger::tree::{Entry, Kind, Tree};
 use proptest::prelude::*;
 
 fn name() -> impl Strategy<Value = Vec<u8>> {
@@ -21,7 +21,7 @@ fn entry() -> impl Strategy<Value = Entry> {
         name(),
         0u8..3,
         any::<bool>(),
-        0..=cto_ledger::store::tree::MAX_SIZE,
+        0..=cto_ledger::tree::MAX_SIZE,
         any::<[u8; 32]>(),
         proptest::collection::vec(1u8..=255, 1..20),
     )
@@ -79,7 +79,7 @@ proptest! {
     }
 
     #[test]
-    fn sizes_beyond_exact_json_integers_are_refused(e in entry(), big in (cto_ledger::store::tree::MAX_SIZE + 1)..) {
+    fn sizes_beyond_exact_json_integers_are_refused(e in entry(), big in (cto_ledger::tree::MAX_SIZE + 1)..) {
         let mut t = Tree { entries: vec![e] };
         t.entries[0].size = big;
         prop_assert!(Tree::decode(&t.encode()).is_err());
@@ -157,12 +157,9 @@ proptest! {
 #[test]
 fn ref_resolution_never_panics_on_arbitrary_strings() {
     let tmp = tempfile::tempdir().unwrap();
-    let l = cto_ledger::ledger::Ledger::open(
-        &tmp.path().join("ledger.db"),
-        cto_ledger::ledger::Mode::ReadWrite,
-    )
-    .unwrap();
-    let hash = |p: &std::path::Path| cto_ledger::store::hash_file(p);
+    let l = cto_ledger::Ledger::open(&tmp.path().join("ledger.db"), cto_ledger::Mode::ReadWrite)
+        .unwrap();
+    let hash = |p: &std::path::Path| cto_ledger::hash_file(p);
     let mut runner = proptest::test_runner::TestRunner::default();
     runner
         .run(&"\\PC{0,60}", |s| {

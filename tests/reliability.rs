@@ -216,6 +216,44 @@ impl Rng {
     }
 }
 
+/// One of the writing commands, picked by the schedule.
+fn random_command(rng: &mut Rng, i: usize, tree: &Path, repo: &Repo) -> Vec<String> {
+    match rng.below(5) {
+        0 => vec!["ingest".into(), s(tree).into()],
+        1 => vec![
+            "admit".into(),
+            s(&repo.bin()).into(),
+            "--source-pin".into(),
+            repo.pin(),
+        ],
+        2 => vec![
+            "run".into(),
+            "stage2".into(),
+            "--fake-behavior".into(),
+            if rng.below(2) == 0 {
+                "solve"
+            } else {
+                "hang-grandchild"
+            }
+            .into(),
+            "--timeout".into(),
+            "3".into(),
+        ],
+        3 => vec![
+            "build".into(),
+            "--source".into(),
+            s(&repo.dir).into(),
+            "--output".into(),
+            "dist/ca".into(),
+            "--".into(),
+            "sh".into(),
+            "-c".into(),
+            "sleep 0.1; date > dist/ca".into(),
+        ],
+        _ => vec!["admit".into(), "--model".into(), format!("p/m{i}")],
+    }
+}
+
 #[test]
 fn killed_at_random_moments_loses_nothing_committed() {
     let seed: u64 = std::env::var("CTO_LEDGER_STRESS_SEED")
@@ -251,40 +289,7 @@ fn killed_at_random_moments_loses_nothing_committed() {
             format!("// {i}\n"),
         )
         .unwrap();
-        let args: Vec<String> = match rng.below(5) {
-            0 => vec!["ingest".into(), s(&tree).into()],
-            1 => vec![
-                "admit".into(),
-                s(&repo.bin()).into(),
-                "--source-pin".into(),
-                repo.pin(),
-            ],
-            2 => vec![
-                "run".into(),
-                "stage2".into(),
-                "--fake-behavior".into(),
-                if rng.below(2) == 0 {
-                    "solve"
-                } else {
-                    "hang-grandchild"
-                }
-                .into(),
-                "--timeout".into(),
-                "3".into(),
-            ],
-            3 => vec![
-                "build".into(),
-                "--source".into(),
-                s(&repo.dir).into(),
-                "--output".into(),
-                "dist/ca".into(),
-                "--".into(),
-                "sh".into(),
-                "-c".into(),
-                "sleep 0.1; date > dist/ca".into(),
-            ],
-            _ => vec!["admit".into(), "--model".into(), format!("p/m{i}")],
-        };
+        let args = random_command(&mut rng, i, &tree, &repo);
         let mut child = env
             .cmd(&args)
             .current_dir(&repo.dir)

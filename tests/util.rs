@@ -4,24 +4,24 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_cto-ledger");
-pub const FAKE: &str = env!("CARGO_BIN_EXE_cto-fake-ca");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_cto-ledger");
+pub(crate) const FAKE: &str = env!("CARGO_BIN_EXE_cto-fake-ca");
 
-pub struct Env {
+pub(crate) struct Env {
     pub tmp: tempfile::TempDir,
     pub ledger: PathBuf,
     /// Extra environment for every command (e.g. S3 credentials).
     pub vars: Vec<(String, String)>,
 }
 
-pub struct Run {
+pub(crate) struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
 }
 
 impl Run {
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(
                 "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
@@ -40,7 +40,7 @@ fn finish(out: Output) -> Run {
 }
 
 impl Env {
-    pub fn new() -> Env {
+    pub(crate) fn new() -> Env {
         let tmp = tempfile::Builder::new()
             .prefix("cto-ledger-test-")
             .tempdir()
@@ -53,11 +53,11 @@ impl Env {
         }
     }
 
-    pub fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.tmp.path().join(rel)
     }
 
-    pub fn cmd<I, S>(&self, args: I) -> Command
+    pub(crate) fn cmd<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -74,7 +74,7 @@ impl Env {
         c
     }
 
-    pub fn run<I, S>(&self, args: I) -> Run
+    pub(crate) fn run<I, S>(&self, args: I) -> Run
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -83,7 +83,7 @@ impl Env {
     }
 
     /// Runs and requires exit 0.
-    pub fn ok<I, S>(&self, args: I) -> Run
+    pub(crate) fn ok<I, S>(&self, args: I) -> Run
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -102,7 +102,7 @@ impl Env {
     }
 
     /// (seq, hash) of the journal head.
-    pub fn head(&self) -> (u64, String) {
+    pub(crate) fn head(&self) -> (u64, String) {
         let v = self.ok(["checkpoint", "--json"]).json();
         (
             v["seq"].as_u64().unwrap(),
@@ -110,7 +110,7 @@ impl Env {
         )
     }
 
-    pub fn last_kind(&self) -> String {
+    pub(crate) fn last_kind(&self) -> String {
         let v = self.ok(["log", "--json"]).json();
         v.as_array().unwrap().last().unwrap()["kind"]
             .as_str()
@@ -118,13 +118,13 @@ impl Env {
             .to_string()
     }
 
-    pub fn db(&self) -> rusqlite::Connection {
+    pub(crate) fn db(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.ledger.join("ledger.db")).unwrap()
     }
 
     /// A git repository with one commit: `gen.ts` tracked, `dist/` ignored, and a
     /// "built" `dist/ca`. Returns its path.
-    pub fn repo(&self, name: &str) -> Repo {
+    pub(crate) fn repo(&self, name: &str) -> Repo {
         let dir = self.path(name);
         std::fs::create_dir_all(dir.join("dist")).unwrap();
         let r = Repo { dir };
@@ -139,12 +139,12 @@ impl Env {
     }
 }
 
-pub struct Repo {
+pub(crate) struct Repo {
     pub dir: PathBuf,
 }
 
 impl Repo {
-    pub fn git(&self, args: &[&str]) -> String {
+    pub(crate) fn git(&self, args: &[&str]) -> String {
         let out = Command::new("git")
             .args(args)
             .current_dir(&self.dir)
@@ -164,22 +164,22 @@ impl Repo {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    pub fn head(&self) -> String {
+    pub(crate) fn head(&self) -> String {
         self.git(&["rev-parse", "HEAD"])
     }
 
-    pub fn pin(&self) -> String {
+    pub(crate) fn pin(&self) -> String {
         self.head()[..7].to_string()
     }
 
-    pub fn bin(&self) -> PathBuf {
+    pub(crate) fn bin(&self) -> PathBuf {
         self.dir.join("dist/ca")
     }
 }
 
 impl Env {
     /// Appends a byte to (or, with `flip`, flips a byte of) the stored object of `file`.
-    pub fn damage_stored_copy(&self, file: &Path, flip: bool) -> String {
+    pub(crate) fn damage_stored_copy(&self, file: &Path, flip: bool) -> String {
         use std::os::unix::fs::PermissionsExt;
         let id = self.ok(["verify", s(file), "--json"]).json()["object"]
             .as_str()
@@ -201,7 +201,7 @@ impl Env {
 }
 
 /// Sends a signal to a process (no `kill` binary needed on the machine).
-pub fn signal(pid: u32, sig: rustix::process::Signal) {
+pub(crate) fn signal(pid: u32, sig: rustix::process::Signal) {
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(pid as i32).expect("pid > 0"),
         sig,
@@ -209,21 +209,21 @@ pub fn signal(pid: u32, sig: rustix::process::Signal) {
     .expect("signal sent");
 }
 
-pub fn s(p: &Path) -> &str {
+pub(crate) fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
 /// A real S3-compatible server (`s3s-fs`, installed by `.ci/run`) on 127.0.0.1, serving
 /// one bucket from a temp directory. Killed when dropped.
-pub struct S3Server {
+pub(crate) struct S3Server {
     pub root: tempfile::TempDir,
     pub port: u16,
     child: Option<std::process::Child>,
 }
 
-pub const BUCKET: &str = "ledger-bucket";
-pub const S3_KEY: &str = "test-access-key";
-pub const S3_SECRET: &str = "test-secret-key-0123456789";
+pub(crate) const BUCKET: &str = "ledger-bucket";
+pub(crate) const S3_KEY: &str = "test-access-key";
+pub(crate) const S3_SECRET: &str = "test-secret-key-0123456789";
 
 fn s3s_fs_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("CTO_LEDGER_TEST_S3S_FS") {
@@ -247,7 +247,7 @@ fn s3s_fs_binary() -> PathBuf {
 }
 
 impl S3Server {
-    pub fn start() -> S3Server {
+    pub(crate) fn start() -> S3Server {
         let root = tempfile::Builder::new()
             .prefix("cto-ledger-s3-")
             .tempdir()
@@ -268,7 +268,7 @@ impl S3Server {
     }
 
     /// Starts (again) on the same port and directory.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::File::options()
             .create(true)
@@ -296,29 +296,29 @@ impl S3Server {
     }
 
     /// Kills the server at once (SIGKILL), as a crash would.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    pub fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// Where the server keeps `key` of the bucket on disk.
-    pub fn file(&self, key: &str) -> PathBuf {
+    pub(crate) fn file(&self, key: &str) -> PathBuf {
         self.root.path().join(BUCKET).join(key)
     }
 
     /// An Env whose commands carry the server's credentials, with remote `origin` added.
-    pub fn host(&self, prefix: &str) -> Env {
+    pub(crate) fn host(&self, prefix: &str) -> Env {
         self.host_with(prefix, S3_KEY, S3_SECRET)
     }
 
     /// As `host`, with the credentials given.
-    pub fn host_with(&self, prefix: &str, key: &str, secret: &str) -> Env {
+    pub(crate) fn host_with(&self, prefix: &str, key: &str, secret: &str) -> Env {
         let mut env = Env::new();
         env.vars.push(("AWS_ACCESS_KEY_ID".into(), key.into()));
         env.vars

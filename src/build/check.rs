@@ -153,7 +153,7 @@ fn compare_outputs(
     Ok(c)
 }
 
-pub fn check(home: &mut Home, r: &str, progress: &ProgressBar) -> Result<BuildOut> {
+pub(crate) fn check(home: &mut Home, r: &str, progress: &ProgressBar) -> Result<BuildOut> {
     let orig = find_build(home, r)?;
     if orig.status != BuildStatus::Succeeded {
         return Err(Error::bad_input(

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 mod check;
 
-pub use check::check;
+pub(crate) use check::check;
 
 use crate::error::{Error, Result};
 use crate::git;
@@ -59,7 +59,7 @@ const ENV_THAT_MATTERS: &[&str] = &[
 const DETECTED_TOOLS: &[&str] = &["node", "bun", "cargo", "rustc", "go", "python3"];
 const FOREVER: Duration = Duration::from_secs(60 * 60 * 24 * 365);
 
-pub struct BuildArgs {
+pub(crate) struct BuildArgs {
     pub name: Option<String>,
     pub source: Option<PathBuf>,
     pub outputs: Vec<PathBuf>,
@@ -70,7 +70,7 @@ pub struct BuildArgs {
 }
 
 #[derive(Serialize)]
-pub struct BuildOut {
+pub(crate) struct BuildOut {
     pub build: BuildRec,
 }
 
@@ -369,7 +369,7 @@ fn ingest_outputs(
     Ok(Ok(outs))
 }
 
-pub fn build(home: &mut Home, a: &BuildArgs, progress: &ProgressBar) -> Result<BuildOut> {
+pub(crate) fn build(home: &mut Home, a: &BuildArgs, progress: &ProgressBar) -> Result<BuildOut> {
     let source_dir = source_dir(a)?;
     let before = snapshot(&home.store, &source_dir, progress)?;
     let workdir = before.state.workdir.clone();

@@ -149,7 +149,7 @@ fn report_error(e: &crate::error::Error, json: bool, out: &mut dyn Write) -> i32
 }
 
 /// Parses arguments, runs the command, prints, and returns the exit code.
-pub fn main() -> i32 {
+pub(crate) fn main() -> i32 {
     let cli = Cli::parse();
     let cx = Context {
         ledger: cli.ledger,

@@ -16,14 +16,14 @@ use crate::ledger::Mode;
 use crate::state::{RunStatus, Verdict};
 
 #[derive(Debug, Serialize)]
-pub struct Check {
+pub(crate) struct Check {
     pub name: &'static str,
     pub pass: bool,
     pub detail: String,
 }
 
 #[derive(Debug, Serialize)]
-pub struct HealthOut {
+pub(crate) struct HealthOut {
     pub ok: bool,
     pub checks: Vec<Check>,
 }
@@ -96,7 +96,7 @@ fn append_byte(p: &Path) -> Result<()> {
         .map_err(Error::io("modify", p))
 }
 
-pub fn run() -> Result<HealthOut> {
+pub(crate) fn run() -> Result<HealthOut> {
     let fake = shipped_fake().filter(|p| p.is_file()).ok_or_else(|| {
         Error::bad_input(
             format!(

@@ -4,7 +4,7 @@
 //! verdict comes from the fixture's tests; the whole run folder goes into the ledger.
 
 pub mod fixture;
-pub mod health;
+pub(crate) mod health;
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -30,16 +30,16 @@ use crate::store::hash_file;
 use crate::store::tree::{self, ObjKind};
 use fixture::Fixture;
 
-pub const DEFAULT_TIMEOUT_SECONDS: f64 = 900.0;
+pub(crate) const DEFAULT_TIMEOUT_SECONDS: f64 = 900.0;
 const TEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// The fake provider shipped beside the `cto-ledger` executable.
-pub const FAKE_BIN: &str = "cto-fake-ca";
-pub const FAKE_MODEL: (&str, &str) = ("fake", "fake-model");
+pub(crate) const FAKE_BIN: &str = "cto-fake-ca";
+pub(crate) const FAKE_MODEL: (&str, &str) = ("fake", "fake-model");
 
-pub use crate::state::Lane;
+pub(crate) use crate::state::Lane;
 
 #[derive(Debug, Clone)]
-pub struct RunOptions {
+pub(crate) struct RunOptions {
     pub fixture: String,
     pub lane: Lane,
     pub provider_bin: Option<PathBuf>,
@@ -51,7 +51,7 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    pub fn fake(behavior: &str) -> RunOptions {
+    pub(crate) fn fake(behavior: &str) -> RunOptions {
         RunOptions {
             fixture: fixture::BUILTIN.into(),
             lane: Lane::Fake,
@@ -66,7 +66,7 @@ impl RunOptions {
 }
 
 #[derive(Debug)]
-pub struct Stage2Out {
+pub(crate) struct Stage2Out {
     pub report: Report,
     pub run_dir: PathBuf,
     pub seq: u64,
@@ -80,7 +80,7 @@ impl Serialize for Stage2Out {
     }
 }
 
-pub fn shipped_fake() -> Option<PathBuf> {
+pub(crate) fn shipped_fake() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     Some(exe.parent()?.join(FAKE_BIN))
 }
@@ -142,7 +142,7 @@ fn make_run_dir(runs: &Path, fixture: &str) -> Result<(RunId, PathBuf)> {
     ))
 }
 
-pub fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out> {
+pub(crate) fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out> {
     let fixture = fixture::load(&opts.fixture)?;
     if opts.lane == Lane::Fake
         && !["solve", "fail", "hang", "hang-grandchild", "crash", "noop"]
@@ -881,7 +881,7 @@ fn record_run(
 }
 
 #[derive(Debug, Serialize)]
-pub struct RecoverOut {
+pub(crate) struct RecoverOut {
     /// Run folders whose harness had died, now finalised as `interrupted` and recorded.
     pub recovered: Vec<String>,
     /// Processes found still working in those folders, killed.
@@ -904,7 +904,7 @@ pub(crate) fn harness_alive(pid: Option<u64>) -> bool {
 /// Finalises and records every run folder whose harness was killed before it could:
 /// processes still working inside the folder are killed, `report.json` says
 /// `interrupted`, and `backend/harness-killed.txt` says what happened.
-pub fn recover(home: &mut Home) -> Result<RecoverOut> {
+pub(crate) fn recover(home: &mut Home) -> Result<RecoverOut> {
     let removed_temps = home
         .store
         .backend()

@@ -3,13 +3,13 @@
 
 pub mod events;
 mod project;
-pub mod query;
-pub mod replica;
+pub(crate) mod query;
+pub(crate) mod replica;
 mod rows;
 mod show;
 mod sql_types;
 
-pub use rows::*;
+pub(crate) use rows::*;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -39,7 +39,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
 ];
 
 /// The tables rebuilt from the journal, children before parents (for deletes).
-pub const PROJECTIONS: &[&str] = &[
+pub(crate) const PROJECTIONS: &[&str] = &[
     "run_artifacts",
     "build_created",
     "build_modified",
@@ -68,7 +68,7 @@ const CHILDREN: &[(&str, &str, &str)] = &[
     ("source_changes", "source_id", "sources"),
 ];
 
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 pub struct Ledger {
     conn: Connection,
@@ -117,7 +117,7 @@ fn ledger_err(path: &Path, e: rusqlite::Error) -> Error {
 }
 
 /// SHA-256(prev_hash || event), both as raw bytes.
-pub fn chain_hash(prev_hex: &str, event: &[u8]) -> String {
+pub(crate) fn chain_hash(prev_hex: &str, event: &[u8]) -> String {
     let mut h = Sha256::new();
     let mut prev = [0u8; 32];
     if hex::decode_to_slice(prev_hex, &mut prev).is_err() {
@@ -130,7 +130,7 @@ pub fn chain_hash(prev_hex: &str, event: &[u8]) -> String {
     hex::encode(h.finalize())
 }
 
-pub fn now() -> String {
+pub(crate) fn now() -> String {
     // Tests pin the clock so their output can be compared; documented in the README.
     if let Ok(t) = std::env::var("CTO_LEDGER_NOW") {
         return t;
@@ -519,14 +519,14 @@ fn journal_rows_after(conn: &Connection, after: u64) -> Result<Vec<JournalRow>> 
 
 /// Walks a journal in order, checking each row against the one before it: the one chain
 /// walk that the local audit, the remote audit and `pull` share.
-pub struct ChainCheck {
+pub(crate) struct ChainCheck {
     expected: i64,
     prev: String,
 }
 
 impl ChainCheck {
     /// A walk from the first event.
-    pub fn new() -> ChainCheck {
+    pub(crate) fn new() -> ChainCheck {
         ChainCheck::after(&Head {
             seq: 0,
             hash: GENESIS.into(),
@@ -534,7 +534,7 @@ impl ChainCheck {
     }
 
     /// A walk that continues after `head`.
-    pub fn after(head: &Head) -> ChainCheck {
+    pub(crate) fn after(head: &Head) -> ChainCheck {
         ChainCheck {
             expected: head.seq as i64 + 1,
             prev: head.hash.clone(),
@@ -542,7 +542,7 @@ impl ChainCheck {
     }
 
     /// What is wrong with the next row (nothing when it links), then moves past it.
-    pub fn next(&mut self, row: &JournalRow) -> Vec<String> {
+    pub(crate) fn next(&mut self, row: &JournalRow) -> Vec<String> {
         let bad = check_row(row, self.expected, &self.prev);
         self.expected += 1;
         self.prev = row.hash.clone();
@@ -550,7 +550,7 @@ impl ChainCheck {
     }
 
     /// Moves past a row that could not be read: the next one cannot be shown to link.
-    pub fn skip(&mut self) {
+    pub(crate) fn skip(&mut self) {
         self.expected += 1;
         self.prev.clear();
     }
@@ -563,7 +563,7 @@ impl Default for ChainCheck {
 }
 
 /// Checks one journal row against its predecessor's hash; returns what is wrong.
-pub fn check_row(row: &JournalRow, expected_seq: i64, prev_hash: &str) -> Vec<String> {
+pub(crate) fn check_row(row: &JournalRow, expected_seq: i64, prev_hash: &str) -> Vec<String> {
     let mut bad = Vec::new();
     if row.seq != expected_seq {
         bad.push(format!(

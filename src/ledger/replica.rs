@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, OptionalExtension as _, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension as _, TransactionBehavior};
 use serde::Serialize;
 
 use super::events::Event;
@@ -38,7 +38,7 @@ pub struct Integrated {
 }
 
 /// An event without its sequence number: what stays the same when it is re-appended.
-pub fn identity(event_text: &str) -> Result<Vec<u8>> {
+pub(crate) fn identity(event_text: &str) -> Result<Vec<u8>> {
     let mut e: Event = serde_json::from_str(event_text).map_err(|e| Error::Integrity {
         message: format!("journal event cannot be decoded: {e}"),
     })?;
@@ -222,80 +222,7 @@ impl Ledger {
                 super::project::apply(&tx, &row.decode()?)?;
             }
         } else {
-            let on_remote: HashMap<Vec<u8>, u64> = remote
-                .iter()
-                .map(|r| Ok((identity(&r.event)?, r.seq as u64)))
-                .collect::<Result<_>>()?;
-            // The append-only triggers guard published history; unpublished local events
-            // are the one thing that may move. Recreate them exactly as the schema has them.
-            let triggers: Vec<String> = {
-                let mut st = tx
-                    .prepare("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'journal'")
-                    .map_err(Error::sql("read triggers"))?;
-                let v = st
-                    .query_map([], |r| r.get(0))
-                    .map_err(Error::sql("read triggers"))?
-                    .collect::<rusqlite::Result<Vec<String>>>()
-                    .map_err(Error::sql("read triggers"))?;
-                v
-            };
-            for t in [
-                "journal_is_append_only_update",
-                "journal_is_append_only_delete",
-            ] {
-                tx.execute_batch(&format!("DROP TRIGGER IF EXISTS {t}"))
-                    .map_err(Error::sql("move unpublished events"))?;
-            }
-            tx.execute("DELETE FROM journal WHERE seq > ?1", [base.seq as i64])
-                .map_err(Error::sql("move unpublished events"))?;
-            for row in remote {
-                insert_row(&tx, row)?;
-            }
-            let mut head = remote.last().map_or(base.clone(), |r| Head {
-                seq: r.seq as u64,
-                hash: r.hash.clone(),
-            });
-            let mut moved = Vec::new();
-            for row in &local {
-                if let Some(&at) = on_remote.get(&identity(&row.event)?) {
-                    out.already_remote.push((row.seq as u64, at));
-                    moved.push((row, at));
-                    continue;
-                }
-                head = append(&tx, &head, &mut row.decode()?)?;
-                out.moved.push((row.seq as u64, head.seq));
-                moved.push((row, head.seq));
-            }
-            for sql in &triggers {
-                tx.execute_batch(sql)
-                    .map_err(Error::sql("restore journal triggers"))?;
-            }
-            let old_head = local.last().expect("not empty");
-            tx.execute(
-                "INSERT INTO rebases (time, remote, reason, base_seq, base_hash, old_head_seq, old_head_hash, new_head_seq, new_head_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![super::now(), name, reason, base.seq as i64, base.hash, old_head.seq, old_head.hash, head.seq as i64, head.hash],
-            )
-            .map_err(Error::sql("record rebase"))?;
-            let rebase = tx.last_insert_rowid();
-            for (row, new_seq) in moved {
-                tx.execute(
-                    "INSERT INTO rebased_events (rebase, old_seq, old_prev_hash, old_hash, old_event, new_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![rebase, row.seq, row.prev_hash, row.hash, row.event, new_seq as i64],
-                )
-                .map_err(Error::sql("record rebase"))?;
-            }
-            // Only the events after the base moved or arrived: replay just those.
-            super::unproject_after(&tx, base.seq)?;
-            for e in super::decode_all(&journal_rows_after(&tx, base.seq)?)? {
-                super::project::apply(&tx, &e)?;
-            }
-            // Another remote that had the moved events no longer agrees past the base.
-            tx.execute(
-                "UPDATE remotes SET synced_seq = ?2, synced_hash = ?3 WHERE name != ?1 AND synced_seq > ?2",
-                params![name, base.seq as i64, base.hash],
-            )
-            .map_err(Error::sql("record remote progress"))?;
+            reappend(&tx, name, reason, base, remote, &local, &mut out)?;
         }
         let synced = remote.last().map_or(base.clone(), |r| Head {
             seq: r.seq as u64,
@@ -393,4 +320,95 @@ impl Ledger {
         ));
         Ok(Some(notes))
     }
+}
+
+/// The journal's append-only triggers, as the schema created them.
+fn journal_triggers(tx: &Connection) -> Result<Vec<String>> {
+    let mut st = tx
+        .prepare("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'journal'")
+        .map_err(Error::sql("read triggers"))?;
+    let v = st
+        .query_map([], |r| r.get(0))
+        .map_err(Error::sql("read triggers"))?
+        .collect::<rusqlite::Result<Vec<String>>>()
+        .map_err(Error::sql("read triggers"))?;
+    Ok(v)
+}
+
+/// Puts the remote's events after `base` and re-appends the local events the remote
+/// lacks after them, keeping each moved event's old form (inside the caller's transaction).
+fn reappend(
+    tx: &Connection,
+    name: &str,
+    reason: &str,
+    base: &Head,
+    remote: &[JournalRow],
+    local: &[JournalRow],
+    out: &mut Integrated,
+) -> Result<()> {
+    let on_remote: HashMap<Vec<u8>, u64> = remote
+        .iter()
+        .map(|r| Ok((identity(&r.event)?, r.seq as u64)))
+        .collect::<Result<_>>()?;
+    // The append-only triggers guard published history; unpublished local events
+    // are the one thing that may move. Recreate them exactly as the schema has them.
+    let triggers = journal_triggers(tx)?;
+    for t in [
+        "journal_is_append_only_update",
+        "journal_is_append_only_delete",
+    ] {
+        tx.execute_batch(&format!("DROP TRIGGER IF EXISTS {t}"))
+            .map_err(Error::sql("move unpublished events"))?;
+    }
+    tx.execute("DELETE FROM journal WHERE seq > ?1", [base.seq as i64])
+        .map_err(Error::sql("move unpublished events"))?;
+    for row in remote {
+        insert_row(tx, row)?;
+    }
+    let mut head = remote.last().map_or(base.clone(), |r| Head {
+        seq: r.seq as u64,
+        hash: r.hash.clone(),
+    });
+    let mut moved = Vec::new();
+    for row in local {
+        if let Some(&at) = on_remote.get(&identity(&row.event)?) {
+            out.already_remote.push((row.seq as u64, at));
+            moved.push((row, at));
+            continue;
+        }
+        head = append(tx, &head, &mut row.decode()?)?;
+        out.moved.push((row.seq as u64, head.seq));
+        moved.push((row, head.seq));
+    }
+    for sql in &triggers {
+        tx.execute_batch(sql)
+            .map_err(Error::sql("restore journal triggers"))?;
+    }
+    let old_head = local.last().expect("not empty");
+    tx.execute(
+        "INSERT INTO rebases (time, remote, reason, base_seq, base_hash, old_head_seq, old_head_hash, new_head_seq, new_head_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![super::now(), name, reason, base.seq as i64, base.hash, old_head.seq, old_head.hash, head.seq as i64, head.hash],
+    )
+    .map_err(Error::sql("record rebase"))?;
+    let rebase = tx.last_insert_rowid();
+    for (row, new_seq) in moved {
+        tx.execute(
+            "INSERT INTO rebased_events (rebase, old_seq, old_prev_hash, old_hash, old_event, new_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![rebase, row.seq, row.prev_hash, row.hash, row.event, new_seq as i64],
+        )
+        .map_err(Error::sql("record rebase"))?;
+    }
+    // Only the events after the base moved or arrived: replay just those.
+    super::unproject_after(tx, base.seq)?;
+    for e in super::decode_all(&journal_rows_after(tx, base.seq)?)? {
+        super::project::apply(tx, &e)?;
+    }
+    // Another remote that had the moved events no longer agrees past the base.
+    tx.execute(
+        "UPDATE remotes SET synced_seq = ?2, synced_hash = ?3 WHERE name != ?1 AND synced_seq > ?2",
+        params![name, base.seq as i64, base.hash],
+    )
+    .map_err(Error::sql("record remote progress"))?;
+    Ok(())
 }

@@ -9,10 +9,10 @@ use crate::id::{ObjectId, Revocable, Sha256Digest};
 use crate::ledger::query::Node;
 use crate::ledger::{AdmissionRow, BuildRow, Ledger, SourceRow};
 
-pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
-pub const SLSA_PROVENANCE: &str = "https://slsa.dev/provenance/v1";
-pub const BUILD_TYPE: &str = "https://github.com/cto-ledger/cto-ledger/build/v1";
-pub const BUILDER_ID: &str = "https://github.com/cto-ledger/cto-ledger";
+pub(super) const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+pub(super) const SLSA_PROVENANCE: &str = "https://slsa.dev/provenance/v1";
+pub(super) const BUILD_TYPE: &str = "https://github.com/cto-ledger/cto-ledger/build/v1";
+pub(super) const BUILDER_ID: &str = "https://github.com/cto-ledger/cto-ledger";
 
 fn digest_set(sha256: Option<&Sha256Digest>, blake3: &ObjectId) -> Value {
     let mut m = Map::new();
@@ -138,7 +138,7 @@ fn build_parameters(
 }
 
 /// An in-toto Statement v1 with a SLSA Provenance v1 predicate for an artifact.
-pub fn export_in_toto(l: &Ledger, n: &Node) -> Result<Value> {
+pub(crate) fn export_in_toto(l: &Ledger, n: &Node) -> Result<Value> {
     let t = export_target(l, n)?;
     let o = l.object(&t.object)?.ok_or_else(|| Error::NotFound {
         what: "object",
@@ -236,7 +236,7 @@ fn prov_node(n: &LNode, doc: &mut Value, k: &mut usize) {
 }
 
 /// W3C PROV-JSON of a node's upstream lineage.
-pub fn export_prov(l: &Ledger, n: &Node) -> Result<Value> {
+pub(crate) fn export_prov(l: &Ledger, n: &Node) -> Result<Value> {
     let tree = trace(l, n)?;
     let mut doc = json!({
         "prefix": {"ctol": "https://github.com/cto-ledger/cto-ledger/ns#", "blake3": "urn:blake3:", "git": "urn:git:"},

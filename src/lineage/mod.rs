@@ -20,14 +20,14 @@ use crate::ledger::query::Node;
 use crate::ledger::Ledger;
 use crate::state::{AdmissionScope, BuildStatus, Lane, RunStatus};
 
-pub use export::{export_in_toto, export_prov};
-pub use picture::{graph, render_tree, GraphFormat};
+pub(crate) use export::{export_in_toto, export_prov};
+pub(crate) use picture::{graph, render_tree, GraphFormat};
 
 const MAX_DEPTH: usize = 16;
 
 /// One node of a lineage tree.
 #[derive(Debug, Clone, Serialize)]
-pub struct LNode {
+pub(crate) struct LNode {
     pub kind: &'static str,
     pub id: String,
     pub label: String,
@@ -409,11 +409,11 @@ fn walk(l: &Ledger, n: &Node, downstream: bool) -> Result<LNode> {
 }
 
 /// Everything upstream of a node, down to the source commit.
-pub fn trace(l: &Ledger, n: &Node) -> Result<LNode> {
+pub(crate) fn trace(l: &Ledger, n: &Node) -> Result<LNode> {
     walk(l, n, false)
 }
 
 /// Everything downstream of a node: builds, outputs, admissions, runs.
-pub fn impact(l: &Ledger, n: &Node) -> Result<LNode> {
+pub(crate) fn impact(l: &Ledger, n: &Node) -> Result<LNode> {
     walk(l, n, true)
 }

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::ledger::query::Node;
 use crate::ledger::Ledger;
 
-pub fn render_tree(n: &LNode, out: &mut String, prefix: &str, last: bool, root: bool) {
+pub(crate) fn render_tree(n: &LNode, out: &mut String, prefix: &str, last: bool, root: bool) {
     let branch = if root {
         ""
     } else if last {
@@ -109,7 +109,7 @@ fn is_bad(flags: &[String]) -> bool {
 
 /// The lineage pictures `graph` draws.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GraphFormat {
+pub(crate) enum GraphFormat {
     Dot,
     Mermaid,
 }
@@ -127,7 +127,7 @@ impl Picture {
 }
 
 /// The lineage of a node, upstream and downstream, as Graphviz DOT or Mermaid.
-pub fn graph(l: &Ledger, n: &Node, format: GraphFormat) -> Result<String> {
+pub(crate) fn graph(l: &Ledger, n: &Node, format: GraphFormat) -> Result<String> {
     let up = trace(l, n)?;
     let down = impact(l, n)?;
     let mut p = Picture {

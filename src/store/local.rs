@@ -12,17 +12,17 @@ use super::{Backend, Listing, Staged};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 
-pub struct LocalBackend {
+pub(crate) struct LocalBackend {
     root: PathBuf,
 }
 
 const TMP: &str = "tmp";
 /// Temp files (in `tmp/` or a fan-out directory) start with this; they are never objects.
-pub const TEMP_PREFIX: &str = ".obj-";
+pub(super) const TEMP_PREFIX: &str = ".obj-";
 
 impl LocalBackend {
     /// Opens (and with `create`, makes) the object directory at `root`.
-    pub fn open(root: &Path, create: bool) -> Result<Self> {
+    pub(crate) fn open(root: &Path, create: bool) -> Result<Self> {
         // Never create or write through a link standing where the store should be.
         let refuse = || {
             Error::Integrity {
@@ -73,7 +73,7 @@ impl LocalBackend {
         })
     }
 
-    pub fn path_of(&self, id: &ObjectId) -> PathBuf {
+    pub(crate) fn path_of(&self, id: &ObjectId) -> PathBuf {
         object_path(&self.root, id)
     }
 }

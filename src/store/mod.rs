@@ -2,7 +2,7 @@
 //! hashing, verification and tree encoding live once, here, above them.
 
 mod local;
-pub mod s3;
+pub(crate) mod s3;
 pub mod tree;
 
 use std::fs::File;
@@ -14,7 +14,7 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{Error, Result};
 use crate::id::{ObjectId, ObjectMeta, Sha256Digest};
 
-pub use local::LocalBackend;
+pub(crate) use local::LocalBackend;
 
 /// Bytes read per step while hashing and copying. Large enough for BLAKE3's
 /// multithreaded path to pay off, small enough to keep memory flat.
@@ -64,14 +64,14 @@ pub struct Listing {
 
 /// Hashes BLAKE3 and SHA-256 in one pass over the bytes.
 #[derive(Default, Clone)]
-pub struct DualHasher {
+pub(crate) struct DualHasher {
     blake: blake3::Hasher,
     sha: Sha256,
     size: u64,
 }
 
 impl DualHasher {
-    pub fn update(&mut self, buf: &[u8]) {
+    pub(crate) fn update(&mut self, buf: &[u8]) {
         if buf.len() >= PARALLEL_MIN {
             let (blake, sha) = (&mut self.blake, &mut self.sha);
             rayon::join(|| blake.update_rayon(buf), || sha.update(buf));
@@ -82,7 +82,7 @@ impl DualHasher {
         self.size += buf.len() as u64;
     }
 
-    pub fn finish(self) -> ObjectMeta {
+    pub(crate) fn finish(self) -> ObjectMeta {
         ObjectMeta {
             id: ObjectId(*self.blake.finalize().as_bytes()),
             sha256: Sha256Digest(self.sha.finalize().into()),
@@ -91,7 +91,7 @@ impl DualHasher {
     }
 }
 
-pub fn hash_bytes(bytes: &[u8]) -> ObjectMeta {
+pub(crate) fn hash_bytes(bytes: &[u8]) -> ObjectMeta {
     let mut h = DualHasher::default();
     h.update(bytes);
     h.finish()

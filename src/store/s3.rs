@@ -23,7 +23,7 @@ use crate::id::ObjectId;
 /// Where a remote is and how to reach it. Credentials never live here: they come from
 /// the standard AWS environment variables.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct RemoteSpec {
+pub(crate) struct RemoteSpec {
     pub url: String,
     pub endpoint: Option<String>,
     pub region: Option<String>,
@@ -31,7 +31,7 @@ pub struct RemoteSpec {
 
 impl RemoteSpec {
     /// Splits `s3://bucket/prefix` into bucket and prefix; refuses anything else.
-    pub fn bucket_and_prefix(url: &str) -> Result<(String, String)> {
+    pub(crate) fn bucket_and_prefix(url: &str) -> Result<(String, String)> {
         let bad = |why: &str| {
             Error::bad_input(
                 format!("remote URL `{url}` {why}"),
@@ -64,7 +64,7 @@ impl RemoteSpec {
 }
 
 /// A connection to one remote: a small tokio runtime and the S3 client.
-pub struct S3 {
+pub(crate) struct S3 {
     rt: tokio::runtime::Runtime,
     store: Arc<dyn ObjectStore>,
     prefix: String,
@@ -72,16 +72,15 @@ pub struct S3 {
     endpoint: Option<String>,
 }
 
-/// One key under the remote's prefix, with its size.
+/// One key under the remote's prefix.
 #[derive(Debug, Clone)]
-pub struct KeyInfo {
+pub(crate) struct KeyInfo {
     /// Relative to the prefix, e.g. `journal/00000000000000000042`.
     pub key: String,
-    pub size: u64,
 }
 
 impl S3 {
-    pub fn connect(spec: &RemoteSpec) -> Result<Arc<S3>> {
+    pub(crate) fn connect(spec: &RemoteSpec) -> Result<Arc<S3>> {
         let (bucket, prefix) = RemoteSpec::bucket_and_prefix(&spec.url)?;
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let has_creds = env("AWS_ACCESS_KEY_ID").is_some()
@@ -159,7 +158,7 @@ impl S3 {
         }))
     }
 
-    pub fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &str {
         &self.url
     }
 
@@ -198,7 +197,7 @@ impl S3 {
     }
 
     /// `Ok(None)` when the key is absent.
-    pub fn get(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn get(&self, rel: &str) -> Result<Option<Vec<u8>>> {
         let Some(r) = self.start_get(rel)? else {
             return Ok(None);
         };
@@ -220,7 +219,7 @@ impl S3 {
 
     /// Writes `rel` only if no one has: `Ok(true)` when this call created it,
     /// `Ok(false)` when the key already existed (`If-None-Match: *`).
-    pub fn put_create(&self, rel: &str, bytes: Vec<u8>) -> Result<bool> {
+    pub(crate) fn put_create(&self, rel: &str, bytes: Vec<u8>) -> Result<bool> {
         let path = self.path(rel);
         let opts = PutOptions {
             mode: PutMode::Create,
@@ -247,18 +246,8 @@ impl S3 {
         })
     }
 
-    pub fn delete(&self, rel: &str) -> Result<()> {
-        let path = self.path(rel);
-        self.rt.block_on(async {
-            match self.store.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                Err(e) => Err(self.err("delete", rel, e)),
-            }
-        })
-    }
-
     /// Size of `rel`, or `None` when absent.
-    pub fn head(&self, rel: &str) -> Result<Option<u64>> {
+    pub(crate) fn head(&self, rel: &str) -> Result<Option<u64>> {
         let path = self.path(rel);
         self.rt.block_on(async {
             match self.store.head(&path).await {
@@ -271,7 +260,7 @@ impl S3 {
 
     /// Every key under `dir/` that sorts after `dir/after` (all of them when `after` is
     /// `None`), in key order.
-    pub fn list(&self, dir: &str, after: Option<&str>) -> Result<Vec<KeyInfo>> {
+    pub(crate) fn list(&self, dir: &str, after: Option<&str>) -> Result<Vec<KeyInfo>> {
         let prefix = self.path(dir);
         let offset = after.map(|a| self.path(&format!("{dir}/{a}")));
         self.rt.block_on(async {
@@ -287,7 +276,6 @@ impl S3 {
                 .into_iter()
                 .map(|m| KeyInfo {
                     key: self.rel(m.location.as_ref()).to_string(),
-                    size: m.size,
                 })
                 .collect();
             keys.sort_by(|a, b| a.key.cmp(&b.key));
@@ -352,18 +340,18 @@ fn flatten(e: &dyn std::error::Error) -> String {
     s
 }
 
-pub fn object_key(id: &ObjectId) -> String {
+pub(crate) fn object_key(id: &ObjectId) -> String {
     let h = id.hex();
     format!("objects/{}/{}", &h[..2], &h[2..])
 }
 
 /// The store's objects on a remote.
-pub struct S3Backend {
+pub(crate) struct S3Backend {
     s3: Arc<S3>,
 }
 
 impl S3Backend {
-    pub fn new(s3: Arc<S3>) -> Self {
+    pub(crate) fn new(s3: Arc<S3>) -> Self {
         S3Backend { s3 }
     }
 }
