@@ -5,7 +5,6 @@ use std::io;
 
 use super::{Context, Output};
 use crate::error::Result;
-use crate::ledger::Mode;
 use crate::lineage;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -16,15 +15,14 @@ enum Format {
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    #[arg(value_name = "REF")]
-    target: String,
+    #[command(flatten)]
+    target: super::RefArg,
     #[arg(long, value_enum, default_value = "in-toto")]
     format: Format,
 }
 
 pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
-    let home = cx.open(Mode::ReadOnly)?;
-    let node = home.resolve(&a.target)?;
+    let (home, node) = a.target.resolve(cx)?;
     let doc = match a.format {
         Format::InToto => lineage::export_in_toto(&home.ledger, &node)?,
         Format::ProvJson => lineage::export_prov(&home.ledger, &node)?,

@@ -4,7 +4,6 @@ use serde::Serialize;
 
 use super::{Context, Output};
 use crate::error::Result;
-use crate::ledger::Mode;
 use crate::lineage::{self, GraphFormat};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -15,8 +14,8 @@ enum Format {
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    #[arg(value_name = "REF")]
-    target: String,
+    #[command(flatten)]
+    target: super::RefArg,
     #[arg(long, value_enum, default_value = "dot")]
     format: Format,
 }
@@ -28,8 +27,7 @@ pub(crate) struct GraphOut {
 }
 
 pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
-    let home = cx.open(Mode::ReadOnly)?;
-    let node = home.resolve(&a.target)?;
+    let (home, node) = a.target.resolve(cx)?;
     let (format, name) = match a.format {
         Format::Dot => (GraphFormat::Dot, "dot"),
         Format::Mermaid => (GraphFormat::Mermaid, "mermaid"),

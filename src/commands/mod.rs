@@ -40,7 +40,9 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::home::{self, Home};
+use crate::ledger::query::Node;
 use crate::ledger::Mode;
+use crate::sync::{self, Remote};
 
 /// Exit codes (documented in the README).
 pub(crate) const EXIT_OK: i32 = 0;
@@ -69,6 +71,38 @@ impl Context {
                 .expect("valid template"),
         );
         pb
+    }
+}
+
+/// The argument of commands that look at one node of the graph.
+#[derive(clap::Args)]
+pub(crate) struct RefArg {
+    #[arg(value_name = "REF")]
+    target: String,
+}
+
+impl RefArg {
+    /// The ledger, read-only, and the node the REF names.
+    pub(crate) fn resolve(&self, cx: &Context) -> Result<(Home, Node)> {
+        let home = cx.open(Mode::ReadOnly)?;
+        let node = home.resolve(&self.target)?;
+        Ok((home, node))
+    }
+}
+
+/// The argument of `push` and `pull`.
+#[derive(clap::Args)]
+pub(crate) struct RemoteArg {
+    /// The remote (default: the only one configured)
+    name: Option<String>,
+}
+
+impl RemoteArg {
+    /// The ledger, writable, and the remote connected.
+    pub(crate) fn connect(&self, cx: &Context) -> Result<(Home, Remote)> {
+        let home = cx.open(Mode::ReadWrite)?;
+        let remote = Remote::connect(sync::pick(&home, self.name.as_deref())?)?;
+        Ok((home, remote))
     }
 }
 

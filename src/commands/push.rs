@@ -4,18 +4,12 @@ use std::io::Write;
 
 use super::{text::R, Context, Output};
 use crate::error::Result;
-use crate::ledger::Mode;
-use crate::sync::{self, PushOut, Remote};
+use crate::sync::{self, PushOut};
 
-#[derive(clap::Args)]
-pub(crate) struct Args {
-    /// The remote (default: the only one configured)
-    name: Option<String>,
-}
+pub(crate) type Args = super::RemoteArg;
 
 pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
-    let mut home = cx.open(Mode::ReadWrite)?;
-    let mut r = Remote::connect(sync::pick(&home, a.name.as_deref())?)?;
+    let (mut home, mut r) = a.connect(cx)?;
     Ok(Output::doc(sync::push(&mut home, &mut r)?, text))
 }
 

@@ -4,18 +4,12 @@ use std::io::Write;
 
 use super::{text::R, Context, Output};
 use crate::error::Result;
-use crate::ledger::Mode;
 use crate::lineage::{self, LNode};
 
-#[derive(clap::Args)]
-pub(crate) struct Args {
-    #[arg(value_name = "REF")]
-    target: String,
-}
+pub(crate) type Args = super::RefArg;
 
 pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
-    let home = cx.open(Mode::ReadOnly)?;
-    let node = home.resolve(&a.target)?;
+    let (home, node) = a.resolve(cx)?;
     Ok(Output::doc(lineage::trace(&home.ledger, &node)?, tree))
 }
 

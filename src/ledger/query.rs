@@ -1,4 +1,4 @@
-//! REF resolution (PRODUCT §4) and the generic row reads that only `show` and `sql` use.
+//! REF resolution (README, "Commands": REF) and the generic row reads that only `show` and `sql` use.
 
 use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
@@ -229,7 +229,7 @@ impl Ledger {
             .collect()
     }
 
-    /// Resolves a REF (PRODUCT §4). `hash_path` hashes a file path given as REF.
+    /// Resolves a REF (README, "Commands": REF). `hash_path` hashes a file path given as REF.
     pub fn resolve(
         &self,
         r: &str,

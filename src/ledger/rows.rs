@@ -570,23 +570,15 @@ impl Ledger {
         &self,
         object: &ObjectId,
     ) -> Result<Option<(AdmissionId, RevocationRow)>> {
-        self.one(
+        let rev: Option<RevocationRow> = self.row_of(
             "read revocation",
-            &format!("SELECT a.id, {} FROM admissions a JOIN revocations r ON r.target = a.id WHERE a.object = ?1 ORDER BY r.seq DESC LIMIT 1", RevocationRow::COLUMNS),
+            "revocations r JOIN admissions a ON r.target = a.id WHERE a.object = ?1 ORDER BY r.seq DESC LIMIT 1",
             [object],
-            |r| {
-                let adm: AdmissionId = r.get(0)?;
-                let rev = RevocationRow {
-                    id: r.get(1)?,
-                    seq: r.get::<_, i64>(2)? as u64,
-                    target: r.get(3)?,
-                    reason: r.get(4)?,
-                    actor: r.get(5)?,
-                    time: r.get(6)?,
-                };
-                Ok((adm, rev))
-            },
-        )
+        )?;
+        Ok(rev.and_then(|r| match &r.target {
+            Revocable::Admission(a) => Some((a.clone(), r)),
+            Revocable::Model(_) => None,
+        }))
     }
 
     // ------------------------------------------------------------ sources

@@ -1,5 +1,7 @@
-//! Objects as read-only files under `objects/<2 hex>/<62 hex>`, written through
-//! `objects/tmp/` with fsync and rename so no half-written object is ever visible.
+//! Objects as read-only files under `objects/<2 hex>/<62 hex>`, written as a read-only
+//! temp file (in `objects/tmp/`, or beside its final name when the id is known first) and
+//! renamed into place, so no half-written object is ever visible. Durability is one
+//! `syncfs` (`Backend::sync`) before the journal names the objects, not an fsync each.
 
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
@@ -175,7 +177,6 @@ impl Write for LocalStaged {
 impl Staged for LocalStaged {
     fn commit(self: Box<Self>, id: &ObjectId) -> Result<()> {
         let target = object_path(&self.target_root, id);
-        let tmp_path = self.tmp.path().to_path_buf();
         if fs::symlink_metadata(&target).is_ok() {
             // Already stored: idempotent success; the temp file is removed on drop. A
             // damaged copy is left as it is, as evidence: `audit` names it.
@@ -193,7 +194,6 @@ impl Staged for LocalStaged {
             path: target.clone(),
             source: e.error,
         })?;
-        let _ = tmp_path;
         Ok(())
     }
 }
