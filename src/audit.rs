@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::home::Home;
-use crate::id::{ObjectId, Revocable, Sha256Digest};
+use crate::id::{ChainHash, ObjectId, Revocable, Sha256Digest};
 use crate::ledger::{ChainCheck, Head, RunFilter};
 use crate::state::{AuditCheck, Lane, RunStatus};
 use crate::store::Store;
@@ -133,7 +133,7 @@ pub(crate) fn parse_checkpoint(s: &str) -> Result<Head> {
     }
     Ok(Head {
         seq,
-        hash: hash.to_ascii_lowercase(),
+        hash: ChainHash::parse(&hash.to_ascii_lowercase()).map_err(|_| bad())?,
     })
 }
 
@@ -174,10 +174,8 @@ fn check_chain(home: &Home, out: &mut AuditOut) -> Result<()> {
         }
     }
     out.events = rows.len() as u64;
-    out.head = rows.last().map(|r| Head {
-        seq: r.seq as u64,
-        hash: r.hash.clone(),
-    });
+    // A damaged last row is a finding above; the head is then unknown.
+    out.head = rows.last().and_then(|r| r.head().ok());
     Ok(())
 }
 
@@ -185,7 +183,7 @@ fn check_chain(home: &Home, out: &mut AuditOut) -> Result<()> {
 /// was taken may have been re-appended after another host's by push/pull: prove that instead.
 fn check_checkpoint(home: &Home, cp: &Head, out: &mut AuditOut) -> Result<()> {
     let row = home.ledger.row_at(cp.seq)?;
-    if row.as_ref().is_some_and(|r| r.hash == cp.hash) {
+    if row.as_ref().is_some_and(|r| r.has_hash(&cp.hash)) {
         return Ok(());
     }
     if let Some(notes) = home.ledger.explain_moved_checkpoint(cp)? {

@@ -362,6 +362,68 @@ impl CommitId {
 
 string_id_impls!(CommitId);
 
+/// A link of the journal's hash chain, `SHA-256(prev_hash || event)`: written as 64
+/// lowercase hex digits without an algorithm, as the journal has always stored it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChainHash(pub [u8; 32]);
+
+impl ChainHash {
+    /// The hash before the first event.
+    pub const GENESIS: ChainHash = ChainHash([0; 32]);
+
+    /// Exactly 64 lowercase hex digits.
+    pub fn parse(s: &str) -> Result<Self, IdParseError> {
+        let err = |why| IdParseError {
+            input: s.to_string(),
+            what: "a journal chain hash",
+            why,
+        };
+        if s.len() != 64 {
+            return Err(err("expected 64 hex digits"));
+        }
+        parse_hex32(s, "sha256")
+            .map(ChainHash)
+            .map_err(|e| err(e.why))
+    }
+
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for ChainHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut buf).expect("64 = 2 x 32");
+        f.pad(std::str::from_utf8(&buf).expect("hex digits are ASCII"))
+    }
+}
+
+impl fmt::Debug for ChainHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for ChainHash {
+    type Err = IdParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl Serialize for ChainHash {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ChainHash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 /// What a revocation revokes: an admission or a model admission.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Revocable {
@@ -459,5 +521,19 @@ mod tests {
         );
         assert!(CommitId::parse("7959ac9").is_err());
         assert!(RunId::parse("../x").is_err());
+    }
+
+    #[test]
+    fn chain_hashes_are_bare_lowercase_hex() {
+        let h = ChainHash([0xab; 32]);
+        assert_eq!(h.to_string(), "ab".repeat(32));
+        assert_eq!(
+            serde_json::to_string(&h).unwrap(),
+            format!("\"{}\"", "ab".repeat(32))
+        );
+        assert_eq!(ChainHash::parse(&h.to_string()).unwrap(), h);
+        assert!(ChainHash::parse(&"AB".repeat(32)).is_err());
+        assert!(ChainHash::parse(&format!("sha256:{}", "ab".repeat(32))).is_err());
+        assert_eq!(ChainHash::GENESIS.to_string(), "0".repeat(64));
     }
 }

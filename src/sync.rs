@@ -21,7 +21,7 @@ use crate::home::Home;
 use crate::id::ObjectId;
 use crate::ledger::events::Event;
 use crate::ledger::replica::RemoteRow;
-use crate::ledger::{check_row, ChainCheck, Head, JournalRow, GENESIS};
+use crate::ledger::{check_row, ChainCheck, Head, JournalRow};
 use crate::state::AuditCheck;
 use crate::store::s3::{object_key, RemoteSpec, S3Backend, S3};
 use crate::store::Store;
@@ -129,23 +129,15 @@ impl Remote {
         self.s3.url()
     }
 
-    /// The entries under `keys` (the keys right after event `after`, in order), each
-    /// checked, and chained from `from_hash`.
-    fn entries(
-        &self,
-        keys: &[crate::store::s3::KeyInfo],
-        after: u64,
-        from_hash: &str,
-    ) -> Result<Vec<JournalRow>> {
+    /// The entries under `keys` (the keys right after event `from`, in order), each
+    /// checked, and chained from `from`.
+    fn entries(&self, keys: &[crate::store::s3::KeyInfo], from: &Head) -> Result<Vec<JournalRow>> {
         let fetched: Vec<Result<JournalRow>> = transfer_pool()?.install(|| {
             keys.par_iter()
                 .map(|k| decode(&k.key, &self.get_listed(&k.key)?, self.url()))
                 .collect()
         });
-        let mut chain = ChainCheck::after(&Head {
-            seq: after,
-            hash: from_hash.to_string(),
-        });
+        let mut chain = ChainCheck::after(from);
         let mut out = Vec::with_capacity(fetched.len());
         for r in fetched {
             let row = r?;
@@ -186,19 +178,16 @@ impl Remote {
         let mut mark = self.row.synced.clone();
         let mut replaced = false;
         while mark.seq > 0 {
-            if self.entry(mark.seq)?.is_some_and(|e| e.hash == mark.hash) {
+            if self
+                .entry(mark.seq)?
+                .is_some_and(|e| e.has_hash(&mark.hash))
+            {
                 break;
             }
             replaced = true;
             mark = match home.ledger.row_at(mark.seq - 1)? {
-                Some(r) => Head {
-                    seq: r.seq as u64,
-                    hash: r.hash,
-                },
-                None => Head {
-                    seq: 0,
-                    hash: GENESIS.into(),
-                },
+                Some(r) => r.head()?,
+                None => Head::EMPTY,
             };
         }
         Ok((mark, replaced))
@@ -312,7 +301,7 @@ pub(crate) fn pull(home: &mut Home, remote: &mut Remote) -> Result<PullOut> {
         };
         let (chunk, tail) = rest.split_at(n);
         rest = tail;
-        let rows = remote.entries(chunk, base.seq, &base.hash)?;
+        let rows = remote.entries(chunk, &base)?;
         let (objects, bytes) = fetch_objects(home, remote, &rows)?;
         home.store.sync()?;
         let done = home
@@ -324,10 +313,7 @@ pub(crate) fn pull(home: &mut Home, remote: &mut Remote) -> Result<PullOut> {
         out.moved.extend(done.moved);
         out.already_remote.extend(done.already_remote);
         if let Some(last) = rows.last() {
-            base = Head {
-                seq: last.seq as u64,
-                hash: last.hash.clone(),
-            };
+            base = last.head()?;
         }
         pending = !rest.is_empty();
     }
@@ -497,10 +483,7 @@ pub(crate) fn push(home: &mut Home, remote: &mut Remote) -> Result<PushOut> {
                 lost = true;
                 break;
             }
-            let head = Head {
-                seq: row.seq as u64,
-                hash: row.hash.clone(),
-            };
+            let head = row.head()?;
             if !home.ledger.set_synced(&remote.row.name, &head)? {
                 // Another command moved the local journal meanwhile; start over.
                 lost = true;
@@ -591,13 +574,7 @@ pub(crate) fn status(home: &Home, row: RemoteRow, contact: bool) -> Result<Statu
     let found = Remote::connect(row).and_then(|r| {
         let keys = r.s3.list("journal", Some(&seq_name(r.row.synced.seq)))?;
         let head = match keys.last() {
-            Some(k) => {
-                let row = decode(&k.key, &r.get_listed(&k.key)?, r.url())?;
-                Head {
-                    seq: row.seq as u64,
-                    hash: row.hash,
-                }
-            }
+            Some(k) => decode(&k.key, &r.get_listed(&k.key)?, r.url())?.head()?,
             None => r.row.synced.clone(),
         };
         Ok((head, keys.len() as u64))
@@ -685,10 +662,7 @@ fn audit_chain(remote: &Remote, out: &mut RemoteAuditOut) -> Result<BTreeMap<Obj
                 seq: row.seq as u64,
             });
         }
-        out.head = Some(Head {
-            seq: row.seq as u64,
-            hash: row.hash,
-        });
+        out.head = Some(row.head()?);
         out.events += 1;
     }
     Ok(named)
@@ -701,7 +675,7 @@ fn audit_synced(home: &Home, remote: &Remote, out: &mut RemoteAuditOut) -> Resul
         return Ok(());
     }
     match home.ledger.row_at(synced.seq)? {
-        Some(local) if local.hash == synced.hash => {}
+        Some(local) if local.has_hash(&synced.hash) => {}
         _ => out.notes.push(format!("this ledger's record of the remote (event {}) no longer matches its own journal; `cto-ledger pull` re-synchronises", synced.seq)),
     }
     if out.events < synced.seq {

@@ -18,6 +18,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
+use crate::id::ChainHash;
 use events::{Actor, Body, Event};
 
 /// Migrations, applied in order under `PRAGMA user_version`. Never edit one that shipped.
@@ -68,8 +69,6 @@ const CHILDREN: &[(&str, &str, &str)] = &[
     ("source_changes", "source_id", "sources"),
 ];
 
-pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,
@@ -79,7 +78,15 @@ pub struct Ledger {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Head {
     pub seq: u64,
-    pub hash: String,
+    pub hash: ChainHash,
+}
+
+impl Head {
+    /// Before the first event.
+    pub const EMPTY: Head = Head {
+        seq: 0,
+        hash: ChainHash::GENESIS,
+    };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +124,7 @@ fn ledger_err(path: &Path, e: rusqlite::Error) -> Error {
 }
 
 /// SHA-256(prev_hash || event), both as raw bytes.
-pub(crate) fn chain_hash(prev_hex: &str, event: &[u8]) -> String {
+pub(crate) fn chain_hash(prev_hex: &str, event: &[u8]) -> ChainHash {
     let mut h = Sha256::new();
     let mut prev = [0u8; 32];
     if hex::decode_to_slice(prev_hex, &mut prev).is_err() {
@@ -127,7 +134,7 @@ pub(crate) fn chain_hash(prev_hex: &str, event: &[u8]) -> String {
         h.update(prev);
     }
     h.update(event);
-    hex::encode(h.finalize())
+    ChainHash(h.finalize().into())
 }
 
 pub(crate) fn now() -> String {
@@ -374,7 +381,7 @@ impl Ledger {
 fn append(tx: &Connection, head: &Head, event: &mut Event) -> Result<Head> {
     event.seq = head.seq + 1;
     let bytes = serde_jcs::to_vec(&*event).expect("events serialise");
-    let hash = chain_hash(&head.hash, &bytes);
+    let hash = chain_hash(&head.hash.to_string(), &bytes);
     insert_row(
         tx,
         &JournalRow {
@@ -382,8 +389,8 @@ fn append(tx: &Connection, head: &Head, event: &mut Event) -> Result<Head> {
             kind: event.body.kind().to_string(),
             time: event.time.clone(),
             event: String::from_utf8(bytes).expect("JSON is UTF-8"),
-            prev_hash: head.hash.clone(),
-            hash: hash.clone(),
+            prev_hash: head.hash.to_string(),
+            hash: hash.to_string(),
         },
     )?;
     Ok(Head {
@@ -450,17 +457,14 @@ fn head_of(conn: &Connection) -> Result<Head> {
     let r = conn.query_row(
         "SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1",
         [],
-        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, ChainHash>(1)?)),
     );
     match r {
         Ok((seq, hash)) => Ok(Head {
             seq: seq as u64,
             hash,
         }),
-        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(Head {
-            seq: 0,
-            hash: GENESIS.into(),
-        }),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(Head::EMPTY),
         Err(e) => Err(Error::Sql {
             action: "read journal head",
             source: e,
@@ -479,6 +483,22 @@ pub struct JournalRow {
 }
 
 impl JournalRow {
+    /// The journal's head at this row; its stored hash must be a chain hash.
+    pub(crate) fn head(&self) -> Result<Head> {
+        let hash = ChainHash::parse(&self.hash).map_err(|e| Error::Integrity {
+            message: format!("journal event {}: {e}", self.seq),
+        })?;
+        Ok(Head {
+            seq: self.seq as u64,
+            hash,
+        })
+    }
+
+    /// Whether this row's stored hash is `h`.
+    pub(crate) fn has_hash(&self, h: &ChainHash) -> bool {
+        ChainHash::parse(&self.hash).is_ok_and(|mine| mine == *h)
+    }
+
     /// The event this row holds.
     pub fn decode(&self) -> Result<Event> {
         serde_json::from_str(&self.event).map_err(|e| Error::Integrity {
@@ -527,17 +547,14 @@ pub(crate) struct ChainCheck {
 impl ChainCheck {
     /// A walk from the first event.
     pub(crate) fn new() -> ChainCheck {
-        ChainCheck::after(&Head {
-            seq: 0,
-            hash: GENESIS.into(),
-        })
+        ChainCheck::after(&Head::EMPTY)
     }
 
     /// A walk that continues after `head`.
     pub(crate) fn after(head: &Head) -> ChainCheck {
         ChainCheck {
             expected: head.seq as i64 + 1,
-            prev: head.hash.clone(),
+            prev: head.hash.to_string(),
         }
     }
 
@@ -579,7 +596,7 @@ pub(crate) fn check_row(row: &JournalRow, expected_seq: i64, prev_hash: &str) ->
             short(prev_hash)
         ));
     }
-    let computed = chain_hash(&row.prev_hash, row.event.as_bytes());
+    let computed = chain_hash(&row.prev_hash, row.event.as_bytes()).to_string();
     if computed != row.hash {
         bad.push(format!(
             "event {}: stored hash {} but its bytes hash to {} (the event was altered)",

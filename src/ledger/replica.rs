@@ -12,6 +12,7 @@ use super::{
     append, chain_hash, head_of, insert_row, journal_rows_after, Head, JournalRow, Ledger,
 };
 use crate::error::{Error, Result};
+use crate::id::ChainHash;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RemoteRow {
@@ -200,7 +201,7 @@ impl Ledger {
                 )
                 .optional()
                 .map_err(Error::sql("read journal"))?;
-            if have.as_deref() != Some(base.hash.as_str()) {
+            if have != Some(base.hash.to_string()) {
                 return Err(Error::Ledger {
                     path: self.path.clone(),
                     message: format!("event {} changed while the remote was read", base.seq),
@@ -224,10 +225,7 @@ impl Ledger {
         } else {
             reappend(&tx, name, reason, base, remote, &local, &mut out)?;
         }
-        let synced = remote.last().map_or(base.clone(), |r| Head {
-            seq: r.seq as u64,
-            hash: r.hash.clone(),
-        });
+        let synced = remote.last().map_or(Ok(base.clone()), JournalRow::head)?;
         tx.execute(
             "UPDATE remotes SET synced_seq = ?2, synced_hash = ?3, synced_time = ?4 WHERE name = ?1",
             params![name, synced.seq as i64, synced.hash, super::now()],
@@ -277,24 +275,27 @@ impl Ledger {
         for (i, (old_seq, old_prev, old_hash, old_event, _)) in moved.iter().enumerate() {
             if *old_seq != base_seq + 1 + i as i64
                 || *old_prev != prev
-                || chain_hash(old_prev, old_event.as_bytes()) != *old_hash
+                || chain_hash(old_prev, old_event.as_bytes()).to_string() != *old_hash
             {
                 return Ok(None);
             }
             prev = old_hash.clone();
         }
-        if prev != cp.hash {
+        if prev != cp.hash.to_string() {
             return Ok(None);
         }
         // ...the base must still be in the journal (or itself be explained)...
         let mut notes = Vec::new();
+        let Ok(hash) = ChainHash::parse(&base_hash) else {
+            return Ok(None);
+        };
         let base = Head {
             seq: base_seq as u64,
-            hash: base_hash,
+            hash,
         };
         if base.seq > 0 {
             match self.row_at(base.seq)? {
-                Some(r) if r.hash == base.hash => {}
+                Some(r) if r.has_hash(&base.hash) => {}
                 _ => match self.explain_moved_checkpoint(&base)? {
                     Some(n) => notes.extend(n),
                     None => return Ok(None),
@@ -313,7 +314,7 @@ impl Ledger {
         notes.push(format!(
             "checkpoint {}:{} covered {} event(s) after {} that were not yet on the remote; they were re-appended after other hosts' events and are now events {first}..{last}, unchanged but for their numbers; events up to {} are as the checkpoint saw them",
             cp.seq,
-            &cp.hash[..16],
+            &cp.hash.to_string()[..16],
             moved.len(),
             base.seq,
             base.seq
@@ -365,10 +366,7 @@ fn reappend(
     for row in remote {
         insert_row(tx, row)?;
     }
-    let mut head = remote.last().map_or(base.clone(), |r| Head {
-        seq: r.seq as u64,
-        hash: r.hash.clone(),
-    });
+    let mut head = remote.last().map_or(Ok(base.clone()), JournalRow::head)?;
     let mut moved = Vec::new();
     for row in local {
         if let Some(&at) = on_remote.get(&identity(&row.event)?) {

@@ -4,8 +4,8 @@
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
 use crate::id::{
-    AdmissionId, BuildId, CommitId, ModelAdmissionId, ObjectId, RefusalId, Revocable, RevocationId,
-    RunId, Sha256Digest, SourceId,
+    AdmissionId, BuildId, ChainHash, CommitId, ModelAdmissionId, ObjectId, RefusalId, Revocable,
+    RevocationId, RunId, Sha256Digest, SourceId,
 };
 use crate::state::{
     AdmissionScope, BuildStatus, ChangeStatus, CheckResult, Lane, OutputCheck, RefusalReason,
@@ -43,6 +43,7 @@ sql_text!(
     RunId,
     CommitId,
     Revocable,
+    ChainHash,
 );
 
 #[derive(Debug, thiserror::Error)]
