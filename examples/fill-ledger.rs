@@ -68,6 +68,7 @@ fn fill_builds(l: &mut Ledger, builds: usize) {
             tree: commit.to_string(),
             snapshot: snap.id,
             changes: vec![],
+            index_flags: vec![],
             objects: vec![
                 ObjRec::new(snap, ObjKind::Tree),
                 ObjRec::new(out, ObjKind::Blob),

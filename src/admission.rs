@@ -137,11 +137,22 @@ fn check_file(path: &Path) -> Result<()> {
             "admit takes one file (the built executable); use `cto-ledger ingest` to record a directory",
         ));
     }
-    fs::File::open(path).map_err(|e| {
-        Error::bad_input(
-            format!("{} cannot be read: {e}", path.display()),
+    if let Some(git_dir) = git::inside_git_dir(path) {
+        return Err(Error::bad_input(
+            format!(
+                "{} is inside the git directory {}, not a built file",
+                path.display(),
+                git_dir.display()
+            ),
+            "admit the file the build produced (e.g. dist/ca), not git's own bookkeeping",
+        ));
+    }
+    crate::store::open_regular(path).map_err(|e| match e {
+        Error::Io { source, .. } => Error::bad_input(
+            format!("{} cannot be read: {source}", path.display()),
             "check its permissions",
-        )
+        ),
+        other => other,
     })?;
     Ok(())
 }

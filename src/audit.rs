@@ -301,18 +301,12 @@ fn check_runs(home: &Home, out: &mut AuditOut) -> Result<()> {
     Ok(())
 }
 
-/// Run folders under `<home>/runs` that no `run` event records. A folder whose
-/// cto-ledger process is still alive is in progress, not a finding.
+/// Run folders that no `run` event records (under `<home>/runs`, or noted anywhere when
+/// their run started). A folder whose cto-ledger process is still alive is in
+/// progress, not a finding.
 fn unrecorded_runs(home: &Home, out: &mut AuditOut) -> Result<()> {
-    let Ok(rd) = fs::read_dir(home.runs_dir()) else {
-        return Ok(());
-    };
-    for ent in rd.flatten() {
-        let name = ent.file_name().to_string_lossy().into_owned();
-        if !ent.path().is_dir() || home.ledger.has_run(&name)? {
-            continue;
-        }
-        let report = fs::read(ent.path().join("report.json"))
+    for (name, dir) in crate::harness::unrecorded_run_folders(home)? {
+        let report = fs::read(dir.join("report.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
         let status = report
@@ -329,7 +323,7 @@ fn unrecorded_runs(home: &Home, out: &mut AuditOut) -> Result<()> {
         };
         out.findings.push(Finding::new(
             AuditCheck::Run,
-            ent.path().display().to_string(),
+            dir.display().to_string(),
             message,
         ));
     }

@@ -18,6 +18,9 @@ pub(crate) struct CloneState {
     pub tree: String,
     /// (path, status) for every path that differs from HEAD, untracked files included.
     pub changes: Vec<(Vec<u8>, ChangeStatus)>,
+    /// Index entries flagged so that git stops looking at them (`assume-unchanged`,
+    /// `skip-worktree`), with the flag: their contents are compared all the same.
+    pub flagged: Vec<(Vec<u8>, &'static str)>,
     /// Every path in the index.
     pub tracked: Vec<Vec<u8>>,
 }
@@ -56,6 +59,16 @@ pub(crate) fn discover(path: &Path) -> Option<PathBuf> {
     let repo = Repository::discover(&start).ok()?;
     repo.workdir()
         .map(|w| w.canonicalize().unwrap_or_else(|_| w.to_path_buf()))
+}
+
+/// The git directory (`.git`) that `path` lies inside, if it lies inside one: files
+/// there are git's own bookkeeping, never a build's output.
+pub(crate) fn inside_git_dir(path: &Path) -> Option<PathBuf> {
+    let canon = path.canonicalize().ok()?;
+    let start = canon.parent()?;
+    let repo = Repository::discover(start).ok()?;
+    let git_dir = repo.path().canonicalize().ok()?;
+    canon.starts_with(&git_dir).then_some(git_dir)
 }
 
 fn open(dir: &Path) -> Result<Repository> {
@@ -145,8 +158,9 @@ pub(crate) fn state(dir: &Path) -> Result<CloneState> {
         };
         changes.push((s.path_bytes().to_vec(), label));
     }
-    changes.sort();
     let index = repo.index().map_err(gerr("read index", dir))?;
+    let flagged = hidden_changes(&index, &workdir, &mut changes);
+    changes.sort();
     let tracked = index
         .iter()
         .filter(|e| (e.mode & 0o170000) != 0o160000)
@@ -160,8 +174,52 @@ pub(crate) fn state(dir: &Path) -> Result<CloneState> {
         branch,
         tree: commit.tree_id().to_string(),
         changes,
+        flagged,
         tracked,
     })
+}
+
+/// `assume-unchanged` in the index entry's flags, `skip-worktree` in its extended flags.
+const ASSUME_UNCHANGED: u16 = 0x8000;
+const SKIP_WORKTREE: u16 = 0x4000;
+
+/// Paths whose index flags make git stop looking at the work tree. Their contents are
+/// compared here instead (a hidden edit is a modification like any other); returns the
+/// flagged paths with their flags, and adds what changed to `changes`.
+fn hidden_changes(
+    index: &git2::Index,
+    workdir: &Path,
+    changes: &mut Vec<(Vec<u8>, ChangeStatus)>,
+) -> Vec<(Vec<u8>, &'static str)> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut flagged = Vec::new();
+    for e in index.iter() {
+        let flag = if e.flags & ASSUME_UNCHANGED != 0 {
+            "assume-unchanged"
+        } else if e.flags_extended & SKIP_WORKTREE != 0 {
+            "skip-worktree"
+        } else {
+            continue;
+        };
+        flagged.push((e.path.clone(), flag));
+        if changes.iter().any(|(p, _)| *p == e.path) {
+            continue;
+        }
+        let on_disk = workdir.join(std::ffi::OsStr::from_bytes(&e.path));
+        let status = match std::fs::symlink_metadata(&on_disk) {
+            Err(_) => Some(ChangeStatus::Deleted),
+            Ok(m) if !m.is_file() => Some(ChangeStatus::Typechange),
+            Ok(_) => match git2::Oid::hash_file(git2::ObjectType::Blob, &on_disk) {
+                Ok(oid) if oid == e.id => None,
+                _ => Some(ChangeStatus::Modified),
+            },
+        };
+        if let Some(s) = status {
+            changes.push((e.path.clone(), s));
+        }
+    }
+    flagged.sort();
+    flagged
 }
 
 /// Resolves a hex prefix to exactly one commit of the clone at `dir`.

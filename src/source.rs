@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::git::{self, CloneState};
 use crate::home::Home;
 use crate::id::{ObjectMeta, SourceId};
-use crate::ledger::events::{Body, ChangeRec, ObjRec, SourceRec};
+use crate::ledger::events::{Body, ChangeRec, IndexFlagRec, ObjRec, SourceRec};
 use crate::paths::lossy;
 use crate::state::ChangeStatus;
 use crate::store::tree::{self, ObjKind};
@@ -59,6 +59,14 @@ pub(crate) fn snapshot(store: &Store, dir: &Path, progress: &ProgressBar) -> Res
         tree: st.tree.clone(),
         snapshot: snap.root.id,
         changes,
+        index_flags: st
+            .flagged
+            .iter()
+            .map(|(p, flag)| IndexFlagRec {
+                path: String::from_utf8_lossy(p).into_owned(),
+                flag: flag.to_string(),
+            })
+            .collect(),
         objects: Vec::new(),
     };
     // The same clone in the same state is the same source: the id is its content hash,

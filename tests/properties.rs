@@ -184,3 +184,94 @@ fn ref_resolution_never_panics_on_arbitrary_strings() {
         let _ = l.resolve(s, &hash);
     }
 }
+
+/// Link targets built from names that exist inside the tree and, mirrored, around it.
+fn link_target() -> impl Strategy<Value = String> {
+    proptest::collection::vec(
+        prop_oneof![
+            Just(".."),
+            Just("."),
+            Just("d0"),
+            Just("d1"),
+            Just("l0"),
+            Just("l1"),
+            Just("f")
+        ],
+        1..6,
+    )
+    .prop_map(|c| c.join("/"))
+}
+
+/// Where links sit: the top, a folder, a folder in a folder.
+const LINK_PLACES: &[&str] = &["l0", "l1", "d0/l0", "d0/l1", "d0/d1/l0", "d1/l1"];
+
+fn link_tree() -> impl Strategy<Value = Vec<(&'static str, String)>> {
+    proptest::collection::vec((proptest::sample::select(LINK_PLACES), link_target()), 1..5)
+        .prop_map(|mut v| {
+            v.sort_by_key(|(p, _)| *p);
+            v.dedup_by_key(|(p, _)| *p);
+            v
+        })
+}
+
+/// Mirrors the names a target may use into `dir`, so a link that escapes into it
+/// resolves (and `canonicalize` shows where) instead of dangling.
+fn mirror(dir: &std::path::Path) {
+    for d in ["d0", "d1", "d0/d1"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    for f in ["f", "l0", "l1", "d0/f", "d0/l0", "d0/l1", "d1/f"] {
+        let _ = std::fs::write(dir.join(f), "outside");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Whatever links a tree holds, nothing `restore` writes resolves outside the target:
+    /// a tree is either refused (and nothing written) or every link that resolves at all
+    /// lands inside. A tree is refused only for a `..` or a loop of links.
+    #[test]
+    fn restored_links_never_resolve_outside_the_target(links in link_tree()) {
+        let env = crate::util::Env::new();
+        let src = env.path("src");
+        mirror(&src);
+        for (place, target) in &links {
+            let p = src.join(place);
+            let _ = std::fs::remove_file(&p);
+            std::os::unix::fs::symlink(target, &p).unwrap();
+        }
+        let tree = env.ok(["ingest", crate::util::s(&src), "--json"]).json()["items"][0]["object"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // Six levels of mirrored names above the target: every escape of at most five
+        // components from at most two folders deep lands on a real name.
+        let mut outer = env.path("box");
+        for level in 0..6 {
+            mirror(&outer);
+            outer = outer.join(format!("p{level}"));
+        }
+        let dest = outer.join("dest");
+        let r = env.run(["restore", &tree, crate::util::s(&dest)]);
+        let climbs = links.iter().any(|(_, t)| t.split('/').any(|c| c == ".."));
+        if r.code == 2 {
+            let looped = r.stderr.contains("loop");
+            prop_assert!(climbs || looped, "refused a tree without `..` or a loop: {links:?}\n{}", r.stderr);
+            prop_assert!(!dest.exists(), "a refused restore wrote {}", dest.display());
+        } else {
+            prop_assert_eq!(r.code, 0, "{}", r.stderr);
+            let inside = dest.canonicalize().unwrap();
+            for (place, target) in &links {
+                if let Ok(real) = dest.join(place).canonicalize() {
+                    prop_assert!(
+                        real.starts_with(&inside),
+                        "{place} -> {target} resolves to {} outside {} ({links:?})",
+                        real.display(),
+                        inside.display()
+                    );
+                }
+            }
+        }
+    }
+}

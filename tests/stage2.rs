@@ -61,7 +61,7 @@ fn provider_started(dir: &Path) -> bool {
     dir.join("home/fake-ca-started").exists()
 }
 
-fn alive(pids: &[u32]) -> Vec<u32> {
+pub(crate) fn alive(pids: &[u32]) -> Vec<u32> {
     pids.iter()
         .copied()
         .filter(|p| {
@@ -429,10 +429,14 @@ fn sigterm_during_a_run_finalises_the_report_as_interrupted() {
 
 /// The run folder of the one running Stage 2, once its provider has started.
 fn wait_for_provider(env: &Env) -> PathBuf {
-    let runs = env.ledger.join("runs");
+    wait_for_provider_in(&env.ledger.join("runs"))
+}
+
+/// The run folder under `runs` of the one running Stage 2, once its provider has started.
+pub(crate) fn wait_for_provider_in(runs: &Path) -> PathBuf {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let found = fs::read_dir(&runs)
+        let found = fs::read_dir(runs)
             .ok()
             .and_then(|mut d| d.next())
             .and_then(|e| e.ok())

@@ -8,6 +8,7 @@ mod audit;
 mod bad_input;
 mod build;
 mod compat;
+mod hardening;
 mod properties;
 mod queries;
 mod reliability;

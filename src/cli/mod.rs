@@ -148,9 +148,37 @@ fn report_error(e: &crate::error::Error, json: bool, out: &mut dyn Write) -> i32
     code
 }
 
+/// A command line clap could not parse: its message on stderr and, when `--json` was
+/// asked for, the same as one JSON document on stdout, as for every other error.
+fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    let code = e.exit_code();
+    let shown = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+    let _ = e.print();
+    if !shown && std::env::args_os().skip(1).any(|a| a == "--json") {
+        let rendered = e.render().to_string();
+        let message = rendered
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ")
+            .to_string();
+        let doc = serde_json::json!({
+            "error": message,
+            "hint": "see `cto-ledger --help` or `cto-ledger COMMAND --help`",
+            "exit_code": code,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    }
+    code
+}
+
 /// Parses arguments, runs the command, prints, and returns the exit code.
 pub(crate) fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => return usage_error(e),
+    };
     let cx = Context {
         ledger: cli.ledger,
         json: cli.json,

@@ -5,7 +5,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::{parse_since, text::R, Context, Output};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ledger::events::{Body, Event};
 use crate::ledger::{JournalRow, Mode};
 
@@ -90,8 +90,14 @@ fn entry(row: &JournalRow) -> LogEntry {
 }
 
 pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
-    let home = cx.open(Mode::ReadOnly)?;
+    if let Some(k) = a.kind.as_deref().filter(|k| !Body::KINDS.contains(k)) {
+        return Err(Error::bad_input(
+            format!("--kind `{k}` is not an event kind"),
+            format!("use one of {}", Body::KINDS.join(", ")),
+        ));
+    }
     let since = a.since.as_deref().map(parse_since).transpose()?;
+    let home = cx.open(Mode::ReadOnly)?;
     let rows = home.ledger.journal_rows()?;
     let mut out: Vec<LogEntry> = rows
         .iter()

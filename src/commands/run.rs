@@ -52,6 +52,9 @@ pub(crate) fn run(cx: &Context, cmd: Cmd) -> Result<Output> {
     Ok(Output::doc(r, text).negative_unless(pass))
 }
 
+/// The longest a provider may run: a week. Longer is a typo (and does not fit a timer).
+const MAX_TIMEOUT_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+
 fn timeout(flag: Option<f64>) -> Result<f64> {
     let t = match flag {
         Some(t) => t,
@@ -65,9 +68,11 @@ fn timeout(flag: Option<f64>) -> Result<f64> {
             _ => harness::DEFAULT_TIMEOUT_SECONDS,
         },
     };
-    if !(t.is_finite() && t > 0.0) {
+    if !(t.is_finite() && t > 0.0 && t <= MAX_TIMEOUT_SECONDS) {
         return Err(Error::bad_input(
-            format!("timeout {t} is not a positive number of seconds"),
+            format!(
+                "timeout {t} is not a number of seconds from 0 to {MAX_TIMEOUT_SECONDS} (7 days)"
+            ),
             "give e.g. --timeout 900",
         ));
     }

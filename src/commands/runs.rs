@@ -25,16 +25,17 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
-    let home = cx.open(Mode::ReadOnly)?;
     let since = a.since.as_deref().map(parse_since).transpose()?;
     let status = match a.status.as_deref() {
         None => None,
-        // A status no run can have lists no run, as it always did.
-        Some(s) => match RunStatus::parse(s) {
-            Some(st) => Some(st),
-            None => return Ok(Output::doc(Vec::<RunRow>::new(), |w, r| text(w, r))),
-        },
+        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
+            Error::bad_input(
+                format!("--status `{s}` is not a run status"),
+                format!("use one of {}", RunStatus::names()),
+            )
+        })?),
     };
+    let home = cx.open(Mode::ReadOnly)?;
     let provider_object = match a.provider.as_deref() {
         None => None,
         Some(r) => match home.resolve(r)? {

@@ -18,7 +18,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
-    let home = cx.open(Mode::ReadOnly)?;
+    let mut home = cx.open(Mode::ReadOnly)?;
     Ok(Output::doc(home.ledger.sql_readonly(&a.query)?, text))
 }
 

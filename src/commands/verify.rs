@@ -129,7 +129,7 @@ fn text(w: &mut dyn Write, r: &VerifyOut) -> R {
             a.name,
             a.pin.as_deref().unwrap_or(""),
             a.commit_id.as_ref().map(|c| c.as_str()).unwrap_or(""),
-            v.url.as_deref().unwrap_or("-"),
+            v.url.as_deref().or(v.source_path.as_deref()).unwrap_or("-"),
             a.time
         )?;
     }

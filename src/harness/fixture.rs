@@ -86,11 +86,13 @@ pub fn from_files(origin: String, files: Vec<(String, Vec<u8>)>) -> Result<Fixtu
         ("task", &manifest.task),
         ("repo", &manifest.repo),
     ] {
-        if !safe_rel(v) || v.contains('/') {
+        if !plain_name(v) {
             return Err(bad(
                 &origin,
                 "fixture.json",
-                format!("{field} `{v}` must be a plain name"),
+                format!(
+                    "{field} {v:?} must be a plain name: 1 to 64 letters, digits, `.`, `_` or `-`, not starting with `.`"
+                ),
             ));
         }
     }
@@ -156,6 +158,14 @@ pub fn from_files(origin: String, files: Vec<(String, Vec<u8>)>) -> Result<Fixtu
         task_md,
         solution,
     })
+}
+
+/// A name that is safe as one path component, in a run folder's name and in a table.
+fn plain_name(v: &str) -> bool {
+    (1..=64).contains(&v.len())
+        && !v.starts_with('.')
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// Loads the built-in fixture by name, or a fixture directory.

@@ -155,6 +155,10 @@ pub(crate) fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out
     }
     let runs = opts.runs_dir.clone().unwrap_or_else(|| home.runs_dir());
     let (run_id, dir) = make_run_dir(&runs, &fixture.manifest.name)?;
+    let dir = crate::paths::abs(&dir);
+    // Noted before anything can go wrong, so a killed harness's folder is found anywhere.
+    home.ledger
+        .note_run_folder(&run_id, &crate::paths::lossy(&dir))?;
     let interrupts = crate::runner::Interrupts::catch();
     let report = Report::started(
         run_id,
@@ -328,7 +332,7 @@ impl Run<'_> {
         let mut adm = self.home.ledger.live_admission(&m.id, lane == Lane::Case)?;
         let is_shipped_fake = lane == Lane::Fake && self.opts.provider_bin.is_none();
         if adm.is_none() && is_shipped_fake && !self.any_admission(&m.id)? {
-            adm = Some(self.admit_shipped_fake(&path, m)?);
+            adm = self.admit_shipped_fake(&path, m)?;
         }
         let Some(adm) = adm else {
             let message = self.not_admitted_message(&path, &m)?;
@@ -357,7 +361,7 @@ impl Run<'_> {
 
     /// The fake shipped with cto-ledger is admitted for the fake lane on first use,
     /// as a recorded event, so a fresh ledger can run the default job.
-    fn admit_shipped_fake(&mut self, path: &Path, m: ObjectMeta) -> Result<AdmissionView> {
+    fn admit_shipped_fake(&mut self, path: &Path, m: ObjectMeta) -> Result<Option<AdmissionView>> {
         let stored = self.home.store.put_file(path)?;
         if stored.id != m.id {
             return Err(Error::Integrity {
@@ -383,18 +387,14 @@ impl Run<'_> {
             )],
             objects: vec![ObjRec::new(m, ObjKind::Blob)],
         };
-        self.home
-            .ledger
-            .commit(vec![Body::Admission(rec.clone())])?;
-        let recorded = self.home.ledger.admission(&rec.id)?;
-        let admission = recorded.ok_or_else(|| Error::Integrity {
-            message: format!("admission {} was committed but cannot be read back", rec.id),
-        })?;
-        Ok(AdmissionView {
-            admission,
-            url: None,
-            revocation: None,
-        })
+        // Several first runs at once must not each admit it: ask inside the write.
+        let object = m.id;
+        self.home.ledger.commit_unless(
+            |l| Ok(l.latest_admission_of_object(&object)?.is_some()),
+            vec![Body::Admission(rec)],
+        )?;
+        // Ours, or the one another first run recorded a moment before.
+        self.home.ledger.live_admission(&object, false)
     }
 
     fn not_admitted_message(&self, path: &Path, m: &ObjectMeta) -> Result<String> {
@@ -892,6 +892,31 @@ pub(crate) struct RecoverOut {
     pub removed_temps: usize,
 }
 
+/// Run folders that no `run` event records yet: those under `<home>/runs` and those noted
+/// when their run started (anywhere, with `--runs-dir`), as (run id, folder), by folder.
+pub(crate) fn unrecorded_run_folders(home: &Home) -> Result<Vec<(String, PathBuf)>> {
+    let mut found = std::collections::BTreeMap::new();
+    if let Ok(rd) = fs::read_dir(home.runs_dir()) {
+        for p in rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            found.insert(p.clone(), name.unwrap_or_default());
+        }
+    }
+    for (id, path) in home.ledger.noted_run_folders()? {
+        let p = PathBuf::from(path);
+        if p.is_dir() {
+            found.insert(p, id);
+        }
+    }
+    let mut out = Vec::new();
+    for (path, id) in found {
+        if !home.ledger.has_run(&id)? {
+            out.push((id, path));
+        }
+    }
+    Ok(out)
+}
+
 pub(crate) fn harness_alive(pid: Option<u64>) -> bool {
     pid.is_some_and(|p| {
         fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|exe| {
@@ -915,24 +940,7 @@ pub(crate) fn recover(home: &mut Home) -> Result<RecoverOut> {
         in_progress: Vec::new(),
         removed_temps,
     };
-    let runs = home.runs_dir();
-    let Ok(rd) = fs::read_dir(&runs) else {
-        return Ok(out);
-    };
-    let mut dirs: Vec<PathBuf> = rd
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    for dir in dirs {
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if home.ledger.has_run(&name)? {
-            continue;
-        }
+    for (name, dir) in unrecorded_run_folders(home)? {
         let report: Option<Report> = fs::read(dir.join("report.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());

@@ -90,6 +90,19 @@ pub enum Body {
 }
 
 impl Body {
+    /// Every event kind, as `kind` returns them.
+    pub const KINDS: &'static [&'static str] = &[
+        "init",
+        "ingest",
+        "source",
+        "admission",
+        "refusal",
+        "model_admission",
+        "revocation",
+        "run",
+        "build",
+    ];
+
     pub fn kind(&self) -> &'static str {
         match self {
             Body::Init { .. } => "init",
@@ -170,7 +183,17 @@ pub struct SourceRec {
     pub tree: String,
     pub snapshot: ObjectId,
     pub changes: Vec<ChangeRec>,
+    /// Tracked paths whose index flags (`assume-unchanged`, `skip-worktree`) tell git not
+    /// to look at them; their contents were compared all the same.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub index_flags: Vec<IndexFlagRec>,
     pub objects: Vec<ObjRec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexFlagRec {
+    pub path: String,
+    pub flag: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

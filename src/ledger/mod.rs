@@ -37,6 +37,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_tree_cache",
         include_str!("../../schema/0005_tree_cache.sql"),
     ),
+    (
+        "0006_run_folders",
+        include_str!("../../schema/0006_run_folders.sql"),
+    ),
 ];
 
 /// The tables rebuilt from the journal, children before parents (for deletes).
@@ -276,12 +280,26 @@ impl Ledger {
     /// Appends events in one transaction: each gets the next sequence number and is
     /// chained to the one before; projections are updated in the same transaction.
     pub fn commit(&mut self, bodies: Vec<Body>) -> Result<Vec<Event>> {
+        let events = self.commit_unless(|_| Ok(false), bodies)?;
+        Ok(events.expect("nothing stops an unconditional commit"))
+    }
+
+    /// Like `commit`, unless `already` (asked inside the same write transaction, so no
+    /// other writer can come between the question and the commit) says the events are
+    /// not needed; then nothing is written and `None` is returned.
+    pub(crate) fn commit_unless(
+        &mut self,
+        already: impl FnOnce(&Ledger) -> Result<bool>,
+        bodies: Vec<Body>,
+    ) -> Result<Option<Vec<Event>>> {
         let actor = Actor::current();
         let time = now();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(Error::sql("begin"))?;
+        if already(self)? {
+            tx.rollback().map_err(Error::sql("roll back"))?;
+            return Ok(None);
+        }
         let mut head = head_of(&tx)?;
         let mut out = Vec::with_capacity(bodies.len());
         for body in bodies {
@@ -296,7 +314,7 @@ impl Ledger {
             out.push(event);
         }
         tx.commit().map_err(Error::sql("commit"))?;
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Every journal row in order, raw: (seq, kind, time, event text, prev_hash, hash).

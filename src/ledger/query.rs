@@ -388,6 +388,22 @@ impl Ledger {
     }
 }
 
+/// Pragmas a query may use (as `PRAGMA x(t)` or `pragma_x('t')`): those that describe the
+/// schema, whose argument names a table or index; `user_version` only read, never set.
+fn schema_pragma(name: &str, value: Option<&str>) -> bool {
+    const DESCRIBE: &[&str] = &[
+        "table_info",
+        "table_xinfo",
+        "table_list",
+        "index_list",
+        "index_info",
+        "index_xinfo",
+        "foreign_key_list",
+    ];
+    let name = name.to_ascii_lowercase();
+    DESCRIBE.contains(&name.as_str()) || (name == "user_version" && value.is_none())
+}
+
 /// Result of `cto-ledger sql`: column names and rows.
 #[derive(Debug, Serialize)]
 pub struct SqlOut {
@@ -396,30 +412,54 @@ pub struct SqlOut {
 }
 
 impl Ledger {
-    /// Runs one read-only query. The connection is already read-only and `query_only`;
-    /// this also refuses anything but a single SELECT/WITH/VALUES statement (ATTACH
-    /// and PRAGMA writes count as "read-only" to SQLite, so they are refused by name).
-    pub fn sql_readonly(&self, q: &str) -> Result<SqlOut> {
+    /// Runs one read-only query. SQLite decides what is read-only, not the query's first
+    /// word: the connection is read-only and `query_only`, an authorizer allows reading
+    /// tables, functions and a few schema pragmas and denies everything else (writes,
+    /// `ATTACH`, transactions, pragmas that set), and the statement must be read-only.
+    pub fn sql_readonly(&mut self, q: &str) -> Result<SqlOut> {
+        use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+        if q.trim().is_empty() {
+            return Err(Error::bad_input(
+                "sql: the query is empty",
+                "give one read-only statement, e.g. cto-ledger sql \"SELECT count(*) FROM runs\"",
+            ));
+        }
+        let allow = |ctx: AuthContext<'_>| match ctx.action {
+            AuthAction::Select
+            | AuthAction::Read { .. }
+            | AuthAction::Function { .. }
+            | AuthAction::Recursive => Authorization::Allow,
+            AuthAction::Pragma {
+                pragma_name,
+                pragma_value,
+            } if schema_pragma(pragma_name, pragma_value) => Authorization::Allow,
+            _ => Authorization::Deny,
+        };
+        self.conn_mut()
+            .authorizer(Some(allow))
+            .map_err(Error::sql("set the query authorizer"))?;
+        let out = self.run_readonly(q);
+        self.conn_mut()
+            .authorizer(None::<fn(AuthContext<'_>) -> Authorization>)
+            .map_err(Error::sql("clear the query authorizer"))?;
+        out
+    }
+
+    fn run_readonly(&self, q: &str) -> Result<SqlOut> {
         let refuse = |why: &str| {
             Error::bad_input(
                 format!("sql refused: {why}"),
-                "give one read-only SELECT statement; the ledger was not touched",
+                "give one read-only statement (SELECT, WITH or VALUES); the ledger was not touched",
             )
         };
-        let first = q
-            .lines()
-            .map(|l| l.split("--").next().unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join(" ")
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_ascii_uppercase();
-        if !["SELECT", "WITH", "VALUES"].contains(&first.as_str()) {
-            return Err(refuse(&format!("`{first}` statements are not allowed")));
-        }
         let mut st = self.conn().prepare(q).map_err(|e| match e {
             rusqlite::Error::MultipleStatement => refuse("more than one statement"),
+            rusqlite::Error::SqliteFailure(f, ref m)
+                if f.code == rusqlite::ErrorCode::AuthorizationForStatementDenied
+                    || m.as_deref() == Some("not authorized") =>
+            {
+                refuse("the statement does more than read (writes, ATTACH, transactions and setting pragmas are not allowed)")
+            }
             other => Error::bad_input(
                 format!("sql: {other}"),
                 "check the query against docs/ledger.md",

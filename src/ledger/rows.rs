@@ -110,6 +110,8 @@ pub struct AdmissionView {
     #[serde(flatten)]
     pub admission: AdmissionRow,
     pub url: Option<String>,
+    /// Where the recorded source clone was (for a source without a remote URL).
+    pub source_path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revocation: Option<RevocationRow>,
 }
@@ -445,18 +447,20 @@ impl Ledger {
 
     /// Every admission of these exact bytes, oldest first, with source URL and revocation.
     pub fn admissions_of_object(&self, object: &ObjectId) -> Result<Vec<AdmissionView>> {
-        let rows: Vec<(AdmissionRow, Option<String>)> = self.all(
+        type Joined = (AdmissionRow, Option<String>, Option<String>);
+        let rows: Vec<Joined> = self.all(
             "read admissions",
-            &format!("SELECT {}, s.url FROM admissions a LEFT JOIN sources s ON s.id = a.source_id WHERE a.object = ?1 ORDER BY a.seq", AdmissionRow::COLUMNS),
+            &format!("SELECT {}, s.url, s.path FROM admissions a LEFT JOIN sources s ON s.id = a.source_id WHERE a.object = ?1 ORDER BY a.seq", AdmissionRow::COLUMNS),
             [object],
-            |r| Ok((AdmissionRow::from_row(r)?, r.get(15)?)),
+            |r| Ok((AdmissionRow::from_row(r)?, r.get(15)?, r.get(16)?)),
         )?;
         rows.into_iter()
-            .map(|(admission, url)| {
+            .map(|(admission, url, source_path)| {
                 let revocation = self.revocation_of(&Revocable::Admission(admission.id.clone()))?;
                 Ok(AdmissionView {
                     admission,
                     url,
+                    source_path,
                     revocation,
                 })
             })
@@ -756,6 +760,27 @@ impl Ledger {
     /// Runs offered these bytes as a provider that no admission covered.
     pub fn runs_offered_unadmitted(&self, object: &ObjectId) -> Result<Vec<RunId>> {
         self.all("read runs", "SELECT id FROM runs WHERE provider_object = ?1 AND provider_admission IS NULL ORDER BY seq", [object], |r| r.get(0))
+    }
+
+    /// Notes where a run's folder is, before the run is recorded (see schema 6).
+    pub(crate) fn note_run_folder(&self, id: &RunId, path: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT OR REPLACE INTO run_folders (id, path, started) VALUES (?1, ?2, ?3)",
+                params![id, path, super::now()],
+            )
+            .map(|_| ())
+            .map_err(read_err("note the run folder"))
+    }
+
+    /// Every run folder noted when its run started: (run id, path).
+    pub(crate) fn noted_run_folders(&self) -> Result<Vec<(String, String)>> {
+        self.all(
+            "read run folders",
+            "SELECT id, path FROM run_folders ORDER BY id",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 
     // ------------------------------------------------------------ refusals

@@ -214,9 +214,54 @@ fn copy_checked(r: &mut dyn Read, id: &ObjectId, sink: &mut dyn Write) -> Result
     Ok(meta)
 }
 
+/// What a file that is not regular is, for messages.
+pub(crate) fn file_type_name(m: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Opens a regular file for reading. A FIFO, device or socket is refused before a read
+/// could block forever (a pipe with no writer) or never end (`/dev/zero`): the open uses
+/// `O_NONBLOCK`, so even opening a FIFO returns at once.
+pub(crate) fn open_regular(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(Error::io("open", path))?;
+    let m = f.metadata().map_err(Error::io("stat", path))?;
+    if !m.is_file() {
+        return Err(Error::bad_input(
+            format!(
+                "{} is {}, not a regular file",
+                path.display(),
+                file_type_name(&m)
+            ),
+            "give a regular file: a pipe or device has no fixed contents to hash or store",
+        ));
+    }
+    Ok(f)
+}
+
 /// Hashes a file without storing it.
 pub fn hash_file(path: &Path) -> Result<ObjectMeta> {
-    let mut f = File::open(path).map_err(Error::io("open", path))?;
+    let mut f = open_regular(path)?;
     pump(&mut f, None, path)
 }
 
@@ -245,7 +290,7 @@ impl Store {
     /// Stores a file. A file that fits one chunk is read once into memory, hashed, and
     /// written only if the store lacks it, so re-ingesting known files creates nothing.
     pub fn put_file(&self, path: &Path) -> Result<ObjectMeta> {
-        let mut f = File::open(path).map_err(Error::io("open", path))?;
+        let mut f = open_regular(path)?;
         let len = f.metadata().map_err(Error::io("stat", path))?.len();
         if len < CHUNK as u64 {
             let mut buf = Vec::with_capacity(len as usize + 1);

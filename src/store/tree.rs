@@ -8,7 +8,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
 use rayon::prelude::*;
@@ -426,9 +426,18 @@ pub fn ingest_path_cached<C: StatCache>(
         });
     }
     if !meta.is_dir() {
+        let hint = if meta.file_type().is_symlink() {
+            "give the file or directory it points to; symlinks are recorded only inside a directory"
+        } else {
+            "give a regular file or a directory: a pipe, device or socket has no fixed contents"
+        };
         return Err(Error::bad_input(
-            format!("{} is not a regular file or directory", path.display()),
-            "give the file or directory it points to; symlinks are recorded only inside a directory",
+            format!(
+                "{} is {}, not a regular file or directory",
+                path.display(),
+                super::file_type_name(&meta)
+            ),
+            hint,
         ));
     }
     let (walked, cache) = std::thread::scope(|s| {
@@ -775,33 +784,120 @@ pub fn lookup(store: &Store, root: &ObjectId, rel: &[u8]) -> Result<Option<Entry
     Ok(None)
 }
 
-/// Checks that a symlink at `entry_dir` (relative to the restore root) pointing at
-/// `target` stays inside the root.
-fn link_stays_inside(entry_dir: &Path, target: &[u8]) -> bool {
-    let t = Path::new(OsStr::from_bytes(target));
-    if t.is_absolute() {
-        return false;
+/// Every symlink of a tree, by its path inside the tree (components joined with `/`).
+type Links = std::collections::HashMap<Vec<u8>, Vec<u8>>;
+
+fn collect_links(store: &Store, tree: &Tree, prefix: &[u8], links: &mut Links) -> Result<()> {
+    for e in &tree.entries {
+        let mut here = prefix.to_vec();
+        if !here.is_empty() {
+            here.push(b'/');
+        }
+        here.extend_from_slice(&e.name);
+        match e.kind {
+            Kind::Symlink => {
+                links.insert(here, e.target.clone().unwrap_or_default());
+            }
+            Kind::Dir => {
+                let sub = load(store, &e.object.expect("decoded dir has object"))?;
+                collect_links(store, &sub, &here, links)?;
+            }
+            Kind::File => {}
+        }
     }
-    let mut depth: i64 = entry_dir.components().count() as i64;
-    for c in t.components() {
+    Ok(())
+}
+
+/// How many links a path may pass through before it counts as a loop (Linux: 40).
+const MAX_FOLLOWS: usize = 40;
+
+/// Where the link at `link` leads once the tree is on disk: followed through the tree's
+/// own links as the kernel would follow them, so `..` after a component that is itself a
+/// link climbs from where that link points. `Err` says why it escapes (or loops).
+pub(crate) fn link_resolution(links: &Links, link: &[u8]) -> std::result::Result<(), &'static str> {
+    let mut w = LinkWalk {
+        cur: link.split(|b| *b == b'/').collect(),
+        pending: std::collections::VecDeque::new(),
+        follows: 0,
+    };
+    w.follow(links.get(link).map(Vec::as_slice).unwrap_or_default())?;
+    while let Some(c) = w.pending.pop_front() {
         match c {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            _ => return false,
-        }
-        if depth < 0 {
-            return false;
+            b"" | b"." => {}
+            b".." => {
+                if w.cur.pop().is_none() {
+                    return Err("it climbs above the restore directory");
+                }
+            }
+            name => {
+                w.cur.push(name);
+                if let Some(t) = links.get(&w.cur.join(&b'/')) {
+                    w.follow(t)?;
+                }
+            }
         }
     }
-    true
+    Ok(())
+}
+
+/// A path being resolved: where it is so far, and the components still to walk.
+struct LinkWalk<'a> {
+    cur: Vec<&'a [u8]>,
+    pending: std::collections::VecDeque<&'a [u8]>,
+    follows: usize,
+}
+
+impl<'a> LinkWalk<'a> {
+    /// Replaces the link at the end of `cur` by its target.
+    fn follow(&mut self, target: &'a [u8]) -> std::result::Result<(), &'static str> {
+        self.follows += 1;
+        if self.follows > MAX_FOLLOWS {
+            return Err("its links form a loop");
+        }
+        if target.is_empty() {
+            return Err("it has no target");
+        }
+        if target[0] == b'/' {
+            return Err("it points to an absolute path");
+        }
+        self.cur.pop(); // a link's target is relative to the directory holding it
+        for c in target.split(|b| *b == b'/').rev() {
+            self.pending.push_front(c);
+        }
+        Ok(())
+    }
+}
+
+/// Refuses the whole tree before anything is written if any link would resolve outside
+/// it, directly or through the tree's other links.
+fn check_escapes(store: &Store, tree: &Tree) -> Result<()> {
+    let mut links = Links::new();
+    collect_links(store, tree, b"", &mut links)?;
+    let mut paths: Vec<&Vec<u8>> = links.keys().collect();
+    paths.sort();
+    for p in paths {
+        if let Err(why) = link_resolution(&links, p) {
+            return Err(Error::bad_input(
+                format!(
+                    "tree entry {} is a symlink to {:?}, which points outside the restore directory: {why}",
+                    String::from_utf8_lossy(p),
+                    String::from_utf8_lossy(&links[p])
+                ),
+                "nothing was written; restore only trees whose links stay inside them",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Writes tree `id` into `dest`, which must be absent or empty. Refuses names and
-/// links that would escape `dest`; every file is verified against its id as written.
+/// links that would escape `dest` before anything is written; every file is verified
+/// against its id as written. A restore that fails leaves nothing behind: not what it
+/// wrote, and not `dest` if it created it.
 pub fn restore(store: &Store, id: &ObjectId, dest: &Path) -> Result<u64> {
     let tree = load(store, id)?;
-    match fs::read_dir(dest) {
+    check_escapes(store, &tree)?;
+    let created = match fs::read_dir(dest) {
         Ok(mut rd) => {
             if rd.next().is_some() {
                 return Err(Error::bad_input(
@@ -809,9 +905,11 @@ pub fn restore(store: &Store, id: &ObjectId, dest: &Path) -> Result<u64> {
                     "restore into a new or empty directory",
                 ));
             }
+            false
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             fs::create_dir_all(dest).map_err(Error::io("create", dest))?;
+            true
         }
         Err(e) => {
             return Err(Error::Io {
@@ -820,36 +918,24 @@ pub fn restore(store: &Store, id: &ObjectId, dest: &Path) -> Result<u64> {
                 source: e,
             })
         }
-    }
-    check_escapes(store, &tree, Path::new(""))?;
-    write_tree(store, &tree, dest, Path::new(""))
-}
-
-/// Refuses the whole tree before anything is written if any link would escape.
-fn check_escapes(store: &Store, tree: &Tree, rel: &Path) -> Result<()> {
-    for e in &tree.entries {
-        let here = rel.join(OsStr::from_bytes(&e.name));
-        match e.kind {
-            Kind::Symlink => {
-                let t = e.target.as_deref().unwrap_or_default();
-                if !link_stays_inside(rel, t) {
-                    return Err(Error::bad_input(
-                        format!("tree entry {} is a symlink to {:?}, which points outside the restore directory", here.display(), String::from_utf8_lossy(t)),
-                        "nothing was written; restore only trees whose links stay inside them",
-                    ));
-                }
+    };
+    write_tree(store, &tree, dest).inspect_err(|_| {
+        if created {
+            let _ = fs::remove_dir_all(dest);
+        } else if let Ok(rd) = fs::read_dir(dest) {
+            for ent in rd.flatten() {
+                let p = ent.path();
+                let _ = if p.is_dir() && !p.is_symlink() {
+                    fs::remove_dir_all(&p)
+                } else {
+                    fs::remove_file(&p)
+                };
             }
-            Kind::Dir => {
-                let sub = load(store, &e.object.expect("decoded dir has object"))?;
-                check_escapes(store, &sub, &here)?;
-            }
-            Kind::File => {}
         }
-    }
-    Ok(())
+    })
 }
 
-fn write_tree(store: &Store, tree: &Tree, dir: &Path, rel: &Path) -> Result<u64> {
+fn write_tree(store: &Store, tree: &Tree, dir: &Path) -> Result<u64> {
     let mut n = 0;
     for e in &tree.entries {
         let name = OsStr::from_bytes(&e.name);
@@ -876,7 +962,7 @@ fn write_tree(store: &Store, tree: &Tree, dir: &Path, rel: &Path) -> Result<u64>
             Kind::Dir => {
                 fs::create_dir(&p).map_err(Error::io("create", &p))?;
                 let sub = load(store, &e.object.expect("decoded dir has object"))?;
-                n += write_tree(store, &sub, &p, &rel.join(name))?;
+                n += write_tree(store, &sub, &p)?;
             }
             Kind::Symlink => {
                 let t = OsStr::from_bytes(e.target.as_deref().expect("decoded link has target"));
@@ -930,11 +1016,43 @@ mod tests {
         assert!(Tree::decode(b"{\"entries\":[],\"format\":\"cto-ledger-tree-v1\"} ").is_err());
     }
 
+    fn links(pairs: &[(&str, &str)]) -> Links {
+        pairs
+            .iter()
+            .map(|(p, t)| (p.as_bytes().to_vec(), t.as_bytes().to_vec()))
+            .collect()
+    }
+
     #[test]
     fn links_that_climb_out_are_caught() {
-        assert!(link_stays_inside(Path::new("a"), b"../b"));
-        assert!(!link_stays_inside(Path::new("a"), b"../../b"));
-        assert!(!link_stays_inside(Path::new(""), b"/etc/passwd"));
-        assert!(!link_stays_inside(Path::new(""), b"x/../../y"));
+        let l = links(&[
+            ("a/in", "../b"),
+            ("a/out", "../../b"),
+            ("abs", "/etc/passwd"),
+            ("x", "x/../../y"),
+        ]);
+        assert_eq!(link_resolution(&l, b"a/in"), Ok(()));
+        assert!(link_resolution(&l, b"a/out").is_err());
+        assert!(link_resolution(&l, b"abs").is_err());
+        assert!(link_resolution(&l, b"x").is_err());
+    }
+
+    #[test]
+    fn links_that_climb_out_through_other_links_are_caught() {
+        // evil/a/up -> .. ; evil/esc -> a/up/a/up/../../../etc/passwd
+        let l = links(&[
+            ("a/up", ".."),
+            ("esc", "a/up/a/up/a/up/a/up/../../../../etc/passwd"),
+        ]);
+        assert_eq!(link_resolution(&l, b"a/up"), Ok(()));
+        assert!(link_resolution(&l, b"esc").is_err());
+        let parent = links(&[("a/up", ".."), ("parent", "a/up/..")]);
+        assert!(link_resolution(&parent, b"parent").is_err());
+        let chain = links(&[("l1", "l2"), ("l2", "../x")]);
+        assert!(link_resolution(&chain, b"l1").is_err());
+        let ok = links(&[("d/l", "../d/m"), ("d/m", "f")]);
+        assert_eq!(link_resolution(&ok, b"d/l"), Ok(()));
+        let looped = links(&[("a", "b"), ("b", "a")]);
+        assert!(link_resolution(&looped, b"a").is_err());
     }
 }
