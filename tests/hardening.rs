@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::stage2::{alive, wait_for_provider_in};
+use crate::stage2::{alive, sigkill_harness, wait_for_provider_in};
 use crate::util::*;
 
 /// Waits for a command that must not hang; kills it and fails the test if it does.
@@ -37,6 +37,14 @@ fn bounded(env: &Env, args: &[&str]) -> Run {
     }
 }
 
+/// Ingests a directory; its tree's id.
+fn ingest_tree(env: &Env, dir: &Path) -> String {
+    env.ok(["ingest", s(dir), "--json"]).json()["items"][0]["object"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// Temp files left in the store (a refused input must leave none).
 fn store_temps(env: &Env) -> usize {
     walkdir::WalkDir::new(env.ledger.join("objects"))
@@ -55,10 +63,7 @@ fn restore_refuses_links_that_escape_through_other_links_of_the_tree() {
     // Enough `../` to reach / from wherever the tree is restored.
     let climb = "a/up/".repeat(4) + &"../".repeat(12) + "etc/passwd";
     symlink(&climb, evil.join("esc")).unwrap();
-    let tree = env.ok(["ingest", s(&evil), "--json"]).json()["items"][0]["object"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let tree = ingest_tree(&env, &evil);
     let out = env.path("out");
     let r = env.run(["restore", &tree, s(&out)]);
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
@@ -74,10 +79,7 @@ fn restore_refuses_links_that_escape_through_other_links_of_the_tree() {
     fs::create_dir_all(evil2.join("a")).unwrap();
     symlink("..", evil2.join("a/up")).unwrap();
     symlink("a/up/..", evil2.join("parent")).unwrap();
-    let tree2 = env.ok(["ingest", s(&evil2), "--json"]).json()["items"][0]["object"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let tree2 = ingest_tree(&env, &evil2);
     assert_eq!(env.run(["restore", &tree2, s(&out)]).code, 2);
     assert!(!out.exists());
 
@@ -87,10 +89,7 @@ fn restore_refuses_links_that_escape_through_other_links_of_the_tree() {
     fs::write(fine.join("a/b/f"), "x").unwrap();
     symlink("..", fine.join("a/b/up")).unwrap();
     symlink("a/b/up/b/f", fine.join("via")).unwrap();
-    let tree3 = env.ok(["ingest", s(&fine), "--json"]).json()["items"][0]["object"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let tree3 = ingest_tree(&env, &fine);
     env.ok(["restore", &tree3, s(&out)]);
     assert_eq!(fs::read_to_string(out.join("via")).unwrap(), "x");
 }
@@ -102,10 +101,7 @@ fn restore_that_fails_midway_leaves_no_target_folder() {
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("a"), "first").unwrap();
     fs::write(src.join("b"), "second").unwrap();
-    let tree = env.ok(["ingest", s(&src), "--json"]).json()["items"][0]["object"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let tree = ingest_tree(&env, &src);
     // Flip a byte of b's stored copy: the restore fails when it reaches b.
     let b = env.ok(["ingest", s(&src.join("b")), "--json"]).json()["items"][0]["object"]
         .as_str()
@@ -231,18 +227,8 @@ fn killed_harness_with_its_own_runs_dir_is_found_and_recovered() {
         .spawn()
         .unwrap();
     let dir = wait_for_provider_in(&runs);
-    let provider: Vec<u32> = fs::read_to_string(dir.join("home/fake-ca-pids"))
-        .unwrap()
-        .lines()
-        .map(|l| l.parse().unwrap())
-        .collect();
-    signal(child.id(), rustix::process::Signal::KILL);
-    let mut child = child;
-    child.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !alive(&provider).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let provider = sigkill_harness(child, &dir);
+    assert_eq!(alive(&provider), Vec::<u32>::new());
     let r = env.run(["audit", "--json"]);
     assert_eq!(r.code, 1, "the folder outside the ledger home went unseen");
     let name = dir.file_name().unwrap().to_str().unwrap().to_string();

@@ -427,6 +427,23 @@ fn sigterm_during_a_run_finalises_the_report_as_interrupted() {
     assert_eq!(env.run(["audit"]).code, 0);
 }
 
+/// SIGKILLs a harness whose provider runs in `dir`, and waits (5 s at most) for the
+/// kernel to kill the provider (PR_SET_PDEATHSIG); returns the provider's pids.
+pub(crate) fn sigkill_harness(mut harness: std::process::Child, dir: &Path) -> Vec<u32> {
+    let provider: Vec<u32> = fs::read_to_string(dir.join("home/fake-ca-pids"))
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    signal(harness.id(), rustix::process::Signal::KILL);
+    harness.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !alive(&provider).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    provider
+}
+
 /// The run folder of the one running Stage 2, once its provider has started.
 fn wait_for_provider(env: &Env) -> PathBuf {
     wait_for_provider_in(&env.ledger.join("runs"))
@@ -543,25 +560,13 @@ fn harness_killed_with_sigkill_leaves_a_report_and_audit_names_the_folder() {
         .spawn()
         .unwrap();
     let dir = wait_for_provider(&env);
-    let provider: Vec<u32> = fs::read_to_string(dir.join("home/fake-ca-pids"))
-        .unwrap()
-        .lines()
-        .map(|l| l.parse().unwrap())
-        .collect();
-    signal(child.id(), rustix::process::Signal::KILL);
-    let mut child = child;
-    child.wait().unwrap();
+    let provider = sigkill_harness(child, &dir);
     let report: Value =
         serde_json::from_slice(&fs::read(dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(
         report["status"], "started",
         "the report written before the provider started is there"
     );
-    // The kernel kills the provider when its parent dies (PR_SET_PDEATHSIG).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !alive(&provider).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
     assert_eq!(alive(&provider), Vec::<u32>::new());
     let r = env.run(["audit", "--json"]);
     assert_eq!(r.code, 1);
