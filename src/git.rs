@@ -298,6 +298,17 @@ pub(crate) fn checkout_clean(src: &Path, commit: &CommitId, dest: &Path) -> Resu
     let repo = git2::build::RepoBuilder::new()
         .clone(url, dest)
         .map_err(gerr("clone", src))?;
+    // The scratch clone speaks for the source: its origin is the source's origin (or
+    // none), never the local path it was cloned from.
+    let origin = open(src)?
+        .find_remote("origin")
+        .ok()
+        .and_then(|r| r.url().ok().map(str::to_string));
+    match origin {
+        Some(u) => repo.remote_set_url("origin", &u),
+        None => repo.remote_delete("origin"),
+    }
+    .map_err(gerr("set the scratch clone's origin", dest))?;
     let oid = git2::Oid::from_str(commit.as_str()).map_err(gerr("parse commit", src))?;
     let c = repo.find_commit(oid).map_err(|e| {
         Error::bad_input(

@@ -145,6 +145,15 @@ fn deterministic_build_reproduces() {
     assert_eq!(c["build"]["check"]["result"], "reproduces");
     assert_eq!(c["build"]["check"]["of"], b["build"]["id"]);
     assert_eq!(c["build"]["check"]["outputs"][0]["result"], "same");
+    // The rebuild's clone speaks for the source: its URL, not a local scratch path.
+    assert_eq!(c["build"]["url"], b["build"]["url"], "{c}");
+    let commit = b["build"]["commit"].as_str().unwrap();
+    let urls = env
+        .ok(["show", &format!("commit:{commit}"), "--json"])
+        .json();
+    for s in urls["commit"]["sources"].as_array().unwrap() {
+        assert_eq!(s["url"], b["build"]["url"], "{urls}");
+    }
     let shown = env
         .ok(["show", b["build"]["id"].as_str().unwrap(), "--json"])
         .json();
