@@ -110,13 +110,7 @@ pub(crate) fn rehash(
             )
         })
     };
-    objects
-        .par_iter()
-        .map(one)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .flatten()
-        .collect()
+    objects.par_iter().filter_map(one).collect()
 }
 
 pub(crate) fn parse_checkpoint(s: &str) -> Result<Head> {

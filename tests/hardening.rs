@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::stage2::{alive, sigkill_harness, wait_for_provider_in};
+use crate::stage2::{alive, sigkill_harness, spawn_hanging_run, wait_for_provider_in};
 use crate::util::*;
 
 /// Waits for a command that must not hang; kills it and fails the test if it does.
@@ -213,19 +213,7 @@ fn edits_hidden_by_git_index_flags_are_modifications() {
 fn killed_harness_with_its_own_runs_dir_is_found_and_recovered() {
     let env = Env::new();
     let runs = env.path("elsewhere/runs");
-    let child = env
-        .cmd([
-            "run",
-            "stage2",
-            "--runs-dir",
-            s(&runs),
-            "--fake-behavior",
-            "hang",
-            "--timeout",
-            "60",
-        ])
-        .spawn()
-        .unwrap();
+    let child = spawn_hanging_run(&env, &["--runs-dir", s(&runs)]);
     let dir = wait_for_provider_in(&runs);
     let provider = sigkill_harness(child, &dir);
     assert_eq!(alive(&provider), Vec::<u32>::new());

@@ -427,6 +427,20 @@ fn sigterm_during_a_run_finalises_the_report_as_interrupted() {
     assert_eq!(env.run(["audit"]).code, 0);
 }
 
+/// Starts a Stage 2 run whose fake provider hangs (60 s timeout), with `extra` arguments.
+pub(crate) fn spawn_hanging_run(env: &Env, extra: &[&str]) -> std::process::Child {
+    let mut args = vec![
+        "run",
+        "stage2",
+        "--fake-behavior",
+        "hang",
+        "--timeout",
+        "60",
+    ];
+    args.extend_from_slice(extra);
+    env.cmd(args).spawn().unwrap()
+}
+
 /// SIGKILLs a harness whose provider runs in `dir`, and waits (5 s at most) for the
 /// kernel to kill the provider (PR_SET_PDEATHSIG); returns the provider's pids.
 pub(crate) fn sigkill_harness(mut harness: std::process::Child, dir: &Path) -> Vec<u32> {
@@ -548,17 +562,7 @@ fn health_reports_every_check_passing() {
 #[test]
 fn harness_killed_with_sigkill_leaves_a_report_and_audit_names_the_folder() {
     let env = Env::new();
-    let child = env
-        .cmd([
-            "run",
-            "stage2",
-            "--fake-behavior",
-            "hang",
-            "--timeout",
-            "60",
-        ])
-        .spawn()
-        .unwrap();
+    let child = spawn_hanging_run(&env, &[]);
     let dir = wait_for_provider(&env);
     let provider = sigkill_harness(child, &dir);
     let report: Value =

@@ -508,27 +508,12 @@ impl Ledger {
         )
     }
 
-    pub fn admissions_by_commit(&self, commit: &CommitId) -> Result<Vec<AdmissionRow>> {
-        self.rows_of(
-            "read admissions",
-            "admissions a WHERE a.commit_id = ?1 ORDER BY a.seq",
-            [commit],
-        )
-    }
-
     pub fn admissions_by_source(&self, source: &SourceId) -> Result<Vec<AdmissionRow>> {
         self.rows_of(
             "read admissions",
             "admissions a WHERE a.source_id = ?1 ORDER BY a.seq",
             [source],
         )
-    }
-
-    /// Files `admission` accepted as modified.
-    pub fn admission_modified(&self, id: &AdmissionId) -> Result<Vec<ChangeRow>> {
-        self.all("read admission", "SELECT path, status, object FROM admission_modified WHERE admission_id = ?1 ORDER BY path", [id], |r| {
-            Ok(ChangeRow { path: r.get(0)?, status: r.get(1)?, object: r.get(2)? })
-        })
     }
 
     // ------------------------------------------------------------ models and revocations
@@ -612,14 +597,6 @@ impl Ledger {
     /// The remote URLs recorded for a commit, sorted.
     pub fn urls_of_commit(&self, commit: &CommitId) -> Result<Vec<String>> {
         self.all("read sources", "SELECT DISTINCT url FROM sources WHERE commit_id = ?1 AND url IS NOT NULL ORDER BY url", [commit], |r| r.get(0))
-    }
-
-    pub fn source_of_commit(&self, commit: &CommitId) -> Result<Option<SourceRow>> {
-        self.row_of(
-            "read source",
-            "sources s WHERE s.commit_id = ?1 ORDER BY s.seq LIMIT 1",
-            [commit],
-        )
     }
 
     // ------------------------------------------------------------ builds
