@@ -113,6 +113,41 @@ pub(crate) fn rehash(
     objects.par_iter().filter_map(one).collect()
 }
 
+/// What `audit --checkpoint` was given: a head printed by `checkpoint`, or a signed
+/// note from `checkpoint --sign` (the file's path and text).
+pub(crate) enum CheckpointArg {
+    Head(Head),
+    Note(std::path::PathBuf, String),
+}
+
+/// SEQ:HASH, else the path of a signed note (which must parse as one).
+pub(crate) fn checkpoint_arg(s: &str) -> Result<CheckpointArg> {
+    if let Ok(h) = parse_checkpoint(s) {
+        return Ok(CheckpointArg::Head(h));
+    }
+    let path = std::path::PathBuf::from(s);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(_) if !path.exists() => return parse_checkpoint(s).map(CheckpointArg::Head),
+        Err(e) => {
+            return Err(Error::bad_input(
+                format!("checkpoint file {} cannot be read: {e}", path.display()),
+                "pass SEQ:HASH from `cto-ledger checkpoint` or a note from `checkpoint --sign`",
+            ))
+        }
+    };
+    crate::sign::note::SignedNote::parse(&text).map_err(|e| {
+        Error::bad_input(
+            format!(
+                "checkpoint file {} is not a signed note: {e}",
+                path.display()
+            ),
+            "pass the note printed by `cto-ledger checkpoint --sign`",
+        )
+    })?;
+    Ok(CheckpointArg::Note(path, text))
+}
+
 pub(crate) fn parse_checkpoint(s: &str) -> Result<Head> {
     let bad = || {
         Error::bad_input(
@@ -134,14 +169,19 @@ pub(crate) fn parse_checkpoint(s: &str) -> Result<Head> {
 /// Every local check; `checkpoint`, when given, must still be extended by the journal.
 pub(crate) fn audit(
     home: &Home,
-    checkpoint: Option<&Head>,
+    checkpoint: Option<&CheckpointArg>,
     progress: &ProgressBar,
 ) -> Result<AuditOut> {
     let mut out = AuditOut::default();
     check_chain(home, &mut out)?;
-    if let Some(cp) = checkpoint {
-        check_checkpoint(home, cp, &mut out)?;
+    match checkpoint {
+        Some(CheckpointArg::Head(cp)) => check_checkpoint(home, cp, &mut out)?,
+        Some(CheckpointArg::Note(path, text)) => {
+            check_note(home, &path.display().to_string(), text, &mut out)?
+        }
+        None => {}
     }
+    check_kept_checkpoints(home, &mut out)?;
     for (table, m) in home.ledger.diff_projections()? {
         out.findings
             .push(Finding::new(AuditCheck::Projection, table, m));
@@ -191,6 +231,45 @@ fn check_checkpoint(home: &Home, cp: &Head, out: &mut AuditOut) -> Result<()> {
     };
     out.findings
         .push(Finding::new(AuditCheck::Checkpoint, subject, message));
+    Ok(())
+}
+
+/// A signed note is signed by a recorded key and commits to the journal's first events.
+fn check_note(home: &Home, subject: &str, text: &str, out: &mut AuditOut) -> Result<()> {
+    let problems = match crate::tlog::check_note(&home.ledger, text)? {
+        Ok(c) => c.problems,
+        Err(e) => vec![format!("not a signed note: {e}")],
+    };
+    for p in problems {
+        out.findings
+            .push(Finding::new(AuditCheck::Checkpoint, subject, p));
+    }
+    Ok(())
+}
+
+/// Every signed checkpoint kept in the ledger (made here, or seen on a remote) still
+/// verifies and commits to the journal as it is.
+fn check_kept_checkpoints(home: &Home, out: &mut AuditOut) -> Result<()> {
+    if out.findings.iter().any(|f| f.check == AuditCheck::Journal) {
+        return Ok(()); // the tree cannot be computed over a broken chain
+    }
+    for c in home.ledger.checkpoints()? {
+        let subject = format!(
+            "signed checkpoint of size {} (key {})",
+            c.size,
+            &c.keyid[..16.min(c.keyid.len())]
+        );
+        check_note(home, &subject, &c.note, out)?;
+    }
+    for remote in home.ledger.remotes()? {
+        for c in home.ledger.remote_checkpoints(&remote.name)? {
+            let subject = format!(
+                "checkpoint of size {} seen on remote {}",
+                c.size, remote.name
+            );
+            check_note(home, &subject, &c.note, out)?;
+        }
+    }
     Ok(())
 }
 

@@ -20,10 +20,12 @@ mod lineage;
 mod paths;
 mod report;
 mod runner;
+mod sign;
 mod source;
 pub mod state;
 mod store;
 mod sync;
+mod tlog;
 
 pub use harness::fixture;
 pub use ledger::query::Node;

@@ -266,6 +266,8 @@ pub(crate) struct PullOut {
     pub remote_replaced: bool,
     pub head: Head,
     pub synced: Head,
+    /// Signed checkpoints the remote published that this pull checked and kept: tree sizes.
+    pub checkpoints: Vec<u64>,
 }
 
 /// Brings the local journal up to date with the remote: fetches and re-hashes every
@@ -285,7 +287,11 @@ pub(crate) fn pull(home: &mut Home, remote: &mut Remote) -> Result<PullOut> {
         remote_replaced: replaced,
         head: home.ledger.head()?,
         synced: remote.row.synced.clone(),
+        checkpoints: Vec::new(),
     };
+    if replaced {
+        refuse_rewritten(home, remote, &base)?;
+    }
     let mut rest = &keys[..];
     // A remote that lost events moves local ones even when it has nothing new.
     let mut pending = !rest.is_empty() || replaced;
@@ -320,7 +326,137 @@ pub(crate) fn pull(home: &mut Home, remote: &mut Remote) -> Result<PullOut> {
     remote.row = home.ledger.remote(&remote.row.name)?;
     out.head = home.ledger.head()?;
     out.synced = remote.row.synced.clone();
+    out.checkpoints = take_checkpoints(home, remote)?;
     Ok(out)
+}
+
+fn checkpoint_key(size: u64, keyid: &str) -> String {
+    format!("checkpoints/{}-{}", seq_name(size), &keyid[..16])
+}
+
+/// The remote no longer holds events this host saw there. That is an outage to repair
+/// (its writers re-publish) unless the remote had signed a checkpoint over them: a
+/// signed log that drops signed events has rewritten its history.
+fn refuse_rewritten(home: &Home, remote: &Remote, base: &Head) -> Result<()> {
+    let Some(seen) = home.ledger.latest_remote_checkpoint(&remote.row.name)? else {
+        return Ok(());
+    };
+    if seen.size <= base.seq {
+        return Ok(());
+    }
+    let newest = remote
+        .s3
+        .list("checkpoints", None)?
+        .iter()
+        .filter_map(|k| parse_checkpoint_key(&k.key))
+        .map(|(size, _)| size)
+        .max();
+    let now = match newest {
+        Some(n) => format!("its newest checkpoint has size {n}"),
+        None => "it publishes no checkpoint now".into(),
+    };
+    Err(Error::Integrity {
+        message: format!(
+            "remote {}: history was rewritten: this host saw its signed checkpoint of size {} (root {}, {}), but the remote's journal now diverges after event {}, and {now}; a checkpoint of size {} is not consistent with it; nothing was taken from the remote",
+            remote.url(),
+            seen.size,
+            &seen.root[..16],
+            seen.time,
+            base.seq,
+            newest.map_or("?".to_string(), |n| n.to_string()),
+        ),
+    })
+}
+
+/// `checkpoints/<size>-<keyid prefix>`.
+fn parse_checkpoint_key(key: &str) -> Option<(u64, String)> {
+    let (size, keyid) = key.strip_prefix("checkpoints/")?.split_once('-')?;
+    Some((size.parse().ok()?, keyid.to_string()))
+}
+
+/// Fetches the signed checkpoints the remote published since the last pull, checks each
+/// against the journal it covers (now local: 1..synced are the remote's events) and
+/// keeps them. One that does not verify, or commits to other events, is refused.
+fn take_checkpoints(home: &Home, remote: &Remote) -> Result<Vec<u64>> {
+    let name = &remote.row.name;
+    let mut taken = Vec::new();
+    for k in remote.s3.list("checkpoints", None)? {
+        let Some((size, keyid16)) = parse_checkpoint_key(&k.key) else {
+            continue;
+        };
+        if size > remote.row.synced.seq
+            || home.ledger.has_remote_checkpoint(name, size, &keyid16)?
+        {
+            continue;
+        }
+        let bytes = remote.get_listed(&k.key)?;
+        let text = String::from_utf8(bytes).unwrap_or_default();
+        let check = crate::tlog::check_note(&home.ledger, &text)?;
+        let seen = home.ledger.latest_remote_checkpoint(name)?;
+        let problems = match check {
+            Err(e) => vec![format!("is not a signed note: {e}")],
+            Ok(c) if c.size != size => vec![format!("holds a checkpoint of size {}", c.size)],
+            Ok(c) => c.problems,
+        };
+        if let Some(p) = problems.first() {
+            let before = match &seen {
+                Some(s) => format!(" (this host saw its checkpoint of size {} before)", s.size),
+                None => String::new(),
+            };
+            return Err(Error::Integrity {
+                message: format!("remote {}: {} {p}{before}; the checkpoint of size {size} is not consistent with the remote's journal", remote.url(), k.key),
+            });
+        }
+        let note = crate::sign::note::SignedNote::parse(&text).expect("checked above");
+        let row = crate::ledger::tlog::CheckpointRow {
+            size,
+            keyid: keyid16,
+            root: hex::encode(note.checkpoint.root),
+            note: text,
+            time: crate::ledger::now(),
+        };
+        home.ledger.save_remote_checkpoint(name, &row)?;
+        taken.push(size);
+    }
+    Ok(taken)
+}
+
+/// This host's signing key for `push`, when it has one recorded here. A key file that
+/// cannot be read safely is an error (before anything is published); a key this
+/// ledger does not know, or that was retired or revoked, signs nothing.
+fn push_signer(home: &Home) -> Result<Option<crate::sign::keys::SecretKey>> {
+    let path = crate::sign::keys::key_path()?;
+    if !path.exists() {
+        return Ok(None);
+    }
+    crate::sign::keys::load(&path, &home.dir)?;
+    Ok(crate::tlog::signer(home).ok().map(|(k, _)| k))
+}
+
+/// Signs the remote's journal as this host now holds it and publishes the note,
+/// unless this key already signed that size there.
+fn publish_checkpoint(
+    home: &Home,
+    remote: &Remote,
+    key: &crate::sign::keys::SecretKey,
+) -> Result<Option<u64>> {
+    let synced = remote.row.synced.seq;
+    let keyid = key.public().keyid();
+    if synced == 0
+        || home
+            .ledger
+            .has_remote_checkpoint(&remote.row.name, synced, &keyid[..16])?
+    {
+        return Ok(None);
+    }
+    let mut row = crate::tlog::sign_checkpoint(home, key, synced)?;
+    remote.s3.put_create(
+        &checkpoint_key(synced, &keyid),
+        row.note.clone().into_bytes(),
+    )?;
+    row.keyid = keyid[..16].to_string();
+    home.ledger.save_remote_checkpoint(&remote.row.name, &row)?;
+    Ok(Some(synced))
 }
 
 /// Remote events taken per transaction when nothing local has to move:
@@ -434,6 +570,8 @@ pub(crate) struct PushOut {
     pub pulled: u64,
     pub moved: Vec<(u64, u64)>,
     pub head: Head,
+    /// The tree size of the signed checkpoint this push published, if it signed one.
+    pub checkpoint: Option<u64>,
 }
 
 /// How many times another host may win the race for the next sequence number before
@@ -453,7 +591,9 @@ pub(crate) fn push(home: &mut Home, remote: &mut Remote) -> Result<PushOut> {
         pulled: 0,
         moved: Vec::new(),
         head: home.ledger.head()?,
+        checkpoint: None,
     };
+    let signer = push_signer(home)?;
     for round in 0..MAX_ROUNDS {
         let p = pull(home, remote)?;
         out.pulled += p.pulled;
@@ -462,6 +602,9 @@ pub(crate) fn push(home: &mut Home, remote: &mut Remote) -> Result<PushOut> {
         let pending = home.ledger.rows_after(synced.seq)?;
         if pending.is_empty() {
             out.head = home.ledger.head()?;
+            if let Some(k) = &signer {
+                out.checkpoint = publish_checkpoint(home, remote, k)?;
+            }
             return Ok(out);
         }
         let (n, bytes) = upload_objects(home, remote, synced.seq)?;
@@ -494,6 +637,9 @@ pub(crate) fn push(home: &mut Home, remote: &mut Remote) -> Result<PushOut> {
         }
         if !lost {
             out.head = home.ledger.head()?;
+            if let Some(k) = &signer {
+                out.checkpoint = publish_checkpoint(home, remote, k)?;
+            }
             return Ok(out);
         }
         out.conflicts += 1;

@@ -608,3 +608,62 @@ fn re_appending_builds_admissions_and_runs_keeps_every_projection_exact() {
     assert_eq!(a.ok(["sql", counts, "--json"]).json()["rows"][0][0], n);
     assert!(a.ok(["audit"]).stdout.contains("audit passed"));
 }
+
+#[test]
+fn signed_checkpoints_travel_with_push_and_a_rewritten_remote_is_refused_on_pull() {
+    let server = S3Server::start();
+    let a = server.host("signed");
+    let b = server.host("signed");
+    a.ok(["key", "generate"]);
+    let fa = write(&a, "fa", "from a\n");
+    a.ok(["ingest", s(&fa)]);
+    // Unpublished events could still be re-numbered by a pull: not signed yet.
+    let r = a.run(["checkpoint", "--sign"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("not on any remote yet"), "{}", r.stderr);
+    let pushed = a.ok(["push", "--json"]).json();
+    let n = a.head().0;
+    assert_eq!(pushed["checkpoint"], n, "{pushed}");
+    let listed: Vec<_> = std::fs::read_dir(server.file("signed/checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+
+    // B takes the events and A's checkpoint, checked against them.
+    let pulled = b.ok(["pull", "--json"]).json();
+    assert_eq!(pulled["checkpoints"], serde_json::json!([n]), "{pulled}");
+    assert!(b.ok(["audit"]).stdout.contains("audit passed"));
+    // B signs nothing it has not published.
+    b.ok(["key", "generate"]);
+    let r = b.run(["checkpoint", "--sign"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("push"), "{}", r.stderr);
+
+    // The remote's history is rewritten: its journal replaced by another ledger's.
+    std::fs::remove_dir_all(server.file("signed/journal")).unwrap();
+    std::fs::remove_dir_all(server.file("signed/checkpoints")).unwrap();
+    let m = server.host("signed");
+    m.ok(["key", "generate"]);
+    for i in 0..n + 2 {
+        let f = write(&m, &format!("m{i}"), &format!("mallory {i}\n"));
+        m.ok(["ingest", s(&f)]);
+    }
+    let forged = m.ok(["push", "--json"]).json();
+    let m_size = forged["checkpoint"].as_u64().unwrap();
+    let before = b.head();
+    let r = b.run(["pull"]);
+    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("history was rewritten")
+            && r.stderr.contains(&format!("size {n}"))
+            && r.stderr.contains(&format!("size {m_size}")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        b.head(),
+        before,
+        "nothing was taken from the rewritten remote"
+    );
+}

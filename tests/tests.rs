@@ -13,5 +13,6 @@ mod properties;
 mod queries;
 mod reliability;
 mod remote;
+mod signing;
 mod stage2;
 mod store;

@@ -79,8 +79,19 @@ enum Cmd {
     Pull(c::pull::Args),
     /// Rebuild every projection table from the journal
     Reindex(c::reindex::Args),
-    /// Print the journal head (SEQ:HASH) to keep for `audit --checkpoint`
+    /// Print the journal head (SEQ:HASH) to keep for `audit --checkpoint`; with --sign, a signed note over the log
     Checkpoint(c::checkpoint::Args),
+    /// Signing keys: generate, list, export, rotate, revoke (docs/signing.md)
+    #[command(subcommand)]
+    Key(c::key::Cmd),
+    /// Write DSSE-signed in-toto attestations (SLSA provenance; for runs, test result and verification summary)
+    Attest(c::attest::Args),
+    /// Check DSSE attestations offline with a public key; exit 1 naming the line that fails
+    VerifyAttestation(c::verify_attestation::Args),
+    /// Print an inclusion proof of an event (or a consistency proof) against a signed checkpoint
+    Prove(c::prove::Args),
+    /// Check a proof from `prove` offline with a public key
+    VerifyProof(c::verify_proof::Args),
     /// Run a harness job
     #[command(subcommand)]
     Run(c::run::Cmd),
@@ -121,6 +132,11 @@ fn dispatch(cx: &Context, cmd: Cmd) -> Result<Output> {
         Cmd::Pull(a) => c::pull::run(cx, a),
         Cmd::Reindex(a) => c::reindex::run(cx, a),
         Cmd::Checkpoint(a) => c::checkpoint::run(cx, a),
+        Cmd::Key(a) => c::key::run(cx, a),
+        Cmd::Attest(a) => c::attest::run(cx, a),
+        Cmd::VerifyAttestation(a) => c::verify_attestation::run(cx, a),
+        Cmd::Prove(a) => c::prove::run(cx, a),
+        Cmd::VerifyProof(a) => c::verify_proof::run(cx, a),
         Cmd::Run(a) => c::run::run(cx, a),
         Cmd::Runs(a) => c::runs::run(cx, a),
         Cmd::Health(a) => c::health::run(cx, a),

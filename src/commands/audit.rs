@@ -1,4 +1,4 @@
-//! `cto-ledger audit [--checkpoint SEQ:HASH | --remote [NAME] [--full]]`.
+//! `cto-ledger audit [--checkpoint SEQ:HASH|FILE | --remote [NAME] [--full]]`.
 
 use std::io::Write;
 
@@ -13,8 +13,9 @@ use crate::sync::{self, Remote, RemoteAuditOut};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// SEQ:HASH printed earlier by `checkpoint`: prove the journal still extends it
-    #[arg(long, value_name = "SEQ:HASH", conflicts_with = "remote")]
+    /// SEQ:HASH printed earlier by `checkpoint`, or a file holding a note from
+    /// `checkpoint --sign`: prove the journal still extends it
+    #[arg(long, value_name = "SEQ:HASH|FILE", conflicts_with = "remote")]
     checkpoint: Option<String>,
     /// Audit a remote instead: its whole chain, every named object present, a sample re-hashed
     #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
@@ -35,7 +36,7 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
     let cp = a
         .checkpoint
         .as_deref()
-        .map(audit::parse_checkpoint)
+        .map(audit::checkpoint_arg)
         .transpose()?;
     let home = cx.open(Mode::ReadOnly)?;
     let r = audit::audit(&home, cp.as_ref(), &cx.progress())?;

@@ -71,6 +71,16 @@ fn summary(b: &Body) -> String {
                 short(&b.commit)
             ),
         },
+        Body::Key(k) => match &k.replaces {
+            Some(old) => format!(
+                "key {} ({}) replaces {}",
+                short(&k.keyid),
+                k.algorithm,
+                short(old)
+            ),
+            None => format!("key {} ({})", short(&k.keyid), k.algorithm),
+        },
+        Body::KeyRevocation(r) => format!("key {} revoked: {}", short(&r.keyid), r.reason),
     }
 }
 

@@ -3,6 +3,7 @@
 //! `cli` parses and dispatches; nothing here prints to a terminal directly.
 
 pub(crate) mod admit;
+pub(crate) mod attest;
 pub(crate) mod audit;
 pub(crate) mod build;
 pub(crate) mod cat;
@@ -14,8 +15,10 @@ pub(crate) mod health;
 pub(crate) mod impact;
 pub(crate) mod ingest;
 pub(crate) mod init;
+pub(crate) mod key;
 pub(crate) mod log;
 pub(crate) mod man;
+pub(crate) mod prove;
 pub(crate) mod pull;
 pub(crate) mod push;
 pub(crate) mod recover;
@@ -31,6 +34,8 @@ pub(crate) mod sql;
 pub(crate) mod text;
 pub(crate) mod trace;
 pub(crate) mod verify;
+pub(crate) mod verify_attestation;
+pub(crate) mod verify_proof;
 
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;

@@ -87,6 +87,8 @@ pub enum Body {
     Revocation(RevocationRec),
     Run(RunRec),
     Build(BuildRec),
+    Key(KeyRec),
+    KeyRevocation(KeyRevocationRec),
 }
 
 impl Body {
@@ -101,6 +103,8 @@ impl Body {
         "revocation",
         "run",
         "build",
+        "key",
+        "key_revocation",
     ];
 
     pub fn kind(&self) -> &'static str {
@@ -114,6 +118,8 @@ impl Body {
             Body::Revocation(_) => "revocation",
             Body::Run(_) => "run",
             Body::Build(_) => "build",
+            Body::Key(_) => "key",
+            Body::KeyRevocation(_) => "key_revocation",
         }
     }
 
@@ -121,7 +127,11 @@ impl Body {
     /// name every object it needs (an event lists the objects that were new to it).
     pub fn objects(&self) -> Vec<&ObjRec> {
         match self {
-            Body::Init { .. } | Body::ModelAdmission(_) | Body::Revocation(_) => Vec::new(),
+            Body::Init { .. }
+            | Body::ModelAdmission(_)
+            | Body::Revocation(_)
+            | Body::Key(_)
+            | Body::KeyRevocation(_) => Vec::new(),
             Body::Ingest(r) => r.objects.iter().collect(),
             Body::Source(s) => s.objects.iter().collect(),
             Body::Admission(a) => a.objects.iter().collect(),
@@ -272,6 +282,27 @@ impl ModelAdmissionRec {
 pub struct RevocationRec {
     pub id: RevocationId,
     pub target: Revocable,
+    pub reason: String,
+}
+
+/// A signing key's public half, recorded when it is generated or rotated in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRec {
+    /// Lowercase hex SHA-256 of the DER SubjectPublicKeyInfo.
+    pub keyid: String,
+    pub algorithm: String,
+    /// The raw public key, base64.
+    pub public_key: String,
+    /// The key this one took over from (`key rotate`); that key is retired, and still
+    /// verifies what it signed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub replaces: Option<String>,
+}
+
+/// A key withdrawn: nothing more is signed with it, and what it signed is suspect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRevocationRec {
+    pub keyid: String,
     pub reason: String,
 }
 

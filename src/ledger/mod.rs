@@ -8,6 +8,7 @@ pub(crate) mod replica;
 mod rows;
 mod show;
 mod sql_types;
+pub(crate) mod tlog;
 
 pub(crate) use rows::*;
 
@@ -41,10 +42,13 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_run_folders",
         include_str!("../../schema/0006_run_folders.sql"),
     ),
+    ("0007_keys", include_str!("../../schema/0007_keys.sql")),
 ];
 
 /// The tables rebuilt from the journal, children before parents (for deletes).
 pub(crate) const PROJECTIONS: &[&str] = &[
+    "key_revocations",
+    "keys",
     "run_artifacts",
     "build_created",
     "build_modified",

@@ -4,8 +4,8 @@
 use rusqlite::{params, Connection, Params};
 
 use super::events::{
-    AdmissionRec, Body, BuildRec, Event, IngestRec, ModelAdmissionRec, ObjRec, RefusalRec,
-    RevocationRec, RunRec, SourceRec,
+    AdmissionRec, Body, BuildRec, Event, IngestRec, KeyRec, KeyRevocationRec, ModelAdmissionRec,
+    ObjRec, RefusalRec, RevocationRec, RunRec, SourceRec,
 };
 use crate::error::{Error, Result};
 
@@ -57,6 +57,8 @@ pub(super) fn apply(c: &Connection, e: &Event) -> Result<()> {
         Body::Refusal(r) => refusal(&at, r),
         Body::ModelAdmission(m) => model_admission(&at, m),
         Body::Revocation(r) => revocation(&at, r),
+        Body::Key(k) => key(&at, k),
+        Body::KeyRevocation(r) => key_revocation(&at, r),
         Body::Run(r) => run(&at, r),
         Body::Build(b) => build(&at, b),
     }
@@ -238,4 +240,18 @@ fn build(at: &At, b: &BuildRec) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+fn key(at: &At, k: &KeyRec) -> Result<()> {
+    at.run(
+        "INSERT INTO keys (keyid, seq, algorithm, public_key, replaces, actor, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![k.keyid, at.seq, k.algorithm, k.public_key, k.replaces, at.actor, at.time],
+    )
+}
+
+fn key_revocation(at: &At, r: &KeyRevocationRec) -> Result<()> {
+    at.run(
+        "INSERT INTO key_revocations (keyid, seq, reason, actor, time) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![r.keyid, at.seq, r.reason, at.actor, at.time],
+    )
 }

@@ -213,6 +213,15 @@ impl Ledger {
             }
         }
         let local = journal_rows_after(&tx, base.seq)?;
+        let signed = super::tlog::signed_size(&tx)?;
+        if !local.is_empty() && signed > base.seq {
+            return Err(Error::Integrity {
+                message: format!(
+                    "remote `{name}` diverges from this ledger after event {}, but a signed checkpoint commits this ledger to its events up to {signed}; they cannot be re-numbered after the remote's, so nothing was taken from the remote",
+                    base.seq
+                ),
+            });
+        }
         let mut out = Integrated {
             pulled: remote.len() as u64,
             ..Default::default()

@@ -388,7 +388,7 @@ impl Ledger {
             .map_err(read_err(action))
     }
 
-    fn rows_of<T: FromRow, P: Params>(
+    pub(super) fn rows_of<T: FromRow, P: Params>(
         &self,
         action: &'static str,
         from_where: &str,
@@ -402,7 +402,7 @@ impl Ledger {
         )
     }
 
-    fn row_of<T: FromRow, P: Params>(
+    pub(super) fn row_of<T: FromRow, P: Params>(
         &self,
         action: &'static str,
         from_where: &str,

@@ -24,7 +24,7 @@ fn digest_set(sha256: Option<&Sha256Digest>, blake3: &ObjectId) -> Value {
 }
 
 /// An object's digest set, with its SHA-256 when the ledger records the object.
-fn object_digests(l: &Ledger, id: &ObjectId) -> Result<Value> {
+pub(super) fn object_digests(l: &Ledger, id: &ObjectId) -> Result<Value> {
     let o = l.object(id)?;
     Ok(digest_set(o.as_ref().map(|o| &o.sha256), id))
 }
@@ -90,9 +90,15 @@ fn export_target(l: &Ledger, n: &Node) -> Result<Target> {
 
 /// The source as resolved dependencies: the commit, and the snapshot of what was on disk.
 fn source_dependencies(l: &Ledger, src: &SourceRow) -> Result<Vec<Value>> {
+    // A URL with a scheme as it is; a local clone (path or scp-like `host:path` is not
+    // told apart from a path here) as a file:// URI of its absolute path.
     let uri = match &src.url {
-        Some(u) => format!("git+{u}@{}", src.commit_id),
-        None => format!("git+file://{}@{}", src.path, src.commit_id),
+        Some(u) if u.contains("://") => format!("git+{u}@{}", src.commit_id),
+        Some(u) if u.starts_with('/') => format!("git+file://{u}@{}", src.commit_id),
+        Some(u) if u.contains(':') => {
+            format!("git+ssh://{}@{}", u.replacen(':', "/", 1), src.commit_id)
+        }
+        _ => format!("git+file://{}@{}", src.path, src.commit_id),
     };
     Ok(vec![
         json!({"uri": uri, "digest": {"gitCommit": src.commit_id, "gitTree": src.tree_id}, "name": "source"}),

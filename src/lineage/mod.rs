@@ -21,6 +21,7 @@ use crate::ledger::Ledger;
 use crate::state::{AdmissionScope, BuildStatus, Lane, RunStatus};
 
 pub(crate) use export::{export_in_toto, export_prov};
+pub(crate) mod attest;
 pub(crate) use picture::{graph, render_tree, GraphFormat};
 
 const MAX_DEPTH: usize = 16;

@@ -1,0 +1,167 @@
+//! The in-toto statements `attest` signs: SLSA Provenance v1 for an artifact, and for a
+//! Stage 2 run a test-result statement and a SLSA Verification Summary v1 whose
+//! `inputAttestations` name the other statements by digest.
+
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+use super::export::{object_digests, BUILDER_ID, STATEMENT_TYPE};
+use crate::error::{Error, Result};
+use crate::id::RunId;
+use crate::ledger::query::Node;
+use crate::ledger::{Ledger, RunRow};
+use crate::report::Report;
+use crate::state::{TestResult, Verdict};
+use crate::store::Store;
+
+pub(crate) const TEST_RESULT: &str = "https://in-toto.io/attestation/test-result/v0.1";
+pub(crate) const VSA: &str = "https://slsa.dev/verification_summary/v1";
+
+/// A statement's payload bytes: canonical JSON (RFC 8785), so the same claim is the
+/// same bytes, and its digest can name it.
+pub(crate) fn payload(statement: &Value) -> Vec<u8> {
+    serde_jcs::to_vec(statement).expect("statements serialise")
+}
+
+/// Every statement `attest` makes for `node`.
+pub(crate) fn statements(l: &Ledger, store: &Store, node: &Node) -> Result<Vec<Value>> {
+    match node {
+        Node::Run(id) => run_statements(l, store, id),
+        other => Ok(vec![super::export_in_toto(l, other)?]),
+    }
+}
+
+fn run_statements(l: &Ledger, store: &Store, id: &RunId) -> Result<Vec<Value>> {
+    let run = l.run(id)?.ok_or_else(|| Error::NotFound {
+        what: "run",
+        input: id.to_string(),
+        hint: None,
+    })?;
+    let report_object = run.report_object.ok_or_else(|| {
+        Error::bad_input(
+            format!("run {id} recorded no report.json"),
+            "attest a run that finished (see `cto-ledger runs`)",
+        )
+    })?;
+    let report: Report =
+        serde_json::from_slice(&store.get_verified(&report_object)?).map_err(|e| {
+            Error::Integrity {
+                message: format!(
+                    "run {id}: its report.json ({report_object}) is not a report: {e}"
+                ),
+            }
+        })?;
+    let mut out = Vec::new();
+    let provenance = match &run.provider_admission {
+        Some(a) => {
+            let s = super::export_in_toto(l, &Node::Admission(a.clone()))?;
+            out.push(s.clone());
+            Some((a.to_string(), s))
+        }
+        None => None,
+    };
+    let tests = test_result(l, &run, &report)?;
+    out.push(tests.clone());
+    if let Some(object) = &run.provider_object {
+        let mut inputs = vec![input(
+            &format!("urn:cto-ledger:run:{id}:test-result"),
+            &tests,
+        )];
+        if let Some((adm, s)) = &provenance {
+            inputs.push(input(
+                &format!("urn:cto-ledger:admission:{adm}:provenance"),
+                s,
+            ));
+        }
+        let name = report
+            .provider
+            .admission_name
+            .clone()
+            .or(report.provider.path_given.clone())
+            .unwrap_or_else(|| object.to_string());
+        let verified = run.verdict == Verdict::Pass;
+        let mut levels: Vec<String> = report
+            .gates
+            .iter()
+            .filter(|g| g.passed)
+            .map(|g| {
+                format!(
+                    "CTO_LEDGER_GATE_{}",
+                    g.name.to_ascii_uppercase().replace(['-', ' '], "_")
+                )
+            })
+            .collect();
+        if verified {
+            levels.push("CTO_LEDGER_STAGE2_PASSED".into());
+        }
+        let model = report
+            .model
+            .as_ref()
+            .map(|m| json!({"provider": m.provider, "model": m.model, "admission": m.admission}));
+        let gates: Vec<&str> = report.gates.iter().map(|g| g.name.as_str()).collect();
+        let policy =
+            json!({"fixture": run.fixture, "lane": run.lane, "gates": gates, "model": model});
+        out.push(json!({
+            "_type": STATEMENT_TYPE,
+            "subject": [{"name": name, "digest": object_digests(l, object)?}],
+            "predicateType": VSA,
+            "predicate": {
+                "verifier": {"id": BUILDER_ID},
+                "timeVerified": run.finished,
+                "resourceUri": format!("urn:cto-ledger:run:{id}"),
+                // VSA v1's policy is a URI and digest only: the digest is of the
+                // policy applied (fixture, lane, the gates in order, the model), as
+                // canonical JSON; the gates that held are the verified levels.
+                "policy": {"uri": format!("urn:cto-ledger:policy:stage2:{}", run.fixture), "digest": {"sha256": hex::encode(Sha256::digest(payload(&policy)))}},
+                "inputAttestations": inputs,
+                "verificationResult": if verified { "PASSED" } else { "FAILED" },
+                "verifiedLevels": levels,
+                "slsaVersion": "1.0",
+            }
+        }));
+    }
+    Ok(out)
+}
+
+/// A statement as an input of another: its URI and the SHA-256 of its payload bytes.
+fn input(uri: &str, statement: &Value) -> Value {
+    json!({"uri": uri, "digest": {"sha256": hex::encode(Sha256::digest(payload(statement)))}})
+}
+
+fn test_result(l: &Ledger, run: &RunRow, report: &Report) -> Result<Value> {
+    let mut subject = vec![
+        json!({"name": "report.json", "digest": object_digests(l, run.report_object.as_ref().expect("checked"))?}),
+    ];
+    if let Some(t) = &run.tree_object {
+        subject.push(json!({"name": "workspace", "digest": object_digests(l, t)?}));
+    }
+    let mut configuration =
+        vec![json!({"name": "fixture", "uri": format!("urn:cto-ledger:fixture:{}", run.fixture)})];
+    if let Some(c) = &run.config_object {
+        configuration.push(json!({"name": "config.json", "digest": object_digests(l, c)?}));
+    }
+    let (result, passed, failed) = match &report.tests {
+        Some(t) => {
+            let name = t.command.join(" ");
+            if t.result == TestResult::Passed {
+                ("PASSED", vec![name], vec![])
+            } else {
+                ("FAILED", vec![], vec![name])
+            }
+        }
+        None => ("FAILED", vec![], vec![]),
+    };
+    Ok(json!({
+        "_type": STATEMENT_TYPE,
+        "subject": subject,
+        "predicateType": TEST_RESULT,
+        "predicate": {
+            "result": result,
+            "configuration": configuration,
+            "url": format!("urn:cto-ledger:run:{}", run.id),
+            "passedTests": passed,
+            "warnedTests": [],
+            "failedTests": failed,
+        }
+    }))
+}

@@ -1,0 +1,467 @@
+//! The signing log: the Merkle tree over the journal, signed checkpoints, inclusion and
+//! consistency proofs, and the keys that sign them. The pure parts (hashing, notes,
+//! envelopes) are in [`crate::sign`]; this module binds them to a ledger.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::ledger::events::{Body, Event, KeyRec};
+use crate::ledger::tlog::{CheckpointRow, KeyRow};
+use crate::ledger::{chain_hash, Ledger};
+use crate::sign::keys::{self, PublicKey, SecretKey};
+use crate::sign::merkle::{self, Hash};
+use crate::sign::note::{Checkpoint, SignedNote};
+
+/// The log's name in its checkpoints: `cto-ledger/` and the first 32 hex digits of the
+/// hash of event 1 (shared by every host of one ledger, unique between ledgers).
+pub(crate) fn origin(l: &Ledger) -> Result<String> {
+    let first = l.row_at(1)?.ok_or_else(|| {
+        Error::bad_input(
+            "the ledger has no events yet, so there is no log to sign",
+            "record something first (e.g. `cto-ledger init`)",
+        )
+    })?;
+    Ok(format!(
+        "cto-ledger/{}",
+        &first.hash[..32.min(first.hash.len())]
+    ))
+}
+
+/// The leaves of the tree of the first `size` events.
+pub(crate) fn leaves(l: &Ledger, size: u64) -> Result<Vec<Hash>> {
+    Ok(l.entry_hashes(size)?
+        .iter()
+        .map(merkle::leaf_hash)
+        .collect())
+}
+
+/// A recorded key's public half.
+pub(crate) fn public_of(k: &KeyRow) -> Result<PublicKey> {
+    PublicKey::from_raw_b64(&k.public_key).map_err(|e| Error::Integrity {
+        message: format!(
+            "key {} recorded in event {} is damaged: {e}",
+            k.keyid, k.seq
+        ),
+    })
+}
+
+/// The key this host signs with, loaded and checked against the journal: it must be
+/// recorded (by `key generate`), not revoked and not retired by `key rotate`.
+pub(crate) fn signer(home: &Home) -> Result<(SecretKey, KeyRow)> {
+    let path = keys::key_path()?;
+    let key = keys::load(&path, &home.dir)?;
+    let keyid = key.public().keyid();
+    let row = home
+        .ledger
+        .keys_matching(&keyid)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            Error::bad_input(
+                format!(
+                    "signing key {} ({}) is not recorded in this ledger",
+                    &keyid[..16],
+                    path.display()
+                ),
+                "run `cto-ledger key generate`: it records an existing key's public half",
+            )
+        })?;
+    if let Some(r) = &row.revoked {
+        return Err(Error::bad_input(
+            format!(
+                "signing key {} was revoked (event {}: {})",
+                &keyid[..16],
+                r.seq,
+                r.reason
+            ),
+            "make a new key with `cto-ledger key rotate`",
+        ));
+    }
+    if let Some(by) = &row.replaced_by {
+        return Err(Error::bad_input(
+            format!(
+                "signing key {} at {} was retired: key {} replaced it",
+                &keyid[..16],
+                path.display(),
+                &by[..16]
+            ),
+            "point CTO_LEDGER_KEY at the current key (or `key rotate` again)",
+        ));
+    }
+    Ok((key, row))
+}
+
+/// The `key` event recording `key`'s public half.
+pub(crate) fn key_event(key: &PublicKey, replaces: Option<String>) -> Body {
+    Body::Key(KeyRec {
+        keyid: key.keyid(),
+        algorithm: keys::ALGORITHM.into(),
+        public_key: key.raw_b64(),
+        replaces,
+    })
+}
+
+/// Signs the tree of the first `size` events and keeps the note in the ledger.
+pub(crate) fn sign_checkpoint(home: &Home, key: &SecretKey, size: u64) -> Result<CheckpointRow> {
+    let origin = origin(&home.ledger)?;
+    let root = merkle::root(&leaves(&home.ledger, size)?);
+    let cp = Checkpoint {
+        origin: origin.clone(),
+        size,
+        root,
+    };
+    let row = CheckpointRow {
+        size,
+        keyid: key.public().keyid(),
+        root: hex::encode(root),
+        note: cp.sign(&origin, key),
+        time: crate::ledger::now(),
+    };
+    home.ledger.save_checkpoint(&row)?;
+    Ok(row)
+}
+
+/// What checking a signed note against a ledger found.
+#[derive(Debug, Serialize)]
+pub(crate) struct NoteCheck {
+    pub size: u64,
+    pub root: String,
+    pub keyid: Option<String>,
+    /// Empty when the note is signed by a recorded key and commits to this journal.
+    pub problems: Vec<String>,
+}
+
+/// Checks a signed note against the ledger: its origin is this ledger's, a recorded key
+/// signed it, and the tree of the journal's first `size` events has its root.
+pub(crate) fn check_note(l: &Ledger, text: &str) -> Result<std::result::Result<NoteCheck, String>> {
+    let note = match SignedNote::parse(text) {
+        Ok(n) => n,
+        Err(e) => return Ok(Err(e)),
+    };
+    let cp = &note.checkpoint;
+    let mut out = NoteCheck {
+        size: cp.size,
+        root: hex::encode(cp.root),
+        keyid: None,
+        problems: Vec::new(),
+    };
+    let origin = origin(l)?;
+    if cp.origin != origin {
+        out.problems.push(format!(
+            "its origin is `{}`, this ledger's is `{origin}`",
+            cp.origin
+        ));
+    }
+    for k in l.keys()? {
+        let public = public_of(&k)?;
+        if note.verify(&public).is_ok() {
+            if let Some(r) = &k.revoked {
+                out.problems.push(format!(
+                    "it is signed by key {}, revoked in event {}: {}",
+                    &k.keyid[..16],
+                    r.seq,
+                    r.reason
+                ));
+            }
+            out.keyid = Some(k.keyid);
+            break;
+        }
+    }
+    if out.keyid.is_none() {
+        out.problems.push(
+            "no key recorded in this ledger made its signature (or the note was altered)".into(),
+        );
+    }
+    let head = l.head()?.seq;
+    if cp.size > head {
+        out.problems.push(format!(
+            "it covers {} events but the journal has only {head}: the journal was truncated",
+            cp.size
+        ));
+    } else {
+        let root = merkle::root(&leaves(l, cp.size)?);
+        if root != cp.root {
+            out.problems.push(format!(
+                "the journal's first {} events have root {}, not the note's {}: history was rewritten",
+                cp.size,
+                B64.encode(root),
+                B64.encode(cp.root)
+            ));
+        }
+    }
+    Ok(Ok(out))
+}
+
+/// The journal entry a proof is about, as it was hashed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProvenEntry {
+    pub seq: u64,
+    /// Hex, as the journal stores it.
+    pub prev_hash: String,
+    pub hash: String,
+    /// The event's canonical JSON, byte for byte.
+    pub event: String,
+}
+
+/// An inclusion or consistency proof, with the signed checkpoint(s) it verifies against.
+/// Merkle hashes are base64 (as in the notes); entry hashes are hex (as in the journal).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum Proof {
+    Inclusion {
+        leaf_index: u64,
+        tree_size: u64,
+        leaf_hash: String,
+        hashes: Vec<String>,
+        entry: ProvenEntry,
+        checkpoint: String,
+    },
+    Consistency {
+        old_size: u64,
+        new_size: u64,
+        old_root: String,
+        hashes: Vec<String>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        old_checkpoint: Option<String>,
+        checkpoint: String,
+    },
+}
+
+fn b64_all(hs: &[Hash]) -> Vec<String> {
+    hs.iter().map(|h| B64.encode(h)).collect()
+}
+
+/// The kept checkpoint to prove against: the one at `size` when given, else the
+/// newest one covering event `at_least`.
+fn checkpoint_for(l: &Ledger, size: Option<u64>, at_least: u64) -> Result<CheckpointRow> {
+    let all = l.checkpoints()?;
+    let found = match size {
+        Some(n) => all.into_iter().rev().find(|c| c.size == n),
+        None => all.into_iter().rev().find(|c| c.size >= at_least),
+    };
+    found.ok_or_else(|| {
+        let what = match size {
+            Some(n) => format!("no signed checkpoint of size {n} is kept in this ledger"),
+            None => format!("no signed checkpoint covers event {at_least} yet"),
+        };
+        Error::bad_input(
+            what,
+            "sign one with `cto-ledger checkpoint --sign`, then prove again",
+        )
+    })
+}
+
+/// The inclusion proof of event `seq` in a kept signed checkpoint.
+pub(crate) fn prove_inclusion(l: &Ledger, seq: u64, size: Option<u64>) -> Result<Proof> {
+    let cp = checkpoint_for(l, size, seq)?;
+    if seq == 0 || seq > cp.size {
+        return Err(Error::bad_input(
+            format!("event {seq} is not in the checkpoint of size {}", cp.size),
+            "prove an event between 1 and the checkpoint's size",
+        ));
+    }
+    let leaves = leaves(l, cp.size)?;
+    let row = l.row_at(seq)?.expect("within the journal");
+    let index = (seq - 1) as usize;
+    Ok(Proof::Inclusion {
+        leaf_index: seq - 1,
+        tree_size: cp.size,
+        leaf_hash: B64.encode(leaves[index]),
+        hashes: b64_all(&merkle::inclusion_proof(&leaves, index)),
+        entry: ProvenEntry {
+            seq,
+            prev_hash: row.prev_hash,
+            hash: row.hash,
+            event: row.event,
+        },
+        checkpoint: cp.note,
+    })
+}
+
+/// The consistency proof from the tree of `old` events to a kept signed checkpoint.
+pub(crate) fn prove_consistency(l: &Ledger, old: u64, new: Option<u64>) -> Result<Proof> {
+    let newest = l.checkpoints()?.into_iter().map(|c| c.size).max();
+    let new_size = new.or(newest).unwrap_or(0);
+    let cp = checkpoint_for(l, Some(new_size), 0)?;
+    if old > cp.size {
+        return Err(Error::bad_input(
+            format!(
+                "old size {old} is larger than the checkpoint's size {}",
+                cp.size
+            ),
+            "give an old size no larger than the new one",
+        ));
+    }
+    let leaves = leaves(l, cp.size)?;
+    let old_checkpoint = l
+        .checkpoints()?
+        .into_iter()
+        .rev()
+        .find(|c| c.size == old)
+        .map(|c| c.note);
+    Ok(Proof::Consistency {
+        old_size: old,
+        new_size: cp.size,
+        old_root: B64.encode(merkle::root(&leaves[..old as usize])),
+        hashes: b64_all(&merkle::consistency_proof(&leaves, old as usize)),
+        old_checkpoint,
+        checkpoint: cp.note,
+    })
+}
+
+/// What `verify-proof` established.
+#[derive(Debug, Serialize)]
+pub(crate) struct ProofCheck {
+    pub ok: bool,
+    pub kind: &'static str,
+    pub origin: Option<String>,
+    pub tree_size: Option<u64>,
+    /// The proven event, decoded (inclusion proofs).
+    pub event: Option<serde_json::Value>,
+    pub problems: Vec<String>,
+}
+
+fn hash_of(s: &str, what: &str) -> std::result::Result<Hash, String> {
+    B64.decode(s)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| format!("{what} is not a base64 SHA-256 hash"))
+}
+
+fn hashes_of(v: &[String]) -> std::result::Result<Vec<Hash>, String> {
+    v.iter()
+        .enumerate()
+        .map(|(i, h)| hash_of(h, &format!("hashes[{i}]")))
+        .collect()
+}
+
+/// A note, parsed and checked against `key`; a parse error is the `Err`.
+fn checked_note(
+    text: &str,
+    key: &PublicKey,
+    what: &str,
+    problems: &mut Vec<String>,
+) -> std::result::Result<Checkpoint, String> {
+    let note = SignedNote::parse(text).map_err(|e| format!("{what} is not a signed note: {e}"))?;
+    if let Err(e) = note.verify(key) {
+        problems.push(format!("{what}: {e}"));
+    }
+    Ok(note.checkpoint)
+}
+
+/// Checks a proof offline with nothing but `key`. `Err` is a malformed proof.
+pub(crate) fn verify_proof(
+    proof: &Proof,
+    key: &PublicKey,
+) -> std::result::Result<ProofCheck, String> {
+    let mut problems = Vec::new();
+    match proof {
+        Proof::Inclusion {
+            leaf_index,
+            tree_size,
+            leaf_hash,
+            hashes,
+            entry,
+            checkpoint,
+        } => {
+            let cp = checked_note(checkpoint, key, "the checkpoint", &mut problems)?;
+            let path = hashes_of(hashes)?;
+            let claimed_leaf = hash_of(leaf_hash, "leaf_hash")?;
+            let mut entry_hash = [0u8; 32];
+            hex::decode_to_slice(&entry.hash, &mut entry_hash)
+                .map_err(|_| "entry.hash is not 64 hex digits".to_string())?;
+            if chain_hash(&entry.prev_hash, entry.event.as_bytes()).0 != entry_hash {
+                problems.push(format!("entry {}: its event bytes and prev_hash do not hash to its hash (the event was altered)", entry.seq));
+            }
+            let leaf = merkle::leaf_hash(&entry_hash);
+            if leaf != claimed_leaf {
+                problems.push("leaf_hash is not the hash of the entry".into());
+            }
+            if entry.seq != leaf_index + 1 {
+                problems.push(format!("entry {} is not leaf {leaf_index}", entry.seq));
+            }
+            if *tree_size != cp.size {
+                problems.push(format!(
+                    "the proof is for a tree of {tree_size} but the checkpoint has {}",
+                    cp.size
+                ));
+            }
+            if let Err(e) = merkle::verify_inclusion(*leaf_index, cp.size, &leaf, &path, &cp.root) {
+                problems.push(e);
+            }
+            // Bytes that do not hash are reported above; what they say is then moot.
+            let event = match serde_json::from_str::<Event>(&entry.event) {
+                Ok(e) if e.seq != entry.seq => {
+                    problems.push(format!(
+                        "the event says it is event {}, the entry says {}",
+                        e.seq, entry.seq
+                    ));
+                    None
+                }
+                Ok(_) => serde_json::from_str(&entry.event).ok(),
+                Err(e) => {
+                    problems.push(format!("entry.event is not a journal event: {e}"));
+                    None
+                }
+            };
+            Ok(ProofCheck {
+                ok: problems.is_empty(),
+                kind: "inclusion",
+                origin: Some(cp.origin),
+                tree_size: Some(cp.size),
+                event,
+                problems,
+            })
+        }
+        Proof::Consistency {
+            old_size,
+            new_size,
+            old_root,
+            hashes,
+            old_checkpoint,
+            checkpoint,
+        } => {
+            let cp = checked_note(checkpoint, key, "the checkpoint", &mut problems)?;
+            let old_root = hash_of(old_root, "old_root")?;
+            if let Some(o) = old_checkpoint {
+                let old = checked_note(o, key, "the old checkpoint", &mut problems)?;
+                if old.size != *old_size || old.root != old_root {
+                    problems.push("the old checkpoint's size or root is not the proof's".into());
+                }
+                if old.origin != cp.origin {
+                    problems.push(format!(
+                        "the old checkpoint is of log `{}`, the new of `{}`",
+                        old.origin, cp.origin
+                    ));
+                }
+            }
+            if *new_size != cp.size {
+                problems.push(format!(
+                    "the proof is for a tree of {new_size} but the checkpoint has {}",
+                    cp.size
+                ));
+            }
+            if let Err(e) = merkle::verify_consistency(
+                *old_size,
+                cp.size,
+                &old_root,
+                &cp.root,
+                &hashes_of(hashes)?,
+            ) {
+                problems.push(e);
+            }
+            Ok(ProofCheck {
+                ok: problems.is_empty(),
+                kind: "consistency",
+                origin: Some(cp.origin),
+                tree_size: Some(cp.size),
+                event: None,
+                problems,
+            })
+        }
+    }
+}
