@@ -113,11 +113,11 @@ fn fake_lane_passes_on_a_fresh_ledger() {
         .as_str()
         .unwrap()
         .ends_with("workspace/.case/tasks/active/r1-string-slugify.task.json"));
-    // The executed copy lives in the private run folder.
-    assert!(r.report["provider"]["executed"]
-        .as_str()
-        .unwrap()
-        .starts_with(r.dir.to_str().unwrap()));
+    // What runs is the ledger's one verified executable of the admitted object: no run
+    // folder holds a copy.
+    let executed = r.report["provider"]["executed"].as_str().unwrap();
+    assert!(executed.contains("/exec/"), "{executed}");
+    assert!(!r.dir.join("backend/provider").exists());
     let config: Value =
         serde_json::from_slice(&fs::read(r.dir.join("backend/case-data/config.json")).unwrap())
             .unwrap();
@@ -484,10 +484,9 @@ fn send_sigterm(pid: u32) {
     signal(pid, rustix::process::Signal::TERM);
 }
 
-#[test]
-fn fixture_directory_of_the_same_shape_runs() {
-    let env = Env::new();
-    let fx = env.path("my-fixture");
+/// The built-in fixture copied to a directory of the test's own.
+fn copy_of_builtin_fixture(env: &Env, name: &str) -> std::path::PathBuf {
+    let fx = env.path(name);
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/r1-string-slugify");
     for e in walkdir::WalkDir::new(&base) {
         let e = e.unwrap();
@@ -498,6 +497,13 @@ fn fixture_directory_of_the_same_shape_runs() {
             fs::copy(e.path(), &dest).unwrap();
         }
     }
+    fx
+}
+
+#[test]
+fn fixture_directory_of_the_same_shape_runs() {
+    let env = Env::new();
+    let fx = copy_of_builtin_fixture(&env, "my-fixture");
     let r = stage2(&env, &["--fixture", s(&fx)], &[]);
     assert_eq!(r.report["status"], "passed");
     // A task file that breaks Case's schema is refused before any run folder exists.
@@ -599,4 +605,206 @@ fn harness_killed_with_sigkill_leaves_a_report_and_audit_names_the_folder() {
         .json();
     assert_eq!(run["run"]["status"], "interrupted");
     assert_eq!(env.run(["audit"]).code, 0);
+}
+
+/// Bytes under `dir`, as `du` would count file contents.
+fn bytes_under(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+#[test]
+fn a_suite_runs_every_fixture_n_times_j_at_a_time_each_recorded_with_no_provider_copy() {
+    let env = Env::new();
+    let other = copy_of_builtin_fixture(&env, "other-fixture");
+    let r = env.run([
+        "run",
+        "stage2",
+        "--fixture",
+        "r1-string-slugify",
+        "--fixture",
+        s(&other),
+        "--repeat",
+        "2",
+        "--jobs",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let out = r.json();
+    assert_eq!(out["passed"], 4);
+    assert_eq!(out["failed"], 0);
+    let runs = out["runs"].as_array().unwrap();
+    let order: Vec<(&str, u64)> = runs
+        .iter()
+        .map(|r| {
+            (
+                r["fixture"].as_str().unwrap(),
+                r["repeat"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("r1-string-slugify", 1),
+            (s(&other), 1),
+            ("r1-string-slugify", 2),
+            (s(&other), 2)
+        ]
+    );
+    let ids: std::collections::BTreeSet<&str> =
+        runs.iter().map(|r| r["run_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 4, "each run is its own");
+    // Each recorded, each with its own folder and report; no folder holds the provider.
+    let listed = env.ok(["runs", "--json"]).json();
+    assert_eq!(listed.as_array().unwrap().len(), 4);
+    for run in listed.as_array().unwrap() {
+        let dir = Path::new(run["run_dir"].as_str().unwrap());
+        let report: Value =
+            serde_json::from_slice(&fs::read(dir.join("report.json")).unwrap()).unwrap();
+        validate(&report);
+        assert_eq!(report["status"], "passed");
+        let size = bytes_under(dir);
+        let provider = fs::metadata(report["provider"]["executed"].as_str().unwrap())
+            .unwrap()
+            .len();
+        assert!(
+            size < 2 << 20,
+            "{} holds {size} bytes (the provider is {provider})",
+            dir.display()
+        );
+    }
+    // One executable per admitted object, shared by every run.
+    assert_eq!(fs::read_dir(env.ledger.join("exec")).unwrap().count(), 1);
+    assert!(env.ok(["audit"]).stdout.contains("audit passed"));
+    // The text form: one table, then the sums.
+    let t = env.ok(["run", "stage2", "--repeat", "2"]).stdout;
+    assert!(
+        t.contains("FIXTURE") && t.contains("2 passed, 0 failed"),
+        "{t}"
+    );
+}
+
+#[test]
+fn a_suite_with_a_failing_run_exits_1_and_bad_suites_exit_2_before_any_run() {
+    let env = Env::new();
+    let r = env.run([
+        "run",
+        "stage2",
+        "--repeat",
+        "2",
+        "--fake-behavior",
+        "fail",
+        "--json",
+    ]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.json()["failed"], 2);
+    let before = env.head();
+    for bad in [
+        vec!["--jobs", "0"],
+        vec!["--repeat", "0"],
+        vec![
+            "--fixture",
+            "r1-string-slugify",
+            "--fixture",
+            "no-such-fixture",
+        ],
+        vec!["--repeat", "2", "--fake-behavior", "dance"],
+        vec!["--repeat", "2", "--timeout", "-3"],
+    ] {
+        let mut args = vec!["run", "stage2"];
+        args.extend(bad.iter());
+        let r = env.run(&args);
+        assert_eq!(r.code, 2, "{bad:?}: {}", r.stderr);
+    }
+    assert_eq!(env.head(), before, "no run started");
+}
+
+#[test]
+fn ctrl_c_stops_every_run_of_a_suite_and_each_report_says_interrupted() {
+    let env = Env::new();
+    let child = env
+        .cmd([
+            "run",
+            "stage2",
+            "--repeat",
+            "3",
+            "--jobs",
+            "2",
+            "--fake-behavior",
+            "hang",
+            "--timeout",
+            "60",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Both running providers started.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let started = fs::read_dir(env.ledger.join("runs"))
+            .map(|rd| rd.flatten().filter(|e| provider_started(&e.path())).count())
+            .unwrap_or(0);
+        if started == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "providers did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    crate::util::signal(child.id(), rustix::process::Signal::INT);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["not_started"], 1);
+    assert_eq!(v["runs"].as_array().unwrap().len(), 2);
+    for run in env.ok(["runs", "--json"]).json().as_array().unwrap() {
+        assert_eq!(run["status"], "interrupted");
+        let report: Value = serde_json::from_slice(
+            &fs::read(Path::new(run["run_dir"].as_str().unwrap()).join("report.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(report["status"], "interrupted");
+        let pid = report["provider_exit"]["pid"].as_u64().unwrap() as u32;
+        assert!(alive(&[pid]).is_empty(), "provider {pid} still alive");
+    }
+}
+
+#[test]
+fn an_altered_provider_executable_is_made_again_from_the_store() {
+    let env = Env::new();
+    let first = stage2(&env, &[], &[]);
+    let exe = std::path::PathBuf::from(first.report["provider"]["executed"].as_str().unwrap());
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&exe, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(&exe, b"#!/bin/sh\ntouch /tmp/should-never-run\n").unwrap();
+    let again = stage2(&env, &[], &[]);
+    assert_eq!(again.report["status"], "passed");
+    let gate = again.report["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "provider_bytes_verified")
+        .unwrap()
+        .clone();
+    assert!(
+        gate["detail"]
+            .as_str()
+            .unwrap()
+            .contains("made again from the store"),
+        "{gate}"
+    );
+    // The file is the admitted bytes again.
+    assert_eq!(
+        env.ok(["verify", s(&exe), "--json"]).json()["admitted"],
+        true
+    );
 }

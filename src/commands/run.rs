@@ -1,10 +1,12 @@
 //! `cto-ledger run stage2`: run an admitted provider against a fixture, record all evidence.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 
 use super::{text::R, Context, Output};
 use crate::error::{Error, Result};
+use crate::harness::suite::SuiteOut;
 use crate::harness::{self, Lane, RunOptions, Stage2Out};
 use crate::ledger::Mode;
 use crate::state::Verdict;
@@ -21,11 +23,17 @@ enum ProviderArg {
     Case,
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub(crate) struct Stage2Args {
-    /// Built-in fixture name or a fixture directory
+    /// Built-in fixture name or a fixture directory; repeat the flag for a suite
     #[arg(long, default_value = "r1-string-slugify")]
-    fixture: String,
+    fixture: Vec<String>,
+    /// Run every fixture N times, each as its own recorded run
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    repeat: u32,
+    /// Runs at a time (a suite: more than one fixture, --repeat or --jobs)
+    #[arg(long, value_name = "J", value_parser = clap::value_parser!(u32).range(1..=256))]
+    jobs: Option<u32>,
     /// Lane: fake (default) or case (the real WorkOS Case; implied by CTO_HARNESS_CASE_BIN)
     #[arg(long, value_enum)]
     provider: Option<ProviderArg>,
@@ -45,11 +53,98 @@ pub(crate) struct Stage2Args {
 
 pub(crate) fn run(cx: &Context, cmd: Cmd) -> Result<Output> {
     let Cmd::Stage2(a) = cmd;
+    if a.fixture.len() > 1 || a.repeat > 1 || a.jobs.is_some() {
+        return suite(cx, a);
+    }
     let mut home = cx.open(Mode::ReadWrite)?;
     let opts = options(a)?;
     let r = harness::run_stage2(&mut home, &opts)?;
     let pass = r.report.verdict == Verdict::Pass;
     Ok(Output::doc(r, text).negative_unless(pass))
+}
+
+/// A suite: everything a run would refuse is refused before any run starts; then each
+/// run is its own `run stage2` process with the same options.
+fn suite(cx: &Context, a: Stage2Args) -> Result<Output> {
+    for f in &a.fixture {
+        harness::fixture::load(f)?;
+    }
+    let opts = options(Stage2Args {
+        fixture: vec![a.fixture[0].clone()],
+        ..a.clone()
+    })?;
+    harness::check_fake_behavior(&opts)?;
+    // The ledger exists (and is migrated) before the runs race to open it.
+    let home = cx.open(Mode::ReadWrite)?;
+    let mut args: Vec<OsString> = vec!["--ledger".into(), home.dir.clone().into_os_string()];
+    drop(home);
+    args.extend(["run", "stage2", "--timeout"].map(OsString::from));
+    args.push(opts.timeout_seconds.to_string().into());
+    args.extend(["--fake-behavior".into(), a.fake_behavior.clone().into()]);
+    if let Some(p) = a.provider {
+        args.extend([
+            "--provider".into(),
+            OsString::from(if matches!(p, ProviderArg::Fake) {
+                "fake"
+            } else {
+                "case"
+            }),
+        ]);
+    }
+    for (flag, v) in [
+        ("--provider-bin", &a.provider_bin),
+        ("--runs-dir", &a.runs_dir),
+    ] {
+        if let Some(v) = v {
+            args.extend([flag.into(), crate::paths::abs(v).into_os_string()]);
+        }
+    }
+    let progress = cx.progress();
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} runs {elapsed}")
+            .expect("valid template"),
+    );
+    let jobs = a.jobs.unwrap_or(1);
+    let out = harness::suite::run_suite(&args, &a.fixture, a.repeat, jobs, &progress)?;
+    let code = match (out.interrupted, out.failed == 0 && out.not_started == 0) {
+        (true, _) => 130,
+        (false, true) => super::EXIT_OK,
+        (false, false) => super::EXIT_NEGATIVE,
+    };
+    Ok(Output::doc(out, suite_text).with_code(code))
+}
+
+fn suite_text(w: &mut dyn Write, o: &SuiteOut) -> R {
+    let headers = ["FIXTURE", "#", "RUN", "STATUS", "VERDICT", "SECONDS"].map(String::from);
+    let rows: Vec<Vec<String>> = o
+        .runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.fixture.clone(),
+                r.repeat.to_string(),
+                r.run_id.clone().map_or_else(
+                    || r.error.clone().unwrap_or_default(),
+                    |id| format!("run:{id}"),
+                ),
+                r.status.clone(),
+                r.verdict.clone().unwrap_or_else(|| "-".into()),
+                format!("{:.2}", r.duration_seconds),
+            ]
+        })
+        .collect();
+    super::text::table(w, &headers, &rows)?;
+    write!(w, "{} passed, {} failed", o.passed, o.failed)?;
+    if o.not_started > 0 {
+        write!(w, ", {} not started (interrupted)", o.not_started)?;
+    }
+    writeln!(
+        w,
+        "; {} runs in {:.1} s with --jobs {}",
+        o.runs.len(),
+        o.wall_seconds,
+        o.jobs
+    )
 }
 
 /// The longest a provider may run: a week. Longer is a typo (and does not fit a timer).
@@ -83,6 +178,7 @@ fn options(a: Stage2Args) -> Result<RunOptions> {
     let env_bin = std::env::var_os("CTO_HARNESS_CASE_BIN")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from);
+    let fixture = a.fixture.into_iter().next().expect("clap gives a default");
     let lane = match a.provider {
         Some(ProviderArg::Fake) => Lane::Fake,
         Some(ProviderArg::Case) => Lane::Case,
@@ -95,7 +191,7 @@ fn options(a: Stage2Args) -> Result<RunOptions> {
     };
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
     Ok(RunOptions {
-        fixture: a.fixture,
+        fixture,
         lane,
         provider_bin,
         timeout_seconds: timeout(a.timeout)?,

@@ -5,9 +5,10 @@
 
 pub mod fixture;
 pub(crate) mod health;
+pub(crate) mod suite;
 
-use std::fs::{self, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
@@ -142,17 +143,21 @@ fn make_run_dir(runs: &Path, fixture: &str) -> Result<(RunId, PathBuf)> {
     ))
 }
 
-pub(crate) fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out> {
-    let fixture = fixture::load(&opts.fixture)?;
-    if opts.lane == Lane::Fake
-        && !["solve", "fail", "hang", "hang-grandchild", "crash", "noop"]
-            .contains(&opts.fake_behavior.as_str())
-    {
+/// The fake lane's behaviour must be one the shipped fake knows.
+pub(crate) fn check_fake_behavior(opts: &RunOptions) -> Result<()> {
+    const KNOWN: [&str; 6] = ["solve", "fail", "hang", "hang-grandchild", "crash", "noop"];
+    if opts.lane == Lane::Fake && !KNOWN.contains(&opts.fake_behavior.as_str()) {
         return Err(Error::bad_input(
             format!("fake behaviour `{}` is unknown", opts.fake_behavior),
-            "use one of solve, fail, hang, hang-grandchild, crash, noop",
+            format!("use one of {}", KNOWN.join(", ")),
         ));
     }
+    Ok(())
+}
+
+pub(crate) fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out> {
+    let fixture = fixture::load(&opts.fixture)?;
+    check_fake_behavior(opts)?;
     let runs = opts.runs_dir.clone().unwrap_or_else(|| home.runs_dir());
     let (run_id, dir) = make_run_dir(&runs, &fixture.manifest.name)?;
     let dir = crate::paths::abs(&dir);
@@ -494,22 +499,62 @@ impl Run<'_> {
         }
     }
 
-    /// Copies the admitted object out of the store into the private run folder and
-    /// re-hashes the copy: that copy, not the path the user gave, is executed.
+    /// The admitted bytes as an executable file: `<ledger>/exec/<blake3>`, made once per
+    /// object from the store (re-hashed as they are copied, then again as a file) and
+    /// re-hashed before every run that executes it. That file, not the path the user
+    /// gave, runs, and no run folder holds a copy. A file there that no longer hashes
+    /// to its name is replaced from the store; a damaged store copy blocks the run.
     fn materialise(&mut self, m: &ObjectMeta) -> Result<std::result::Result<PathBuf, Blocked>> {
-        let dir = self.backend().join("provider");
+        let dir = self.home.dir.join("exec");
         mkdir_private(&dir)?;
-        let p = dir.join("ca");
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o700)
-            .open(&p)
-            .map_err(Error::io("create", &p))?;
-        let copied = self.home.store.copy_verified(&m.id, &mut f);
-        f.sync_all().map_err(Error::io("fsync", &p))?;
-        drop(f);
-        let recheck = copied.and_then(|_| hash_file(&p));
+        let p = dir.join(m.id.hex());
+        let verified = |h: &ObjectMeta| h.id == m.id && h.sha256 == m.sha256;
+        let existing = match fs::symlink_metadata(&p) {
+            Ok(_) => Some(hash_file(&p).map(|h| verified(&h)).unwrap_or(false)),
+            Err(_) => None,
+        };
+        let detail = match existing {
+            Some(true) => format!("executing {}, re-hashed to {}", p.display(), m.sha256),
+            made => {
+                if let Err(blocked) = self.make_executable(m, &dir, &p)? {
+                    return Ok(Err(blocked));
+                }
+                let how = if made.is_some() {
+                    "the file there no longer hashed to its name and was made again from the store"
+                } else {
+                    "made from the store"
+                };
+                format!(
+                    "executing {} ({how}), re-hashed to {}",
+                    p.display(),
+                    m.sha256
+                )
+            }
+        };
+        self.report.provider.executed = Some(p.display().to_string());
+        self.gate_pass("provider_bytes_verified", detail);
+        Ok(Ok(p))
+    }
+
+    /// Copies object `m` out of the store into a new file and renames it to `p` once it
+    /// re-hashes (mode 0500): concurrent runs each write their own file, and a rename
+    /// never changes the file a running provider executes.
+    fn make_executable(
+        &self,
+        m: &ObjectMeta,
+        dir: &Path,
+        p: &Path,
+    ) -> Result<std::result::Result<(), Blocked>> {
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".exec-")
+            .permissions(fs::Permissions::from_mode(0o700))
+            .tempfile_in(dir)
+            .map_err(Error::io("create a file in", dir))?;
+        let copied = self.home.store.copy_verified(&m.id, tmp.as_file_mut());
+        tmp.as_file()
+            .sync_all()
+            .map_err(Error::io("fsync", tmp.path()))?;
+        let recheck = copied.and_then(|_| hash_file(tmp.path()));
         match recheck {
             Ok(h) if h.id == m.id && h.sha256 == m.sha256 => {}
             Ok(h) => {
@@ -528,14 +573,13 @@ impl Run<'_> {
             }
             Err(e) => return Err(e),
         }
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o500))
-            .map_err(Error::io("chmod", &p))?;
-        self.report.provider.executed = Some(p.display().to_string());
-        self.gate_pass(
-            "provider_bytes_verified",
-            format!("executing {} re-hashed to {}", p.display(), m.sha256),
-        );
-        Ok(Ok(p))
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o500))
+            .map_err(Error::io("chmod", tmp.path()))?;
+        // Close before the rename: no writable descriptor may be open when it is executed.
+        let tmp = tmp.into_temp_path();
+        tmp.persist(p)
+            .map_err(|e| Error::io("rename into", p)(e.error))?;
+        Ok(Ok(()))
     }
 
     fn write_case_data(&mut self, model: &Model) -> Result<()> {
