@@ -129,6 +129,22 @@ fn kill_all(pgid: u32, child_pid: u32) -> Vec<u32> {
     killed
 }
 
+/// Sleeps at most `max`, waking the moment the child exits when there is a pidfd for
+/// it (a process that finishes in 5 ms is seen in 5 ms, not at the next poll).
+fn wait_a_little(exits: Option<&std::os::fd::OwnedFd>, max: Duration) {
+    match exits {
+        Some(fd) => {
+            let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+            let t = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: max.as_nanos() as _,
+            };
+            let _ = rustix::event::poll(&mut fds, Some(&t));
+        }
+        None => std::thread::sleep(max),
+    }
+}
+
 fn decode(st: ExitStatus) -> (Option<i32>, Option<i32>) {
     use std::os::unix::process::ExitStatusExt;
     (st.code(), st.signal())
@@ -164,6 +180,8 @@ pub(crate) fn run_bounded_with(
     let mut child: Child = cmd.spawn()?;
     on_spawn(&mut child);
     let child_pid = child.id();
+    let exits = pid(child_pid)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
     let (mut timed_out, mut interrupted) = (false, false);
     let mut doomed = Vec::new();
     let status = loop {
@@ -181,7 +199,7 @@ pub(crate) fn run_bounded_with(
                 kill_process_group(pid(child_pid).expect("child pid is positive"), Signal::KILL);
             break child.wait()?;
         }
-        std::thread::sleep(POLL);
+        wait_a_little(exits.as_ref(), POLL);
     };
     let elapsed = start.elapsed();
     // Whatever the provider left running (a daemon, a grandchild) dies with the run.

@@ -265,6 +265,17 @@ pub fn hash_file(path: &Path) -> Result<ObjectMeta> {
     pump(&mut f, None, path)
 }
 
+/// A file's object id (BLAKE3) alone: memory-mapped and hashed on every core, for
+/// checks that need the content address and not the SHA-256 (an executable of the
+/// ledger's own, re-hashed before each run). Only for files nothing else writes: a file
+/// truncated while mapped faults. Checked first as `hash_file` checks (a regular file).
+pub(crate) fn object_id_of_file(path: &Path) -> Result<ObjectId> {
+    open_regular(path)?;
+    let mut h = blake3::Hasher::new();
+    h.update_mmap_rayon(path).map_err(Error::io("read", path))?;
+    Ok(ObjectId(*h.finalize().as_bytes()))
+}
+
 /// The store: a backend plus the hashing and verification every caller relies on.
 pub struct Store {
     backend: Box<dyn Backend>,
