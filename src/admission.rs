@@ -22,7 +22,7 @@ use crate::ledger::events::{
 use crate::ledger::BuildModifiedRow;
 use crate::paths::{abs, lossy};
 use crate::source::{new_objects, snapshot, source_body, Snapshot};
-use crate::state::{AdmissionScope, RefusalReason, RefusalSubject};
+use crate::state::{AdmissionScope, CheckResult, RefusalReason, RefusalSubject};
 use crate::store::tree::ObjKind;
 
 pub(crate) struct AdmitArgs<'a> {
@@ -31,12 +31,62 @@ pub(crate) struct AdmitArgs<'a> {
     pub name: Option<&'a str>,
     pub source: Option<&'a Path>,
     pub allow_modified: &'a [PathBuf],
+    /// Refuse unless the build that made the file has a check that reproduced.
+    pub require_reproducible: bool,
 }
 
 #[derive(Serialize)]
 pub(crate) struct AdmitOut {
     pub admission: AdmissionRec,
     pub source: SourceRec,
+    pub reproducibility: Reproducibility,
+}
+
+/// What is known of the admitted file's reproducibility: its build's latest check.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Reproducibility {
+    pub build: Option<BuildId>,
+    /// The latest `build --check` of that build.
+    pub check: Option<BuildId>,
+    /// `reproduces`, `diverges`, `failed`, `never checked`, or `no recorded build`.
+    pub result: String,
+}
+
+impl Reproducibility {
+    fn of(home: &Home, build: Option<&BuildId>) -> Result<Reproducibility> {
+        let Some(b) = build else {
+            return Ok(Reproducibility {
+                build: None,
+                check: None,
+                result: "no recorded build".into(),
+            });
+        };
+        let latest = home.ledger.checks_of(b)?.pop();
+        Ok(Reproducibility {
+            build: Some(b.clone()),
+            check: latest.as_ref().map(|c| c.id.clone()),
+            result: latest
+                .and_then(|c| c.check_result)
+                .map_or("never checked".into(), |r| r.as_str().to_string()),
+        })
+    }
+
+    pub(crate) fn reproduces(&self) -> bool {
+        self.result == CheckResult::Reproduces.as_str()
+    }
+
+    fn describe(&self) -> String {
+        match (&self.build, &self.check) {
+            (Some(b), Some(c)) => format!(
+                "reproducibility: build {b}'s latest check {c} {}",
+                self.result
+            ),
+            (Some(b), None) => format!(
+                "reproducibility: build {b} was never checked (`cto-ledger build --check {b}`)"
+            ),
+            _ => "reproducibility: no recorded build made these bytes".into(),
+        }
+    }
 }
 
 /// Why an admission was refused: the stable code, the message, and what to do.
@@ -78,6 +128,7 @@ struct Evidence<'a> {
 struct Plan {
     admission: AdmissionRec,
     snapshot: Snapshot,
+    reproducibility: Reproducibility,
 }
 
 /// Names that a REF could read as something else are refused: an id prefix, a digest,
@@ -242,11 +293,20 @@ fn plan(home: &Home, ev: &mut Evidence, progress: &ProgressBar) -> std::result::
         .cloned()
         .collect();
     let allowed = check_modified(a, &snap.state, &tracked, &by_build)?;
+    let repro = Reproducibility::of(home, build.as_ref())?;
+    if a.require_reproducible && !repro.reproduces() {
+        return Err(refused(
+            RefusalReason::NotReproducible,
+            format!("--require-reproducible: {} ({})", repro.describe(), a.path.display()),
+            "record the build with `cto-ledger build`, run `cto-ledger build --check BUILD` until it reproduces, then admit",
+        ));
+    }
     let mut decisions = vec![format!(
         "pin {} resolved to {commit}, the HEAD of {}",
         a.pin,
         snap.state.workdir.display()
     )];
+    decisions.push(repro.describe());
     decisions.extend(modified_decisions(
         &tracked,
         &allowed,
@@ -272,6 +332,7 @@ fn plan(home: &Home, ev: &mut Evidence, progress: &ProgressBar) -> std::result::
     Ok(Plan {
         admission,
         snapshot: snap,
+        reproducibility: repro,
     })
 }
 
@@ -442,6 +503,7 @@ fn record(home: &mut Home, p: Plan) -> Result<AdmitOut> {
     Ok(AdmitOut {
         admission: p.admission,
         source: p.snapshot.rec,
+        reproducibility: p.reproducibility,
     })
 }
 

@@ -132,6 +132,7 @@ text_enum!(
         PinNotHead = "pin_not_head",
         AllowModifiedNotModified = "allow_modified_not_modified",
         SourceModified = "source_modified",
+        NotReproducible = "not_reproducible",
     }
 );
 

@@ -180,6 +180,168 @@ fn build_that_embeds_the_time_diverges_and_names_the_output() {
     assert!(c["build"]["reason"].as_str().unwrap().contains("dist/app"));
 }
 
+#[test]
+fn a_build_that_embeds_its_path_reproduces_at_the_same_path_and_passes_the_policy() {
+    let env = Env::new();
+    let repo = generating_repo(&env, "pwd > dist/app");
+    let b = build(&env, &repo, &["--output", "dist/app", "--", "./build.sh"]).json();
+    let bin = repo.dir.join("dist/app");
+    let embedded = fs::read_to_string(&bin).unwrap();
+    assert_eq!(
+        embedded.trim(),
+        repo.dir.canonicalize().unwrap().to_str().unwrap()
+    );
+    // Never checked: admitted, and the admission says so; the policy refuses it.
+    let r = env.run([
+        "admit",
+        s(&bin),
+        "--source-pin",
+        &repo.pin(),
+        "--require-reproducible",
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("never checked"), "{}", r.stderr);
+    let id = b["build"]["id"].as_str().unwrap().to_string();
+    let c = env.ok(["build", "--check", &id, "--json"]).json();
+    assert_eq!(c["build"]["check"]["result"], "reproduces", "{c}");
+    assert_eq!(c["build"]["check"]["same_path"], true);
+    // The rebuild ran where the original did; the user's clone was not touched.
+    assert_eq!(c["build"]["cwd"], b["build"]["cwd"]);
+    assert_eq!(fs::read_to_string(&bin).unwrap(), embedded);
+    let a = env
+        .ok([
+            "admit",
+            s(&bin),
+            "--source-pin",
+            &repo.pin(),
+            "--require-reproducible",
+            "--json",
+        ])
+        .json();
+    assert_eq!(a["reproducibility"]["result"], "reproduces");
+    assert_eq!(a["reproducibility"]["check"], c["build"]["id"]);
+}
+
+#[test]
+fn a_build_that_writes_the_time_diverges_at_the_right_offset_and_fails_the_policy() {
+    let env = Env::new();
+    let repo = generating_repo(
+        &env,
+        "printf 'built at ' > dist/app\ndate +%s%N >> dist/app",
+    );
+    let b = build(&env, &repo, &["--output", "dist/app", "--", "./build.sh"]).json();
+    let id = b["build"]["id"].as_str().unwrap().to_string();
+    let r = env.run(["build", "--check", &id, "--json"]);
+    assert_eq!(r.code, 1);
+    let c = r.json();
+    let d = &c["differences"][0];
+    assert_eq!(d["path"], "dist/app");
+    // "built at " is 9 bytes; the nanosecond clock is 19 digits after it.
+    let first = d["first_difference_offset"].as_u64().unwrap();
+    assert!((9..28).contains(&first), "{d}");
+    assert_eq!(d["original_size"], d["rebuilt_size"]);
+    assert!(
+        d["hints"][0].as_str().unwrap().contains("time stamp"),
+        "{d}"
+    );
+    let t = env.run(["build", "--check", &id]).stdout;
+    assert!(
+        t.contains(&format!("first difference at byte {first}")),
+        "{t}"
+    );
+    // Admitted without the policy (saying it diverges); refused and recorded with it.
+    let bin = repo.dir.join("dist/app");
+    let a = env
+        .ok(["admit", s(&bin), "--source-pin", &repo.pin(), "--json"])
+        .json();
+    assert_eq!(a["reproducibility"]["result"], "diverges");
+    let r = env.run([
+        "admit",
+        s(&bin),
+        "--source-pin",
+        &repo.pin(),
+        "--require-reproducible",
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("diverges") && r.stderr.contains("build --check"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(env.last_kind(), "refusal");
+}
+
+#[test]
+fn a_rebuild_that_fails_says_how_with_its_last_lines_and_the_clean_checkout_hint() {
+    let env = Env::new();
+    // The recorded build used an untracked node_modules the clean checkout lacks.
+    let repo = generating_repo(
+        &env,
+        "test -d node_modules || { echo 'error: Cannot find module node_modules/photon' >&2; exit 3; }\ncp node_modules/x dist/app",
+    );
+    fs::create_dir_all(repo.dir.join("node_modules")).unwrap();
+    fs::write(repo.dir.join("node_modules/x"), "dep\n").unwrap();
+    let b = build(&env, &repo, &["--output", "dist/app", "--", "./build.sh"]).json();
+    assert_eq!(b["build"]["status"], "succeeded", "{b}");
+    let id = b["build"]["id"].as_str().unwrap().to_string();
+    let r = env.run(["build", "--check", &id]);
+    assert_eq!(r.code, 1);
+    for want in [
+        "FAILED",
+        "the rebuild exited with status 3",
+        "error: Cannot find module node_modules/photon",
+        "clean checkout",
+    ] {
+        assert!(
+            r.stdout.contains(want),
+            "missing `{want}` in:\n{}",
+            r.stdout
+        );
+    }
+    assert!(!r.stdout.contains("Some("), "{}", r.stdout);
+}
+
+#[test]
+fn tools_are_what_the_build_ran_with_digests_and_export_as_resolved_dependencies() {
+    let env = Env::new();
+    let repo = generating_repo(&env, GENERATING);
+    let b = build(
+        &env,
+        &repo,
+        &["--output", "dist/app", "--tool", "sh", "--", "./build.sh"],
+    )
+    .json();
+    let tools = b["build"]["tools"].as_array().unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["build.sh", "sh"], "only what ran: {tools:?}");
+    for t in tools {
+        let path = t["path"].as_str().unwrap();
+        let sha = t["sha256"].as_str().unwrap();
+        let bytes = fs::read(path).unwrap();
+        assert_eq!(
+            sha,
+            format!(
+                "sha256:{}",
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+            )
+        );
+    }
+    let bin = repo.dir.join("dist/app");
+    let e = env.ok(["export", s(&bin), "--format", "in-toto"]).json();
+    let deps = e["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    let tool_deps: Vec<&Value> = deps
+        .iter()
+        .filter(|d| d["name"].as_str().unwrap().starts_with("tool:"))
+        .collect();
+    assert_eq!(tool_deps.len(), 2, "{deps:?}");
+    assert!(tool_deps
+        .iter()
+        .all(|d| d["uri"].as_str().unwrap().starts_with("file:///")
+            && d["digest"]["sha256"].as_str().unwrap().len() == 64));
+}
+
 fn assert_failed_with_logs(env: &Env, r: &Run, reason: &str) -> Value {
     assert_eq!(r.code, 1, "{}", r.stderr);
     let b = r.json()["build"].clone();

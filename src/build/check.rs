@@ -6,12 +6,14 @@ use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
 
+use super::diff::{timestamp_hint, Comparer, Contains};
+use super::samepath::SamePath;
 use super::{commit_build, env_that_matters, run_command, tools, BuildOut};
 use crate::error::{Error, Result};
 use crate::git;
 use crate::home::Home;
 use crate::id::{BuildId, ObjectId, ObjectMeta};
-use crate::ledger::events::{BuildRec, CheckOutputRec, CheckRec, OutputRec};
+use crate::ledger::events::{BuildRec, CheckOutputRec, CheckRec, DifferenceRec, OutputRec};
 use crate::ledger::query::Node;
 use crate::ledger::{BuildOutputRow, BuildRow};
 use crate::paths::lossy;
@@ -70,6 +72,7 @@ fn compare(path: String, original: ObjectId, rebuilt: Rebuilt) -> CheckOutputRec
         original: Some(original),
         rebuilt,
         result,
+        difference: None,
     }
 }
 
@@ -108,11 +111,54 @@ struct Compared {
     outs: Vec<OutputRec>,
 }
 
+/// Where the rebuild ran, for the hints: the original source path, the work tree, and
+/// whether the rebuild saw the work tree at the original path.
+#[derive(Clone, Copy)]
+struct Where<'a> {
+    src_path: &'a Path,
+    work: &'a Path,
+    same_path: bool,
+}
+
+/// Streams the recorded output from the store against the rebuilt file: where they
+/// differ, and hints at why.
+fn locate(
+    home: &Home,
+    original: ObjectId,
+    rebuilt: &Path,
+    at: Where,
+) -> Result<Option<DifferenceRec>> {
+    let file = fs::File::open(rebuilt).map_err(Error::io("open", rebuilt))?;
+    let mut cmp = Comparer::new(std::io::BufReader::new(file));
+    home.store.copy_verified(&original, &mut cmp)?;
+    let mut hints = Vec::new();
+    let mut in_original = Contains::new(at.src_path.as_os_str().as_encoded_bytes());
+    home.store.copy_verified(&original, &mut in_original)?;
+    if !at.same_path {
+        let mut in_rebuilt = Contains::new(at.work.as_os_str().as_encoded_bytes());
+        let mut f = fs::File::open(rebuilt).map_err(Error::io("open", rebuilt))?;
+        std::io::copy(&mut f, &mut in_rebuilt).map_err(Error::io("read", rebuilt))?;
+        if in_original.found || in_rebuilt.found {
+            hints.push(format!(
+                "the output embeds its build path: the original holds {} and the rebuild ran at {} (namespaces were not available, so the rebuild could not run at the original path)",
+                at.src_path.display(),
+                at.work.display()
+            ));
+        }
+    }
+    let d = cmp
+        .finish(|w| {
+            hints.extend(timestamp_hint(w));
+            hints
+        })
+        .map_err(Error::io("read", rebuilt))?;
+    Ok(d)
+}
+
 fn compare_outputs(
     home: &Home,
     outputs: &[BuildOutputRow],
-    src_path: &Path,
-    work: &Path,
+    where_: Where,
     rebuilt_ok: bool,
     objects: &mut Vec<(ObjectMeta, ObjKind)>,
     progress: &ProgressBar,
@@ -121,6 +167,7 @@ fn compare_outputs(
         cmp: Vec::new(),
         outs: Vec::new(),
     };
+    let (src_path, work) = (where_.src_path, where_.work);
     for o in outputs {
         let path = PathBuf::from(&o.path);
         let Ok(rel) = path.strip_prefix(src_path) else {
@@ -134,13 +181,19 @@ fn compare_outputs(
             continue;
         }
         let ing = tree::ingest_path(&home.store, &rebuilt_path, progress)?;
-        c.cmp.push(compare(
-            lossy(rel),
-            o.object,
-            Rebuilt::Produced(ing.root.id),
-        ));
+        let mut out = compare(lossy(rel), o.object, Rebuilt::Produced(ing.root.id));
+        if out.result == OutputCheck::Differs && ing.root_kind == ObjKind::Blob {
+            out.difference = locate(home, o.object, &rebuilt_path, where_)?;
+        }
+        c.cmp.push(out);
+        // Where the rebuild wrote it, as the rebuild saw it.
+        let seen_at = if where_.same_path {
+            src_path.join(rel)
+        } else {
+            rebuilt_path.clone()
+        };
         c.outs.push(OutputRec {
-            path: lossy(&rebuilt_path),
+            path: lossy(&seen_at),
             object: ing.root.id,
             sha256: ing.root.sha256,
             size: ing.root.size,
@@ -183,19 +236,41 @@ pub(crate) fn check(home: &mut Home, r: &str, progress: &ProgressBar) -> Result<
     git::checkout_clean(&src_path, &orig.commit_id, &work)?;
     let work = work.canonicalize().map_err(Error::io("resolve", &work))?;
     let before = snapshot(&home.store, &work, progress)?;
-    let cwd = work.join(&cwd_rel);
-    let ran = run_command(home, &orig.argv, &cwd)?;
+    // At the original path, in a mount namespace of the rebuild's own, when the machine
+    // allows it; else in the scratch folder, and the result says so.
+    let same =
+        SamePath::new(&src_path, &work).map_err(Error::io("prepare the rebuild at", &src_path))?;
+    let same_path = src_path.is_dir() && same.works();
+    let under = |root: &Path| match cwd_rel.as_os_str().is_empty() {
+        true => root.to_path_buf(),
+        false => root.join(&cwd_rel),
+    };
+    let (cwd, confine) = if same_path {
+        (under(&src_path), Some(&same))
+    } else {
+        (under(&work), None)
+    };
+    let ran = run_command(home, &orig.argv, &cwd, confine)?;
     let mut objects = before.objects;
     objects.push((ran.stdout, ObjKind::Blob));
     objects.push((ran.stderr, ObjKind::Blob));
     let ok = ran.code == Some(0) && ran.spawn_error.is_none() && !ran.interrupted;
-    let c = compare_outputs(home, &outputs, &src_path, &work, ok, &mut objects, progress)?;
-    let failed = (!ok).then(|| {
-        ran.spawn_error
-            .clone()
-            .unwrap_or_else(|| format!("the rebuild exited with {:?}", ran.code))
-    });
-    let (result, reason) = verdict(failed, &c.cmp);
+    let where_ = Where {
+        src_path: &src_path,
+        work: &work,
+        same_path,
+    };
+    let c = compare_outputs(home, &outputs, where_, ok, &mut objects, progress)?;
+    let failed = (!ok).then(|| rebuild_failure(home, &ran, &orig.commit_id.to_string()));
+    let (result, mut reason) = verdict(failed, &c.cmp);
+    if !same_path && result != CheckResult::Reproduces {
+        let why = format!(
+            "the rebuild ran in {} (not at {}: this machine refused a mount namespace)",
+            work.display(),
+            src_path.display()
+        );
+        reason = Some(reason.map_or(why.clone(), |r| format!("{r}; {why}")));
+    }
     let status = match (ok, ran.interrupted) {
         (true, _) => BuildStatus::Succeeded,
         (false, true) => BuildStatus::Interrupted,
@@ -216,7 +291,10 @@ pub(crate) fn check(home: &mut Home, r: &str, progress: &ProgressBar) -> Result<
         finished: ran.finished,
         exit_code: ran.code,
         signal: ran.signal,
-        tools: tools(&[]),
+        tools: {
+            let named: Vec<String> = orig.tools.iter().map(|t| t.name.clone()).collect();
+            tools(&orig.argv[0], &named)
+        },
         env: env_that_matters(&[]),
         stdout: Some(ran.stdout.id),
         stderr: Some(ran.stderr.id),
@@ -227,12 +305,52 @@ pub(crate) fn check(home: &mut Home, r: &str, progress: &ProgressBar) -> Result<
             of: orig.id,
             result,
             outputs: c.cmp,
+            same_path: Some(same_path),
         }),
         objects: Vec::new(),
     };
     let rec = commit_build(home, rec, &[before.rec], objects)?;
     drop(scratch);
-    Ok(BuildOut { build: rec })
+    let differences = differences(&rec);
+    Ok(BuildOut {
+        build: rec,
+        differences,
+    })
+}
+
+/// Every located difference of a check, for `--json`: one entry per differing output.
+fn differences(rec: &BuildRec) -> Vec<serde_json::Value> {
+    let outputs = rec.check.iter().flat_map(|c| &c.outputs);
+    outputs
+        .filter_map(|o| {
+            let d = o.difference.as_ref()?;
+            let mut v = serde_json::to_value(d).expect("serialises");
+            v["path"] = serde_json::Value::String(o.path.clone());
+            Some(v)
+        })
+        .collect()
+}
+
+/// Why the rebuild failed, readably: how it ended, the last lines it printed, and what a
+/// clean checkout implies.
+fn rebuild_failure(home: &Home, ran: &super::Ran, commit: &str) -> String {
+    let how = super::failure(ran).unwrap_or_else(|| "the rebuild failed".into());
+    let tail = [ran.stderr.id, ran.stdout.id]
+        .iter()
+        .filter_map(|id| home.store.get_verified(id).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .find(|t| !t.trim().is_empty())
+        .map(|t| {
+            let lines: Vec<&str> = t.lines().filter(|l| !l.trim().is_empty()).collect();
+            let last = &lines[lines.len().saturating_sub(10)..];
+            format!("; its last lines:\n    {}", last.join("\n    "))
+        })
+        .unwrap_or_default();
+    let short = &commit[..12.min(commit.len())];
+    format!(
+        "{}{tail}\n  hint: a check rebuilds from a clean checkout of commit {short}, without untracked files, so inputs such as node_modules must come from the recorded command itself (record e.g. `sh -c 'npm ci && npm run build'`)",
+        how.replacen("the command", "the rebuild", 1)
+    )
 }
 
 #[cfg(test)]

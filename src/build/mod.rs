@@ -16,6 +16,8 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 
 mod check;
+mod diff;
+mod samepath;
 
 pub(crate) use check::check;
 
@@ -56,7 +58,6 @@ const ENV_THAT_MATTERS: &[&str] = &[
     "JAVA_HOME",
 ];
 /// Toolchains whose versions are recorded whenever they are on PATH.
-const DETECTED_TOOLS: &[&str] = &["node", "bun", "cargo", "rustc", "go", "python3"];
 const FOREVER: Duration = Duration::from_secs(60 * 60 * 24 * 365);
 
 pub(crate) struct BuildArgs {
@@ -72,6 +73,9 @@ pub(crate) struct BuildArgs {
 #[derive(Serialize)]
 pub(crate) struct BuildOut {
     pub build: BuildRec,
+    /// `build --check`: where each differing output differs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<serde_json::Value>,
 }
 
 fn which(name: &str) -> Option<PathBuf> {
@@ -106,25 +110,31 @@ fn tool_version(path: &Path) -> Option<String> {
         .filter(|l| !l.is_empty())
 }
 
-fn tools(extra: &[String]) -> Vec<ToolRec> {
-    let mut names: Vec<&str> = DETECTED_TOOLS.to_vec();
-    names.extend(extra.iter().map(String::as_str));
-    names.dedup();
+/// The tools a build used: its command's own executable and those named with `--tool`,
+/// each resolved on PATH with the SHA-256 of the executable, and for named tools their
+/// `--version` (the command itself is never run twice: `./build.sh --version` would
+/// build). Nothing is recorded by guesswork (a Bun build is not said to use cargo).
+fn tools(argv0: &str, named: &[String]) -> Vec<ToolRec> {
     let mut out: Vec<ToolRec> = Vec::new();
-    for n in names {
-        if out.iter().any(|t| t.name == n) {
+    for n in std::iter::once(argv0).chain(named.iter().map(String::as_str)) {
+        let is_named = named.iter().any(|x| x == n);
+        let name = Path::new(n)
+            .file_name()
+            .map_or(n.to_string(), |f| f.to_string_lossy().into_owned());
+        if out.iter().any(|t| t.name == name) {
             continue;
         }
-        let path = which(n);
-        let explicit = extra.iter().any(|e| e == n);
-        if path.is_none() && !explicit {
-            continue;
-        }
-        let version = path.as_deref().and_then(tool_version);
+        let path = which(n).map(|p| fs::canonicalize(&p).unwrap_or(p));
+        let version = path.as_deref().filter(|_| is_named).and_then(tool_version);
+        let sha256 = path
+            .as_deref()
+            .and_then(|p| crate::store::hash_file(p).ok())
+            .map(|m| m.sha256);
         out.push(ToolRec {
-            name: n.to_string(),
+            name,
             path: path.map(|p| lossy(&p)),
             version,
+            sha256,
         });
     }
     out
@@ -162,7 +172,7 @@ fn tee(mut from: impl Read + Send + 'static, mut log: fs::File) -> JoinHandle<()
 }
 
 /// What the command did: exit status and logs.
-struct Ran {
+pub(super) struct Ran {
     code: Option<i32>,
     signal: Option<i32>,
     interrupted: bool,
@@ -173,7 +183,14 @@ struct Ran {
     finished: String,
 }
 
-fn run_command(home: &Home, argv: &[String], cwd: &Path) -> Result<Ran> {
+/// Runs `argv` in `cwd`; with `confine`, `cwd` is a path as the command sees it with
+/// the work tree mounted at the original source path.
+fn run_command(
+    home: &Home,
+    argv: &[String],
+    cwd: &Path,
+    confine: Option<&samepath::SamePath>,
+) -> Result<Ran> {
     let logs = tempfile::Builder::new()
         .prefix("build-logs-")
         .tempdir_in(&home.dir)
@@ -183,8 +200,15 @@ fn run_command(home: &Home, argv: &[String], cwd: &Path) -> Result<Ran> {
     let err_f = fs::File::create(&err_p).map_err(Error::io("create", &err_p))?;
     let interrupts = runner::Interrupts::catch();
     let mut cmd = Command::new(&argv[0]);
+    match confine {
+        Some(c) => c
+            .apply(&mut cmd, cwd)
+            .map_err(Error::io("prepare the rebuild in", cwd))?,
+        None => {
+            cmd.current_dir(cwd);
+        }
+    }
     cmd.args(&argv[1..])
-        .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -382,10 +406,10 @@ pub(crate) fn build(home: &mut Home, a: &BuildArgs, progress: &ProgressBar) -> R
     }
     let outputs: Vec<(PathBuf, Option<SystemTime>)> =
         a.outputs.iter().map(|p| (abs(p), mtime(&abs(p)))).collect();
-    let tools = tools(&a.tools);
+    let tools = tools(&a.argv[0], &a.tools);
     let env = env_that_matters(&a.env);
 
-    let ran = run_command(home, &a.argv, &cwd)?;
+    let ran = run_command(home, &a.argv, &cwd, None)?;
     let after = snapshot(&home.store, &workdir, progress)?;
     let modified = modified_by_build(home, &before.rec, &after.rec)?;
     let before_changes = changes_of(&before.rec);
@@ -442,7 +466,10 @@ pub(crate) fn build(home: &mut Home, a: &BuildArgs, progress: &ProgressBar) -> R
         objects: Vec::new(),
     };
     let rec = commit_build(home, rec, &[before.rec, after.rec], objects)?;
-    Ok(BuildOut { build: rec })
+    Ok(BuildOut {
+        build: rec,
+        differences: Vec::new(),
+    })
 }
 
 /// Commits the sources (if new) and the build in one transaction. New objects ride

@@ -25,6 +25,9 @@ pub(crate) struct Args {
     /// Accept this modified tracked file (repeatable); its contents are recorded
     #[arg(long, value_name = "PATH")]
     allow_modified: Vec<PathBuf>,
+    /// Refuse (recorded) unless the build that made the file has a check that reproduced
+    #[arg(long, conflicts_with = "model")]
+    require_reproducible: bool,
     /// Admit a PROVIDER/MODEL pair that runs may use
     #[arg(long, value_name = "PROVIDER/MODEL")]
     model: Option<String>,
@@ -54,6 +57,7 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
         name: a.name.as_deref(),
         source: a.source.as_deref(),
         allow_modified: &a.allow_modified,
+        require_reproducible: a.require_reproducible,
     };
     let mut home = cx.open(Mode::ReadWrite)?;
     let progress = cx.progress();

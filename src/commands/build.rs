@@ -135,8 +135,27 @@ fn text(w: &mut dyn Write, r: &BuildOut) -> R {
         writeln!(w, "  created:  {p}")?;
     }
     if let Some(c) = &b.check {
+        match c.same_path {
+            Some(true) => writeln!(w, "  rebuilt:  at the original path, mounted over it in a private mount namespace")?,
+            Some(false) => writeln!(w, "  rebuilt:  in a temporary folder (mount namespaces unavailable): outputs that embed their path will differ")?,
+            None => {}
+        }
         for o in &c.outputs {
             writeln!(w, "  {:<8}  {}", o.result.as_str(), o.path)?;
+            if let Some(d) = &o.difference {
+                writeln!(
+                    w,
+                    "            {} bytes -> {} bytes; first difference at byte {}{}; {} bytes differ",
+                    d.original_size,
+                    d.rebuilt_size,
+                    d.first_difference_offset,
+                    d.last_difference_offset.map(|l| format!(", last at {l}")).unwrap_or_default(),
+                    d.differing_bytes
+                )?;
+                for h in &d.hints {
+                    writeln!(w, "            hint: {h}")?;
+                }
+            }
         }
     }
     Ok(())

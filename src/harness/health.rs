@@ -158,6 +158,7 @@ fn admit_provider(cx: &mut Ctx) -> Result<PathBuf> {
         name: Some("ca"),
         source: None,
         allow_modified: &[],
+        require_reproducible: false,
     };
     crate::admission::admit(&mut cx.home, &args, &ProgressBar::hidden())?;
     Ok(bin)

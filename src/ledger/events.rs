@@ -352,6 +352,9 @@ pub struct ToolRec {
     pub path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub version: Option<String>,
+    /// SHA-256 of the executable at `path` (absent in builds recorded before it was).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sha256: Option<Sha256Digest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -392,6 +395,25 @@ pub struct CheckOutputRec {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub rebuilt: Option<ObjectId>,
     pub result: OutputCheck,
+    /// Where a differing file output differs (absent for events before it was recorded).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub difference: Option<DifferenceRec>,
+}
+
+/// Where two versions of one output differ, and what that looks like.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DifferenceRec {
+    pub original_size: u64,
+    pub rebuilt_size: u64,
+    /// The first byte offset at which they differ (the shorter one's end, if one is a
+    /// prefix of the other).
+    pub first_difference_offset: u64,
+    /// The last differing offset within the common length, if any differs there.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub last_difference_offset: Option<u64>,
+    /// Bytes that differ at the same offset, plus the size difference.
+    pub differing_bytes: u64,
+    pub hints: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -400,6 +422,11 @@ pub struct CheckRec {
     pub of: BuildId,
     pub result: CheckResult,
     pub outputs: Vec<CheckOutputRec>,
+    /// Whether the rebuild ran at the original source path (mounted over it in a private
+    /// mount namespace); `false` when namespaces were unavailable and it ran in a
+    /// temporary folder. Absent in checks recorded before this was.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub same_path: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -157,10 +157,21 @@ pub(crate) fn export_in_toto(l: &Ledger, n: &Node) -> Result<Value> {
         (None, None) => None,
     };
     let source = source_id.map(|id| l.source(&id)).transpose()?.flatten();
-    let deps = match &source {
+    let mut deps = match &source {
         Some(src) => source_dependencies(l, src)?,
         None => Vec::new(),
     };
+    // The tools the build used, each with the digest of its executable.
+    for t in t.build.iter().flat_map(|b| &b.tools) {
+        let (Some(path), Some(sha)) = (&t.path, &t.sha256) else {
+            continue;
+        };
+        let mut d = json!({"name": format!("tool:{}", t.name), "uri": format!("file://{path}"), "digest": {"sha256": sha.hex()}});
+        if let Some(v) = &t.version {
+            d["annotations"] = json!({"version": v});
+        }
+        deps.push(d);
+    }
     let (external, mut internal, run_details) = match &t.build {
         Some(b) => build_parameters(l, b, source.as_ref())?,
         None => (

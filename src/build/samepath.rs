@@ -1,0 +1,106 @@
+//! Same-path rebuilds. A build that embeds its own working directory (Bun's `dist/ca`
+//! embeds `<clone>/node_modules/...`) can only reproduce where it was built, so the check
+//! mounts the clean work tree over the original source path, in a mount namespace of the
+//! rebuild's own: the user's clone is never touched and nothing else on the machine sees
+//! the mount. Unprivileged users get a user namespace that maps them to themselves.
+//! Where namespaces are refused, the caller rebuilds in the scratch folder and says so.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use rustix::mount::{mount_bind_recursive, mount_change, MountPropagationFlags};
+use rustix::thread::{unshare_unsafe, UnshareFlags};
+
+/// The clean work tree `work`, to appear at `target` for one command.
+pub(crate) struct SamePath {
+    target: CString,
+    work: CString,
+    /// `/proc/self/uid_map` and `gid_map` lines; `None` when already root (no user namespace).
+    maps: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+fn c(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// Writes `bytes` to a /proc file (in the child: no allocation).
+fn write_proc(path: &std::ffi::CStr, bytes: &[u8]) -> io::Result<()> {
+    let fd = rustix::fs::open(path, rustix::fs::OFlags::WRONLY, rustix::fs::Mode::empty())?;
+    rustix::io::write(&fd, bytes)?;
+    Ok(())
+}
+
+impl SamePath {
+    pub(crate) fn new(target: &Path, work: &Path) -> io::Result<SamePath> {
+        let (uid, gid) = (
+            rustix::process::getuid().as_raw(),
+            rustix::process::getgid().as_raw(),
+        );
+        let maps = (uid != 0).then(|| {
+            (
+                format!("{uid} {uid} 1\n").into_bytes(),
+                format!("{gid} {gid} 1\n").into_bytes(),
+            )
+        });
+        Ok(SamePath {
+            target: c(target)?,
+            work: c(work)?,
+            maps,
+        })
+    }
+
+    /// Makes `cmd` run with the work tree mounted at the target, in `cwd` (a path under
+    /// the target, resolved after the mount). `cmd`'s own current directory is ignored.
+    pub(crate) fn apply(&self, cmd: &mut Command, cwd: &Path) -> io::Result<()> {
+        let target = self.target.clone();
+        let work = self.work.clone();
+        let cwd = c(cwd)?;
+        let maps = self.maps.clone();
+        cmd.current_dir("/");
+        // SAFETY: between fork and exec this only makes system calls (unshare, open,
+        // write, mount, chdir) on data prepared before the fork; nothing allocates or locks.
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut flags = UnshareFlags::NEWNS;
+                if maps.is_some() {
+                    flags |= UnshareFlags::NEWUSER;
+                }
+                unshare_unsafe(flags)?;
+                if let Some((uid_map, gid_map)) = &maps {
+                    write_proc(c"/proc/self/setgroups", b"deny")?;
+                    write_proc(c"/proc/self/uid_map", uid_map)?;
+                    write_proc(c"/proc/self/gid_map", gid_map)?;
+                }
+                mount_change(
+                    c"/",
+                    MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+                )?;
+                mount_bind_recursive(work.as_c_str(), target.as_c_str())?;
+                rustix::process::chdir(cwd.as_c_str())?;
+                Ok(())
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether this machine lets us do it: our own executable run so, once.
+    pub(crate) fn works(&self) -> bool {
+        let Ok(exe) = std::env::current_exe() else {
+            return false;
+        };
+        let mut cmd = Command::new(exe);
+        cmd.arg("--version")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let target = Path::new(std::ffi::OsStr::from_bytes(self.target.as_bytes()));
+        if self.apply(&mut cmd, target).is_err() {
+            return false;
+        }
+        cmd.status().is_ok_and(|s| s.success())
+    }
+}
