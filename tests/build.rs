@@ -180,6 +180,17 @@ fn build_that_embeds_the_time_diverges_and_names_the_output() {
     assert!(c["build"]["reason"].as_str().unwrap().contains("dist/app"));
 }
 
+/// `admit BIN --source-pin <HEAD> --require-reproducible`.
+fn admit_reproducible(env: &Env, bin: &std::path::Path, repo: &Repo) -> Run {
+    env.run([
+        "admit",
+        s(bin),
+        "--source-pin",
+        &repo.pin(),
+        "--require-reproducible",
+    ])
+}
+
 #[test]
 fn a_build_that_embeds_its_path_reproduces_at_the_same_path_and_passes_the_policy() {
     let env = Env::new();
@@ -192,13 +203,7 @@ fn a_build_that_embeds_its_path_reproduces_at_the_same_path_and_passes_the_polic
         repo.dir.canonicalize().unwrap().to_str().unwrap()
     );
     // Never checked: admitted, and the admission says so; the policy refuses it.
-    let r = env.run([
-        "admit",
-        s(&bin),
-        "--source-pin",
-        &repo.pin(),
-        "--require-reproducible",
-    ]);
+    let r = admit_reproducible(&env, &bin, &repo);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("never checked"), "{}", r.stderr);
     let id = b["build"]["id"].as_str().unwrap().to_string();
@@ -255,13 +260,7 @@ fn a_build_that_writes_the_time_diverges_at_the_right_offset_and_fails_the_polic
         .ok(["admit", s(&bin), "--source-pin", &repo.pin(), "--json"])
         .json();
     assert_eq!(a["reproducibility"]["result"], "diverges");
-    let r = env.run([
-        "admit",
-        s(&bin),
-        "--source-pin",
-        &repo.pin(),
-        "--require-reproducible",
-    ]);
+    let r = admit_reproducible(&env, &bin, &repo);
     assert_eq!(r.code, 2);
     assert!(
         r.stderr.contains("diverges") && r.stderr.contains("build --check"),
