@@ -331,7 +331,7 @@ impl Run<'_> {
 
         // The bytes offered are evidence whether or not they are admitted. Hashed first:
         // a known provider (every run but the first) is not written out again.
-        let m = hash_file(&path)?;
+        let m = self.offered_digest(&path)?;
         if !self.home.store.has(&m.id)? && self.home.store.put_file(&path)?.id != m.id {
             return Err(Error::Integrity {
                 message: format!(
@@ -367,6 +367,29 @@ impl Run<'_> {
         let detail = format!("{} is admitted as {} ({})", m.sha256, a.id, a.scope);
         self.gate_pass("provider_admitted", detail);
         Ok(Ok(m))
+    }
+
+    /// The offered file's digests: from the stat cache when its (device, inode, size,
+    /// mtime, ctime, mode) are those recorded (as `ingest` and git's index trust them),
+    /// else hashed and then cached. This only names what was offered: what runs is the
+    /// admitted object's own executable, re-hashed before every run.
+    fn offered_digest(&mut self, path: &Path) -> Result<ObjectMeta> {
+        use std::os::unix::ffi::OsStrExt;
+        let abs = fs::canonicalize(path).map_err(Error::io("resolve", path))?;
+        let meta = fs::metadata(&abs).map_err(Error::io("stat", &abs))?;
+        let key = tree::StatKey::of(&meta);
+        let cache = self.home.ledger.load_stat_cache(abs.as_os_str().as_bytes())?;
+        if let Some(m) = tree::StatCache::get(&cache, &abs, &key) {
+            return Ok(m);
+        }
+        let m = hash_file(&abs)?;
+        let row = tree::StatRow {
+            path: abs.as_os_str().as_bytes().to_vec(),
+            key,
+            meta: m,
+        };
+        self.home.ledger.save_stat_cache(&[row], &[])?;
+        Ok(m)
     }
 
     fn any_admission(&self, id: &ObjectId) -> Result<bool> {
