@@ -378,7 +378,10 @@ impl Run<'_> {
         let abs = fs::canonicalize(path).map_err(Error::io("resolve", path))?;
         let meta = fs::metadata(&abs).map_err(Error::io("stat", &abs))?;
         let key = tree::StatKey::of(&meta);
-        let cache = self.home.ledger.load_stat_cache(abs.as_os_str().as_bytes())?;
+        let cache = self
+            .home
+            .ledger
+            .load_stat_cache(abs.as_os_str().as_bytes())?;
         if let Some(m) = tree::StatCache::get(&cache, &abs, &key) {
             return Ok(m);
         }
