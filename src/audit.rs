@@ -174,14 +174,15 @@ pub(crate) fn audit(
 ) -> Result<AuditOut> {
     let mut out = AuditOut::default();
     check_chain(home, &mut out)?;
-    match checkpoint {
-        Some(CheckpointArg::Head(cp)) => check_checkpoint(home, cp, &mut out)?,
-        Some(CheckpointArg::Note(path, text)) => {
-            check_note(home, &path.display().to_string(), text, &mut out)?
+    let given_note = match checkpoint {
+        Some(CheckpointArg::Head(cp)) => {
+            check_checkpoint(home, cp, &mut out)?;
+            None
         }
-        None => {}
-    }
-    check_kept_checkpoints(home, &mut out)?;
+        Some(CheckpointArg::Note(path, text)) => Some((path.display().to_string(), text.clone())),
+        None => None,
+    };
+    check_notes(home, given_note, &mut out)?;
     for (table, m) in home.ledger.diff_projections()? {
         out.findings
             .push(Finding::new(AuditCheck::Projection, table, m));
@@ -234,40 +235,39 @@ fn check_checkpoint(home: &Home, cp: &Head, out: &mut AuditOut) -> Result<()> {
     Ok(())
 }
 
-/// A signed note is signed by a recorded key and commits to the journal's first events.
-fn check_note(home: &Home, subject: &str, text: &str, out: &mut AuditOut) -> Result<()> {
-    let problems = match crate::tlog::check_note(&home.ledger, text)? {
-        Ok(c) => c.problems,
-        Err(e) => vec![format!("not a signed note: {e}")],
-    };
-    for p in problems {
-        out.findings
-            .push(Finding::new(AuditCheck::Checkpoint, subject, p));
+/// Signed notes are signed by a recorded key and commit to the journal's first events:
+/// the one given with `--checkpoint FILE`, and every one kept in the ledger (made here,
+/// or seen on a remote) unless the chain is broken (the tree cannot be computed then).
+fn check_notes(home: &Home, given: Option<(String, String)>, out: &mut AuditOut) -> Result<()> {
+    let mut notes: Vec<(String, String)> = given.into_iter().collect();
+    if !out.findings.iter().any(|f| f.check == AuditCheck::Journal) {
+        for c in home.ledger.checkpoints()? {
+            let key = &c.keyid[..16.min(c.keyid.len())];
+            let subject = format!("signed checkpoint of size {} (key {key})", c.size);
+            notes.push((subject, c.note));
+        }
+        for remote in home.ledger.remotes()? {
+            for c in home.ledger.remote_checkpoints(&remote.name)? {
+                let subject = format!(
+                    "checkpoint of size {} seen on remote {}",
+                    c.size, remote.name
+                );
+                notes.push((subject, c.note));
+            }
+        }
     }
-    Ok(())
-}
-
-/// Every signed checkpoint kept in the ledger (made here, or seen on a remote) still
-/// verifies and commits to the journal as it is.
-fn check_kept_checkpoints(home: &Home, out: &mut AuditOut) -> Result<()> {
-    if out.findings.iter().any(|f| f.check == AuditCheck::Journal) {
-        return Ok(()); // the tree cannot be computed over a broken chain
+    if notes.is_empty() {
+        return Ok(());
     }
-    for c in home.ledger.checkpoints()? {
-        let subject = format!(
-            "signed checkpoint of size {} (key {})",
-            c.size,
-            &c.keyid[..16.min(c.keyid.len())]
-        );
-        check_note(home, &subject, &c.note, out)?;
-    }
-    for remote in home.ledger.remotes()? {
-        for c in home.ledger.remote_checkpoints(&remote.name)? {
-            let subject = format!(
-                "checkpoint of size {} seen on remote {}",
-                c.size, remote.name
-            );
-            check_note(home, &subject, &c.note, out)?;
+    let checker = crate::tlog::NoteChecker::new(&home.ledger)?;
+    for (subject, text) in notes {
+        let problems = match checker.check(&text) {
+            Ok(c) => c.problems,
+            Err(e) => vec![format!("not a signed note: {e}")],
+        };
+        for p in problems {
+            out.findings
+                .push(Finding::new(AuditCheck::Checkpoint, subject.clone(), p));
         }
     }
     Ok(())

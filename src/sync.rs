@@ -380,6 +380,8 @@ fn parse_checkpoint_key(key: &str) -> Option<(u64, String)> {
 fn take_checkpoints(home: &Home, remote: &Remote) -> Result<Vec<u64>> {
     let name = &remote.row.name;
     let mut taken = Vec::new();
+    // Read the journal's leaves once, and only when there is a new note to check.
+    let mut checker = None;
     for k in remote.s3.list("checkpoints", None)? {
         let Some((size, keyid16)) = parse_checkpoint_key(&k.key) else {
             continue;
@@ -389,29 +391,35 @@ fn take_checkpoints(home: &Home, remote: &Remote) -> Result<Vec<u64>> {
         {
             continue;
         }
-        let bytes = remote.get_listed(&k.key)?;
-        let text = String::from_utf8(bytes).unwrap_or_default();
-        let check = crate::tlog::check_note(&home.ledger, &text)?;
-        let seen = home.ledger.latest_remote_checkpoint(name)?;
-        let problems = match check {
-            Err(e) => vec![format!("is not a signed note: {e}")],
-            Ok(c) if c.size != size => vec![format!("holds a checkpoint of size {}", c.size)],
-            Ok(c) => c.problems,
+        let text = String::from_utf8(remote.get_listed(&k.key)?).unwrap_or_default();
+        let checker = match &mut checker {
+            Some(c) => c,
+            None => checker.insert(crate::tlog::NoteChecker::new(&home.ledger)?),
         };
-        if let Some(p) = problems.first() {
-            let before = match &seen {
-                Some(s) => format!(" (this host saw its checkpoint of size {} before)", s.size),
-                None => String::new(),
-            };
-            return Err(Error::Integrity {
-                message: format!("remote {}: {} {p}{before}; the checkpoint of size {size} is not consistent with the remote's journal", remote.url(), k.key),
-            });
-        }
-        let note = crate::sign::note::SignedNote::parse(&text).expect("checked above");
+        let check = match checker.check(&text) {
+            Err(e) => Err(format!("is not a signed note: {e}")),
+            Ok(c) if c.size != size => Err(format!("holds a checkpoint of size {}", c.size)),
+            Ok(c) => match (c.problems.into_iter().next(), c.keyid) {
+                (None, Some(keyid)) => Ok((keyid, c.root)),
+                (p, _) => Err(p.unwrap_or_default()),
+            },
+        };
+        let (keyid, root) = match check {
+            Ok(signed) => signed,
+            Err(p) => {
+                let before = match home.ledger.latest_remote_checkpoint(name)? {
+                    Some(s) => format!(" (this host saw its checkpoint of size {} before)", s.size),
+                    None => String::new(),
+                };
+                return Err(Error::Integrity {
+                    message: format!("remote {}: {} {p}{before}; the checkpoint of size {size} is not consistent with the remote's journal", remote.url(), k.key),
+                });
+            }
+        };
         let row = crate::ledger::tlog::CheckpointRow {
             size,
-            keyid: keyid16,
-            root: hex::encode(note.checkpoint.root),
+            keyid,
+            root,
             note: text,
             time: crate::ledger::now(),
         };
@@ -429,8 +437,9 @@ fn push_signer(home: &Home) -> Result<Option<crate::sign::keys::SecretKey>> {
     if !path.exists() {
         return Ok(None);
     }
-    crate::sign::keys::load(&path, &home.dir)?;
-    Ok(crate::tlog::signer(home).ok().map(|(k, _)| k))
+    let key = crate::sign::keys::load(&path, &home.dir)?;
+    let current = crate::tlog::current_key(home, &key, &path).is_ok();
+    Ok(current.then_some(key))
 }
 
 /// Signs the remote's journal as this host now holds it and publishes the note,
@@ -445,16 +454,15 @@ fn publish_checkpoint(
     if synced == 0
         || home
             .ledger
-            .has_remote_checkpoint(&remote.row.name, synced, &keyid[..16])?
+            .has_remote_checkpoint(&remote.row.name, synced, &keyid)?
     {
         return Ok(None);
     }
-    let mut row = crate::tlog::sign_checkpoint(home, key, synced)?;
+    let row = crate::tlog::sign_checkpoint(home, key, synced)?;
     remote.s3.put_create(
         &checkpoint_key(synced, &keyid),
         row.note.clone().into_bytes(),
     )?;
-    row.keyid = keyid[..16].to_string();
     home.ledger.save_remote_checkpoint(&remote.row.name, &row)?;
     Ok(Some(synced))
 }

@@ -48,11 +48,18 @@ pub(crate) fn public_of(k: &KeyRow) -> Result<PublicKey> {
     })
 }
 
-/// The key this host signs with, loaded and checked against the journal: it must be
-/// recorded (by `key generate`), not revoked and not retired by `key rotate`.
+/// The key this host signs with, loaded and checked against the journal (see
+/// [`current_key`]).
 pub(crate) fn signer(home: &Home) -> Result<(SecretKey, KeyRow)> {
     let path = keys::key_path()?;
     let key = keys::load(&path, &home.dir)?;
+    let row = current_key(home, &key, &path)?;
+    Ok((key, row))
+}
+
+/// `key`'s record, if it may sign: recorded (by `key generate`), not revoked and not
+/// retired by `key rotate`.
+pub(crate) fn current_key(home: &Home, key: &SecretKey, path: &std::path::Path) -> Result<KeyRow> {
     let keyid = key.public().keyid();
     let row = home
         .ledger
@@ -91,7 +98,7 @@ pub(crate) fn signer(home: &Home) -> Result<(SecretKey, KeyRow)> {
             "point CTO_LEDGER_KEY at the current key (or `key rotate` again)",
         ));
     }
-    Ok((key, row))
+    Ok(row)
 }
 
 /// The `key` event recording `key`'s public half.
@@ -134,30 +141,48 @@ pub(crate) struct NoteCheck {
     pub problems: Vec<String>,
 }
 
-/// Checks a signed note against the ledger: its origin is this ledger's, a recorded key
-/// signed it, and the tree of the journal's first `size` events has its root.
-pub(crate) fn check_note(l: &Ledger, text: &str) -> Result<std::result::Result<NoteCheck, String>> {
-    let note = match SignedNote::parse(text) {
-        Ok(n) => n,
-        Err(e) => return Ok(Err(e)),
-    };
-    let cp = &note.checkpoint;
-    let mut out = NoteCheck {
-        size: cp.size,
-        root: hex::encode(cp.root),
-        keyid: None,
-        problems: Vec::new(),
-    };
-    let origin = origin(l)?;
-    if cp.origin != origin {
-        out.problems.push(format!(
-            "its origin is `{}`, this ledger's is `{origin}`",
-            cp.origin
-        ));
+/// What checking signed notes against one ledger needs, read once: the log's origin,
+/// its recorded keys and the leaves of the whole journal (`audit` checks every kept note,
+/// `pull` every new one: one read of the journal serves them all).
+pub(crate) struct NoteChecker {
+    origin: String,
+    keys: Vec<(PublicKey, KeyRow)>,
+    leaves: Vec<Hash>,
+}
+
+impl NoteChecker {
+    pub(crate) fn new(l: &Ledger) -> Result<NoteChecker> {
+        let keys = l
+            .keys()?
+            .into_iter()
+            .map(|k| Ok((public_of(&k)?, k)))
+            .collect::<Result<_>>()?;
+        Ok(NoteChecker {
+            origin: origin(l)?,
+            keys,
+            leaves: leaves(l, l.head()?.seq)?,
+        })
     }
-    for k in l.keys()? {
-        let public = public_of(&k)?;
-        if note.verify(&public).is_ok() {
+
+    /// Checks a signed note: its origin is this ledger's, a recorded key signed it, and
+    /// the tree of the journal's first `size` events has its root. `Err` is a note that
+    /// does not parse.
+    pub(crate) fn check(&self, text: &str) -> std::result::Result<NoteCheck, String> {
+        let note = SignedNote::parse(text)?;
+        let cp = &note.checkpoint;
+        let mut out = NoteCheck {
+            size: cp.size,
+            root: hex::encode(cp.root),
+            keyid: None,
+            problems: Vec::new(),
+        };
+        if cp.origin != self.origin {
+            out.problems.push(format!(
+                "its origin is `{}`, this ledger's is `{}`",
+                cp.origin, self.origin
+            ));
+        }
+        if let Some((_, k)) = self.keys.iter().find(|(p, _)| note.verify(p).is_ok()) {
             if let Some(r) = &k.revoked {
                 out.problems.push(format!(
                     "it is signed by key {}, revoked in event {}: {}",
@@ -166,33 +191,33 @@ pub(crate) fn check_note(l: &Ledger, text: &str) -> Result<std::result::Result<N
                     r.reason
                 ));
             }
-            out.keyid = Some(k.keyid);
-            break;
+            out.keyid = Some(k.keyid.clone());
+        } else {
+            out.problems.push(
+                "no key recorded in this ledger made its signature (or the note was altered)"
+                    .into(),
+            );
         }
-    }
-    if out.keyid.is_none() {
-        out.problems.push(
-            "no key recorded in this ledger made its signature (or the note was altered)".into(),
-        );
-    }
-    let head = l.head()?.seq;
-    if cp.size > head {
-        out.problems.push(format!(
-            "it covers {} events but the journal has only {head}: the journal was truncated",
-            cp.size
-        ));
-    } else {
-        let root = merkle::root(&leaves(l, cp.size)?);
-        if root != cp.root {
-            out.problems.push(format!(
-                "the journal's first {} events have root {}, not the note's {}: history was rewritten",
+        match self.leaves.get(..cp.size as usize) {
+            None => out.problems.push(format!(
+                "it covers {} events but the journal has only {}: the journal was truncated",
                 cp.size,
-                B64.encode(root),
-                B64.encode(cp.root)
-            ));
+                self.leaves.len()
+            )),
+            Some(prefix) => {
+                let root = merkle::root(prefix);
+                if root != cp.root {
+                    out.problems.push(format!(
+                        "the journal's first {} events have root {}, not the note's {}: history was rewritten",
+                        cp.size,
+                        B64.encode(root),
+                        B64.encode(cp.root)
+                    ));
+                }
+            }
         }
+        Ok(out)
     }
-    Ok(Ok(out))
 }
 
 /// The journal entry a proof is about, as it was hashed.
@@ -237,13 +262,16 @@ fn b64_all(hs: &[Hash]) -> Vec<String> {
 
 /// The kept checkpoint to prove against: the one at `size` when given, else the
 /// newest one covering event `at_least`.
-fn checkpoint_for(l: &Ledger, size: Option<u64>, at_least: u64) -> Result<CheckpointRow> {
-    let all = l.checkpoints()?;
+fn checkpoint_for(
+    kept: &[CheckpointRow],
+    size: Option<u64>,
+    at_least: u64,
+) -> Result<CheckpointRow> {
     let found = match size {
-        Some(n) => all.into_iter().rev().find(|c| c.size == n),
-        None => all.into_iter().rev().find(|c| c.size >= at_least),
+        Some(n) => kept.iter().rev().find(|c| c.size == n),
+        None => kept.iter().rev().find(|c| c.size >= at_least),
     };
-    found.ok_or_else(|| {
+    found.cloned().ok_or_else(|| {
         let what = match size {
             Some(n) => format!("no signed checkpoint of size {n} is kept in this ledger"),
             None => format!("no signed checkpoint covers event {at_least} yet"),
@@ -257,7 +285,7 @@ fn checkpoint_for(l: &Ledger, size: Option<u64>, at_least: u64) -> Result<Checkp
 
 /// The inclusion proof of event `seq` in a kept signed checkpoint.
 pub(crate) fn prove_inclusion(l: &Ledger, seq: u64, size: Option<u64>) -> Result<Proof> {
-    let cp = checkpoint_for(l, size, seq)?;
+    let cp = checkpoint_for(&l.checkpoints()?, size, seq)?;
     if seq == 0 || seq > cp.size {
         return Err(Error::bad_input(
             format!("event {seq} is not in the checkpoint of size {}", cp.size),
@@ -284,9 +312,9 @@ pub(crate) fn prove_inclusion(l: &Ledger, seq: u64, size: Option<u64>) -> Result
 
 /// The consistency proof from the tree of `old` events to a kept signed checkpoint.
 pub(crate) fn prove_consistency(l: &Ledger, old: u64, new: Option<u64>) -> Result<Proof> {
-    let newest = l.checkpoints()?.into_iter().map(|c| c.size).max();
-    let new_size = new.or(newest).unwrap_or(0);
-    let cp = checkpoint_for(l, Some(new_size), 0)?;
+    let kept = l.checkpoints()?;
+    let newest = kept.iter().map(|c| c.size).max();
+    let cp = checkpoint_for(&kept, Some(new.or(newest).unwrap_or(0)), 0)?;
     if old > cp.size {
         return Err(Error::bad_input(
             format!(
@@ -297,12 +325,11 @@ pub(crate) fn prove_consistency(l: &Ledger, old: u64, new: Option<u64>) -> Resul
         ));
     }
     let leaves = leaves(l, cp.size)?;
-    let old_checkpoint = l
-        .checkpoints()?
-        .into_iter()
+    let old_checkpoint = kept
+        .iter()
         .rev()
         .find(|c| c.size == old)
-        .map(|c| c.note);
+        .map(|c| c.note.clone());
     Ok(Proof::Consistency {
         old_size: old,
         new_size: cp.size,

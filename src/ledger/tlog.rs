@@ -207,7 +207,8 @@ impl Ledger {
         )
     }
 
-    /// Whether `remote` published a checkpoint with this note already.
+    /// Whether `remote` published a checkpoint of `size` signed by a key whose id is or
+    /// starts with `keyid` (the remote's key names carry 16 hex digits of it).
     pub(crate) fn has_remote_checkpoint(
         &self,
         remote: &str,
@@ -216,7 +217,7 @@ impl Ledger {
     ) -> Result<bool> {
         self.conn
             .query_row(
-                "SELECT 1 FROM remote_checkpoints WHERE remote = ?1 AND size = ?2 AND keyid = ?3",
+                "SELECT 1 FROM remote_checkpoints WHERE remote = ?1 AND size = ?2 AND substr(keyid, 1, 16) = substr(?3, 1, 16)",
                 params![remote, size as i64, keyid],
                 |_| Ok(()),
             )
