@@ -327,6 +327,23 @@ fn tools_are_what_the_build_ran_with_digests_and_export_as_resolved_dependencies
             )
         );
     }
+    // A check (run from elsewhere) records the same tools: `./build.sh` is resolved where
+    // the rebuild runs, not where cto-ledger was started.
+    let id = b["build"]["id"].as_str().unwrap();
+    let c = env.ok(["build", "--check", id, "--json"]).json();
+    let digests = |ts: &Value| -> Vec<(String, String)> {
+        ts.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["name"].as_str().unwrap().into(),
+                    t["sha256"].as_str().unwrap_or("none").into(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(digests(&c["build"]["tools"]), digests(&b["build"]["tools"]));
     let bin = repo.dir.join("dist/app");
     let e = env.ok(["export", s(&bin), "--format", "in-toto"]).json();
     let deps = e["predicate"]["buildDefinition"]["resolvedDependencies"]

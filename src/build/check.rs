@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
 
-use super::diff::{timestamp_hint, Comparer, Contains};
+use super::diff::{timestamp_hint, Comparer};
 use super::samepath::SamePath;
-use super::{commit_build, env_that_matters, run_command, tools, BuildOut};
+use super::{commit_build, env_that_matters, run_command, BuildOut};
 use crate::error::{Error, Result};
 use crate::git;
 use crate::home::Home;
@@ -130,29 +130,28 @@ fn locate(
 ) -> Result<Option<DifferenceRec>> {
     let file = fs::File::open(rebuilt).map_err(Error::io("open", rebuilt))?;
     let mut cmp = Comparer::new(std::io::BufReader::new(file));
-    home.store.copy_verified(&original, &mut cmp)?;
-    let mut hints = Vec::new();
-    let mut in_original = Contains::new(at.src_path.as_os_str().as_encoded_bytes());
-    home.store.copy_verified(&original, &mut in_original)?;
+    // Only a rebuild that ran elsewhere can differ by its path: then look for both paths
+    // in the same pass that compares.
     if !at.same_path {
-        let mut in_rebuilt = Contains::new(at.work.as_os_str().as_encoded_bytes());
-        let mut f = fs::File::open(rebuilt).map_err(Error::io("open", rebuilt))?;
-        std::io::copy(&mut f, &mut in_rebuilt).map_err(Error::io("read", rebuilt))?;
-        if in_original.found || in_rebuilt.found {
-            hints.push(format!(
-                "the output embeds its build path: the original holds {} and the rebuild ran at {} (namespaces were not available, so the rebuild could not run at the original path)",
-                at.src_path.display(),
-                at.work.display()
-            ));
-        }
+        cmp = cmp.looking_for(
+            at.src_path.as_os_str().as_encoded_bytes(),
+            at.work.as_os_str().as_encoded_bytes(),
+        );
     }
-    let d = cmp
-        .finish(|w| {
-            hints.extend(timestamp_hint(w));
-            hints
-        })
-        .map_err(Error::io("read", rebuilt))?;
-    Ok(d)
+    home.store.copy_verified(&original, &mut cmp)?;
+    let Some(l) = cmp.finish().map_err(Error::io("read", rebuilt))? else {
+        return Ok(None);
+    };
+    let mut d = l.difference;
+    if l.path_found {
+        d.hints.push(format!(
+            "the output embeds its build path: the original holds {} and the rebuild ran at {} (namespaces were not available, so the rebuild could not run at the original path)",
+            at.src_path.display(),
+            at.work.display()
+        ));
+    }
+    d.hints.extend(timestamp_hint(&l.window));
+    Ok(Some(d))
 }
 
 fn compare_outputs(
@@ -291,10 +290,7 @@ pub(crate) fn check(home: &mut Home, r: &str, progress: &ProgressBar) -> Result<
         finished: ran.finished,
         exit_code: ran.code,
         signal: ran.signal,
-        tools: {
-            let named: Vec<String> = orig.tools.iter().map(|t| t.name.clone()).collect();
-            tools(&orig.argv[0], &named)
-        },
+        tools: rebuild_tools(&orig, &under(&work)),
         env: env_that_matters(&[]),
         stdout: Some(ran.stdout.id),
         stderr: Some(ran.stderr.id),
@@ -316,6 +312,19 @@ pub(crate) fn check(home: &mut Home, r: &str, progress: &ProgressBar) -> Result<
         build: rec,
         differences,
     })
+}
+
+/// The tools of the rebuild: its command's executable, and the original's other tools
+/// under their names, found where they were recorded (else by name), resolved where the
+/// rebuild runs.
+fn rebuild_tools(orig: &BuildRow, cwd: &Path) -> Vec<crate::ledger::events::ToolRec> {
+    let argv0 = super::base_name(&orig.argv[0]);
+    let named = orig
+        .tools
+        .iter()
+        .filter(|t| t.name != argv0)
+        .map(|t| (t.name.clone(), t.path.as_deref().unwrap_or(&t.name)));
+    super::tools(&orig.argv[0], named, cwd)
 }
 
 /// Every located difference of a check, for `--json`: one entry per differing output.

@@ -10,9 +10,12 @@ use crate::ledger::events::DifferenceRec;
 const BEFORE: usize = 32;
 const AFTER: usize = 96;
 
-/// A `Write` sink for the original's bytes that compares them with `rebuilt` as they come.
+/// A `Write` sink for the original's bytes that compares them with `rebuilt` as they come,
+/// and (when asked) looks for each side's build path in the same pass.
 pub(super) struct Comparer<R: Read> {
     rebuilt: R,
+    /// Searches for the original's and the rebuild's build paths.
+    paths: Option<(Contains, Contains)>,
     offset: u64,
     rebuilt_len: u64,
     first: Option<u64>,
@@ -28,6 +31,7 @@ impl<R: Read> Comparer<R> {
     pub(super) fn new(rebuilt: R) -> Self {
         Comparer {
             rebuilt,
+            paths: None,
             offset: 0,
             rebuilt_len: 0,
             first: None,
@@ -36,6 +40,19 @@ impl<R: Read> Comparer<R> {
             window: (Vec::new(), Vec::new()),
             window_start: 0,
             buf: Vec::new(),
+        }
+    }
+
+    /// Also notes whether the original holds `original_path` or the rebuild `rebuilt_path`.
+    pub(super) fn looking_for(mut self, original_path: &[u8], rebuilt_path: &[u8]) -> Self {
+        self.paths = Some((Contains::new(original_path), Contains::new(rebuilt_path)));
+        self
+    }
+
+    fn search(&mut self, o: &[u8], r: &[u8]) {
+        if let Some((in_original, in_rebuilt)) = &mut self.paths {
+            in_original.feed(o);
+            in_rebuilt.feed(r);
         }
     }
 
@@ -58,36 +75,53 @@ impl<R: Read> Comparer<R> {
         }
     }
 
-    /// Reads the rest of the rebuilt side and describes the difference, if there is one.
-    pub(super) fn finish(
-        mut self,
-        hints: impl FnOnce(&Window) -> Vec<String>,
-    ) -> io::Result<Option<DifferenceRec>> {
-        let mut rest = Vec::new();
-        self.rebuilt_len += self.rebuilt.read_to_end(&mut rest)? as u64;
+    /// Reads the rest of the rebuilt side and describes the difference, if there is one
+    /// (its `hints` left for the caller, who has the window and the path searches).
+    pub(super) fn finish(mut self) -> io::Result<Option<Located>> {
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            let n = self.rebuilt.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            self.rebuilt_len += n as u64;
+            self.search(&[], &chunk[..n]);
+        }
         let (o_len, r_len) = (self.offset, self.rebuilt_len);
         let first = match self.first {
             Some(f) => f,
             None if o_len != r_len => o_len.min(r_len),
             None => return Ok(None),
         };
-        let differing = self.differing + o_len.abs_diff(r_len);
-        let w = Window {
+        let difference = DifferenceRec {
+            original_size: o_len,
+            rebuilt_size: r_len,
+            first_difference_offset: first,
+            last_difference_offset: self.last,
+            differing_bytes: self.differing + o_len.abs_diff(r_len),
+            hints: Vec::new(),
+        };
+        let window = Window {
             start: self.window_start,
             original: self.window.0,
             rebuilt: self.window.1,
             first,
             last: self.last,
         };
-        Ok(Some(DifferenceRec {
-            original_size: o_len,
-            rebuilt_size: r_len,
-            first_difference_offset: first,
-            last_difference_offset: self.last,
-            differing_bytes: differing,
-            hints: hints(&w),
+        let path_found = self.paths.is_some_and(|(o, r)| o.found || r.found);
+        Ok(Some(Located {
+            difference,
+            window,
+            path_found,
         }))
     }
+}
+
+/// A difference, the bytes around it, and whether a build path was found in an output.
+pub(super) struct Located {
+    pub difference: DifferenceRec,
+    pub window: Window,
+    pub path_found: bool,
 }
 
 impl<R: Read> Write for Comparer<R> {
@@ -102,6 +136,7 @@ impl<R: Read> Write for Comparer<R> {
             }
         }
         self.rebuilt_len += got as u64;
+        self.search(o, &r[..got]);
         let seen_before = self.first.is_some();
         for i in (0..got).filter(|&i| o[i] != r[i]) {
             let at = self.offset + i as u64;
@@ -207,7 +242,7 @@ pub(super) fn timestamp_hint(w: &Window) -> Option<String> {
     None
 }
 
-/// A `Write` sink that notes whether `needle` occurs in what is written to it.
+/// Notes whether `needle` occurs in the bytes fed to it, across feeds.
 pub(super) struct Contains {
     needle: Vec<u8>,
     carry: Vec<u8>,
@@ -222,23 +257,16 @@ impl Contains {
             found: false,
         }
     }
-}
 
-impl Write for Contains {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+    pub(super) fn feed(&mut self, bytes: &[u8]) {
         if self.found || self.needle.is_empty() {
-            return Ok(buf.len());
+            return;
         }
-        self.carry.extend_from_slice(buf);
+        self.carry.extend_from_slice(bytes);
         let n = self.needle.len();
         self.found = self.carry.windows(n).any(|w| w == self.needle.as_slice());
         let keep = self.carry.len().min(n - 1);
         self.carry.drain(..self.carry.len() - keep);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 
@@ -252,8 +280,10 @@ mod tests {
         for piece in a.chunks(7) {
             c.write_all(piece).unwrap();
         }
-        c.finish(|w| timestamp_hint(w).into_iter().collect())
-            .unwrap()
+        c.finish().unwrap().map(|l| DifferenceRec {
+            hints: timestamp_hint(&l.window).into_iter().collect(),
+            ..l.difference
+        })
     }
 
     #[test]
@@ -301,15 +331,31 @@ mod tests {
     }
 
     #[test]
-    fn contains_finds_a_needle_across_write_edges() {
+    fn contains_finds_a_needle_across_feed_edges() {
         let mut hay = vec![b'x'; 1000];
         hay.extend_from_slice(b"/tmp/build-path/node_modules");
         for needle in [&b"/tmp/build-path"[..], b"/elsewhere"] {
             let mut c = Contains::new(needle);
             for piece in hay.chunks(5) {
-                c.write_all(piece).unwrap();
+                c.feed(piece);
             }
             assert_eq!(c.found, needle == b"/tmp/build-path");
+        }
+    }
+
+    #[test]
+    fn the_comparing_pass_also_finds_build_paths_on_either_side() {
+        let original = b"prefix /src/app/node_modules/x suffix".to_vec();
+        let mut rebuilt = b"prefix /tmp/chk/node_modules/x suffix".to_vec();
+        rebuilt.extend_from_slice(&[b'y'; 3000]); // read by finish, past the original's end
+        for (o_path, r_path, found) in [
+            (&b"/src/app"[..], &b"/nowhere"[..], true),
+            (b"/nowhere", b"/tmp/chk", true),
+            (b"/nowhere", b"/elsewhere", false),
+        ] {
+            let mut c = Comparer::new(&rebuilt[..]).looking_for(o_path, r_path);
+            c.write_all(&original).unwrap();
+            assert_eq!(c.finish().unwrap().unwrap().path_found, found);
         }
     }
 }

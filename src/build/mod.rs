@@ -78,9 +78,11 @@ pub(crate) struct BuildOut {
     pub differences: Vec<serde_json::Value>,
 }
 
-fn which(name: &str) -> Option<PathBuf> {
+/// Where `name` runs from: a path (relative to `cwd`, where the command runs, as exec
+/// resolves it there), else the first match on PATH.
+fn which(name: &str, cwd: &Path) -> Option<PathBuf> {
     if name.contains('/') {
-        return Some(PathBuf::from(name)).filter(|p| p.is_file());
+        return Some(cwd.join(name)).filter(|p| p.is_file());
     }
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -110,21 +112,31 @@ fn tool_version(path: &Path) -> Option<String> {
         .filter(|l| !l.is_empty())
 }
 
-/// The tools a build used: its command's own executable and those named with `--tool`,
-/// each resolved on PATH with the SHA-256 of the executable, and for named tools their
-/// `--version` (the command itself is never run twice: `./build.sh --version` would
-/// build). Nothing is recorded by guesswork (a Bun build is not said to use cargo).
-fn tools(argv0: &str, named: &[String]) -> Vec<ToolRec> {
+/// A tool's name: the file name of how it was given.
+fn base_name(n: &str) -> String {
+    Path::new(n)
+        .file_name()
+        .map_or(n.to_string(), |f| f.to_string_lossy().into_owned())
+}
+
+/// The tools a build used: its command's own executable and those named with `--tool`
+/// (given as name and where to find it), each resolved where the command runs (or on
+/// PATH), with the SHA-256 of the executable and, for named tools, their `--version` (the
+/// command itself is never run twice: `./build.sh --version` would build). Nothing is
+/// recorded by guesswork (a Bun build is not said to use cargo).
+fn tools<'a>(
+    argv0: &str,
+    named: impl Iterator<Item = (String, &'a str)>,
+    cwd: &Path,
+) -> Vec<ToolRec> {
     let mut out: Vec<ToolRec> = Vec::new();
-    for n in std::iter::once(argv0).chain(named.iter().map(String::as_str)) {
-        let is_named = named.iter().any(|x| x == n);
-        let name = Path::new(n)
-            .file_name()
-            .map_or(n.to_string(), |f| f.to_string_lossy().into_owned());
+    let all =
+        std::iter::once((base_name(argv0), argv0, false)).chain(named.map(|(n, f)| (n, f, true)));
+    for (name, find, is_named) in all {
         if out.iter().any(|t| t.name == name) {
             continue;
         }
-        let path = which(n).map(|p| fs::canonicalize(&p).unwrap_or(p));
+        let path = which(find, cwd).map(|p| fs::canonicalize(&p).unwrap_or(p));
         let version = path.as_deref().filter(|_| is_named).and_then(tool_version);
         let sha256 = path
             .as_deref()
@@ -406,7 +418,8 @@ pub(crate) fn build(home: &mut Home, a: &BuildArgs, progress: &ProgressBar) -> R
     }
     let outputs: Vec<(PathBuf, Option<SystemTime>)> =
         a.outputs.iter().map(|p| (abs(p), mtime(&abs(p)))).collect();
-    let tools = tools(&a.argv[0], &a.tools);
+    let named = a.tools.iter().map(|n| (base_name(n), n.as_str()));
+    let tools = tools(&a.argv[0], named, &cwd);
     let env = env_that_matters(&a.env);
 
     let ran = run_command(home, &a.argv, &cwd, None)?;
