@@ -326,19 +326,9 @@ fn typos_in_filters_are_refused_with_the_valid_values() {
 #[test]
 fn fixture_names_that_break_tables_and_paths_are_refused_up_front() {
     let env = Env::new();
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/r1-string-slugify");
     for bad in ["two words", "new\nline", &"x".repeat(300), ".hidden"] {
-        let fx = env.path("fx");
-        let _ = fs::remove_dir_all(&fx);
-        for e in walkdir::WalkDir::new(&base) {
-            let e = e.unwrap();
-            let dest = fx.join(e.path().strip_prefix(&base).unwrap());
-            if e.file_type().is_dir() {
-                fs::create_dir_all(&dest).unwrap();
-            } else {
-                fs::copy(e.path(), &dest).unwrap();
-            }
-        }
+        let _ = fs::remove_dir_all(env.path("fx"));
+        let fx = env.copy_of_builtin_fixture("fx");
         let mut manifest: Value =
             serde_json::from_slice(&fs::read(fx.join("fixture.json")).unwrap()).unwrap();
         manifest["name"] = Value::String(bad.to_string());

@@ -484,26 +484,10 @@ fn send_sigterm(pid: u32) {
     signal(pid, rustix::process::Signal::TERM);
 }
 
-/// The built-in fixture copied to a directory of the test's own.
-fn copy_of_builtin_fixture(env: &Env, name: &str) -> std::path::PathBuf {
-    let fx = env.path(name);
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/r1-string-slugify");
-    for e in walkdir::WalkDir::new(&base) {
-        let e = e.unwrap();
-        let dest = fx.join(e.path().strip_prefix(&base).unwrap());
-        if e.file_type().is_dir() {
-            fs::create_dir_all(&dest).unwrap();
-        } else {
-            fs::copy(e.path(), &dest).unwrap();
-        }
-    }
-    fx
-}
-
 #[test]
 fn fixture_directory_of_the_same_shape_runs() {
     let env = Env::new();
-    let fx = copy_of_builtin_fixture(&env, "my-fixture");
+    let fx = env.copy_of_builtin_fixture("my-fixture");
     let r = stage2(&env, &["--fixture", s(&fx)], &[]);
     assert_eq!(r.report["status"], "passed");
     // A task file that breaks Case's schema is refused before any run folder exists.
@@ -620,7 +604,7 @@ fn bytes_under(dir: &Path) -> u64 {
 #[test]
 fn a_suite_runs_every_fixture_n_times_j_at_a_time_each_recorded_with_no_provider_copy() {
     let env = Env::new();
-    let other = copy_of_builtin_fixture(&env, "other-fixture");
+    let other = env.copy_of_builtin_fixture("other-fixture");
     let r = env.run([
         "run",
         "stage2",

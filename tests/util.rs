@@ -122,6 +122,22 @@ impl Env {
         rusqlite::Connection::open(self.ledger.join("ledger.db")).unwrap()
     }
 
+    /// The built-in fixture copied to a directory of the test's own.
+    pub(crate) fn copy_of_builtin_fixture(&self, name: &str) -> PathBuf {
+        let fx = self.path(name);
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/r1-string-slugify");
+        for e in walkdir::WalkDir::new(&base) {
+            let e = e.unwrap();
+            let dest = fx.join(e.path().strip_prefix(&base).unwrap());
+            if e.file_type().is_dir() {
+                std::fs::create_dir_all(&dest).unwrap();
+            } else {
+                std::fs::copy(e.path(), &dest).unwrap();
+            }
+        }
+        fx
+    }
+
     /// A git repository with one commit: `gen.ts` tracked, `dist/` ignored, and a
     /// "built" `dist/ca`. Returns its path.
     pub(crate) fn repo(&self, name: &str) -> Repo {
