@@ -164,6 +164,7 @@ fn fill_runs(l: &mut Ledger, builds: usize, runs: usize) {
             run_dir: format!("/runs/{r}"),
             started: "2026-05-31T00:02:00.000Z".into(),
             finished: "2026-05-31T00:03:00.000Z".into(),
+            sandbox: Some("landlock ABI 7, network none".into()),
             artifacts: vec![],
             objects: vec![ObjRec::new(report, ObjKind::Blob)],
         }));

@@ -189,6 +189,7 @@ pub(crate) fn audit(
     }
     let known = check_objects(home, &mut out, progress)?;
     check_store(home, &known, &mut out)?;
+    check_home(home, &known, &mut out)?;
     check_runs(home, &mut out)?;
     unrecorded_runs(home, &mut out)?;
     out.ok = out.findings.is_empty();
@@ -327,6 +328,80 @@ fn check_store(home: &Home, known: &BTreeSet<String>, out: &mut AuditOut) -> Res
         .count();
     if stray > 0 {
         out.notes.push(format!("{stray} object(s) in the store are named by no event (left by an interrupted or refused-before-commit command); harmless"));
+    }
+    Ok(())
+}
+
+/// What cto-ledger itself puts in the ledger home, top level: the database and its
+/// journal files, the store, run folders, the provider executables, and the temporary
+/// folders of a running `build` (`build-logs-*`, `build-check-*`).
+const HOME_ENTRIES: [&str; 7] = [
+    "ledger.db",
+    "ledger.db-wal",
+    "ledger.db-shm",
+    "ledger.db-journal",
+    "objects",
+    "runs",
+    "exec",
+];
+const HOME_TEMP_PREFIXES: [&str; 2] = ["build-logs-", "build-check-"];
+
+/// The ledger home holds only what cto-ledger writes there: anything else (a file a
+/// provider planted, say) is a finding, as is an `exec/` file no recorded object names.
+fn check_home(home: &Home, known: &BTreeSet<String>, out: &mut AuditOut) -> Result<()> {
+    let list = |dir: &std::path::Path| -> Result<Vec<(String, fs::FileType)>> {
+        let mut v = Vec::new();
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(v),
+            Err(e) => return Err(Error::io("list", dir)(e)),
+        };
+        for e in rd {
+            let e = e.map_err(Error::io("list", dir))?;
+            let t = e.file_type().map_err(Error::io("stat", e.path()))?;
+            v.push((e.file_name().to_string_lossy().into_owned(), t));
+        }
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(v)
+    };
+    let mut find = |path: std::path::PathBuf, m: &str| {
+        out.findings.push(Finding::new(
+            AuditCheck::Home,
+            path.display().to_string(),
+            m.to_string(),
+        ))
+    };
+    for (name, t) in list(&home.dir)? {
+        let path = home.dir.join(&name);
+        if HOME_TEMP_PREFIXES.iter().any(|p| name.starts_with(p)) && t.is_dir() {
+            out.notes.push(format!(
+                "{} is a running (or killed) build's temporary folder",
+                path.display()
+            ));
+        } else if !HOME_ENTRIES.contains(&name.as_str()) {
+            find(path, "unexpected entry in the ledger home: cto-ledger writes nothing by this name, so something else (a provider run without the sandbox, another program) put it here; look at it, then remove it");
+        } else if (name == "objects" || name == "runs" || name == "exec") != t.is_dir() {
+            find(path, "has the wrong file type for its name");
+        }
+    }
+    for (name, t) in list(&home.dir.join("runs"))? {
+        if !t.is_dir() {
+            find(
+                home.dir.join("runs").join(name),
+                "unexpected file among the run folders",
+            );
+        }
+    }
+    for (name, t) in list(&home.dir.join("exec"))? {
+        let path = home.dir.join("exec").join(&name);
+        if name.starts_with(".exec-") {
+            out.notes.push(format!(
+                "{} is a provider executable being made (or left by a killed run)",
+                path.display()
+            ));
+        } else if !t.is_file() || !known.contains(&format!("blake3:{name}")) {
+            find(path, "not a provider executable cto-ledger made: exec/ holds only files named by a recorded object's BLAKE3 id");
+        }
     }
     Ok(())
 }

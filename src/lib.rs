@@ -20,6 +20,7 @@ mod lineage;
 mod paths;
 mod report;
 mod runner;
+mod sandbox;
 mod sign;
 mod source;
 pub mod state;

@@ -11,3 +11,16 @@ pub(crate) fn lossy(p: &Path) -> String {
 pub(crate) fn abs(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
+
+/// Where `name` runs from: a path (relative to `cwd`, where the command runs, as exec
+/// resolves it there), else the first match on PATH.
+pub(crate) fn which(name: &str, cwd: &Path) -> Option<PathBuf> {
+    if name.contains('/') {
+        return Some(cwd.join(name)).filter(|p| p.is_file());
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}

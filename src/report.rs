@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::{AdmissionId, BuildId, CommitId, ModelAdmissionId, RunId};
+use crate::sandbox::SandboxReport;
 use crate::state::{Lane, RunStatus, TestResult, Verdict};
 
 pub(crate) const SCHEMA: &str = "cto-ledger/stage2-report/v1";
@@ -39,6 +40,9 @@ pub(crate) struct Report {
     /// Names (never values) of the environment variables the provider received.
     pub env_names: Vec<String>,
     pub provider_exit: Option<ProviderExit>,
+    /// The kernel sandbox the provider ran in (absent in reports made before there was one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxReport>,
     pub tests: Option<Tests>,
     pub workspace_changes: Vec<Change>,
     pub evidence: Vec<Evidence>,
@@ -91,6 +95,9 @@ pub(crate) struct Tests {
     pub exit_code: Option<i32>,
     pub result: TestResult,
     pub log: String,
+    /// The sandbox the tests ran in: they import code the provider wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -138,6 +145,7 @@ impl Report {
             cwd: None,
             env_names: Vec::new(),
             provider_exit: None,
+            sandbox: None,
             tests: None,
             workspace_changes: Vec::new(),
             evidence: Vec::new(),

@@ -167,11 +167,12 @@ pub(crate) fn run_bounded_with(
     on_spawn: impl FnOnce(&mut Child),
 ) -> std::io::Result<Outcome> {
     use std::os::unix::process::CommandExt;
-    cmd.process_group(0);
-    // SAFETY: prctl(PR_SET_PDEATHSIG) is a single async-signal-safe system call. It makes
-    // the kernel kill the provider if cto-ledger itself is killed (even by SIGKILL).
+    // SAFETY: setsid and prctl(PR_SET_PDEATHSIG) are single async-signal-safe system
+    // calls. The child leads its own session and process group (killed as one), and the
+    // kernel kills it if cto-ledger itself is killed (even by SIGKILL).
     unsafe {
         cmd.pre_exec(|| {
+            rustix::process::setsid()?;
             rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
                 .map_err(std::io::Error::from)
         });

@@ -177,6 +177,7 @@ text_enum!(
         Object = "object",
         Store = "store",
         Run = "run",
+        Home = "home",
         RemoteJournal = "remote journal",
         RemoteObject = "remote object",
         RemoteStore = "remote store",

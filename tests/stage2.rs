@@ -23,14 +23,14 @@ fn validate(report: &Value) {
     );
 }
 
-struct Stage2 {
-    code: i32,
-    report: Value,
-    dir: PathBuf,
-    stderr: String,
+pub(crate) struct Stage2 {
+    pub(crate) code: i32,
+    pub(crate) report: Value,
+    pub(crate) dir: PathBuf,
+    pub(crate) stderr: String,
 }
 
-fn stage2(env: &Env, args: &[&str], envs: &[(&str, &str)]) -> Stage2 {
+pub(crate) fn stage2(env: &Env, args: &[&str], envs: &[(&str, &str)]) -> Stage2 {
     let mut c = env.cmd(["run", "stage2", "--json"]);
     c.args(args);
     for (k, v) in envs {
@@ -57,7 +57,7 @@ fn stage2(env: &Env, args: &[&str], envs: &[(&str, &str)]) -> Stage2 {
     }
 }
 
-fn provider_started(dir: &Path) -> bool {
+pub(crate) fn provider_started(dir: &Path) -> bool {
     dir.join("home/fake-ca-started").exists()
 }
 
@@ -541,6 +541,12 @@ fn health_reports_every_check_passing() {
         "unadmitted_provider_blocks",
         "tampered_provider_blocks",
         "grandchild_killed_on_timeout",
+        "sandbox_blocks_ledger_read",
+        "sandbox_blocks_ledger_write",
+        "sandbox_blocks_outside_read",
+        "sandbox_blocks_network",
+        "sandbox_blocks_signals",
+        "sandbox_drops_capabilities",
         "report_always_written",
     ] {
         assert!(names.contains(&want), "missing check {want}");

@@ -13,6 +13,7 @@ mod properties;
 mod queries;
 mod reliability;
 mod remote;
+mod sandbox;
 mod signing;
 mod stage2;
 mod store;

@@ -78,19 +78,6 @@ pub(crate) struct BuildOut {
     pub differences: Vec<serde_json::Value>,
 }
 
-/// Where `name` runs from: a path (relative to `cwd`, where the command runs, as exec
-/// resolves it there), else the first match on PATH.
-fn which(name: &str, cwd: &Path) -> Option<PathBuf> {
-    if name.contains('/') {
-        return Some(cwd.join(name)).filter(|p| p.is_file());
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    })
-}
-
 /// `<tool> --version`, first line, bounded to 10 s.
 fn tool_version(path: &Path) -> Option<String> {
     let mut out = tempfile::tempfile().ok()?;
@@ -136,7 +123,7 @@ fn tools<'a>(
         if out.iter().any(|t| t.name == name) {
             continue;
         }
-        let path = which(find, cwd).map(|p| fs::canonicalize(&p).unwrap_or(p));
+        let path = crate::paths::which(find, cwd).map(|p| fs::canonicalize(&p).unwrap_or(p));
         let version = path.as_deref().filter(|_| is_named).and_then(tool_version);
         let sha256 = path
             .as_deref()

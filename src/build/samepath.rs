@@ -10,7 +10,9 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+use crate::sandbox::UserMaps;
 
 use rustix::mount::{mount_bind_recursive, mount_change, MountPropagationFlags};
 use rustix::thread::{unshare_unsafe, UnshareFlags};
@@ -19,33 +21,17 @@ use rustix::thread::{unshare_unsafe, UnshareFlags};
 pub(crate) struct SamePath {
     target: CString,
     work: CString,
-    /// `/proc/self/uid_map` and `gid_map` lines; `None` when already root (no user namespace).
-    maps: Option<(Vec<u8>, Vec<u8>)>,
+    /// `None` when already root (no user namespace needed to mount).
+    maps: Option<UserMaps>,
 }
 
 fn c(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
-/// Writes `bytes` to a /proc file (in the child: no allocation).
-fn write_proc(path: &std::ffi::CStr, bytes: &[u8]) -> io::Result<()> {
-    let fd = rustix::fs::open(path, rustix::fs::OFlags::WRONLY, rustix::fs::Mode::empty())?;
-    rustix::io::write(&fd, bytes)?;
-    Ok(())
-}
-
 impl SamePath {
     pub(crate) fn new(target: &Path, work: &Path) -> io::Result<SamePath> {
-        let (uid, gid) = (
-            rustix::process::getuid().as_raw(),
-            rustix::process::getgid().as_raw(),
-        );
-        let maps = (uid != 0).then(|| {
-            (
-                format!("{uid} {uid} 1\n").into_bytes(),
-                format!("{gid} {gid} 1\n").into_bytes(),
-            )
-        });
+        let maps = (!rustix::process::getuid().is_root()).then(UserMaps::identity);
         Ok(SamePath {
             target: c(target)?,
             work: c(work)?,
@@ -65,15 +51,9 @@ impl SamePath {
         // write, mount, chdir) on data prepared before the fork; nothing allocates or locks.
         unsafe {
             cmd.pre_exec(move || {
-                let mut flags = UnshareFlags::NEWNS;
-                if maps.is_some() {
-                    flags |= UnshareFlags::NEWUSER;
-                }
-                unshare_unsafe(flags)?;
-                if let Some((uid_map, gid_map)) = &maps {
-                    write_proc(c"/proc/self/setgroups", b"deny")?;
-                    write_proc(c"/proc/self/uid_map", uid_map)?;
-                    write_proc(c"/proc/self/gid_map", gid_map)?;
+                match &maps {
+                    Some(m) => m.enter(UnshareFlags::NEWNS)?,
+                    None => unshare_unsafe(UnshareFlags::NEWNS)?,
                 }
                 mount_change(
                     c"/",
@@ -89,18 +69,7 @@ impl SamePath {
 
     /// Whether this machine lets us do it: our own executable run so, once.
     pub(crate) fn works(&self) -> bool {
-        let Ok(exe) = std::env::current_exe() else {
-            return false;
-        };
-        let mut cmd = Command::new(exe);
-        cmd.arg("--version")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
         let target = Path::new(std::ffi::OsStr::from_bytes(self.target.as_bytes()));
-        if self.apply(&mut cmd, target).is_err() {
-            return false;
-        }
-        cmd.status().is_ok_and(|s| s.success())
+        crate::sandbox::probe(|cmd| self.apply(cmd, target))
     }
 }

@@ -43,9 +43,15 @@ pub(crate) struct Stage2Args {
     /// Seconds before the provider's process group is killed (default: CTO_HARNESS_CASE_TIMEOUT_SECONDS or 900)
     #[arg(long)]
     timeout: Option<f64>,
-    /// Fake lane behaviour: solve, fail, hang, hang-grandchild, crash, noop
+    /// Fake lane behaviour: solve, fail, hang, hang-grandchild, crash, noop, escape
     #[arg(long, default_value = "solve")]
     fake_behavior: String,
+    /// Run the provider and the tests without the kernel sandbox (recorded in the report and the journal)
+    #[arg(long)]
+    no_sandbox: bool,
+    /// Also let the provider connect to this TCP port (repeatable; recorded)
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..=65535))]
+    allow_net: Vec<u16>,
     /// Where run folders go (default: <ledger>/runs)
     #[arg(long, value_name = "DIR")]
     runs_dir: Option<PathBuf>,
@@ -81,6 +87,12 @@ fn suite(cx: &Context, a: Stage2Args) -> Result<Output> {
     args.extend(["run", "stage2", "--timeout"].map(OsString::from));
     args.push(opts.timeout_seconds.to_string().into());
     args.extend(["--fake-behavior".into(), a.fake_behavior.clone().into()]);
+    if a.no_sandbox {
+        args.push("--no-sandbox".into());
+    }
+    for port in &a.allow_net {
+        args.extend(["--allow-net".into(), port.to_string().into()]);
+    }
     if let Some(p) = a.provider {
         args.extend([
             "--provider".into(),
@@ -199,6 +211,12 @@ fn options(a: Stage2Args) -> Result<RunOptions> {
         runs_dir: a.runs_dir,
         model_provider: env("CTO_HARNESS_CASE_MODEL_PROVIDER"),
         model: env("CTO_HARNESS_CASE_MODEL"),
+        no_sandbox: a.no_sandbox,
+        allow_net: a.allow_net,
+        // The escape self-check's targets (a file outside the run, a port), for the fake only.
+        fake_env: std::env::vars()
+            .filter(|(k, _)| k.starts_with("CTO_FAKE_CA_ESCAPE_"))
+            .collect(),
     })
 }
 
@@ -211,6 +229,9 @@ fn text(w: &mut dyn Write, r: &Stage2Out) -> R {
     )?;
     if let Some(reason) = &rep.reason {
         writeln!(w, "  reason:   {reason}")?;
+    }
+    if let Some(s) = &rep.sandbox {
+        writeln!(w, "  sandbox:  {}", s.summary())?;
     }
     writeln!(w, "  folder:   {}", r.run_dir.display())?;
     writeln!(w, "  report:   {}", r.run_dir.join("report.json").display())?;

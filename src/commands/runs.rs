@@ -65,6 +65,7 @@ fn text(w: &mut dyn Write, rows: &[RunRow]) -> R {
         "VERDICT",
         "PROVIDER_ADMISSION",
         "MODEL",
+        "SANDBOX",
         "STARTED",
     ];
     let body: Vec<Vec<String>> = rows
@@ -79,6 +80,7 @@ fn text(w: &mut dyn Write, rows: &[RunRow]) -> R {
                     .as_ref()
                     .map_or("-".into(), |a| a.to_string()),
                 r.model.clone().unwrap_or_else(|| "-".into()),
+                r.sandbox.clone().unwrap_or_else(|| "-".into()),
                 r.started.clone(),
             ]
         })

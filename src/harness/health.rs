@@ -35,6 +35,20 @@ struct Ctx {
     fake: PathBuf,
     /// The provider admitted with a real pin, or why that setup failed.
     admitted: std::result::Result<PathBuf, String>,
+    /// The hostile provider's run, made by the first sandbox check.
+    escape: Option<std::result::Result<Escape, String>>,
+}
+
+/// What the hostile fake (`--fake-behavior escape`) and the code it planted in the
+/// fixture's tests managed: attempt name → (succeeded, detail).
+type Attempts = Vec<(String, bool, String)>;
+
+#[derive(Clone)]
+struct Escape {
+    status: RunStatus,
+    provider: Attempts,
+    tests: Attempts,
+    planted: Vec<String>,
 }
 
 impl Ctx {
@@ -117,9 +131,10 @@ pub(crate) fn run() -> Result<HealthOut> {
         runs: Vec::new(),
         fake,
         admitted: Err(String::new()),
+        escape: None,
     };
     type CheckFn = fn(&mut Ctx) -> Result<(bool, String)>;
-    let all: [(&'static str, CheckFn); 8] = [
+    let all: [(&'static str, CheckFn); 14] = [
         ("fake_lane_passes", fake_lane_passes),
         ("provider_timeout_fail_closed", provider_timeout_fail_closed),
         ("grandchild_killed_on_timeout", grandchild_killed_on_timeout),
@@ -127,6 +142,12 @@ pub(crate) fn run() -> Result<HealthOut> {
         ("provider_unavailable_blocks", provider_unavailable_blocks),
         ("unadmitted_provider_blocks", unadmitted_provider_blocks),
         ("tampered_provider_blocks", tampered_provider_blocks),
+        ("sandbox_blocks_ledger_read", sandbox_blocks_ledger_read),
+        ("sandbox_blocks_ledger_write", sandbox_blocks_ledger_write),
+        ("sandbox_blocks_outside_read", sandbox_blocks_outside_read),
+        ("sandbox_blocks_network", sandbox_blocks_network),
+        ("sandbox_blocks_signals", sandbox_blocks_signals),
+        ("sandbox_drops_capabilities", sandbox_drops_capabilities),
         ("report_always_written", report_always_written),
     ];
     cx.admitted = admit_provider(&mut cx).map_err(|e| e.to_string());
@@ -308,4 +329,137 @@ fn report_always_written(cx: &mut Ctx) -> Result<(bool, String)> {
             bad.len()
         ),
     ))
+}
+
+fn attempts(p: &Path) -> Attempts {
+    let v: serde_json::Value = fs::read(p)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    v["attempts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| {
+                    (
+                        x["name"].as_str().unwrap_or_default().to_string(),
+                        x["succeeded"].as_bool().unwrap_or(true),
+                        x["detail"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One run of the hostile fake, aimed at this ledger, a file outside the run folder
+/// and a loopback port that is listening.
+fn escape_run(cx: &mut Ctx) -> Result<Escape> {
+    if let Some(e) = &cx.escape {
+        return e
+            .clone()
+            .map_err(|m| Error::bad_input(m, "see the first sandbox check"));
+    }
+    let outside = cx.tmp.join("outside-the-run.txt");
+    fs::write(&outside, "a file the provider must not read\n")
+        .map_err(Error::io("write", &outside))?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(Error::io("listen on", Path::new("127.0.0.1:0")))?;
+    let port = listener
+        .local_addr()
+        .map_err(Error::io("listen on", Path::new("127.0.0.1:0")))?
+        .port();
+    let mut opts = RunOptions::fake("escape");
+    opts.fake_env = vec![
+        (
+            "CTO_FAKE_CA_ESCAPE_READ".into(),
+            outside.display().to_string(),
+        ),
+        ("CTO_FAKE_CA_ESCAPE_PORT".into(), port.to_string()),
+    ];
+    let r = cx.run(opts).map(|o| {
+        let ws = o.run_dir.join("workspace");
+        let planted = ["planted-by-provider", "planted-by-tests"]
+            .iter()
+            .filter(|n| cx.home.dir.join(n).exists())
+            .map(|n| n.to_string())
+            .collect();
+        Escape {
+            status: o.report.status,
+            provider: attempts(&ws.join("escape-provider.json")),
+            tests: attempts(&ws.join("escape-tests.json")),
+            planted,
+        }
+    });
+    drop(listener);
+    cx.escape = Some(r.as_ref().map(Escape::clone).map_err(|e| e.to_string()));
+    r
+}
+
+/// Passes when every attempt named in `names` was made (by the provider, and by its
+/// planted test code where `in_tests`) and failed, while the provider still wrote its
+/// workspace and the run passed: a sandbox that blocked everything would fail here.
+fn escapes_blocked(cx: &mut Ctx, names: &[&str], in_tests: bool) -> Result<(bool, String)> {
+    let e = escape_run(cx)?;
+    let mut pass = e.status == RunStatus::Passed;
+    let mut said = Vec::new();
+    let sides: &[(&str, &Attempts)] = if in_tests {
+        &[("provider", &e.provider), ("tests", &e.tests)]
+    } else {
+        &[("provider", &e.provider)]
+    };
+    for (who, list) in sides {
+        for n in names {
+            match list.iter().find(|a| a.0 == *n) {
+                Some((_, false, why)) => said.push(format!("{who} {n} blocked ({why})")),
+                Some((_, true, what)) => {
+                    pass = false;
+                    said.push(format!("{who} {n} SUCCEEDED ({what})"));
+                }
+                None => {
+                    pass = false;
+                    said.push(format!("{who} {n} NOT TRIED"));
+                }
+            }
+        }
+    }
+    let wrote = e.provider.iter().any(|a| a.0 == "workspace_write" && a.1);
+    pass &= wrote;
+    said.push(format!(
+        "workspace write {}, run {}",
+        if wrote { "succeeded" } else { "FAILED" },
+        e.status
+    ));
+    Ok((pass, said.join("; ")))
+}
+
+fn sandbox_blocks_ledger_read(cx: &mut Ctx) -> Result<(bool, String)> {
+    let (a, d1) = escapes_blocked(cx, &["ledger_read", "ledger_list"], true)?;
+    let (b, d2) = escapes_blocked(cx, &["runs_list", "ledger_fd"], false)?;
+    Ok((a && b, format!("{d1}; {d2}")))
+}
+
+fn sandbox_blocks_ledger_write(cx: &mut Ctx) -> Result<(bool, String)> {
+    let (pass, detail) = escapes_blocked(cx, &["ledger_write"], true)?;
+    let planted = escape_run(cx)?.planted;
+    Ok((
+        pass && planted.is_empty(),
+        format!("{detail}; files planted in the ledger home: {planted:?}"),
+    ))
+}
+
+fn sandbox_blocks_outside_read(cx: &mut Ctx) -> Result<(bool, String)> {
+    escapes_blocked(cx, &["outside_read"], true)
+}
+
+fn sandbox_blocks_network(cx: &mut Ctx) -> Result<(bool, String)> {
+    escapes_blocked(cx, &["network"], true)
+}
+
+fn sandbox_blocks_signals(cx: &mut Ctx) -> Result<(bool, String)> {
+    escapes_blocked(cx, &["signal"], true)
+}
+
+fn sandbox_drops_capabilities(cx: &mut Ctx) -> Result<(bool, String)> {
+    escapes_blocked(cx, &["capabilities"], false)
 }

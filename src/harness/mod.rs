@@ -26,6 +26,7 @@ use crate::ledger::events::{AdmissionRec, ArtifactRec, Body, ModelAdmissionRec, 
 use crate::ledger::now;
 use crate::ledger::AdmissionView;
 use crate::report::{self, Change, Evidence, Gate, Model, ProviderExit, Report, Tests};
+use crate::sandbox::{Net, Policy, Prepared, SandboxReport, Unavailable};
 use crate::state::{AdmissionScope, RunStatus, TestResult, Verdict};
 use crate::store::hash_file;
 use crate::store::tree::{self, ObjKind};
@@ -36,6 +37,14 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// The fake provider shipped beside the `cto-ledger` executable.
 pub(crate) const FAKE_BIN: &str = "cto-fake-ca";
 pub(crate) const FAKE_MODEL: (&str, &str) = ("fake", "fake-model");
+/// What a hosted model's API needs: HTTPS.
+const HOSTED_MODEL_PORT: u16 = 443;
+/// Read and execute for every sandboxed process: what programs need from the system.
+const SYSTEM_READ_ONLY: [&str; 10] = [
+    "/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc", "/opt", "/proc", "/sys",
+];
+const DEVICES_READ_ONLY: [&str; 2] = ["/dev/random", "/dev/urandom"];
+const DEVICES_READ_WRITE: [&str; 3] = ["/dev/null", "/dev/zero", "/dev/full"];
 
 pub(crate) use crate::state::Lane;
 
@@ -49,6 +58,12 @@ pub(crate) struct RunOptions {
     pub runs_dir: Option<PathBuf>,
     pub model_provider: Option<String>,
     pub model: Option<String>,
+    /// Run the provider and the tests unconfined (recorded as such).
+    pub no_sandbox: bool,
+    /// TCP ports the provider may connect to beyond what its model needs.
+    pub allow_net: Vec<u16>,
+    /// Extra environment for the fake provider (the escape behaviour's targets).
+    pub fake_env: Vec<(String, String)>,
 }
 
 impl RunOptions {
@@ -62,6 +77,9 @@ impl RunOptions {
             runs_dir: None,
             model_provider: None,
             model: None,
+            no_sandbox: false,
+            allow_net: Vec::new(),
+            fake_env: Vec::new(),
         }
     }
 }
@@ -145,7 +163,15 @@ fn make_run_dir(runs: &Path, fixture: &str) -> Result<(RunId, PathBuf)> {
 
 /// The fake lane's behaviour must be one the shipped fake knows.
 pub(crate) fn check_fake_behavior(opts: &RunOptions) -> Result<()> {
-    const KNOWN: [&str; 6] = ["solve", "fail", "hang", "hang-grandchild", "crash", "noop"];
+    const KNOWN: [&str; 7] = [
+        "solve",
+        "fail",
+        "hang",
+        "hang-grandchild",
+        "crash",
+        "noop",
+        "escape",
+    ];
     if opts.lane == Lane::Fake && !KNOWN.contains(&opts.fake_behavior.as_str()) {
         return Err(Error::bad_input(
             format!("fake behaviour `{}` is unknown", opts.fake_behavior),
@@ -255,13 +281,17 @@ impl Run<'_> {
             Err(b) => return self.block(b),
         };
         self.write_case_data(&model)?;
+        let sandbox = match self.sandbox_gate(&executed)? {
+            Ok(s) => s,
+            Err(b) => return self.block(b),
+        };
         if self.interrupt.load(std::sync::atomic::Ordering::SeqCst) {
             self.report.status = RunStatus::Interrupted;
             self.report.reason =
                 Some("cto-ledger was interrupted before the provider started".into());
             return Ok(());
         }
-        self.run_provider(&executed)?;
+        self.run_provider(&executed, sandbox)?;
         if self.report.status != RunStatus::Interrupted {
             self.run_tests()?;
         }
@@ -667,6 +697,14 @@ impl Run<'_> {
             self.backend().join("case-data").display().to_string(),
         ));
         if self.opts.lane == Lane::Fake {
+            if self.opts.fake_behavior == "escape" {
+                // The self-check's hostile provider is told where the ledger is.
+                env.push((
+                    "CTO_FAKE_CA_ESCAPE_LEDGER".into(),
+                    self.home.dir.display().to_string(),
+                ));
+                env.extend(self.opts.fake_env.iter().cloned());
+            }
             env.push((
                 "CTO_FAKE_CA_BEHAVIOR".into(),
                 self.opts.fake_behavior.clone(),
@@ -689,7 +727,115 @@ impl Run<'_> {
         env
     }
 
-    fn run_provider(&mut self, exe: &Path) -> Result<()> {
+    /// Read and execute: the system, the tools the fixture's tests run, and `extra`.
+    /// Read and write: the run's own workspace, home, temp and Case data folders.
+    fn sandbox_policy(&self, extra: &[PathBuf], net: Net) -> Policy {
+        let mut read_only: Vec<PathBuf> = SYSTEM_READ_ONLY
+            .iter()
+            .chain(DEVICES_READ_ONLY.iter())
+            .map(PathBuf::from)
+            .collect();
+        // /etc/resolv.conf may point outside /etc (systemd-resolved's /run/systemd/resolve).
+        if let Some(d) = fs::canonicalize("/etc/resolv.conf")
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+        {
+            read_only.push(d);
+        }
+        read_only.extend(self.tool_prefixes());
+        read_only.extend(extra.iter().cloned());
+        let mut read_write: Vec<PathBuf> = ["workspace", "home", "tmp", "backend/case-data"]
+            .iter()
+            .map(|d| self.dir.join(d))
+            .collect();
+        read_write.extend(DEVICES_READ_WRITE.iter().map(PathBuf::from));
+        Policy {
+            read_only,
+            read_write,
+            net,
+            allow_net: self.opts.allow_net.clone(),
+        }
+    }
+
+    /// Where the fixture's test command is installed, when that is not a system folder
+    /// (a pyenv `python3` is a shim under `~/.pyenv`): `<prefix>` of `<prefix>/<dir>/<tool>`.
+    /// Never a folder that holds the ledger, the run, or a home folder itself.
+    fn tool_prefixes(&self) -> Vec<PathBuf> {
+        let Some(tool) = self.fixture.manifest.test_command.first() else {
+            return Vec::new();
+        };
+        let Some(found) = crate::paths::which(tool, &self.workspace()) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for p in [found.clone(), fs::canonicalize(&found).unwrap_or(found)] {
+            let Some(prefix) = p.parent().and_then(Path::parent) else {
+                continue;
+            };
+            let system = SYSTEM_READ_ONLY.iter().any(|s| p.starts_with(s));
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            let too_wide = prefix == Path::new("/")
+                || self.home.dir.starts_with(prefix)
+                || self.dir.starts_with(prefix)
+                || home.as_deref() == Some(prefix);
+            if !system && !too_wide && !out.contains(&prefix.to_path_buf()) {
+                out.push(prefix.to_path_buf());
+            }
+        }
+        out
+    }
+
+    /// The provider runs in the kernel sandbox, or the run is blocked before it starts;
+    /// `--no-sandbox` runs it unconfined and says so in the report and the journal.
+    fn sandbox_gate(
+        &mut self,
+        exe: &Path,
+    ) -> Result<std::result::Result<Option<Prepared>, Blocked>> {
+        if self.opts.no_sandbox {
+            self.report.sandbox = Some(SandboxReport::waived("--no-sandbox"));
+            self.gate_pass(
+                "provider_sandboxed",
+                "not sandboxed: --no-sandbox was given, so the provider runs unconfined with the invoking user's access".into(),
+            );
+            return Ok(Ok(None));
+        }
+        let mut extra = vec![exe.to_path_buf()];
+        let net = match self.opts.lane {
+            Lane::Fake => {
+                extra.push(self.backend().join("fake-solution"));
+                if self.opts.allow_net.is_empty() {
+                    Net::None
+                } else {
+                    Net::Tcp(self.opts.allow_net.clone())
+                }
+            }
+            Lane::Case => {
+                let mut ports = vec![HOSTED_MODEL_PORT];
+                ports.extend(self.opts.allow_net.iter().copied());
+                ports.sort_unstable();
+                ports.dedup();
+                Net::Tcp(ports)
+            }
+        };
+        let policy = self.sandbox_policy(&extra, net);
+        match crate::sandbox::prepare(&policy) {
+            Ok(p) => {
+                self.report.sandbox = Some(p.report.clone());
+                self.gate_pass("provider_sandboxed", p.report.summary());
+                Ok(Ok(Some(p)))
+            }
+            Err(Unavailable(message)) => {
+                self.report.sandbox = None;
+                Ok(Err(Blocked {
+                    gate: "provider_sandboxed",
+                    file: "provider-sandbox-unavailable.txt",
+                    message,
+                }))
+            }
+        }
+    }
+
+    fn run_provider(&mut self, exe: &Path, sandbox: Option<Prepared>) -> Result<()> {
         let task = self.task_path();
         let argv: Vec<String> = vec![
             exe.display().to_string(),
@@ -716,6 +862,9 @@ impl Run<'_> {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
+        if let Some(s) = sandbox {
+            s.install(&mut cmd);
+        }
         crate::runner::become_subreaper();
         let timeout = Duration::from_secs_f64(self.opts.timeout_seconds);
         let o = match crate::runner::run_bounded(cmd, timeout, &self.interrupt) {
@@ -781,6 +930,35 @@ impl Run<'_> {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
+        // The tests import code the provider wrote: the same sandbox, and no network at all.
+        let sandbox = if self.opts.no_sandbox {
+            Some(SandboxReport::waived("--no-sandbox"))
+        } else {
+            match crate::sandbox::prepare(&self.sandbox_policy(&[], Net::None)) {
+                Ok(p) => {
+                    let r = p.report.clone();
+                    p.install(&mut cmd);
+                    Some(r)
+                }
+                Err(Unavailable(m)) => {
+                    let text = format!(
+                        "the tests were not run: they import the provider's code and {m}\n"
+                    );
+                    fs::write(&log_p, text).map_err(Error::io("write", &log_p))?;
+                    self.report.tests = Some(Tests {
+                        command: cmd_v,
+                        exit_code: None,
+                        result: TestResult::Error,
+                        log: "backend/tests.log".into(),
+                        sandbox: None,
+                    });
+                    self.report.status = RunStatus::Failed;
+                    self.report.reason =
+                        Some(format!("the fixture's tests could not be sandboxed: {m}"));
+                    return Ok(());
+                }
+            }
+        };
         let (code, result) = match crate::runner::run_bounded(cmd, TEST_TIMEOUT, &self.interrupt) {
             Ok(o) if o.timed_out => (None, TestResult::Timeout),
             Ok(o) if o.interrupted => {
@@ -812,6 +990,7 @@ impl Run<'_> {
             exit_code: code,
             result,
             log: "backend/tests.log".into(),
+            sandbox,
         });
         if self.report.status == RunStatus::Started {
             if result == TestResult::Passed {
@@ -952,6 +1131,11 @@ fn record_run(
         run_dir: dir.display().to_string(),
         started: r.started.clone(),
         finished: r.finished.clone().unwrap_or_default(),
+        sandbox: r
+            .sandbox
+            .as_ref()
+            .filter(|_| !r.argv.is_empty())
+            .map(|s| s.summary()),
         artifacts,
         objects,
     };

@@ -341,6 +341,10 @@ pub struct RunRec {
     pub run_dir: String,
     pub started: String,
     pub finished: String,
+    /// The sandbox the provider ran in, as one line (`off (--no-sandbox)` when waived);
+    /// absent when the provider never started, and in runs recorded before sandboxes.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sandbox: Option<String>,
     pub artifacts: Vec<ArtifactRec>,
     pub objects: Vec<ObjRec>,
 }

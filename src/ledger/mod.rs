@@ -43,6 +43,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../schema/0006_run_folders.sql"),
     ),
     ("0007_keys", include_str!("../../schema/0007_keys.sql")),
+    (
+        "0008_run_sandbox",
+        include_str!("../../schema/0008_run_sandbox.sql"),
+    ),
 ];
 
 /// The tables rebuilt from the journal, children before parents (for deletes).

@@ -156,8 +156,8 @@ fn run(at: &At, r: &RunRec) -> Result<()> {
     at.objects(&r.objects)?;
     at.run(
         "INSERT INTO runs (id, seq, kind, fixture, lane, status, verdict, provider_started, provider_path, provider_object, provider_admission, model, model_admission,
-                           config_object, report_object, tree_object, run_dir, started, finished)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                           config_object, report_object, tree_object, run_dir, started, finished, sandbox)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
         params![
             r.id,
             at.seq,
@@ -177,7 +177,8 @@ fn run(at: &At, r: &RunRec) -> Result<()> {
             r.tree_object,
             r.run_dir,
             r.started,
-            r.finished
+            r.finished,
+            r.sandbox
         ],
     )?;
     for a in &r.artifacts {

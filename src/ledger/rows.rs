@@ -292,10 +292,11 @@ pub struct RunRow {
     pub run_dir: String,
     pub started: String,
     pub finished: String,
+    pub sandbox: Option<String>,
 }
 
 impl FromRow for RunRow {
-    const COLUMNS: &'static str = "r.id, r.seq, r.kind, r.fixture, r.lane, r.status, r.verdict, r.provider_started, r.provider_path, r.provider_object, r.provider_admission, r.model, r.model_admission, r.config_object, r.report_object, r.tree_object, r.run_dir, r.started, r.finished";
+    const COLUMNS: &'static str = "r.id, r.seq, r.kind, r.fixture, r.lane, r.status, r.verdict, r.provider_started, r.provider_path, r.provider_object, r.provider_admission, r.model, r.model_admission, r.config_object, r.report_object, r.tree_object, r.run_dir, r.started, r.finished, r.sandbox";
     fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(RunRow {
             id: r.get(0)?,
@@ -317,6 +318,7 @@ impl FromRow for RunRow {
             run_dir: r.get(16)?,
             started: r.get(17)?,
             finished: r.get(18)?,
+            sandbox: r.get(19)?,
         })
     }
 }

@@ -1,0 +1,314 @@
+//! The kernel sandbox around the provider and the fixture's tests: a hostile provider
+//! (the fake's `escape` behaviour, which also plants code in what the tests import)
+//! tries each escape; with the sandbox every one fails and the run still passes,
+//! without it (`--no-sandbox`) every one succeeds, so the checks can fail.
+
+use std::fs;
+use std::net::TcpListener;
+
+use serde_json::Value;
+
+use crate::stage2::{provider_started, stage2, Stage2};
+use crate::util::*;
+
+/// A file outside every run folder and a listening loopback port, as escape targets.
+struct Targets {
+    secret: std::path::PathBuf,
+    _listener: TcpListener,
+    port: String,
+}
+
+fn targets(env: &Env) -> Targets {
+    let secret = env.path("outside/secret.txt");
+    fs::create_dir_all(secret.parent().unwrap()).unwrap();
+    fs::write(&secret, "the invoking user's secret\n").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    Targets {
+        secret,
+        _listener: listener,
+        port,
+    }
+}
+
+fn escape_run(env: &Env, t: &Targets, extra: &[&str]) -> Stage2 {
+    let mut args = vec!["--fake-behavior", "escape"];
+    args.extend_from_slice(extra);
+    stage2(
+        env,
+        &args,
+        &[
+            ("CTO_FAKE_CA_ESCAPE_READ", s(&t.secret)),
+            ("CTO_FAKE_CA_ESCAPE_PORT", &t.port),
+        ],
+    )
+}
+
+/// attempt name → succeeded, from `escape-provider.json` or `escape-tests.json`.
+fn attempts(r: &Stage2, file: &str) -> Vec<(String, bool)> {
+    let p = r.dir.join("workspace").join(file);
+    let v: Value = serde_json::from_slice(
+        &fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}\n{}", p.display(), r.stderr)),
+    )
+    .unwrap();
+    v["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap().to_string(),
+                a["succeeded"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+const PROVIDER_ESCAPES: [&str; 8] = [
+    "ledger_read",
+    "ledger_list",
+    "runs_list",
+    "ledger_write",
+    "outside_read",
+    "network",
+    "signal",
+    "capabilities",
+];
+const TEST_ESCAPES: [&str; 6] = [
+    "ledger_read",
+    "ledger_list",
+    "ledger_write",
+    "outside_read",
+    "network",
+    "signal",
+];
+
+fn outcome(list: &[(String, bool)], name: &str) -> bool {
+    list.iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("attempt {name} was not made: {list:?}"))
+        .1
+}
+
+fn planted(env: &Env) -> Vec<String> {
+    fs::read_dir(&env.ledger)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("planted"))
+        .collect()
+}
+
+#[test]
+fn every_escape_of_a_hostile_provider_and_its_planted_test_code_is_blocked() {
+    let env = Env::new();
+    let t = targets(&env);
+    let r = escape_run(&env, &t, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.report["verdict"], "pass", "the provider still completes");
+    let provider = attempts(&r, "escape-provider.json");
+    for name in PROVIDER_ESCAPES {
+        assert!(
+            !outcome(&provider, name),
+            "provider escape {name} succeeded: {provider:?}"
+        );
+    }
+    assert!(
+        !outcome(&provider, "ledger_fd"),
+        "a descriptor into the ledger leaked"
+    );
+    assert!(
+        outcome(&provider, "workspace_write"),
+        "the workspace must stay writable"
+    );
+    let tests = attempts(&r, "escape-tests.json");
+    for name in TEST_ESCAPES {
+        assert!(
+            !outcome(&tests, name),
+            "escape {name} from the tests succeeded: {tests:?}"
+        );
+    }
+    assert!(planted(&env).is_empty());
+
+    let sb = &r.report["sandbox"];
+    assert_eq!(sb["enabled"], true);
+    assert_eq!(sb["mechanism"], "landlock");
+    assert!(sb["abi"].as_u64().unwrap() >= 4);
+    assert_eq!(sb["network"]["mode"], "none");
+    let rules: Vec<(&str, bool)> = sb["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["rule"].as_str().unwrap(),
+                r["enforced"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    for must in ["filesystem", "tcp", "no_new_privs", "no_capabilities"] {
+        assert!(
+            rules.contains(&(must, true)),
+            "{must} not enforced: {rules:?}"
+        );
+    }
+    let rw: Vec<&str> = sb["read_write"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        !rw.iter()
+            .any(|p| *p == s(&env.ledger) || p.ends_with("/runs")),
+        "{rw:?}"
+    );
+    assert_eq!(r.report["tests"]["sandbox"]["network"]["mode"], "none");
+    assert!(r.report["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["name"] == "provider_sandboxed" && g["passed"] == true));
+
+    let runs = env.ok(["runs", "--json"]).json();
+    assert!(
+        runs[0]["sandbox"]
+            .as_str()
+            .unwrap()
+            .starts_with("landlock ABI "),
+        "{runs}"
+    );
+    env.ok(["audit"]);
+}
+
+#[test]
+fn without_the_sandbox_the_same_escapes_succeed_the_choice_is_recorded_and_audit_finds_the_plant() {
+    let env = Env::new();
+    let t = targets(&env);
+    let r = escape_run(&env, &t, &["--no-sandbox"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let provider = attempts(&r, "escape-provider.json");
+    for name in [
+        "ledger_read",
+        "ledger_list",
+        "ledger_write",
+        "outside_read",
+        "network",
+    ] {
+        assert!(
+            outcome(&provider, name),
+            "escape {name} failed even unconfined: {provider:?}"
+        );
+    }
+    let tests = attempts(&r, "escape-tests.json");
+    assert!(outcome(&tests, "ledger_write"), "{tests:?}");
+    assert_eq!(planted(&env), ["planted-by-provider", "planted-by-tests"]);
+
+    assert_eq!(r.report["sandbox"]["enabled"], false);
+    assert_eq!(r.report["sandbox"]["waived"], "--no-sandbox");
+    let id = r.report["run_id"].as_str().unwrap();
+    let runs = env.ok(["runs"]);
+    assert!(
+        runs.stdout.contains("off (--no-sandbox)"),
+        "{}",
+        runs.stdout
+    );
+    let shown = env.ok(["show", &format!("run:{id}"), "--json"]).json();
+    assert_eq!(shown["run"]["sandbox"], "off (--no-sandbox)", "{shown}");
+    let journal = env.db().query_row(
+        "SELECT event FROM journal ORDER BY seq DESC LIMIT 1",
+        [],
+        |row| row.get::<_, String>(0),
+    );
+    assert!(journal.unwrap().contains("off (--no-sandbox)"));
+
+    let audit = env.run(["audit", "--json"]);
+    assert_eq!(audit.code, 1);
+    let findings = audit.json()["findings"].to_string();
+    assert!(
+        findings.contains("planted-by-provider") && findings.contains("\"home\""),
+        "{findings}"
+    );
+}
+
+#[test]
+fn a_kernel_without_landlock_blocks_the_run_before_the_provider_starts() {
+    let env = Env::new();
+    let r = stage2(&env, &[], &[("CTO_LEDGER_SANDBOX_ABI", "0")]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.report["status"], "blocked");
+    assert!(!provider_started(&r.dir));
+    let note = fs::read_to_string(r.dir.join("backend/provider-sandbox-unavailable.txt")).unwrap();
+    assert!(
+        note.contains("Landlock") && note.contains("--no-sandbox"),
+        "{note}"
+    );
+    let gate = r.report["gates"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(gate["name"], "provider_sandboxed");
+    assert_eq!(gate["passed"], false);
+}
+
+#[test]
+fn an_older_landlock_abi_records_what_it_cannot_enforce_and_still_confines() {
+    let env = Env::new();
+    let t = targets(&env);
+    let r5 = stage2(
+        &env,
+        &["--fake-behavior", "escape"],
+        &[
+            ("CTO_LEDGER_SANDBOX_ABI", "5"),
+            ("CTO_FAKE_CA_ESCAPE_READ", s(&t.secret)),
+            ("CTO_FAKE_CA_ESCAPE_PORT", &t.port),
+        ],
+    );
+    assert_eq!(r5.code, 0, "{}", r5.stderr);
+    assert_eq!(r5.report["sandbox"]["abi"], 5);
+    let signals = r5.report["sandbox"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "signals")
+        .unwrap()
+        .clone();
+    assert_eq!(signals["enforced"], false, "{signals}");
+    assert!(signals["by"].as_str().unwrap().contains("ABI 6"));
+    let provider = attempts(&r5, "escape-provider.json");
+    for name in ["ledger_read", "ledger_write", "outside_read", "network"] {
+        assert!(!outcome(&provider, name), "{name} escaped under ABI 5");
+    }
+}
+
+#[test]
+fn allow_net_opens_one_port_to_the_provider_only_and_is_recorded() {
+    let env = Env::new();
+    let t = targets(&env);
+    let r = escape_run(&env, &t, &["--allow-net", &t.port]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let port: u64 = t.port.parse().unwrap();
+    let net = &r.report["sandbox"]["network"];
+    assert_eq!(net["mode"], "tcp");
+    assert_eq!(net["allow_net"], serde_json::json!([port]));
+    assert!(outcome(&attempts(&r, "escape-provider.json"), "network"));
+    assert!(!outcome(
+        &attempts(&r, "escape-provider.json"),
+        "ledger_read"
+    ));
+    // The tests never get the network.
+    assert!(!outcome(&attempts(&r, "escape-tests.json"), "network"));
+}
+
+#[test]
+fn allow_net_outside_1_to_65535_exits_2_before_any_run() {
+    let env = Env::new();
+    for bad in ["0", "65536", "http"] {
+        let r = env.run(["run", "stage2", "--allow-net", bad]);
+        assert_eq!(r.code, 2, "--allow-net {bad}: {}", r.stderr);
+        assert!(r.stderr.contains("--allow-net"), "{}", r.stderr);
+    }
+    assert!(!env.ledger.join("runs").exists());
+}
