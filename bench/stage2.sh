@@ -3,7 +3,8 @@
 #   1. harness overhead: a fake-lane `run stage2` against running the same fake provider
 #      and the fixture's tests by hand on a prepared workspace (medians of REPS);
 #   2. disk growth per run: run folder, store and ledger.db;
-#   3. suite throughput: `run stage2 --repeat N` with --jobs 1 and --jobs 2.
+#   3. suite throughput: `run stage2 --repeat N` with --jobs 1 and --jobs 2;
+#   4. the sandbox's cost: the same run with and without --no-sandbox, interleaved.
 # Not part of .ci/run: timings on a shared machine are for reading, not asserting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,9 +36,9 @@ by_hand() {  # $1: a fresh folder; prints ms for the provider and the tests
     e=$(date +%s%N)
     ms "$s" "$e"
 }
-harness() {
+harness() {  # extra arguments go to run stage2
     local s e
-    s=$(date +%s%N); "$BIN" --ledger "$WORK/L" run stage2 > /dev/null; e=$(date +%s%N)
+    s=$(date +%s%N); "$BIN" --ledger "$WORK/L" run stage2 "$@" > /dev/null; e=$(date +%s%N)
     ms "$s" "$e"
 }
 hand=(); full=()
@@ -66,3 +67,13 @@ j1=$(ms "$s1" "$e1"); j2=$(ms "$s2" "$e2")
 printf '%-62s %8s\n' "suite of $SUITE runs, --jobs 1" "$j1"
 printf '%-62s %8s\n' "suite of $SUITE runs, --jobs 2" "$j2"
 printf '%-62s %8s\n' "--jobs 2 / --jobs 1" "$(python3 -c "print(round($j2 / $j1, 2))")x"
+
+boxed=(); open=()
+for i in $(seq "$REPS"); do
+    boxed+=("$(harness)")
+    open+=("$(harness --no-sandbox)")
+done
+b=$(printf '%s\n' "${boxed[@]}" | median); o=$(printf '%s\n' "${open[@]}" | median)
+printf '%-62s %8s\n' "run stage2, sandboxed (median of $REPS)" "$b"
+printf '%-62s %8s\n' "run stage2 --no-sandbox (median of $REPS)" "$o"
+printf '%-62s %8s\n' "sandbox cost per run (ms)" "$((b - o))"
