@@ -76,6 +76,35 @@ pub(crate) struct Model {
     pub provider: String,
     pub model: String,
     pub admission: Option<ModelAdmissionId>,
+    /// The admitted endpoint the run's exchanges were forwarded to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The scripted model's script, as admitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_sha256: Option<String>,
+    /// The loopback URL the provider was given as its model's base URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_at: Option<String>,
+    /// Model requests answered during the run, each a line of `transcript`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchanges: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcript: Option<String>,
+}
+
+impl Model {
+    pub(crate) fn named(provider: &str, model: &str, admission: Option<ModelAdmissionId>) -> Model {
+        Model {
+            provider: provider.into(),
+            model: model.into(),
+            admission,
+            endpoint: None,
+            script_sha256: None,
+            served_at: None,
+            exchanges: None,
+            transcript: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

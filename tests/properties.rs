@@ -124,7 +124,7 @@ proptest! {
     #[test]
     fn events_round_trip_through_canonical_json(provider in ".{1,30}", model in ".{0,30}", reason in ".{0,60}", seq in 1u64..1_000_000) {
         for body in [
-            Body::ModelAdmission(ModelAdmissionRec { id: "mod_0".parse().unwrap(), provider: provider.clone(), model: model.clone() }),
+            Body::ModelAdmission(ModelAdmissionRec { id: "mod_0".parse().unwrap(), provider: provider.clone(), model: model.clone(), endpoint: None, api: None, script: None, script_path: None }),
             Body::Revocation(RevocationRec { id: "rev_0".parse().unwrap(), target: "adm_0".parse().unwrap(), reason: reason.clone() }),
         ] {
             let e = Event { seq, time: "2026-05-31T00:00:00.000Z".into(), actor: Actor { user: provider.clone(), uid: 0, host: model.clone() }, body };

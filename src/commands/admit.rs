@@ -28,9 +28,18 @@ pub(crate) struct Args {
     /// Refuse (recorded) unless the build that made the file has a check that reproduced
     #[arg(long, conflicts_with = "model")]
     require_reproducible: bool,
-    /// Admit a PROVIDER/MODEL pair that runs may use
+    /// Admit a PROVIDER/MODEL pair that runs may use (`scripted/NAME`: a fixture's model script)
     #[arg(long, value_name = "PROVIDER/MODEL")]
     model: Option<String>,
+    /// With --model: the URL the model is served at (a local server or a remote API)
+    #[arg(long, value_name = "URL", requires = "model")]
+    endpoint: Option<String>,
+    /// With --endpoint: the API spoken there
+    #[arg(long, value_name = "API", requires = "endpoint")]
+    api: Option<String>,
+    /// With --model scripted/NAME: the fixture whose model-scripts/NAME.json is admitted
+    #[arg(long, value_name = "NAME|DIR", requires = "model")]
+    fixture: Option<String>,
 }
 
 pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
@@ -43,7 +52,15 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
         }
         let mut home = cx.open(Mode::ReadWrite)?;
         return Ok(Output::doc(
-            admission::admit_model(&mut home, m)?,
+            admission::admit_model(
+                &mut home,
+                m,
+                &admission::ModelArgs {
+                    endpoint: a.endpoint.as_deref(),
+                    api: a.api.as_deref(),
+                    fixture: a.fixture.as_deref(),
+                },
+            )?,
             model_text,
         ));
     }
@@ -92,5 +109,17 @@ fn model_text(w: &mut dyn Write, r: &ModelAdmitOut) -> R {
     } else {
         "admitted"
     };
-    writeln!(w, "{verb} model {}/{} as {}", a.provider, a.model, a.id)
+    writeln!(w, "{verb} model {}/{} as {}", a.provider, a.model, a.id)?;
+    if let Some(e) = &a.endpoint {
+        writeln!(w, "  endpoint {e} ({})", a.api.as_deref().unwrap_or("-"))?;
+    }
+    if let Some(s) = &a.script {
+        writeln!(
+            w,
+            "  script   {} {}",
+            a.script_path.as_deref().unwrap_or("-"),
+            s.sha256
+        )?;
+    }
+    Ok(())
 }

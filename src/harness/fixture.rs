@@ -7,6 +7,7 @@
 //! task/<task>.task.json     the Case task (id, status, created, repo, ...)
 //! task/<task>.md            its description (optional)
 //! fake-solution/...         files the fake provider writes to solve it (optional)
+//! model-scripts/NAME.json   answers of the scripted model `scripted/NAME` (optional)
 //! ```
 
 use std::fs;
@@ -31,6 +32,8 @@ const BUILTIN_FILES: &[(&str, &[u8])] = builtin_files![
     "task/r1-string-slugify.task.json",
     "task/r1-string-slugify.md",
     "fake-solution/strings.py",
+    "model-scripts/r1-string-slugify.json",
+    "model-scripts/r1-string-slugify-wrong.json",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -53,6 +56,8 @@ pub struct Fixture {
     pub task_json: Vec<u8>,
     pub task_md: Option<Vec<u8>>,
     pub solution: Vec<(String, Vec<u8>)>,
+    /// `model-scripts/NAME.json` as (NAME, bytes), each checked.
+    pub model_scripts: Vec<(String, Vec<u8>)>,
 }
 
 fn bad(origin: &str, file: &str, why: impl std::fmt::Display) -> Error {
@@ -150,6 +155,19 @@ pub fn from_files(origin: String, files: Vec<(String, Vec<u8>)>) -> Result<Fixtu
             "the solution must be flat files",
         ));
     }
+    let mut model_scripts = Vec::new();
+    for (file, bytes) in under("model-scripts/") {
+        let name = file.strip_suffix(".json").filter(|n| plain_name(n));
+        let Some(name) = name else {
+            return Err(bad(
+                &origin,
+                &format!("model-scripts/{file}"),
+                "must be NAME.json with NAME a plain name",
+            ));
+        };
+        super::model::parse_script(&format!("{origin}: model-scripts/{file}"), &bytes)?;
+        model_scripts.push((name.to_string(), bytes));
+    }
     Ok(Fixture {
         manifest,
         origin,
@@ -157,6 +175,7 @@ pub fn from_files(origin: String, files: Vec<(String, Vec<u8>)>) -> Result<Fixtu
         task_json,
         task_md,
         solution,
+        model_scripts,
     })
 }
 

@@ -5,6 +5,7 @@
 
 pub mod fixture;
 pub(crate) mod health;
+pub(crate) mod model;
 pub(crate) mod suite;
 
 use std::fs;
@@ -104,6 +105,17 @@ pub(crate) fn shipped_fake() -> Option<PathBuf> {
     Some(exe.parent()?.join(FAKE_BIN))
 }
 
+/// The variables `CTO_HARNESS_PASS_ENV` names (comma-separated).
+fn pass_env_names() -> Vec<String> {
+    std::env::var("CTO_HARNESS_PASS_ENV")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 /// A gate that stopped the run before the provider started.
 struct Blocked {
     gate: &'static str,
@@ -121,6 +133,8 @@ struct Run<'a> {
     /// Objects outside the run folder that the run record names.
     evidence: Vec<(ObjectMeta, ObjKind)>,
     interrupt: Arc<AtomicBool>,
+    /// What the loopback model server does for this run (none: no model server).
+    serve: Option<model::Backend>,
 }
 
 fn mkdir_private(p: &Path) -> Result<()> {
@@ -163,8 +177,9 @@ fn make_run_dir(runs: &Path, fixture: &str) -> Result<(RunId, PathBuf)> {
 
 /// The fake lane's behaviour must be one the shipped fake knows.
 pub(crate) fn check_fake_behavior(opts: &RunOptions) -> Result<()> {
-    const KNOWN: [&str; 7] = [
+    const KNOWN: [&str; 8] = [
         "solve",
+        "agent",
         "fail",
         "hang",
         "hang-grandchild",
@@ -208,6 +223,7 @@ pub(crate) fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out
         started_at: Instant::now(),
         evidence: Vec::new(),
         interrupt: interrupts.flag.clone(),
+        serve: None,
     };
     // The report exists before anything else can go wrong.
     let first = report::write(&run.dir, &run.report);
@@ -280,8 +296,10 @@ impl Run<'_> {
             Ok(p) => p,
             Err(b) => return self.block(b),
         };
-        self.write_case_data(&model)?;
-        let sandbox = match self.sandbox_gate(&executed)? {
+        let server = self.start_model_server(&model)?;
+        self.write_case_data(&model, server.is_some())?;
+        let port = server.as_ref().map(|s| s.port);
+        let sandbox = match self.sandbox_gate(&executed, port)? {
             Ok(s) => s,
             Err(b) => return self.block(b),
         };
@@ -292,6 +310,12 @@ impl Run<'_> {
             return Ok(());
         }
         self.run_provider(&executed, sandbox)?;
+        if let Some(s) = server {
+            let n = s.stop();
+            if let Some(m) = self.report.model.as_mut() {
+                m.exchanges = Some(n as u64);
+            }
+        }
         if self.report.status != RunStatus::Interrupted {
             self.run_tests()?;
         }
@@ -508,11 +532,7 @@ impl Run<'_> {
                     "model_admitted",
                     "fake lane: the fake provider calls no model".into(),
                 );
-                let model = Model {
-                    provider: p.into(),
-                    model: m.into(),
-                    admission: None,
-                };
+                let model = Model::named(p, m, None);
                 self.report.model = Some(model.clone());
                 return Ok(Ok(model));
             }
@@ -537,11 +557,7 @@ impl Run<'_> {
             }
         };
         let (p, m) = pair;
-        self.report.model = Some(Model {
-            provider: p.clone(),
-            model: m.clone(),
-            admission: None,
-        });
+        self.report.model = Some(Model::named(&p, &m, None));
         if ModelAdmissionRec::parse_pair(&format!("{p}/{m}")).is_err() {
             return Ok(Err(Blocked {
                 gate: "model_admitted",
@@ -549,10 +565,25 @@ impl Run<'_> {
                 message: format!("model `{p}/{m}` is not a valid PROVIDER/MODEL pair"),
             }));
         }
-        match self.home.ledger.model_admission_of(&p, &m, true)?.map(|a| a.id) {
-            Some(id) => {
-                self.gate_pass("model_admitted", format!("{p}/{m} is admitted as {id}"));
-                let model = Model { provider: p, model: m, admission: Some(id) };
+        if p == model::SCRIPTED {
+            return self.scripted_gate(&m);
+        }
+        match self.home.ledger.model_admission_of(&p, &m, true)? {
+            Some(a) => {
+                let id = a.id;
+                let mut model = Model::named(&p, &m, Some(id.clone()));
+                let at = match &a.endpoint {
+                    Some(e) => {
+                        let (origin, _) = model::split_endpoint(e).ok_or_else(|| Error::Integrity {
+                            message: format!("model admission {id} records endpoint `{e}`, which is not a URL"),
+                        })?;
+                        self.serve = Some(model::Backend::Forward(model::Upstream { origin }));
+                        model.endpoint = Some(e.clone());
+                        format!(", served at {e} (recorded through a loopback proxy)")
+                    }
+                    None => String::new(),
+                };
+                self.gate_pass("model_admitted", format!("{p}/{m} is admitted as {id}{at}"));
                 self.report.model = Some(model.clone());
                 Ok(Ok(model))
             }
@@ -562,6 +593,58 @@ impl Run<'_> {
                 message: format!("model {p}/{m} is not admitted (or its admission was revoked); admit it with `cto-ledger admit --model {p}/{m}`"),
             })),
         }
+    }
+
+    /// `scripted/NAME`: the fixture's `model-scripts/NAME.json`, whose exact digest must be
+    /// admitted. Its bytes go into the store as the run's evidence of what was served.
+    fn scripted_gate(&mut self, name: &str) -> Result<std::result::Result<Model, Blocked>> {
+        let spec = format!("{}/{name}", model::SCRIPTED);
+        let blocked = |message: String| {
+            Ok(Err(Blocked {
+                gate: "model_admitted",
+                file: "provider-model-not-admitted.txt",
+                message,
+            }))
+        };
+        let Some(bytes) = model::script_of(&self.fixture, name).map(<[u8]>::to_vec) else {
+            return blocked(format!(
+                "model {spec} names model-scripts/{name}.json, which fixture {} does not have",
+                self.fixture.origin
+            ));
+        };
+        let script = model::parse_script(
+            &format!("{} model-scripts/{name}.json", self.fixture.origin),
+            &bytes,
+        )?;
+        let meta = self.home.store.put_bytes(&bytes)?;
+        self.evidence.push((meta, ObjKind::Blob));
+        let mut m = Model::named(model::SCRIPTED, name, None);
+        m.script_sha256 = Some(meta.sha256.to_string());
+        self.report.model = Some(m.clone());
+        let Some(a) = self.home.ledger.scripted_admission(name, &meta.id)? else {
+            let admitted = self
+                .home
+                .ledger
+                .model_admission_of(model::SCRIPTED, name, true)?;
+            return blocked(match admitted {
+                Some(a) => format!(
+                    "model script model-scripts/{name}.json of fixture {} hashes to {}, but {spec} was admitted ({}) with {}: the script was edited since, so it is not admitted; admit it again with `cto-ledger admit --model {spec}` if the change is intended",
+                    self.fixture.origin,
+                    meta.sha256,
+                    a.id,
+                    a.script_object.map_or("no script".into(), |o| o.to_string())
+                ),
+                None => format!("model {spec} is not admitted (or its admission was revoked); admit its script with `cto-ledger admit --model {spec}`"),
+            });
+        };
+        self.gate_pass(
+            "model_admitted",
+            format!("{spec} is admitted as {} with script {}", a.id, meta.sha256),
+        );
+        m.admission = Some(a.id);
+        self.report.model = Some(m.clone());
+        self.serve = Some(model::Backend::Scripted(script));
+        Ok(Ok(m))
     }
 
     /// The admitted bytes as an executable file: `<ledger>/exec/<blake3>`, made once per
@@ -648,12 +731,42 @@ impl Run<'_> {
         Ok(Ok(()))
     }
 
-    fn write_case_data(&mut self, model: &Model) -> Result<()> {
+    /// For a scripted model or an admitted endpoint: the loopback server the provider is
+    /// pointed at (pi's `models.json` in its home), recording every exchange.
+    fn start_model_server(&mut self, m: &Model) -> Result<Option<model::ModelServer>> {
+        let Some(backend) = self.serve.take() else {
+            return Ok(None);
+        };
+        let base = match (&backend, &m.endpoint) {
+            (model::Backend::Forward(_), Some(e)) => {
+                model::split_endpoint(e).map(|(_, p)| p).unwrap_or_default()
+            }
+            _ => "/v1".to_string(),
+        };
+        let server =
+            model::ModelServer::start(backend, &m.model, &self.dir.join(model::TRANSCRIPT))?;
+        let url = format!("http://127.0.0.1:{}{base}", server.port);
+        model::write_pi_models(&self.dir.join("home"), &url, &m.model)?;
+        if let Some(rm) = self.report.model.as_mut() {
+            rm.served_at = Some(url);
+            rm.transcript = Some(model::TRANSCRIPT.into());
+            rm.exchanges = Some(0);
+        }
+        Ok(Some(server))
+    }
+
+    /// `served`: the model is behind the loopback server, which pi knows as provider
+    /// `openai` (the only name Case's pi adapter gives a key), so Case's config says so.
+    fn write_case_data(&mut self, model: &Model, served: bool) -> Result<()> {
         let data = self.backend().join("case-data");
         let manifest = &self.fixture.manifest;
         let test_cmd = manifest.test_command.join(" ");
-        let config =
-            json!({"models": {"default": {"provider": model.provider, "model": model.model}}});
+        let provider = if served {
+            "openai"
+        } else {
+            model.provider.as_str()
+        };
+        let config = json!({"models": {"default": {"provider": provider, "model": model.model}}});
         let projects = json!({"repos": [{
             "name": manifest.repo,
             "path": self.workspace().display().to_string(),
@@ -714,13 +827,22 @@ impl Run<'_> {
                 self.backend().join("fake-solution").display().to_string(),
             ));
         }
+        // pi gives the `openai` provider (the loopback server) a key only when one is set;
+        // the scripted model and a local endpoint need none, so a placeholder says so.
+        if self
+            .report
+            .model
+            .as_ref()
+            .is_some_and(|m| m.served_at.is_some())
+            && !pass_env_names().iter().any(|n| n == "OPENAI_API_KEY")
+        {
+            env.push(("OPENAI_API_KEY".into(), "cto-ledger-no-key".into()));
+        }
         // Credentials the real provider needs are passed only by explicit name.
-        if let Ok(names) = std::env::var("CTO_HARNESS_PASS_ENV") {
-            for n in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                if let Ok(v) = std::env::var(n) {
-                    if !env.iter().any(|(k, _)| k == n) {
-                        env.push((n.to_string(), v));
-                    }
+        for n in pass_env_names() {
+            if let Ok(v) = std::env::var(&n) {
+                if !env.iter().any(|(k, _)| *k == n) {
+                    env.push((n, v));
                 }
             }
         }
@@ -790,6 +912,7 @@ impl Run<'_> {
     fn sandbox_gate(
         &mut self,
         exe: &Path,
+        model_port: Option<u16>,
     ) -> Result<std::result::Result<Option<Prepared>, Blocked>> {
         if self.opts.no_sandbox {
             self.report.sandbox = Some(SandboxReport::waived("--no-sandbox"));
@@ -800,22 +923,23 @@ impl Run<'_> {
             return Ok(Ok(None));
         }
         let mut extra = vec![exe.to_path_buf()];
-        let net = match self.opts.lane {
-            Lane::Fake => {
-                extra.push(self.backend().join("fake-solution"));
-                if self.opts.allow_net.is_empty() {
-                    Net::None
-                } else {
-                    Net::Tcp(self.opts.allow_net.clone())
-                }
-            }
-            Lane::Case => {
-                let mut ports = vec![HOSTED_MODEL_PORT];
-                ports.extend(self.opts.allow_net.iter().copied());
-                ports.sort_unstable();
-                ports.dedup();
-                Net::Tcp(ports)
-            }
+        if self.opts.lane == Lane::Fake {
+            extra.push(self.backend().join("fake-solution"));
+        }
+        // The model's port: the loopback server's, or HTTPS for a hosted model.
+        let model_port = match (model_port, self.opts.lane) {
+            (Some(p), _) => Some(p),
+            (None, Lane::Case) => Some(HOSTED_MODEL_PORT),
+            (None, Lane::Fake) => None,
+        };
+        let mut ports: Vec<u16> = model_port.into_iter().collect();
+        ports.extend(self.opts.allow_net.iter().copied());
+        ports.sort_unstable();
+        ports.dedup();
+        let net = if ports.is_empty() {
+            Net::None
+        } else {
+            Net::Tcp(ports)
         };
         let policy = self.sandbox_policy(&extra, net);
         match crate::sandbox::prepare(&policy) {

@@ -127,11 +127,9 @@ impl Body {
     /// name every object it needs (an event lists the objects that were new to it).
     pub fn objects(&self) -> Vec<&ObjRec> {
         match self {
-            Body::Init { .. }
-            | Body::ModelAdmission(_)
-            | Body::Revocation(_)
-            | Body::Key(_)
-            | Body::KeyRevocation(_) => Vec::new(),
+            Body::Init { .. } | Body::Revocation(_) | Body::Key(_) | Body::KeyRevocation(_) => {
+                Vec::new()
+            }
             Body::Ingest(r) => r.objects.iter().collect(),
             Body::Source(s) => s.objects.iter().collect(),
             Body::Admission(a) => a.objects.iter().collect(),
@@ -141,6 +139,7 @@ impl Body {
                 .chain(r.source.iter().flat_map(|s| s.objects.iter()))
                 .collect(),
             Body::Run(r) => r.objects.iter().collect(),
+            Body::ModelAdmission(m) => m.script.iter().collect(),
             Body::Build(b) => b.objects.iter().collect(),
         }
     }
@@ -257,6 +256,18 @@ pub struct ModelAdmissionRec {
     pub id: ModelAdmissionId,
     pub provider: String,
     pub model: String,
+    /// The URL the model is served at (absent: the provider's hosted API).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub endpoint: Option<String>,
+    /// The API spoken at `endpoint` (`openai-completions`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub api: Option<String>,
+    /// The scripted model's script: its digest is what is admitted.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub script: Option<ObjRec>,
+    /// Where the script came from (`builtin:r1-string-slugify/model-scripts/NAME.json`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub script_path: Option<String>,
 }
 
 impl ModelAdmissionRec {

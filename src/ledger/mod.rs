@@ -47,6 +47,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008_run_sandbox",
         include_str!("../../schema/0008_run_sandbox.sql"),
     ),
+    (
+        "0009_model_endpoints",
+        include_str!("../../schema/0009_model_endpoints.sql"),
+    ),
 ];
 
 /// The tables rebuilt from the journal, children before parents (for deletes).

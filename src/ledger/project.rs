@@ -139,9 +139,24 @@ fn refusal(at: &At, r: &RefusalRec) -> Result<()> {
 }
 
 fn model_admission(at: &At, m: &ModelAdmissionRec) -> Result<()> {
+    if let Some(s) = &m.script {
+        at.objects(std::slice::from_ref(s))?;
+    }
     at.run(
-        "INSERT INTO model_admissions (id, seq, provider, model, actor, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![m.id, at.seq, m.provider, m.model, at.actor, at.time],
+        "INSERT INTO model_admissions (id, seq, provider, model, actor, time, endpoint, api, script_object, script_path)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            m.id,
+            at.seq,
+            m.provider,
+            m.model,
+            at.actor,
+            at.time,
+            m.endpoint,
+            m.api,
+            m.script.as_ref().map(|s| s.id),
+            m.script_path
+        ],
     )
 }
 

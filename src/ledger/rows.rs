@@ -124,10 +124,14 @@ pub struct ModelAdmissionRow {
     pub model: String,
     pub actor: String,
     pub time: String,
+    pub endpoint: Option<String>,
+    pub api: Option<String>,
+    pub script_object: Option<ObjectId>,
+    pub script_path: Option<String>,
 }
 
 impl FromRow for ModelAdmissionRow {
-    const COLUMNS: &'static str = "m.id, m.seq, m.provider, m.model, m.actor, m.time";
+    const COLUMNS: &'static str = "m.id, m.seq, m.provider, m.model, m.actor, m.time, m.endpoint, m.api, m.script_object, m.script_path";
     fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(ModelAdmissionRow {
             id: r.get(0)?,
@@ -136,6 +140,10 @@ impl FromRow for ModelAdmissionRow {
             model: r.get(3)?,
             actor: r.get(4)?,
             time: r.get(5)?,
+            endpoint: r.get(6)?,
+            api: r.get(7)?,
+            script_object: r.get(8)?,
+            script_path: r.get(9)?,
         })
     }
 }
@@ -543,6 +551,20 @@ impl Ledger {
         )
     }
 
+    /// The live admission of `scripted/MODEL` whose script is exactly `script`.
+    pub fn scripted_admission(
+        &self,
+        model: &str,
+        script: &ObjectId,
+    ) -> Result<Option<ModelAdmissionRow>> {
+        self.row_of(
+            "read model admission",
+            "model_admissions m WHERE m.provider = 'scripted' AND m.model = ?1 AND m.script_object = ?2
+               AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.target = m.id) ORDER BY m.seq DESC LIMIT 1",
+            params![model, script],
+        )
+    }
+
     /// The first revocation of an admission or model admission.
     pub fn revocation_of(&self, target: &Revocable) -> Result<Option<RevocationRow>> {
         self.row_of(
@@ -697,6 +719,16 @@ impl Ledger {
     }
 
     // ------------------------------------------------------------ runs
+
+    /// The object a run recorded at `path` in its folder.
+    pub fn run_artifact(&self, id: &RunId, path: &str) -> Result<Option<ObjectId>> {
+        self.one(
+            "read run artifact",
+            "SELECT object FROM run_artifacts WHERE run_id = ?1 AND path = ?2",
+            params![id, path],
+            |r| r.get(0),
+        )
+    }
 
     pub fn run(&self, id: &RunId) -> Result<Option<RunRow>> {
         self.row_of("read run", "runs r WHERE r.id = ?1", [id])

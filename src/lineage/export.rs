@@ -234,7 +234,11 @@ fn prov_node(n: &LNode, doc: &mut Value, k: &mut usize) {
             ("activity", "build" | "run") => {
                 doc["wasInformedBy"][key] = json!({"prov:informed": id, "prov:informant": cid})
             }
-            ("activity", _) if c.relation.as_deref().is_some_and(|r| r.ends_with(".json")) => {
+            ("activity", _)
+                if c.relation
+                    .as_deref()
+                    .is_some_and(|r| r.ends_with(".json") || r.ends_with(".jsonl")) =>
+            {
                 doc["wasGeneratedBy"][key] = json!({"prov:entity": cid, "prov:activity": id})
             }
             ("activity", _) => {

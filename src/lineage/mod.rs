@@ -165,9 +165,11 @@ fn up_run(l: &Ledger, id: &RunId) -> Result<Step> {
     if let Some(m) = &r.model_admission {
         s.to(Node::ModelAdmission(m.clone()), "model");
     }
+    let transcript = l.run_artifact(id, crate::harness::model::TRANSCRIPT)?;
     for (o, rel) in [
         (&r.report_object, "report.json"),
         (&r.config_object, "config.json"),
+        (&transcript, "model-transcript.jsonl"),
     ] {
         if let Some(o) = o {
             s.links.push(Link::Leaf(object_leaf(l, o, rel)?));
@@ -201,9 +203,17 @@ fn up_model(l: &Ledger, id: &ModelAdmissionId) -> Result<Step> {
     let Some(m) = l.model_admission(id)? else {
         return Ok(missing("model_admission", id));
     };
-    let label = format!("model {}/{} ({id})", m.provider, m.model);
+    let at = m
+        .endpoint
+        .as_ref()
+        .map(|e| format!(" at {e}"))
+        .unwrap_or_default();
+    let label = format!("model {}/{}{at} ({id})", m.provider, m.model);
     let mut s = leaf_step(LNode::new("model_admission", id, label, attrs(&m)));
     revoked_flag(l, Revocable::Model(id.clone()), &mut s.node)?;
+    if let Some(o) = &m.script_object {
+        s.links.push(Link::Leaf(object_leaf(l, o, "script")?));
+    }
     Ok(s)
 }
 
