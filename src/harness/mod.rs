@@ -686,8 +686,8 @@ impl Run<'_> {
     }
 
     /// Copies object `m` out of the store into a new file and renames it to `p` once it
-    /// re-hashes (mode 0500): concurrent runs each write their own file, and a rename
-    /// never changes the file a running provider executes.
+    /// re-hashes (mode 0500): concurrent runs each write their own file, the first to
+    /// land stays, and only a file that no longer hashes to its name is replaced.
     fn make_executable(
         &self,
         m: &ObjectMeta,
@@ -726,6 +726,16 @@ impl Run<'_> {
             .map_err(Error::io("chmod", tmp.path()))?;
         // Close before the rename: no writable descriptor may be open when it is executed.
         let tmp = tmp.into_temp_path();
+        // A good file another run made meanwhile stays: a run's sandbox grants its provider
+        // that inode, so replacing it would leave the provider unable to execute itself.
+        let tmp = match tmp.persist_noclobber(p) {
+            Ok(()) => return Ok(Ok(())),
+            Err(e) if crate::store::object_id_of_file(p).is_ok_and(|id| id == m.id) => {
+                drop(e);
+                return Ok(Ok(()));
+            }
+            Err(e) => e.path,
+        };
         tmp.persist(p)
             .map_err(|e| Error::io("rename into", p)(e.error))?;
         Ok(Ok(()))
