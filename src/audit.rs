@@ -191,6 +191,7 @@ pub(crate) fn audit(
     check_store(home, &known, &mut out)?;
     check_home(home, &known, &mut out)?;
     check_runs(home, &mut out)?;
+    check_run_folders(home, &mut out)?;
     unrecorded_runs(home, &mut out)?;
     out.ok = out.findings.is_empty();
     Ok(out)
@@ -444,6 +445,88 @@ fn check_runs(home: &Home, out: &mut AuditOut) -> Result<()> {
                     rev.id
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Every recorded run folder still on disk holds exactly the tree its run recorded:
+/// a file planted in it (or changed, or removed) after the run is a finding.
+fn check_run_folders(home: &Home, out: &mut AuditOut) -> Result<()> {
+    for r in home.ledger.runs(&RunFilter::default())? {
+        let (Some(tree), dir) = (r.tree_object, std::path::PathBuf::from(&r.run_dir)) else {
+            continue;
+        };
+        if !dir.is_dir() {
+            continue; // removed by its owner; its evidence is in the store
+        }
+        let mut diffs = Vec::new();
+        compare_folder(&home.store, &tree, &dir, "", &mut diffs)?;
+        if !diffs.is_empty() {
+            let shown: Vec<&str> = diffs.iter().take(5).map(String::as_str).collect();
+            let more = if diffs.len() > 5 {
+                format!(" and {} more", diffs.len() - 5)
+            } else {
+                String::new()
+            };
+            out.findings.push(Finding::new(
+                AuditCheck::Run,
+                format!("run:{}", r.id),
+                format!(
+                    "its folder {} changed after it was recorded: {}{more}; the recorded tree is the evidence (`cto-ledger restore {tree} DIR`)",
+                    dir.display(),
+                    shown.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Differences between folder `dir` and tree `id`, as `planted|changed|missing PATH`.
+fn compare_folder(
+    store: &Store,
+    id: &ObjectId,
+    dir: &std::path::Path,
+    rel: &str,
+    diffs: &mut Vec<String>,
+) -> Result<()> {
+    use crate::store::tree::{self, Kind};
+    let t = tree::load(store, id)?;
+    let mut on_disk: Vec<(Vec<u8>, fs::FileType)> = Vec::new();
+    for e in fs::read_dir(dir).map_err(Error::io("list", dir))? {
+        let e = e.map_err(Error::io("list", dir))?;
+        let ft = e.file_type().map_err(Error::io("stat", e.path()))?;
+        use std::os::unix::ffi::OsStrExt;
+        on_disk.push((e.file_name().as_bytes().to_vec(), ft));
+    }
+    let name = |n: &[u8]| format!("{rel}{}", String::from_utf8_lossy(n));
+    for (n, _) in &on_disk {
+        if !t.entries.iter().any(|e| &e.name == n) {
+            diffs.push(format!("planted {}", name(n)));
+        }
+    }
+    for e in &t.entries {
+        let Some((_, ft)) = on_disk.iter().find(|(n, _)| *n == e.name) else {
+            diffs.push(format!("missing {}", name(&e.name)));
+            continue;
+        };
+        use std::os::unix::ffi::OsStrExt;
+        let p = dir.join(std::ffi::OsStr::from_bytes(&e.name));
+        let same = match (e.kind, e.object) {
+            (Kind::Dir, Some(sub)) if ft.is_dir() => {
+                compare_folder(store, &sub, &p, &format!("{}/", name(&e.name)), diffs)?;
+                true
+            }
+            (Kind::File, Some(obj)) if ft.is_file() => {
+                crate::store::object_id_of_file(&p).is_ok_and(|got| got == obj)
+            }
+            (Kind::Symlink, _) if ft.is_symlink() => fs::read_link(&p)
+                .is_ok_and(|l| Some(l.as_os_str().as_bytes()) == e.target.as_deref()),
+            _ => false,
+        };
+        if !same {
+            diffs.push(format!("changed {}", name(&e.name)));
         }
     }
     Ok(())

@@ -312,3 +312,24 @@ fn allow_net_outside_1_to_65535_exits_2_before_any_run() {
     }
     assert!(!env.ledger.join("runs").exists());
 }
+
+#[test]
+fn a_file_planted_in_a_recorded_run_folder_is_an_audit_finding() {
+    let env = Env::new();
+    let r = stage2(&env, &[], &[]);
+    assert_eq!(r.code, 0);
+    env.ok(["audit"]);
+    fs::write(r.dir.join("workspace/later.py"), "planted after the run\n").unwrap();
+    fs::write(r.dir.join("backend/tests.log"), "OK\n").unwrap();
+    fs::remove_file(r.dir.join("backend/provider-stderr.log")).unwrap();
+    let a = env.run(["audit", "--json"]);
+    assert_eq!(a.code, 1);
+    let findings = a.json()["findings"].to_string();
+    for want in [
+        "planted workspace/later.py",
+        "changed backend/tests.log",
+        "missing backend/provider-stderr.log",
+    ] {
+        assert!(findings.contains(want), "{want}: {findings}");
+    }
+}
