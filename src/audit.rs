@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::id::{ChainHash, ObjectId, Revocable, Sha256Digest};
-use crate::ledger::{ChainCheck, Head, RunFilter};
+use crate::ledger::{ChainCheck, Head, RunFilter, RunRow};
 use crate::state::{AuditCheck, Lane, RunStatus};
 use crate::store::Store;
 
@@ -191,7 +191,6 @@ pub(crate) fn audit(
     check_store(home, &known, &mut out)?;
     check_home(home, &known, &mut out)?;
     check_runs(home, &mut out)?;
-    check_run_folders(home, &mut out)?;
     unrecorded_runs(home, &mut out)?;
     out.ok = out.findings.is_empty();
     Ok(out)
@@ -351,19 +350,10 @@ const HOME_TEMP_PREFIXES: [&str; 2] = ["build-logs-", "build-check-"];
 /// provider planted, say) is a finding, as is an `exec/` file no recorded object names.
 fn check_home(home: &Home, known: &BTreeSet<String>, out: &mut AuditOut) -> Result<()> {
     let list = |dir: &std::path::Path| -> Result<Vec<(String, fs::FileType)>> {
-        let mut v = Vec::new();
-        let rd = match fs::read_dir(dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(v),
-            Err(e) => return Err(Error::io("list", dir)(e)),
-        };
-        for e in rd {
-            let e = e.map_err(Error::io("list", dir))?;
-            let t = e.file_type().map_err(Error::io("stat", e.path()))?;
-            v.push((e.file_name().to_string_lossy().into_owned(), t));
-        }
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(v)
+        Ok(entries(dir)?
+            .into_iter()
+            .map(|(n, t)| (String::from_utf8_lossy(&n).into_owned(), t))
+            .collect())
     };
     let mut find = |path: std::path::PathBuf, m: &str| {
         out.findings.push(Finding::new(
@@ -407,11 +397,13 @@ fn check_home(home: &Home, known: &BTreeSet<String>, out: &mut AuditOut) -> Resu
     Ok(())
 }
 
-/// Every run left a final report and used an admitted, unrevoked provider (and model).
+/// Every run left a final report and used an admitted, unrevoked provider (and model),
+/// and its folder, where it still is, holds what was recorded.
 fn check_runs(home: &Home, out: &mut AuditOut) -> Result<()> {
     let runs = home.ledger.runs(&RunFilter::default())?;
     out.runs_checked = runs.len() as u64;
     for r in runs {
+        check_run_folder(home, &r, out)?;
         let id = format!("run:{}", r.id);
         let mut find = |m: String| {
             out.findings
@@ -450,37 +442,53 @@ fn check_runs(home: &Home, out: &mut AuditOut) -> Result<()> {
     Ok(())
 }
 
-/// Every recorded run folder still on disk holds exactly the tree its run recorded:
-/// a file planted in it (or changed, or removed) after the run is a finding.
-fn check_run_folders(home: &Home, out: &mut AuditOut) -> Result<()> {
-    for r in home.ledger.runs(&RunFilter::default())? {
-        let (Some(tree), dir) = (r.tree_object, std::path::PathBuf::from(&r.run_dir)) else {
-            continue;
+/// A recorded run folder still on disk holds exactly the tree its run recorded: a file
+/// planted in it (or changed, or removed) after the run is a finding.
+fn check_run_folder(home: &Home, r: &RunRow, out: &mut AuditOut) -> Result<()> {
+    let (Some(tree), dir) = (r.tree_object, std::path::PathBuf::from(&r.run_dir)) else {
+        return Ok(());
+    };
+    if !dir.is_dir() {
+        return Ok(()); // removed by its owner; its evidence is in the store
+    }
+    let mut diffs = Vec::new();
+    compare_folder(&home.store, &tree, &dir, "", &mut diffs)?;
+    if !diffs.is_empty() {
+        let shown: Vec<&str> = diffs.iter().take(5).map(String::as_str).collect();
+        let more = if diffs.len() > 5 {
+            format!(" and {} more", diffs.len() - 5)
+        } else {
+            String::new()
         };
-        if !dir.is_dir() {
-            continue; // removed by its owner; its evidence is in the store
-        }
-        let mut diffs = Vec::new();
-        compare_folder(&home.store, &tree, &dir, "", &mut diffs)?;
-        if !diffs.is_empty() {
-            let shown: Vec<&str> = diffs.iter().take(5).map(String::as_str).collect();
-            let more = if diffs.len() > 5 {
-                format!(" and {} more", diffs.len() - 5)
-            } else {
-                String::new()
-            };
-            out.findings.push(Finding::new(
-                AuditCheck::Run,
-                format!("run:{}", r.id),
-                format!(
-                    "its folder {} changed after it was recorded: {}{more}; the recorded tree is the evidence (`cto-ledger restore {tree} DIR`)",
-                    dir.display(),
-                    shown.join(", ")
-                ),
-            ));
-        }
+        out.findings.push(Finding::new(
+            AuditCheck::Run,
+            format!("run:{}", r.id),
+            format!(
+                "its folder {} changed after it was recorded: {}{more}; the recorded tree is the evidence (`cto-ledger restore {tree} DIR`)",
+                dir.display(),
+                shown.join(", ")
+            ),
+        ));
     }
     Ok(())
+}
+
+/// The names (as bytes) and types of what is in `dir`, by name; nothing if it is gone.
+fn entries(dir: &std::path::Path) -> Result<Vec<(Vec<u8>, fs::FileType)>> {
+    use std::os::unix::ffi::OsStrExt;
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("list", dir)(e)),
+    };
+    let mut v = Vec::new();
+    for e in rd {
+        let e = e.map_err(Error::io("list", dir))?;
+        let t = e.file_type().map_err(Error::io("stat", e.path()))?;
+        v.push((e.file_name().as_bytes().to_vec(), t));
+    }
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(v)
 }
 
 /// Differences between folder `dir` and tree `id`, as `planted|changed|missing PATH`.
@@ -493,13 +501,7 @@ fn compare_folder(
 ) -> Result<()> {
     use crate::store::tree::{self, Kind};
     let t = tree::load(store, id)?;
-    let mut on_disk: Vec<(Vec<u8>, fs::FileType)> = Vec::new();
-    for e in fs::read_dir(dir).map_err(Error::io("list", dir))? {
-        let e = e.map_err(Error::io("list", dir))?;
-        let ft = e.file_type().map_err(Error::io("stat", e.path()))?;
-        use std::os::unix::ffi::OsStrExt;
-        on_disk.push((e.file_name().as_bytes().to_vec(), ft));
-    }
+    let on_disk = entries(dir)?;
     let name = |n: &[u8]| format!("{rel}{}", String::from_utf8_lossy(n));
     for (n, _) in &on_disk {
         if !t.entries.iter().any(|e| &e.name == n) {

@@ -9,7 +9,7 @@
 use std::ffi::CStr;
 use std::io;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
@@ -227,22 +227,20 @@ pub(crate) struct Prepared {
     pub report: SandboxReport,
 }
 
-fn lossy(p: &Path) -> String {
-    p.display().to_string()
-}
-
-/// Opens every path of `paths` that exists (a missing one is no rule and no access).
+/// Opens every path of `paths` that exists (a missing one is no rule and no access),
+/// with whether what was opened is not a folder (asked of the opened descriptor).
 fn open_existing(paths: &[PathBuf]) -> Vec<(PathBuf, PathFd, bool)> {
     let mut out: Vec<(PathBuf, PathFd, bool)> = Vec::new();
     for p in paths {
         if out.iter().any(|(q, ..)| q == p) {
             continue;
         }
-        let Ok(meta) = std::fs::metadata(p) else {
+        let Ok(fd) = PathFd::new(p) else {
             continue;
         };
-        if let Ok(fd) = PathFd::new(p) {
-            out.push((p.clone(), fd, !meta.is_dir()));
+        if let Ok(st) = rustix::fs::fstat(&fd) {
+            let is_dir = rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir();
+            out.push((p.clone(), fd, !is_dir));
         }
     }
     out
@@ -260,8 +258,9 @@ pub(crate) fn prepare(policy: &Policy) -> std::result::Result<Prepared, Unavaila
     }
     let abi = ABI::from(kernel);
     let abi_n = (kernel as u32).min(abi as u32);
-    let netns = policy.net == Net::None && namespaces_work();
-    let userns = netns || namespaces_work();
+    let none = policy.net == Net::None;
+    let userns = namespaces_work();
+    let netns = none && userns;
     let tcp = abi_n >= 4;
     let udp = abi_n >= 10;
     let scoped = abi_n >= 6;
@@ -272,7 +271,7 @@ pub(crate) fn prepare(policy: &Policy) -> std::result::Result<Prepared, Unavaila
         Unavailable(format!("the Landlock ruleset could not be {what}: {e}. Pass --no-sandbox to run unconfined, recorded as such"))
     };
     let mut net_access = AccessNet::from_all(abi);
-    if policy.net != Net::None {
+    if !none {
         net_access &= !(AccessNet::BindUdp | AccessNet::ConnectSendUdp);
     }
     let mut rs = Ruleset::default()
@@ -322,7 +321,6 @@ pub(crate) fn prepare(policy: &Policy) -> std::result::Result<Prepared, Unavaila
                 .map_err(|e| fail("given its rules", &e))?;
         }
     }
-    let none = policy.net == Net::None;
     let ll = format!("Landlock ABI {abi_n}");
     let rule = |rule: &str, enforced: bool, by: String| Rule {
         rule: rule.into(),
@@ -406,8 +404,8 @@ pub(crate) fn prepare(policy: &Policy) -> std::result::Result<Prepared, Unavaila
         enabled: true,
         mechanism: Some("landlock".into()),
         abi: Some(abi_n),
-        read_only: ro.iter().map(|(p, ..)| lossy(p)).collect(),
-        read_write: rw.iter().map(|(p, ..)| lossy(p)).collect(),
+        read_only: ro.iter().map(|(p, ..)| crate::paths::lossy(p)).collect(),
+        read_write: rw.iter().map(|(p, ..)| crate::paths::lossy(p)).collect(),
         network: NetworkReport {
             mode: if none { "none".into() } else { "tcp".into() },
             tcp_connect: ports,

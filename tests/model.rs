@@ -139,16 +139,19 @@ fn an_edited_or_unadmitted_script_blocks_before_the_provider_starts() {
             &SCRIPTED,
         )
     };
+    let admit = || {
+        env.ok([
+            "admit",
+            "--model",
+            "scripted/r1-string-slugify",
+            "--fixture",
+            s(&fx),
+        ])
+    };
     let r = run();
     assert_eq!(r.report["status"], "blocked");
     assert!(!provider_started(&r.dir));
-    env.ok([
-        "admit",
-        "--model",
-        "scripted/r1-string-slugify",
-        "--fixture",
-        s(&fx),
-    ]);
+    admit();
     let script = fx.join("model-scripts/r1-string-slugify.json");
     let text = fs::read_to_string(&script).unwrap();
     fs::write(
@@ -162,13 +165,7 @@ fn an_edited_or_unadmitted_script_blocks_before_the_provider_starts() {
     let note = fs::read_to_string(r.dir.join("backend/provider-model-not-admitted.txt")).unwrap();
     assert!(note.contains("edited since"), "{note}");
     // Re-admitting the edited script is a new admission of new bytes; then it runs.
-    env.ok([
-        "admit",
-        "--model",
-        "scripted/r1-string-slugify",
-        "--fixture",
-        s(&fx),
-    ]);
+    admit();
     let r = run();
     assert_eq!(r.report["verdict"], "pass", "{}", r.stderr);
     let admissions: i64 = env

@@ -396,19 +396,18 @@ fn escape_run(cx: &mut Ctx) -> Result<Escape> {
     r
 }
 
-/// Passes when every attempt named in `names` was made (by the provider, and by its
-/// planted test code where `in_tests`) and failed, while the provider still wrote its
-/// workspace and the run passed: a sandbox that blocked everything would fail here.
-fn escapes_blocked(cx: &mut Ctx, names: &[&str], in_tests: bool) -> Result<(bool, String)> {
+/// Passes when every attempt named was made, by the provider (`provider`) and by the
+/// code it planted in the tests (`tests`), and failed, while the provider still wrote
+/// its workspace and the run passed: a sandbox that blocked everything would fail here.
+fn escapes_blocked(cx: &mut Ctx, provider: &[&str], tests: &[&str]) -> Result<(bool, String)> {
     let e = escape_run(cx)?;
     let mut pass = e.status == RunStatus::Passed;
     let mut said = Vec::new();
-    let sides: &[(&str, &Attempts)] = if in_tests {
-        &[("provider", &e.provider), ("tests", &e.tests)]
-    } else {
-        &[("provider", &e.provider)]
-    };
-    for (who, list) in sides {
+    let sides: [(&str, &Attempts, &[&str]); 2] = [
+        ("provider", &e.provider, provider),
+        ("tests", &e.tests, tests),
+    ];
+    for (who, list, names) in sides {
         for n in names {
             match list.iter().find(|a| a.0 == *n) {
                 Some((_, false, why)) => said.push(format!("{who} {n} blocked ({why})")),
@@ -434,13 +433,15 @@ fn escapes_blocked(cx: &mut Ctx, names: &[&str], in_tests: bool) -> Result<(bool
 }
 
 fn sandbox_blocks_ledger_read(cx: &mut Ctx) -> Result<(bool, String)> {
-    let (a, d1) = escapes_blocked(cx, &["ledger_read", "ledger_list"], true)?;
-    let (b, d2) = escapes_blocked(cx, &["runs_list", "ledger_fd"], false)?;
-    Ok((a && b, format!("{d1}; {d2}")))
+    escapes_blocked(
+        cx,
+        &["ledger_read", "ledger_list", "runs_list", "ledger_fd"],
+        &["ledger_read", "ledger_list"],
+    )
 }
 
 fn sandbox_blocks_ledger_write(cx: &mut Ctx) -> Result<(bool, String)> {
-    let (pass, detail) = escapes_blocked(cx, &["ledger_write"], true)?;
+    let (pass, detail) = escapes_blocked(cx, &["ledger_write"], &["ledger_write"])?;
     let planted = escape_run(cx)?.planted;
     Ok((
         pass && planted.is_empty(),
@@ -449,17 +450,17 @@ fn sandbox_blocks_ledger_write(cx: &mut Ctx) -> Result<(bool, String)> {
 }
 
 fn sandbox_blocks_outside_read(cx: &mut Ctx) -> Result<(bool, String)> {
-    escapes_blocked(cx, &["outside_read"], true)
+    escapes_blocked(cx, &["outside_read"], &["outside_read"])
 }
 
 fn sandbox_blocks_network(cx: &mut Ctx) -> Result<(bool, String)> {
-    escapes_blocked(cx, &["network"], true)
+    escapes_blocked(cx, &["network"], &["network"])
 }
 
 fn sandbox_blocks_signals(cx: &mut Ctx) -> Result<(bool, String)> {
-    escapes_blocked(cx, &["signal"], true)
+    escapes_blocked(cx, &["signal"], &["signal"])
 }
 
 fn sandbox_drops_capabilities(cx: &mut Ctx) -> Result<(bool, String)> {
-    escapes_blocked(cx, &["capabilities"], false)
+    escapes_blocked(cx, &["capabilities"], &[])
 }

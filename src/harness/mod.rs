@@ -574,10 +574,10 @@ impl Run<'_> {
                 let mut model = Model::named(&p, &m, Some(id.clone()));
                 let at = match &a.endpoint {
                     Some(e) => {
-                        let (origin, _) = model::split_endpoint(e).ok_or_else(|| Error::Integrity {
+                        let (origin, base) = model::split_endpoint(e).ok_or_else(|| Error::Integrity {
                             message: format!("model admission {id} records endpoint `{e}`, which is not a URL"),
                         })?;
-                        self.serve = Some(model::Backend::Forward(model::Upstream { origin }));
+                        self.serve = Some(model::Backend::Forward(model::Upstream { origin, base }));
                         model.endpoint = Some(e.clone());
                         format!(", served at {e} (recorded through a loopback proxy)")
                     }
@@ -747,12 +747,7 @@ impl Run<'_> {
         let Some(backend) = self.serve.take() else {
             return Ok(None);
         };
-        let base = match (&backend, &m.endpoint) {
-            (model::Backend::Forward(_), Some(e)) => {
-                model::split_endpoint(e).map(|(_, p)| p).unwrap_or_default()
-            }
-            _ => "/v1".to_string(),
-        };
+        let base = backend.base_path().to_string();
         let server =
             model::ModelServer::start(backend, &m.model, &self.dir.join(model::TRANSCRIPT))?;
         let url = format!("http://127.0.0.1:{}{base}", server.port);
@@ -900,12 +895,12 @@ impl Run<'_> {
             return Vec::new();
         };
         let mut out = Vec::new();
+        let home = std::env::var_os("HOME").map(PathBuf::from);
         for p in [found.clone(), fs::canonicalize(&found).unwrap_or(found)] {
             let Some(prefix) = p.parent().and_then(Path::parent) else {
                 continue;
             };
             let system = SYSTEM_READ_ONLY.iter().any(|s| p.starts_with(s));
-            let home = std::env::var_os("HOME").map(PathBuf::from);
             let too_wide = prefix == Path::new("/")
                 || self.home.dir.starts_with(prefix)
                 || self.dir.starts_with(prefix)

@@ -89,15 +89,27 @@ pub(crate) fn parse_script(origin: &str, bytes: &[u8]) -> Result<Script> {
     Ok(s)
 }
 
-/// Where a recorded exchange goes: the admitted endpoint's origin (`scheme://host:port`).
+/// Where a recorded exchange goes: the admitted endpoint's origin (`scheme://host:port`),
+/// and the base path the provider is given (`/v1`), as [`split_endpoint`] makes them.
 #[derive(Debug, Clone)]
 pub(crate) struct Upstream {
     pub origin: String,
+    pub base: String,
 }
 
 pub(crate) enum Backend {
     Scripted(Script),
     Forward(Upstream),
+}
+
+impl Backend {
+    /// The path under the server's address that the provider's base URL names.
+    pub(crate) fn base_path(&self) -> &str {
+        match self {
+            Backend::Scripted(_) => "/v1",
+            Backend::Forward(up) => &up.base,
+        }
+    }
 }
 
 struct Shared {
