@@ -12,7 +12,7 @@ use cto_ledger::id::{
 };
 use cto_ledger::state::{AdmissionScope, BuildStatus, Lane, RunStatus, Verdict};
 use cto_ledger::tree::ObjKind;
-use cto_ledger::{Ledger, Mode};
+use cto_ledger::{Home, Mode};
 
 fn meta(tag: &str, i: usize) -> ObjectMeta {
     let b = blake3::hash(format!("{tag}{i}").as_bytes());
@@ -37,10 +37,10 @@ fn main() {
         }
     };
     std::fs::create_dir_all(&dir).expect("create ledger dir");
-    let mut l = Ledger::open(&dir.join("ledger.db"), Mode::ReadWrite).expect("open ledger");
+    let mut l = Home::open(&dir, Mode::ReadWrite).expect("open ledger");
     fill_builds(&mut l, builds);
     fill_runs(&mut l, builds, runs);
-    let head = l.head().expect("head");
+    let head = l.ledger.head().expect("head");
     println!(
         "filled {} with {builds} builds and {runs} runs: {} events",
         dir.display(),
@@ -49,7 +49,7 @@ fn main() {
 }
 
 /// `builds` sources, builds and admissions of `ca`, one commit each.
-fn fill_builds(l: &mut Ledger, builds: usize) {
+fn fill_builds(l: &mut Home, builds: usize) {
     let mut batch = Vec::new();
     for i in 0..builds {
         let commit = hex::encode(&blake3::hash(format!("commit{i}").as_bytes()).as_bytes()[..20]);
@@ -132,7 +132,7 @@ fn fill_builds(l: &mut Ledger, builds: usize) {
 }
 
 /// `runs` Stage 2 runs spread over the builds' admissions.
-fn fill_runs(l: &mut Ledger, builds: usize, runs: usize) {
+fn fill_runs(l: &mut Home, builds: usize, runs: usize) {
     let mut batch = Vec::new();
     for r in 0..runs {
         let b = r % builds.max(1);

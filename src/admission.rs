@@ -644,8 +644,7 @@ pub(crate) fn admit_model(home: &mut Home, spec: &str, a: &ModelArgs) -> Result<
             }
         }
     }
-    home.ledger
-        .commit(vec![Body::ModelAdmission(rec.clone())])?;
+    home.commit(vec![Body::ModelAdmission(rec.clone())])?;
     Ok(ModelAdmitOut {
         admission: rec,
         already: false,

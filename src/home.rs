@@ -6,6 +6,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::ledger::events::{Body, Event};
 use crate::ledger::{Ledger, Mode};
 use crate::store::{LocalBackend, Store};
 
@@ -20,11 +21,7 @@ fn locate_as_given(flag: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = flag {
         return Ok(p.to_path_buf());
     }
-    let non_empty = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
+    let non_empty = |k: &str| crate::env::get_os(k).map(PathBuf::from);
     if let Some(p) = non_empty("CTO_LEDGER_DIR") {
         return Ok(p);
     }
@@ -40,15 +37,15 @@ fn locate_as_given(flag: Option<&Path>) -> Result<PathBuf> {
     ))
 }
 
-/// An open ledger home.
-pub(crate) struct Home {
+/// An open ledger home: the store, the ledger, and the one door into the journal.
+pub struct Home {
     pub dir: PathBuf,
     pub store: Store,
     pub ledger: Ledger,
 }
 
 impl Home {
-    pub(crate) fn open(dir: &Path, mode: Mode) -> Result<Home> {
+    pub fn open(dir: &Path, mode: Mode) -> Result<Home> {
         match fs::symlink_metadata(dir) {
             Ok(m) if !m.is_dir() => {
                 return Err(Error::bad_input(format!("ledger home {} is not a directory", dir.display()), "point --ledger at a directory"))
@@ -80,13 +77,22 @@ impl Home {
         })
     }
 
-    /// Commits journal events, after making every object they may name durable.
-    pub(crate) fn commit(
+    /// Commits journal events, after making every object they may name durable. The
+    /// journal has no other door: [`Ledger::commit`] takes the proof of a store sync.
+    pub fn commit(&mut self, bodies: Vec<Body>) -> Result<Vec<Event>> {
+        let synced = self.store.sync()?;
+        self.ledger.commit(synced, bodies)
+    }
+
+    /// As [`Home::commit`], unless `already` (asked inside the write transaction) says
+    /// the events are not needed: then nothing is written and `None` is returned.
+    pub(crate) fn commit_unless(
         &mut self,
-        bodies: Vec<crate::ledger::events::Body>,
-    ) -> Result<Vec<crate::ledger::events::Event>> {
-        self.store.sync()?;
-        self.ledger.commit(bodies)
+        already: impl FnOnce(&Ledger) -> Result<bool>,
+        bodies: Vec<Body>,
+    ) -> Result<Option<Vec<Event>>> {
+        let synced = self.store.sync()?;
+        self.ledger.commit_unless(synced, already, bodies)
     }
 
     /// Resolves a REF; a REF that is a file path is hashed and looked up by digest.

@@ -10,6 +10,7 @@ mod audit;
 mod build;
 mod cli;
 mod commands;
+mod env;
 pub mod error;
 mod git;
 mod harness;
@@ -29,6 +30,7 @@ mod sync;
 mod tlog;
 
 pub use harness::fixture;
+pub use home::Home;
 pub use ledger::query::Node;
 pub use ledger::{events, Head, Ledger, Mode};
 pub use store::{hash_file, tree};

@@ -18,7 +18,7 @@ pub(crate) fn which(name: &str, cwd: &Path) -> Option<PathBuf> {
     if name.contains('/') {
         return Some(cwd.join(name)).filter(|p| p.is_file());
     }
-    std::env::var_os("PATH").and_then(|paths| {
+    crate::env::get_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|d| d.join(name))
             .find(|p| p.is_file())

@@ -142,14 +142,11 @@ pub(crate) fn kernel_abi() -> i32 {
     }
 }
 
-/// `CTO_LEDGER_SANDBOX_ABI=N` makes cto-ledger use at most Landlock ABI N, as on an
-/// older kernel (0: as on a kernel without Landlock). It can only take rules away, and
-/// what is then not enforced is refused or recorded as on such a kernel.
+/// `CTO_LEDGER_TEST_SANDBOX_ABI=N` makes cto-ledger use at most Landlock ABI N, as on
+/// an older kernel (0: as on a kernel without Landlock). It can only take rules away,
+/// and what is then not enforced is refused or recorded as on such a kernel.
 fn abi_cap() -> i32 {
-    std::env::var("CTO_LEDGER_SANDBOX_ABI")
-        .ok()
-        .and_then(|v| v.trim().parse::<i32>().ok())
-        .map_or(i32::MAX, |n| n.max(0))
+    crate::env::test_number::<i32>("CTO_LEDGER_TEST_SANDBOX_ABI").map_or(i32::MAX, |n| n.max(0))
 }
 
 /// `/proc/self/uid_map` and `gid_map` lines mapping the caller to itself.

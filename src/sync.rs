@@ -309,10 +309,10 @@ pub(crate) fn pull(home: &mut Home, remote: &mut Remote) -> Result<PullOut> {
         rest = tail;
         let rows = remote.entries(chunk, &base)?;
         let (objects, bytes) = fetch_objects(home, remote, &rows)?;
-        home.store.sync()?;
+        let synced = home.store.sync()?;
         let done = home
             .ledger
-            .integrate(&remote.row.name, &base, &rows, reason)?;
+            .integrate(synced, &remote.row.name, &base, &rows, reason)?;
         out.pulled += done.pulled;
         out.objects_fetched += objects;
         out.bytes_fetched += bytes;
@@ -468,11 +468,9 @@ fn publish_checkpoint(
 }
 
 /// Remote events taken per transaction when nothing local has to move:
-/// `CTO_LEDGER_PULL_BATCH`, else 1,000.
+/// `CTO_LEDGER_TEST_PULL_BATCH`, else 1,000.
 fn pull_batch() -> usize {
-    std::env::var("CTO_LEDGER_PULL_BATCH")
-        .ok()
-        .and_then(|v| v.parse().ok())
+    crate::env::test_number::<usize>("CTO_LEDGER_TEST_PULL_BATCH")
         .filter(|&n| n > 0)
         .unwrap_or(1000)
 }

@@ -77,7 +77,8 @@ fn host_b_pulls_what_host_a_admitted_and_verifies_it() {
         "not admitted on B before pull"
     );
     // One event per transaction, so every batch boundary is crossed.
-    b.vars.push(("CTO_LEDGER_PULL_BATCH".into(), "1".into()));
+    b.vars
+        .push(("CTO_LEDGER_TEST_PULL_BATCH".into(), "1".into()));
     let pulled = b.ok(["pull", "--json"]).json();
     assert!(a.head().0 >= 2, "more than one batch");
     assert_eq!(pulled["pulled"], a.head().0);

@@ -234,7 +234,7 @@ fn without_the_sandbox_the_same_escapes_succeed_the_choice_is_recorded_and_audit
 #[test]
 fn a_kernel_without_landlock_blocks_the_run_before_the_provider_starts() {
     let env = Env::new();
-    let r = stage2(&env, &[], &[("CTO_LEDGER_SANDBOX_ABI", "0")]);
+    let r = stage2(&env, &[], &[("CTO_LEDGER_TEST_SANDBOX_ABI", "0")]);
     assert_eq!(r.code, 1);
     assert_eq!(r.report["status"], "blocked");
     assert!(!provider_started(&r.dir));
@@ -261,7 +261,7 @@ fn an_older_landlock_abi_records_what_it_cannot_enforce_and_still_confines() {
         &env,
         &["--fake-behavior", "escape"],
         &[
-            ("CTO_LEDGER_SANDBOX_ABI", "5"),
+            ("CTO_LEDGER_TEST_SANDBOX_ABI", "5"),
             ("CTO_FAKE_CA_ESCAPE_READ", s(&t.secret)),
             ("CTO_FAKE_CA_ESCAPE_PORT", &t.port),
         ],

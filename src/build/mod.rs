@@ -144,7 +144,7 @@ fn env_that_matters(extra: &[String]) -> Vec<EnvRec> {
     names.extend(extra.iter().map(String::as_str));
     let mut out: Vec<EnvRec> = Vec::new();
     for n in names {
-        if let (Ok(v), false) = (std::env::var(n), out.iter().any(|e| e.name == n)) {
+        if let (Some(v), false) = (crate::env::passed(n), out.iter().any(|e| e.name == n)) {
             out.push(EnvRec {
                 name: n.to_string(),
                 value: v,

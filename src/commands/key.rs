@@ -85,10 +85,7 @@ fn recorded_text(w: &mut dyn Write, r: &Recorded) -> text::R {
 fn record(home: &mut Home, key: &PublicKey, replaces: Option<String>) -> Result<(u64, bool)> {
     let keyid = key.keyid();
     let known = |l: &crate::ledger::Ledger| Ok(!l.keys_matching(&keyid)?.is_empty());
-    match home
-        .ledger
-        .commit_unless(known, vec![tlog::key_event(key, replaces)])?
-    {
+    match home.commit_unless(known, vec![tlog::key_event(key, replaces)])? {
         Some(events) => Ok((events[0].seq, true)),
         None => Ok((home.ledger.keys_matching(&keyid)?[0].seq, false)),
     }
@@ -202,7 +199,7 @@ fn revoke(cx: &Context, prefix: &str, reason: String) -> Result<Output> {
         keyid: key.keyid.clone(),
         reason,
     });
-    if home.ledger.commit_unless(already, vec![body])?.is_none() {
+    if home.commit_unless(already, vec![body])?.is_none() {
         return Err(Error::bad_input(
             format!("key {} is already revoked", key.keyid),
             "see `cto-ledger key list`",

@@ -26,9 +26,30 @@ pub(crate) fn run(_: &Context, _: Args) -> Result<Output> {
                 "report this as a bug",
             )
         })?;
+    let mut page = String::from_utf8_lossy(&roff).into_owned();
+    page.push_str(&environment_section());
     let out = ManOut {
         format: "roff",
-        page: String::from_utf8_lossy(&roff).into_owned(),
+        page,
     };
     Ok(Output::doc(out, |w, m| w.write_all(m.page.as_bytes())))
+}
+
+/// `ENVIRONMENT`: every variable cto-ledger reads, from the one list of them.
+fn environment_section() -> String {
+    // Roff: a leading `.` or `'` would start a request, and `\` an escape.
+    let text = |s: &str| s.replace('\\', "\\e").replace('-', "\\-");
+    let mut out = String::from(".SH ENVIRONMENT\n");
+    for v in crate::env::VARS {
+        let audience = match v.audience {
+            crate::env::Audience::TestHook => " (test hook)",
+            _ => "",
+        };
+        out.push_str(&format!(
+            ".TP\n\\fB{}\\fR{audience}\n\\&{}\n",
+            text(v.name),
+            text(v.purpose)
+        ));
+    }
+    out
 }

@@ -65,8 +65,7 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
             "see `cto-ledger show` for its admissions",
         ));
     }
-    home.ledger
-        .commit(recs.iter().cloned().map(Body::Revocation).collect())?;
+    home.commit(recs.iter().cloned().map(Body::Revocation).collect())?;
     Ok(Output::doc(RevokeOut { revoked: recs }, text))
 }
 

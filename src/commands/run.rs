@@ -165,8 +165,8 @@ const MAX_TIMEOUT_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
 fn timeout(flag: Option<f64>) -> Result<f64> {
     let t = match flag {
         Some(t) => t,
-        None => match std::env::var("CTO_HARNESS_CASE_TIMEOUT_SECONDS") {
-            Ok(s) if !s.trim().is_empty() => s.trim().parse::<f64>().map_err(|_| {
+        None => match crate::env::get("CTO_HARNESS_CASE_TIMEOUT_SECONDS") {
+            Some(s) if !s.trim().is_empty() => s.trim().parse::<f64>().map_err(|_| {
                 Error::bad_input(
                     format!("CTO_HARNESS_CASE_TIMEOUT_SECONDS=`{s}` is not a number of seconds"),
                     "set it to a positive number, e.g. 900",
@@ -187,9 +187,7 @@ fn timeout(flag: Option<f64>) -> Result<f64> {
 }
 
 fn options(a: Stage2Args) -> Result<RunOptions> {
-    let env_bin = std::env::var_os("CTO_HARNESS_CASE_BIN")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
+    let env_bin = crate::env::get_os("CTO_HARNESS_CASE_BIN").map(PathBuf::from);
     let fixture = a.fixture.into_iter().next().expect("clap gives a default");
     let lane = match a.provider {
         Some(ProviderArg::Fake) => Lane::Fake,
@@ -201,7 +199,7 @@ fn options(a: Stage2Args) -> Result<RunOptions> {
         Lane::Case => a.provider_bin.or(env_bin),
         Lane::Fake => a.provider_bin,
     };
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let env = |k: &str| crate::env::get(k).filter(|v| !v.trim().is_empty());
     Ok(RunOptions {
         fixture,
         lane,
@@ -214,9 +212,7 @@ fn options(a: Stage2Args) -> Result<RunOptions> {
         no_sandbox: a.no_sandbox,
         allow_net: a.allow_net,
         // The escape self-check's targets (a file outside the run, a port), for the fake only.
-        fake_env: std::env::vars()
-            .filter(|(k, _)| k.starts_with("CTO_FAKE_CA_ESCAPE_"))
-            .collect(),
+        fake_env: crate::env::with_prefix("CTO_FAKE_CA_ESCAPE_"),
     })
 }
 

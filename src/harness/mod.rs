@@ -105,17 +105,6 @@ pub(crate) fn shipped_fake() -> Option<PathBuf> {
     Some(exe.parent()?.join(FAKE_BIN))
 }
 
-/// The variables `CTO_HARNESS_PASS_ENV` names (comma-separated).
-fn pass_env_names() -> Vec<String> {
-    std::env::var("CTO_HARNESS_PASS_ENV")
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(String::from)
-        .collect()
-}
-
 /// A gate that stopped the run before the provider started.
 struct Blocked {
     gate: &'static str,
@@ -483,7 +472,7 @@ impl Run<'_> {
         };
         // Several first runs at once must not each admit it: ask inside the write.
         let object = m.id;
-        self.home.ledger.commit_unless(
+        self.home.commit_unless(
             |l| Ok(l.latest_admission_of_object(&object)?.is_some()),
             vec![Body::Admission(rec)],
         )?;
@@ -799,7 +788,7 @@ impl Run<'_> {
         vec![
             (
                 "PATH".into(),
-                std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+                crate::env::get("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
             ),
             ("HOME".into(), self.dir.join("home").display().to_string()),
             ("TMPDIR".into(), self.dir.join("tmp").display().to_string()),
@@ -839,13 +828,15 @@ impl Run<'_> {
             .model
             .as_ref()
             .is_some_and(|m| m.served_at.is_some())
-            && !pass_env_names().iter().any(|n| n == "OPENAI_API_KEY")
+            && !crate::env::pass_env_names()
+                .iter()
+                .any(|n| n == "OPENAI_API_KEY")
         {
             env.push(("OPENAI_API_KEY".into(), "cto-ledger-no-key".into()));
         }
         // Credentials the real provider needs are passed only by explicit name.
-        for n in pass_env_names() {
-            if let Ok(v) = std::env::var(&n) {
+        for n in crate::env::pass_env_names() {
+            if let Some(v) = crate::env::passed(&n) {
                 if !env.iter().any(|(k, _)| *k == n) {
                     env.push((n, v));
                 }
@@ -895,7 +886,7 @@ impl Run<'_> {
             return Vec::new();
         };
         let mut out = Vec::new();
-        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let home = crate::env::get_os("HOME").map(PathBuf::from);
         for p in [found.clone(), fs::canonicalize(&found).unwrap_or(found)] {
             let Some(prefix) = p.parent().and_then(Path::parent) else {
                 continue;

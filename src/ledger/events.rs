@@ -24,9 +24,10 @@ pub struct Actor {
 impl Actor {
     pub fn current() -> Actor {
         let uid = rustix::process::getuid().as_raw();
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| format!("uid{uid}"));
+        let user = crate::env::get("USER")
+            .or_else(|| crate::env::get("LOGNAME"))
+            .or_else(|| passwd_name(uid))
+            .unwrap_or_else(|| format!("uid{uid}"));
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "unknown".into());
@@ -36,6 +37,17 @@ impl Actor {
     pub fn display(&self) -> String {
         format!("{}@{}", self.user, self.host)
     }
+}
+
+/// The user name `/etc/passwd` gives `uid` (what `id -un` prints).
+fn passwd_name(uid: u32) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        let id: u32 = f.nth(1)?.parse().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_string())
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,6 +20,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
 use crate::id::ChainHash;
+use crate::store::Synced;
 use events::{Actor, Body, Event};
 
 /// Migrations, applied in order under `PRAGMA user_version`. Never edit one that shipped.
@@ -155,7 +156,7 @@ pub(crate) fn chain_hash(prev_hex: &str, event: &[u8]) -> ChainHash {
 
 pub(crate) fn now() -> String {
     // Tests pin the clock so their output can be compared; documented in the README.
-    if let Ok(t) = std::env::var("CTO_LEDGER_NOW") {
+    if let Some(t) = crate::env::get("CTO_LEDGER_TEST_NOW") {
         return t;
     }
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -291,8 +292,9 @@ impl Ledger {
 
     /// Appends events in one transaction: each gets the next sequence number and is
     /// chained to the one before; projections are updated in the same transaction.
-    pub fn commit(&mut self, bodies: Vec<Body>) -> Result<Vec<Event>> {
-        let events = self.commit_unless(|_| Ok(false), bodies)?;
+    /// `Synced` proves the objects they name are durable (`Home::commit` makes one).
+    pub fn commit(&mut self, synced: Synced<'_>, bodies: Vec<Body>) -> Result<Vec<Event>> {
+        let events = self.commit_unless(synced, |_| Ok(false), bodies)?;
         Ok(events.expect("nothing stops an unconditional commit"))
     }
 
@@ -301,6 +303,7 @@ impl Ledger {
     /// not needed; then nothing is written and `None` is returned.
     pub(crate) fn commit_unless(
         &mut self,
+        _synced: Synced<'_>,
         already: impl FnOnce(&Ledger) -> Result<bool>,
         bodies: Vec<Body>,
     ) -> Result<Option<Vec<Event>>> {
@@ -326,6 +329,7 @@ impl Ledger {
             out.push(event);
         }
         tx.commit().map_err(Error::sql("commit"))?;
+        crate::store::power_cut::after_commit();
         Ok(Some(out))
     }
 

@@ -183,6 +183,7 @@ impl Ledger {
     /// transaction: on any failure the ledger is as it was.
     pub fn integrate(
         &mut self,
+        _synced: crate::store::Synced<'_>,
         name: &str,
         base: &Head,
         remote: &[JournalRow],
@@ -242,6 +243,7 @@ impl Ledger {
         .map_err(Error::sql("record remote progress"))?;
         out.head = Some(head_of(&tx)?);
         tx.commit().map_err(Error::sql("commit"))?;
+        crate::store::power_cut::after_commit();
         Ok(out)
     }
 

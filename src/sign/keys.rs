@@ -106,11 +106,7 @@ impl PublicKey {
 /// Where the private key lives: `$CTO_LEDGER_KEY`, else
 /// `$XDG_CONFIG_HOME/cto-ledger/signing-key`, else `~/.config/cto-ledger/signing-key`.
 pub(crate) fn key_path() -> Result<PathBuf> {
-    let non_empty = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
+    let non_empty = |k: &str| crate::env::get_os(k).map(PathBuf::from);
     let p = if let Some(p) = non_empty("CTO_LEDGER_KEY") {
         p
     } else if let Some(p) = non_empty("XDG_CONFIG_HOME") {

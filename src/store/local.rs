@@ -127,10 +127,7 @@ const WRITEBACK_STEP: u64 = 8 << 20;
 /// Fault injection for the test suite: `CTO_LEDGER_TEST_DISK_FULL_AFTER=N` makes every
 /// object write fail with ENOSPC after N bytes, as a full disk would.
 fn injected_budget() -> Option<u64> {
-    std::env::var("CTO_LEDGER_TEST_DISK_FULL_AFTER")
-        .ok()?
-        .parse()
-        .ok()
+    crate::env::test_number("CTO_LEDGER_TEST_DISK_FULL_AFTER")
 }
 
 impl LocalStaged {
@@ -194,6 +191,7 @@ impl Staged for LocalStaged {
             path: target.clone(),
             source: e.error,
         })?;
+        super::power_cut::wrote(&target);
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! hashing, verification and tree encoding live once, here, above them.
 
 mod local;
+pub(crate) mod power_cut;
 pub(crate) mod s3;
 pub mod tree;
 
@@ -276,6 +277,16 @@ pub(crate) fn object_id_of_file(path: &Path) -> Result<ObjectId> {
     Ok(ObjectId(*h.finalize().as_bytes()))
 }
 
+/// Proof that every object stored so far is durable: the only way into the journal
+/// ([`crate::Ledger::commit`] takes one). Only [`Store::sync`] makes one, and while it
+/// lives it holds the store mutably borrowed, so nothing can be stored between that sync
+/// and the commit that consumes it. The compiler, not a convention, keeps a committed
+/// event from naming an object a crash could lose.
+#[must_use = "a sync is only worth something to the commit that follows it"]
+pub struct Synced<'a> {
+    _store: std::marker::PhantomData<&'a mut Store>,
+}
+
 /// The store: a backend plus the hashing and verification every caller relies on.
 pub struct Store {
     backend: Box<dyn Backend>,
@@ -335,9 +346,14 @@ impl Store {
         Ok(meta)
     }
 
-    /// Makes every object written so far durable (before a journal event names them).
-    pub fn sync(&self) -> Result<()> {
-        self.backend.sync()
+    /// Makes every object written so far durable, and returns the proof the journal
+    /// asks for before it commits an event (see [`Synced`]).
+    pub fn sync(&mut self) -> Result<Synced<'_>> {
+        self.backend.sync()?;
+        power_cut::synced();
+        Ok(Synced {
+            _store: std::marker::PhantomData,
+        })
     }
 
     pub fn has(&self, id: &ObjectId) -> Result<bool> {

@@ -82,7 +82,7 @@ pub(crate) struct KeyInfo {
 impl S3 {
     pub(crate) fn connect(spec: &RemoteSpec) -> Result<Arc<S3>> {
         let (bucket, prefix) = RemoteSpec::bucket_and_prefix(&spec.url)?;
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let env = crate::env::get;
         let has_creds = env("AWS_ACCESS_KEY_ID").is_some()
             || env("AWS_WEB_IDENTITY_TOKEN_FILE").is_some()
             || env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").is_some()
