@@ -561,7 +561,7 @@ pub(crate) struct ModelArgs<'a> {
 }
 
 pub(crate) fn admit_model(home: &mut Home, spec: &str, a: &ModelArgs) -> Result<ModelAdmitOut> {
-    use crate::harness::model;
+    use crate::model;
     let (provider, model_name) = ModelAdmissionRec::parse_pair(spec)?;
     let mut rec = ModelAdmissionRec {
         id: ModelAdmissionId::new(),
@@ -580,8 +580,8 @@ pub(crate) fn admit_model(home: &mut Home, spec: &str, a: &ModelArgs) -> Result<
             ));
         }
         let fx =
-            crate::harness::fixture::load(a.fixture.unwrap_or(crate::harness::fixture::BUILTIN))?;
-        let Some(bytes) = model::script_of(&fx, &rec.model) else {
+            crate::stage2::fixture::load(a.fixture.unwrap_or(crate::stage2::fixture::BUILTIN))?;
+        let Some(bytes) = fx.script(&rec.model) else {
             let have: Vec<&str> = fx.model_scripts.iter().map(|(n, _)| n.as_str()).collect();
             return Err(Error::bad_input(
                 format!(
@@ -606,7 +606,7 @@ pub(crate) fn admit_model(home: &mut Home, spec: &str, a: &ModelArgs) -> Result<
             });
         }
     } else if let Some(url) = a.endpoint {
-        if model::split_endpoint(url).is_none() {
+        if model::Endpoint::parse(url).is_none() {
             return Err(Error::bad_input(
                 format!("--endpoint `{url}` is not an http:// or https:// URL with a host (and no user, query or fragment)"),
                 "give the API's base URL, e.g. --endpoint http://127.0.0.1:8080/v1",

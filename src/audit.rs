@@ -538,7 +538,7 @@ fn compare_folder(
 /// their run started). A folder whose cto-ledger process is still alive is in
 /// progress, not a finding.
 fn unrecorded_runs(home: &Home, out: &mut AuditOut) -> Result<()> {
-    for (name, dir) in crate::harness::unrecorded_run_folders(home)? {
+    for (name, dir) in crate::stage2::unrecorded_run_folders(home)? {
         let report = fs::read(dir.join("report.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
@@ -546,7 +546,7 @@ fn unrecorded_runs(home: &Home, out: &mut AuditOut) -> Result<()> {
             .as_ref()
             .and_then(|v| v["status"].as_str().map(str::to_string));
         let pid = report.as_ref().and_then(|v| v["harness_pid"].as_u64());
-        if crate::harness::harness_alive(pid) {
+        if crate::stage2::harness_alive(pid) {
             out.notes.push(format!("run folder {name} is in progress"));
             continue;
         }

@@ -13,26 +13,29 @@ mod commands;
 mod env;
 pub mod error;
 mod git;
-mod harness;
+mod health;
 mod home;
 pub mod id;
 mod ledger;
 mod lineage;
+mod model;
+mod net;
 mod paths;
 mod report;
 mod runner;
 mod sandbox;
 mod sign;
 mod source;
+mod stage2;
 pub mod state;
 mod store;
 mod sync;
 mod tlog;
 
-pub use harness::fixture;
 pub use home::Home;
 pub use ledger::query::Node;
 pub use ledger::{events, Head, Ledger, Mode};
+pub use stage2::fixture;
 pub use store::{hash_file, tree};
 
 /// Runs the `cto-ledger` command line; returns the process exit code.

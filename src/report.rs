@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::id::{AdmissionId, BuildId, CommitId, ModelAdmissionId, RunId};
+use crate::id::{AdmissionId, BuildId, CommitId, ModelAdmissionId, ObjectId, RunId, Sha256Digest};
 use crate::sandbox::SandboxReport;
 use crate::state::{Lane, RunStatus, TestResult, Verdict};
 
@@ -32,7 +32,7 @@ pub(crate) struct Report {
     pub finished: Option<String>,
     pub duration_seconds: Option<f64>,
     pub timeout_seconds: f64,
-    pub gates: Vec<Gate>,
+    pub gates: Vec<GateResult>,
     pub provider: Provider,
     pub model: Option<Model>,
     pub argv: Vec<String>,
@@ -49,7 +49,7 @@ pub(crate) struct Report {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Gate {
+pub(crate) struct GateResult {
     pub name: String,
     pub passed: bool,
     pub detail: String,
@@ -61,8 +61,8 @@ pub(crate) struct Gate {
 pub(crate) struct Provider {
     pub path_given: Option<String>,
     pub executed: Option<String>,
-    pub sha256: Option<String>,
-    pub blake3: Option<String>,
+    pub sha256: Option<Sha256Digest>,
+    pub blake3: Option<ObjectId>,
     pub admission: Option<AdmissionId>,
     pub admission_name: Option<String>,
     pub source_pin: Option<String>,
@@ -81,7 +81,7 @@ pub(crate) struct Model {
     pub endpoint: Option<String>,
     /// The scripted model's script, as admitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub script_sha256: Option<String>,
+    pub script_sha256: Option<Sha256Digest>,
     /// The loopback URL the provider was given as its model's base URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_at: Option<String>,
@@ -138,8 +138,8 @@ pub(crate) struct Change {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Evidence {
     pub path: String,
-    pub sha256: String,
-    pub blake3: String,
+    pub sha256: Sha256Digest,
+    pub blake3: ObjectId,
     pub size: u64,
 }
 

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use super::{text::R, Context, Output};
 use crate::error::Result;
-use crate::harness::health::{self, HealthOut};
+use crate::health::{self, HealthOut};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {}

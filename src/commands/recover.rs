@@ -4,15 +4,15 @@ use std::io::Write;
 
 use super::{text::R, Context, Output};
 use crate::error::Result;
-use crate::harness::{self, RecoverOut};
 use crate::ledger::Mode;
+use crate::stage2::{self, RecoverOut};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {}
 
 pub(crate) fn run(cx: &Context, _: Args) -> Result<Output> {
     let mut home = cx.open(Mode::ReadWrite)?;
-    Ok(Output::doc(harness::recover(&mut home)?, text))
+    Ok(Output::doc(stage2::recover(&mut home)?, text))
 }
 
 fn text(w: &mut dyn Write, r: &RecoverOut) -> R {

@@ -1,14 +1,13 @@
 //! `cto-ledger run stage2`: run an admitted provider against a fixture, record all evidence.
 
-use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 
 use super::{text::R, Context, Output};
 use crate::error::{Error, Result};
-use crate::harness::suite::SuiteOut;
-use crate::harness::{self, Lane, RunOptions, Stage2Out};
 use crate::ledger::Mode;
+use crate::stage2::suite::SuiteOut;
+use crate::stage2::{self, Lane, RunOptions, Stage2Out};
 use crate::state::Verdict;
 
 #[derive(clap::Subcommand)]
@@ -43,7 +42,7 @@ pub(crate) struct Stage2Args {
     /// Seconds before the provider's process group is killed (default: CTO_HARNESS_CASE_TIMEOUT_SECONDS or 900)
     #[arg(long)]
     timeout: Option<f64>,
-    /// Fake lane behaviour: solve, fail, hang, hang-grandchild, crash, noop, escape
+    /// Fake lane behaviour: solve, agent, fail, hang, hang-grandchild, crash, noop, escape
     #[arg(long, default_value = "solve")]
     fake_behavior: String,
     /// Run the provider and the tests without the kernel sandbox (recorded in the report and the journal)
@@ -55,6 +54,9 @@ pub(crate) struct Stage2Args {
     /// Where run folders go (default: <ledger>/runs)
     #[arg(long, value_name = "DIR")]
     runs_dir: Option<PathBuf>,
+    /// One run of a suite: the options its parent resolved, as JSON (nothing else is read)
+    #[arg(long, hide = true, value_name = "JSON")]
+    resolved: Option<String>,
 }
 
 pub(crate) fn run(cx: &Context, cmd: Cmd) -> Result<Output> {
@@ -62,62 +64,41 @@ pub(crate) fn run(cx: &Context, cmd: Cmd) -> Result<Output> {
     if a.fixture.len() > 1 || a.repeat > 1 || a.jobs.is_some() {
         return suite(cx, a);
     }
+    let opts = match &a.resolved {
+        Some(json) => serde_json::from_str(json).map_err(|e| {
+            Error::bad_input(
+                format!("--resolved is not a run's options: {e}"),
+                "--resolved is how a suite starts its runs; run `cto-ledger run stage2` without it",
+            )
+        })?,
+        None => options(a)?,
+    };
     let mut home = cx.open(Mode::ReadWrite)?;
-    let opts = options(a)?;
-    let r = harness::run_stage2(&mut home, &opts)?;
+    let r = stage2::run_stage2(&mut home, &opts)?;
     let pass = r.report.verdict == Verdict::Pass;
     Ok(Output::doc(r, text).negative_unless(pass))
 }
 
 /// A suite: everything a run would refuse is refused before any run starts; then each
-/// run is its own `run stage2` process with the same options.
+/// run is its own `run stage2` process with the same resolved options.
 fn suite(cx: &Context, a: Stage2Args) -> Result<Output> {
-    for f in &a.fixture {
-        harness::fixture::load(f)?;
+    let (fixtures, repeat, jobs) = (a.fixture.clone(), a.repeat, a.jobs.unwrap_or(1));
+    let mut opts = options(a)?;
+    for f in &fixtures {
+        opts.fixture = f.clone();
+        opts.check()?;
     }
-    let opts = options(Stage2Args {
-        fixture: vec![a.fixture[0].clone()],
-        ..a.clone()
-    })?;
-    harness::check_fake_behavior(&opts)?;
+    // Paths the children get are absolute: they are the suite's, wherever a child runs.
+    opts.provider_bin = opts.provider_bin.map(|p| crate::paths::abs(&p));
+    opts.runs_dir = opts.runs_dir.map(|p| crate::paths::abs(&p));
     // The ledger exists (and is migrated) before the runs race to open it.
-    let home = cx.open(Mode::ReadWrite)?;
-    let mut args: Vec<OsString> = vec!["--ledger".into(), home.dir.clone().into_os_string()];
-    drop(home);
-    args.extend(["run", "stage2", "--timeout"].map(OsString::from));
-    args.push(opts.timeout_seconds.to_string().into());
-    args.extend(["--fake-behavior".into(), a.fake_behavior.clone().into()]);
-    if a.no_sandbox {
-        args.push("--no-sandbox".into());
-    }
-    for port in &a.allow_net {
-        args.extend(["--allow-net".into(), port.to_string().into()]);
-    }
-    if let Some(p) = a.provider {
-        args.extend([
-            "--provider".into(),
-            OsString::from(if matches!(p, ProviderArg::Fake) {
-                "fake"
-            } else {
-                "case"
-            }),
-        ]);
-    }
-    for (flag, v) in [
-        ("--provider-bin", &a.provider_bin),
-        ("--runs-dir", &a.runs_dir),
-    ] {
-        if let Some(v) = v {
-            args.extend([flag.into(), crate::paths::abs(v).into_os_string()]);
-        }
-    }
+    let ledger = cx.open(Mode::ReadWrite)?.dir;
     let progress = cx.progress();
     progress.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} runs {elapsed}")
             .expect("valid template"),
     );
-    let jobs = a.jobs.unwrap_or(1);
-    let out = harness::suite::run_suite(&args, &a.fixture, a.repeat, jobs, &progress)?;
+    let out = stage2::suite::run_suite(&ledger, &opts, &fixtures, repeat, jobs, &progress)?;
     let code = match (out.interrupted, out.failed == 0 && out.not_started == 0) {
         (true, _) => 130,
         (false, true) => super::EXIT_OK,
@@ -135,12 +116,12 @@ fn suite_text(w: &mut dyn Write, o: &SuiteOut) -> R {
             vec![
                 r.fixture.clone(),
                 r.repeat.to_string(),
-                r.run_id.clone().map_or_else(
+                r.run_id.as_ref().map_or_else(
                     || r.error.clone().unwrap_or_default(),
                     |id| format!("run:{id}"),
                 ),
-                r.status.clone(),
-                r.verdict.clone().unwrap_or_else(|| "-".into()),
+                r.status.to_string(),
+                r.verdict.map_or_else(|| "-".into(), |v| v.to_string()),
                 format!("{:.2}", r.duration_seconds),
             ]
         })
@@ -172,7 +153,7 @@ fn timeout(flag: Option<f64>) -> Result<f64> {
                     "set it to a positive number, e.g. 900",
                 )
             })?,
-            _ => harness::DEFAULT_TIMEOUT_SECONDS,
+            _ => stage2::DEFAULT_TIMEOUT_SECONDS,
         },
     };
     if !(t.is_finite() && t > 0.0 && t <= MAX_TIMEOUT_SECONDS) {

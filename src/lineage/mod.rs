@@ -165,7 +165,7 @@ fn up_run(l: &Ledger, id: &RunId) -> Result<Step> {
     if let Some(m) = &r.model_admission {
         s.to(Node::ModelAdmission(m.clone()), "model");
     }
-    let transcript = l.run_artifact(id, crate::harness::model::TRANSCRIPT)?;
+    let transcript = l.run_artifact(id, crate::stage2::model::TRANSCRIPT)?;
     for (o, rel) in [
         (&r.report_object, "report.json"),
         (&r.config_object, "config.json"),

@@ -1,5 +1,6 @@
 //! Keys on S3-compatible object storage (AWS S3, MinIO, Ceph, SeaweedFS, s3s-fs, ...)
-//! through the `object_store` crate. The only module that touches object_store and tokio.
+//! through the `object_store` crate. The only module that touches object_store; its requests
+//! run on the process's one runtime (`crate::net`).
 //!
 //! Objects live under `<prefix>/objects/<2 hex>/<62 hex>` like the local store; other
 //! keys (the shared journal) are read and written through [`S3`]'s key methods.
@@ -63,9 +64,9 @@ impl RemoteSpec {
     }
 }
 
-/// A connection to one remote: a small tokio runtime and the S3 client.
+/// A connection to one remote: the S3 client, on the process's one runtime.
 pub(crate) struct S3 {
-    rt: tokio::runtime::Runtime,
+    rt: &'static tokio::runtime::Runtime,
     store: Arc<dyn ObjectStore>,
     prefix: String,
     url: String,
@@ -143,14 +144,8 @@ impl S3 {
                 message: format!("cannot configure the S3 client: {e}"),
                 hint: Some("check the URL, --endpoint and the AWS_* environment variables".into()),
             })?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("cto-ledger-s3")
-            .enable_all()
-            .build()
-            .map_err(Error::io("start the S3 client runtime", "tokio"))?;
         Ok(Arc::new(S3 {
-            rt,
+            rt: crate::net::runtime()?,
             store: Arc::new(store),
             prefix,
             url: spec.url.clone(),

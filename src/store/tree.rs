@@ -554,14 +554,61 @@ fn ingest_walked(
     progress: &ProgressBar,
     cache: Option<&dyn StatCache>,
 ) -> Result<Ingested> {
+    store_below_root(store, walked, progress, cache)?.seal(store, cache, Vec::new())
+}
+
+/// A walked directory stored up to its root: every file below it stored (or vouched for
+/// by the stat cache), every subdirectory sealed as a tree, the root's entries still open.
+struct Open {
+    root: PathBuf,
+    root_entries: Vec<Entry>,
+    objects: Vec<(ObjectMeta, ObjKind)>,
+    stat_rows: Vec<StatRow>,
+    tree_rows: Vec<TreeRow>,
+    files: u64,
+    cache_hits: u64,
+}
+
+fn store_below_root(
+    store: &Store,
+    walked: Walked,
+    progress: &ProgressBar,
+    cache: Option<&dyn StatCache>,
+) -> Result<Open> {
     let Walked { dirs, levels } = walked;
+    let mut open = Open {
+        root: dirs[0].path.clone(),
+        root_entries: Vec::new(),
+        objects: Vec::new(),
+        stat_rows: Vec::new(),
+        tree_rows: Vec::new(),
+        files: 0,
+        cache_hits: 0,
+    };
+    let mut entries = store_files(store, &dirs, progress, cache, &mut open)?;
+    // Deepest level first; level 0 is the root alone, left open.
+    for range in levels.into_iter().skip(1).rev() {
+        seal_level(store, &dirs, range, &mut entries, cache, &mut open)?;
+    }
+    open.root_entries = std::mem::take(&mut entries[0]);
+    Ok(open)
+}
+
+/// Stores every listed file (in parallel) and returns each directory's file and link
+/// entries, by directory index.
+fn store_files(
+    store: &Store,
+    dirs: &[DirNode],
+    progress: &ProgressBar,
+    cache: Option<&dyn StatCache>,
+    open: &mut Open,
+) -> Result<Vec<Vec<Entry>>> {
     let files: Vec<(usize, PathBuf, &fs::Metadata)> = dirs
         .iter()
         .enumerate()
         .flat_map(|(i, d)| d.files.iter().map(move |(n, m)| (i, d.path.join(n), m)))
         .collect();
     progress.set_length(files.len() as u64);
-
     // (object, executable, stat key, whether the stat cache vouched for it instead of a read)
     let stored: Vec<Result<(ObjectMeta, bool, StatKey, bool)>> = files
         .par_iter()
@@ -578,20 +625,19 @@ fn ingest_walked(
             }
         })
         .collect();
-    let mut stat_rows = Vec::new();
-    let mut cache_hits = 0;
     let mut entries: Vec<Vec<Entry>> = dirs
         .iter()
         .map(|d| Vec::with_capacity(d.files.len() + d.links.len() + d.subdirs.len()))
         .collect();
-    let mut objects = Vec::with_capacity(files.len() + dirs.len());
+    open.files = files.len() as u64;
+    open.objects.reserve(files.len() + dirs.len());
     for ((dir, p, _), r) in files.iter().zip(stored) {
         let (m, exec, key, hit) = r?;
         if hit {
-            cache_hits += 1;
+            open.cache_hits += 1;
         } else {
-            objects.push((m, ObjKind::Blob));
-            stat_rows.push(StatRow {
+            open.objects.push((m, ObjKind::Blob));
+            open.stat_rows.push(StatRow {
                 path: p.as_os_str().as_bytes().to_vec(),
                 key,
                 meta: m,
@@ -605,62 +651,140 @@ fn ingest_walked(
             entries[i].push(Entry::symlink(n.as_bytes().to_vec(), t.clone()));
         }
     }
-    // Deepest level first; the directories of one level are encoded in parallel.
-    let mut root_meta = None;
-    let mut tree_rows = Vec::new();
-    for range in levels.into_iter().rev() {
-        let work: Vec<(usize, Vec<Entry>)> = range
-            .map(|i| (i, std::mem::take(&mut entries[i])))
-            .collect();
-        // (directory, its tree, whether it was encoded here rather than found in the
-        // cache, and the fingerprint a cache will keep)
-        type Built = (usize, ObjectMeta, bool, Option<[u8; 32]>);
-        let built: Vec<Result<Built>> = work
-            .into_par_iter()
-            .map(|(i, mut es)| {
-                es.sort_by(|a, b| a.name.cmp(&b.name));
-                // Without a cache (build snapshots, run folders) there is nothing to look
-                // up or remember, so no fingerprint.
-                let fp = cache.map(|c| (c, fingerprint(&es)));
-                if let Some(m) = fp.and_then(|(c, fp)| c.tree(&dirs[i].path, &fp)) {
-                    return Ok((i, m, false, None));
-                }
-                let m = store.put_bytes(&Tree { entries: es }.encode())?;
-                Ok((i, m, true, fp.map(|(_, fp)| fp)))
-            })
-            .collect();
-        for r in built {
-            let (i, m, encoded, fingerprint) = r?;
-            // A cached tree was recorded by the ingest that cached it (as a cached file was).
-            if encoded {
-                objects.push((m, ObjKind::Tree));
-            }
-            if let Some(fingerprint) = fingerprint {
-                tree_rows.push(TreeRow {
-                    path: dirs[i].path.as_os_str().as_bytes().to_vec(),
-                    fingerprint,
-                    meta: m,
-                });
-            }
-            match dirs[i].parent {
-                None => root_meta = Some(m),
-                Some(parent) => {
-                    let name = dirs[i].path.file_name().expect("subdirectories have names");
-                    entries[parent].push(Entry::dir(name.as_bytes().to_vec(), m));
-                }
-            }
-        }
+    Ok(entries)
+}
+
+/// Seals the directories of one level (in parallel), each into its parent's entries.
+fn seal_level(
+    store: &Store,
+    dirs: &[DirNode],
+    range: std::ops::Range<usize>,
+    entries: &mut [Vec<Entry>],
+    cache: Option<&dyn StatCache>,
+    open: &mut Open,
+) -> Result<()> {
+    let work: Vec<(usize, Vec<Entry>)> = range
+        .map(|i| (i, std::mem::take(&mut entries[i])))
+        .collect();
+    let built: Vec<Result<(usize, Sealed)>> = work
+        .into_par_iter()
+        .map(|(i, es)| seal_dir(store, &dirs[i].path, es, cache).map(|s| (i, s)))
+        .collect();
+    for r in built {
+        let (i, sealed) = r?;
+        let m = open.keep(&dirs[i].path, sealed);
+        let parent = dirs[i].parent.expect("only the root has no parent");
+        let name = dirs[i].path.file_name().expect("subdirectories have names");
+        entries[parent].push(Entry::dir(name.as_bytes().to_vec(), m));
     }
-    let root = root_meta.expect("the walk yields its root directory");
-    Ok(Ingested {
-        root,
-        root_kind: ObjKind::Tree,
-        objects,
-        files: files.len() as u64,
-        cache_hits,
-        stat_rows,
-        tree_rows,
+    Ok(())
+}
+
+/// A directory's tree, whether it was encoded here (rather than found in the tree
+/// cache), and the fingerprint a cache will keep.
+struct Sealed {
+    meta: ObjectMeta,
+    encoded: bool,
+    fingerprint: Option<[u8; 32]>,
+}
+
+fn seal_dir(
+    store: &Store,
+    path: &Path,
+    mut es: Vec<Entry>,
+    cache: Option<&dyn StatCache>,
+) -> Result<Sealed> {
+    es.sort_by(|a, b| a.name.cmp(&b.name));
+    // Without a cache (build snapshots, run folders) there is nothing to look up or
+    // remember, so no fingerprint.
+    let fp = cache.map(|c| (c, fingerprint(&es)));
+    if let Some(meta) = fp.and_then(|(c, fp)| c.tree(path, &fp)) {
+        return Ok(Sealed {
+            meta,
+            encoded: false,
+            fingerprint: None,
+        });
+    }
+    Ok(Sealed {
+        meta: store.put_bytes(&Tree { entries: es }.encode())?,
+        encoded: true,
+        fingerprint: fp.map(|(_, fp)| fp),
     })
+}
+
+impl Open {
+    /// Keeps what sealing `path` made; returns its tree.
+    fn keep(&mut self, path: &Path, s: Sealed) -> ObjectMeta {
+        // A cached tree was recorded by the ingest that cached it (as a cached file was).
+        if s.encoded {
+            self.objects.push((s.meta, ObjKind::Tree));
+        }
+        if let Some(fingerprint) = s.fingerprint {
+            self.tree_rows.push(TreeRow {
+                path: path.as_os_str().as_bytes().to_vec(),
+                fingerprint,
+                meta: s.meta,
+            });
+        }
+        s.meta
+    }
+
+    /// Seals the root, with `extra` entries added to its own.
+    fn seal(
+        mut self,
+        store: &Store,
+        cache: Option<&dyn StatCache>,
+        extra: Vec<Entry>,
+    ) -> Result<Ingested> {
+        let mut es = std::mem::take(&mut self.root_entries);
+        es.extend(extra);
+        let root = self.root.clone();
+        let sealed = seal_dir(store, &root, es, cache)?;
+        let root = self.keep(&root, sealed);
+        Ok(Ingested {
+            root,
+            root_kind: ObjKind::Tree,
+            objects: self.objects,
+            files: self.files,
+            cache_hits: self.cache_hits,
+            stat_rows: self.stat_rows,
+            tree_rows: self.tree_rows,
+        })
+    }
+}
+
+/// A folder recorded together with files its recorder writes after reading it (a run
+/// folder, whose `report.json` lists the digests of everything else): every file but
+/// those `leave_out` names at its root is read, hashed and stored exactly once.
+pub struct OpenFolder(Open);
+
+/// Stores `dir` as [`OpenFolder`]; no stat cache (every file is read).
+pub fn ingest_open(store: &Store, dir: &Path, leave_out: &[&str]) -> Result<OpenFolder> {
+    let mut walked = walk(dir)?;
+    walked.dirs[0]
+        .files
+        .retain(|(n, _)| !leave_out.iter().any(|l| n.as_bytes() == l.as_bytes()));
+    Ok(OpenFolder(store_below_root(
+        store,
+        walked,
+        &ProgressBar::hidden(),
+        None,
+    )?))
+}
+
+impl OpenFolder {
+    /// Every file read, by its path, with its digests.
+    pub fn files(&self) -> impl Iterator<Item = (&Path, ObjectMeta)> {
+        self.0
+            .stat_rows
+            .iter()
+            .map(|r| (Path::new(OsStr::from_bytes(&r.path)), r.meta))
+    }
+
+    /// Seals the folder's tree with `extra` entries added at its root.
+    pub fn seal(self, store: &Store, extra: Vec<Entry>) -> Result<Ingested> {
+        self.0.seal(store, None, extra)
+    }
 }
 
 /// Builds a tree from an explicit list of (relative path, file on disk) pairs, as for

@@ -165,7 +165,7 @@ pub fn from_files(origin: String, files: Vec<(String, Vec<u8>)>) -> Result<Fixtu
                 "must be NAME.json with NAME a plain name",
             ));
         };
-        super::model::parse_script(&format!("{origin}: model-scripts/{file}"), &bytes)?;
+        crate::model::parse_script(&format!("{origin}: model-scripts/{file}"), &bytes)?;
         model_scripts.push((name.to_string(), bytes));
     }
     Ok(Fixture {
@@ -185,6 +185,16 @@ fn plain_name(v: &str) -> bool {
         && !v.starts_with('.')
         && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+impl Fixture {
+    /// The script a `scripted/NAME` model names: `model-scripts/NAME.json`.
+    pub(crate) fn script(&self, name: &str) -> Option<&[u8]> {
+        self.model_scripts
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| b.as_slice())
+    }
 }
 
 /// Loads the built-in fixture by name, or a fixture directory.

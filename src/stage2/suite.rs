@@ -1,7 +1,9 @@
 //! Suites: every fixture N times, J runs at a time. Each run is its own `cto-ledger run
 //! stage2` process (its own subreaper, process groups, signal handling and ledger
 //! connection, exactly as a single run), so one run's cleanup can never touch another's
-//! provider; the suite only schedules, forwards Ctrl-C and sums up.
+//! provider; the suite only schedules, forwards Ctrl-C and sums up. A child gets the
+//! suite's own resolved [`RunOptions`] (as JSON, `--resolved`) and answers with its
+//! [`Report`], so nothing is re-parsed from flags or read back as untyped JSON.
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -12,10 +14,13 @@ use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 use serde::Serialize;
-use serde_json::Value;
 
+use super::RunOptions;
 use crate::error::{Error, Result};
+use crate::id::RunId;
+use crate::report::Report;
 use crate::runner::Interrupts;
+use crate::state::{RunStatus, Verdict};
 
 /// One run of a suite, as the summary shows it.
 #[derive(Debug, Serialize)]
@@ -23,10 +28,10 @@ pub(crate) struct SuiteRun {
     pub fixture: String,
     /// 1..=repeat.
     pub repeat: u32,
-    pub run_id: Option<String>,
+    pub run_id: Option<RunId>,
     /// The report's status; `error` when the run could not start or record.
-    pub status: String,
-    pub verdict: Option<String>,
+    pub status: RunStatus,
+    pub verdict: Option<Verdict>,
     pub duration_seconds: f64,
     /// Why a run that is not in the ledger failed (its error message).
     pub error: Option<String>,
@@ -61,10 +66,27 @@ fn drain(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
     })
 }
 
-/// Runs `fixtures` × `repeat`, `jobs` at a time, each as `cto-ledger <base_args>
-/// --fixture F --json`; `progress` ticks once per finished run.
+/// The command line of one run of a suite: the ledger, and `opts` for `fixture`.
+fn child_args(ledger: &std::path::Path, opts: &RunOptions, fixture: &str) -> Vec<OsString> {
+    let mut one = opts.clone();
+    one.fixture = fixture.to_string();
+    let resolved = serde_json::to_string(&one).expect("options serialise");
+    vec![
+        "--ledger".into(),
+        ledger.as_os_str().to_os_string(),
+        "run".into(),
+        "stage2".into(),
+        "--json".into(),
+        "--resolved".into(),
+        resolved.into(),
+    ]
+}
+
+/// Runs `fixtures` × `repeat`, `jobs` at a time, each with `opts` in the ledger at
+/// `ledger`; `progress` ticks once per finished run.
 pub(crate) fn run_suite(
-    base_args: &[OsString],
+    ledger: &std::path::Path,
+    opts: &RunOptions,
     fixtures: &[String],
     repeat: u32,
     jobs: u32,
@@ -90,10 +112,7 @@ pub(crate) fn run_suite(
                 break;
             };
             let mut child = Command::new(&exe)
-                .args(base_args)
-                .arg("--fixture")
-                .arg(&fixture)
-                .arg("--json")
+                .args(child_args(ledger, opts, &fixture))
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -147,7 +166,7 @@ pub(crate) fn run_suite(
     });
     let passed = done
         .iter()
-        .filter(|r| r.verdict.as_deref() == Some("pass"))
+        .filter(|r| r.verdict == Some(Verdict::Pass))
         .count();
     Ok(SuiteOut {
         passed,
@@ -168,23 +187,21 @@ fn finish(mut r: Running) -> Result<SuiteRun> {
     let duration = r.started.elapsed().as_secs_f64();
     let stdout = r.stdout.join().unwrap_or_default();
     let stderr = r.stderr.join().unwrap_or_default();
-    let report: Option<Value> = serde_json::from_slice(&stdout).ok();
-    let text = |v: &Value, k: &str| v[k].as_str().map(String::from);
-    Ok(match report.filter(|v| v["run_id"].is_string()) {
-        Some(v) => SuiteRun {
+    Ok(match serde_json::from_slice::<Report>(&stdout) {
+        Ok(rep) => SuiteRun {
             fixture: r.fixture,
             repeat: r.repeat,
-            run_id: text(&v, "run_id"),
-            status: text(&v, "status").unwrap_or_default(),
-            verdict: text(&v, "verdict"),
-            duration_seconds: v["duration_seconds"].as_f64().unwrap_or(duration),
+            run_id: Some(rep.run_id),
+            status: rep.status,
+            verdict: Some(rep.verdict),
+            duration_seconds: rep.duration_seconds.unwrap_or(duration),
             error: None,
         },
-        None => SuiteRun {
+        Err(_) => SuiteRun {
             fixture: r.fixture,
             repeat: r.repeat,
             run_id: None,
-            status: "error".into(),
+            status: RunStatus::Error,
             verdict: None,
             duration_seconds: duration,
             error: Some(

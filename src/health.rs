@@ -1,5 +1,6 @@
 //! `cto-ledger health`: the Stage 2 promises checked end to end in a throwaway
-//! ledger, each reported by name.
+//! ledger, each reported by name. It sits above Stage 2 and admission and drives them
+//! as a user would: admit a provider from a real clone, then run it every hostile way.
 
 use std::fs;
 use std::io::Write;
@@ -9,10 +10,10 @@ use std::path::{Path, PathBuf};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
-use super::{run_stage2, shipped_fake, Lane, RunOptions, Stage2Out};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::ledger::Mode;
+use crate::stage2::{run_stage2, shipped_fake, Lane, RunOptions, Stage2Out};
 use crate::state::{RunStatus, Verdict};
 
 #[derive(Debug, Serialize)]
@@ -79,29 +80,6 @@ fn blocked_with(out: &Stage2Out, file: &str) -> (bool, String) {
     )
 }
 
-fn git(dir: &Path, args: &[&str]) -> Result<String> {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "health")
-        .env("GIT_AUTHOR_EMAIL", "health@localhost")
-        .env("GIT_COMMITTER_NAME", "health")
-        .env("GIT_COMMITTER_EMAIL", "health@localhost")
-        .output()
-        .map_err(Error::io("run git in", dir))?;
-    if !out.status.success() {
-        return Err(Error::bad_input(
-            format!(
-                "git {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            "health needs git on PATH",
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 fn append_byte(p: &Path) -> Result<()> {
     fs::OpenOptions::new()
         .append(true)
@@ -115,7 +93,7 @@ pub(crate) fn run() -> Result<HealthOut> {
         Error::bad_input(
             format!(
                 "the fake provider {} is not installed beside cto-ledger",
-                super::FAKE_BIN
+                crate::stage2::FAKE_BIN
             ),
             "build or install both binaries (cargo build / cargo install --path .)",
         )
@@ -164,18 +142,17 @@ pub(crate) fn run() -> Result<HealthOut> {
 /// from the shipped fake's, so only this admission covers them.
 fn admit_provider(cx: &mut Ctx) -> Result<PathBuf> {
     let clone = cx.tmp.join("provider-src");
-    fs::create_dir_all(clone.join("dist")).map_err(Error::io("create", &clone))?;
-    git(&clone, &["init", "-q"])?;
+    fs::create_dir_all(&clone).map_err(Error::io("create", &clone))?;
     fs::write(clone.join(".gitignore"), "dist/\n").map_err(Error::io("write", &clone))?;
-    git(&clone, &["add", ".gitignore"])?;
-    git(&clone, &["commit", "-qm", "provider source"])?;
+    let commit = crate::git::init_and_commit(&clone, "provider source")?;
+    let pin = &commit[..7];
+    fs::create_dir_all(clone.join("dist")).map_err(Error::io("create", &clone))?;
     let bin = clone.join("dist/ca");
     fs::copy(&cx.fake, &bin).map_err(Error::io("copy", &bin))?;
     append_byte(&bin)?;
-    let pin = git(&clone, &["rev-parse", "--short=7", "HEAD"])?;
     let args = crate::admission::AdmitArgs {
         path: &bin,
-        pin: &pin,
+        pin,
         name: Some("ca"),
         source: None,
         allow_modified: &[],

@@ -1,0 +1,284 @@
+//! The model side of a Stage 2 run: a loopback OpenAI-compatible chat-completions
+//! server that either replays a fixture's model script (provider `scripted`, for
+//! deterministic runs with no key and no network; [`scripted`]) or records and forwards
+//! every exchange to an admitted endpoint ([`forward`]). Either way every request and
+//! answer of the run is written to `backend/model-transcript.jsonl`, one line per
+//! exchange, with no headers (so no `Authorization`, no API key) and no URL query.
+
+mod forward;
+mod scripted;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::ledger::now;
+use crate::model::{Endpoint, Script, API};
+
+pub(crate) const TRANSCRIPT: &str = "backend/model-transcript.jsonl";
+const MAX_HEADER: usize = 64 * 1024;
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// What answers the provider's model requests.
+pub(crate) enum Backend {
+    Scripted(Script),
+    /// Recorded and forwarded to an admitted endpoint.
+    Forward(Endpoint),
+}
+
+impl Backend {
+    /// The path under the server's address that the provider's base URL names.
+    pub(crate) fn base_path(&self) -> &str {
+        match self {
+            Backend::Scripted(_) => "/v1",
+            Backend::Forward(up) => &up.base,
+        }
+    }
+}
+
+struct Shared {
+    backend: Backend,
+    model: String,
+    transcript: Mutex<fs::File>,
+    exchanges: AtomicUsize,
+}
+
+/// A running loopback server; stopped (and its threads joined) by [`ModelServer::stop`] or drop.
+pub(crate) struct ModelServer {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+    accept: Option<JoinHandle<Vec<JoinHandle<()>>>>,
+}
+
+impl ModelServer {
+    /// Listens on 127.0.0.1 on a port the kernel picks; every exchange is appended to
+    /// `transcript`.
+    pub(crate) fn start(backend: Backend, model: &str, transcript: &Path) -> Result<ModelServer> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .map_err(Error::io("listen on", Path::new("127.0.0.1:0")))?;
+        let port = listener
+            .local_addr()
+            .map_err(Error::io("listen on", Path::new("127.0.0.1:0")))?
+            .port();
+        listener
+            .set_nonblocking(true)
+            .map_err(Error::io("listen on", Path::new("127.0.0.1")))?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(transcript)
+            .map_err(Error::io("create", transcript))?;
+        let shared = Arc::new(Shared {
+            backend,
+            model: model.to_string(),
+            transcript: Mutex::new(file),
+            exchanges: AtomicUsize::new(0),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s2, st2) = (shared.clone(), stop.clone());
+        let accept = std::thread::spawn(move || {
+            let mut workers = Vec::new();
+            while !st2.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let s = s2.clone();
+                        workers.push(std::thread::spawn(move || serve(conn, &s)));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            workers
+        });
+        Ok(ModelServer {
+            port,
+            stop,
+            shared,
+            accept: Some(accept),
+        })
+    }
+
+    /// Stops accepting, waits for exchanges in flight, returns how many there were.
+    pub(crate) fn stop(mut self) -> usize {
+        self.halt();
+        self.shared.exchanges.load(Ordering::SeqCst)
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.accept.take() {
+            for w in t.join().unwrap_or_default() {
+                let _ = w.join();
+            }
+        }
+    }
+}
+
+impl Drop for ModelServer {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+struct Request {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn read_request(conn: &TcpStream) -> std::io::Result<Request> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let mut r = BufReader::new(conn);
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let method = parts
+        .next()
+        .ok_or_else(|| bad("empty request"))?
+        .to_string();
+    let path = parts.next().ok_or_else(|| bad("no path"))?.to_string();
+    let mut headers = Vec::new();
+    let mut size = line.len();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h)?;
+        size += h.len();
+        if size > MAX_HEADER {
+            return Err(bad("headers too large"));
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let get = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut sz = String::new();
+            r.read_line(&mut sz)?;
+            let n = usize::from_str_radix(sz.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| bad("bad chunk size"))?;
+            if n == 0 || body.len() + n > MAX_BODY {
+                let mut end = String::new();
+                r.read_line(&mut end)?;
+                break;
+            }
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk)?;
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        if n > MAX_BODY {
+            return Err(bad("body too large"));
+        }
+        body.resize(n, 0);
+        r.read_exact(&mut body)?;
+    }
+    Ok(Request {
+        method,
+        path,
+        headers,
+        body,
+    })
+}
+
+/// The path without its query (a key may ride in one), for the record.
+fn path_only(p: &str) -> &str {
+    p.split('?').next().unwrap_or(p)
+}
+
+fn serve(conn: TcpStream, s: &Shared) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
+    let Ok(req) = read_request(&conn) else {
+        return;
+    };
+    let started = now();
+    let n = s.exchanges.fetch_add(1, Ordering::SeqCst) + 1;
+    let mut record = match &s.backend {
+        Backend::Scripted(script) => scripted::answer(&conn, &s.model, script, &req),
+        Backend::Forward(up) => forward::answer(&conn, up, &req),
+    };
+    let body: Value = serde_json::from_slice(&req.body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&req.body).into_owned()));
+    let mut line = json!({
+        "n": n,
+        "started": started,
+        "finished": now(),
+        "method": req.method,
+        "path": path_only(&req.path),
+        "request": body,
+    });
+    if let Some(obj) = record.as_object_mut() {
+        for (k, v) in std::mem::take(obj) {
+            line[k] = v;
+        }
+    }
+    let mut text = serde_json::to_vec(&line).expect("json");
+    text.push(b'\n');
+    if let Ok(mut f) = s.transcript.lock() {
+        let _ = f.write_all(&text);
+        let _ = f.sync_data();
+    }
+}
+
+fn respond(mut conn: &TcpStream, status: u16, ctype: &str, body: &[u8]) {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        _ => "Error",
+    };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = conn.write_all(head.as_bytes());
+    let _ = conn.write_all(body);
+    let _ = conn.flush();
+}
+
+fn error(conn: &TcpStream, status: u16, message: &str) -> Value {
+    let body = json!({"error": {"message": message, "type": "cto_ledger_scripted_model"}});
+    respond(
+        conn,
+        status,
+        "application/json",
+        body.to_string().as_bytes(),
+    );
+    json!({"response": {"status": status, "error": message}})
+}
+
+/// Writes pi's `models.json` (under the provider's `$HOME/.pi/agent/`) naming the
+/// loopback server as the `openai` provider's base URL: Case's pi adapter looks the
+/// API key up by provider name, so only `openai` (with `OPENAI_API_KEY` set) gets one.
+pub(crate) fn write_pi_models(home: &Path, base_url: &str, model: &str) -> Result<PathBuf> {
+    let dir = home.join(".pi/agent");
+    fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
+    let doc = json!({"providers": {"openai": {
+        "baseUrl": base_url,
+        "api": API,
+        "apiKey": "OPENAI_API_KEY",
+        "models": [{"id": model, "name": model, "reasoning": false, "input": ["text"],
+                    "contextWindow": 128000, "maxTokens": 16384}],
+    }}});
+    let p = dir.join("models.json");
+    fs::write(&p, serde_json::to_vec_pretty(&doc).expect("json"))
+        .map_err(Error::io("write", &p))?;
+    Ok(p)
+}
