@@ -95,6 +95,14 @@ impl Home {
         self.ledger.commit_unless(synced, already, bodies)
     }
 
+    /// Records the journal's first event (`init`) if it has none; whether it did.
+    pub(crate) fn init(&mut self) -> Result<bool> {
+        let created = self
+            .commit_unless(|l| Ok(l.head()?.seq > 0), vec![Body::Init { format: 1 }])?
+            .is_some();
+        Ok(created)
+    }
+
     /// Resolves a REF; a REF that is a file path is hashed and looked up by digest.
     pub(crate) fn resolve(&self, r: &str) -> Result<crate::ledger::query::Node> {
         self.ledger.resolve(r, &|p| crate::store::hash_file(p))

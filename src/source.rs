@@ -108,3 +108,19 @@ pub(crate) fn source_body(
     rec.objects = new_objects(home, objects)?;
     Ok(Some(Body::Source(rec)))
 }
+
+/// `source add DIR`: records the clone unless this exact state is recorded already;
+/// returns its record and whether it was new.
+pub(crate) fn add(
+    home: &mut Home,
+    dir: &Path,
+    progress: &ProgressBar,
+) -> Result<(SourceRec, bool)> {
+    let snap = snapshot(&home.store, dir, progress)?;
+    let body = source_body(home, snap.rec.clone(), &snap.objects)?;
+    let recorded = body.is_some();
+    if let Some(b) = body {
+        home.commit(vec![b])?;
+    }
+    Ok((snap.rec, recorded))
+}

@@ -4,13 +4,14 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::home::Home;
-use crate::ledger::events::{Body, Event, KeyRec};
+use crate::ledger::events::{Body, KeyRec};
 use crate::ledger::tlog::{CheckpointRow, KeyRow};
-use crate::ledger::{chain_hash, Ledger};
+use crate::ledger::Ledger;
+use crate::offline::proof::{ConsistencyProof, InclusionProof, Proof, ProvenEntry};
 use crate::sign::keys::{self, PublicKey, SecretKey};
 use crate::sign::merkle::{self, Hash};
 use crate::sign::note::{Checkpoint, SignedNote};
@@ -131,6 +132,34 @@ pub(crate) fn sign_checkpoint(home: &Home, key: &SecretKey, size: u64) -> Result
     Ok(row)
 }
 
+/// `checkpoint --sign`: signs the journal's head with this host's key, unless events
+/// past what some remote holds could still be re-numbered by a pull.
+pub(crate) fn sign_head(home: &Home) -> Result<CheckpointRow> {
+    let (key, _) = signer(home)?;
+    let head = home.ledger.head()?;
+    // A pull re-numbers events no remote has yet; a signed tree must never move.
+    if let Some(r) = home
+        .ledger
+        .remotes()?
+        .into_iter()
+        .max_by_key(|r| r.synced.seq)
+    {
+        if r.synced.seq < head.seq {
+            return Err(Error::bad_input(
+                format!(
+                    "events {}..{} are not on any remote yet (remote `{}` has up to {}); a pull could still re-number them",
+                    r.synced.seq + 1,
+                    head.seq,
+                    r.name,
+                    r.synced.seq
+                ),
+                "run `cto-ledger push` first: it publishes the events and signs a checkpoint of them",
+            ));
+        }
+    }
+    sign_checkpoint(home, &key, head.seq)
+}
+
 /// What checking a signed note against a ledger found.
 #[derive(Debug, Serialize)]
 pub(crate) struct NoteCheck {
@@ -220,42 +249,6 @@ impl NoteChecker {
     }
 }
 
-/// The journal entry a proof is about, as it was hashed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ProvenEntry {
-    pub seq: u64,
-    /// Hex, as the journal stores it.
-    pub prev_hash: String,
-    pub hash: String,
-    /// The event's canonical JSON, byte for byte.
-    pub event: String,
-}
-
-/// An inclusion or consistency proof, with the signed checkpoint(s) it verifies against.
-/// Merkle hashes are base64 (as in the notes); entry hashes are hex (as in the journal).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub(crate) enum Proof {
-    Inclusion {
-        leaf_index: u64,
-        tree_size: u64,
-        leaf_hash: String,
-        hashes: Vec<String>,
-        entry: ProvenEntry,
-        checkpoint: String,
-    },
-    Consistency {
-        old_size: u64,
-        new_size: u64,
-        old_root: String,
-        hashes: Vec<String>,
-        #[serde(skip_serializing_if = "Option::is_none", default)]
-        old_checkpoint: Option<String>,
-        checkpoint: String,
-    },
-}
-
 fn b64_all(hs: &[Hash]) -> Vec<String> {
     hs.iter().map(|h| B64.encode(h)).collect()
 }
@@ -295,7 +288,7 @@ pub(crate) fn prove_inclusion(l: &Ledger, seq: u64, size: Option<u64>) -> Result
     let leaves = leaves(l, cp.size)?;
     let row = l.row_at(seq)?.expect("within the journal");
     let index = (seq - 1) as usize;
-    Ok(Proof::Inclusion {
+    Ok(Proof::Inclusion(InclusionProof {
         leaf_index: seq - 1,
         tree_size: cp.size,
         leaf_hash: B64.encode(leaves[index]),
@@ -307,7 +300,7 @@ pub(crate) fn prove_inclusion(l: &Ledger, seq: u64, size: Option<u64>) -> Result
             event: row.event,
         },
         checkpoint: cp.note,
-    })
+    }))
 }
 
 /// The consistency proof from the tree of `old` events to a kept signed checkpoint.
@@ -330,165 +323,12 @@ pub(crate) fn prove_consistency(l: &Ledger, old: u64, new: Option<u64>) -> Resul
         .rev()
         .find(|c| c.size == old)
         .map(|c| c.note.clone());
-    Ok(Proof::Consistency {
+    Ok(Proof::Consistency(ConsistencyProof {
         old_size: old,
         new_size: cp.size,
         old_root: B64.encode(merkle::root(&leaves[..old as usize])),
         hashes: b64_all(&merkle::consistency_proof(&leaves, old as usize)),
         old_checkpoint,
         checkpoint: cp.note,
-    })
-}
-
-/// What `verify-proof` established.
-#[derive(Debug, Serialize)]
-pub(crate) struct ProofCheck {
-    pub ok: bool,
-    pub kind: &'static str,
-    pub origin: Option<String>,
-    pub tree_size: Option<u64>,
-    /// The proven event, decoded (inclusion proofs).
-    pub event: Option<serde_json::Value>,
-    pub problems: Vec<String>,
-}
-
-fn hash_of(s: &str, what: &str) -> std::result::Result<Hash, String> {
-    B64.decode(s)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| format!("{what} is not a base64 SHA-256 hash"))
-}
-
-fn hashes_of(v: &[String]) -> std::result::Result<Vec<Hash>, String> {
-    v.iter()
-        .enumerate()
-        .map(|(i, h)| hash_of(h, &format!("hashes[{i}]")))
-        .collect()
-}
-
-/// A note, parsed and checked against `key`; a parse error is the `Err`.
-fn checked_note(
-    text: &str,
-    key: &PublicKey,
-    what: &str,
-    problems: &mut Vec<String>,
-) -> std::result::Result<Checkpoint, String> {
-    let note = SignedNote::parse(text).map_err(|e| format!("{what} is not a signed note: {e}"))?;
-    if let Err(e) = note.verify(key) {
-        problems.push(format!("{what}: {e}"));
-    }
-    Ok(note.checkpoint)
-}
-
-/// Checks a proof offline with nothing but `key`. `Err` is a malformed proof.
-pub(crate) fn verify_proof(
-    proof: &Proof,
-    key: &PublicKey,
-) -> std::result::Result<ProofCheck, String> {
-    let mut problems = Vec::new();
-    match proof {
-        Proof::Inclusion {
-            leaf_index,
-            tree_size,
-            leaf_hash,
-            hashes,
-            entry,
-            checkpoint,
-        } => {
-            let cp = checked_note(checkpoint, key, "the checkpoint", &mut problems)?;
-            let path = hashes_of(hashes)?;
-            let claimed_leaf = hash_of(leaf_hash, "leaf_hash")?;
-            let mut entry_hash = [0u8; 32];
-            hex::decode_to_slice(&entry.hash, &mut entry_hash)
-                .map_err(|_| "entry.hash is not 64 hex digits".to_string())?;
-            if chain_hash(&entry.prev_hash, entry.event.as_bytes()).0 != entry_hash {
-                problems.push(format!("entry {}: its event bytes and prev_hash do not hash to its hash (the event was altered)", entry.seq));
-            }
-            let leaf = merkle::leaf_hash(&entry_hash);
-            if leaf != claimed_leaf {
-                problems.push("leaf_hash is not the hash of the entry".into());
-            }
-            if entry.seq != leaf_index + 1 {
-                problems.push(format!("entry {} is not leaf {leaf_index}", entry.seq));
-            }
-            if *tree_size != cp.size {
-                problems.push(format!(
-                    "the proof is for a tree of {tree_size} but the checkpoint has {}",
-                    cp.size
-                ));
-            }
-            if let Err(e) = merkle::verify_inclusion(*leaf_index, cp.size, &leaf, &path, &cp.root) {
-                problems.push(e);
-            }
-            // Bytes that do not hash are reported above; what they say is then moot.
-            let event = match serde_json::from_str::<Event>(&entry.event) {
-                Ok(e) if e.seq != entry.seq => {
-                    problems.push(format!(
-                        "the event says it is event {}, the entry says {}",
-                        e.seq, entry.seq
-                    ));
-                    None
-                }
-                Ok(_) => serde_json::from_str(&entry.event).ok(),
-                Err(e) => {
-                    problems.push(format!("entry.event is not a journal event: {e}"));
-                    None
-                }
-            };
-            Ok(ProofCheck {
-                ok: problems.is_empty(),
-                kind: "inclusion",
-                origin: Some(cp.origin),
-                tree_size: Some(cp.size),
-                event,
-                problems,
-            })
-        }
-        Proof::Consistency {
-            old_size,
-            new_size,
-            old_root,
-            hashes,
-            old_checkpoint,
-            checkpoint,
-        } => {
-            let cp = checked_note(checkpoint, key, "the checkpoint", &mut problems)?;
-            let old_root = hash_of(old_root, "old_root")?;
-            if let Some(o) = old_checkpoint {
-                let old = checked_note(o, key, "the old checkpoint", &mut problems)?;
-                if old.size != *old_size || old.root != old_root {
-                    problems.push("the old checkpoint's size or root is not the proof's".into());
-                }
-                if old.origin != cp.origin {
-                    problems.push(format!(
-                        "the old checkpoint is of log `{}`, the new of `{}`",
-                        old.origin, cp.origin
-                    ));
-                }
-            }
-            if *new_size != cp.size {
-                problems.push(format!(
-                    "the proof is for a tree of {new_size} but the checkpoint has {}",
-                    cp.size
-                ));
-            }
-            if let Err(e) = merkle::verify_consistency(
-                *old_size,
-                cp.size,
-                &old_root,
-                &cp.root,
-                &hashes_of(hashes)?,
-            ) {
-                problems.push(e);
-            }
-            Ok(ProofCheck {
-                ok: problems.is_empty(),
-                kind: "consistency",
-                origin: Some(cp.origin),
-                tree_size: Some(cp.size),
-                event: None,
-                problems,
-            })
-        }
-    }
+    }))
 }

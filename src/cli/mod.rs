@@ -87,11 +87,11 @@ enum Cmd {
     /// Write DSSE-signed in-toto attestations (SLSA provenance; for runs, test result and verification summary)
     Attest(c::attest::Args),
     /// Check DSSE attestations offline with a public key; exit 1 naming the line that fails
-    VerifyAttestation(c::verify_attestation::Args),
+    VerifyAttestation(c::OfflineArgs),
     /// Print an inclusion proof of an event (or a consistency proof) against a signed checkpoint
     Prove(c::prove::Args),
     /// Check a proof from `prove` offline with a public key
-    VerifyProof(c::verify_proof::Args),
+    VerifyProof(c::OfflineArgs),
     /// Run a harness job
     #[command(subcommand)]
     Run(c::run::Cmd),

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::{Context, Output};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ledger::Mode;
 use crate::tlog;
 
@@ -32,30 +32,7 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
             writeln!(w, "{}:{}", h.seq, h.hash)
         }));
     }
-    let home = cx.open(Mode::ReadWrite)?;
-    let (key, _) = tlog::signer(&home)?;
-    let head = home.ledger.head()?;
-    // A pull re-numbers events no remote has yet; a signed tree must never move.
-    if let Some(r) = home
-        .ledger
-        .remotes()?
-        .into_iter()
-        .max_by_key(|r| r.synced.seq)
-    {
-        if r.synced.seq < head.seq {
-            return Err(Error::bad_input(
-                format!(
-                    "events {}..{} are not on any remote yet (remote `{}` has up to {}); a pull could still re-number them",
-                    r.synced.seq + 1,
-                    head.seq,
-                    r.name,
-                    r.synced.seq
-                ),
-                "run `cto-ledger push` first: it publishes the events and signs a checkpoint of them",
-            ));
-        }
-    }
-    let row = tlog::sign_checkpoint(&home, &key, head.seq)?;
+    let row = tlog::sign_head(&cx.open(Mode::ReadWrite)?)?;
     let out = Signed {
         size: row.size,
         root: row.root,

@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use super::{text::R, Context, Output};
 use crate::error::Result;
-use crate::ledger::events::Body;
 use crate::ledger::{Head, Mode};
 use crate::paths::lossy;
 
@@ -22,10 +21,7 @@ pub(crate) struct InitOut {
 
 pub(crate) fn run(cx: &Context, _: Args) -> Result<Output> {
     let mut home = cx.open(Mode::ReadWrite)?;
-    let created = home.ledger.head()?.seq == 0;
-    if created {
-        home.commit(vec![Body::Init { format: 1 }])?;
-    }
+    let created = home.init()?;
     let out = InitOut {
         home: lossy(&home.dir),
         created,

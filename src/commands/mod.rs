@@ -95,6 +95,20 @@ impl RefArg {
     }
 }
 
+/// The arguments of the offline verifiers (`verify-attestation`, `verify-proof`).
+#[derive(clap::Args)]
+pub(crate) struct OfflineArgs {
+    /// The evidence: envelopes from `attest` (`.intoto.jsonl`, one per line) or a proof from `prove`
+    pub(crate) file: PathBuf,
+    /// The signer's public key, PEM (`cto-ledger key export --format pem`)
+    #[arg(long, value_name = "PEM")]
+    pub(crate) key: PathBuf,
+    /// Require this file to be what the evidence is about (a subject of an envelope, or
+    /// named by the proven event), by SHA-256 (or BLAKE3 for proofs)
+    #[arg(long, value_name = "PATH")]
+    pub(crate) subject: Option<PathBuf>,
+}
+
 /// The argument of `push` and `pull`.
 #[derive(clap::Args)]
 pub(crate) struct RemoteArg {

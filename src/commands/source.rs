@@ -9,7 +9,6 @@ use super::{text::R, Context, Output};
 use crate::error::Result;
 use crate::ledger::events::SourceRec;
 use crate::ledger::Mode;
-use crate::source::{snapshot, source_body};
 
 #[derive(clap::Subcommand)]
 pub(crate) enum Cmd {
@@ -27,17 +26,9 @@ pub(crate) fn run(cx: &Context, cmd: Cmd) -> Result<Output> {
     let Cmd::Add { dir } = cmd;
     let mut home = cx.open(Mode::ReadWrite)?;
     let progress = cx.progress();
-    let snap = snapshot(&home.store, &dir, &progress)?;
-    let body = source_body(&home, snap.rec.clone(), &snap.objects)?;
-    let recorded = body.is_some();
-    if let Some(b) = body {
-        home.commit(vec![b])?;
-    }
+    let (source, recorded) = crate::source::add(&mut home, &dir, &progress)?;
     progress.finish_and_clear();
-    let out = SourceOut {
-        source: snap.rec,
-        recorded,
-    };
+    let out = SourceOut { source, recorded };
     Ok(Output::doc(out, text))
 }
 

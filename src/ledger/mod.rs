@@ -8,6 +8,7 @@ pub(crate) mod replica;
 mod rows;
 mod show;
 mod sql_types;
+mod stat_cache;
 pub(crate) mod tlog;
 
 pub(crate) use rows::*;

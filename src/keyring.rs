@@ -1,84 +1,49 @@
-//! `cto-ledger key generate|list|export|rotate|revoke`: the Ed25519 keys that sign
-//! checkpoints and attestations. Private keys live outside the ledger home; their
-//! public halves are journal events.
+//! The ledger's signing keys: generate, rotate, revoke, list and export. Private keys
+//! live outside the ledger home (`sign::keys` reads and writes the file); their public
+//! halves are `key` events, so every host of a ledger knows what verifies its notes.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::{text, Context, Output};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::ledger::events::{Body, KeyRevocationRec};
 use crate::ledger::tlog::KeyRow;
-use crate::ledger::Mode;
 use crate::sign::keys::{self, PublicKey, SecretKey};
 use crate::sign::note;
 use crate::tlog;
 
-#[derive(clap::Subcommand)]
-pub(crate) enum Cmd {
-    /// Make a signing key (or record the existing one at the key path) and record its public half
-    Generate,
-    /// List recorded keys: current, retired or revoked
-    List,
-    /// Print a public key: PEM (SubjectPublicKeyInfo), raw base64, or a C2SP note verifier key
-    Export {
-        /// A recorded key id or a unique prefix of one (default: this host's key)
-        keyid: Option<String>,
-        #[arg(long, value_enum, default_value = "pem")]
-        format: Format,
-    },
-    /// Replace this host's key with a new one; the old key stays recorded and still verifies what it signed
-    Rotate,
-    /// Revoke a key: nothing more is signed with it, and `audit` flags checkpoints it signed
-    Revoke {
-        keyid: String,
-        #[arg(long)]
-        reason: String,
-    },
+/// A key recorded by `generate` or `rotate`.
+#[derive(Serialize)]
+pub(crate) struct Recorded {
+    pub keyid: String,
+    pub path: PathBuf,
+    /// False when an existing key file was recorded rather than a new one made.
+    pub generated: bool,
+    pub replaces: Option<String>,
+    pub seq: u64,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+/// How `export` writes a public key.
+#[derive(Clone, Copy)]
 pub(crate) enum Format {
+    /// SubjectPublicKeyInfo PEM
     Pem,
+    /// The raw 32-byte key, base64
     Raw,
+    /// A C2SP note verifier key (`<origin>+<hash>+<key>`)
     Note,
 }
 
+/// A key as `key list` shows it.
 #[derive(Serialize)]
-struct Recorded {
-    keyid: String,
-    path: PathBuf,
-    /// False when an existing key file was recorded rather than a new one made.
-    generated: bool,
-    replaces: Option<String>,
-    seq: u64,
-}
-
-pub(crate) fn run(cx: &Context, cmd: Cmd) -> Result<Output> {
-    match cmd {
-        Cmd::Generate => generate(cx),
-        Cmd::List => list(cx),
-        Cmd::Export { keyid, format } => export(cx, keyid, format),
-        Cmd::Rotate => rotate(cx),
-        Cmd::Revoke { keyid, reason } => revoke(cx, &keyid, reason),
-    }
-}
-
-fn recorded_text(w: &mut dyn Write, r: &Recorded) -> text::R {
-    let verb = match (&r.replaces, r.generated) {
-        (Some(_), _) => "rotated to new key",
-        (None, true) => "generated key",
-        (None, false) => "recorded existing key",
-    };
-    writeln!(w, "{verb} {} (event {})", r.keyid, r.seq)?;
-    writeln!(w, "private key: {}", r.path.display())?;
-    if let Some(old) = &r.replaces {
-        writeln!(w, "retired key: {old} (still verifies what it signed)")?;
-    }
-    Ok(())
+pub(crate) struct Listed {
+    #[serde(flatten)]
+    pub key: KeyRow,
+    pub status: &'static str,
+    /// This host's signing key.
+    pub current: bool,
 }
 
 /// Records `key` unless the ledger already has it; the event's number either way.
@@ -91,8 +56,8 @@ fn record(home: &mut Home, key: &PublicKey, replaces: Option<String>) -> Result<
     }
 }
 
-fn generate(cx: &Context) -> Result<Output> {
-    let mut home = cx.open(Mode::ReadWrite)?;
+/// Makes a signing key at the key path (or takes the one there) and records its public half.
+pub(crate) fn generate(home: &mut Home) -> Result<Recorded> {
     let path = keys::key_path()?;
     let (key, generated) = if path.exists() {
         (keys::load(&path, &home.dir)?, false)
@@ -101,25 +66,25 @@ fn generate(cx: &Context) -> Result<Output> {
         keys::store(&k, &path, &home.dir, false)?;
         (k, true)
     };
-    let (seq, new_event) = record(&mut home, &key.public(), None)?;
+    let (seq, new_event) = record(home, &key.public(), None)?;
     if !new_event {
         return Err(Error::bad_input(
             format!("the key at {} is already recorded (event {seq})", path.display()),
             "to replace it use `cto-ledger key rotate`; to make another, set CTO_LEDGER_KEY to a new path",
         ));
     }
-    let out = Recorded {
+    Ok(Recorded {
         keyid: key.public().keyid(),
         path,
         generated,
         replaces: None,
         seq,
-    };
-    Ok(Output::doc(out, recorded_text))
+    })
 }
 
-fn rotate(cx: &Context) -> Result<Output> {
-    let mut home = cx.open(Mode::ReadWrite)?;
+/// Replaces this host's key with a new one; the old one stays recorded (retired) and
+/// still verifies what it signed.
+pub(crate) fn rotate(home: &mut Home) -> Result<Recorded> {
     let path = keys::key_path()?;
     let old = keys::load(&path, &home.dir)?.public().keyid();
     let row = home
@@ -145,16 +110,15 @@ fn rotate(cx: &Context) -> Result<Output> {
     let new = SecretKey::generate()?;
     // Record first: a crash before the file is replaced leaves the old key in place
     // (recorded as retired, so `key rotate` runs again), never an unrecorded key.
-    let (seq, _) = record(&mut home, &new.public(), Some(old.clone()))?;
+    let (seq, _) = record(home, &new.public(), Some(old.clone()))?;
     keys::store(&new, &path, &home.dir, true)?;
-    let out = Recorded {
+    Ok(Recorded {
         keyid: new.public().keyid(),
         path,
         generated: true,
         replaces: Some(old),
         seq,
-    };
-    Ok(Output::doc(out, recorded_text))
+    })
 }
 
 /// The one recorded key `prefix` names.
@@ -180,15 +144,15 @@ fn one_key(home: &Home, prefix: &str) -> Result<KeyRow> {
     }
 }
 
-fn revoke(cx: &Context, prefix: &str, reason: String) -> Result<Output> {
-    let mut home = cx.open(Mode::ReadWrite)?;
+/// Revokes a recorded key: nothing more is signed with it, and `audit` flags what it signed.
+pub(crate) fn revoke(home: &mut Home, prefix: &str, reason: String) -> Result<KeyRow> {
     if reason.trim().is_empty() {
         return Err(Error::bad_input(
             "--reason is empty",
             "say why the key is revoked",
         ));
     }
-    let key = one_key(&home, prefix)?;
+    let key = one_key(home, prefix)?;
     let keyid = key.keyid.clone();
     let already = |l: &crate::ledger::Ledger| {
         Ok(l.keys_matching(&keyid)?
@@ -205,24 +169,11 @@ fn revoke(cx: &Context, prefix: &str, reason: String) -> Result<Output> {
             "see `cto-ledger key list`",
         ));
     }
-    let row = one_key(&home, &key.keyid)?;
-    Ok(Output::doc(row, |w, k| {
-        let r = k.revoked.as_ref().expect("just revoked");
-        writeln!(w, "revoked key {} (event {}): {}", k.keyid, r.seq, r.reason)
-    }))
+    one_key(home, &key.keyid)
 }
 
-#[derive(Serialize)]
-struct Listed {
-    #[serde(flatten)]
-    key: KeyRow,
-    status: &'static str,
-    /// This host's signing key.
-    current: bool,
-}
-
-fn list(cx: &Context) -> Result<Output> {
-    let home = cx.open(Mode::ReadOnly)?;
+/// Every recorded key: active, retired or revoked, and which is this host's.
+pub(crate) fn list(home: &Home) -> Result<Vec<Listed>> {
     // This host's key, if one can be read: listing must not fail for want of it.
     let mine = keys::key_path()
         .ok()
@@ -242,28 +193,13 @@ fn list(cx: &Context) -> Result<Output> {
             key: k,
         })
         .collect();
-    Ok(Output::doc(rows, |w, rows| {
-        let headers = ["KEYID", "STATUS", "EVENT", "ADDED", "BY"].map(String::from);
-        let body: Vec<Vec<String>> = rows
-            .iter()
-            .map(|r| {
-                vec![
-                    format!("{}{}", r.key.keyid, if r.current { " *" } else { "" }),
-                    r.status.to_string(),
-                    r.key.seq.to_string(),
-                    r.key.time.clone(),
-                    r.key.actor.clone(),
-                ]
-            })
-            .collect();
-        text::table(w, &headers, &body)
-    }))
+    Ok(rows)
 }
 
-fn export(cx: &Context, keyid: Option<String>, format: Format) -> Result<Output> {
-    let home = cx.open(Mode::ReadOnly)?;
-    let public = match &keyid {
-        Some(k) => tlog::public_of(&one_key(&home, k)?)?,
+/// A public key as text: a recorded key, or (no id) this host's.
+pub(crate) fn export(home: &Home, keyid: Option<&str>, format: Format) -> Result<String> {
+    let public = match keyid {
+        Some(k) => tlog::public_of(&one_key(home, k)?)?,
         None => keys::load(&keys::key_path()?, &home.dir)?.public(),
     };
     let text = match format {
@@ -274,5 +210,15 @@ fn export(cx: &Context, keyid: Option<String>, format: Format) -> Result<Output>
             note::verifier_key(&tlog::origin(&home.ledger)?, &public)
         ),
     };
-    Ok(Output::raw(move |w| Ok(w.write_all(text.as_bytes())?)))
+    Ok(text)
+}
+
+/// Whether the ledger records `keyid` as revoked: (event, reason).
+pub(crate) fn revocation(home: &Home, keyid: &str) -> Result<Option<(u64, String)>> {
+    Ok(home
+        .ledger
+        .keys_matching(keyid)?
+        .first()
+        .and_then(|k| k.revoked.clone())
+        .map(|r| (r.seq, r.reason)))
 }

@@ -1,0 +1,188 @@
+//! `audit --remote`: the remote checked on its own terms: one unbroken chain, every
+//! object it names present, and a sample (or with `--full`, every one) re-hashed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use indicatif::ProgressBar;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::{decode, transfer_pool, Remote};
+use crate::audit::{rehash, Expected, Finding};
+use crate::error::Result;
+use crate::home::Home;
+use crate::id::ObjectId;
+use crate::ledger::events::Event;
+use crate::ledger::{ChainCheck, Head};
+use crate::state::AuditCheck;
+use crate::store::s3::object_key;
+
+#[derive(Debug, Serialize, Default)]
+pub(crate) struct RemoteAuditOut {
+    pub ok: bool,
+    pub remote: String,
+    pub url: String,
+    pub events: u64,
+    pub head: Option<Head>,
+    pub objects_named: u64,
+    pub objects_checked: u64,
+    pub bytes_checked: u64,
+    pub full: bool,
+    pub findings: Vec<Finding>,
+    pub notes: Vec<String>,
+}
+
+/// About how many objects `audit --remote` re-hashes without `--full`: every k-th in id
+/// order (ids are hashes, so that is a spread over everything) from a random start, so
+/// that no object is left out of every audit.
+const SAMPLE: usize = 256;
+
+/// Checks the remote on its own terms: one unbroken chain from the first event, every
+/// object it names present, and (a sample of, or with `full` every) object re-hashed.
+pub(crate) fn audit(home: &Home, remote: &Remote, full: bool) -> Result<RemoteAuditOut> {
+    let mut out = RemoteAuditOut {
+        remote: remote.row.name.clone(),
+        url: remote.row.url.clone(),
+        full,
+        ..Default::default()
+    };
+    let named = audit_chain(remote, &mut out)?;
+    audit_synced(home, remote, &mut out)?;
+    audit_objects(remote, &named, &mut out)?;
+    out.ok = out.findings.is_empty();
+    Ok(out)
+}
+
+/// The chain, entry by entry (not stopping at the first problem); returns every object
+/// the entries name, with the event that first named it.
+fn audit_chain(remote: &Remote, out: &mut RemoteAuditOut) -> Result<BTreeMap<ObjectId, Expected>> {
+    let finding = |key: String, m: String| Finding::new(AuditCheck::RemoteJournal, key, m);
+    let keys = remote.s3.list("journal", None)?;
+    let bodies: Vec<(String, Result<Option<Vec<u8>>>)> = keys
+        .par_iter()
+        .map(|k| (k.key.clone(), remote.s3.get(&k.key)))
+        .collect();
+    let mut chain = ChainCheck::new();
+    let mut named = BTreeMap::new();
+    for (key, bytes) in bodies {
+        let row = match bytes?.map(|b| decode(&key, &b, remote.url())) {
+            Some(Ok(r)) => r,
+            None => {
+                out.findings.push(finding(key, "listed but gone".into()));
+                chain.skip();
+                continue;
+            }
+            Some(Err(e)) => {
+                out.findings.push(finding(key, e.to_string()));
+                chain.skip();
+                continue;
+            }
+        };
+        for problem in chain.next(&row) {
+            out.findings.push(finding(key.clone(), problem));
+        }
+        let e: Event = serde_json::from_str(&row.event).expect("checked by decode");
+        for o in e.body.objects() {
+            named.entry(o.id).or_insert(Expected {
+                id: o.id,
+                sha256: Some(o.sha256),
+                size: o.size,
+                seq: row.seq as u64,
+            });
+        }
+        out.head = Some(row.head()?);
+        out.events += 1;
+    }
+    Ok(named)
+}
+
+/// This host's published events are still the remote's.
+fn audit_synced(home: &Home, remote: &Remote, out: &mut RemoteAuditOut) -> Result<()> {
+    let synced = &remote.row.synced;
+    if synced.seq == 0 {
+        return Ok(());
+    }
+    match home.ledger.row_at(synced.seq)? {
+        Some(local) if local.has_hash(&synced.hash) => {}
+        _ => out.notes.push(format!("this ledger's record of the remote (event {}) no longer matches its own journal; `cto-ledger pull` re-synchronises", synced.seq)),
+    }
+    if out.events < synced.seq {
+        out.findings.push(Finding::new(
+            AuditCheck::RemoteJournal,
+            remote.url(),
+            format!(
+                "ends at event {} but this host saw it reach event {}: the remote lost events",
+                out.events, synced.seq
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A start in `0..stride` that differs from one audit to the next.
+fn sample_offset(stride: usize) -> usize {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    (blake3::hash(&nanos.to_le_bytes()).as_bytes()[0] as usize + std::process::id() as usize)
+        % stride
+}
+
+/// Every named object is there; re-hash all of them (`full`) or a sample.
+fn audit_objects(
+    remote: &Remote,
+    named: &BTreeMap<ObjectId, Expected>,
+    out: &mut RemoteAuditOut,
+) -> Result<()> {
+    let listing = remote.store.backend().list()?;
+    let present: BTreeSet<ObjectId> = listing.objects.iter().copied().collect();
+    for (name, why) in listing.anomalies {
+        out.findings
+            .push(Finding::new(AuditCheck::RemoteStore, name, why));
+    }
+    out.objects_named = named.len() as u64;
+    let stride = (named.len() / SAMPLE).max(1);
+    let offset = sample_offset(stride);
+    let mut to_check = Vec::new();
+    for (i, (id, o)) in named.iter().enumerate() {
+        if !present.contains(id) {
+            out.findings.push(Finding::new(
+                AuditCheck::RemoteObject,
+                object_key(id),
+                format!("named by event {} but missing from the remote", o.seq),
+            ));
+        } else if full_or_sampled(out.full, named.len(), i, stride, offset) {
+            to_check.push(*o);
+        }
+    }
+    let pool = transfer_pool()?;
+    let found = pool.install(|| {
+        rehash(
+            &remote.store,
+            &to_check,
+            AuditCheck::RemoteObject,
+            object_key,
+            &ProgressBar::hidden(),
+        )
+    });
+    out.findings.extend(found);
+    out.objects_checked = to_check.len() as u64;
+    out.bytes_checked = to_check.iter().map(|o| o.size).sum();
+    if !out.full && to_check.len() < named.len() {
+        out.notes.push(format!(
+            "re-hashed a sample of {} of {} objects; `--full` re-hashes every one",
+            to_check.len(),
+            named.len()
+        ));
+    }
+    let stray = present.iter().filter(|id| !named.contains_key(id)).count();
+    if stray > 0 {
+        out.notes.push(format!("{stray} object(s) on the remote are named by no event (uploaded by a push that stopped before publishing); harmless, the next push publishes them"));
+    }
+    Ok(())
+}
+
+fn full_or_sampled(full: bool, n: usize, i: usize, stride: usize, offset: usize) -> bool {
+    full || n <= SAMPLE || i % stride == offset
+}

@@ -1,0 +1,177 @@
+//! `push`: local events the remote lacks, published after every object they name, each
+//! by a create-only write; a host that loses the race pulls and goes again.
+
+use serde::Serialize;
+
+use super::{checkpoint_key, encode, journal_key, pull, transfer_all, Remote};
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::id::ObjectId;
+use crate::ledger::Head;
+
+/// This host's signing key for `push`, when it has one recorded here. A key file that
+/// cannot be read safely is an error (before anything is published); a key this
+/// ledger does not know, or that was retired or revoked, signs nothing.
+fn push_signer(home: &Home) -> Result<Option<crate::sign::keys::SecretKey>> {
+    let path = crate::sign::keys::key_path()?;
+    if !path.exists() {
+        return Ok(None);
+    }
+    let key = crate::sign::keys::load(&path, &home.dir)?;
+    let current = crate::tlog::current_key(home, &key, &path).is_ok();
+    Ok(current.then_some(key))
+}
+
+/// Signs the remote's journal as this host now holds it and publishes the note,
+/// unless this key already signed that size there.
+fn publish_checkpoint(
+    home: &Home,
+    remote: &Remote,
+    key: &crate::sign::keys::SecretKey,
+) -> Result<Option<u64>> {
+    let synced = remote.row.synced.seq;
+    let keyid = key.public().keyid();
+    if synced == 0
+        || home
+            .ledger
+            .has_remote_checkpoint(&remote.row.name, synced, &keyid)?
+    {
+        return Ok(None);
+    }
+    let row = crate::tlog::sign_checkpoint(home, key, synced)?;
+    remote.s3.put_create(
+        &checkpoint_key(synced, &keyid),
+        row.note.clone().into_bytes(),
+    )?;
+    home.ledger.save_remote_checkpoint(&remote.row.name, &row)?;
+    Ok(Some(synced))
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct PushOut {
+    pub remote: String,
+    pub url: String,
+    pub published: u64,
+    pub objects_uploaded: u64,
+    pub bytes_uploaded: u64,
+    /// Times another host took the next sequence number first (we pulled and went again).
+    pub conflicts: u64,
+    /// Of those, how many the server itself refused (`If-None-Match: *` answered 412).
+    pub creates_refused: u64,
+    pub pulled: u64,
+    pub moved: Vec<(u64, u64)>,
+    pub head: Head,
+    /// The tree size of the signed checkpoint this push published, if it signed one.
+    pub checkpoint: Option<u64>,
+}
+
+/// How many times another host may win the race for the next sequence number before
+/// push gives up (each loss pulls the winner's events first).
+const MAX_ROUNDS: u32 = 200;
+
+/// Publishes the local events the remote lacks, after every object they name.
+pub(crate) fn push(home: &mut Home, remote: &mut Remote) -> Result<PushOut> {
+    let mut out = PushOut {
+        remote: remote.row.name.clone(),
+        url: remote.row.url.clone(),
+        published: 0,
+        objects_uploaded: 0,
+        bytes_uploaded: 0,
+        conflicts: 0,
+        creates_refused: 0,
+        pulled: 0,
+        moved: Vec::new(),
+        head: home.ledger.head()?,
+        checkpoint: None,
+    };
+    let signer = push_signer(home)?;
+    for round in 0..MAX_ROUNDS {
+        let p = pull(home, remote)?;
+        out.pulled += p.pulled;
+        out.moved.extend(p.moved);
+        let synced = remote.row.synced.clone();
+        let pending = home.ledger.rows_after(synced.seq)?;
+        if pending.is_empty() {
+            out.head = home.ledger.head()?;
+            if let Some(k) = &signer {
+                out.checkpoint = publish_checkpoint(home, remote, k)?;
+            }
+            return Ok(out);
+        }
+        let (n, bytes) = upload_objects(home, remote, synced.seq)?;
+        out.objects_uploaded += n;
+        out.bytes_uploaded += bytes;
+        let mut lost = false;
+        for row in &pending {
+            let key = journal_key(row.seq as u64);
+            let entry = encode(row);
+            let created = remote.s3.put_create(&key, entry.clone())?;
+            // Read back even on success: a server whose create-only check is not atomic
+            // can let two writers both "create" the same key; the later rename wins.
+            // (An existing key holding exactly our entry is our own earlier attempt.)
+            let there = remote.s3.get(&key)?;
+            if there.as_deref() != Some(&entry[..]) {
+                if !created {
+                    out.creates_refused += 1;
+                }
+                lost = true;
+                break;
+            }
+            let head = row.head()?;
+            if !home.ledger.set_synced(&remote.row.name, &head)? {
+                // Another command moved the local journal meanwhile; start over.
+                lost = true;
+                break;
+            }
+            remote.row.synced = head;
+            out.published += 1;
+        }
+        if !lost {
+            out.head = home.ledger.head()?;
+            if let Some(k) = &signer {
+                out.checkpoint = publish_checkpoint(home, remote, k)?;
+            }
+            return Ok(out);
+        }
+        out.conflicts += 1;
+        // Let the winner finish its run of events before racing again.
+        std::thread::sleep(std::time::Duration::from_millis(
+            5 + (round as u64 * 7 + std::process::id() as u64) % 40,
+        ));
+    }
+    Err(Error::Remote {
+        remote: remote.url().into(),
+        message: format!(
+            "other hosts took every sequence number this push tried, {MAX_ROUNDS} times in a row"
+        ),
+        hint: Some("run `cto-ledger push` again; the local events are safe".into()),
+    })
+}
+
+const LIST_OVER: usize = 256;
+
+/// Uploads every object first named by a local event after `after` that the remote lacks.
+fn upload_objects(home: &Home, remote: &Remote, after: u64) -> Result<(u64, u64)> {
+    let mut ids = home.ledger.objects_named_after(after)?;
+    // One LIST page answers for 1,000 objects; past a few hundred, listing beats a HEAD each.
+    let listed = ids.len() > LIST_OVER;
+    if listed {
+        let there: std::collections::HashSet<ObjectId> =
+            remote.store.backend().list()?.objects.into_iter().collect();
+        ids.retain(|id| !there.contains(id));
+    }
+    let local = &home.store;
+    let uploaded = std::sync::atomic::AtomicU64::new(0);
+    let bytes = transfer_all(&ids, |id| {
+        if !listed && remote.store.has(id)? {
+            return Ok(None);
+        }
+        let mut staged = remote.store.backend().stage_for(id)?;
+        // Re-hashed on the way out: a damaged local copy is never published.
+        let m = local.copy_verified(id, &mut staged)?;
+        staged.commit(id)?;
+        uploaded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Some(m.size))
+    })?;
+    Ok((uploaded.into_inner(), bytes))
+}
