@@ -243,51 +243,75 @@ fn open_existing(paths: &[PathBuf]) -> Vec<(PathBuf, PathFd, bool)> {
     out
 }
 
-/// Builds the sandbox for `policy`, or says why this kernel cannot enforce it.
-/// Required: filesystem rules (Landlock ABI 1) and the network policy (Landlock TCP
-/// rules, ABI 4, or for "none" a network namespace). Best effort, recorded as not
-/// enforced where the kernel lacks them: signal and abstract-socket scoping (ABI 6),
-/// UDP rules (ABI 10, or the network namespace), the user namespace.
-pub(crate) fn prepare(policy: &Policy) -> std::result::Result<Prepared, Unavailable> {
-    let kernel = kernel_abi().min(abi_cap());
-    if kernel < 1 {
-        return Err(Unavailable("this kernel has no Landlock (landlock_create_ruleset reports no ABI): the provider cannot be confined to its run folder. Enable Landlock (boot with lsm=...,landlock) or pass --no-sandbox to run it unconfined, recorded as such".into()));
+/// What this kernel and process can enforce, asked once per sandbox.
+#[derive(Debug, Clone, Copy)]
+struct Kernel {
+    abi: ABI,
+    /// The ABI the rules are written for (the kernel's, at most this build's newest).
+    abi_n: u32,
+    userns: bool,
+    /// A network namespace of its own (only for network "none", and with a user namespace).
+    netns: bool,
+    tcp: bool,
+    udp: bool,
+    scoped: bool,
+}
+
+impl Kernel {
+    fn probe(policy: &Policy) -> std::result::Result<Kernel, Unavailable> {
+        let kernel = kernel_abi().min(abi_cap());
+        if kernel < 1 {
+            return Err(Unavailable("this kernel has no Landlock (landlock_create_ruleset reports no ABI): the provider cannot be confined to its run folder. Enable Landlock (boot with lsm=...,landlock) or pass --no-sandbox to run it unconfined, recorded as such".into()));
+        }
+        let abi = ABI::from(kernel);
+        let abi_n = (kernel as u32).min(abi as u32);
+        let userns = namespaces_work();
+        let k = Kernel {
+            abi,
+            abi_n,
+            userns,
+            netns: policy.net == Net::None && userns,
+            tcp: abi_n >= 4,
+            udp: abi_n >= 10,
+            scoped: abi_n >= 6,
+        };
+        if !k.tcp && !k.netns {
+            return Err(Unavailable(format!("the network policy cannot be enforced: Landlock ABI {abi_n} has no TCP rules (ABI 4) and this process may not create a network namespace. Pass --no-sandbox to run unconfined, recorded as such")));
+        }
+        Ok(k)
     }
-    let abi = ABI::from(kernel);
-    let abi_n = (kernel as u32).min(abi as u32);
-    let none = policy.net == Net::None;
-    let userns = namespaces_work();
-    let netns = none && userns;
-    let tcp = abi_n >= 4;
-    let udp = abi_n >= 10;
-    let scoped = abi_n >= 6;
-    if !tcp && !netns {
-        return Err(Unavailable(format!("the network policy cannot be enforced: Landlock ABI {abi_n} has no TCP rules (ABI 4) and this process may not create a network namespace. Pass --no-sandbox to run unconfined, recorded as such")));
-    }
-    let fail = |what: &str, e: &dyn std::fmt::Display| {
-        Unavailable(format!("the Landlock ruleset could not be {what}: {e}. Pass --no-sandbox to run unconfined, recorded as such"))
-    };
+}
+
+fn ruleset_failed(what: &str, e: &dyn std::fmt::Display) -> Unavailable {
+    Unavailable(format!("the Landlock ruleset could not be {what}: {e}. Pass --no-sandbox to run unconfined, recorded as such"))
+}
+
+/// The Landlock ruleset: every access this ABI knows handled (so denied unless a rule
+/// grants it), read rules for `ro`, read-write rules for `rw`, and TCP connect rules.
+fn ruleset(
+    k: &Kernel,
+    policy: &Policy,
+    ro: &[(PathBuf, PathFd, bool)],
+    rw: &[(PathBuf, PathFd, bool)],
+) -> std::result::Result<RulesetCreated, Unavailable> {
+    let abi = k.abi;
     let mut net_access = AccessNet::from_all(abi);
-    if !none {
+    if policy.net != Net::None {
         net_access &= !(AccessNet::BindUdp | AccessNet::ConnectSendUdp);
     }
+    let setup = |e: landlock::RulesetError| ruleset_failed("set up", &e);
     let mut rs = Ruleset::default()
         .set_compatibility(CompatLevel::HardRequirement)
         .handle_access(AccessFs::from_all(abi))
-        .map_err(|e| fail("set up", &e))?;
-    if tcp {
-        rs = rs
-            .handle_access(net_access)
-            .map_err(|e| fail("set up", &e))?;
+        .map_err(setup)?;
+    if k.tcp {
+        rs = rs.handle_access(net_access).map_err(setup)?;
     }
-    if scoped {
-        rs = rs
-            .scope(Scope::from_all(abi))
-            .map_err(|e| fail("set up", &e))?;
+    if k.scoped {
+        rs = rs.scope(Scope::from_all(abi)).map_err(setup)?;
     }
-    let mut created = rs.create().map_err(|e| fail("created", &e))?;
-    let ro = open_existing(&policy.read_only);
-    let rw = open_existing(&policy.read_write);
+    let mut created = rs.create().map_err(|e| ruleset_failed("created", &e))?;
+    let given = |e: landlock::RulesetError| ruleset_failed("given its rules", &e);
     let file_rights = |a: landlock::BitFlags<AccessFs>, is_file: bool| {
         if is_file {
             a & AccessFs::from_file(abi)
@@ -295,102 +319,93 @@ pub(crate) fn prepare(policy: &Policy) -> std::result::Result<Prepared, Unavaila
             a
         }
     };
-    for (_, fd, is_file) in &ro {
-        let rule = PathBeneath::new(fd, file_rights(AccessFs::from_read(abi), *is_file));
-        created = created
-            .add_rule(rule)
-            .map_err(|e| fail("given its rules", &e))?;
-    }
-    for (_, fd, is_file) in &rw {
-        let rule = PathBeneath::new(fd, file_rights(AccessFs::from_all(abi), *is_file));
-        created = created
-            .add_rule(rule)
-            .map_err(|e| fail("given its rules", &e))?;
-    }
-    let ports = match &policy.net {
-        Net::None => Vec::new(),
-        Net::Tcp(p) => p.clone(),
-    };
-    if tcp {
-        for port in &ports {
-            created = created
-                .add_rule(NetPort::new(*port, AccessNet::ConnectTcp))
-                .map_err(|e| fail("given its rules", &e))?;
+    for (paths, rights) in [
+        (ro, AccessFs::from_read(abi)),
+        (rw, AccessFs::from_all(abi)),
+    ] {
+        for (_, fd, is_file) in paths {
+            let rule = PathBeneath::new(fd, file_rights(rights, *is_file));
+            created = created.add_rule(rule).map_err(given)?;
         }
     }
-    let ll = format!("Landlock ABI {abi_n}");
+    if let (true, Net::Tcp(ports)) = (k.tcp, &policy.net) {
+        for port in ports {
+            created = created
+                .add_rule(NetPort::new(*port, AccessNet::ConnectTcp))
+                .map_err(given)?;
+        }
+    }
+    Ok(created)
+}
+
+/// Each rule and whether (and by what) it is enforced, for the report.
+fn rules(k: &Kernel, none: bool) -> Vec<Rule> {
+    let ll = format!("Landlock ABI {}", k.abi_n);
     let rule = |rule: &str, enforced: bool, by: String| Rule {
         rule: rule.into(),
         enforced,
         by,
     };
-    let rules = vec![
+    let tcp_by = match (k.tcp, k.netns) {
+        (true, true) => format!("{ll} and a network namespace"),
+        (true, false) => ll.clone(),
+        _ => "a network namespace".into(),
+    };
+    let udp = match (none, k.netns, k.udp) {
+        (false, ..) => rule(
+            "udp",
+            false,
+            "not restricted: the model's host name must resolve (DNS)".into(),
+        ),
+        (true, true, _) => rule("udp", true, "a network namespace".into()),
+        (true, false, true) => rule("udp", true, ll.clone()),
+        (true, false, false) => rule(
+            "udp",
+            false,
+            format!("not enforced: {ll} has no UDP rules (ABI 10) and no network namespace could be made"),
+        ),
+    };
+    let signals_by = if k.scoped {
+        format!("{ll} signal scoping")
+    } else {
+        format!("not enforced: {ll} has no signal scoping (ABI 6)")
+    };
+    let sockets_by = match (k.scoped, k.netns) {
+        (true, _) => format!("{ll} abstract socket scoping"),
+        (false, true) => "a network namespace".into(),
+        _ => format!("not enforced: {ll} has no abstract socket scoping (ABI 6)"),
+    };
+    let caps_by = if k.userns {
+        "a user namespace, and every capability set cleared"
+    } else {
+        "every capability set cleared (no user namespace could be made)"
+    };
+    vec![
         rule("filesystem", true, ll.clone()),
-        rule(
-            "tcp",
-            true,
-            match (tcp, netns) {
-                (true, true) => format!("{ll} and a network namespace"),
-                (true, false) => ll.clone(),
-                _ => "a network namespace".into(),
-            },
-        ),
-        if !none {
-            rule(
-                "udp",
-                false,
-                "not restricted: the model's host name must resolve (DNS)".into(),
-            )
-        } else if netns || udp {
-            rule(
-                "udp",
-                true,
-                if netns {
-                    "a network namespace".into()
-                } else {
-                    ll.clone()
-                },
-            )
-        } else {
-            rule(
-                "udp",
-                false,
-                format!("not enforced: {ll} has no UDP rules (ABI 10) and no network namespace could be made"),
-            )
-        },
-        rule(
-            "signals",
-            scoped,
-            if scoped {
-                format!("{ll} signal scoping")
-            } else {
-                format!("not enforced: {ll} has no signal scoping (ABI 6)")
-            },
-        ),
-        rule(
-            "abstract_unix_sockets",
-            scoped || netns,
-            match (scoped, netns) {
-                (true, _) => format!("{ll} abstract socket scoping"),
-                (false, true) => "a network namespace".into(),
-                _ => format!("not enforced: {ll} has no abstract socket scoping (ABI 6)"),
-            },
-        ),
+        rule("tcp", true, tcp_by),
+        udp,
+        rule("signals", k.scoped, signals_by),
+        rule("abstract_unix_sockets", k.scoped || k.netns, sockets_by),
         rule("no_new_privs", true, "prctl(PR_SET_NO_NEW_PRIVS)".into()),
-        rule(
-            "no_capabilities",
-            true,
-            if userns {
-                "a user namespace, and every capability set cleared".into()
-            } else {
-                "every capability set cleared (no user namespace could be made)".into()
-            },
-        ),
+        rule("no_capabilities", true, caps_by.into()),
         rule("no_core_dumps", true, "RLIMIT_CORE 0".into()),
         rule("own_session", true, "setsid".into()),
-    ];
-    let maps = userns.then(|| {
-        let extra = if netns {
+    ]
+}
+
+/// Builds the sandbox for `policy`, or says why this kernel cannot enforce it.
+/// Required: filesystem rules (Landlock ABI 1) and the network policy (Landlock TCP
+/// rules, ABI 4, or for "none" a network namespace). Best effort, recorded as not
+/// enforced where the kernel lacks them: signal and abstract-socket scoping (ABI 6),
+/// UDP rules (ABI 10, or the network namespace), the user namespace.
+pub(crate) fn prepare(policy: &Policy) -> std::result::Result<Prepared, Unavailable> {
+    let k = Kernel::probe(policy)?;
+    let none = policy.net == Net::None;
+    let ro = open_existing(&policy.read_only);
+    let rw = open_existing(&policy.read_write);
+    let created = ruleset(&k, policy, &ro, &rw)?;
+    let maps = k.userns.then(|| {
+        let extra = if k.netns {
             UnshareFlags::NEWNET
         } else {
             UnshareFlags::empty()
@@ -400,16 +415,19 @@ pub(crate) fn prepare(policy: &Policy) -> std::result::Result<Prepared, Unavaila
     let report = SandboxReport {
         enabled: true,
         mechanism: Some("landlock".into()),
-        abi: Some(abi_n),
+        abi: Some(k.abi_n),
         read_only: ro.iter().map(|(p, ..)| crate::paths::lossy(p)).collect(),
         read_write: rw.iter().map(|(p, ..)| crate::paths::lossy(p)).collect(),
         network: NetworkReport {
             mode: if none { "none".into() } else { "tcp".into() },
-            tcp_connect: ports,
+            tcp_connect: match &policy.net {
+                Net::None => Vec::new(),
+                Net::Tcp(p) => p.clone(),
+            },
             allow_net: policy.allow_net.clone(),
-            namespace: netns,
+            namespace: k.netns,
         },
-        rules,
+        rules: rules(&k, none),
         waived: None,
     };
     Ok(Prepared {

@@ -18,3 +18,4 @@ mod sandbox;
 mod signing;
 mod stage2;
 mod store;
+mod structure;

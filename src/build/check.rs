@@ -205,7 +205,8 @@ fn compare_outputs(
     Ok(c)
 }
 
-pub(crate) fn check(home: &mut Home, r: &str, progress: &ProgressBar) -> Result<BuildOut> {
+/// The build `r` names, which must have succeeded (there is nothing else to reproduce).
+fn succeeded_build(home: &Home, r: &str) -> Result<BuildRow> {
     let orig = find_build(home, r)?;
     if orig.status != BuildStatus::Succeeded {
         return Err(Error::bad_input(
@@ -216,6 +217,62 @@ pub(crate) fn check(home: &mut Home, r: &str, progress: &ProgressBar) -> Result<
             "check a succeeded build",
         ));
     }
+    Ok(orig)
+}
+
+/// What a rebuild did, for its `build` event.
+struct CheckRun {
+    ok: bool,
+    same_path: bool,
+    cwd: PathBuf,
+    tools_at: PathBuf,
+    source: crate::ledger::events::SourceRec,
+    result: CheckResult,
+    reason: Option<String>,
+    compared: Compared,
+}
+
+/// The `build` event of a check: the rebuild as a build of its own, with what it found.
+fn check_rec(orig: &BuildRow, ran: super::Ran, x: CheckRun) -> BuildRec {
+    let status = match (x.ok, ran.interrupted) {
+        (true, _) => BuildStatus::Succeeded,
+        (false, true) => BuildStatus::Interrupted,
+        (false, false) => BuildStatus::Failed,
+    };
+    BuildRec {
+        id: BuildId::new(),
+        name: orig.name.clone(),
+        status,
+        reason: x.reason,
+        source: x.source.id.clone(),
+        source_after: None,
+        commit: orig.commit_id.clone(),
+        url: x.source.url.clone().or_else(|| orig.url.clone()),
+        argv: orig.argv.clone(),
+        cwd: lossy(&x.cwd),
+        started: ran.started,
+        finished: ran.finished,
+        exit_code: ran.code,
+        signal: ran.signal,
+        tools: rebuild_tools(orig, &x.tools_at),
+        env: env_that_matters(&[]),
+        stdout: Some(ran.stdout.id),
+        stderr: Some(ran.stderr.id),
+        outputs: if x.ok { x.compared.outs } else { Vec::new() },
+        modified: Vec::new(),
+        created: Vec::new(),
+        check: Some(CheckRec {
+            of: orig.id.clone(),
+            result: x.result,
+            outputs: x.compared.cmp,
+            same_path: Some(x.same_path),
+        }),
+        objects: Vec::new(),
+    }
+}
+
+pub(crate) fn check(home: &mut Home, r: &str, progress: &ProgressBar) -> Result<BuildOut> {
+    let orig = succeeded_build(home, r)?;
     let src_path = PathBuf::from(
         home.ledger
             .source_path(&orig.source_id)?
@@ -270,41 +327,18 @@ pub(crate) fn check(home: &mut Home, r: &str, progress: &ProgressBar) -> Result<
         );
         reason = Some(reason.map_or(why.clone(), |r| format!("{r}; {why}")));
     }
-    let status = match (ok, ran.interrupted) {
-        (true, _) => BuildStatus::Succeeded,
-        (false, true) => BuildStatus::Interrupted,
-        (false, false) => BuildStatus::Failed,
-    };
-    let rec = BuildRec {
-        id: BuildId::new(),
-        name: orig.name.clone(),
-        status,
+    let tools_at = under(&work);
+    let x = CheckRun {
+        ok,
+        same_path,
+        cwd,
+        tools_at,
+        source: before.rec.clone(),
+        result,
         reason,
-        source: before.rec.id.clone(),
-        source_after: None,
-        commit: orig.commit_id.clone(),
-        url: before.rec.url.clone().or_else(|| orig.url.clone()),
-        argv: orig.argv.clone(),
-        cwd: lossy(&cwd),
-        started: ran.started,
-        finished: ran.finished,
-        exit_code: ran.code,
-        signal: ran.signal,
-        tools: rebuild_tools(&orig, &under(&work)),
-        env: env_that_matters(&[]),
-        stdout: Some(ran.stdout.id),
-        stderr: Some(ran.stderr.id),
-        outputs: if ok { c.outs } else { Vec::new() },
-        modified: Vec::new(),
-        created: Vec::new(),
-        check: Some(CheckRec {
-            of: orig.id,
-            result,
-            outputs: c.cmp,
-            same_path: Some(same_path),
-        }),
-        objects: Vec::new(),
+        compared: c,
     };
+    let rec = check_rec(&orig, ran, x);
     let rec = commit_build(home, rec, &[before.rec], objects)?;
     drop(scratch);
     let differences = differences(&rec);

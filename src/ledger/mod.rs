@@ -4,6 +4,7 @@
 pub mod events;
 mod project;
 pub(crate) mod query;
+mod reads;
 pub(crate) mod replica;
 mod rows;
 mod show;

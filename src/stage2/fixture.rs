@@ -75,6 +75,7 @@ fn safe_rel(rel: &str) -> bool {
             .all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
+/// Checks a fixture given as (path, bytes) pairs, laid out as the module docs say.
 pub fn from_files(origin: String, files: Vec<(String, Vec<u8>)>) -> Result<Fixture> {
     let get = |name: &str| {
         files
@@ -82,60 +83,10 @@ pub fn from_files(origin: String, files: Vec<(String, Vec<u8>)>) -> Result<Fixtu
             .find(|(p, _)| p == name)
             .map(|(_, b)| b.clone())
     };
-    let manifest_bytes =
-        get("fixture.json").ok_or_else(|| bad(&origin, "fixture.json", "missing"))?;
-    let manifest: Manifest =
-        serde_json::from_slice(&manifest_bytes).map_err(|e| bad(&origin, "fixture.json", e))?;
-    for (field, v) in [
-        ("name", &manifest.name),
-        ("task", &manifest.task),
-        ("repo", &manifest.repo),
-    ] {
-        if !plain_name(v) {
-            return Err(bad(
-                &origin,
-                "fixture.json",
-                format!(
-                    "{field} {v:?} must be a plain name: 1 to 64 letters, digits, `.`, `_` or `-`, not starting with `.`"
-                ),
-            ));
-        }
-    }
-    if manifest.test_command.is_empty() {
-        return Err(bad(&origin, "fixture.json", "test_command is empty"));
-    }
+    let manifest = manifest(&origin, get("fixture.json"))?;
     let task_file = format!("task/{}.task.json", manifest.task);
     let task_json = get(&task_file).ok_or_else(|| bad(&origin, &task_file, "missing"))?;
-    let task: serde_json::Value =
-        serde_json::from_slice(&task_json).map_err(|e| bad(&origin, &task_file, e))?;
-    let field = |k: &str| {
-        task.get(k).and_then(|v| v.as_str()).ok_or_else(|| {
-            bad(
-                &origin,
-                &task_file,
-                format!("`{k}` is missing or not a string"),
-            )
-        })
-    };
-    if field("id")? != manifest.task {
-        return Err(bad(
-            &origin,
-            &task_file,
-            format!("id must be `{}`", manifest.task),
-        ));
-    }
-    if field("status")? != "active" {
-        return Err(bad(&origin, &task_file, "status must be `active`"));
-    }
-    chrono::DateTime::parse_from_rfc3339(field("created")?)
-        .map_err(|e| bad(&origin, &task_file, format!("created is not ISO 8601: {e}")))?;
-    if field("repo")? != manifest.repo {
-        return Err(bad(
-            &origin,
-            &task_file,
-            format!("repo must be `{}` (fixture.json's repo)", manifest.repo),
-        ));
-    }
+    check_task(&origin, &manifest, &task_file, &task_json)?;
     let task_md = get(&format!("task/{}.md", manifest.task));
     let under = |prefix: &str| -> Vec<(String, Vec<u8>)> {
         files
@@ -155,19 +106,7 @@ pub fn from_files(origin: String, files: Vec<(String, Vec<u8>)>) -> Result<Fixtu
             "the solution must be flat files",
         ));
     }
-    let mut model_scripts = Vec::new();
-    for (file, bytes) in under("model-scripts/") {
-        let name = file.strip_suffix(".json").filter(|n| plain_name(n));
-        let Some(name) = name else {
-            return Err(bad(
-                &origin,
-                &format!("model-scripts/{file}"),
-                "must be NAME.json with NAME a plain name",
-            ));
-        };
-        crate::model::parse_script(&format!("{origin}: model-scripts/{file}"), &bytes)?;
-        model_scripts.push((name.to_string(), bytes));
-    }
+    let model_scripts = model_scripts(&origin, under("model-scripts/"))?;
     Ok(Fixture {
         manifest,
         origin,
@@ -177,6 +116,84 @@ pub fn from_files(origin: String, files: Vec<(String, Vec<u8>)>) -> Result<Fixtu
         solution,
         model_scripts,
     })
+}
+
+fn manifest(origin: &str, bytes: Option<Vec<u8>>) -> Result<Manifest> {
+    let bytes = bytes.ok_or_else(|| bad(origin, "fixture.json", "missing"))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&bytes).map_err(|e| bad(origin, "fixture.json", e))?;
+    for (field, v) in [
+        ("name", &manifest.name),
+        ("task", &manifest.task),
+        ("repo", &manifest.repo),
+    ] {
+        if !plain_name(v) {
+            return Err(bad(
+                origin,
+                "fixture.json",
+                format!(
+                    "{field} {v:?} must be a plain name: 1 to 64 letters, digits, `.`, `_` or `-`, not starting with `.`"
+                ),
+            ));
+        }
+    }
+    if manifest.test_command.is_empty() {
+        return Err(bad(origin, "fixture.json", "test_command is empty"));
+    }
+    Ok(manifest)
+}
+
+/// The Case task must be the fixture's: its id, `active`, an ISO 8601 `created`, its repo.
+fn check_task(origin: &str, manifest: &Manifest, task_file: &str, bytes: &[u8]) -> Result<()> {
+    let task: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| bad(origin, task_file, e))?;
+    let field = |k: &str| {
+        task.get(k).and_then(|v| v.as_str()).ok_or_else(|| {
+            bad(
+                origin,
+                task_file,
+                format!("`{k}` is missing or not a string"),
+            )
+        })
+    };
+    if field("id")? != manifest.task {
+        return Err(bad(
+            origin,
+            task_file,
+            format!("id must be `{}`", manifest.task),
+        ));
+    }
+    if field("status")? != "active" {
+        return Err(bad(origin, task_file, "status must be `active`"));
+    }
+    chrono::DateTime::parse_from_rfc3339(field("created")?)
+        .map_err(|e| bad(origin, task_file, format!("created is not ISO 8601: {e}")))?;
+    if field("repo")? != manifest.repo {
+        return Err(bad(
+            origin,
+            task_file,
+            format!("repo must be `{}` (fixture.json's repo)", manifest.repo),
+        ));
+    }
+    Ok(())
+}
+
+/// `model-scripts/NAME.json` as (NAME, bytes), each parsed and checked.
+fn model_scripts(origin: &str, files: Vec<(String, Vec<u8>)>) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for (file, bytes) in files {
+        let name = file.strip_suffix(".json").filter(|n| plain_name(n));
+        let Some(name) = name else {
+            return Err(bad(
+                origin,
+                &format!("model-scripts/{file}"),
+                "must be NAME.json with NAME a plain name",
+            ));
+        };
+        crate::model::parse_script(&format!("{origin}: model-scripts/{file}"), &bytes)?;
+        out.push((name.to_string(), bytes));
+    }
+    Ok(out)
 }
 
 /// A name that is safe as one path component, in a run folder's name and in a table.

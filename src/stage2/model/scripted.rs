@@ -5,7 +5,7 @@ use std::net::TcpStream;
 use serde_json::{json, Value};
 
 use super::{error, path_only, respond, Request};
-use crate::model::Script;
+use crate::model::{Script, Turn};
 
 /// The agent role a request is for: `# Implementer —` at the start of its system prompt.
 pub(super) fn role_of(messages: &[Value]) -> Option<String> {
@@ -84,35 +84,57 @@ pub(super) fn answer(conn: &TcpStream, model: &str, script: &Script, req: &Reque
     let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
         return error(conn, 400, "the request body is not JSON");
     };
+    let a = match pick(script, &body) {
+        Ok(a) => a,
+        Err(why) => return error(conn, 400, &why),
+    };
+    let stream = body["stream"] == true;
+    if stream {
+        let usage = body["stream_options"]["include_usage"] == true;
+        respond(
+            conn,
+            200,
+            "text/event-stream",
+            &a.streamed(model, req, usage),
+        );
+    } else {
+        respond(conn, 200, "application/json", &a.whole(model, req));
+    }
+    json!({
+        "role": a.role,
+        "turn": a.turn,
+        "response": {"status": 200, "stream": stream, "finish_reason": a.finish(),
+                     "content": a.turn_of.content, "tool_calls": a.calls},
+    })
+}
+
+/// The script's answer to one request: for its role, the answer numbered by how many
+/// assistant messages the request already holds.
+struct Answer<'a> {
+    role: String,
+    turn: usize,
+    turn_of: &'a Turn,
+    /// Its tool calls as chat-completion objects.
+    calls: Vec<Value>,
+}
+
+fn pick<'a>(script: &'a Script, body: &Value) -> std::result::Result<Answer<'a>, String> {
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
-    let Some(role) = role_of(&messages) else {
-        return error(
-            conn,
-            400,
-            "no system prompt naming an agent role (`# Implementer —`)",
-        );
-    };
+    let role =
+        role_of(&messages).ok_or("no system prompt naming an agent role (`# Implementer —`)")?;
     let turn = messages.iter().filter(|m| m["role"] == "assistant").count();
-    let Some(turns) = script.roles.get(&role) else {
-        return error(
-            conn,
-            400,
-            &format!("the script has no answers for role `{role}`"),
-        );
-    };
-    let Some(t) = turns.get(turn) else {
-        return error(
-            conn,
-            400,
-            &format!(
-                "the script for role `{role}` has {} answers; this request wants answer {}",
-                turns.len(),
-                turn + 1
-            ),
-        );
-    };
-    let id = format!("chatcmpl-scripted-{role}-{turn}");
-    let calls: Vec<Value> = t
+    let turns = script
+        .roles
+        .get(&role)
+        .ok_or_else(|| format!("the script has no answers for role `{role}`"))?;
+    let t = turns.get(turn).ok_or_else(|| {
+        format!(
+            "the script for role `{role}` has {} answers; this request wants answer {}",
+            turns.len(),
+            turn + 1
+        )
+    })?;
+    let calls = t
         .tool_calls
         .iter()
         .enumerate()
@@ -121,67 +143,96 @@ pub(super) fn answer(conn: &TcpStream, model: &str, script: &Script, req: &Reque
                    "function": {"name": c.name, "arguments": c.arguments.to_string()}})
         })
         .collect();
-    let finish = if calls.is_empty() {
-        "stop"
-    } else {
-        "tool_calls"
-    };
-    let content = t.content.clone();
-    let completion_tokens = content.as_deref().map_or(0, |c| c.len() / 4)
-        + calls.iter().map(|c| c.to_string().len() / 4).sum::<usize>();
-    let usage = json!({"prompt_tokens": req.body.len() / 4, "completion_tokens": completion_tokens,
-                       "total_tokens": req.body.len() / 4 + completion_tokens});
-    if body["stream"] == true {
-        let mut out = Vec::new();
-        out.extend(chunk(model, &id, json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]), None));
-        if let Some(c) = &content {
+    Ok(Answer {
+        role,
+        turn,
+        turn_of: t,
+        calls,
+    })
+}
+
+impl Answer<'_> {
+    fn id(&self) -> String {
+        format!("chatcmpl-scripted-{}-{}", self.role, self.turn)
+    }
+
+    fn finish(&self) -> &'static str {
+        if self.calls.is_empty() {
+            "stop"
+        } else {
+            "tool_calls"
+        }
+    }
+
+    fn usage(&self, req: &Request) -> Value {
+        let completion_tokens = self.turn_of.content.as_deref().map_or(0, |c| c.len() / 4)
+            + self
+                .calls
+                .iter()
+                .map(|c| c.to_string().len() / 4)
+                .sum::<usize>();
+        json!({"prompt_tokens": req.body.len() / 4, "completion_tokens": completion_tokens,
+               "total_tokens": req.body.len() / 4 + completion_tokens})
+    }
+
+    /// As a model streams it: text in pieces, each tool call's id and name first and
+    /// then its arguments in pieces, the finish reason, usage if asked, `[DONE]`.
+    fn streamed(&self, model: &str, req: &Request, with_usage: bool) -> Vec<u8> {
+        let id = self.id();
+        let delta =
+            |d: Value, finish: Value| json!([{"index": 0, "delta": d, "finish_reason": finish}]);
+        let mut out = chunk(
+            model,
+            &id,
+            delta(json!({"role": "assistant", "content": ""}), Value::Null),
+            None,
+        );
+        if let Some(c) = &self.turn_of.content {
             for piece in pieces(c, 64) {
                 out.extend(chunk(
                     model,
                     &id,
-                    json!([{"index": 0, "delta": {"content": piece}, "finish_reason": null}]),
+                    delta(json!({"content": piece}), Value::Null),
                     None,
                 ));
             }
         }
-        // Each tool call streamed as models do: id and name first, then its arguments in pieces.
-        for c in &calls {
+        for c in &self.calls {
             let args = c["function"]["arguments"].as_str().unwrap_or_default();
-            let first = json!([{"index": 0, "delta": {"tool_calls": [{"index": c["index"], "id": c["id"], "type": "function",
-                "function": {"name": c["function"]["name"], "arguments": ""}}]}, "finish_reason": null}]);
-            out.extend(chunk(model, &id, first, None));
+            let first = json!({"tool_calls": [{"index": c["index"], "id": c["id"], "type": "function",
+                "function": {"name": c["function"]["name"], "arguments": ""}}]});
+            out.extend(chunk(model, &id, delta(first, Value::Null), None));
             for piece in pieces(args, 256) {
-                let d = json!([{"index": 0, "delta": {"tool_calls": [{"index": c["index"], "function": {"arguments": piece}}]}, "finish_reason": null}]);
-                out.extend(chunk(model, &id, d, None));
+                let d = json!({"tool_calls": [{"index": c["index"], "function": {"arguments": piece}}]});
+                out.extend(chunk(model, &id, delta(d, Value::Null), None));
             }
         }
         out.extend(chunk(
             model,
             &id,
-            json!([{"index": 0, "delta": {}, "finish_reason": finish}]),
+            delta(json!({}), json!(self.finish())),
             None,
         ));
-        if body["stream_options"]["include_usage"] == true {
-            out.extend(chunk(model, &id, json!([]), Some(usage.clone())));
+        if with_usage {
+            out.extend(chunk(model, &id, json!([]), Some(self.usage(req))));
         }
         out.extend(b"data: [DONE]\n\n");
-        respond(conn, 200, "text/event-stream", &out);
-    } else {
-        let mut message = json!({"role": "assistant", "content": content});
-        if !calls.is_empty() {
-            message["tool_calls"] = json!(calls
+        out
+    }
+
+    /// One chat-completion document.
+    fn whole(&self, model: &str, req: &Request) -> Vec<u8> {
+        let mut message = json!({"role": "assistant", "content": self.turn_of.content});
+        if !self.calls.is_empty() {
+            message["tool_calls"] = json!(self
+                .calls
                 .iter()
                 .map(|c| json!({"id": c["id"], "type": "function", "function": c["function"]}))
                 .collect::<Vec<_>>());
         }
-        let doc = json!({"id": id, "object": "chat.completion", "created": chrono::Utc::now().timestamp(),
-            "model": model, "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage});
-        respond(conn, 200, "application/json", doc.to_string().as_bytes());
+        let doc = json!({"id": self.id(), "object": "chat.completion", "created": chrono::Utc::now().timestamp(),
+            "model": model, "choices": [{"index": 0, "message": message, "finish_reason": self.finish()}],
+            "usage": self.usage(req)});
+        doc.to_string().into_bytes()
     }
-    json!({
-        "role": role,
-        "turn": turn,
-        "response": {"status": 200, "stream": body["stream"] == true, "finish_reason": finish,
-                     "content": content, "tool_calls": calls},
-    })
 }
