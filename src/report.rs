@@ -205,3 +205,50 @@ pub(crate) fn write(dir: &Path, report: &Report) -> Result<()> {
         .map_err(Error::io("fsync", dir))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        Report::started(
+            RunId::from_folder("20261201T000000Z-fx-1".into()),
+            "fx",
+            Lane::Fake,
+            900.0,
+            1,
+            "2026-12-01T00:00:00.000Z".into(),
+        )
+    }
+
+    #[test]
+    fn write_replaces_the_report_whole_and_leaves_no_temp_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut r = report();
+        write(tmp.path(), &r).unwrap();
+        r.status = RunStatus::Passed;
+        r.verdict = Verdict::Pass;
+        write(tmp.path(), &r).unwrap();
+        let bytes = fs::read(tmp.path().join("report.json")).unwrap();
+        assert!(bytes.ends_with(b"}\n"));
+        let back: Report = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            serde_json::to_value(&back).unwrap(),
+            serde_json::to_value(&r).unwrap()
+        );
+        assert_eq!(back.schema, SCHEMA);
+        let names: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["report.json"], "a temp file was left behind");
+    }
+
+    #[test]
+    fn a_report_that_cannot_be_written_is_an_error_naming_the_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let gone = tmp.path().join("no-such-run");
+        let e = write(&gone, &report()).unwrap_err().to_string();
+        assert!(e.contains("no-such-run"), "{e}");
+    }
+}

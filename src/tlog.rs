@@ -35,7 +35,7 @@ pub(crate) fn origin(l: &Ledger) -> Result<String> {
 pub(crate) fn leaves(l: &Ledger, size: u64) -> Result<Vec<Hash>> {
     Ok(l.entry_hashes(size)?
         .iter()
-        .map(merkle::leaf_hash)
+        .map(|e| merkle::leaf_hash(e))
         .collect())
 }
 

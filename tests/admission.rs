@@ -152,18 +152,15 @@ fn show_resolves_names_prefixes_paths_and_commits() {
         .json();
     let sha = a["admission"]["sha256"].as_str().unwrap();
     let blake = a["admission"]["object"].as_str().unwrap();
-    for r in [
-        sha.to_string(),
-        blake.to_string(),
-        sha[7..19].to_string(),
-        "ca".into(),
-        s(&repo.bin()).to_string(),
+    for (r, kind) in [
+        (sha.to_string(), "object"),
+        (blake.to_string(), "object"),
+        (sha[7..19].to_string(), "object"),
+        ("ca".into(), "admission"),
+        (s(&repo.bin()).to_string(), "object"),
     ] {
         let v = env.ok(["show", &r, "--json"]).json();
-        assert!(
-            v["type"] == "object" || v["type"] == "admission",
-            "{r}: {v}"
-        );
+        assert_eq!(v["type"], kind, "{r}: {v}");
     }
     let c = env
         .ok(["show", &format!("commit:{}", repo.pin()), "--json"])

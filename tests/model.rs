@@ -277,32 +277,48 @@ fn bad_model_admissions_exit_2_and_change_nothing() {
     let env = Env::new();
     env.ok(["init"]);
     let before = env.head();
-    for args in [
-        vec!["--model", "local/m", "--endpoint", "ftp://host/v1"],
-        vec!["--model", "local/m", "--endpoint", "http://user@host/v1"],
-        vec![
-            "--model",
-            "local/m",
-            "--endpoint",
-            "http://127.0.0.1:8080/v1",
-            "--api",
-            "grpc",
-        ],
-        vec!["--model", "scripted/no-such-script"],
-        vec![
-            "--model",
-            "scripted/r1-string-slugify",
-            "--endpoint",
-            "http://127.0.0.1:1/v1",
-        ],
-    ] {
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--model", "local/m", "--endpoint", "ftp://host/v1"],
+            "ftp://host/v1",
+        ),
+        (
+            &["--model", "local/m", "--endpoint", "http://user@host/v1"],
+            "http://user@host/v1",
+        ),
+        (
+            &[
+                "--model",
+                "local/m",
+                "--endpoint",
+                "http://127.0.0.1:8080/v1",
+                "--api",
+                "grpc",
+            ],
+            "--api `grpc`",
+        ),
+        (
+            &["--model", "scripted/no-such-script"],
+            "no-such-script.json",
+        ),
+        (
+            &[
+                "--model",
+                "scripted/r1-string-slugify",
+                "--endpoint",
+                "http://127.0.0.1:1/v1",
+            ],
+            "--endpoint and --api do not apply",
+        ),
+    ];
+    for (args, needle) in cases {
         let mut a = vec!["admit"];
         a.extend(args.iter());
         let r = env.run(&a);
         assert_eq!(r.code, 2, "{a:?}: {}", r.stderr);
         assert!(
-            r.stderr.contains("hint") || r.stderr.contains("Usage"),
-            "{}",
+            r.stderr.contains(needle) && r.stderr.contains("hint:"),
+            "{a:?}: the error names `{needle}` and says what to do: {}",
             r.stderr
         );
     }

@@ -12,6 +12,16 @@ pub(crate) struct Env {
     pub ledger: PathBuf,
     /// Extra environment for every command (e.g. S3 credentials).
     pub vars: Vec<(String, String)>,
+    /// Run every command as `nobody` (see [`Env::unprivileged`]).
+    nobody: bool,
+}
+
+/// Whether the tests run as root (CI does).
+pub(crate) fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
 }
 
 pub(crate) struct Run {
@@ -50,7 +60,24 @@ impl Env {
             tmp,
             ledger,
             vars: Vec::new(),
+            nobody: false,
         }
+    }
+
+    /// From now on every command runs as an ordinary user: as root (CI), the test's
+    /// folder is given to `nobody` (uid 65534) and commands run under `setpriv`; as
+    /// anyone else, nothing changes. A permission test then means the same everywhere.
+    pub(crate) fn unprivileged(&mut self) {
+        if !is_root() {
+            return;
+        }
+        let st = Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(self.tmp.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "chown -R 65534 failed");
+        self.nobody = true;
     }
 
     pub(crate) fn path(&self, rel: &str) -> PathBuf {
@@ -62,7 +89,13 @@ impl Env {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut c = Command::new(BIN);
+        let mut c = if self.nobody {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+            c
+        } else {
+            Command::new(BIN)
+        };
         c.args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

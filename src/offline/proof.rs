@@ -274,3 +274,95 @@ pub(crate) fn verify_file(
     check.ok = check.problems.is_empty();
     Ok(ProofFileCheck { check, subject })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::events::{Actor, Body};
+    use crate::sign::keys::test_key;
+
+    /// A three-event journal, its tree signed by a known key, and the inclusion proof of
+    /// event 2, made the way `prove` makes them.
+    fn proof_of_event_2() -> (InclusionProof, PublicKey) {
+        let key = test_key("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60");
+        let mut prev = "0".repeat(64);
+        let mut entries = Vec::new();
+        for seq in 1..=3 {
+            let e = Event {
+                seq,
+                time: "2026-12-01T00:00:00.000Z".into(),
+                actor: Actor {
+                    user: "t".into(),
+                    uid: 1,
+                    host: "h".into(),
+                },
+                body: Body::Init { format: 1 },
+            };
+            let event = String::from_utf8(serde_jcs::to_vec(&e).unwrap()).unwrap();
+            let hash = chain_hash(&prev, event.as_bytes()).to_string();
+            entries.push(ProvenEntry {
+                seq,
+                prev_hash: prev.clone(),
+                hash: hash.clone(),
+                event,
+            });
+            prev = hash;
+        }
+        let leaves: Vec<Hash> = entries
+            .iter()
+            .map(|e| merkle::leaf_hash(&hex::decode(&e.hash).unwrap()))
+            .collect();
+        let cp = Checkpoint {
+            origin: "cto-ledger/test".into(),
+            size: 3,
+            root: merkle::root(&leaves),
+        };
+        let proof = InclusionProof {
+            leaf_index: 1,
+            tree_size: 3,
+            leaf_hash: B64.encode(leaves[1]),
+            hashes: merkle::inclusion_proof(&leaves, 1)
+                .iter()
+                .map(|h| B64.encode(h))
+                .collect(),
+            entry: entries.swap_remove(1),
+            checkpoint: cp.sign("cto-ledger/test", &key),
+        };
+        (proof, key.public())
+    }
+
+    fn problems(p: InclusionProof, key: &PublicKey) -> Vec<String> {
+        verify(&Proof::Inclusion(p), key).unwrap().problems
+    }
+
+    #[test]
+    fn an_inclusion_proof_verifies_and_each_altered_piece_is_named() {
+        let (p, key) = proof_of_event_2();
+        let ok = verify(&Proof::Inclusion(p.clone()), &key).unwrap();
+        assert!(ok.ok && ok.problems.is_empty(), "{:?}", ok.problems);
+        assert_eq!(
+            (ok.tree_size, ok.event.unwrap()["seq"].as_u64()),
+            (Some(3), Some(2))
+        );
+
+        let mut altered = p.clone();
+        altered.entry.event = altered.entry.event.replace("\"format\":1", "\"format\":2");
+        assert!(problems(altered, &key)[0].contains("the event was altered"));
+        let mut moved = p.clone();
+        moved.leaf_index = 2;
+        assert!(problems(moved, &key)
+            .iter()
+            .any(|m| m.contains("is not leaf 2")));
+        let mut short = p.clone();
+        short.hashes.pop();
+        assert!(!problems(short, &key).is_empty());
+        let other = test_key("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb");
+        assert!(problems(p.clone(), &other.public())[0]
+            .contains("the checkpoint: it has no signature by key"));
+        let mut garbled = p;
+        garbled.leaf_hash = "not base64".into();
+        assert!(verify(&Proof::Inclusion(garbled), &key)
+            .unwrap_err()
+            .contains("leaf_hash is not a base64 SHA-256 hash"));
+    }
+}

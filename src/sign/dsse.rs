@@ -99,3 +99,58 @@ impl Envelope {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sign::keys::test_key;
+
+    /// DSSE protocol.md, "Test Vectors".
+    #[test]
+    fn pae_is_the_specs_example() {
+        assert_eq!(
+            pae("http://example.com/HelloWorld", b"hello world"),
+            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+        );
+        // Lengths are bytes, not characters; an empty body ends in a space.
+        assert_eq!(
+            pae("application/vnd.ex\u{e4}mple+json", b"{}"),
+            "DSSEv1 29 application/vnd.ex\u{e4}mple+json 2 {}".as_bytes()
+        );
+        assert_eq!(
+            pae(IN_TOTO_PAYLOAD, b""),
+            b"DSSEv1 28 application/vnd.in-toto+json 0 "
+        );
+    }
+
+    /// DSSE's test vector `single-signature` (testvectors/vectors.json): RFC 8032's TEST 1
+    /// key over a minimal in-toto statement. Ed25519 is deterministic, so the signature
+    /// is known in advance.
+    #[test]
+    fn a_signature_is_the_known_answer_and_verifies_only_unchanged() {
+        let key = test_key("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60");
+        let statement = br#"{"_type":"https://in-toto.io/Statement/v1"}"#;
+        let env = Envelope::sign(statement, &key);
+        assert_eq!(
+            env.payload,
+            "eyJfdHlwZSI6Imh0dHBzOi8vaW4tdG90by5pby9TdGF0ZW1lbnQvdjEifQ=="
+        );
+        assert_eq!(
+            env.signatures[0].sig,
+            "2WAfaHm5jluo0w+0rk8uVkluELJYWjSmU9x7EUzx+AyteDGJ4/nqyJXfmAUVFIAoQafWm7AxBZNw5M9ixNHiCA=="
+        );
+        assert_eq!(env.verify(&key.public()).unwrap(), statement);
+        // The same signature under another payload type (`payload-type-swapped`) is refused.
+        let mut swapped = env.clone();
+        swapped.payload_type = "application/vnd.example.other+json".into();
+        assert!(swapped.verify(&key.public()).is_err());
+        let mut altered = env.clone();
+        altered.payload = B64.encode(br#"{"_type":"https://in-toto.io/Statement/v0"}"#);
+        assert!(altered.verify(&key.public()).is_err());
+        let other = test_key("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb");
+        assert!(env
+            .verify(&other.public())
+            .unwrap_err()
+            .contains("no signature is by key"));
+    }
+}

@@ -261,3 +261,86 @@ pub(crate) fn read_public(path: &Path) -> Result<PublicKey> {
         "pass the PEM written by `cto-ledger key export --format pem`",
     ))
 }
+
+/// A key from a known 32-byte seed (hex), for known-answer tests.
+#[cfg(test)]
+pub(crate) fn test_key(seed_hex: &str) -> SecretKey {
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(seed_hex, &mut seed).expect("64 hex digits");
+    SecretKey {
+        signing: SigningKey::from_bytes(&seed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 8410 section 10.3 (PKCS#8 v1) and 10.1 (its public key).
+    const RFC8410_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----\n";
+    const RFC8410_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n";
+    /// The same key as PKCS#8 v2, with an attribute and the public key (RFC 8410 10.3).
+    const RFC8410_PRIVATE_V2: &str = "-----BEGIN PRIVATE KEY-----\nMHICAQEwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\noB8wHQYKKoZIhvcNAQkJFDEPDA1DdXJkbGUgQ2hhaXJzgSEAGb9ECWmEzf6FQbrB\nZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PRIVATE KEY-----\n";
+
+    fn private_file(dir: &Path, pem: &str) -> PathBuf {
+        let p = dir.join("key.pem");
+        fs::write(&p, pem).unwrap();
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        p
+    }
+
+    #[test]
+    fn the_rfc_8410_key_loads_in_either_form_and_names_its_public_half() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("ledger");
+        for pem in [RFC8410_PRIVATE, RFC8410_PRIVATE_V2] {
+            let key = load(&private_file(tmp.path(), pem), &home).unwrap();
+            assert_eq!(key.public().pem(), RFC8410_PUBLIC);
+            assert_eq!(
+                hex::encode(key.public().verifying.as_bytes()),
+                "19bf44096984cdfe8541bac167dc3b96c85086aa30b6b6cb0c5c38ad703166e1"
+            );
+            // keyid: SHA-256 of the 44-byte DER SubjectPublicKeyInfo.
+            let der = hex::decode("302a300506032b657003210019bf44096984cdfe8541bac167dc3b96c85086aa30b6b6cb0c5c38ad703166e1").unwrap();
+            assert_eq!(key.public().keyid(), hex::encode(Sha256::digest(der)));
+        }
+        assert_eq!(
+            PublicKey::from_pem(RFC8410_PUBLIC).unwrap().raw_b64(),
+            "Gb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE="
+        );
+    }
+
+    #[test]
+    fn a_stored_key_loads_back_and_loose_or_misplaced_key_files_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("ledger");
+        let path = tmp.path().join("keys/signing-key");
+        let key = SecretKey::generate().unwrap();
+        store(&key, &path, &home, false).unwrap();
+        assert_eq!(load(&path, &home).unwrap().public(), key.public());
+        assert!(
+            store(&key, &path, &home, false).is_err(),
+            "an existing key is not replaced"
+        );
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+        assert!(load(&path, &home)
+            .err()
+            .expect("refused")
+            .to_string()
+            .contains("readable or writable by group or others"));
+        let inside = home.join("signing-key");
+        assert!(
+            store(&key, &inside, &home, false).is_err(),
+            "never inside the ledger home"
+        );
+        let garbage = private_file(
+            tmp.path(),
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        );
+        assert!(load(&garbage, &home)
+            .err()
+            .expect("refused")
+            .to_string()
+            .contains("is not an Ed25519 PKCS#8 PEM private key"));
+    }
+}

@@ -8,7 +8,8 @@ use sha2::{Digest as _, Sha256};
 
 pub(crate) type Hash = [u8; 32];
 
-pub(crate) fn leaf_hash(entry: &Hash) -> Hash {
+/// `SHA-256(0x00 || data)`; the journal's leaves hash an event's 32-byte entry hash.
+pub(crate) fn leaf_hash(entry: &[u8]) -> Hash {
     let mut h = Sha256::new();
     h.update([0u8]);
     h.update(entry);
@@ -255,7 +256,7 @@ mod tests {
 
     fn leaves(n: usize) -> Vec<Hash> {
         (0..n as u32)
-            .map(|i| leaf_hash(&Sha256::digest(i.to_le_bytes()).into()))
+            .map(|i| leaf_hash(&Sha256::digest(i.to_le_bytes())))
             .collect()
     }
 
@@ -294,6 +295,156 @@ mod tests {
                     assert!(verify_consistency(m as u64, n as u64, &old, &r, &bad).is_err());
                 }
             }
+        }
+    }
+
+    fn h(hex: &str) -> Hash {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(hex, &mut out).unwrap();
+        out
+    }
+
+    /// transparency-dev/merkle's testonly/constants.go: the eight leaves' hashes and the
+    /// root of every tree of them, and its testdata proofs (RFC 6962 and 9162 agree).
+    const LEAVES: [&str; 8] = [
+        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+        "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+        "0298d122906dcfc10892cb53a73992fc5b9f493ea4c9badb27b791b4127a7fe7",
+        "07506a85fd9dd2f120eb694f86011e5bb4662e5c415a62917033d4a9624487e7",
+        "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        "4271a26be0d8a84f0bd54c8c302e7cb3a3b5d1fa6780a40bcce2873477dab658",
+        "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
+        "46f6ffadd3d06a09ff3c5860d2755c8b9819db7df44251788c7d8e3180de8eb1",
+    ];
+    const ROOTS: [&str; 9] = [
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+        "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+        "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+        "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+        "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+        "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+    ];
+
+    #[test]
+    fn hashes_and_roots_are_the_reference_known_answers() {
+        // rfc6962_test.go: HashLeaf("") and HashLeaf("L123456").
+        assert_eq!(leaf_hash(b""), h(LEAVES[0]));
+        assert_eq!(
+            leaf_hash(b"L123456"),
+            h("395aa064aa4c29f7010acfe3f25db9485bbd4b91897b6ad7ad547639252b4d56")
+        );
+        let data: [&[u8]; 8] = [
+            b"",
+            b"\x00",
+            b"\x10",
+            b"\x20\x21",
+            b"\x30\x31",
+            b"\x40\x41\x42\x43",
+            b"\x50\x51\x52\x53\x54\x55\x56\x57",
+            b"\x60\x61\x62\x63\x64\x65\x66\x67\x68\x69\x6a\x6b\x6c\x6d\x6e\x6f",
+        ];
+        let l: Vec<Hash> = data.iter().map(|d| leaf_hash(d)).collect();
+        assert_eq!(l, LEAVES.map(h));
+        for (n, want) in ROOTS.iter().enumerate() {
+            assert_eq!(root(&l[..n]), h(want), "root of {n}");
+        }
+    }
+
+    fn reference_leaves() -> Vec<Hash> {
+        LEAVES.iter().map(|x| h(x)).collect()
+    }
+
+    #[test]
+    fn inclusion_proofs_are_the_reference_known_answers() {
+        let l = reference_leaves();
+        let inclusion: [(usize, usize, &[&str]); 4] = [
+            (
+                0,
+                8,
+                &[
+                    LEAVES[1],
+                    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                    "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+                ],
+            ),
+            (
+                5,
+                8,
+                &[
+                    LEAVES[4],
+                    "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+                    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+                ],
+            ),
+            (2, 3, &[ROOTS[2]]),
+            (
+                1,
+                5,
+                &[
+                    LEAVES[0],
+                    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                    LEAVES[4],
+                ],
+            ),
+        ];
+        for (i, n, want) in inclusion {
+            let want: Vec<Hash> = want.iter().map(|x| h(x)).collect();
+            assert_eq!(inclusion_proof(&l[..n], i), want, "inclusion of {i} in {n}");
+            verify_inclusion(i as u64, n as u64, &l[i], &want, &h(ROOTS[n])).unwrap();
+        }
+    }
+
+    #[test]
+    fn consistency_proofs_are_the_reference_known_answers() {
+        let l = reference_leaves();
+        let consistency: [(usize, usize, &[&str]); 4] = [
+            (
+                1,
+                8,
+                &[
+                    LEAVES[1],
+                    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                    "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+                ],
+            ),
+            (
+                6,
+                8,
+                &[
+                    "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+                    "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+                    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+                ],
+            ),
+            (
+                2,
+                5,
+                &[
+                    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                    LEAVES[4],
+                ],
+            ),
+            (
+                6,
+                7,
+                &[
+                    "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+                    LEAVES[6],
+                    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+                ],
+            ),
+        ];
+        for (m, n, want) in consistency {
+            let want: Vec<Hash> = want.iter().map(|x| h(x)).collect();
+            assert_eq!(
+                consistency_proof(&l[..n], m),
+                want,
+                "consistency {m} to {n}"
+            );
+            verify_consistency(m as u64, n as u64, &h(ROOTS[m]), &h(ROOTS[n]), &want).unwrap();
         }
     }
 

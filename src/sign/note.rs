@@ -68,6 +68,15 @@ pub(crate) fn verifier_key(name: &str, key: &PublicKey) -> String {
     )
 }
 
+/// A signed note of any text (each line ending in a newline): the text, a blank line and
+/// `key`'s signature line under `name`.
+fn sign_text(text: &str, name: &str, key: &SecretKey) -> String {
+    let sig = key.signing.sign(text.as_bytes());
+    let mut blob = key_hash(name, &key.public()).to_vec();
+    blob.extend_from_slice(&sig.to_bytes());
+    format!("{text}\n{DASH}{name} {}\n", B64.encode(blob))
+}
+
 impl Checkpoint {
     pub(crate) fn text(&self) -> String {
         format!(
@@ -81,11 +90,7 @@ impl Checkpoint {
     /// The signed note: the text, a blank line and one signature line, by `key` under
     /// the key name `name`.
     pub(crate) fn sign(&self, name: &str, key: &SecretKey) -> String {
-        let text = self.text();
-        let sig = key.signing.sign(text.as_bytes());
-        let mut blob = key_hash(name, &key.public()).to_vec();
-        blob.extend_from_slice(&sig.to_bytes());
-        format!("{text}\n{DASH}{name} {}\n", B64.encode(blob))
+        sign_text(&self.text(), name, key)
     }
 }
 
@@ -111,6 +116,9 @@ impl SignedNote {
             .and_then(|l| B64.decode(l).ok())
             .and_then(|b| b.try_into().ok())
             .ok_or("its third line is not a base64 SHA-256 root hash")?;
+        if sigs.is_empty() {
+            return Err("it has no signature lines".into());
+        }
         if !sigs.ends_with('\n') {
             return Err("it does not end with a newline".into());
         }
@@ -173,5 +181,85 @@ impl SignedNote {
         } else {
             format!("it has no signature by key {}", &key.keyid()[..16])
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sign::keys::test_key;
+
+    /// golang.org/x/mod/sumdb/note's test key (note_test.go): its seed, in the signer key
+    /// `PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz`.
+    fn peter() -> SecretKey {
+        test_key("810a1402d5146c8d84f2443330f54080ebf98ee17d9c74f6252fc5d5c7283173")
+    }
+
+    #[test]
+    fn key_hash_verifier_key_and_signature_are_gos_known_answers() {
+        let k = peter();
+        assert_eq!(
+            hex::encode(key_hash("PeterNeumann", &k.public())),
+            "c74f20a3"
+        );
+        assert_eq!(
+            verifier_key("PeterNeumann", &k.public()),
+            "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
+        );
+        // TestSign's `want`.
+        let text = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
+        assert_eq!(
+            sign_text(text, "PeterNeumann", &k),
+            format!("{text}\n\u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n")
+        );
+    }
+
+    fn checkpoint() -> Checkpoint {
+        Checkpoint {
+            origin: "example.com/log".into(),
+            size: 8,
+            root: [7u8; 32],
+        }
+    }
+
+    #[test]
+    fn a_signed_checkpoint_parses_back_and_verifies_only_unchanged() {
+        let (k, cp) = (peter(), checkpoint());
+        let note = cp.sign("example.com/log", &k);
+        let parsed = SignedNote::parse(&note).unwrap();
+        assert_eq!(parsed.checkpoint, cp);
+        assert_eq!(parsed.text, cp.text());
+        parsed.verify(&k.public()).unwrap();
+        let other = test_key("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb");
+        assert!(parsed
+            .verify(&other.public())
+            .unwrap_err()
+            .contains("no signature by key"));
+        let altered = note.replacen("\n8\n", "\n9\n", 1);
+        let parsed = SignedNote::parse(&altered).unwrap();
+        assert!(parsed
+            .verify(&k.public())
+            .unwrap_err()
+            .contains("does not verify"));
+    }
+
+    #[test]
+    fn malformed_notes_are_refused_with_the_reason() {
+        let note = checkpoint().sign("example.com/log", &peter());
+        let cases = [
+            (note.trim_end().to_string(), "does not end with a newline"),
+            (note.replacen("\n\n", "\n", 1), "no blank line"),
+            (note.replacen("\n8\n", "\n08\n", 1), "not a tree size"),
+            (note.replacen("\n8\n", "\n+8\n", 1), "not a tree size"),
+            (
+                note.replacen("\u{2014} ", "- ", 1),
+                "does not start with an em dash",
+            ),
+            (format!("{}\n\n", checkpoint().text()), "no signature lines"),
+        ];
+        for (bad, why) in cases {
+            let e = SignedNote::parse(&bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
     }
 }
