@@ -525,6 +525,7 @@ fn compare_folder(
             }
             (Kind::Symlink, _) if ft.is_symlink() => fs::read_link(&p)
                 .is_ok_and(|l| Some(l.as_os_str().as_bytes()) == e.target.as_deref()),
+            (k, _) if k.is_special() => Kind::special_of(ft) == Some(k),
             _ => false,
         };
         if !same {

@@ -364,7 +364,7 @@ fn escape_run(cx: &mut Ctx) -> Result<Escape> {
         Escape {
             status: o.report.status,
             provider: attempts(&ws.join("escape-provider.json")),
-            tests: attempts(&ws.join("escape-tests.json")),
+            tests: attempts(&o.run_dir.join("judge/tmp/escape-tests.json")),
             planted,
         }
     });

@@ -40,10 +40,19 @@ pub(crate) struct Report {
     /// Names (never values) of the environment variables the provider received.
     pub env_names: Vec<String>,
     pub provider_exit: Option<ProviderExit>,
+    /// How much the provider printed, and how much of it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Output>,
+    /// Every limit the run was held to, what enforced it, and whether it was hit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<Limit>,
     /// The kernel sandbox the provider ran in (absent in reports made before there was one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<SandboxReport>,
     pub tests: Option<Tests>,
+    /// How the judge composed what the tests ran on, and what the provider did to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<Judge>,
     pub workspace_changes: Vec<Change>,
     pub evidence: Vec<Evidence>,
 }
@@ -118,15 +127,76 @@ pub(crate) struct ProviderExit {
     pub killed_pids: Vec<u32>,
 }
 
+/// The provider's stdout and stderr as kept (`backend/provider-*.log`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub(crate) struct Output {
+    pub stdout: crate::stage2::Captured,
+    pub stderr: crate::stage2::Captured,
+}
+
+/// One limit of the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Limit {
+    pub name: String,
+    pub value: u64,
+    /// What enforced it (`not enforced: ...` when nothing could).
+    pub by: String,
+    pub enforced: bool,
+    pub hit: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Tests {
+    /// The fixture's test command.
     pub command: Vec<String>,
+    /// What was run (the interpreter isolated), and where (relative to the run folder).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub argv: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
     pub exit_code: Option<i32>,
     pub result: TestResult,
     pub log: String,
     /// The sandbox the tests ran in: they import code the provider wrote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<SandboxReport>,
+}
+
+/// What the judge ran the tests on: the fixture's tests, in a tree composed from the
+/// fixture's files for every protected path and the provider's for the rest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Judge {
+    /// The fixture's repository as stored when the run started.
+    pub fixture_tree: ObjectId,
+    /// The workspace as the provider left it.
+    pub workspace_tree: Option<ObjectId>,
+    /// The tree the tests ran in.
+    pub judged_tree: Option<ObjectId>,
+    /// The protected paths alone (the tests that judged): always the fixture's.
+    pub tests_tree: Option<ObjectId>,
+    pub protected: Vec<String>,
+    pub tampering: crate::stage2::fixture::Tampering,
+    /// Protected paths the provider changed, added or removed, and files it added that
+    /// would shadow the test runner.
+    pub tampered: Vec<Tamper>,
+    /// What was left out of the judged tree and why (bytecode caches, special files).
+    pub dropped: Vec<Dropped>,
+    /// How the tests were kept from what the provider wrote.
+    pub isolation: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Tamper {
+    pub path: String,
+    pub what: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Dropped {
+    pub path: String,
+    pub why: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -174,8 +244,11 @@ impl Report {
             cwd: None,
             env_names: Vec::new(),
             provider_exit: None,
+            output: None,
+            limits: Vec::new(),
             sandbox: None,
             tests: None,
+            judge: None,
             workspace_changes: Vec::new(),
             evidence: Vec::new(),
         }

@@ -18,9 +18,16 @@ pub(crate) struct Outcome {
     pub signal: Option<i32>,
     pub timed_out: bool,
     pub interrupted: bool,
+    /// Why the watcher ended the run (a limit it saw exceeded), if it did.
+    pub limited: Option<String>,
     pub killed: Vec<u32>,
     pub elapsed: Duration,
+    /// What the sandbox's cgroup counted, when there was one.
+    pub usage: Option<crate::sandbox::Usage>,
 }
+
+/// How often a watcher is asked whether the run must end.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
 
 /// SIGINT, SIGTERM and SIGHUP set a flag instead of killing cto-ledger while this
 /// guard lives, so a running child can be killed and its record finalised.
@@ -161,9 +168,25 @@ pub(crate) fn run_bounded(
 
 /// As [`run_bounded`]; `on_spawn` gets the child first (to take its pipes).
 pub(crate) fn run_bounded_with(
-    mut cmd: Command,
+    cmd: Command,
     timeout: Duration,
     interrupt: &AtomicBool,
+    on_spawn: impl FnOnce(&mut Child),
+) -> std::io::Result<Outcome> {
+    let mut never = || None;
+    run_confined(cmd, None, timeout, interrupt, &mut never, on_spawn)
+}
+
+/// As [`run_bounded_with`], in `sandbox` (installed after the child has its own session,
+/// so the sandbox's PID namespace waiter and everything below it share that process
+/// group), asking `watch` every quarter second whether a limit it checks was exceeded:
+/// `Some(why)` kills the run as a timeout would and is the outcome's `limited`.
+pub(crate) fn run_confined(
+    mut cmd: Command,
+    sandbox: Option<crate::sandbox::Prepared>,
+    timeout: Duration,
+    interrupt: &AtomicBool,
+    watch: &mut dyn FnMut() -> Option<String>,
     on_spawn: impl FnOnce(&mut Child),
 ) -> std::io::Result<Outcome> {
     use std::os::unix::process::CommandExt;
@@ -177,13 +200,15 @@ pub(crate) fn run_bounded_with(
                 .map_err(std::io::Error::from)
         });
     }
+    let guard = sandbox.map(|s| s.install(&mut cmd));
     let start = Instant::now();
     let mut child: Child = cmd.spawn()?;
     on_spawn(&mut child);
     let child_pid = child.id();
     let exits = pid(child_pid)
         .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
-    let (mut timed_out, mut interrupted) = (false, false);
+    let (mut timed_out, mut interrupted, mut limited) = (false, false, None);
+    let mut watched = Instant::now();
     let mut doomed = Vec::new();
     let status = loop {
         if let Some(st) = child.try_wait()? {
@@ -193,8 +218,11 @@ pub(crate) fn run_bounded_with(
             interrupted = true;
         } else if start.elapsed() >= timeout {
             timed_out = true;
+        } else if watched.elapsed() >= WATCH_EVERY {
+            watched = Instant::now();
+            limited = watch();
         }
-        if timed_out || interrupted {
+        if timed_out || interrupted || limited.is_some() {
             doomed = live_in_group(child_pid);
             let _ =
                 kill_process_group(pid(child_pid).expect("child pid is positive"), Signal::KILL);
@@ -209,13 +237,17 @@ pub(crate) fn run_bounded_with(
     killed.sort_unstable();
     killed.dedup();
     let (code, signal) = decode(status);
+    let usage = guard.as_ref().and_then(crate::sandbox::Guard::usage);
+    drop(guard);
     Ok(Outcome {
         pid: child_pid,
         code,
         signal,
         timed_out,
         interrupted,
+        limited,
         killed,
         elapsed,
+        usage,
     })
 }

@@ -83,6 +83,8 @@ text_enum!(
         Passed = "passed",
         Failed = "failed",
         ProviderTimeout = "provider_timeout",
+        /// The provider was killed for writing, printing or starting more than its limits.
+        ProviderOutputLimit = "provider_output_limit",
         Interrupted = "interrupted",
         Error = "error",
     }

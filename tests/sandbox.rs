@@ -44,9 +44,15 @@ fn escape_run(env: &Env, t: &Targets, extra: &[&str]) -> Stage2 {
     )
 }
 
-/// attempt name → succeeded, from `escape-provider.json` or `escape-tests.json`.
+/// attempt name → succeeded, from `workspace/escape-provider.json` (the provider's) or
+/// `judge/tmp/escape-tests.json` (the code it planted, run by the tests).
 fn attempts(r: &Stage2, file: &str) -> Vec<(String, bool)> {
-    let p = r.dir.join("workspace").join(file);
+    let folder = if file == "escape-tests.json" {
+        "judge/tmp"
+    } else {
+        "workspace"
+    };
+    let p = r.dir.join(folder).join(file);
     let v: Value = serde_json::from_slice(
         &fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}\n{}", p.display(), r.stderr)),
     )

@@ -54,6 +54,11 @@ pub(crate) struct Stage2Args {
     /// Where run folders go (default: <ledger>/runs)
     #[arg(long, value_name = "DIR")]
     runs_dir: Option<PathBuf>,
+    /// A limit over the fixture's and the defaults, e.g. `folder_bytes=2G` (repeatable):
+    /// stdout_bytes, stderr_bytes, folder_bytes, folder_entries, processes, memory_bytes,
+    /// model_response_bytes; sizes may end in K, M or G
+    #[arg(long = "limit", value_name = "NAME=N", value_parser = parse_limit)]
+    limits: Vec<(String, u64)>,
     /// One run of a suite: the options its parent resolved, as JSON (nothing else is read)
     #[arg(long, hide = true, value_name = "JSON")]
     resolved: Option<String>,
@@ -194,7 +199,62 @@ fn options(a: Stage2Args) -> Result<RunOptions> {
         allow_net: a.allow_net,
         // The escape self-check's targets (a file outside the run, a port), for the fake only.
         fake_env: crate::env::with_prefix("CTO_FAKE_CA_ESCAPE_"),
+        limits: limits_of(&a.limits),
     })
+}
+
+/// `NAME=N` with N a count, or bytes ending in K, M or G (powers of 1024).
+fn parse_limit(s: &str) -> std::result::Result<(String, u64), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not NAME=N"))?;
+    if !LIMIT_NAMES.contains(&name) {
+        return Err(format!(
+            "`{name}` is not a limit; use one of {}",
+            LIMIT_NAMES.join(", ")
+        ));
+    }
+    let (digits, scale) = match value.as_bytes().last() {
+        Some(b'K' | b'k') => (&value[..value.len() - 1], 1u64 << 10),
+        Some(b'M' | b'm') => (&value[..value.len() - 1], 1 << 20),
+        Some(b'G' | b'g') => (&value[..value.len() - 1], 1 << 30),
+        _ => (value, 1),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{value}` is not a number (with an optional K, M or G)"))?;
+    let n = n
+        .checked_mul(scale)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{value}` is not a positive size that fits 64 bits"))?;
+    Ok((name.to_string(), n))
+}
+
+const LIMIT_NAMES: [&str; 7] = [
+    "stdout_bytes",
+    "stderr_bytes",
+    "folder_bytes",
+    "folder_entries",
+    "processes",
+    "memory_bytes",
+    "model_response_bytes",
+];
+
+fn limits_of(flags: &[(String, u64)]) -> crate::stage2::fixture::LimitsSpec {
+    let mut l = crate::stage2::fixture::LimitsSpec::default();
+    for (name, n) in flags {
+        let slot = match name.as_str() {
+            "stdout_bytes" => &mut l.stdout_bytes,
+            "stderr_bytes" => &mut l.stderr_bytes,
+            "folder_bytes" => &mut l.folder_bytes,
+            "folder_entries" => &mut l.folder_entries,
+            "processes" => &mut l.processes,
+            "memory_bytes" => &mut l.memory_bytes,
+            _ => &mut l.model_response_bytes,
+        };
+        *slot = Some(*n);
+    }
+    l
 }
 
 fn text(w: &mut dyn Write, r: &Stage2Out) -> R {

@@ -2,7 +2,8 @@
 //! solution. The built-in one is compiled in; `--fixture DIR` reads the same layout:
 //!
 //! ```text
-//! fixture.json              name, task, repo, language, package_manager, test_command
+//! fixture.json              name, task, repo, language, package_manager, test_command,
+//!                           and optionally tests, editable, tampering, limits
 //! repo/...                  the repository the provider works on
 //! task/<task>.task.json     the Case task (id, status, created, repo, ...)
 //! task/<task>.md            its description (optional)
@@ -45,6 +46,69 @@ pub struct Manifest {
     pub language: String,
     pub package_manager: String,
     pub test_command: Vec<String>,
+    /// The paths (globs, `/`-separated, relative to `repo/`) of the tests and their
+    /// harness: the judge always runs the fixture's own copies. Without it, every file
+    /// the fixture ships is protected except those `editable` names.
+    #[serde(default)]
+    pub tests: Option<Vec<String>>,
+    /// With no `tests`: the shipped files the provider may change (globs).
+    #[serde(default)]
+    pub editable: Vec<String>,
+    /// What tampering with protected paths does to the verdict: `fail` (the default) or
+    /// `ignore` (reported; the judge still uses the fixture's files).
+    #[serde(default)]
+    pub tampering: Tampering,
+    /// Limits on the provider, over the harness's defaults (flags override both).
+    #[serde(default)]
+    pub limits: LimitsSpec,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tampering {
+    #[default]
+    Fail,
+    Ignore,
+}
+
+/// Limits a fixture (or the command line) may set; unset ones keep the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    pub stdout_bytes: Option<u64>,
+    pub stderr_bytes: Option<u64>,
+    /// What the provider may leave in its workspace, home and temp folders together.
+    pub folder_bytes: Option<u64>,
+    pub folder_entries: Option<u64>,
+    pub processes: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    /// One model answer (the recording proxy stops relaying past it).
+    pub model_response_bytes: Option<u64>,
+}
+
+/// `/`-separated glob matching: `*` and `?` within one path component, `**` as a whole
+/// component for any number of them.
+pub(crate) fn glob_matches(pattern: &str, path: &str) -> bool {
+    fn component(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => component(&p[1..], s) || (!s.is_empty() && component(p, &s[1..])),
+            (Some(b'?'), Some(_)) => component(&p[1..], &s[1..]),
+            (Some(a), Some(b)) if a == b => component(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    fn parts(p: &[&str], s: &[&str]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(&"**"), _) => parts(&p[1..], s) || (!s.is_empty() && parts(p, &s[1..])),
+            (Some(a), Some(b)) => component(a.as_bytes(), b.as_bytes()) && parts(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    let p: Vec<&str> = pattern.split('/').collect();
+    let s: Vec<&str> = path.split('/').collect();
+    parts(&p, &s)
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +129,11 @@ fn bad(origin: &str, file: &str, why: impl std::fmt::Display) -> Error {
         format!("fixture {origin}: {file}: {why}"),
         "see docs/stage2.md for the fixture layout (fixture.json, repo/, task/<task>.task.json)",
     )
+}
+
+/// A pattern that can only name paths inside the repository.
+fn safe_glob(g: &str) -> bool {
+    safe_rel(g) && !g.contains('\\')
 }
 
 fn safe_rel(rel: &str) -> bool {
@@ -140,6 +209,21 @@ fn manifest(origin: &str, bytes: Option<Vec<u8>>) -> Result<Manifest> {
     if manifest.test_command.is_empty() {
         return Err(bad(origin, "fixture.json", "test_command is empty"));
     }
+    let globs = manifest.tests.iter().flatten().chain(&manifest.editable);
+    if let Some(g) = globs.into_iter().find(|g| !safe_glob(g)) {
+        return Err(bad(
+            origin,
+            "fixture.json",
+            format!("`{g}` is not a relative path pattern inside repo/ (no leading `/`, no `.` or `..`)"),
+        ));
+    }
+    if manifest.tests.as_ref().is_some_and(|t| t.is_empty()) {
+        return Err(bad(
+            origin,
+            "fixture.json",
+            "tests is empty: name the test files, or leave it out to protect every shipped file",
+        ));
+    }
     Ok(manifest)
 }
 
@@ -205,6 +289,26 @@ fn plain_name(v: &str) -> bool {
 }
 
 impl Fixture {
+    /// Whether `path` (relative to the repository) is one of the fixture's tests or its
+    /// harness: the judge runs the fixture's own copy, and a provider that changes,
+    /// adds or removes one tampered. Without a `tests` list, every shipped file is,
+    /// except those `editable` names. The test command's own file, when it is a path
+    /// into the repository (`./run-tests.sh`), always is.
+    pub(crate) fn is_protected(&self, path: &str) -> bool {
+        let m = &self.manifest;
+        let command_file = m.test_command[0].trim_start_matches("./");
+        if m.test_command[0].contains('/') && path == command_file {
+            return true;
+        }
+        match &m.tests {
+            Some(globs) => globs.iter().any(|g| glob_matches(g, path)),
+            None => {
+                self.repo_files.iter().any(|(p, _)| p == path)
+                    && !m.editable.iter().any(|g| glob_matches(g, path))
+            }
+        }
+    }
+
     /// The script a `scripted/NAME` model names: `model-scripts/NAME.json`.
     pub(crate) fn script(&self, name: &str) -> Option<&[u8]> {
         self.model_scripts
@@ -277,4 +381,35 @@ pub fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
         fs::write(&p, bytes).map_err(Error::io("write", &p))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_within_components_and_across_them_with_double_stars() {
+        for (p, s, want) in [
+            ("test_strings.py", "test_strings.py", true),
+            ("test_*.py", "test_strings.py", true),
+            ("test_*.py", "tests/test_strings.py", false),
+            ("**/test_*.py", "tests/test_strings.py", true),
+            ("**/test_*.py", "test_strings.py", true),
+            ("tests/**", "tests/a/b.py", true),
+            ("tests/**", "src/a.py", false),
+            ("?.py", "a.py", true),
+            ("?.py", "ab.py", false),
+            ("*", "a/b", false),
+        ] {
+            assert_eq!(glob_matches(p, s), want, "{p} ~ {s}");
+        }
+    }
+
+    #[test]
+    fn the_builtin_fixture_protects_its_tests_and_nothing_else() {
+        let f = load(BUILTIN).unwrap();
+        assert!(f.is_protected("test_strings.py"));
+        assert!(!f.is_protected("strings.py"));
+        assert!(!f.is_protected("unittest.py"));
+    }
 }

@@ -399,7 +399,7 @@ impl Run<'_> {
         } else {
             Net::Tcp(ports)
         };
-        let policy = self.sandbox_policy(&extra, net);
+        let policy = self.policy(&extra, &self.provider_folders(), net);
         match crate::sandbox::prepare(&policy) {
             Ok(p) => {
                 self.report.sandbox = Some(p.report.clone());

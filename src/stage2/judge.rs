@@ -1,57 +1,349 @@
 //! The judge: the fixture's tests decide the verdict, never the provider's exit code
-//! (the real `ca` exits 0 when its pipeline failed).
+//! (the real `ca` exits 0 when its pipeline failed), and never tests the provider could
+//! reach. Once the provider is gone its workspace is stored as a tree; the tree the
+//! tests run in is composed in the store from the fixture's own files for every
+//! protected path and the provider's files for the rest (bytecode, special files and
+//! files that would shadow the test runner left out); it is written to a folder the
+//! provider never had and the tests run there, sandboxed, read-only but for a temp
+//! folder, with the interpreter isolated from anything the provider wrote.
 
 use std::fs;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::Run;
 use crate::error::{Error, Result};
-use crate::report::Tests;
+use crate::id::{ObjectId, ObjectMeta};
+use crate::report::{Change, Dropped, Judge, Tamper, Tests};
 use crate::sandbox::{Net, SandboxReport, Unavailable};
-use crate::state::{RunStatus, TestResult, Verdict};
+use crate::state::{ChangeStatus, RunStatus, TestResult, Verdict};
+use crate::store::tree::flat::{self, Flat};
+use crate::store::tree::{self, Entry, Kind, ObjKind};
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// Where the judged tree is written and the tests' scratch folder, in the run folder.
+pub(super) const JUDGED: &str = "judge/tree";
+pub(super) const JUDGE_TMP: &str = "judge/tmp";
+/// Files a provider may add that Python would load instead of, or before, the test
+/// runner: shadowing `unittest` or `pytest`, or code run at interpreter start-up.
+const PY_SHADOWS: [&str; 7] = [
+    "unittest.py",
+    "unittest",
+    "pytest.py",
+    "pytest",
+    "_pytest",
+    "sitecustomize.py",
+    "usercustomize.py",
+];
+
+/// What the judge composed: the tree the tests run in and the protected tests in it.
+struct Composed {
+    judged: ObjectMeta,
+    tests: ObjectMeta,
+    protected: Vec<String>,
+    tampered: Vec<Tamper>,
+    dropped: Vec<Dropped>,
+    trees: Vec<(ObjectMeta, ObjKind)>,
+}
+
+fn text(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
+}
+
+/// Bytecode a provider (or a model that ran the tests itself) left: never carried over.
+fn is_bytecode(path: &[u8]) -> bool {
+    path.split(|b| *b == b'/').any(|c| c == b"__pycache__")
+        || path.ends_with(b".pyc")
+        || path.ends_with(b".pyo")
+}
+
+fn is_harness_folder(path: &[u8]) -> bool {
+    let top = path.split(|b| *b == b'/').next().unwrap_or_default();
+    top == b".git" || top == b".case"
+}
+
+fn shadows_python(path: &[u8]) -> bool {
+    path.split(|b| *b == b'/').any(|c| {
+        PY_SHADOWS.iter().any(|s| c == s.as_bytes()) || c == b"conftest.py" || c.ends_with(b".pth")
+    })
+}
+
+/// Same content, kind and mode: what a protected path must still be.
+fn same_leaf(a: &Entry, b: &Entry) -> bool {
+    a.kind == b.kind && a.object == b.object && a.executable == b.executable && a.target == b.target
+}
+
+/// What changed between the workspace as prepared and as the provider left it, from
+/// the two trees in the store (never from the workspace's git, whose settings the
+/// provider can write). `.git` counts as one entry.
+pub(super) fn changes(
+    store: &crate::store::Store,
+    before: &ObjectId,
+    after: &ObjectId,
+) -> Result<Vec<Change>> {
+    let (b, a) = (flat::flatten(store, before)?, flat::flatten(store, after)?);
+    let git = |f: &Flat| -> Vec<(Kind, Option<ObjectId>)> {
+        f.iter()
+            .filter(|(p, _)| p.starts_with(b".git/") || p.as_slice() == b".git")
+            .map(|(_, e)| (e.kind, e.object))
+            .collect()
+    };
+    let mut out = Vec::new();
+    if git(&b) != git(&a) {
+        out.push(Change {
+            path: ".git".into(),
+            status: ChangeStatus::Modified.to_string(),
+        });
+    }
+    let outside = |p: &&Vec<u8>| !(p.starts_with(b".git/") || p.as_slice() == b".git");
+    for p in b
+        .keys()
+        .chain(a.keys())
+        .filter(outside)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let status = match (b.get(p), a.get(p)) {
+            (Some(x), Some(y)) if same_leaf(x, y) => continue,
+            (Some(x), Some(y)) if x.kind != y.kind => ChangeStatus::Typechange,
+            (Some(_), Some(_)) => ChangeStatus::Modified,
+            (Some(_), None) => ChangeStatus::Deleted,
+            (None, _) => ChangeStatus::Added,
+        };
+        out.push(Change {
+            path: text(p),
+            status: status.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// The Python interpreter the test command starts, if it starts one directly.
+fn is_python(argv0: &str) -> bool {
+    let name = argv0.rsplit('/').next().unwrap_or(argv0);
+    let rest = name.strip_prefix("python").unwrap_or("-");
+    rest.is_empty() || rest.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
 
 impl Run<'_> {
-    /// Runs the fixture's tests in the workspace, in the sandbox, with no network; the
-    /// verdict is theirs, never the provider's exit code.
-    pub(super) fn run_tests(&mut self) -> Result<()> {
-        let cmd_v = self.fixture.manifest.test_command.clone();
-        let log_p = self.backend().join("tests.log");
-        let log = fs::File::create(&log_p).map_err(Error::io("create", &log_p))?;
-        let log2 = log.try_clone().map_err(Error::io("open", &log_p))?;
-        let mut cmd = Command::new(&cmd_v[0]);
-        cmd.args(&cmd_v[1..])
-            .current_dir(self.workspace())
-            .env_clear()
-            .envs(self.base_env())
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
-        // The tests import code the provider wrote: the same sandbox, and no network at all.
-        let sandbox = if self.opts.no_sandbox {
-            Some(SandboxReport::waived("--no-sandbox"))
-        } else {
-            match crate::sandbox::prepare(&self.sandbox_policy(&[], Net::None)) {
-                Ok(p) => {
-                    let r = p.report.clone();
-                    p.install(&mut cmd);
-                    Some(r)
+    /// The tests' tree, composed from the fixture's tree `fixture` and the provider's
+    /// workspace tree `workspace`.
+    fn compose(&self, fixture: &ObjectId, workspace: &ObjectId) -> Result<Composed> {
+        let store = &self.home.store;
+        let (f, w) = (
+            flat::flatten(store, fixture)?,
+            flat::flatten(store, workspace)?,
+        );
+        let python = self.fixture.manifest.language == "python"
+            || is_python(&self.fixture.manifest.test_command[0]);
+        let mut judged = Flat::new();
+        let (mut tampered, mut dropped) = (Vec::new(), Vec::new());
+        let drop = |dropped: &mut Vec<Dropped>, p: &[u8], why: &str| {
+            dropped.push(Dropped {
+                path: text(p),
+                why: why.into(),
+            })
+        };
+        for (p, e) in &w {
+            let path = text(p);
+            if is_harness_folder(p) {
+                continue;
+            }
+            if is_bytecode(p) {
+                drop(
+                    &mut dropped,
+                    p,
+                    "bytecode cache: never carried into the judged tree",
+                );
+            } else if e.kind.is_special() {
+                drop(&mut dropped, p, "special file (FIFO, socket or device)");
+            } else if self.fixture.is_protected(&path) {
+                let what = match f.get(p) {
+                    Some(orig) if same_leaf(orig, e) => continue,
+                    Some(_) => "changed",
+                    None => "added",
+                };
+                tampered.push(Tamper {
+                    path,
+                    what: format!("protected test path {what} by the provider"),
+                });
+            } else if python && shadows_python(p) && !f.contains_key(p) {
+                tampered.push(Tamper {
+                    path,
+                    what: "added by the provider where it would shadow the test runner or run at interpreter start-up".into(),
+                });
+            } else {
+                judged.insert(p.clone(), e.clone());
+            }
+        }
+        let mut tests = Flat::new();
+        for (p, e) in &f {
+            if !self.fixture.is_protected(&text(p)) {
+                continue;
+            }
+            if !w.contains_key(p) {
+                tampered.push(Tamper {
+                    path: text(p),
+                    what: "protected test path removed by the provider".into(),
+                });
+            }
+            judged.insert(p.clone(), e.clone());
+            tests.insert(p.clone(), e.clone());
+        }
+        tampered.sort_by(|a, b| a.path.cmp(&b.path));
+        let (judged_root, mut trees) = flat::build(store, &judged)?;
+        let (tests_root, more) = flat::build(store, &tests)?;
+        trees.extend(more);
+        Ok(Composed {
+            judged: judged_root,
+            tests: tests_root,
+            protected: tests.keys().map(|p| text(p)).collect(),
+            tampered,
+            dropped,
+            trees,
+        })
+    }
+
+    /// After the provider: its workspace stored, what it changed, the judged tree, the
+    /// tests run there, and the verdict.
+    pub(super) fn judge(&mut self) -> Result<()> {
+        let workspace = self.store_workspace()?;
+        let (Some(fixture), Some(prepared)) = (self.fixture_tree, self.prepared) else {
+            return Err(Error::Integrity {
+                message: "the fixture and the prepared workspace were not stored".into(),
+            });
+        };
+        self.report.workspace_changes = changes(&self.home.store, &prepared, &workspace)?;
+        let c = self.compose(&fixture.id, &workspace)?;
+        self.evidence.extend(c.trees.iter().copied());
+        let mut judge = Judge {
+            fixture_tree: fixture.id,
+            workspace_tree: Some(workspace),
+            judged_tree: Some(c.judged.id),
+            tests_tree: Some(c.tests.id),
+            protected: c.protected,
+            tampering: self.fixture.manifest.tampering,
+            tampered: c.tampered,
+            dropped: c.dropped,
+            isolation: Vec::new(),
+        };
+        let folder = self.dir.join(JUDGED);
+        let written = tree::restore(&self.home.store, &c.judged.id, &folder);
+        if let Err(e) = written {
+            self.report.judge = Some(judge);
+            return self.unjudgeable(format!(
+                "the provider's workspace cannot be judged: its judged tree {} could not be written: {e}",
+                c.judged.id
+            ));
+        }
+        judge.isolation = self.isolation();
+        self.report.judge = Some(judge);
+        let result = self.run_tests(&folder);
+        let _ = fs::remove_dir_all(&folder);
+        result?;
+        self.verdict();
+        Ok(())
+    }
+
+    /// The workspace as the provider left it, stored once (the run's record reuses it).
+    fn store_workspace(&mut self) -> Result<ObjectId> {
+        let folder = tree::ingest_open(&self.home.store, &self.workspace(), &[])?;
+        let files: Vec<(PathBuf, ObjectMeta)> =
+            folder.files().map(|(p, m)| (p.to_path_buf(), m)).collect();
+        let ing = folder.seal(&self.home.store, Vec::new())?;
+        let root = ing.root.id;
+        self.stored_workspace = Some(super::record::StoredFolder {
+            root: ing.root,
+            objects: ing.objects,
+            files,
+        });
+        Ok(root)
+    }
+
+    fn unjudgeable(&mut self, reason: String) -> Result<()> {
+        let log = self.backend().join("tests.log");
+        fs::write(&log, format!("{reason}\n")).map_err(Error::io("write", &log))?;
+        self.report.tests = Some(Tests {
+            command: self.fixture.manifest.test_command.clone(),
+            argv: Vec::new(),
+            cwd: None,
+            exit_code: None,
+            result: TestResult::Error,
+            log: "backend/tests.log".into(),
+            sandbox: None,
+        });
+        if self.report.status == RunStatus::Started {
+            self.report.status = RunStatus::Failed;
+            self.report.reason = Some(reason);
+        }
+        Ok(())
+    }
+
+    /// The test command as run: a Python interpreter is started isolated (`-I`: no
+    /// working folder or script folder on `sys.path`, no user site, no `PYTHON*`
+    /// variables; `-B`: no bytecode written).
+    fn test_argv(&self) -> Vec<String> {
+        let cmd = &self.fixture.manifest.test_command;
+        let mut argv = vec![cmd[0].clone()];
+        if is_python(&cmd[0]) {
+            for flag in ["-I", "-B"] {
+                if !cmd.iter().any(|a| a == flag) {
+                    argv.push(flag.into());
                 }
+            }
+        }
+        argv.extend(cmd[1..].iter().cloned());
+        argv
+    }
+
+    fn isolation(&self) -> Vec<String> {
+        let mut out = vec![
+            format!("tests run in {JUDGED}, a folder composed after the provider ended; read-only to them but {JUDGE_TMP}"),
+            "the fixture's own copy of every protected path".into(),
+            "PYTHONSAFEPATH=1 PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1 in their environment".into(),
+        ];
+        if is_python(&self.fixture.manifest.test_command[0]) {
+            out.push(format!(
+                "{} -I -B: no working folder on sys.path, no user site, no PYTHON* variables, no bytecode written",
+                self.fixture.manifest.test_command[0]
+            ));
+        }
+        out
+    }
+
+    /// Runs the fixture's tests in `folder`, in the sandbox, with no network.
+    fn run_tests(&mut self, folder: &Path) -> Result<()> {
+        let argv = self.test_argv();
+        let tmp = self.dir.join(JUDGE_TMP);
+        super::mkdir_private(&tmp)?;
+        let log_p = self.backend().join("tests.log");
+        let cmd = self.tests_command(&argv, folder, &tmp, &log_p)?;
+        let mut tests = Tests {
+            command: self.fixture.manifest.test_command.clone(),
+            argv: argv.clone(),
+            cwd: Some(JUDGED.into()),
+            exit_code: None,
+            result: TestResult::Error,
+            log: "backend/tests.log".into(),
+            sandbox: None,
+        };
+        // The tests import code the provider wrote: sandboxed, and no network at all.
+        let sandbox = if self.opts.no_sandbox {
+            None
+        } else {
+            let policy = self.policy(
+                &[folder.to_path_buf()],
+                std::slice::from_ref(&tmp),
+                Net::None,
+            );
+            match crate::sandbox::prepare(&policy) {
+                Ok(p) => Some(p),
                 Err(Unavailable(m)) => {
                     let text = format!(
                         "the tests were not run: they import the provider's code and {m}\n"
                     );
                     fs::write(&log_p, text).map_err(Error::io("write", &log_p))?;
-                    self.report.tests = Some(Tests {
-                        command: cmd_v,
-                        exit_code: None,
-                        result: TestResult::Error,
-                        log: "backend/tests.log".into(),
-                        sandbox: None,
-                    });
+                    self.report.tests = Some(tests);
                     self.report.status = RunStatus::Failed;
                     self.report.reason =
                         Some(format!("the fixture's tests could not be sandboxed: {m}"));
@@ -59,7 +351,74 @@ impl Run<'_> {
                 }
             }
         };
-        let (code, result) = match crate::runner::run_bounded(cmd, TEST_TIMEOUT, &self.interrupt) {
+        tests.sandbox = Some(match &sandbox {
+            Some(p) => p.report.clone(),
+            None => SandboxReport::waived("--no-sandbox"),
+        });
+        let (limits, scratch) = (self.limits, vec![tmp.clone()]);
+        let mut watch = || super::limits::over(&scratch, &limits);
+        let ran = crate::runner::run_confined(
+            cmd,
+            sandbox,
+            TEST_TIMEOUT,
+            &self.interrupt,
+            &mut watch,
+            |_| {},
+        );
+        let (code, result) = self.test_outcome(ran, &argv, &log_p)?;
+        tests.exit_code = code;
+        tests.result = result;
+        self.report.tests = Some(tests);
+        Ok(())
+    }
+
+    /// The tests' command: in `folder`, its temp folder its home, the caller's
+    /// environment cleared, Python told to add no path and write no bytecode.
+    fn tests_command(
+        &self,
+        argv: &[String],
+        folder: &Path,
+        tmp: &Path,
+        log_p: &Path,
+    ) -> Result<Command> {
+        let log = fs::File::create(log_p).map_err(Error::io("create", log_p))?;
+        let log2 = log.try_clone().map_err(Error::io("open", log_p))?;
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .current_dir(folder)
+            .env_clear()
+            .envs(self.base_env())
+            .env("HOME", tmp)
+            .env("TMPDIR", tmp)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("PYTHONSAFEPATH", "1")
+            .env("PYTHONNOUSERSITE", "1")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        Ok(cmd)
+    }
+
+    /// The tests' exit code and result from how their run ended.
+    fn test_outcome(
+        &mut self,
+        ran: std::io::Result<crate::runner::Outcome>,
+        argv: &[String],
+        log_p: &Path,
+    ) -> Result<(Option<i32>, TestResult)> {
+        Ok(match ran {
+            Ok(o) if o.limited.is_some() => {
+                let why = o.limited.unwrap_or_default();
+                let mut f = fs::OpenOptions::new()
+                    .append(true)
+                    .open(log_p)
+                    .map_err(Error::io("open", log_p))?;
+                let _ = std::io::Write::write_all(
+                    &mut f,
+                    format!("\n[cto-ledger: the tests were killed: {why}]\n").as_bytes(),
+                );
+                (None, TestResult::Error)
+            }
             Ok(o) if o.timed_out => (None, TestResult::Timeout),
             Ok(o) if o.interrupted => {
                 self.report.status = RunStatus::Interrupted;
@@ -68,42 +427,92 @@ impl Run<'_> {
                 (None, TestResult::Error)
             }
             Ok(o) => {
-                let text = fs::read_to_string(&log_p).unwrap_or_default();
+                let text = fs::read_to_string(log_p).unwrap_or_default();
                 let ran_none = text.contains("Ran 0 tests") || text.contains("NO TESTS RAN");
-                (
-                    o.code,
-                    if o.code == Some(0) && !ran_none {
-                        TestResult::Passed
-                    } else {
-                        TestResult::Failed
-                    },
-                )
+                let passed = o.code == Some(0) && !ran_none;
+                let result = if passed {
+                    TestResult::Passed
+                } else {
+                    TestResult::Failed
+                };
+                (o.code, result)
             }
             Err(e) => {
-                fs::write(&log_p, format!("could not run {}: {e}\n", cmd_v.join(" ")))
-                    .map_err(Error::io("write", &log_p))?;
+                fs::write(log_p, format!("could not run {}: {e}\n", argv.join(" ")))
+                    .map_err(Error::io("write", log_p))?;
                 (None, TestResult::Error)
             }
-        };
-        self.report.tests = Some(Tests {
-            command: cmd_v,
-            exit_code: code,
-            result,
-            log: "backend/tests.log".into(),
-            sandbox,
-        });
-        if self.report.status == RunStatus::Started {
-            if result == TestResult::Passed {
-                self.report.status = RunStatus::Passed;
-                self.report.verdict = Verdict::Pass;
-            } else {
-                self.report.status = RunStatus::Failed;
-                self.report.reason = Some(format!(
-                    "the fixture's tests {result} ({})",
-                    self.fixture.manifest.test_command.join(" ")
-                ));
-            }
+        })
+    }
+
+    /// The verdict: the tests passed and the provider did not tamper with what judges it
+    /// (unless the fixture says tampering is only reported).
+    fn verdict(&mut self) {
+        if self.report.status != RunStatus::Started {
+            return;
         }
-        Ok(())
+        let result = self.report.tests.as_ref().map(|t| t.result);
+        let judge = self.report.judge.as_ref();
+        let tampered: Vec<String> = judge
+            .filter(|j| j.tampering == crate::stage2::fixture::Tampering::Fail)
+            .map(|j| j.tampered.iter().map(|t| t.path.clone()).collect())
+            .unwrap_or_default();
+        if !tampered.is_empty() {
+            self.report.status = RunStatus::Failed;
+            self.report.reason = Some(format!(
+                "tests_tampered: the provider tampered with what judges it ({}); the fixture's own tests ran and said {}",
+                tampered.join(", "),
+                result.map_or("nothing".into(), |r| r.to_string())
+            ));
+        } else if result == Some(TestResult::Passed) {
+            self.report.status = RunStatus::Passed;
+            self.report.verdict = Verdict::Pass;
+        } else {
+            self.report.status = RunStatus::Failed;
+            self.report.reason = Some(format!(
+                "the fixture's tests {} ({})",
+                result.map_or("did not run".into(), |r| r.to_string()),
+                self.fixture.manifest.test_command.join(" ")
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_is_recognised_by_its_name_only() {
+        for (argv0, want) in [
+            ("python3", true),
+            ("python", true),
+            ("/usr/bin/python3.11", true),
+            ("pythonista", false),
+            ("./run-tests.sh", false),
+            ("py.test", false),
+        ] {
+            assert_eq!(is_python(argv0), want, "{argv0}");
+        }
+    }
+
+    #[test]
+    fn bytecode_shadows_and_harness_folders_are_told_apart() {
+        assert!(is_bytecode(b"__pycache__/strings.cpython-311.pyc"));
+        assert!(is_bytecode(b"pkg/__pycache__/x"));
+        assert!(is_bytecode(b"old.pyc"));
+        assert!(!is_bytecode(b"strings.py"));
+        for p in [
+            &b"unittest.py"[..],
+            b"unittest/__init__.py",
+            b"sub/conftest.py",
+            b"x.pth",
+            b"sitecustomize.py",
+        ] {
+            assert!(shadows_python(p), "{}", text(p));
+        }
+        assert!(!shadows_python(b"strings.py"));
+        assert!(is_harness_folder(b".git/config") && is_harness_folder(b".case/tasks/x"));
+        assert!(!is_harness_folder(b"src/.git-thing"));
     }
 }

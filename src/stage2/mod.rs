@@ -7,9 +7,12 @@
 //! [`recover`]; suites of runs are [`suite`]; the model the provider talks to is
 //! [`model`]; fixtures are [`fixture`].
 
+mod capture;
+mod confine;
 pub mod fixture;
 mod gates;
 mod judge;
+mod limits;
 pub(crate) mod model;
 mod provider;
 mod record;
@@ -36,6 +39,7 @@ use fixture::Fixture;
 use gates::{Blocked, Gated, Stop};
 
 pub(crate) use crate::state::Lane;
+pub(crate) use capture::Captured;
 pub(crate) use recover::{harness_alive, recover, unrecorded_run_folders, RecoverOut};
 
 pub(crate) const DEFAULT_TIMEOUT_SECONDS: f64 = 900.0;
@@ -71,6 +75,9 @@ pub(crate) struct RunOptions {
     pub allow_net: Vec<u16>,
     /// Extra environment for the fake provider (the escape behaviour's targets).
     pub fake_env: Vec<(String, String)>,
+    /// Limits set on the command line (over the fixture's and the defaults).
+    #[serde(default)]
+    pub limits: fixture::LimitsSpec,
 }
 
 impl RunOptions {
@@ -87,6 +94,7 @@ impl RunOptions {
             no_sandbox: false,
             allow_net: Vec::new(),
             fake_env: Vec::new(),
+            limits: fixture::LimitsSpec::default(),
         }
     }
 
@@ -136,6 +144,14 @@ struct Run<'a> {
     interrupt: Arc<AtomicBool>,
     /// What the loopback model server does for this run (none: no model server).
     serve: Option<model::Backend>,
+    /// The fixture's repository as a tree in the store (the judge's source of truth).
+    fixture_tree: Option<ObjectMeta>,
+    /// The workspace as prepared, before the provider started.
+    prepared: Option<crate::id::ObjectId>,
+    /// The workspace as the provider left it, stored once by the judge.
+    stored_workspace: Option<record::StoredFolder>,
+    /// The limits the run is held to (defaults, the fixture's, the flags').
+    limits: limits::RunLimits,
 }
 
 fn mkdir_private(p: &Path) -> Result<()> {
@@ -178,6 +194,7 @@ fn make_run_dir(runs: &Path, fixture: &str) -> Result<(RunId, PathBuf)> {
 
 pub(crate) fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out> {
     let fixture = opts.check()?;
+    let fixture_limits = fixture.manifest.limits.clone();
     let runs = opts.runs_dir.clone().unwrap_or_else(|| home.runs_dir());
     let (run_id, dir) = make_run_dir(&runs, &fixture.manifest.name)?;
     let dir = crate::paths::abs(&dir);
@@ -203,6 +220,10 @@ pub(crate) fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out
         evidence: Vec::new(),
         interrupt: interrupts.flag.clone(),
         serve: None,
+        fixture_tree: None,
+        prepared: None,
+        stored_workspace: None,
+        limits: limits::RunLimits::resolve(&fixture_limits, &opts.limits),
     };
     // The report exists before anything else can go wrong.
     let first = report::write(&run.dir, &run.report);
@@ -266,7 +287,7 @@ impl Run<'_> {
             }
         }
         if self.report.status != RunStatus::Interrupted {
-            self.run_tests()?;
+            self.judge()?;
         }
         Ok(())
     }
@@ -277,7 +298,13 @@ impl Run<'_> {
             .join(format!("{}.task.json", self.fixture.manifest.task))
     }
 
+    /// The fixture's repository stored as a tree (what judges the run comes from there),
+    /// then written out as the workspace, a fresh git repository with the Case task.
     fn prepare_workspace(&mut self) -> Result<()> {
+        let (fixture, objects) =
+            crate::store::tree::flat::of_files(&self.home.store, &self.fixture.repo_files)?;
+        self.fixture_tree = Some(fixture);
+        self.evidence.extend(objects);
         let ws = self.workspace();
         fixture::write_files(&ws, &self.fixture.repo_files)?;
         crate::git::init_and_commit(&ws, &format!("fixture {}", self.fixture.manifest.name))?;
@@ -290,6 +317,13 @@ impl Run<'_> {
             files.push((format!("{}.md", self.fixture.manifest.task), md.clone()));
         }
         fixture::write_files(task.parent().expect("task has a folder"), &files)?;
+        let prepared = crate::store::tree::ingest_path(
+            &self.home.store,
+            &ws,
+            &indicatif::ProgressBar::hidden(),
+        )?;
+        self.prepared = Some(prepared.root.id);
+        self.evidence.extend(prepared.objects);
         Ok(())
     }
 

@@ -15,16 +15,9 @@ use super::{fixture, mkdir_private, model, Lane, Run};
 use crate::error::{Error, Result};
 use crate::id::ObjectMeta;
 use crate::report::{self, Model, ProviderExit};
-use crate::sandbox::{Net, Policy, Prepared};
+use crate::sandbox::Prepared;
 use crate::state::RunStatus;
 use crate::store::hash_file;
-
-/// Read and execute for every sandboxed process: what programs need from the system.
-const SYSTEM_READ_ONLY: [&str; 10] = [
-    "/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc", "/opt", "/proc", "/sys",
-];
-const DEVICES_READ_ONLY: [&str; 2] = ["/dev/random", "/dev/urandom"];
-const DEVICES_READ_WRITE: [&str; 3] = ["/dev/null", "/dev/zero", "/dev/full"];
 
 impl Run<'_> {
     /// The admitted bytes as an executable file: `<ledger>/exec/<blake3>`, made once per
@@ -160,125 +153,9 @@ impl Run<'_> {
         Ok(())
     }
 
-    pub(super) fn base_env(&self) -> Vec<(String, String)> {
-        vec![
-            (
-                "PATH".into(),
-                crate::env::get("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
-            ),
-            ("HOME".into(), self.dir.join("home").display().to_string()),
-            ("TMPDIR".into(), self.dir.join("tmp").display().to_string()),
-            ("LANG".into(), "C.UTF-8".into()),
-            ("TERM".into(), "dumb".into()),
-        ]
-    }
-
-    fn provider_env(&self) -> Vec<(String, String)> {
-        let mut env = self.base_env();
-        env.push((
-            "CASE_DATA_DIR".into(),
-            self.backend().join("case-data").display().to_string(),
-        ));
-        if self.opts.lane == Lane::Fake {
-            if self.opts.fake_behavior == "escape" {
-                // The self-check's hostile provider is told where the ledger is.
-                env.push((
-                    "CTO_FAKE_CA_ESCAPE_LEDGER".into(),
-                    self.home.dir.display().to_string(),
-                ));
-                env.extend(self.opts.fake_env.iter().cloned());
-            }
-            env.push((
-                "CTO_FAKE_CA_BEHAVIOR".into(),
-                self.opts.fake_behavior.clone(),
-            ));
-            env.push((
-                "CTO_FAKE_CA_SOLUTION".into(),
-                self.backend().join("fake-solution").display().to_string(),
-            ));
-        }
-        // pi gives the `openai` provider (the loopback server) a key only when one is set;
-        // the scripted model and a local endpoint need none, so a placeholder says so.
-        if self
-            .report
-            .model
-            .as_ref()
-            .is_some_and(|m| m.served_at.is_some())
-            && !crate::env::pass_env_names()
-                .iter()
-                .any(|n| n == "OPENAI_API_KEY")
-        {
-            env.push(("OPENAI_API_KEY".into(), "cto-ledger-no-key".into()));
-        }
-        // Credentials the real provider needs are passed only by explicit name.
-        for n in crate::env::pass_env_names() {
-            if let Some(v) = crate::env::passed(&n) {
-                if !env.iter().any(|(k, _)| *k == n) {
-                    env.push((n, v));
-                }
-            }
-        }
-        env
-    }
-
-    /// Read and execute: the system, the tools the fixture's tests run, and `extra`.
-    /// Read and write: the run's own workspace, home, temp and Case data folders.
-    pub(super) fn sandbox_policy(&self, extra: &[PathBuf], net: Net) -> Policy {
-        let mut read_only: Vec<PathBuf> = SYSTEM_READ_ONLY
-            .iter()
-            .chain(DEVICES_READ_ONLY.iter())
-            .map(PathBuf::from)
-            .collect();
-        // /etc/resolv.conf may point outside /etc (systemd-resolved's /run/systemd/resolve).
-        if let Some(d) = fs::canonicalize("/etc/resolv.conf")
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-        {
-            read_only.push(d);
-        }
-        read_only.extend(self.tool_prefixes());
-        read_only.extend(extra.iter().cloned());
-        let mut read_write: Vec<PathBuf> = ["workspace", "home", "tmp", "backend/case-data"]
-            .iter()
-            .map(|d| self.dir.join(d))
-            .collect();
-        read_write.extend(DEVICES_READ_WRITE.iter().map(PathBuf::from));
-        Policy {
-            read_only,
-            read_write,
-            net,
-            allow_net: self.opts.allow_net.clone(),
-        }
-    }
-
-    /// Where the fixture's test command is installed, when that is not a system folder
-    /// (a pyenv `python3` is a shim under `~/.pyenv`): `<prefix>` of `<prefix>/<dir>/<tool>`.
-    /// Never a folder that holds the ledger, the run, or a home folder itself.
-    fn tool_prefixes(&self) -> Vec<PathBuf> {
-        let Some(tool) = self.fixture.manifest.test_command.first() else {
-            return Vec::new();
-        };
-        let Some(found) = crate::paths::which(tool, &self.workspace()) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        let home = crate::env::get_os("HOME").map(PathBuf::from);
-        for p in [found.clone(), fs::canonicalize(&found).unwrap_or(found)] {
-            let Some(prefix) = p.parent().and_then(Path::parent) else {
-                continue;
-            };
-            let system = SYSTEM_READ_ONLY.iter().any(|s| p.starts_with(s));
-            let too_wide = prefix == Path::new("/")
-                || self.home.dir.starts_with(prefix)
-                || self.dir.starts_with(prefix)
-                || home.as_deref() == Some(prefix);
-            if !system && !too_wide && !out.contains(&prefix.to_path_buf()) {
-                out.push(prefix.to_path_buf());
-            }
-        }
-        out
-    }
-
+    /// Runs the provider: `ca run --task <task> --mode unattended` in its workspace, in
+    /// its sandbox, bounded by the timeout and the run's limits; what it prints is kept
+    /// within the limits.
     pub(super) fn run_provider(&mut self, exe: &Path, sandbox: Option<Prepared>) -> Result<()> {
         let task = self.task_path();
         let argv: Vec<String> = vec![
@@ -294,24 +171,46 @@ impl Run<'_> {
         self.report.cwd = Some(self.workspace().display().to_string());
         self.report.env_names = env.iter().map(|(k, _)| k.clone()).collect();
         report::write(&self.dir, &self.report)?; // still `started`, now naming what will run
-        let out_p = self.backend().join("provider-stdout.log");
-        let err_p = self.backend().join("provider-stderr.log");
-        let out = fs::File::create(&out_p).map_err(Error::io("create", &out_p))?;
-        let err = fs::File::create(&err_p).map_err(Error::io("create", &err_p))?;
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..])
             .current_dir(self.workspace())
             .env_clear()
             .envs(env)
             .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        if let Some(s) = sandbox {
-            s.install(&mut cmd);
-        }
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         crate::runner::become_subreaper();
         let timeout = Duration::from_secs_f64(self.opts.timeout_seconds);
-        let o = match crate::runner::run_bounded(cmd, timeout, &self.interrupt) {
+        let (limits, folders) = (self.limits, self.provider_folders());
+        let mut watch = || super::limits::over(&folders, &limits);
+        let logs = [
+            (
+                self.backend().join("provider-stdout.log"),
+                limits.stdout_bytes,
+            ),
+            (
+                self.backend().join("provider-stderr.log"),
+                limits.stderr_bytes,
+            ),
+        ];
+        let mut captures = Vec::new();
+        let ran =
+            crate::runner::run_confined(cmd, sandbox, timeout, &self.interrupt, &mut watch, |c| {
+                let pipes: [Option<std::os::fd::OwnedFd>; 2] = [
+                    c.stdout.take().map(Into::into),
+                    c.stderr.take().map(Into::into),
+                ];
+                for (pipe, (path, limit)) in pipes.into_iter().zip(&logs) {
+                    if let Some(p) = pipe {
+                        captures.push(super::capture::start(p, path, *limit));
+                    }
+                }
+            });
+        let mut kept = Vec::new();
+        for c in captures {
+            kept.push(c?.finish()?);
+        }
+        let o = match ran {
             Ok(o) => o,
             Err(e) => {
                 self.report.status = RunStatus::Failed;
@@ -321,6 +220,13 @@ impl Run<'_> {
                 return Ok(());
             }
         };
+        let output = match kept.as_slice() {
+            [out, err] => crate::report::Output {
+                stdout: *out,
+                stderr: *err,
+            },
+            _ => crate::report::Output::default(),
+        };
         self.report.provider_exit = Some(ProviderExit {
             pid: o.pid,
             code: o.code,
@@ -329,34 +235,57 @@ impl Run<'_> {
             interrupted: o.interrupted,
             killed_pids: o.killed.clone(),
         });
-        if o.timed_out {
-            let p = self.backend().join("provider-timeout.txt");
-            let text = format!(
-                "provider timed out after {:.3} s (limit {} s); its process group {} was killed\nkilled pids: {}\n",
-                o.elapsed.as_secs_f64(),
-                self.opts.timeout_seconds,
-                o.pid,
-                o.killed.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
-            );
-            fs::write(&p, text).map_err(Error::io("write", &p))?;
-            self.report.status = RunStatus::ProviderTimeout;
-            self.report.reason = Some(format!(
-                "provider exceeded its {} s timeout and was killed with its process group",
-                self.opts.timeout_seconds
-            ));
-        } else if o.interrupted {
-            let p = self.backend().join("interrupted.txt");
-            fs::write(
-                &p,
+        self.report.limits =
+            super::limits::report(&self.limits, &o, &output, self.report.sandbox.as_ref());
+        self.report.output = Some(output);
+        self.provider_ended(&o)
+    }
+
+    /// The report and the backend file of how the provider ended, when it did not end
+    /// by itself: timed out, interrupted, or stopped at a limit.
+    fn provider_ended(&mut self, o: &crate::runner::Outcome) -> Result<()> {
+        let killed = o
+            .killed
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let (file, status, text, reason) = if o.timed_out {
+            (
+                "provider-timeout.txt",
+                RunStatus::ProviderTimeout,
                 format!(
-                    "cto-ledger was interrupted; provider group {} killed: {:?}\n",
-                    o.pid, o.killed
+                    "provider timed out after {:.3} s (limit {} s); its process group {} was killed\nkilled pids: {killed}\n",
+                    o.elapsed.as_secs_f64(),
+                    self.opts.timeout_seconds,
+                    o.pid
+                ),
+                format!(
+                    "provider exceeded its {} s timeout and was killed with its process group",
+                    self.opts.timeout_seconds
                 ),
             )
-            .map_err(Error::io("write", &p))?;
-            self.report.status = RunStatus::Interrupted;
-            self.report.reason = Some("cto-ledger was interrupted (SIGINT/SIGTERM/SIGHUP); the provider's process group was killed".into());
-        }
+        } else if o.interrupted {
+            (
+                "interrupted.txt",
+                RunStatus::Interrupted,
+                format!("cto-ledger was interrupted; provider group {} killed: {killed}\n", o.pid),
+                "cto-ledger was interrupted (SIGINT/SIGTERM/SIGHUP); the provider's process group was killed".to_string(),
+            )
+        } else if let Some(why) = &o.limited {
+            (
+                "provider-output-limit.txt",
+                RunStatus::ProviderOutputLimit,
+                format!("provider stopped after {:.3} s: {why}; its process group {} was killed\nkilled pids: {killed}\n", o.elapsed.as_secs_f64(), o.pid),
+                format!("provider_output_limit: {why}; it was killed with everything it started"),
+            )
+        } else {
+            return Ok(());
+        };
+        let p = self.backend().join(file);
+        fs::write(&p, text).map_err(Error::io("write", &p))?;
+        self.report.status = status;
+        self.report.reason = Some(reason);
         Ok(())
     }
 }

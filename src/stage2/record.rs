@@ -11,12 +11,21 @@ use crate::home::Home;
 use crate::id::{ObjectId, ObjectMeta};
 use crate::ledger::events::{ArtifactRec, Body, RunRec};
 use crate::ledger::now;
-use crate::report::{self, Change, Evidence, Report};
+use crate::report::{self, Evidence, Report};
 use crate::state::RunStatus;
 use crate::store::tree::{self, Entry, ObjKind};
 
 const REPORT: &str = "report.json";
 const CONFIG: &str = "backend/case-data/config.json";
+const WORKSPACE: &str = "workspace";
+
+/// A folder of the run stored before the rest (the workspace, when the judge stored
+/// it): its tree, the objects that made it, and each file's digests by path.
+pub(super) struct StoredFolder {
+    pub root: ObjectMeta,
+    pub objects: Vec<(ObjectMeta, ObjKind)>,
+    pub files: Vec<(std::path::PathBuf, ObjectMeta)>,
+}
 
 impl Run<'_> {
     /// Finalises `report.json`, stores the run folder and records the run.
@@ -30,7 +39,13 @@ impl Run<'_> {
         self.report.finished = Some(now());
         self.report.duration_seconds =
             Some((self.started_at.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
-        let (seq, artifacts) = record(self.home, &self.dir, &mut self.report, &self.evidence)?;
+        let (seq, artifacts) = record(
+            self.home,
+            &self.dir,
+            &mut self.report,
+            &self.evidence,
+            self.stored_workspace.as_ref(),
+        )?;
         Ok(Stage2Out {
             report: self.report.clone(),
             run_dir: self.dir.clone(),
@@ -40,27 +55,11 @@ impl Run<'_> {
     }
 }
 
-/// The workspace's changes (from its git state, for now).
-fn workspace_changes(dir: &Path) -> Vec<Change> {
-    match crate::git::state(&dir.join("workspace")) {
-        Ok(st) => st
-            .changes
-            .iter()
-            .map(|(p, s)| Change {
-                path: String::from_utf8_lossy(p).into_owned(),
-                status: s.to_string(),
-            })
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
 /// The evidence files of a stored run folder, in the order a walk sorted by name meets
 /// them: everything but `report.json`, its temp files and `.git` internals (those are in
 /// the tree object).
-fn evidence(dir: &Path, folder: &tree::OpenFolder) -> Vec<Evidence> {
-    let mut out: Vec<(Vec<Vec<u8>>, Evidence)> = folder
-        .files()
+fn evidence<'a>(dir: &Path, files: impl Iterator<Item = (&'a Path, ObjectMeta)>) -> Vec<Evidence> {
+    let mut out: Vec<(Vec<Vec<u8>>, Evidence)> = files
         .filter_map(|(p, m)| {
             let rel = p.strip_prefix(dir).ok()?;
             let parts: Vec<Vec<u8>> = rel.iter().map(|c| c.as_bytes().to_vec()).collect();
@@ -83,20 +82,34 @@ fn evidence(dir: &Path, folder: &tree::OpenFolder) -> Vec<Evidence> {
 }
 
 /// Completes `report.json`, stores the run folder and records the run, linked to what
-/// its report names and to `extra` (objects outside the folder: the provider, a script).
+/// its report names and to `extra` (objects outside the folder: the provider, a script,
+/// the trees the judge composed). A workspace stored already is not read again. Nothing
+/// is written to the folder before it has been read: a folder that cannot be stored
+/// keeps the report it had.
 pub(super) fn record(
     home: &mut Home,
     dir: &Path,
     r: &mut Report,
     extra: &[(ObjectMeta, ObjKind)],
+    workspace: Option<&StoredFolder>,
 ) -> Result<(u64, usize)> {
-    r.workspace_changes = workspace_changes(dir);
-    let folder = tree::ingest_open(&home.store, dir, &[REPORT])?;
-    r.evidence = evidence(dir, &folder);
+    let leave_out: &[&str] = if workspace.is_some() {
+        &[REPORT, WORKSPACE]
+    } else {
+        &[REPORT]
+    };
+    let folder = tree::ingest_open(&home.store, dir, leave_out)?;
+    let stored_files = workspace
+        .iter()
+        .flat_map(|w| w.files.iter().map(|(p, m)| (p.as_path(), *m)));
+    r.evidence = evidence(dir, folder.files().chain(stored_files));
     report::write(dir, r)?;
     let report_meta = home.store.put_file(&dir.join(REPORT))?;
-    let entry = Entry::file(REPORT.as_bytes().to_vec(), report_meta, false);
-    let ing = folder.seal(&home.store, vec![entry])?;
+    let mut entries = vec![Entry::file(REPORT.as_bytes().to_vec(), report_meta, false)];
+    if let Some(w) = workspace {
+        entries.push(Entry::dir(WORKSPACE.as_bytes().to_vec(), w.root));
+    }
+    let ing = folder.seal(&home.store, entries)?;
     let of = |path: &str| -> Option<ObjectId> {
         r.evidence.iter().find(|e| e.path == path).map(|e| e.blake3)
     };
@@ -114,6 +127,7 @@ pub(super) fn record(
     });
     let mut all = ing.objects.clone();
     all.push((report_meta, ObjKind::Blob));
+    all.extend(workspace.iter().flat_map(|w| w.objects.iter().copied()));
     all.extend(extra.iter().copied());
     let started = !r.argv.is_empty();
     let rec = RunRec {

@@ -120,7 +120,7 @@ recovered: {}
             ),
         )
         .map_err(Error::io("write", &note))?;
-        super::record::record(home, &dir, &mut report, &[])?;
+        super::record::record(home, &dir, &mut report, &[], None)?;
         out.recovered.push(name);
     }
     Ok(out)

@@ -1,5 +1,6 @@
 //! `escape`: a hostile provider for the sandbox's self-check, and the same attempts
-//! planted in the code the fixture's tests import.
+//! planted in the code the fixture's tests import (whose report lands in the tests'
+//! temp folder, `judge/tmp/escape-tests.json`).
 
 use std::env;
 use std::fs;
@@ -181,7 +182,8 @@ def _cto_escape():  # planted by the fake provider's escape behaviour
     if port is not None:
         attempt("network", lambda: socket.create_connection(("127.0.0.1", port), 2).close())
     attempt("signal", lambda: os.kill(os.getppid(), signal.SIGCONT))
-    with open("escape-tests.json", "w") as f:
+    # The tests' folder is read-only to them: the report goes to their temp folder.
+    with open(os.path.join(os.environ.get("TMPDIR", "."), "escape-tests.json"), "w") as f:
         json.dump({{"attempts": out}}, f, indent=1)
 
 

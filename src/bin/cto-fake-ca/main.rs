@@ -39,6 +39,15 @@ fn die(msg: &str) -> ! {
     exit(2)
 }
 
+/// This process's pid as the host sees it: inside a PID namespace `process::id` is the
+/// namespace's number, but `/proc` (the host's) names the host's.
+fn global_pid() -> u32 {
+    fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str()?.parse().ok())
+        .unwrap_or_else(std::process::id)
+}
+
 fn note_pid(pid: u32) {
     if let Some(home) = env::var_os("HOME") {
         if let Ok(mut f) = fs::OpenOptions::new()
@@ -76,7 +85,7 @@ struct Case {
 fn task_from_args() -> PathBuf {
     let args: Vec<String> = env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--grandchild") {
-        note_pid(std::process::id());
+        note_pid(global_pid());
         sleep_forever();
     }
     if args.first().map(String::as_str) == Some("--help") {
@@ -145,10 +154,10 @@ fn main() {
     if let Some(home) = env::var_os("HOME") {
         let _ = fs::write(
             Path::new(&home).join("fake-ca-started"),
-            format!("{}\n", std::process::id()),
+            format!("{}\n", global_pid()),
         );
     }
-    note_pid(std::process::id());
+    note_pid(global_pid());
     let case = read_case(&task);
     let (repo, provider, model) = (&case.repo, &case.provider, &case.model);
     println!(
@@ -199,7 +208,7 @@ fn hang_with_grandchild() -> ! {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| die(&format!("cannot start grandchild: {e}")));
-    note_pid(child.id());
+    // The grandchild notes its own pid (as the host numbers it).
     // Hang by waiting on a child that never exits.
     let _ = child.wait();
     sleep_forever()

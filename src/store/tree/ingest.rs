@@ -97,6 +97,10 @@ fn fingerprint(entries: &[Entry]) -> [u8; 32] {
             Kind::File => 1,
             Kind::Dir => 2,
             Kind::Symlink => 3,
+            Kind::Fifo => 4,
+            Kind::Socket => 5,
+            Kind::CharDevice => 6,
+            Kind::BlockDevice => 7,
         };
         bytes(&[kind, e.executable as u8]);
         bytes(&e.size.to_le_bytes());
@@ -173,7 +177,7 @@ pub fn ingest_path_cached<C: StatCache>(
         ));
     }
     let (walked, cache) = std::thread::scope(|s| {
-        let walker = s.spawn(|| walk(path));
+        let walker = s.spawn(|| walk(path, false, &[]));
         let cache = load_cache();
         (walker.join().expect("the walk does not panic"), cache)
     });
@@ -194,6 +198,8 @@ struct DirNode {
     /// Regular files with the stat taken when they were listed.
     files: Vec<(std::ffi::OsString, fs::Metadata)>,
     links: Vec<(std::ffi::OsString, Vec<u8>)>,
+    /// FIFOs, sockets and devices (kept only when the walk records them).
+    specials: Vec<(std::ffi::OsString, Kind)>,
     subdirs: Vec<std::ffi::OsString>,
 }
 
@@ -206,18 +212,19 @@ struct Walked {
 
 /// Lists `root`, subdirectories read in parallel as rayon finds idle threads (trees like
 /// `node_modules` are too lopsided for level-by-level reading to keep two cores busy).
-/// Symlinks are recorded, never followed; special files are refused.
-fn walk(root: &Path) -> Result<Walked> {
+/// Symlinks are recorded, never followed; special files are refused, unless `specials`
+/// (run folders: a FIFO a provider left is recorded by name and kind, never opened).
+fn walk(root: &Path, specials: bool, leave_out: &[&str]) -> Result<Walked> {
     struct Nested {
         node: DirNode,
         children: Vec<Nested>,
     }
-    fn read_nested(path: PathBuf) -> Result<Nested> {
-        let node = read_one(path)?;
+    fn read_nested(path: PathBuf, specials: bool, leave_out: &[&str]) -> Result<Nested> {
+        let node = read_one(path, specials, leave_out)?;
         let children = node
             .subdirs
             .par_iter()
-            .map(|n| read_nested(node.path.join(n)))
+            .map(|n| read_nested(node.path.join(n), specials, &[]))
             .collect::<Result<Vec<_>>>()?;
         Ok(Nested { node, children })
     }
@@ -226,7 +233,7 @@ fn walk(root: &Path) -> Result<Walked> {
         dirs: Vec::new(),
         levels: Vec::new(),
     };
-    let mut level = vec![(read_nested(root.to_path_buf())?, None)];
+    let mut level = vec![(read_nested(root.to_path_buf(), specials, leave_out)?, None)];
     while !level.is_empty() {
         let start = out.dirs.len();
         let mut next = Vec::new();
@@ -243,18 +250,26 @@ fn walk(root: &Path) -> Result<Walked> {
     Ok(out)
 }
 
-/// One directory's entries; subdirectories are named, not entered.
-fn read_one(path: PathBuf) -> Result<DirNode> {
+/// One directory's entries but those `leave_out` names; subdirectories are named, not
+/// entered.
+fn read_one(path: PathBuf, specials: bool, leave_out: &[&str]) -> Result<DirNode> {
     let mut out = DirNode {
         parent: None,
         files: Vec::new(),
         links: Vec::new(),
+        specials: Vec::new(),
         subdirs: Vec::new(),
         path,
     };
     let dir = &out.path;
     for ent in fs::read_dir(dir).map_err(Error::io("read directory", dir))? {
         let ent = ent.map_err(Error::io("read directory", dir))?;
+        if leave_out
+            .iter()
+            .any(|l| ent.file_name().as_bytes() == l.as_bytes())
+        {
+            continue;
+        }
         let ft = ent.file_type().map_err(Error::io("stat", ent.path()))?;
         if ft.is_dir() {
             out.subdirs.push(ent.file_name());
@@ -267,6 +282,8 @@ fn read_one(path: PathBuf) -> Result<DirNode> {
             let t = fs::read_link(&p).map_err(Error::io("read link", &p))?;
             out.links
                 .push((ent.file_name(), t.into_os_string().into_encoded_bytes()));
+        } else if let Some(kind) = Kind::special_of(&ft).filter(|_| specials) {
+            out.specials.push((ent.file_name(), kind));
         } else {
             return Err(Error::bad_input(
                 format!(
@@ -382,6 +399,9 @@ fn store_files(
         for (n, t) in &d.links {
             entries[i].push(Entry::symlink(n.as_bytes().to_vec(), t.clone()));
         }
+        for (n, kind) in &d.specials {
+            entries[i].push(Entry::special(n.as_bytes().to_vec(), *kind));
+        }
     }
     Ok(entries)
 }
@@ -485,17 +505,16 @@ impl Open {
     }
 }
 
-/// A folder recorded together with files its recorder writes after reading it (a run
-/// folder, whose `report.json` lists the digests of everything else): every file but
-/// those `leave_out` names at its root is read, hashed and stored exactly once.
+/// A folder recorded together with what its recorder adds after reading it (a run
+/// folder, whose `report.json` lists the digests of everything else, and whose
+/// workspace was stored already): every file but those `leave_out` names at its root
+/// (files or folders) is read, hashed and stored exactly once.
 pub struct OpenFolder(Open);
 
-/// Stores `dir` as [`OpenFolder`]; no stat cache (every file is read).
+/// Stores `dir` as [`OpenFolder`]; no stat cache (every file is read), and FIFOs,
+/// sockets and devices recorded as entries of their own kind.
 pub fn ingest_open(store: &Store, dir: &Path, leave_out: &[&str]) -> Result<OpenFolder> {
-    let mut walked = walk(dir)?;
-    walked.dirs[0]
-        .files
-        .retain(|(n, _)| !leave_out.iter().any(|l| n.as_bytes() == l.as_bytes()));
+    let walked = walk(dir, true, leave_out)?;
     Ok(OpenFolder(store_below_root(
         store,
         walked,

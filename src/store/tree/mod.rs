@@ -3,6 +3,7 @@
 //! every name survives a round trip, and there is exactly one encoding per tree.
 //! Making trees from folders is [`ingest`]; writing them back out is [`restore`].
 
+pub mod flat;
 mod ingest;
 mod restore;
 
@@ -28,6 +29,39 @@ pub enum Kind {
     File,
     Dir,
     Symlink,
+    /// A special file (only in run folders): recorded by name and kind, no content.
+    Fifo,
+    Socket,
+    #[serde(rename = "char-device")]
+    CharDevice,
+    #[serde(rename = "block-device")]
+    BlockDevice,
+}
+
+impl Kind {
+    /// A FIFO, socket or device: a name with no content to store.
+    pub fn is_special(self) -> bool {
+        matches!(
+            self,
+            Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice
+        )
+    }
+
+    /// The special kind of a file type, if it is one.
+    pub fn special_of(ft: &std::fs::FileType) -> Option<Kind> {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            Some(Kind::Fifo)
+        } else if ft.is_socket() {
+            Some(Kind::Socket)
+        } else if ft.is_char_device() {
+            Some(Kind::CharDevice)
+        } else if ft.is_block_device() {
+            Some(Kind::BlockDevice)
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +98,20 @@ impl Entry {
             size: tree.size,
             object: Some(tree.id),
             sha256: Some(tree.sha256),
+            target: None,
+        }
+    }
+
+    /// A FIFO, socket or device, by name and kind.
+    pub fn special(name: Vec<u8>, kind: Kind) -> Entry {
+        debug_assert!(kind.is_special());
+        Entry {
+            name,
+            kind,
+            executable: false,
+            size: 0,
+            object: None,
+            sha256: None,
             target: None,
         }
     }
@@ -234,6 +282,17 @@ impl Tree {
                         .is_none_or(|t| t.is_empty() || t.contains(&0)) =>
                 {
                     return Err(format!("symlink entry {shown:?} has no valid target"))
+                }
+                k if k.is_special()
+                    && (r.object.is_some()
+                        || r.sha256.is_some()
+                        || target.is_some()
+                        || r.executable
+                        || r.size != 0) =>
+                {
+                    return Err(format!(
+                        "special entry {shown:?} must carry only its name and kind"
+                    ))
                 }
                 _ => {}
             }

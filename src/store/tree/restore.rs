@@ -31,7 +31,7 @@ fn collect_links(store: &Store, tree: &Tree, prefix: &[u8], links: &mut Links) -
                 let sub = load(store, &e.object.expect("decoded dir has object"))?;
                 collect_links(store, &sub, &here, links)?;
             }
-            Kind::File => {}
+            _ => {}
         }
     }
     Ok(())
@@ -198,6 +198,9 @@ fn write_tree(store: &Store, tree: &Tree, dir: &Path) -> Result<u64> {
                 std::os::unix::fs::symlink(t, &p).map_err(Error::io("create symlink", &p))?;
                 n += 1;
             }
+            // A FIFO, socket or device was recorded by name and kind; it has no content
+            // to write back.
+            Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice => {}
         }
     }
     Ok(n)
