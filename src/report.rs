@@ -55,6 +55,15 @@ pub(crate) struct Report {
     pub judge: Option<Judge>,
     pub workspace_changes: Vec<Change>,
     pub evidence: Vec<Evidence>,
+    /// Parts of the run folder that could not be stored, and why (the rest was).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unrecorded: Vec<Unrecorded>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Unrecorded {
+    pub path: String,
+    pub error: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -251,6 +260,7 @@ impl Report {
             judge: None,
             workspace_changes: Vec::new(),
             evidence: Vec::new(),
+            unrecorded: Vec::new(),
         }
     }
 }

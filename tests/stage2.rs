@@ -547,6 +547,15 @@ fn health_reports_every_check_passing() {
         "sandbox_blocks_network",
         "sandbox_blocks_signals",
         "sandbox_drops_capabilities",
+        "judge_ignores_a_shadowed_runner",
+        "judge_runs_the_fixtures_tests",
+        "changes_come_from_the_store",
+        "gitdir_is_never_followed",
+        "nothing_outlives_the_run",
+        "special_files_never_stop_the_record",
+        "output_is_bounded",
+        "folders_are_bounded",
+        "model_stream_is_bounded",
         "report_always_written",
     ] {
         assert!(names.contains(&want), "missing check {want}");

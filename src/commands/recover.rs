@@ -1,4 +1,5 @@
-//! `cto-ledger recover`: finalise and record run folders whose harness was killed.
+//! `cto-ledger recover`: finalise and record run folders whose harness was killed; exit
+//! 1 naming each folder that could not be recorded.
 
 use std::io::Write;
 
@@ -12,7 +13,9 @@ pub(crate) struct Args {}
 
 pub(crate) fn run(cx: &Context, _: Args) -> Result<Output> {
     let mut home = cx.open(Mode::ReadWrite)?;
-    Ok(Output::doc(stage2::recover(&mut home)?, text))
+    let out = stage2::recover(&mut home)?;
+    let ok = out.failed.is_empty();
+    Ok(Output::doc(out, text).negative_unless(ok))
 }
 
 fn text(w: &mut dyn Write, r: &RecoverOut) -> R {
@@ -21,6 +24,9 @@ fn text(w: &mut dyn Write, r: &RecoverOut) -> R {
     }
     for n in &r.in_progress {
         writeln!(w, "in progress, left alone: {n}")?;
+    }
+    for f in &r.failed {
+        writeln!(w, "could not record {}: {}", f.folder, f.error)?;
     }
     if !r.killed_pids.is_empty() {
         writeln!(w, "killed leftover processes: {:?}", r.killed_pids)?;

@@ -42,7 +42,9 @@ pub(crate) struct Stage2Args {
     /// Seconds before the provider's process group is killed (default: CTO_HARNESS_CASE_TIMEOUT_SECONDS or 900)
     #[arg(long)]
     timeout: Option<f64>,
-    /// Fake lane behaviour: solve, agent, fail, hang, hang-grandchild, crash, noop, escape
+    /// Fake lane behaviour: solve, agent, fail, hang, hang-grandchild, crash, noop, escape,
+    /// and the tampering ones: shadow, edit-test, delete-test, git-worktree, gitdir,
+    /// fork-chain, fifo, swap-runner, flood, fill
     #[arg(long, default_value = "solve")]
     fake_behavior: String,
     /// Run the provider and the tests without the kernel sandbox (recorded in the report and the journal)

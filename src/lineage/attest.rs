@@ -99,8 +99,11 @@ fn run_statements(l: &Ledger, store: &Store, id: &RunId) -> Result<Vec<Value>> {
             .as_ref()
             .map(|m| json!({"provider": m.provider, "model": m.model, "admission": m.admission}));
         let gates: Vec<&str> = report.gates.iter().map(|g| g.name.as_str()).collect();
-        let policy =
-            json!({"fixture": run.fixture, "lane": run.lane, "gates": gates, "model": model});
+        let judge = report.judge.as_ref().map(
+            |j| json!({"tests": j.tests_tree, "protected": j.protected, "tampering": j.tampering}),
+        );
+        let policy = json!({"fixture": run.fixture, "lane": run.lane, "gates": gates,
+                            "model": model, "judge": judge});
         out.push(json!({
             "_type": STATEMENT_TYPE,
             "subject": [{"name": name, "digest": object_digests(l, object)?}],
@@ -140,10 +143,23 @@ fn test_result(l: &Ledger, run: &RunRow, report: &Report) -> Result<Value> {
     if let Some(c) = &run.config_object {
         configuration.push(json!({"name": "config.json", "digest": object_digests(l, c)?}));
     }
+    // The tests that ran (always the fixture's) and the tree they ran in.
+    if let Some(j) = &report.judge {
+        configuration
+            .push(json!({"name": "fixture-tree", "digest": object_digests(l, &j.fixture_tree)?}));
+        if let Some(t) = &j.tests_tree {
+            configuration.push(json!({"name": "tests", "digest": object_digests(l, t)?}));
+        }
+        if let Some(t) = &j.judged_tree {
+            configuration.push(json!({"name": "judged-tree", "digest": object_digests(l, t)?}));
+        }
+    }
+    // PASSED only when the tests passed and the verdict is a pass (a provider that
+    // tampered with what judges it fails whatever its tests said).
     let (result, passed, failed) = match &report.tests {
         Some(t) => {
             let name = t.command.join(" ");
-            if t.result == TestResult::Passed {
+            if t.result == TestResult::Passed && run.verdict == Verdict::Pass {
                 ("PASSED", vec![name], vec![])
             } else {
                 ("FAILED", vec![], vec![name])

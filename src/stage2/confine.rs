@@ -42,8 +42,9 @@ impl Run<'_> {
                     "CTO_FAKE_CA_ESCAPE_LEDGER".into(),
                     self.home.dir.display().to_string(),
                 ));
-                env.extend(self.opts.fake_env.iter().cloned());
             }
+            // The hostile behaviours' targets (a file outside the run, a port, a repository).
+            env.extend(self.opts.fake_env.iter().cloned());
             env.push((
                 "CTO_FAKE_CA_BEHAVIOR".into(),
                 self.opts.fake_behavior.clone(),

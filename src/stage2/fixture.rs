@@ -292,12 +292,15 @@ impl Fixture {
     /// Whether `path` (relative to the repository) is one of the fixture's tests or its
     /// harness: the judge runs the fixture's own copy, and a provider that changes,
     /// adds or removes one tampered. Without a `tests` list, every shipped file is,
-    /// except those `editable` names. The test command's own file, when it is a path
-    /// into the repository (`./run-tests.sh`), always is.
+    /// except those `editable` names. A shipped file the test command names (`sh
+    /// ./run-tests.sh`) always is.
     pub(crate) fn is_protected(&self, path: &str) -> bool {
         let m = &self.manifest;
-        let command_file = m.test_command[0].trim_start_matches("./");
-        if m.test_command[0].contains('/') && path == command_file {
+        let named = m
+            .test_command
+            .iter()
+            .any(|a| a.trim_start_matches("./") == path);
+        if named && self.repo_files.iter().any(|(p, _)| p == path) {
             return true;
         }
         match &m.tests {

@@ -207,7 +207,14 @@ impl Run<'_> {
     /// After the provider: its workspace stored, what it changed, the judged tree, the
     /// tests run there, and the verdict.
     pub(super) fn judge(&mut self) -> Result<()> {
-        let workspace = self.store_workspace()?;
+        let workspace = match self.store_workspace() {
+            Ok(w) => w,
+            Err(e) => {
+                return self.unjudgeable(format!(
+                    "the provider's workspace cannot be judged: it cannot be stored: {e}"
+                ))
+            }
+        };
         let (Some(fixture), Some(prepared)) = (self.fixture_tree, self.prepared) else {
             return Err(Error::Integrity {
                 message: "the fixture and the prepared workspace were not stored".into(),
@@ -247,6 +254,7 @@ impl Run<'_> {
 
     /// The workspace as the provider left it, stored once (the run's record reuses it).
     fn store_workspace(&mut self) -> Result<ObjectId> {
+        super::record::make_readable(&self.workspace());
         let folder = tree::ingest_open(&self.home.store, &self.workspace(), &[])?;
         let files: Vec<(PathBuf, ObjectMeta)> =
             folder.files().map(|(p, m)| (p.to_path_buf(), m)).collect();

@@ -148,3 +148,15 @@ pub(crate) fn report(
         limit("memory_bytes", l.memory_bytes, by_rule("memory"), usage.memory_hits > 0 || usage.oom_kills > 0, usage.memory_peak.map(|p| format!("peak {p} bytes; {} OOM kills", usage.oom_kills))),
     ]
 }
+
+/// The model answer limit, for a run whose provider was given a model server.
+pub(crate) fn model_limit(l: &RunLimits, cut: bool) -> crate::report::Limit {
+    crate::report::Limit {
+        name: "model_response_bytes".into(),
+        value: l.model_response_bytes,
+        by: "the recording proxy relays and keeps no more of one answer, and ends every exchange at the run's deadline".into(),
+        enforced: true,
+        hit: cut,
+        detail: cut.then(|| "an answer was cut at the limit (see the transcript's `cut`)".into()),
+    }
+}

@@ -40,13 +40,14 @@ use gates::{Blocked, Gated, Stop};
 
 pub(crate) use crate::state::Lane;
 pub(crate) use capture::Captured;
+pub(crate) use limits::RunLimits;
 pub(crate) use recover::{harness_alive, recover, unrecorded_run_folders, RecoverOut};
 
 pub(crate) const DEFAULT_TIMEOUT_SECONDS: f64 = 900.0;
 /// The fake provider shipped beside the `cto-ledger` executable.
 pub(crate) const FAKE_BIN: &str = "cto-fake-ca";
 /// What the shipped fake can be asked to do (`--fake-behavior`).
-pub(crate) const FAKE_BEHAVIORS: [&str; 8] = [
+pub(crate) const FAKE_BEHAVIORS: [&str; 18] = [
     "solve",
     "agent",
     "fail",
@@ -55,6 +56,16 @@ pub(crate) const FAKE_BEHAVIORS: [&str; 8] = [
     "crash",
     "noop",
     "escape",
+    "shadow",
+    "edit-test",
+    "delete-test",
+    "git-worktree",
+    "gitdir",
+    "fork-chain",
+    "fifo",
+    "swap-runner",
+    "flood",
+    "fill",
 ];
 
 /// Everything one run needs, resolved (flags and environment) before it starts. A suite
@@ -281,10 +292,13 @@ impl Run<'_> {
         }
         self.run_provider(&executed, sandbox)?;
         if let Some(s) = server {
-            let n = s.stop();
+            let (n, cut) = s.stop();
             if let Some(m) = self.report.model.as_mut() {
                 m.exchanges = Some(n as u64);
             }
+            self.report
+                .limits
+                .push(limits::model_limit(&self.limits, cut));
         }
         if self.report.status != RunStatus::Interrupted {
             self.judge()?;

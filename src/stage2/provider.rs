@@ -106,8 +106,17 @@ impl Run<'_> {
             return Ok(None);
         };
         let base = backend.base_path().to_string();
-        let server =
-            model::ModelServer::start(backend, &m.model, &self.dir.join(model::TRANSCRIPT))?;
+        let bounds = model::Bounds {
+            deadline: std::time::Instant::now()
+                + Duration::from_secs_f64(self.opts.timeout_seconds + 5.0),
+            response_bytes: self.limits.model_response_bytes,
+        };
+        let server = model::ModelServer::start(
+            backend,
+            &m.model,
+            &self.dir.join(model::TRANSCRIPT),
+            bounds,
+        )?;
         let url = format!("http://127.0.0.1:{}{base}", server.port);
         model::write_pi_models(&self.dir.join("home"), &url, &m.model)?;
         if let Some(rm) = self.report.model.as_mut() {

@@ -18,6 +18,10 @@ use crate::store::tree::{self, Entry, ObjKind};
 const REPORT: &str = "report.json";
 const CONFIG: &str = "backend/case-data/config.json";
 const WORKSPACE: &str = "workspace";
+/// The parts of a run folder a provider (or the tests) could write: each is stored on
+/// its own, so one that cannot be read (too deep, vanished) is named in the report and
+/// the rest of the run is recorded all the same.
+const PARTS: [&str; 5] = ["backend", "home", "tmp", "judge", WORKSPACE];
 
 /// A folder of the run stored before the rest (the workspace, when the judge stored
 /// it): its tree, the objects that made it, and each file's digests by path.
@@ -81,6 +85,87 @@ fn evidence<'a>(dir: &Path, files: impl Iterator<Item = (&'a Path, ObjectMeta)>)
     out.into_iter().map(|(_, e)| e).collect()
 }
 
+/// The run folder stored: every part, each file read once; those that could not be
+/// stored are left out with the reason.
+struct Stored {
+    entries: Vec<Entry>,
+    files: Vec<(std::path::PathBuf, ObjectMeta)>,
+    objects: Vec<(ObjectMeta, ObjKind)>,
+    rest: tree::OpenFolder,
+}
+
+/// Stores `dir` but its report, reusing `workspace` when the judge stored it already.
+fn store_parts(
+    home: &Home,
+    dir: &Path,
+    r: &mut Report,
+    workspace: Option<&StoredFolder>,
+) -> Result<Stored> {
+    let mut leave_out = vec![REPORT];
+    leave_out.extend(PARTS);
+    // What only the harness writes: read as a whole (a failure here is the harness's).
+    let rest = tree::ingest_open(&home.store, dir, &leave_out)?;
+    let mut st = Stored {
+        entries: Vec::new(),
+        files: rest.files().map(|(p, m)| (p.to_path_buf(), m)).collect(),
+        objects: Vec::new(),
+        rest,
+    };
+    for part in PARTS {
+        let name = part.as_bytes().to_vec();
+        if let (WORKSPACE, Some(w)) = (part, workspace) {
+            st.entries.push(Entry::dir(name, w.root));
+            st.files.extend(w.files.iter().cloned());
+            st.objects.extend(w.objects.iter().copied());
+            continue;
+        }
+        let p = dir.join(part);
+        if !p.is_dir() {
+            continue;
+        }
+        make_readable(&p);
+        match tree::ingest_open(&home.store, &p, &[]) {
+            Ok(f) => {
+                st.files
+                    .extend(f.files().map(|(p, m)| (p.to_path_buf(), m)));
+                let ing = f.seal(&home.store, Vec::new())?;
+                st.entries.push(Entry::dir(name, ing.root));
+                st.objects.extend(ing.objects);
+            }
+            Err(e) => r.unrecorded.push(crate::report::Unrecorded {
+                path: part.into(),
+                error: e.to_string(),
+            }),
+        }
+    }
+    Ok(st)
+}
+
+/// Gives the owner read (and, for folders, search) permission wherever a provider took
+/// it away, so that what it left can be read and recorded. Links are not followed.
+pub(super) fn make_readable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for e in walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+    {
+        let Ok(m) = e.metadata() else { continue };
+        let want = if m.is_dir() {
+            0o500
+        } else if m.is_file() {
+            0o400
+        } else {
+            continue;
+        };
+        let mode = m.permissions().mode();
+        if mode & want != want {
+            let _ =
+                std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(mode | want));
+        }
+    }
+}
+
 /// Completes `report.json`, stores the run folder and records the run, linked to what
 /// its report names and to `extra` (objects outside the folder: the provider, a script,
 /// the trees the judge composed). A workspace stored already is not read again. Nothing
@@ -93,23 +178,13 @@ pub(super) fn record(
     extra: &[(ObjectMeta, ObjKind)],
     workspace: Option<&StoredFolder>,
 ) -> Result<(u64, usize)> {
-    let leave_out: &[&str] = if workspace.is_some() {
-        &[REPORT, WORKSPACE]
-    } else {
-        &[REPORT]
-    };
-    let folder = tree::ingest_open(&home.store, dir, leave_out)?;
-    let stored_files = workspace
-        .iter()
-        .flat_map(|w| w.files.iter().map(|(p, m)| (p.as_path(), *m)));
-    r.evidence = evidence(dir, folder.files().chain(stored_files));
+    let st = store_parts(home, dir, r, workspace)?;
+    r.evidence = evidence(dir, st.files.iter().map(|(p, m)| (p.as_path(), *m)));
     report::write(dir, r)?;
     let report_meta = home.store.put_file(&dir.join(REPORT))?;
     let mut entries = vec![Entry::file(REPORT.as_bytes().to_vec(), report_meta, false)];
-    if let Some(w) = workspace {
-        entries.push(Entry::dir(WORKSPACE.as_bytes().to_vec(), w.root));
-    }
-    let ing = folder.seal(&home.store, entries)?;
+    entries.extend(st.entries);
+    let ing = st.rest.seal(&home.store, entries)?;
     let of = |path: &str| -> Option<ObjectId> {
         r.evidence.iter().find(|e| e.path == path).map(|e| e.blake3)
     };
@@ -127,7 +202,7 @@ pub(super) fn record(
     });
     let mut all = ing.objects.clone();
     all.push((report_meta, ObjKind::Blob));
-    all.extend(workspace.iter().flat_map(|w| w.objects.iter().copied()));
+    all.extend(st.objects);
     all.extend(extra.iter().copied());
     let started = !r.argv.is_empty();
     let rec = RunRec {

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::id::RunId;
 use crate::ledger::now;
-use crate::report::{self, Report};
+use crate::report::Report;
 use crate::state::{RunStatus, Verdict};
 
 #[derive(Debug, Serialize)]
@@ -24,6 +24,14 @@ pub(crate) struct RecoverOut {
     pub in_progress: Vec<String>,
     /// Temp files of objects left by killed commands (untouched for an hour), removed.
     pub removed_temps: usize,
+    /// Run folders that could not be recorded, and why (each left as it was).
+    pub failed: Vec<Unrecovered>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Unrecovered {
+    pub folder: String,
+    pub error: String,
 }
 
 /// Run folders that no `run` event records yet: those under `<home>/runs` and those noted
@@ -62,7 +70,9 @@ pub(crate) fn harness_alive(pid: Option<u64>) -> bool {
 
 /// Finalises and records every run folder whose harness was killed before it could:
 /// processes still working inside the folder are killed, `report.json` says
-/// `interrupted`, and `backend/harness-killed.txt` says what happened.
+/// `interrupted`, and `backend/harness-killed.txt` says what happened. Each folder is
+/// its own: one that cannot be recorded is named in `failed` (its report left as it
+/// was) and the others are recorded all the same.
 pub(crate) fn recover(home: &mut Home) -> Result<RecoverOut> {
     let removed_temps = home
         .store
@@ -72,75 +82,77 @@ pub(crate) fn recover(home: &mut Home) -> Result<RecoverOut> {
         recovered: Vec::new(),
         killed_pids: Vec::new(),
         in_progress: Vec::new(),
+        failed: Vec::new(),
         removed_temps,
     };
     for (name, dir) in unrecorded_run_folders(home)? {
-        let report: Option<Report> = fs::read(dir.join("report.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        if harness_alive(report.as_ref().map(|r| r.harness_pid as u64)) {
-            out.in_progress.push(name);
-            continue;
+        match recover_one(home, &name, &dir, &mut out.killed_pids) {
+            Ok(true) => out.recovered.push(name),
+            Ok(false) => out.in_progress.push(name),
+            Err(e) => out.failed.push(Unrecovered {
+                folder: dir.display().to_string(),
+                error: e.to_string(),
+            }),
         }
-        // Anything still running with its working directory in the folder dies now.
-        let canon = dir.canonicalize().unwrap_or_else(|_| dir.clone());
-        for (pid, state, ..) in crate::runner::processes() {
-            let inside =
-                fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c.starts_with(&canon));
-            if inside && state != 'Z' && pid != std::process::id() {
-                if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
-                    let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-                    out.killed_pids.push(pid);
-                }
-            }
-        }
-        let mut report = match report {
-            Some(r) => r,
-            None => continue_without_report(&name, &dir)?,
-        };
-        let prior = report.status;
-        report.status = RunStatus::Interrupted;
-        report.verdict = Verdict::Fail;
-        report.reason = Some(format!(
-            "the harness (cto-ledger pid {}) stopped before finishing the run (its report said `{prior}`); recorded by `cto-ledger recover`",
-            report.harness_pid
-        ));
-        report.finished = Some(now());
-        let note = dir.join("backend/harness-killed.txt");
-        fs::create_dir_all(dir.join("backend"))
-            .map_err(Error::io("create", dir.join("backend")))?;
-        fs::write(
-            &note,
-            format!(
-                "{}
-recovered: {}
-",
-                report.reason.as_deref().unwrap_or_default(),
-                now()
-            ),
-        )
-        .map_err(Error::io("write", &note))?;
-        super::record::record(home, &dir, &mut report, &[], None)?;
-        out.recovered.push(name);
     }
     Ok(out)
 }
 
-/// A run folder killed before its first report was written: make one from its name.
-fn continue_without_report(name: &str, dir: &Path) -> Result<Report> {
+/// Records one folder; `false` when its harness is still running.
+fn recover_one(home: &mut Home, name: &str, dir: &Path, killed: &mut Vec<u32>) -> Result<bool> {
+    let report: Option<Report> = fs::read(dir.join("report.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if harness_alive(report.as_ref().map(|r| r.harness_pid as u64)) {
+        return Ok(false);
+    }
+    // Anything still running with its working directory in the folder dies now.
+    let canon = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    for (pid, state, ..) in crate::runner::processes() {
+        let inside = fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c.starts_with(&canon));
+        if inside && state != 'Z' && pid != std::process::id() {
+            if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                killed.push(pid);
+            }
+        }
+    }
+    let mut report = report.unwrap_or_else(|| started_from_name(name));
+    let prior = report.status;
+    report.status = RunStatus::Interrupted;
+    report.verdict = Verdict::Fail;
+    report.reason = Some(format!(
+        "the harness (cto-ledger pid {}) stopped before finishing the run (its report said `{prior}`); recorded by `cto-ledger recover`",
+        report.harness_pid
+    ));
+    report.finished = Some(now());
+    let backend = dir.join("backend");
+    fs::create_dir_all(&backend).map_err(Error::io("create", &backend))?;
+    let note = backend.join("harness-killed.txt");
+    let text = format!(
+        "{}\nrecovered: {}\n",
+        report.reason.as_deref().unwrap_or_default(),
+        now()
+    );
+    fs::write(&note, text).map_err(Error::io("write", &note))?;
+    // The report is written only as part of its record (after the folder was read).
+    super::record::record(home, dir, &mut report, &[], None)?;
+    Ok(true)
+}
+
+/// A run folder killed before its first report was written: its report, from its name.
+fn started_from_name(name: &str) -> Report {
     let fixture = name
         .split_once('-')
         .and_then(|(_, r)| r.rsplit_once('-'))
         .map(|(f, _)| f.to_string())
         .unwrap_or_default();
-    let r = Report::started(
+    Report::started(
         RunId::from_folder(name.to_string()),
         &fixture,
         Lane::Fake,
         DEFAULT_TIMEOUT_SECONDS,
         1,
         now(),
-    );
-    report::write(dir, &r)?;
-    Ok(r)
+    )
 }

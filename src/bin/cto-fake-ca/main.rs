@@ -20,11 +20,15 @@
 //!   write, edit) in the repo, until an `AGENT_RESULT` block; exit 0 even when a phase
 //!   failed, as Case does
 //!
+//! - `shadow`, `edit-test`, `delete-test`, `git-worktree`, `gitdir`, `fork-chain`, `fifo`,
+//!   `flood`, `fill`: providers that go after their own judge (see `hostile.rs`)
+//!
 //! It writes `$HOME/fake-ca-started` first, so tests can prove whether it ran, and
-//! records the pids it started in `$HOME/fake-ca-pids`.
+//! records the pids it started in `$HOME/fake-ca-pids` (as the host numbers them).
 
 mod agent;
 mod escape;
+mod hostile;
 
 use std::env;
 use std::fs;
@@ -87,6 +91,11 @@ fn task_from_args() -> PathBuf {
     if args.first().map(String::as_str) == Some("--grandchild") {
         note_pid(global_pid());
         sleep_forever();
+    }
+    if args.first().map(String::as_str) == Some("--fork-chain") {
+        let left = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(0);
+        hostile::fork_chain(left);
+        exit(0);
     }
     if args.first().map(String::as_str) == Some("--help") {
         println!("ca (fake WorkOS Case provider shipped with cto-ledger)\nusage: ca run --task FILE --mode unattended");
@@ -195,6 +204,7 @@ fn behave(behavior: &str, case: &Case) {
         "hang-grandchild" => hang_with_grandchild(),
         "crash" => std::process::abort(),
         "noop" => println!("ca (fake): model unreachable; nothing changed"),
+        other if hostile::behave(other, repo) => {}
         other => die(&format!("unknown CTO_FAKE_CA_BEHAVIOR {other}")),
     }
 }

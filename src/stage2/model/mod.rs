@@ -25,7 +25,19 @@ use crate::model::{Endpoint, Script, API};
 
 pub(crate) const TRANSCRIPT: &str = "backend/model-transcript.jsonl";
 const MAX_HEADER: usize = 64 * 1024;
-const MAX_BODY: usize = 64 * 1024 * 1024;
+/// The largest request a provider may send (a conversation so far, as JSON).
+const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Exchanges at once; more are answered 503. With the response limit this bounds the
+/// server's memory (each exchange holds its request and at most the limit of its answer).
+const MAX_CONNECTIONS: usize = 4;
+
+/// What bounds the server: when the run ends at the latest, and how much of one answer
+/// is relayed and kept.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    pub deadline: std::time::Instant,
+    pub response_bytes: u64,
+}
 
 /// What answers the provider's model requests.
 pub(crate) enum Backend {
@@ -49,6 +61,16 @@ struct Shared {
     model: String,
     transcript: Mutex<fs::File>,
     exchanges: AtomicUsize,
+    /// Exchanges in progress.
+    live: AtomicUsize,
+    bounds: Bounds,
+    /// Set when the run is over: exchanges in flight stop.
+    stop: Arc<AtomicBool>,
+    /// Connections in progress, by number, shut down when the run is over (a read that
+    /// waits on a provider that sends nothing returns at once).
+    conns: Mutex<std::collections::HashMap<usize, TcpStream>>,
+    /// Whether an answer was cut at the response limit.
+    cut: AtomicBool,
 }
 
 /// A running loopback server; stopped (and its threads joined) by [`ModelServer::stop`] or drop.
@@ -61,8 +83,13 @@ pub(crate) struct ModelServer {
 
 impl ModelServer {
     /// Listens on 127.0.0.1 on a port the kernel picks; every exchange is appended to
-    /// `transcript`.
-    pub(crate) fn start(backend: Backend, model: &str, transcript: &Path) -> Result<ModelServer> {
+    /// `transcript`; nothing runs past `bounds`.
+    pub(crate) fn start(
+        backend: Backend,
+        model: &str,
+        transcript: &Path,
+        bounds: Bounds,
+    ) -> Result<ModelServer> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .map_err(Error::io("listen on", Path::new("127.0.0.1:0")))?;
         let port = listener
@@ -77,21 +104,41 @@ impl ModelServer {
             .append(true)
             .open(transcript)
             .map_err(Error::io("create", transcript))?;
+        let stop = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             backend,
             model: model.to_string(),
             transcript: Mutex::new(file),
             exchanges: AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
+            bounds,
+            stop: stop.clone(),
+            conns: Mutex::new(std::collections::HashMap::new()),
+            cut: AtomicBool::new(false),
         });
-        let stop = Arc::new(AtomicBool::new(false));
         let (s2, st2) = (shared.clone(), stop.clone());
         let accept = std::thread::spawn(move || {
             let mut workers = Vec::new();
             while !st2.load(Ordering::SeqCst) {
                 match listener.accept() {
+                    Ok((conn, _)) if s2.live.load(Ordering::SeqCst) >= MAX_CONNECTIONS => {
+                        let _ = conn.set_write_timeout(Some(Duration::from_secs(1)));
+                        respond(&conn, 503, "text/plain", b"too many exchanges at once\n");
+                    }
                     Ok((conn, _)) => {
                         let s = s2.clone();
-                        workers.push(std::thread::spawn(move || serve(conn, &s)));
+                        let id = workers.len();
+                        if let (Ok(c), Ok(mut all)) = (conn.try_clone(), s.conns.lock()) {
+                            all.insert(id, c);
+                        }
+                        s.live.fetch_add(1, Ordering::SeqCst);
+                        workers.push(std::thread::spawn(move || {
+                            serve(conn, &s);
+                            if let Ok(mut all) = s.conns.lock() {
+                                all.remove(&id);
+                            }
+                            s.live.fetch_sub(1, Ordering::SeqCst);
+                        }));
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_millis(5));
@@ -109,14 +156,23 @@ impl ModelServer {
         })
     }
 
-    /// Stops accepting, waits for exchanges in flight, returns how many there were.
-    pub(crate) fn stop(mut self) -> usize {
+    /// Stops accepting, ends the exchanges in flight, returns how many there were and
+    /// whether an answer was cut at the response limit.
+    pub(crate) fn stop(mut self) -> (usize, bool) {
         self.halt();
-        self.shared.exchanges.load(Ordering::SeqCst)
+        (
+            self.shared.exchanges.load(Ordering::SeqCst),
+            self.shared.cut.load(Ordering::SeqCst),
+        )
     }
 
     fn halt(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        if let Ok(all) = self.shared.conns.lock() {
+            for c in all.values() {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+        }
         if let Some(t) = self.accept.take() {
             for w in t.join().unwrap_or_default() {
                 let _ = w.join();
@@ -174,7 +230,10 @@ fn read_request(conn: &TcpStream) -> std::io::Result<Request> {
             r.read_line(&mut sz)?;
             let n = usize::from_str_radix(sz.trim().split(';').next().unwrap_or(""), 16)
                 .map_err(|_| bad("bad chunk size"))?;
-            if n == 0 || body.len() + n > MAX_BODY {
+            if body.len() + n > MAX_BODY {
+                return Err(bad("body too large"));
+            }
+            if n == 0 {
                 let mut end = String::new();
                 r.read_line(&mut end)?;
                 break;
@@ -205,14 +264,24 @@ fn path_only(p: &str) -> &str {
 
 fn serve(conn: TcpStream, s: &Shared) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
-    let Ok(req) = read_request(&conn) else {
-        return;
+    let _ = conn.set_write_timeout(Some(Duration::from_secs(60)));
+    let req = match read_request(&conn) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            error(
+                &conn,
+                413,
+                &format!("request refused: {e} (at most {MAX_BODY} bytes)"),
+            );
+            return;
+        }
+        Err(_) => return,
     };
     let started = now();
     let n = s.exchanges.fetch_add(1, Ordering::SeqCst) + 1;
     let mut record = match &s.backend {
         Backend::Scripted(script) => scripted::answer(&conn, &s.model, script, &req),
-        Backend::Forward(up) => forward::answer(&conn, up, &req),
+        Backend::Forward(up) => forward::answer(&conn, up, &req, s),
     };
     let body: Value = serde_json::from_slice(&req.body)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&req.body).into_owned()));
@@ -242,6 +311,8 @@ fn respond(mut conn: &TcpStream, status: u16, ctype: &str, body: &[u8]) {
         200 => "OK",
         400 => "Bad Request",
         404 => "Not Found",
+        413 => "Payload Too Large",
+        503 => "Service Unavailable",
         _ => "Error",
     };
     let head = format!(

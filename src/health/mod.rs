@@ -13,6 +13,9 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::ledger::Mode;
+mod escape;
+mod judge;
+
 use crate::stage2::{run_stage2, shipped_fake, Lane, RunOptions, Stage2Out};
 use crate::state::{RunStatus, Verdict};
 
@@ -88,6 +91,8 @@ fn append_byte(p: &Path) -> Result<()> {
         .map_err(Error::io("modify", p))
 }
 
+type CheckFn = fn(&mut Ctx) -> Result<(bool, String)>;
+
 pub(crate) fn run() -> Result<HealthOut> {
     let fake = shipped_fake().filter(|p| p.is_file()).ok_or_else(|| {
         Error::bad_input(
@@ -111,8 +116,7 @@ pub(crate) fn run() -> Result<HealthOut> {
         admitted: Err(String::new()),
         escape: None,
     };
-    type CheckFn = fn(&mut Ctx) -> Result<(bool, String)>;
-    let all: [(&'static str, CheckFn); 14] = [
+    let all: [(&'static str, CheckFn); 23] = [
         ("fake_lane_passes", fake_lane_passes),
         ("provider_timeout_fail_closed", provider_timeout_fail_closed),
         ("grandchild_killed_on_timeout", grandchild_killed_on_timeout),
@@ -120,12 +124,45 @@ pub(crate) fn run() -> Result<HealthOut> {
         ("provider_unavailable_blocks", provider_unavailable_blocks),
         ("unadmitted_provider_blocks", unadmitted_provider_blocks),
         ("tampered_provider_blocks", tampered_provider_blocks),
-        ("sandbox_blocks_ledger_read", sandbox_blocks_ledger_read),
-        ("sandbox_blocks_ledger_write", sandbox_blocks_ledger_write),
-        ("sandbox_blocks_outside_read", sandbox_blocks_outside_read),
-        ("sandbox_blocks_network", sandbox_blocks_network),
-        ("sandbox_blocks_signals", sandbox_blocks_signals),
-        ("sandbox_drops_capabilities", sandbox_drops_capabilities),
+        (
+            "sandbox_blocks_ledger_read",
+            escape::sandbox_blocks_ledger_read,
+        ),
+        (
+            "sandbox_blocks_ledger_write",
+            escape::sandbox_blocks_ledger_write,
+        ),
+        (
+            "sandbox_blocks_outside_read",
+            escape::sandbox_blocks_outside_read,
+        ),
+        ("sandbox_blocks_network", escape::sandbox_blocks_network),
+        ("sandbox_blocks_signals", escape::sandbox_blocks_signals),
+        (
+            "sandbox_drops_capabilities",
+            escape::sandbox_drops_capabilities,
+        ),
+        (
+            "judge_ignores_a_shadowed_runner",
+            judge::judge_ignores_a_shadowed_runner,
+        ),
+        (
+            "judge_runs_the_fixtures_tests",
+            judge::judge_runs_the_fixtures_tests,
+        ),
+        (
+            "changes_come_from_the_store",
+            judge::changes_come_from_the_store,
+        ),
+        ("gitdir_is_never_followed", judge::gitdir_is_never_followed),
+        ("nothing_outlives_the_run", judge::nothing_outlives_the_run),
+        (
+            "special_files_never_stop_the_record",
+            judge::special_files_never_stop_the_record,
+        ),
+        ("output_is_bounded", judge::output_is_bounded),
+        ("folders_are_bounded", judge::folders_are_bounded),
+        ("model_stream_is_bounded", judge::model_stream_is_bounded),
         ("report_always_written", report_always_written),
     ];
     cx.admitted = admit_provider(&mut cx).map_err(|e| e.to_string());
@@ -306,138 +343,4 @@ fn report_always_written(cx: &mut Ctx) -> Result<(bool, String)> {
             bad.len()
         ),
     ))
-}
-
-fn attempts(p: &Path) -> Attempts {
-    let v: serde_json::Value = fs::read(p)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    v["attempts"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|x| {
-                    (
-                        x["name"].as_str().unwrap_or_default().to_string(),
-                        x["succeeded"].as_bool().unwrap_or(true),
-                        x["detail"].as_str().unwrap_or_default().to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// One run of the hostile fake, aimed at this ledger, a file outside the run folder
-/// and a loopback port that is listening.
-fn escape_run(cx: &mut Ctx) -> Result<Escape> {
-    if let Some(e) = &cx.escape {
-        return e
-            .clone()
-            .map_err(|m| Error::bad_input(m, "see the first sandbox check"));
-    }
-    let outside = cx.tmp.join("outside-the-run.txt");
-    fs::write(&outside, "a file the provider must not read\n")
-        .map_err(Error::io("write", &outside))?;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(Error::io("listen on", Path::new("127.0.0.1:0")))?;
-    let port = listener
-        .local_addr()
-        .map_err(Error::io("listen on", Path::new("127.0.0.1:0")))?
-        .port();
-    let mut opts = RunOptions::fake("escape");
-    opts.fake_env = vec![
-        (
-            "CTO_FAKE_CA_ESCAPE_READ".into(),
-            outside.display().to_string(),
-        ),
-        ("CTO_FAKE_CA_ESCAPE_PORT".into(), port.to_string()),
-    ];
-    let r = cx.run(opts).map(|o| {
-        let ws = o.run_dir.join("workspace");
-        let planted = ["planted-by-provider", "planted-by-tests"]
-            .iter()
-            .filter(|n| cx.home.dir.join(n).exists())
-            .map(|n| n.to_string())
-            .collect();
-        Escape {
-            status: o.report.status,
-            provider: attempts(&ws.join("escape-provider.json")),
-            tests: attempts(&o.run_dir.join("judge/tmp/escape-tests.json")),
-            planted,
-        }
-    });
-    drop(listener);
-    cx.escape = Some(r.as_ref().map(Escape::clone).map_err(|e| e.to_string()));
-    r
-}
-
-/// Passes when every attempt named was made, by the provider (`provider`) and by the
-/// code it planted in the tests (`tests`), and failed, while the provider still wrote
-/// its workspace and the run passed: a sandbox that blocked everything would fail here.
-fn escapes_blocked(cx: &mut Ctx, provider: &[&str], tests: &[&str]) -> Result<(bool, String)> {
-    let e = escape_run(cx)?;
-    let mut pass = e.status == RunStatus::Passed;
-    let mut said = Vec::new();
-    let sides: [(&str, &Attempts, &[&str]); 2] = [
-        ("provider", &e.provider, provider),
-        ("tests", &e.tests, tests),
-    ];
-    for (who, list, names) in sides {
-        for n in names {
-            match list.iter().find(|a| a.0 == *n) {
-                Some((_, false, why)) => said.push(format!("{who} {n} blocked ({why})")),
-                Some((_, true, what)) => {
-                    pass = false;
-                    said.push(format!("{who} {n} SUCCEEDED ({what})"));
-                }
-                None => {
-                    pass = false;
-                    said.push(format!("{who} {n} NOT TRIED"));
-                }
-            }
-        }
-    }
-    let wrote = e.provider.iter().any(|a| a.0 == "workspace_write" && a.1);
-    pass &= wrote;
-    said.push(format!(
-        "workspace write {}, run {}",
-        if wrote { "succeeded" } else { "FAILED" },
-        e.status
-    ));
-    Ok((pass, said.join("; ")))
-}
-
-fn sandbox_blocks_ledger_read(cx: &mut Ctx) -> Result<(bool, String)> {
-    escapes_blocked(
-        cx,
-        &["ledger_read", "ledger_list", "runs_list", "ledger_fd"],
-        &["ledger_read", "ledger_list"],
-    )
-}
-
-fn sandbox_blocks_ledger_write(cx: &mut Ctx) -> Result<(bool, String)> {
-    let (pass, detail) = escapes_blocked(cx, &["ledger_write"], &["ledger_write"])?;
-    let planted = escape_run(cx)?.planted;
-    Ok((
-        pass && planted.is_empty(),
-        format!("{detail}; files planted in the ledger home: {planted:?}"),
-    ))
-}
-
-fn sandbox_blocks_outside_read(cx: &mut Ctx) -> Result<(bool, String)> {
-    escapes_blocked(cx, &["outside_read"], &["outside_read"])
-}
-
-fn sandbox_blocks_network(cx: &mut Ctx) -> Result<(bool, String)> {
-    escapes_blocked(cx, &["network"], &["network"])
-}
-
-fn sandbox_blocks_signals(cx: &mut Ctx) -> Result<(bool, String)> {
-    escapes_blocked(cx, &["signal"], &["signal"])
-}
-
-fn sandbox_drops_capabilities(cx: &mut Ctx) -> Result<(bool, String)> {
-    escapes_blocked(cx, &["capabilities"], &[])
 }

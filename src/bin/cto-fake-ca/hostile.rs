@@ -1,0 +1,170 @@
+//! Providers that go after their own judge, for the harness's self-check and its tests.
+//! None of them solves the task (except where said): a harness that judges right fails
+//! them all.
+//!
+//! - `shadow`: writes `unittest.py` (prints a passing run, exits 0) and `sitecustomize.py`
+//! - `edit-test`: rewrites the fixture's test file as one empty test
+//! - `delete-test`: removes the fixture's test file
+//! - `git-worktree`: solves, adds a file, then `git config core.worktree /` (to hide both)
+//! - `gitdir`: solves, then replaces `.git` with `gitdir: <CTO_FAKE_CA_ESCAPE_GITDIR>`
+//! - `fork-chain`: a chain of processes that each `setsid`, fork the next and exit; the
+//!   last one beats a heart in `$HOME/fork-chain-heartbeat` forever
+//! - `fifo`: solves, then leaves a FIFO in the workspace
+//! - `swap-runner`: makes the fixture's test script (`run-tests.sh`) a link to
+//!   `CTO_FAKE_CA_ESCAPE_RUNNER` (default `/bin/true`)
+//! - `flood`: prints 50 MB to stdout and 1 MB to stderr
+//! - `fill`: writes files into its workspace until it is stopped
+
+use std::env;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::Duration;
+
+use super::{die, global_pid, note_pid, sleep_forever, solve};
+
+/// The fixture's test file (the built-in fixture's).
+const TEST_FILE: &str = "test_strings.py";
+
+pub(crate) fn behave(behavior: &str, repo: &Path) -> bool {
+    match behavior {
+        "shadow" => shadow(repo),
+        "edit-test" => write(
+            &repo.join(TEST_FILE),
+            "import unittest\n\n\nclass T(unittest.TestCase):\n    def test_nothing(self):\n        pass\n",
+        ),
+        "delete-test" => {
+            fs::remove_file(repo.join(TEST_FILE)).unwrap_or_else(|e| die(&format!("cannot remove the test: {e}")));
+        }
+        "git-worktree" => {
+            solve(repo);
+            write(&repo.join("added-by-provider.txt"), "hidden?\n");
+            git(repo, &["config", "core.worktree", "/"]);
+        }
+        "gitdir" => {
+            solve(repo);
+            let target = env::var("CTO_FAKE_CA_ESCAPE_GITDIR").unwrap_or_else(|_| "/".into());
+            let dot_git = repo.join(".git");
+            fs::remove_dir_all(&dot_git).unwrap_or_else(|e| die(&format!("cannot remove .git: {e}")));
+            write(&dot_git, &format!("gitdir: {target}\n"));
+        }
+        "fork-chain" => start_fork_chain(),
+        "fifo" => {
+            solve(repo);
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                repo.join("p"),
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o644),
+                0,
+            )
+            .unwrap_or_else(|e| die(&format!("cannot make a FIFO: {e}")));
+        }
+        "swap-runner" => {
+            let target = env::var("CTO_FAKE_CA_ESCAPE_RUNNER").unwrap_or_else(|_| "/bin/true".into());
+            let p = repo.join("run-tests.sh");
+            let _ = fs::remove_file(&p);
+            std::os::unix::fs::symlink(&target, &p)
+                .unwrap_or_else(|e| die(&format!("cannot link run-tests.sh: {e}")));
+        }
+        "flood" => flood(),
+        "fill" => fill(repo),
+        _ => return false,
+    }
+    true
+}
+
+fn write(p: &Path, text: &str) {
+    fs::write(p, text).unwrap_or_else(|e| die(&format!("cannot write {}: {e}", p.display())));
+}
+
+fn git(repo: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .args(args)
+        .current_dir(repo)
+        .stdin(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        die(&format!("git {} failed", args.join(" ")));
+    }
+}
+
+/// A `unittest` that reports a pass without running anything, and start-up code.
+fn shadow(repo: &Path) {
+    write(
+        &repo.join("unittest.py"),
+        "import sys\nprint('test_slugify (test_strings.T) ... ok', file=sys.stderr)\nprint('\\n----------------------------------------------------------------------\\nRan 3 tests in 0.001s\\n\\nOK', file=sys.stderr)\nsys.exit(0)\n",
+    );
+    write(
+        &repo.join("sitecustomize.py"),
+        "import os\nos.environ['SHADOWED'] = '1'\n",
+    );
+}
+
+/// Each link `setsid`s, starts the next and exits at once; the last one never ends.
+pub(crate) fn fork_chain(left: u32) {
+    note_pid(global_pid());
+    let _ = rustix::process::setsid();
+    if left == 0 {
+        let beat = env::var_os("HOME").map(|h| Path::new(&h).join("fork-chain-heartbeat"));
+        loop {
+            if let Some(b) = &beat {
+                let _ = fs::write(
+                    b,
+                    format!("{} {:?}\n", global_pid(), std::time::SystemTime::now()),
+                );
+            }
+            sleep(Duration::from_millis(100));
+        }
+    }
+    let me = env::current_exe().unwrap_or_else(|e| die(&format!("cannot find myself: {e}")));
+    let _ = Command::new(me)
+        .arg("--fork-chain")
+        .arg((left - 1).to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
+
+/// The chain's first link, from the provider itself: it gives the chain time to reach
+/// its end (and beat) before the provider exits, as a real daemon would.
+fn start_fork_chain() {
+    let me = env::current_exe().unwrap_or_else(|e| die(&format!("cannot find myself: {e}")));
+    let _ = Command::new(me)
+        .args(["--fork-chain", "12"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    sleep(Duration::from_millis(800));
+}
+
+fn flood() {
+    let line = [b'x'; 1023];
+    let mut out = std::io::stdout().lock();
+    for _ in 0..(50 << 10) {
+        let _ = out.write_all(&line);
+        let _ = out.write_all(b"\n");
+    }
+    let _ = out.flush();
+    let mut err = std::io::stderr().lock();
+    for _ in 0..(1 << 10) {
+        let _ = err.write_all(&line);
+        let _ = err.write_all(b"\n");
+    }
+}
+
+/// Writes 1 MiB files into the workspace until it is stopped.
+fn fill(repo: &Path) -> ! {
+    let block = vec![b'f'; 1 << 20];
+    for i in 0.. {
+        if fs::write(repo.join(format!("fill-{i}.bin")), &block).is_err() {
+            break;
+        }
+    }
+    sleep_forever()
+}

@@ -1,0 +1,421 @@
+//! The verdict belongs to the fixture: a provider that goes after its own judge (shadows
+//! the test runner, rewrites or removes the tests, hides its changes from git, leaves
+//! processes, special files or floods behind) fails, and the report names what it did.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::stage2::{alive, stage2, Stage2};
+use crate::util::*;
+
+fn tampered(r: &Stage2) -> Vec<String> {
+    r.report["judge"]["tampered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn changes(r: &Stage2) -> Vec<(String, String)> {
+    r.report["workspace_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["path"].as_str().unwrap().to_string(),
+                c["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn assert_tampered_fail(r: &Stage2, paths: &[&str]) {
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.report["verdict"], "fail");
+    assert_eq!(r.report["status"], "failed");
+    assert!(
+        r.report["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("tests_tampered:"),
+        "{}",
+        r.report["reason"]
+    );
+    assert_eq!(tampered(r), paths);
+}
+
+#[test]
+fn a_planted_unittest_that_prints_ok_does_not_pass_the_run() {
+    let env = Env::new();
+    let r = stage2(&env, &["--fake-behavior", "shadow"], &[]);
+    assert_tampered_fail(&r, &["sitecustomize.py", "unittest.py"]);
+    // The fixture's tests ran (not the planted runner) and said so.
+    assert_eq!(r.report["tests"]["result"], "failed");
+    assert_eq!(
+        r.report["tests"]["argv"],
+        serde_json::json!(["python3", "-I", "-B", "-m", "unittest", "-v"])
+    );
+    let log = fs::read_to_string(r.dir.join("backend/tests.log")).unwrap();
+    assert!(log.contains("FAILED"), "{log}");
+    // The signed test result says FAILED and names the tests that ran: the fixture's.
+    let judge = &r.report["judge"];
+    assert_ne!(judge["judged_tree"], judge["workspace_tree"]);
+    env.ok(["key", "generate"]);
+    let run = format!("run:{}", r.report["run_id"].as_str().unwrap());
+    let file = env.path("shadow.intoto.jsonl");
+    env.ok(["attest", &run, "-o", s(&file)]);
+    let statements: Vec<Value> = fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            use base64::Engine as _;
+            let e: Value = serde_json::from_str(l).unwrap();
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(e["payload"].as_str().unwrap())
+                .unwrap();
+            serde_json::from_slice(&raw).unwrap()
+        })
+        .collect();
+    let result = statements
+        .iter()
+        .find(|s| s["predicateType"] == "https://in-toto.io/attestation/test-result/v0.1")
+        .unwrap();
+    assert_eq!(result["predicate"]["result"], "FAILED");
+    let config = result["predicate"]["configuration"].as_array().unwrap();
+    let tests = config.iter().find(|c| c["name"] == "tests").unwrap();
+    let want = judge["tests_tree"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("blake3:");
+    assert_eq!(tests["digest"]["blake3"], want, "{tests}");
+    let vsa = statements
+        .iter()
+        .find(|s| s["predicateType"] == "https://slsa.dev/verification_summary/v1")
+        .unwrap();
+    assert_eq!(vsa["predicate"]["verificationResult"], "FAILED");
+}
+
+#[test]
+fn rewriting_or_removing_the_tests_does_not_pass_the_run() {
+    let env = Env::new();
+    let edited = stage2(&env, &["--fake-behavior", "edit-test"], &[]);
+    assert_tampered_fail(&edited, &["test_strings.py"]);
+    assert!(changes(&edited).contains(&("test_strings.py".into(), "modified".into())));
+    let removed = stage2(&env, &["--fake-behavior", "delete-test"], &[]);
+    assert_tampered_fail(&removed, &["test_strings.py"]);
+    // Both judged by the same tests: the fixture's.
+    assert_eq!(
+        edited.report["judge"]["tests_tree"],
+        removed.report["judge"]["tests_tree"]
+    );
+    let solved = stage2(&env, &[], &[]);
+    assert_eq!(solved.report["verdict"], "pass");
+    assert_eq!(
+        solved.report["judge"]["tests_tree"],
+        edited.report["judge"]["tests_tree"]
+    );
+    assert_eq!(solved.report["judge"]["tampered"], serde_json::json!([]));
+}
+
+#[test]
+fn git_settings_the_provider_writes_hide_nothing() {
+    let env = Env::new();
+    let r = stage2(&env, &["--fake-behavior", "git-worktree"], &[]);
+    assert_eq!(r.report["verdict"], "pass", "it solved the task");
+    let c = changes(&r);
+    for want in [
+        (".git", "modified"),
+        ("added-by-provider.txt", "added"),
+        ("strings.py", "modified"),
+    ] {
+        assert!(
+            c.contains(&(want.0.to_string(), want.1.to_string())),
+            "{want:?} missing from {c:?}"
+        );
+    }
+}
+
+#[test]
+fn a_gitdir_file_pointing_elsewhere_is_never_followed() {
+    let env = Env::new();
+    // Another repository with changes of its own: their names must not reach the report.
+    let other = env.repo("other");
+    fs::write(other.dir.join("secret-of-the-other-repo.txt"), "x").unwrap();
+    let gitdir = format!("{}/.git", other.dir.display());
+    let r = stage2(
+        &env,
+        &["--fake-behavior", "gitdir"],
+        &[("CTO_FAKE_CA_ESCAPE_GITDIR", &gitdir)],
+    );
+    assert_eq!(r.report["verdict"], "pass", "it solved the task");
+    let text = serde_json::to_string(&r.report).unwrap();
+    assert!(
+        !text.contains("secret-of-the-other-repo"),
+        "the report names the other repository's files: {text}"
+    );
+    assert!(changes(&r).contains(&(".git".into(), "modified".into())));
+}
+
+#[test]
+fn a_chain_of_setsid_forks_is_dead_when_the_run_returns() {
+    let env = Env::new();
+    let r = stage2(&env, &["--fake-behavior", "fork-chain"], &[]);
+    let pids: Vec<u32> = fs::read_to_string(r.dir.join("home/fake-ca-pids"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert!(pids.len() >= 10, "the chain did not get going: {pids:?}");
+    assert_eq!(
+        alive(&pids),
+        Vec::<u32>::new(),
+        "processes outlived the run"
+    );
+    let beat = r.dir.join("home/fork-chain-heartbeat");
+    let before = fs::read_to_string(&beat).unwrap_or_default();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(fs::read_to_string(&beat).unwrap_or_default(), before);
+    let rules = &r.report["sandbox"]["rules"];
+    let pidns = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["rule"] == "pid_namespace")
+        .unwrap();
+    assert_eq!(pidns["enforced"], true, "{pidns}");
+}
+
+#[test]
+fn a_fifo_in_the_workspace_is_recorded_and_the_run_still_counts() {
+    let env = Env::new();
+    let r = stage2(&env, &["--fake-behavior", "fifo"], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.report["verdict"], "pass");
+    assert_eq!(r.report["judge"]["dropped"][0]["path"], "p");
+    let id = r.report["run_id"].as_str().unwrap();
+    let shown = env.ok(["show", &format!("run:{id}"), "--json"]).json();
+    assert_eq!(shown["run"]["status"], "passed");
+    assert_eq!(
+        env.run(["audit"]).code,
+        0,
+        "the run folder matches its tree"
+    );
+    // A later recover has nothing left to do, and stops at nothing.
+    let rec = env.ok(["recover", "--json"]).json();
+    assert_eq!(rec["failed"], serde_json::json!([]));
+}
+
+#[test]
+fn a_flood_on_stdout_is_kept_to_its_limit_and_said() {
+    let env = Env::new();
+    let r = stage2(&env, &["--fake-behavior", "flood"], &[]);
+    let out = &r.report["output"]["stdout"];
+    // 50 MiB of flood after the fake's first line.
+    assert!(out["bytes"].as_u64().unwrap() > 50 * 1024 * 1024, "{out}");
+    assert_eq!(out["kept"], 16 * 1024 * 1024);
+    let log = r.dir.join("backend/provider-stdout.log");
+    let size = fs::metadata(&log).unwrap().len();
+    assert!(size < 16 * 1024 * 1024 + 200, "{size} bytes kept");
+    let text = fs::read(&log).unwrap();
+    let marker = b"bytes dropped here";
+    assert!(text.windows(marker.len()).any(|w| w == marker));
+    let limits = r.report["limits"].as_array().unwrap();
+    let stdout = limits.iter().find(|l| l["name"] == "stdout_bytes").unwrap();
+    assert_eq!(stdout["hit"], true);
+}
+
+#[test]
+fn a_provider_that_fills_its_folders_is_stopped_at_the_limit() {
+    let env = Env::new();
+    let start = Instant::now();
+    let r = stage2(
+        &env,
+        &[
+            "--fake-behavior",
+            "fill",
+            "--limit",
+            "folder_bytes=8M",
+            "--timeout",
+            "60",
+        ],
+        &[],
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        r.report["status"], "provider_output_limit",
+        "{}",
+        r.report["reason"]
+    );
+    assert_eq!(r.report["verdict"], "fail");
+    assert!(r.dir.join("backend/provider-output-limit.txt").exists());
+    let limits = r.report["limits"].as_array().unwrap();
+    let folder = limits.iter().find(|l| l["name"] == "folder_bytes").unwrap();
+    assert_eq!(
+        (folder["value"].as_u64(), folder["hit"].as_bool()),
+        (Some(8 << 20), Some(true))
+    );
+    let bad = env.run(["run", "stage2", "--limit", "folder_bytes=lots"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+}
+
+#[test]
+fn the_test_command_and_its_sandbox_come_from_the_fixture_not_the_workspace() {
+    let env = Env::new();
+    let fx = env.copy_of_builtin_fixture("fx");
+    fs::write(
+        fx.join("repo/run-tests.sh"),
+        "#!/bin/sh\nexec python3 -m unittest -v\n",
+    )
+    .unwrap();
+    let mut manifest: Value =
+        serde_json::from_slice(&fs::read(fx.join("fixture.json")).unwrap()).unwrap();
+    manifest["test_command"] = serde_json::json!(["sh", "./run-tests.sh"]);
+    fs::write(fx.join("fixture.json"), manifest.to_string()).unwrap();
+    let r = stage2(
+        &env,
+        &["--fixture", s(&fx), "--fake-behavior", "swap-runner"],
+        &[("CTO_FAKE_CA_ESCAPE_RUNNER", "/bin/true")],
+    );
+    assert_tampered_fail(&r, &["run-tests.sh"]);
+    let readable = r.report["tests"]["sandbox"]["read_only"]
+        .as_array()
+        .unwrap();
+    assert!(
+        readable
+            .iter()
+            .all(|p| !p.as_str().unwrap().contains("/workspace")),
+        "{readable:?}"
+    );
+}
+
+/// An admitted endpoint that answers every request with a stream that never ends.
+fn endless_endpoint() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let mut buf = [0u8; 65536];
+                let _ = conn.set_read_timeout(Some(Duration::from_millis(300)));
+                while conn.read(&mut buf).is_ok_and(|n| n > 0) {}
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n",
+                );
+                let chunk = format!(
+                    "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{}\"}}}}]}}\n\n",
+                    "y".repeat(64 << 10)
+                );
+                while conn.write_all(chunk.as_bytes()).is_ok() {}
+            });
+        }
+    });
+    port
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+#[test]
+fn an_endpoint_that_streams_forever_is_cut_and_the_harness_stays_small() {
+    let env = Env::new();
+    let port = endless_endpoint();
+    let url = format!("http://127.0.0.1:{port}/v1");
+    env.ok(["admit", "--model", "local/endless", "--endpoint", &url]);
+    let mut c = env.cmd([
+        "run",
+        "stage2",
+        "--fake-behavior",
+        "agent",
+        "--timeout",
+        "8",
+        "--json",
+    ]);
+    c.env("CTO_HARNESS_CASE_MODEL_PROVIDER", "local")
+        .env("CTO_HARNESS_CASE_MODEL", "endless")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        peak = peak.max(peak_rss_kib(child.id()).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(peak < 200 * 1024, "the harness peaked at {peak} KiB");
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(report["verdict"], "fail");
+    let dir = env
+        .ledger
+        .join("runs")
+        .join(report["run_id"].as_str().unwrap());
+    let transcript = fs::read_to_string(dir.join("backend/model-transcript.jsonl")).unwrap();
+    let first: Value = serde_json::from_str(transcript.lines().next().unwrap()).unwrap();
+    assert!(
+        first["response"]["cut"]
+            .as_str()
+            .unwrap()
+            .contains("response limit"),
+        "{}",
+        first["response"]["cut"]
+    );
+    let limits = report["limits"].as_array().unwrap();
+    let model = limits
+        .iter()
+        .find(|l| l["name"] == "model_response_bytes")
+        .unwrap();
+    assert_eq!(model["hit"], true);
+}
+
+#[test]
+fn recover_records_each_folder_on_its_own() {
+    let env = Env::new();
+    env.ok(["init"]);
+    let runs = env.ledger.join("runs");
+    // A killed run that left a FIFO, and a folder whose backend is a file (unrecordable).
+    let fifo_run = runs.join("20260101T000000Z-r1-string-slugify-1");
+    fs::create_dir_all(fifo_run.join("workspace")).unwrap();
+    let st = Command::new("mkfifo")
+        .arg(fifo_run.join("workspace/p"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let broken = runs.join("20260101T000001Z-r1-string-slugify-2");
+    fs::create_dir_all(&broken).unwrap();
+    fs::write(broken.join("backend"), "not a folder").unwrap();
+    fs::write(broken.join("report.json"), "{\"kept\": true}").unwrap();
+    let r = env.run(["recover", "--json"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let v = r.json();
+    assert_eq!(
+        v["recovered"],
+        serde_json::json!(["20260101T000000Z-r1-string-slugify-1"])
+    );
+    assert_eq!(v["failed"].as_array().unwrap().len(), 1);
+    assert!(v["failed"][0]["folder"].as_str().unwrap().ends_with("-2"));
+    assert_eq!(
+        fs::read_to_string(broken.join("report.json")).unwrap(),
+        "{\"kept\": true}",
+        "recover rewrote a report it did not record"
+    );
+    let shown = env
+        .ok(["show", "run:20260101T000000Z-r1-string-slugify-1", "--json"])
+        .json();
+    assert_eq!(shown["run"]["status"], "interrupted");
+}
