@@ -12,9 +12,11 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::home::Home;
-use crate::id::{ChainHash, ObjectId, Revocable, Sha256Digest};
+use crate::id::{ChainHash, ObjectId, ObjectMeta, Revocable, Sha256Digest};
+use crate::ledger::vet::{tree_problems, Record};
 use crate::ledger::{ChainCheck, Head, RunFilter, RunRow};
 use crate::state::{AuditCheck, Lane, RunStatus};
+use crate::store::tree::{ObjKind, Tree};
 use crate::store::Store;
 
 #[derive(Serialize, Debug)]
@@ -58,15 +60,31 @@ pub(crate) struct Expected {
     /// `None` when the recorded text is not a SHA-256 digest (itself a finding).
     pub(crate) sha256: Option<Sha256Digest>,
     pub(crate) size: u64,
+    pub(crate) kind: ObjKind,
     /// The event that first named it.
     pub(crate) seq: u64,
 }
 
+impl Expected {
+    pub(crate) fn record(&self) -> Record {
+        Record {
+            kind: self.kind,
+            size: self.size,
+            sha256: self.sha256,
+        }
+    }
+}
+
+/// Every expected object by id: what a tree's entries are held to.
+pub(crate) type Records = std::collections::HashMap<ObjectId, Expected>;
+
 /// Re-hashes every expected object in `store` (both digests and the size), in parallel;
-/// one finding per object that is missing, unreadable or not what was recorded.
+/// one finding per object that is missing, unreadable or not what was recorded. A tree
+/// must also decode, and each of its entries be one of `records`, as the entry says.
 pub(crate) fn rehash(
     store: &Store,
     objects: &[Expected],
+    records: &Records,
     check: AuditCheck,
     subject: impl Fn(&ObjectId) -> String + Sync,
     progress: &ProgressBar,
@@ -74,8 +92,12 @@ pub(crate) fn rehash(
     let one = |o: &Expected| -> Option<Finding> {
         progress.inc(1);
         let found = |message: String| Some(Finding::new(check, subject(&o.id), message));
-        let m = match store.rehash(&o.id) {
-            Ok(Some(m)) => m,
+        let read = match o.kind {
+            ObjKind::Blob => store.rehash(&o.id).map(|m| m.map(|m| (m, Vec::new()))),
+            ObjKind::Tree => store.read_at_most(&o.id, o.size),
+        };
+        let (m, bytes) = match read {
+            Ok(Some(found)) => found,
             Ok(None) => {
                 return found(format!(
                     "named by event {} but missing from the store",
@@ -84,23 +106,15 @@ pub(crate) fn rehash(
             }
             Err(e) => return found(format!("unreadable: {e}")),
         };
-        let mut bad = Vec::new();
-        if m.id != o.id {
-            bad.push(format!(
-                "modified behind the ledger's back: its bytes hash to {}",
-                m.id
-            ));
-        }
-        match o.sha256 {
-            Some(s) if s == m.sha256 => {}
-            Some(s) => bad.push(format!("SHA-256 is {}, recorded {s}", m.sha256)),
-            None => bad.push(format!(
-                "SHA-256 is {}, the recorded one is not a digest",
-                m.sha256
-            )),
-        }
-        if m.size != o.size {
-            bad.push(format!("size is {}, recorded {}", m.size, o.size));
+        let mut bad = differences(o, &m);
+        if bad.is_empty() && o.kind == ObjKind::Tree {
+            bad = match Tree::decode(&bytes) {
+                Err(why) => vec![format!(
+                    "recorded as a tree, but its bytes are not one: {why}"
+                )],
+                Ok(t) => tree_problems(&t, &|id| Ok(records.get(id).map(Expected::record)))
+                    .unwrap_or_default(),
+            };
         }
         (!bad.is_empty()).then(|| {
             Finding::new(
@@ -111,6 +125,29 @@ pub(crate) fn rehash(
         })
     };
     objects.par_iter().filter_map(one).collect()
+}
+
+/// How the bytes found (`m`) differ from what was recorded.
+fn differences(o: &Expected, m: &ObjectMeta) -> Vec<String> {
+    let mut bad = Vec::new();
+    if m.id != o.id {
+        bad.push(format!(
+            "modified behind the ledger's back: its bytes hash to {}",
+            m.id
+        ));
+    }
+    match o.sha256 {
+        Some(s) if s == m.sha256 => {}
+        Some(s) => bad.push(format!("SHA-256 is {}, recorded {s}", m.sha256)),
+        None => bad.push(format!(
+            "SHA-256 is {}, the recorded one is not a digest",
+            m.sha256
+        )),
+    }
+    if m.size != o.size {
+        bad.push(format!("size is {}, recorded {}", m.size, o.size));
+    }
+    bad
 }
 
 /// What `audit --checkpoint` was given: a head printed by `checkpoint`, or a signed
@@ -289,6 +326,7 @@ fn check_objects(
                 id,
                 sha256: Sha256Digest::parse(&o.sha256).ok(),
                 size: o.size as u64,
+                kind: ObjKind::parse(&o.kind).unwrap_or(ObjKind::Blob),
                 seq: o.seq as u64,
             }),
             Err(_) => out.findings.push(Finding::new(
@@ -298,9 +336,11 @@ fn check_objects(
             )),
         }
     }
+    let records: Records = expected.iter().map(|e| (e.id, *e)).collect();
     out.findings.extend(rehash(
         &home.store,
         &expected,
+        &records,
         AuditCheck::Object,
         |id| id.to_string(),
         progress,

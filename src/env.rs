@@ -59,6 +59,7 @@ pub(crate) const VARS: &[Var] = &[
     var("AWS_ENDPOINT", Remote, "the S3 endpoint when neither the remote nor AWS_ENDPOINT_URL gives one"),
     var("AWS_REGION", Remote, "the S3 region when a remote records none"),
     var("AWS_DEFAULT_REGION", Remote, "the S3 region when neither the remote nor AWS_REGION gives one"),
+    var("CTO_LEDGER_REMOTE_STALL_SECONDS", Remote, "a remote read that moves less than 1 KiB/s over this many seconds (or sends no reply in them) fails, naming the key (default 30)"),
     var("PATH", System, "where tools are found; passed to the provider and the tests"),
     var("USER", System, "the actor recorded in every event (else LOGNAME, else the passwd name of the uid)"),
     var("LOGNAME", System, "the actor when USER is unset"),
@@ -108,6 +109,21 @@ pub(crate) fn with_prefix(prefix: &str) -> Vec<(String, String)> {
     std::env::vars()
         .filter(|(k, _)| k.starts_with(prefix))
         .collect()
+}
+
+/// A setting given as a positive whole number: `Ok(None)` when unset, an error naming the
+/// variable when it is set to anything else.
+pub(crate) fn positive(name: &str) -> crate::error::Result<Option<u64>> {
+    let Some(v) = get(name) else {
+        return Ok(None);
+    };
+    match v.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(Some(n)),
+        _ => Err(crate::error::Error::bad_input(
+            format!("{name}={v} is not a positive whole number"),
+            format!("set {name} to a number such as 30, or unset it for the default"),
+        )),
+    }
 }
 
 /// `CTO_LEDGER_TEST_*` parsed as a number.

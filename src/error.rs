@@ -80,6 +80,23 @@ pub enum Error {
 
     #[error("interrupted")]
     Interrupted,
+
+    /// The disk holding the ledger is full: the failure, and where and how full the disk is.
+    #[error("{source}\n(no space: the disk holding {}, mounted at {}, has {free} bytes free)", home.display(), mount.display())]
+    DiskFull {
+        home: PathBuf,
+        mount: PathBuf,
+        free: u64,
+        source: Box<Error>,
+    },
+
+    /// A command that stopped after committing part of its work: why it stopped, and
+    /// what it had committed.
+    #[error("{source}\n({committed})")]
+    AfterCommit {
+        committed: String,
+        source: Box<Error>,
+    },
 }
 
 impl Error {
@@ -111,10 +128,48 @@ impl Error {
             | Error::Ledger { hint, .. }
             | Error::Remote { hint, .. } => hint.as_deref(),
             Error::Ambiguous { .. } => Some("give a longer prefix or a full digest"),
+            Error::AfterCommit { source, .. } => source.hint(),
+            Error::DiskFull { .. } => Some("free at least 1 MiB there, plus the size of what is being recorded, then run the command again; a command stopped by a full disk commits nothing it had not finished"),
             Error::Io { source, .. } if source.kind() == io::ErrorKind::StorageFull => {
-                Some("free disk space and run the command again; nothing was committed")
+                Some("free disk space and run the command again")
             }
             _ => None,
+        }
+    }
+
+    /// Whether the failure is the disk's being full (or SQLite's I/O error, which on a
+    /// full disk is what creating its files gives).
+    pub fn is_disk_full(&self) -> bool {
+        use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
+        match self {
+            Error::Io { source, .. } => source.kind() == io::ErrorKind::StorageFull,
+            Error::Sql { source, .. } => {
+                matches!(source.sqlite_error_code(), Some(DiskFull | SystemIoFailure))
+            }
+            Error::AfterCommit { source, .. } => source.is_disk_full(),
+            Error::Git { message, .. } => message.contains("No space left on device"),
+            _ => false,
+        }
+    }
+
+    /// A disk-full failure with the disk holding `home` named, when it is one and that
+    /// disk is indeed (under 1 MiB free); else the error as it is.
+    pub fn on_disk_of(self, home: &Path) -> Error {
+        if !self.is_disk_full() {
+            return self;
+        }
+        let Some((mount, free)) = disk_of(home) else {
+            return self;
+        };
+        if free >= 1 << 20 {
+            // Room to spare: a quota, another disk, or SQLite's I/O error for another cause.
+            return self;
+        }
+        Error::DiskFull {
+            home: home.to_path_buf(),
+            mount,
+            free,
+            source: Box::new(self),
         }
     }
 
@@ -129,6 +184,27 @@ impl Error {
             Error::Integrity { .. } => 3,
             Error::Io { .. } | Error::Sql { .. } | Error::Git { .. } | Error::Remote { .. } => 4,
             Error::Interrupted => 130,
+            Error::AfterCommit { source, .. } => source.exit_code(),
+            Error::DiskFull { .. } => 4,
         }
     }
+}
+
+/// The mount point of the filesystem holding `path` (or its nearest existing parent),
+/// and the bytes free there for an ordinary user.
+fn disk_of(path: &Path) -> Option<(PathBuf, u64)> {
+    let existing = path.ancestors().find(|p| p.exists())?;
+    let st = rustix::fs::statvfs(existing).ok()?;
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    let real = std::fs::canonicalize(existing).ok()?;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    // Field 5 of each line is the mount point; the longest that contains `real` holds it.
+    let mount = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(m.replace("\\040", " ")))
+        .filter(|m| real.starts_with(m))
+        .max_by_key(|m| m.as_os_str().len())
+        .unwrap_or_else(|| PathBuf::from("/"));
+    Some((mount, free))
 }

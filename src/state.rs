@@ -183,6 +183,7 @@ text_enum!(
         RemoteJournal = "remote journal",
         RemoteObject = "remote object",
         RemoteStore = "remote store",
+        RemoteCheckpoint = "remote checkpoint",
     }
 );
 

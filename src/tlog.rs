@@ -168,6 +168,9 @@ pub(crate) struct NoteCheck {
     pub keyid: Option<String>,
     /// Empty when the note is signed by a recorded key and commits to this journal.
     pub problems: Vec<String>,
+    /// Signed by a recorded, unrevoked key, for this log, and yet not a checkpoint of
+    /// this journal: proof that the log showed someone a different history.
+    pub contradicts: bool,
 }
 
 /// What checking signed notes against one ledger needs, read once: the log's origin,
@@ -204,6 +207,7 @@ impl NoteChecker {
             root: hex::encode(cp.root),
             keyid: None,
             problems: Vec::new(),
+            contradicts: false,
         };
         if cp.origin != self.origin {
             out.problems.push(format!(
@@ -211,8 +215,10 @@ impl NoteChecker {
                 cp.origin, self.origin
             ));
         }
+        let mut revoked = false;
         if let Some((_, k)) = self.keys.iter().find(|(p, _)| note.verify(p).is_ok()) {
             if let Some(r) = &k.revoked {
+                revoked = true;
                 out.problems.push(format!(
                     "it is signed by key {}, revoked in event {}: {}",
                     &k.keyid[..16],
@@ -245,6 +251,10 @@ impl NoteChecker {
                 }
             }
         }
+        // Problems beyond the journal's own are the origin's, the signature's or the
+        // key's revocation: then the note vouches for nothing.
+        let vouches = out.keyid.is_some() && cp.origin == self.origin && !revoked;
+        out.contradicts = vouches && !out.problems.is_empty();
         Ok(out)
     }
 }

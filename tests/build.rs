@@ -455,6 +455,80 @@ fn directory_and_outside_outputs_are_recorded() {
 }
 
 #[test]
+fn an_output_given_as_dotdot_is_recorded_outside_and_a_check_never_writes_it() {
+    let env = Env::new();
+    // The clone's parent is the test's folder: `../x` from the clone is `<tmp>/x`.
+    let repo = generating_repo(
+        &env,
+        "echo built-$(cat /proc/sys/kernel/random/uuid) > ../x\necho a > dist/a",
+    );
+    let r = build(
+        &env,
+        &repo,
+        &[
+            "--output",
+            "../x",
+            "--output",
+            "dist/../dist/a",
+            "--",
+            "./build.sh",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let b = r.json();
+    let outs = b["build"]["outputs"].as_array().unwrap();
+    let x = outs
+        .iter()
+        .find(|o| o["path"] == s(&env.path("x")))
+        .unwrap_or_else(|| panic!("{b}"));
+    assert_eq!(x["inside_source"], false, "{x}");
+    assert_eq!(x["ignored"], false, "{x}");
+    let a = outs
+        .iter()
+        .find(|o| o["path"] == s(&repo.dir.join("dist/a")))
+        .unwrap_or_else(|| panic!("{b}"));
+    assert_eq!(a["inside_source"], true, "{a}");
+
+    let mine = fs::read(env.path("x")).unwrap();
+    let id = b["build"]["id"].as_str().unwrap();
+    let r = env.run(["build", "--check", id, "--json"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let c = r.json();
+    assert_eq!(c["build"]["check"]["result"], "reproduces", "{c}");
+    let checked: Vec<(String, String)> = c["build"]["check"]["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["path"].as_str().unwrap().to_string(),
+                o["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        checked.contains(&(s(&env.path("x")).to_string(), "not_checked".to_string())),
+        "{checked:?}"
+    );
+    assert!(
+        checked.contains(&("dist/a".to_string(), "same".to_string())),
+        "{checked:?}"
+    );
+    assert_eq!(
+        fs::read(env.path("x")).unwrap(),
+        mine,
+        "the check's rebuild overwrote ../x outside the clone"
+    );
+
+    // With the outside output gone there is nothing to cover it with: refused, unrun.
+    fs::remove_file(env.path("x")).unwrap();
+    let r = env.run(["build", "--check", id]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("which is not there now"), "{}", r.stderr);
+    assert!(!env.path("x").exists(), "the refused check wrote ../x");
+}
+
+#[test]
 fn build_outside_a_clone_is_bad_input() {
     let env = Env::new();
     let plain = env.path("plain");

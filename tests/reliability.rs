@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -134,6 +134,90 @@ fn full_filesystem_fails_clearly_and_a_retry_after_freeing_space_succeeds() {
     let (code, _, stderr) = run(&["ingest", s(&big)]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(run(&["audit"]).0, 0);
+}
+
+/// Fills the filesystem at `dir` to its last byte (a file that grows until ENOSPC).
+fn fill(dir: &Path) -> PathBuf {
+    let f = dir.join("filler");
+    let mut out = fs::File::create(&f).unwrap();
+    let block = vec![0u8; 64 << 10];
+    while std::io::Write::write_all(&mut out, &block).is_ok() {}
+    // Whatever is left is smaller than a block: take it byte by byte.
+    while std::io::Write::write_all(&mut out, &[0]).is_ok() {}
+    f
+}
+
+#[test]
+fn on_a_full_disk_reads_still_work_and_writes_fail_with_exit_4_naming_the_disk() {
+    let mut env = Env::new();
+    let Some(disk) = Tmpfs::mount(&env.path("full-disk"), "48m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    env.ledger = disk.0.join("ledger");
+    env.ok(["key", "generate"]);
+    let f = env.path("a.txt");
+    fs::write(&f, "a\n").unwrap();
+    env.ok(["ingest", s(&f)]);
+    env.ok(["run", "stage2"]);
+    let events = env.head().0;
+    let filler = fill(&disk.0);
+
+    // Read-only commands: SQLite needs the `-shm` file every writer now leaves behind.
+    for args in [
+        &["log"][..],
+        &["audit"],
+        &["show", s(&f)],
+        &["checkpoint"],
+        &["runs"],
+    ] {
+        let r = env.run(args);
+        assert_eq!(r.code, 0, "{args:?} on a full disk: {}", r.stderr);
+    }
+    let mount = disk.0.display().to_string();
+    let g = env.path("b.txt");
+    fs::write(&g, "b\n").unwrap();
+    for args in [
+        &["ingest", s(&g)][..],
+        &["checkpoint", "--sign"],
+        &["admit", "--model", "x/y"],
+    ] {
+        let r = env.run(args);
+        assert_eq!(r.code, 4, "{args:?} on a full disk: {}", r.stderr);
+        assert!(
+            r.stderr.contains("no space: the disk holding")
+                && r.stderr.contains(&format!("mounted at {mount}")),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("usage or bad input"), "{}", r.stderr);
+    }
+    // A Stage 2 run may or may not get its record in before the disk says no; what it
+    // says must be true either way.
+    let r = env.run(["run", "stage2"]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("nothing was committed"), "{}", r.stderr);
+    let now = env.head().0;
+    assert_eq!(
+        now > events,
+        r.stderr.contains("was still recorded, as event"),
+        "{}",
+        r.stderr
+    );
+    let audit = env.run(["audit"]);
+    assert!(audit.code <= 1, "{}{}", audit.stdout, audit.stderr);
+    assert!(
+        !audit.stdout.contains("corrupt") && !audit.stdout.contains("chain"),
+        "{}",
+        audit.stdout
+    );
+
+    fs::remove_file(filler).unwrap();
+    env.ok(["ingest", s(&g)]);
+    env.ok(["checkpoint", "--sign"]);
+    // The run the full disk stopped is left for `recover`, then the ledger is whole.
+    env.run(["recover"]);
+    assert!(env.ok(["audit"]).stdout.contains("audit passed"));
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod bad_input;
 mod build;
 mod compat;
 mod hardening;
+mod hostile_remote;
 mod judge;
 mod model;
 mod properties;

@@ -169,11 +169,12 @@ fn compare_outputs(
     let (src_path, work) = (where_.src_path, where_.work);
     for o in outputs {
         let path = PathBuf::from(&o.path);
-        let Ok(rel) = path.strip_prefix(src_path) else {
+        let Some(rel) = inside(&path, src_path) else {
             c.cmp
                 .push(compare(lossy(&path), o.object, Rebuilt::Outside));
             continue;
         };
+        let rel = rel.as_path();
         let rebuilt_path = work.join(rel);
         if !rebuilt_ok || fs::symlink_metadata(&rebuilt_path).is_err() {
             c.cmp.push(compare(lossy(rel), o.object, Rebuilt::Missing));
@@ -203,6 +204,71 @@ fn compare_outputs(
         objects.extend(ing.objects);
     }
     Ok(c)
+}
+
+/// `path` relative to the clone at `src`, when it is inside it: both compared with `..`
+/// resolved (a build recorded before outputs were resolved may say `dist/../../x`).
+fn inside(path: &Path, src: &Path) -> Option<PathBuf> {
+    let p = crate::paths::normalize(path);
+    let roots = [
+        Some(crate::paths::normalize(src)),
+        fs::canonicalize(src).ok(),
+    ];
+    roots
+        .into_iter()
+        .flatten()
+        .find_map(|root| p.strip_prefix(&root).ok().map(Path::to_path_buf))
+}
+
+/// Covers each recorded output outside the clone with a scratch file or folder in the
+/// rebuild's namespace, so the rebuild writes nothing outside its scratch tree; where
+/// there is no namespace (or the output is gone, so nothing can be mounted over it),
+/// the check is refused before anything runs.
+fn cover_outside(
+    orig: &BuildRow,
+    outputs: &[BuildOutputRow],
+    src_path: &Path,
+    same: Option<&mut SamePath>,
+    scratch: &Path,
+) -> Result<()> {
+    let outside: Vec<PathBuf> = outputs
+        .iter()
+        .map(|o| PathBuf::from(&o.path))
+        .filter(|p| inside(p, src_path).is_none())
+        .collect();
+    if outside.is_empty() {
+        return Ok(());
+    }
+    let named = outside
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let Some(same) = same else {
+        return Err(Error::bad_input(
+            format!("build {} declares outputs outside its clone ({named}), and this machine refused the mount namespace that keeps a rebuild from writing them; nothing was run", orig.id),
+            "run the check where user namespaces are allowed (or as root)",
+        ));
+    };
+    let dir = scratch.join("outside");
+    fs::create_dir(&dir).map_err(Error::io("create", &dir))?;
+    for (i, p) in outside.iter().enumerate() {
+        let stand_in = dir.join(i.to_string());
+        match fs::metadata(p) {
+            Ok(m) if m.is_dir() => fs::create_dir(&stand_in),
+            Ok(_) => fs::File::create(&stand_in).map(drop),
+            Err(_) => {
+                return Err(Error::bad_input(
+                    format!("build {} declares output {}, outside its clone, which is not there now: the check mounts a scratch copy over it so the rebuild cannot write it, and cannot without it; nothing was run", orig.id, p.display()),
+                    "put the output back (`cto-ledger restore OBJECT PATH` restores the recorded one), then check again",
+                ))
+            }
+        }
+        .map_err(Error::io("create", &stand_in))?;
+        same.cover(p, &stand_in)
+            .map_err(Error::io("prepare the rebuild's cover for", p))?;
+    }
+    Ok(())
 }
 
 /// The build `r` names, which must have succeeded (there is nothing else to reproduce).
@@ -294,9 +360,11 @@ pub(crate) fn check(home: &mut Home, r: &str, progress: &ProgressBar) -> Result<
     let before = snapshot(&home.store, &work, progress)?;
     // At the original path, in a mount namespace of the rebuild's own, when the machine
     // allows it; else in the scratch folder, and the result says so.
-    let same =
+    let mut same =
         SamePath::new(&src_path, &work).map_err(Error::io("prepare the rebuild at", &src_path))?;
     let same_path = src_path.is_dir() && same.works();
+    let can_cover = same_path.then_some(&mut same);
+    cover_outside(&orig, &outputs, &src_path, can_cover, scratch.path())?;
     let under = |root: &Path| match cwd_rel.as_os_str().is_empty() {
         true => root.to_path_buf(),
         false => root.join(&cwd_rel),

@@ -377,7 +377,10 @@ fn ingest_outputs(
             )));
         }
         let ing = tree::ingest_path(&home.store, p, progress)?;
-        let rel = p.strip_prefix(workdir).ok().map(Path::to_path_buf);
+        // Recorded where it is: `dist/../../x` is outside the clone, and says so.
+        let p = &crate::paths::resolve(p);
+        let root = fs::canonicalize(workdir).unwrap_or_else(|_| workdir.to_path_buf());
+        let rel = p.strip_prefix(&root).ok().map(Path::to_path_buf);
         outs.push(OutputRec {
             path: lossy(p),
             object: ing.root.id,
@@ -385,7 +388,7 @@ fn ingest_outputs(
             size: ing.root.size,
             kind: ing.root_kind,
             inside_source: rel.is_some(),
-            ignored: rel.as_deref().is_some_and(|r| git::is_ignored(workdir, r)),
+            ignored: rel.as_deref().is_some_and(|r| git::is_ignored(&root, r)),
         });
         objects.extend(ing.objects);
     }

@@ -21,6 +21,9 @@ use rustix::thread::{unshare_unsafe, UnshareFlags};
 pub(crate) struct SamePath {
     target: CString,
     work: CString,
+    /// Paths outside the target the command may write, each with the scratch file or
+    /// folder mounted over it (scratch, path).
+    covers: Vec<(CString, CString)>,
     /// `None` when already root (no user namespace needed to mount).
     maps: Option<UserMaps>,
 }
@@ -35,8 +38,16 @@ impl SamePath {
         Ok(SamePath {
             target: c(target)?,
             work: c(work)?,
+            covers: Vec::new(),
             maps,
         })
+    }
+
+    /// Mounts `scratch` over `path` too (a path outside the target), so that what the
+    /// command writes there lands in the scratch and `path` itself is never touched.
+    pub(crate) fn cover(&mut self, path: &Path, scratch: &Path) -> io::Result<()> {
+        self.covers.push((c(scratch)?, c(path)?));
+        Ok(())
     }
 
     /// Makes `cmd` run with the work tree mounted at the target, in `cwd` (a path under
@@ -46,6 +57,7 @@ impl SamePath {
         let work = self.work.clone();
         let cwd = c(cwd)?;
         let maps = self.maps.clone();
+        let covers = self.covers.clone();
         cmd.current_dir("/");
         // SAFETY: between fork and exec this only makes system calls (unshare, open,
         // write, mount, chdir) on data prepared before the fork; nothing allocates or locks.
@@ -60,6 +72,9 @@ impl SamePath {
                     MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
                 )?;
                 mount_bind_recursive(work.as_c_str(), target.as_c_str())?;
+                for (scratch, path) in &covers {
+                    rustix::mount::mount_bind(scratch.as_c_str(), path.as_c_str())?;
+                }
                 rustix::process::chdir(cwd.as_c_str())?;
                 Ok(())
             });

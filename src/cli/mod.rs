@@ -203,7 +203,7 @@ pub(crate) fn main() -> i32 {
     let mut out = stdout.lock();
     let output = match dispatch(&cx, cli.cmd) {
         Ok(o) => o,
-        Err(e) => return report_error(&e, cx.json, &mut out),
+        Err(e) => return report_error(&on_disk(e, &cx), cx.json, &mut out),
     };
     let code = output.code();
     match output
@@ -216,7 +216,15 @@ pub(crate) fn main() -> i32 {
             eprintln!("cto-ledger: error: writing output: {e}");
             EXIT_IO
         }
-        Err(RenderError::Lib(e)) => report_error(&e, cx.json, &mut out),
+        Err(RenderError::Lib(e)) => report_error(&on_disk(e, &cx), cx.json, &mut out),
+    }
+}
+
+/// A full disk named: the one holding the ledger home.
+fn on_disk(e: crate::error::Error, cx: &Context) -> crate::error::Error {
+    match crate::home::locate(cx.ledger.as_deref()) {
+        Ok(home) => e.on_disk_of(&home),
+        Err(_) => e,
     }
 }
 

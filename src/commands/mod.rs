@@ -52,6 +52,7 @@ use crate::sync::{self, Remote};
 /// Exit codes (documented in the README).
 pub(crate) const EXIT_OK: i32 = 0;
 pub(crate) const EXIT_NEGATIVE: i32 = 1;
+pub(crate) const EXIT_INTEGRITY: i32 = 3;
 pub(crate) const EXIT_IO: i32 = 4;
 
 /// What every command may use: where the ledger is, and how output is wanted.
@@ -74,6 +75,20 @@ impl Context {
         pb.set_style(
             ProgressStyle::with_template("{spinner} {pos}/{len} files {elapsed}")
                 .expect("valid template"),
+        );
+        pb
+    }
+}
+
+impl Context {
+    /// Bytes moved from a remote, on a terminal; hidden when output is piped or JSON.
+    pub(crate) fn transfer_progress(&self) -> ProgressBar {
+        let pb = self.progress();
+        pb.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {bytes}/{total_bytes} {bytes_per_sec} {elapsed}",
+            )
+            .expect("valid template"),
         );
         pb
     }

@@ -10,7 +10,10 @@ pub(crate) type Args = super::RemoteArg;
 
 pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
     let (mut home, mut r) = a.connect(cx)?;
-    Ok(Output::doc(sync::pull(&mut home, &mut r)?, text))
+    Ok(Output::doc(
+        sync::pull(&mut home, &mut r, &cx.transfer_progress())?,
+        text,
+    ))
 }
 
 fn text(w: &mut dyn Write, r: &PullOut) -> R {
@@ -23,5 +26,12 @@ fn text(w: &mut dyn Write, r: &PullOut) -> R {
         r.pulled, r.remote, r.objects_fetched, r.bytes_fetched
     )?;
     moved(w, &r.moved)?;
+    if !r.ignored_checkpoints.is_empty() {
+        writeln!(
+            w,
+            "passed over {} key(s) under checkpoints/ that are not notes signed by a recorded key (`cto-ledger audit --remote` lists them)",
+            r.ignored_checkpoints.len()
+        )?;
+    }
     writeln!(w, "head {}:{}", r.head.seq, r.head.hash)
 }

@@ -10,7 +10,10 @@ pub(crate) type Args = super::RemoteArg;
 
 pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
     let (mut home, mut r) = a.connect(cx)?;
-    Ok(Output::doc(sync::push(&mut home, &mut r)?, text))
+    Ok(Output::doc(
+        sync::push(&mut home, &mut r, &cx.transfer_progress())?,
+        text,
+    ))
 }
 
 /// The line that says which local events moved after the remote's (shared with `pull`).

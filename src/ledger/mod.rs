@@ -1,6 +1,7 @@
 //! The SQLite ledger: migrations, the hash-chained journal and its projections.
 //! This module is the only one that touches rusqlite.
 
+mod chain;
 pub mod events;
 mod project;
 pub(crate) mod query;
@@ -11,7 +12,9 @@ mod show;
 mod sql_types;
 mod stat_cache;
 pub(crate) mod tlog;
+pub(crate) mod vet;
 
+pub(crate) use chain::{check_row, ChainCheck};
 pub(crate) use rows::*;
 
 use std::path::{Path, PathBuf};
@@ -116,6 +119,13 @@ pub enum Mode {
 
 fn ledger_err(path: &Path, e: rusqlite::Error) -> Error {
     use rusqlite::ErrorCode::*;
+    if matches!(e.sqlite_error_code(), Some(DiskFull | SystemIoFailure)) {
+        // The disk's failure, not the ledger's (exit 4; `cli` names the disk when full).
+        return Error::Sql {
+            action: "open",
+            source: e,
+        };
+    }
     let (message, hint) = match e.sqlite_error_code() {
         Some(NotADatabase) => (
             "is not a SQLite database (or is encrypted or damaged)".to_string(),
@@ -139,6 +149,31 @@ fn ledger_err(path: &Path, e: rusqlite::Error) -> Error {
         path: path.to_path_buf(),
         message,
         hint: Some(hint.into()),
+    }
+}
+
+/// Keeps `ledger.db-wal` (emptied) and `ledger.db-shm` when the last writer closes
+/// (SQLite's persistent WAL), so read-only commands can still open the ledger on a
+/// full disk: reading a WAL database needs its `-shm` file, and making one takes space.
+fn persist_wal(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_size_limit", 0)?;
+    let mut on: std::ffi::c_int = 1;
+    // SAFETY: the handle is this open connection's, "main" names its database, and
+    // SQLITE_FCNTL_PERSIST_WAL reads and writes only the one int it is given.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&mut on as *mut std::ffi::c_int).cast(),
+        )
+    };
+    match rc {
+        rusqlite::ffi::SQLITE_OK => Ok(()),
+        code => Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            Some("cannot keep the write-ahead log between runs".into()),
+        )),
     }
 }
 
@@ -223,6 +258,7 @@ impl Ledger {
                     .conn
                     .pragma_update(None, "synchronous", "FULL")
                     .map_err(|e| ledger_err(path, e))?;
+                persist_wal(&ledger.conn).map_err(|e| ledger_err(path, e))?;
                 if version < latest {
                     ledger.migrate()?;
                 }
@@ -414,9 +450,25 @@ impl Ledger {
 
 /// Appends `event` right after `head`, giving it the next sequence number and chaining
 /// it to `head`; returns the new head.
+/// The most bytes one event's canonical JSON may hold (an ingest of some 150,000 new
+/// files). The journal refuses a larger one, so every host can take every event a remote
+/// holds, and a remote's larger one is refused unread (`sync::MAX_ENTRY_BYTES`).
+pub(crate) const MAX_EVENT_BYTES: u64 = 32 << 20;
+
 fn append(tx: &Connection, head: &Head, event: &mut Event) -> Result<Head> {
     event.seq = head.seq + 1;
     let bytes = serde_jcs::to_vec(&*event).expect("events serialise");
+    if bytes.len() as u64 > MAX_EVENT_BYTES {
+        return Err(Error::bad_input(
+            format!(
+                "this {} event would hold {} bytes, more than the {} MiB one event may; nothing was committed",
+                event.body.kind(),
+                bytes.len(),
+                MAX_EVENT_BYTES >> 20
+            ),
+            "record fewer files at once (ingest the folders one by one)",
+        ));
+    }
     let hash = chain_hash(&head.hash.to_string(), &bytes);
     insert_row(
         tx,
@@ -571,95 +623,6 @@ fn journal_rows_after(conn: &Connection, after: u64) -> Result<Vec<JournalRow>> 
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(Error::sql("read journal"))?;
     Ok(rows)
-}
-
-/// Walks a journal in order, checking each row against the one before it: the one chain
-/// walk that the local audit, the remote audit and `pull` share.
-pub(crate) struct ChainCheck {
-    expected: i64,
-    prev: String,
-}
-
-impl ChainCheck {
-    /// A walk from the first event.
-    pub(crate) fn new() -> ChainCheck {
-        ChainCheck::after(&Head::EMPTY)
-    }
-
-    /// A walk that continues after `head`.
-    pub(crate) fn after(head: &Head) -> ChainCheck {
-        ChainCheck {
-            expected: head.seq as i64 + 1,
-            prev: head.hash.to_string(),
-        }
-    }
-
-    /// What is wrong with the next row (nothing when it links), then moves past it.
-    pub(crate) fn next(&mut self, row: &JournalRow) -> Vec<String> {
-        let bad = check_row(row, self.expected, &self.prev);
-        self.expected += 1;
-        self.prev = row.hash.clone();
-        bad
-    }
-
-    /// Moves past a row that could not be read: the next one cannot be shown to link.
-    pub(crate) fn skip(&mut self) {
-        self.expected += 1;
-        self.prev.clear();
-    }
-}
-
-impl Default for ChainCheck {
-    fn default() -> Self {
-        ChainCheck::new()
-    }
-}
-
-/// Checks one journal row against its predecessor's hash; returns what is wrong.
-pub(crate) fn check_row(row: &JournalRow, expected_seq: i64, prev_hash: &str) -> Vec<String> {
-    let mut bad = Vec::new();
-    if row.seq != expected_seq {
-        bad.push(format!(
-            "sequence gap: expected event {expected_seq}, found {}",
-            row.seq
-        ));
-    }
-    if row.prev_hash != prev_hash {
-        bad.push(format!(
-            "event {}: prev_hash {} does not match the previous event's hash {}",
-            row.seq,
-            short(&row.prev_hash),
-            short(prev_hash)
-        ));
-    }
-    let computed = chain_hash(&row.prev_hash, row.event.as_bytes()).to_string();
-    if computed != row.hash {
-        bad.push(format!(
-            "event {}: stored hash {} but its bytes hash to {} (the event was altered)",
-            row.seq,
-            short(&row.hash),
-            short(&computed)
-        ));
-    }
-    match serde_json::from_str::<Event>(&row.event) {
-        Ok(e) => {
-            if serde_jcs::to_vec(&e).ok().as_deref() != Some(row.event.as_bytes()) {
-                bad.push(format!("event {}: not in canonical form", row.seq));
-            }
-            if e.seq as i64 != row.seq || e.body.kind() != row.kind || e.time != row.time {
-                bad.push(format!(
-                    "event {}: row columns disagree with the event it holds",
-                    row.seq
-                ));
-            }
-        }
-        Err(err) => bad.push(format!("event {}: cannot be decoded: {err}", row.seq)),
-    }
-    bad
-}
-
-fn short(h: &str) -> String {
-    h.chars().take(16).collect()
 }
 
 fn decode_all(rows: &[JournalRow]) -> Result<Vec<Event>> {

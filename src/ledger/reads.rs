@@ -23,7 +23,7 @@ impl Ledger {
     pub fn stored_objects(&self) -> Result<Vec<StoredObject>> {
         self.all(
             "read objects",
-            "SELECT id, sha256, size, seq FROM objects ORDER BY id",
+            "SELECT id, sha256, size, seq, kind FROM objects ORDER BY id",
             [],
             |r| {
                 Ok(StoredObject {
@@ -31,6 +31,7 @@ impl Ledger {
                     sha256: r.get(1)?,
                     size: r.get(2)?,
                     seq: r.get(3)?,
+                    kind: r.get(4)?,
                 })
             },
         )

@@ -230,7 +230,8 @@ impl Ledger {
         if local.is_empty() {
             for row in remote {
                 insert_row(&tx, row)?;
-                super::project::apply(&tx, &row.decode()?)?;
+                super::project::apply(&tx, &row.decode()?)
+                    .map_err(|e| unprojectable(name, row.seq, e))?;
             }
         } else {
             reappend(&tx, name, reason, base, remote, &local, &mut out)?;
@@ -411,7 +412,7 @@ fn reappend(
     // Only the events after the base moved or arrived: replay just those.
     super::unproject_after(tx, base.seq)?;
     for e in super::decode_all(&journal_rows_after(tx, base.seq)?)? {
-        super::project::apply(tx, &e)?;
+        super::project::apply(tx, &e).map_err(|err| unprojectable(name, e.seq as i64, err))?;
     }
     // Another remote that had the moved events no longer agrees past the base.
     tx.execute(
@@ -420,4 +421,17 @@ fn reappend(
     )
     .map_err(Error::sql("record remote progress"))?;
     Ok(())
+}
+
+/// A remote event the tables cannot take (it names a source, build or admission no event
+/// before it recorded): the remote's fault, refused whole.
+fn unprojectable(name: &str, seq: i64, e: Error) -> Error {
+    match e {
+        Error::Sql { action, source } => Error::Integrity {
+            message: format!(
+                "remote `{name}`: event {seq} cannot be taken ({action}: {source}): it names something no event before it records; nothing of that batch was taken from the remote"
+            ),
+        },
+        other => other,
+    }
 }

@@ -362,6 +362,8 @@ pub struct StoredObject {
     pub sha256: String,
     pub size: i64,
     pub seq: i64,
+    /// As stored, so audit can report a value that is not `blob` or `tree`.
+    pub kind: String,
 }
 
 pub(super) fn read_err(action: &'static str) -> impl Fn(rusqlite::Error) -> Error {

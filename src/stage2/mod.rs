@@ -246,8 +246,16 @@ pub(crate) fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out
     let out = run.finish();
     drop(interrupts);
     match (result, out) {
-        (Err(e), _) => Err(e),
         (Ok(()), out) => out,
+        (Err(e), Ok(o)) => Err(Error::AfterCommit {
+            committed: format!(
+                "the run was still recorded, as event {} with status error; its folder is {}",
+                o.seq,
+                o.run_dir.display()
+            ),
+            source: Box::new(e),
+        }),
+        (Err(e), Err(_)) => Err(e),
     }
 }
 

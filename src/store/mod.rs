@@ -377,6 +377,21 @@ impl Store {
         }
     }
 
+    /// An object's bytes (at most `max` + 1 of them) and what they hash to, unverified:
+    /// for checks that report what they found rather than fail. `Ok(None)` when absent.
+    pub fn read_at_most(&self, id: &ObjectId, max: u64) -> Result<Option<(ObjectMeta, Vec<u8>)>> {
+        let Some(r) = self.backend.open(id)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        let m = pump(
+            &mut r.take(max + 1),
+            Some(&mut bytes),
+            Path::new(&id.to_string()),
+        )?;
+        Ok(Some((m, bytes)))
+    }
+
     /// Copies an object into `sink`, then checks that what was copied hashes to `id`.
     /// Callers must treat the sink as untrusted until this returns `Ok`.
     pub fn copy_verified(&self, id: &ObjectId, sink: &mut dyn Write) -> Result<ObjectMeta> {
@@ -394,6 +409,32 @@ impl Store {
             None => Ok(None),
             Some(mut r) => copy_checked(&mut r, id, sink).map(Some),
         }
+    }
+
+    /// Copies the object `want` describes into `sink`, reading at most `want.size` + 1
+    /// bytes, and checks that what was copied is exactly that object: an object longer
+    /// than its record is refused without being read to its end. `Ok(None)` when absent.
+    /// Callers must treat the sink as untrusted until this returns `Ok`.
+    pub fn copy_recorded(
+        &self,
+        want: &ObjectMeta,
+        sink: &mut dyn Write,
+    ) -> Result<Option<ObjectMeta>> {
+        let Some(r) = self.backend.open(&want.id)? else {
+            return Ok(None);
+        };
+        let mut r = r.take(want.size + 1);
+        let got = pump(&mut r, Some(sink), Path::new(&want.id.to_string()))?;
+        let why = if got.size > want.size {
+            format!("it is longer than the {} bytes recorded for it", want.size)
+        } else if got.id != want.id {
+            format!("its bytes hash to {}", got.id)
+        } else if got != *want {
+            "it hashes to its id but not to the SHA-256 and size recorded for it".into()
+        } else {
+            return Ok(Some(got));
+        };
+        Err(Error::Integrity { message: why })
     }
 
     /// Reads a (small) object fully and verifies it.

@@ -9,7 +9,7 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::stream::{BoxStream, StreamExt as _, TryStreamExt as _};
+use futures_util::stream::{BoxStream, StreamExt as _};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as KeyPath;
 use object_store::{
@@ -68,9 +68,12 @@ impl RemoteSpec {
 pub(crate) struct S3 {
     rt: &'static tokio::runtime::Runtime,
     store: Arc<dyn ObjectStore>,
+    bucket: String,
     prefix: String,
     url: String,
     endpoint: Option<String>,
+    /// How long a read may crawl below the floor ([`stall_window`]).
+    window: Duration,
 }
 
 /// One key under the remote's prefix.
@@ -78,6 +81,57 @@ pub(crate) struct S3 {
 pub(crate) struct KeyInfo {
     /// Relative to the prefix, e.g. `journal/00000000000000000042`.
     pub key: String,
+    /// The size the listing gives: a remote's claim, held to by the read that follows.
+    pub size: u64,
+}
+
+/// A read slower than this, over a whole stall window, has stalled (curl's
+/// `--speed-limit`, with [`stall_window`] as its `--speed-time`).
+const STALL_BYTES_PER_SECOND: u64 = 1024;
+
+/// `CTO_LEDGER_REMOTE_STALL_SECONDS`, else 30 s.
+fn stall_window() -> Result<Duration> {
+    Ok(Duration::from_secs(
+        crate::env::positive("CTO_LEDGER_REMOTE_STALL_SECONDS")?.unwrap_or(30),
+    ))
+}
+
+/// How fast a read has been moving, window by window.
+struct Pace {
+    window: Duration,
+    start: tokio::time::Instant,
+    got: u64,
+}
+
+impl Pace {
+    fn new(window: Duration) -> Pace {
+        Pace {
+            window,
+            start: tokio::time::Instant::now(),
+            got: 0,
+        }
+    }
+
+    fn deadline(&self) -> tokio::time::Instant {
+        self.start + self.window
+    }
+
+    /// Counts `n` bytes in; once a whole window has ended below the floor, `Err` with
+    /// the bytes it moved.
+    fn moved(&mut self, n: u64) -> std::result::Result<(), u64> {
+        self.got += n;
+        let now = tokio::time::Instant::now();
+        if now < self.deadline() {
+            return Ok(());
+        }
+        let got = std::mem::take(&mut self.got);
+        self.start = now;
+        if got >= STALL_BYTES_PER_SECOND * self.window.as_secs() {
+            Ok(())
+        } else {
+            Err(got)
+        }
+    }
 }
 
 impl S3 {
@@ -95,7 +149,7 @@ impl S3 {
                 hint: Some("export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials)".into()),
             });
         }
-        let mut b = AmazonS3Builder::from_env().with_bucket_name(&bucket);
+        let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket.clone());
         let endpoint = spec
             .endpoint
             .clone()
@@ -147,7 +201,9 @@ impl S3 {
         Ok(Arc::new(S3 {
             rt: crate::net::runtime()?,
             store: Arc::new(store),
+            bucket,
             prefix,
+            window: stall_window()?,
             url: spec.url.clone(),
             endpoint,
         }))
@@ -191,21 +247,92 @@ impl S3 {
         }
     }
 
+    /// The key's bytes, at most `max` + 1 of them: a caller that gets more than `max`
+    /// knows the key is longer than it may be, without having read all of it.
     /// `Ok(None)` when the key is absent.
-    pub(crate) fn get(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn get_at_most(&self, rel: &str, max: u64) -> Result<Option<Vec<u8>>> {
         let Some(r) = self.start_get(rel)? else {
             return Ok(None);
         };
-        self.rt
-            .block_on(r.bytes())
-            .map(|b| Some(b.to_vec()))
-            .map_err(|e| self.err("read", rel, e))
+        let mut stream = r.into_stream();
+        let mut pace = Pace::new(self.window);
+        let mut out = Vec::new();
+        self.rt.block_on(async {
+            while (out.len() as u64) <= max {
+                match self.next_chunk(&mut stream, &mut pace, rel).await? {
+                    Some(b) => {
+                        let room = (max + 1 - out.len() as u64).min(b.len() as u64) as usize;
+                        out.extend_from_slice(&b[..room]);
+                    }
+                    None => break,
+                }
+            }
+            Ok(Some(out))
+        })
+    }
+
+    /// The next piece of a body; an error once the read crawls below the floor for a
+    /// whole window, or stops.
+    async fn next_chunk(
+        &self,
+        stream: &mut BoxStream<'static, object_store::Result<bytes::Bytes>>,
+        pace: &mut Pace,
+        rel: &str,
+    ) -> Result<Option<bytes::Bytes>> {
+        loop {
+            let (n, piece) = match tokio::time::timeout_at(pace.deadline(), stream.next()).await {
+                Ok(None) => return Ok(None),
+                Ok(Some(Ok(b))) => (b.len() as u64, Some(b)),
+                Ok(Some(Err(e))) => return Err(self.err("read", rel, e)),
+                Err(_) => (0, None),
+            };
+            if let Err(got) = pace.moved(n) {
+                return Err(self.stalled(
+                    rel,
+                    &format!("the read moved {got} bytes in {} s", self.window.as_secs()),
+                ));
+            }
+            if piece.is_some() {
+                return Ok(piece);
+            }
+        }
+    }
+
+    /// `future`, or a stall error when it has not finished within the window.
+    async fn within<T>(
+        &self,
+        rel: &str,
+        future: impl std::future::Future<Output = T>,
+    ) -> Result<T> {
+        tokio::time::timeout(self.window, future)
+            .await
+            .map_err(|_| self.stalled(rel, &format!("no reply in {} s", self.window.as_secs())))
+    }
+
+    fn stalled(&self, rel: &str, what: &str) -> Error {
+        let at = self
+            .endpoint
+            .as_deref()
+            .map(|e| format!(" at {e}"))
+            .unwrap_or_default();
+        let key = self.path(rel);
+        Error::Remote {
+            remote: self.url.clone(),
+            message: format!(
+                "stalled reading key `{key}` of bucket `{}`{at}: {what}",
+                self.bucket
+            ),
+            hint: Some(format!(
+                "check the server and the network, then run the command again; a read slower than {STALL_BYTES_PER_SECOND} bytes/s for CTO_LEDGER_REMOTE_STALL_SECONDS ({} s) fails",
+                self.window.as_secs()
+            )),
+        }
     }
 
     /// Sends the GET for `rel`; the body is the caller's to read. `Ok(None)` when absent.
     fn start_get(&self, rel: &str) -> Result<Option<object_store::GetResult>> {
         let path = self.path(rel);
-        match self.rt.block_on(self.store.get(&path)) {
+        match self.rt.block_on(self.within(rel, self.store.get(&path)))? {
             Ok(r) => Ok(Some(r)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.err("read", rel, e)),
@@ -245,7 +372,7 @@ impl S3 {
     pub(crate) fn head(&self, rel: &str) -> Result<Option<u64>> {
         let path = self.path(rel);
         self.rt.block_on(async {
-            match self.store.head(&path).await {
+            match self.within(rel, self.store.head(&path)).await? {
                 Ok(m) => Ok(Some(m.size)),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(self.err("look up", rel, e)),
@@ -259,21 +386,19 @@ impl S3 {
         let prefix = self.path(dir);
         let offset = after.map(|a| self.path(&format!("{dir}/{a}")));
         self.rt.block_on(async {
-            let stream = match &offset {
+            let mut stream = match &offset {
                 Some(o) => self.store.list_with_offset(Some(&prefix), o),
                 None => self.store.list(Some(&prefix)),
             };
-            let metas: Vec<object_store::ObjectMeta> = stream
-                .try_collect()
-                .await
-                .map_err(|e| self.err("list", dir, e))?;
-            let mut keys: Vec<KeyInfo> = metas
-                .into_iter()
-                .map(|m| KeyInfo {
+            let mut keys = Vec::new();
+            while let Some(m) = self.within(dir, stream.next()).await? {
+                let m = m.map_err(|e| self.err("list", dir, e))?;
+                keys.push(KeyInfo {
                     key: self.rel(m.location.as_ref()).to_string(),
-                })
-                .collect();
-            keys.sort_by(|a, b| a.key.cmp(&b.key));
+                    size: m.size,
+                });
+            }
+            keys.sort_by(|a: &KeyInfo, b: &KeyInfo| a.key.cmp(&b.key));
             Ok(keys)
         })
     }
@@ -398,17 +523,22 @@ impl Staged for S3Staged {
 
 struct S3Reader {
     s3: Arc<S3>,
+    key: String,
     stream: BoxStream<'static, object_store::Result<bytes::Bytes>>,
+    pace: Pace,
     chunk: bytes::Bytes,
 }
 
 impl Read for S3Reader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.chunk.is_empty() {
-            match self.s3.rt.block_on(self.stream.next()) {
-                None => return Ok(0),
-                Some(Ok(b)) => self.chunk = b,
-                Some(Err(e)) => return Err(io::Error::other(flatten(&e))),
+            let next = self
+                .s3
+                .next_chunk(&mut self.stream, &mut self.pace, &self.key);
+            match self.s3.rt.block_on(next) {
+                Ok(None) => return Ok(0),
+                Ok(Some(b)) => self.chunk = b,
+                Err(e) => return Err(io::Error::other(e.to_string())),
             }
         }
         let n = out.len().min(self.chunk.len());
@@ -432,10 +562,13 @@ impl Backend for S3Backend {
     }
 
     fn open(&self, id: &ObjectId) -> Result<Option<Box<dyn Read + Send>>> {
-        Ok(self.s3.start_get(&object_key(id))?.map(|r| {
+        let key = object_key(id);
+        Ok(self.s3.start_get(&key)?.map(|r| {
             Box::new(S3Reader {
                 s3: self.s3.clone(),
+                key,
                 stream: r.into_stream(),
+                pace: Pace::new(self.s3.window),
                 chunk: bytes::Bytes::new(),
             }) as Box<dyn Read + Send>
         }))

@@ -7,12 +7,13 @@ use indicatif::ProgressBar;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::{decode, transfer_pool, Remote};
-use crate::audit::{rehash, Expected, Finding};
-use crate::error::Result;
+use super::{batch_len, decode, transfer_pool, Remote, MAX_ENTRY_BYTES};
+use crate::audit::{rehash, Expected, Finding, Records};
+use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::id::ObjectId;
 use crate::ledger::events::Event;
+use crate::ledger::vet::Vetting;
 use crate::ledger::{ChainCheck, Head};
 use crate::state::AuditCheck;
 use crate::store::s3::object_key;
@@ -49,49 +50,63 @@ pub(crate) fn audit(home: &Home, remote: &Remote, full: bool) -> Result<RemoteAu
     let named = audit_chain(remote, &mut out)?;
     audit_synced(home, remote, &mut out)?;
     audit_objects(remote, &named, &mut out)?;
+    audit_checkpoints(home, remote, &mut out)?;
     out.ok = out.findings.is_empty();
     Ok(out)
 }
 
-/// The chain, entry by entry (not stopping at the first problem); returns every object
-/// the entries name, with the event that first named it.
-fn audit_chain(remote: &Remote, out: &mut RemoteAuditOut) -> Result<BTreeMap<ObjectId, Expected>> {
-    let finding = |key: String, m: String| Finding::new(AuditCheck::RemoteJournal, key, m);
+/// The chain, entry by entry (not stopping at the first problem), each event vetted
+/// against the records before it; returns every object the entries record.
+fn audit_chain(remote: &Remote, out: &mut RemoteAuditOut) -> Result<Records> {
+    let finding = |key: &str, m: String| Finding::new(AuditCheck::RemoteJournal, key, m);
     let keys = remote.s3.list("journal", None)?;
-    let bodies: Vec<(String, Result<Option<Vec<u8>>>)> = keys
-        .par_iter()
-        .map(|k| (k.key.clone(), remote.s3.get(&k.key)))
-        .collect();
     let mut chain = ChainCheck::new();
-    let mut named = BTreeMap::new();
-    for (key, bytes) in bodies {
-        let row = match bytes?.map(|b| decode(&key, &b, remote.url())) {
-            Some(Ok(r)) => r,
-            None => {
-                out.findings.push(finding(key, "listed but gone".into()));
-                chain.skip();
-                continue;
+    let mut vetting = Vetting::from_start();
+    let mut named = Records::new();
+    let mut rest = &keys[..];
+    while !rest.is_empty() {
+        let (batch, tail) = rest.split_at(batch_len(rest, usize::MAX));
+        rest = tail;
+        let bodies: Vec<Result<Option<Vec<u8>>>> = transfer_pool()?.install(|| {
+            batch
+                .par_iter()
+                .map(|k| remote.get_listed_if_there(k, MAX_ENTRY_BYTES))
+                .collect()
+        });
+        for (k, bytes) in batch.iter().zip(bodies) {
+            let row = match bytes.map(|b| b.map(|b| decode(&k.key, &b, remote.url()))) {
+                Ok(Some(Ok(r))) => r,
+                Ok(None) => {
+                    out.findings.push(finding(&k.key, "listed but gone".into()));
+                    chain.skip();
+                    continue;
+                }
+                Ok(Some(Err(e))) | Err(e @ Error::Integrity { .. }) => {
+                    out.findings.push(finding(&k.key, e.to_string()));
+                    chain.skip();
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for problem in chain.next(&row) {
+                out.findings.push(finding(&k.key, problem));
             }
-            Some(Err(e)) => {
-                out.findings.push(finding(key, e.to_string()));
-                chain.skip();
-                continue;
+            let e: Event = serde_json::from_str(&row.event).expect("checked by decode");
+            for problem in vetting.event(&e)? {
+                out.findings.push(finding(&k.key, problem));
             }
-        };
-        for problem in chain.next(&row) {
-            out.findings.push(finding(key.clone(), problem));
+            for o in e.body.objects() {
+                named.entry(o.id).or_insert(Expected {
+                    id: o.id,
+                    sha256: Some(o.sha256),
+                    size: o.size,
+                    kind: o.kind,
+                    seq: row.seq as u64,
+                });
+            }
+            out.head = Some(row.head()?);
+            out.events += 1;
         }
-        let e: Event = serde_json::from_str(&row.event).expect("checked by decode");
-        for o in e.body.objects() {
-            named.entry(o.id).or_insert(Expected {
-                id: o.id,
-                sha256: Some(o.sha256),
-                size: o.size,
-                seq: row.seq as u64,
-            });
-        }
-        out.head = Some(row.head()?);
-        out.events += 1;
     }
     Ok(named)
 }
@@ -119,6 +134,53 @@ fn audit_synced(home: &Home, remote: &Remote, out: &mut RemoteAuditOut) -> Resul
     Ok(())
 }
 
+/// Every key under `checkpoints/` is a note signed by a key this ledger records, of the
+/// size its name gives, committing to the journal this host pulled from the remote.
+/// (`push` and `pull` pass over the others: only this audit names them.)
+fn audit_checkpoints(home: &Home, remote: &Remote, out: &mut RemoteAuditOut) -> Result<()> {
+    let finding = |key: &str, m: String| Finding::new(AuditCheck::RemoteCheckpoint, key, m);
+    let checker = crate::tlog::NoteChecker::new(&home.ledger)?;
+    let mut later = 0;
+    for k in remote.s3.list("checkpoints", None)? {
+        let Some((size, _)) = super::parse_checkpoint_key(&k.key) else {
+            out.findings.push(finding(
+                &k.key,
+                "is not named checkpoints/<size>-<key id>".into(),
+            ));
+            continue;
+        };
+        if size > remote.row.synced.seq {
+            later += 1;
+            continue;
+        }
+        let text = match remote.get_listed_if_there(&k, super::MAX_CHECKPOINT_BYTES) {
+            Ok(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
+            Ok(None) => continue,
+            Err(e @ Error::Integrity { .. }) => {
+                out.findings.push(finding(&k.key, e.to_string()));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        match checker.check(&text) {
+            Err(e) => out
+                .findings
+                .push(finding(&k.key, format!("is not a signed note: {e}"))),
+            Ok(c) if c.size != size => out.findings.push(finding(
+                &k.key,
+                format!("holds a checkpoint of size {}", c.size),
+            )),
+            Ok(c) => out
+                .findings
+                .extend(c.problems.into_iter().map(|p| finding(&k.key, p))),
+        }
+    }
+    if later > 0 {
+        out.notes.push(format!("{later} checkpoint(s) cover events this host has not pulled; `cto-ledger pull` checks them"));
+    }
+    Ok(())
+}
+
 /// A start in `0..stride` that differs from one audit to the next.
 fn sample_offset(stride: usize) -> usize {
     let nanos = std::time::SystemTime::now()
@@ -130,11 +192,7 @@ fn sample_offset(stride: usize) -> usize {
 }
 
 /// Every named object is there; re-hash all of them (`full`) or a sample.
-fn audit_objects(
-    remote: &Remote,
-    named: &BTreeMap<ObjectId, Expected>,
-    out: &mut RemoteAuditOut,
-) -> Result<()> {
+fn audit_objects(remote: &Remote, named: &Records, out: &mut RemoteAuditOut) -> Result<()> {
     let listing = remote.store.backend().list()?;
     let present: BTreeSet<ObjectId> = listing.objects.iter().copied().collect();
     for (name, why) in listing.anomalies {
@@ -145,7 +203,8 @@ fn audit_objects(
     let stride = (named.len() / SAMPLE).max(1);
     let offset = sample_offset(stride);
     let mut to_check = Vec::new();
-    for (i, (id, o)) in named.iter().enumerate() {
+    let by_id: BTreeMap<&ObjectId, &Expected> = named.iter().collect();
+    for (i, (id, o)) in by_id.into_iter().enumerate() {
         if !present.contains(id) {
             out.findings.push(Finding::new(
                 AuditCheck::RemoteObject,
@@ -161,6 +220,7 @@ fn audit_objects(
         rehash(
             &remote.store,
             &to_check,
+            named,
             AuditCheck::RemoteObject,
             object_key,
             &ProgressBar::hidden(),

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{decode, seq_name, Remote};
+use super::{seq_name, Remote};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::ledger::replica::RemoteRow;
@@ -83,13 +83,17 @@ pub(crate) struct StatusOut {
     pub endpoint: Option<String>,
     pub synced: Head,
     pub local_head: Head,
-    /// `None` when the remote was not contacted (offline).
+    /// The remote's head, reached by checking every entry after the last event this
+    /// host and the remote agree on: each entry's hash and its chaining.
     pub remote_head: Option<Head>,
-    /// Local events the remote lacks.
     pub ahead: u64,
-    /// Remote events this ledger lacks (when contacted).
+    /// Events the remote holds after the last one this host and it agree on.
     pub behind: Option<u64>,
+    /// The remote no longer holds events this host saw there (`pull` re-appends them).
+    pub replaced: bool,
     pub error: Option<String>,
+    /// `unreachable` (exit 4) or `integrity` (exit 3): what kind of failure `error` is.
+    pub error_kind: Option<&'static str>,
 }
 
 fn status(home: &Home, row: RemoteRow, contact: bool) -> Result<StatusOut> {
@@ -103,30 +107,47 @@ fn status(home: &Home, row: RemoteRow, contact: bool) -> Result<StatusOut> {
         local_head,
         remote_head: None,
         behind: None,
+        replaced: false,
         error: None,
+        error_kind: None,
     };
     if !contact {
         return Ok(out);
     }
-    let found = Remote::connect(row).and_then(|r| {
-        let keys = r.s3.list("journal", Some(&seq_name(r.row.synced.seq)))?;
-        let head = match keys.last() {
-            Some(k) => decode(&k.key, &r.get_listed(&k.key)?, r.url())?.head()?,
-            None => r.row.synced.clone(),
-        };
-        Ok((head, keys.len() as u64))
-    });
+    let found = Remote::connect(row).and_then(|r| verified_head(home, &r));
     match found {
-        Ok((head, behind)) => {
+        Ok((head, behind, replaced)) => {
             out.remote_head = Some(head);
             out.behind = Some(behind);
+            out.replaced = replaced;
         }
-        Err(e) => out.error = Some(e.to_string()),
+        Err(e) => {
+            out.error_kind = Some(match e {
+                Error::Integrity { .. } => "integrity",
+                _ => "unreachable",
+            });
+            out.error = Some(e.to_string());
+        }
     }
     Ok(out)
 }
 
-/// The status of the remote `name` (or of every one configured); contacted when `contact`.
+/// The remote's head, every entry after the common base checked and chained as `pull`
+/// checks them (without their objects); with how many there are.
+fn verified_head(home: &Home, r: &Remote) -> Result<(Head, u64, bool)> {
+    let (mut head, replaced) = r.common_base(home)?;
+    let keys = r.s3.list("journal", Some(&seq_name(head.seq)))?;
+    let mut rest = &keys[..];
+    while !rest.is_empty() {
+        let (batch, tail) = rest.split_at(super::batch_len(rest, 1000));
+        rest = tail;
+        if let Some(last) = r.entries(batch, &head)?.last() {
+            head = last.head()?;
+        }
+    }
+    Ok((head, keys.len() as u64, replaced))
+}
+
 pub(crate) fn statuses(home: &Home, name: Option<&str>, contact: bool) -> Result<Vec<StatusOut>> {
     let rows = match name {
         Some(n) => vec![home.ledger.remote(n)?],

@@ -22,7 +22,7 @@ use crate::home::Home;
 use crate::ledger::events::Event;
 use crate::ledger::replica::RemoteRow;
 use crate::ledger::{check_row, ChainCheck, Head, JournalRow};
-use crate::store::s3::{RemoteSpec, S3Backend, S3};
+use crate::store::s3::{KeyInfo, RemoteSpec, S3Backend, S3};
 use crate::store::Store;
 
 pub(crate) use audit::{audit, RemoteAuditOut};
@@ -40,6 +40,20 @@ struct Entry {
     /// The event's canonical JSON, byte for byte as it was hashed.
     event: String,
 }
+
+/// The most bytes one journal entry may hold: the event's canonical JSON (at most
+/// [`MAX_EVENT_BYTES`](crate::ledger::MAX_EVENT_BYTES)) escaped as a JSON string, which at
+/// worst doubles it, and the entry's own fields. A remote key longer than this is refused
+/// before it is read.
+pub(crate) const MAX_ENTRY_BYTES: u64 = 2 * crate::ledger::MAX_EVENT_BYTES + 4096;
+
+/// The most bytes a published checkpoint note may hold (a note with a few signatures
+/// is under 1 KiB).
+pub(crate) const MAX_CHECKPOINT_BYTES: u64 = 64 << 10;
+
+/// Entries fetched into memory at once while pulling, by their listed sizes: a long or
+/// large journal is taken in batches of at most this much (and at least one entry).
+const BATCH_BYTES: u64 = 64 << 20;
 
 fn journal_key(seq: u64) -> String {
     format!("journal/{}", seq_name(seq))
@@ -117,10 +131,10 @@ impl Remote {
 
     /// The entries under `keys` (the keys right after event `from`, in order), each
     /// checked, and chained from `from`.
-    fn entries(&self, keys: &[crate::store::s3::KeyInfo], from: &Head) -> Result<Vec<JournalRow>> {
+    fn entries(&self, keys: &[KeyInfo], from: &Head) -> Result<Vec<JournalRow>> {
         let fetched: Vec<Result<JournalRow>> = transfer_pool()?.install(|| {
             keys.par_iter()
-                .map(|k| decode(&k.key, &self.get_listed(&k.key)?, self.url()))
+                .map(|k| decode(&k.key, &self.get_listed(k, MAX_ENTRY_BYTES)?, self.url()))
                 .collect()
         });
         let mut chain = ChainCheck::after(from);
@@ -141,21 +155,54 @@ impl Remote {
         Ok(out)
     }
 
-    /// The bytes of a key that a listing just returned.
-    fn get_listed(&self, key: &str) -> Result<Vec<u8>> {
-        self.s3.get(key)?.ok_or_else(|| Error::Remote {
-            remote: self.url().into(),
-            message: format!("{key} was listed but is gone"),
-            hint: Some("run the command again".into()),
-        })
+    /// The bytes of a key that a listing just returned, read only as far as its listed
+    /// size (and at most `max`): a key larger than either is refused unread.
+    fn get_listed(&self, k: &KeyInfo, max: u64) -> Result<Vec<u8>> {
+        self.get_listed_if_there(k, max)?
+            .ok_or_else(|| Error::Remote {
+                remote: self.url().into(),
+                message: format!("{} was listed but is gone", k.key),
+                hint: Some("run the command again".into()),
+            })
+    }
+
+    /// As [`Remote::get_listed`], with `Ok(None)` when the key is gone.
+    fn get_listed_if_there(&self, k: &KeyInfo, max: u64) -> Result<Option<Vec<u8>>> {
+        let too_big = |size: String| {
+            Error::Integrity {
+            message: format!(
+                "remote {}: {} holds {size}, more than the {max} a key there may hold; nothing was taken from the remote",
+                self.url(),
+                k.key
+            ),
+        }
+        };
+        if k.size > max {
+            return Err(too_big(format!("{} bytes", k.size)));
+        }
+        let Some(bytes) = self.s3.get_at_most(&k.key, k.size)? else {
+            return Ok(None);
+        };
+        if bytes.len() as u64 > k.size {
+            return Err(too_big(format!(
+                "more than the {} bytes its listing gives",
+                k.size
+            )));
+        }
+        Ok(Some(bytes))
     }
 
     fn entry(&self, seq: u64) -> Result<Option<JournalRow>> {
         let key = journal_key(seq);
-        self.s3
-            .get(&key)?
-            .map(|b| decode(&key, &b, self.url()))
-            .transpose()
+        let Some(bytes) = self.s3.get_at_most(&key, MAX_ENTRY_BYTES)? else {
+            return Ok(None);
+        };
+        if bytes.len() as u64 > MAX_ENTRY_BYTES {
+            return Err(Error::Integrity {
+                message: format!("remote {}: {key} holds more than the {MAX_ENTRY_BYTES} bytes a journal entry may; nothing was taken from the remote", self.url()),
+            });
+        }
+        decode(&key, &bytes, self.url()).map(Some)
     }
 
     /// Where the local journal and the remote's last agree, walking back from the
@@ -196,6 +243,21 @@ fn checkpoint_key(size: u64, keyid: &str) -> String {
 fn parse_checkpoint_key(key: &str) -> Option<(u64, String)> {
     let (size, keyid) = key.strip_prefix("checkpoints/")?.split_once('-')?;
     Some((size.parse().ok()?, keyid.to_string()))
+}
+
+/// How many of `keys` (from the first) to take into memory at once: up to `count`, and
+/// no more than [`BATCH_BYTES`] by their listed sizes, but always at least one.
+fn batch_len(keys: &[KeyInfo], count: usize) -> usize {
+    let mut bytes = 0u64;
+    let mut n = 0;
+    for k in keys.iter().take(count) {
+        bytes = bytes.saturating_add(k.size);
+        if n > 0 && bytes > BATCH_BYTES {
+            break;
+        }
+        n += 1;
+    }
+    n
 }
 
 /// Runs `f` over `items` with many transfers in flight; the first error stops the rest

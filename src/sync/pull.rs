@@ -1,14 +1,20 @@
 //! `pull`: the remote's new events into this ledger, every object they name fetched and
 //! re-hashed first, and the signed checkpoints it published checked against them.
 
+use std::io::Write;
+
+use indicatif::ProgressBar;
 use serde::Serialize;
 
 use super::{parse_checkpoint_key, seq_name, transfer_all, Remote};
 use crate::error::{Error, Result};
 use crate::home::Home;
-use crate::ledger::events::Event;
+use crate::ledger::events::{Event, ObjRec};
+use crate::ledger::replica::Integrated;
+use crate::ledger::vet::Vetting;
 use crate::ledger::{Head, JournalRow};
-use crate::store::s3::object_key;
+use crate::store::s3::{object_key, KeyInfo};
+use crate::store::tree::{ObjKind, Tree};
 
 #[derive(Debug, Serialize)]
 pub(crate) struct PullOut {
@@ -28,11 +34,18 @@ pub(crate) struct PullOut {
     pub synced: Head,
     /// Signed checkpoints the remote published that this pull checked and kept: tree sizes.
     pub checkpoints: Vec<u64>,
+    /// Keys under `checkpoints/` that are not notes signed by a recorded key, and why:
+    /// they vouch for nothing, and `audit --remote` reports them.
+    pub ignored_checkpoints: Vec<String>,
 }
 
 /// Brings the local journal up to date with the remote: fetches and re-hashes every
 /// object the new events name, then takes the events in one transaction.
-pub(crate) fn pull(home: &mut Home, remote: &mut Remote) -> Result<PullOut> {
+pub(crate) fn pull(
+    home: &mut Home,
+    remote: &mut Remote,
+    progress: &ProgressBar,
+) -> Result<PullOut> {
     let (mut base, replaced) = remote.common_base(home)?;
     let keys = remote.s3.list("journal", Some(&seq_name(base.seq)))?;
     let reason = if replaced { "replaced" } else { "behind" };
@@ -48,6 +61,7 @@ pub(crate) fn pull(home: &mut Home, remote: &mut Remote) -> Result<PullOut> {
         head: home.ledger.head()?,
         synced: remote.row.synced.clone(),
         checkpoints: Vec::new(),
+        ignored_checkpoints: Vec::new(),
     };
     if replaced {
         refuse_rewritten(home, remote, &base)?;
@@ -61,18 +75,26 @@ pub(crate) fn pull(home: &mut Home, remote: &mut Remote) -> Result<PullOut> {
         // Local events to re-append move once, in one transaction with everything after
         // the base, so a checkpoint taken before stays provable through that one move.
         let n = if !replaced && home.ledger.head()?.seq == base.seq {
-            pull_batch().min(rest.len())
+            super::batch_len(rest, pull_batch())
         } else {
             rest.len()
         };
         let (chunk, tail) = rest.split_at(n);
         rest = tail;
-        let rows = remote.entries(chunk, &base)?;
-        let (objects, bytes) = fetch_objects(home, remote, &rows)?;
-        let synced = home.store.sync()?;
-        let done = home
-            .ledger
-            .integrate(synced, &remote.row.name, &base, &rows, reason)?;
+        let step = take_batch(home, remote, chunk, &base, reason, progress);
+        let (rows, done, objects, bytes) = match step {
+            Ok(s) => s,
+            Err(e) if out.pulled > 0 => {
+                return Err(Error::AfterCommit {
+                    committed: format!(
+                        "this pull had already committed {} event(s) from the remote, through event {}; run `cto-ledger audit --remote` to see what is wrong there",
+                        out.pulled, base.seq
+                    ),
+                    source: Box::new(e),
+                })
+            }
+            Err(e) => return Err(e),
+        };
         out.pulled += done.pulled;
         out.objects_fetched += objects;
         out.bytes_fetched += bytes;
@@ -83,11 +105,31 @@ pub(crate) fn pull(home: &mut Home, remote: &mut Remote) -> Result<PullOut> {
         }
         pending = !rest.is_empty();
     }
+    progress.finish_and_clear();
     remote.row = home.ledger.remote(&remote.row.name)?;
     out.head = home.ledger.head()?;
     out.synced = remote.row.synced.clone();
-    out.checkpoints = take_checkpoints(home, remote)?;
+    (out.checkpoints, out.ignored_checkpoints) = take_checkpoints(home, remote)?;
     Ok(out)
+}
+
+/// One batch of the remote's entries: fetched, vetted, their objects fetched and
+/// re-hashed, then integrated in one transaction.
+fn take_batch(
+    home: &mut Home,
+    remote: &Remote,
+    keys: &[KeyInfo],
+    base: &Head,
+    reason: &str,
+    progress: &ProgressBar,
+) -> Result<(Vec<JournalRow>, Integrated, u64, u64)> {
+    let rows = remote.entries(keys, base)?;
+    let (objects, bytes) = fetch_objects(home, remote, &rows, progress)?;
+    let synced = home.store.sync()?;
+    let done = home
+        .ledger
+        .integrate(synced, &remote.row.name, base, &rows, reason)?;
+    Ok((rows, done, objects, bytes))
 }
 
 /// The remote no longer holds events this host saw there. That is an outage to repair
@@ -126,14 +168,18 @@ fn refuse_rewritten(home: &Home, remote: &Remote, base: &Head) -> Result<()> {
 
 /// Fetches the signed checkpoints the remote published since the last pull, checks each
 /// against the journal it covers (now local: 1..synced are the remote's events) and
-/// keeps them. One that does not verify, or commits to other events, is refused.
-fn take_checkpoints(home: &Home, remote: &Remote) -> Result<Vec<u64>> {
+/// keeps them. A note signed by a recorded key that commits to other events is refused
+/// (the log showed someone another history); anything else under `checkpoints/` that is
+/// not such a note vouches for nothing and is passed over, named in the second list.
+fn take_checkpoints(home: &Home, remote: &Remote) -> Result<(Vec<u64>, Vec<String>)> {
     let name = &remote.row.name;
     let mut taken = Vec::new();
+    let mut ignored = Vec::new();
     // Read the journal's leaves once, and only when there is a new note to check.
     let mut checker = None;
     for k in remote.s3.list("checkpoints", None)? {
         let Some((size, keyid16)) = parse_checkpoint_key(&k.key) else {
+            ignored.push(format!("{}: not a checkpoint's name", k.key));
             continue;
         };
         if size > remote.row.synced.seq
@@ -141,42 +187,57 @@ fn take_checkpoints(home: &Home, remote: &Remote) -> Result<Vec<u64>> {
         {
             continue;
         }
-        let text = String::from_utf8(remote.get_listed(&k.key)?).unwrap_or_default();
+        let text = match remote.get_listed_if_there(&k, super::MAX_CHECKPOINT_BYTES) {
+            Ok(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
+            Ok(None) => continue,
+            Err(Error::Integrity { message }) => {
+                ignored.push(message);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let checker = match &mut checker {
             Some(c) => c,
             None => checker.insert(crate::tlog::NoteChecker::new(&home.ledger)?),
         };
-        let check = match checker.check(&text) {
-            Err(e) => Err(format!("is not a signed note: {e}")),
-            Ok(c) if c.size != size => Err(format!("holds a checkpoint of size {}", c.size)),
-            Ok(c) => match (c.problems.into_iter().next(), c.keyid) {
-                (None, Some(keyid)) => Ok((keyid, c.root)),
-                (p, _) => Err(p.unwrap_or_default()),
-            },
+        let c = match checker.check(&text) {
+            Err(e) => {
+                ignored.push(format!("{}: not a signed note: {e}", k.key));
+                continue;
+            }
+            Ok(c) => c,
         };
-        let (keyid, root) = match check {
-            Ok(signed) => signed,
-            Err(p) => {
-                let before = match home.ledger.latest_remote_checkpoint(name)? {
-                    Some(s) => format!(" (this host saw its checkpoint of size {} before)", s.size),
-                    None => String::new(),
-                };
-                return Err(Error::Integrity {
-                    message: format!("remote {}: {} {p}{before}; the checkpoint of size {size} is not consistent with the remote's journal", remote.url(), k.key),
-                });
+        if c.contradicts {
+            let before = match home.ledger.latest_remote_checkpoint(name)? {
+                Some(s) => format!(" (this host saw its checkpoint of size {} before)", s.size),
+                None => String::new(),
+            };
+            return Err(Error::Integrity {
+                message: format!("remote {}: {} is signed by key {}, yet {}{before}; the checkpoint of size {} is not consistent with the remote's journal", remote.url(), k.key, &c.keyid.unwrap_or_default()[..16], c.problems.join("; "), c.size),
+            });
+        }
+        let keyid = match (c.problems.first(), c.keyid) {
+            (None, Some(keyid)) if c.size == size => keyid,
+            (None, Some(_)) => {
+                ignored.push(format!("{}: holds a checkpoint of size {}", k.key, c.size));
+                continue;
+            }
+            (p, _) => {
+                ignored.push(format!("{}: {}", k.key, p.cloned().unwrap_or_default()));
+                continue;
             }
         };
         let row = crate::ledger::tlog::CheckpointRow {
             size,
             keyid,
-            root,
+            root: c.root,
             note: text,
             time: crate::ledger::now(),
         };
         home.ledger.save_remote_checkpoint(name, &row)?;
         taken.push(size);
     }
-    Ok(taken)
+    Ok((taken, ignored))
 }
 
 /// Remote events taken per transaction when nothing local has to move:
@@ -187,47 +248,125 @@ fn pull_batch() -> usize {
         .unwrap_or(1000)
 }
 
-/// Copies into the local store every object the events name that it lacks, re-hashing
-/// each one against the id, SHA-256 and size the event records.
-fn fetch_objects(home: &Home, remote: &Remote, rows: &[JournalRow]) -> Result<(u64, u64)> {
+/// Copies into the local store every object the events name that it lacks, after
+/// vetting what each event claims about objects ([`Vetting`]): each object is read only
+/// as far as its recorded size and re-hashed against its id, SHA-256 and size, and each
+/// tree must decode, its entries recorded objects, before any of it is committed.
+fn fetch_objects(
+    home: &Home,
+    remote: &Remote,
+    rows: &[JournalRow],
+    progress: &ProgressBar,
+) -> Result<(u64, u64)> {
+    let mut vetting = Vetting::after(&home.ledger);
     let mut want = std::collections::BTreeMap::new();
     for row in rows {
         let e: Event = serde_json::from_str(&row.event).expect("checked by decode");
+        if let Some(p) = vetting.event(&e)?.into_iter().next() {
+            return Err(refused(remote, row.seq as u64, p));
+        }
         for o in e.body.objects() {
-            want.entry(o.id).or_insert((*o, row.seq));
+            want.entry(o.id).or_insert((*o, row.seq as u64));
         }
     }
-    let missing: Vec<_> = want
-        .into_values()
-        .filter_map(|(o, seq)| match home.store.has(&o.id) {
-            Ok(true) => None,
-            Ok(false) => Some(Ok((o, seq))),
-            Err(e) => Some(Err(e)),
-        })
-        .collect::<Result<_>>()?;
-    let local = &home.store;
-    let bytes = transfer_all(&missing, |(o, seq)| {
-        let key = object_key(&o.id);
-        let mut staged = local.backend().stage_for(&o.id)?;
-        let got = remote
-            .store
-            .copy_verified_if_present(&o.id, &mut staged)
-            .map_err(|e| match e {
-                Error::Integrity { message } => Error::Integrity {
-                    message: format!("remote {}: {key} was modified behind the ledger's back ({message}); rejected, nothing was taken from the remote", remote.url()),
-                },
-                other => other,
-            })?
-            .ok_or_else(|| Error::Integrity {
-                message: format!("remote {}: event {seq} names object {} but the remote has no {key}; nothing was taken from the remote", remote.url(), o.id),
-            })?;
-        if got.sha256 != o.sha256 || got.size != o.size {
-            return Err(Error::Integrity {
-                message: format!("remote {}: {key} hashes to its id but not to the SHA-256/size event {seq} records; rejected, nothing was taken from the remote", remote.url()),
-            });
+    // Objects this ledger records were checked when it first took them; any other
+    // object is checked here, even one already in the store (left by a pull that was
+    // refused): its bytes must be what this event records.
+    let mut missing = Vec::new();
+    let mut unrecorded = Vec::new();
+    for (o, seq) in want.into_values() {
+        if home.ledger.object(&o.id)?.is_some() {
+            continue;
         }
-        staged.commit(&o.id)?;
-        Ok(Some(got.size))
+        match home.store.has(&o.id)? {
+            true => unrecorded.push((o, seq)),
+            false => missing.push((o, seq)),
+        }
+    }
+    progress.set_length(missing.iter().map(|(o, _)| o.size).sum());
+    let local = &home.store;
+    let trees = std::sync::Mutex::new(Vec::new());
+    for (o, seq) in &unrecorded {
+        let mut buf = Vec::new();
+        let sink: &mut dyn Write = match o.kind {
+            ObjKind::Tree => &mut buf,
+            ObjKind::Blob => &mut std::io::sink(),
+        };
+        if let Err(e) = local.copy_recorded(&o.meta(), sink) {
+            let why = format!(
+                "records object {}, but the copy this store already holds is not that object: {e}",
+                o.id
+            );
+            return Err(refused(remote, *seq, why));
+        }
+        if o.kind == ObjKind::Tree {
+            trees
+                .lock()
+                .expect("not poisoned")
+                .push((*o, *seq, buf, false));
+        }
+    }
+    let bytes = transfer_all(&missing, |(o, seq)| {
+        if o.kind == ObjKind::Tree {
+            let mut buf = Vec::new();
+            fetch_one(remote, o, *seq, &mut buf)?;
+            trees
+                .lock()
+                .expect("not poisoned")
+                .push((*o, *seq, buf, true));
+        } else {
+            let mut staged = local.backend().stage_for(&o.id)?;
+            fetch_one(remote, o, *seq, &mut staged)?;
+            staged.commit(&o.id)?;
+        }
+        progress.inc(o.size);
+        Ok(Some(o.size))
     })?;
+    for (o, seq, buf, fetched) in trees.into_inner().expect("not poisoned") {
+        let problem = match Tree::decode(&buf) {
+            Ok(t) => vetting
+                .tree(&t)?
+                .into_iter()
+                .next()
+                .map(|p| format!("whose {p}")),
+            Err(why) => Some(format!("but its bytes are not a tree: {why}")),
+        };
+        if let Some(p) = problem {
+            return Err(refused(remote, seq, format!("records tree {}, {p}", o.id)));
+        }
+        if fetched {
+            let mut staged = local.backend().stage_for(&o.id)?;
+            staged
+                .write_all(&buf)
+                .map_err(Error::io("write object", o.id.to_string()))?;
+            staged.commit(&o.id)?;
+        }
+    }
     Ok((missing.len() as u64, bytes))
+}
+
+/// Copies one object the remote should hold into `sink`, as `copy_recorded` checks it.
+fn fetch_one(remote: &Remote, o: &ObjRec, seq: u64, sink: &mut dyn Write) -> Result<()> {
+    let key = object_key(&o.id);
+    match remote.store.copy_recorded(&o.meta(), sink) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(refused(remote, seq, format!("records object {} but the remote has no {key}", o.id))),
+        Err(Error::Integrity { message }) => Err(refused(
+            remote,
+            seq,
+            format!("records object {}, but the remote's {key} was modified behind the ledger's back: {message}", o.id),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// The integrity failure that refuses event `seq` of the remote.
+fn refused(remote: &Remote, seq: u64, problem: String) -> Error {
+    Error::Integrity {
+        message: format!(
+            "remote {}: {} (event {seq}) {problem}; refused, nothing of that batch was taken from the remote",
+            remote.url(),
+            super::journal_key(seq)
+        ),
+    }
 }

@@ -70,7 +70,11 @@ pub(crate) struct PushOut {
 const MAX_ROUNDS: u32 = 200;
 
 /// Publishes the local events the remote lacks, after every object they name.
-pub(crate) fn push(home: &mut Home, remote: &mut Remote) -> Result<PushOut> {
+pub(crate) fn push(
+    home: &mut Home,
+    remote: &mut Remote,
+    progress: &indicatif::ProgressBar,
+) -> Result<PushOut> {
     let mut out = PushOut {
         remote: remote.row.name.clone(),
         url: remote.row.url.clone(),
@@ -86,7 +90,7 @@ pub(crate) fn push(home: &mut Home, remote: &mut Remote) -> Result<PushOut> {
     };
     let signer = push_signer(home)?;
     for round in 0..MAX_ROUNDS {
-        let p = pull(home, remote)?;
+        let p = pull(home, remote, progress)?;
         out.pulled += p.pulled;
         out.moved.extend(p.moved);
         let synced = remote.row.synced.clone();
@@ -109,7 +113,7 @@ pub(crate) fn push(home: &mut Home, remote: &mut Remote) -> Result<PushOut> {
             // Read back even on success: a server whose create-only check is not atomic
             // can let two writers both "create" the same key; the later rename wins.
             // (An existing key holding exactly our entry is our own earlier attempt.)
-            let there = remote.s3.get(&key)?;
+            let there = remote.s3.get_at_most(&key, entry.len() as u64)?;
             if there.as_deref() != Some(&entry[..]) {
                 if !created {
                     out.creates_refused += 1;

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use super::super::{text::R, Context, Output, EXIT_IO, EXIT_OK};
+use super::super::{text::R, Context, Output, EXIT_INTEGRITY, EXIT_IO, EXIT_OK};
 use crate::error::Result;
 use crate::ledger::Mode;
 use crate::sync::{self, StatusOut};
@@ -16,8 +16,14 @@ pub(crate) struct Args {
 
 pub(super) fn run(cx: &Context, a: Args) -> Result<Output> {
     let st = sync::statuses(&cx.open(Mode::ReadOnly)?, a.name.as_deref(), true)?;
-    let unreachable = st.iter().any(|s| s.error.is_some());
-    let code = if unreachable { EXIT_IO } else { EXIT_OK };
+    let failed = |kind| st.iter().any(|s| s.error_kind == Some(kind));
+    let code = if failed("integrity") {
+        EXIT_INTEGRITY
+    } else if failed("unreachable") {
+        EXIT_IO
+    } else {
+        EXIT_OK
+    };
     Ok(Output::doc(st, |w, r| text(w, r)).with_code(code))
 }
 
@@ -40,14 +46,18 @@ pub(super) fn text(w: &mut dyn Write, rows: &[StatusOut]) -> R {
             "  in step up to event {} of {}; {} local event(s) to push",
             r.synced.seq, r.local_head.seq, r.ahead
         )?;
-        match (&r.remote_head, r.behind, &r.error) {
-            (Some(h), Some(_), _) if h.seq == 0 => writeln!(w, "  remote journal is empty")?,
-            (Some(h), Some(b), _) => writeln!(
+        if r.replaced {
+            writeln!(w, "  the remote no longer holds events this host saw there; `cto-ledger pull` re-appends this ledger's own")?;
+        }
+        match (&r.remote_head, r.behind, &r.error, r.error_kind) {
+            (Some(h), Some(_), _, _) if h.seq == 0 => writeln!(w, "  remote journal is empty")?,
+            (Some(h), Some(b), _, _) => writeln!(
                 w,
-                "  remote head {}:{}; {b} event(s) to pull",
+                "  remote head {}:{} (every entry checked); {b} event(s) to pull",
                 h.seq, h.hash
             )?,
-            (_, _, Some(e)) => writeln!(w, "  remote not reachable: {e}")?,
+            (_, _, Some(e), Some("integrity")) => writeln!(w, "  remote fails verification: {e}")?,
+            (_, _, Some(e), _) => writeln!(w, "  remote not reachable: {e}")?,
             _ => {}
         }
     }
