@@ -79,6 +79,24 @@ pub(crate) fn processes() -> Vec<(u32, char, u32, u32)> {
         .collect()
 }
 
+/// Live (not zombie) processes whose environment holds `HOME=<home>`: what a run whose
+/// provider was given that home left behind, however it forked (a sandboxed provider's
+/// own pids are its namespace's, so only the environment ties them to the run).
+pub(crate) fn left_running(home: &std::path::Path) -> Vec<u32> {
+    let mut needle = b"HOME=".to_vec();
+    needle.extend_from_slice(home.as_os_str().as_encoded_bytes());
+    needle.push(0);
+    processes()
+        .into_iter()
+        .filter(|p| p.1 != 'Z' && p.1 != 'X')
+        .filter(|p| {
+            fs::read(format!("/proc/{}/environ", p.0))
+                .is_ok_and(|env| env.windows(needle.len()).any(|w| w == needle))
+        })
+        .map(|p| p.0)
+        .collect()
+}
+
 /// Live (not zombie) members of a process group.
 pub(crate) fn live_in_group(pgid: u32) -> Vec<u32> {
     processes()

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::stage2::{alive, stage2, Stage2};
+use crate::stage2::{left_running, stage2, Stage2};
 use crate::util::*;
 
 fn tampered(r: &Stage2) -> Vec<String> {
@@ -48,6 +48,49 @@ fn assert_tampered_fail(r: &Stage2, paths: &[&str]) {
         r.report["reason"]
     );
     assert_eq!(tampered(r), paths);
+}
+
+#[test]
+fn a_package_named_as_the_protected_test_module_is_tampering_and_never_imported() {
+    let env = Env::new();
+    let r = stage2(&env, &["--fake-behavior", "shadow-package"], &[]);
+    assert_tampered_fail(&r, &["test_strings/__init__.py"]);
+    // The fixture's own tests ran, not the package's passing stand-ins.
+    assert_eq!(r.report["tests"]["result"], "failed");
+    let log = fs::read_to_string(r.dir.join("backend/tests.log")).unwrap();
+    assert!(
+        log.contains("CollapseWhitespaceTest"),
+        "only the fixture has these: {log}"
+    );
+    assert!(log.contains("FAILED"), "{log}");
+}
+
+#[test]
+fn tests_that_ran_none_fail_even_when_their_output_is_not_utf8() {
+    let env = Env::new();
+    // Nothing protected: the provider may rewrite the tests, here as none at all.
+    let fx = env.copy_of_builtin_fixture("editable-tests");
+    let manifest = fx.join("fixture.json");
+    let mut m: Value = serde_json::from_slice(&fs::read(&manifest).unwrap()).unwrap();
+    m["tests"] = serde_json::json!(["protects-nothing.py"]);
+    fs::write(&manifest, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let r = stage2(
+        &env,
+        &["--fixture", s(&fx), "--fake-behavior", "no-tests"],
+        &[],
+    );
+    let log = fs::read(r.dir.join("backend/tests.log")).unwrap();
+    assert!(
+        String::from_utf8(log.clone()).is_err(),
+        "the log is not UTF-8"
+    );
+    assert!(
+        log.windows(11).any(|w| w == b"Ran 0 tests"),
+        "{}",
+        String::from_utf8_lossy(&log)
+    );
+    assert_eq!(r.report["tests"]["result"], "failed", "{}", r.report);
+    assert_eq!(r.report["verdict"], "fail");
 }
 
 #[test]
@@ -173,7 +216,7 @@ fn a_chain_of_setsid_forks_is_dead_when_the_run_returns() {
         .collect();
     assert!(pids.len() >= 10, "the chain did not get going: {pids:?}");
     assert_eq!(
-        alive(&pids),
+        left_running(&r.dir),
         Vec::<u32>::new(),
         "processes outlived the run"
     );

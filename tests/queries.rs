@@ -53,9 +53,28 @@ fn scene() -> Scene {
             .unwrap()
             .to_string()
     };
+    // A provider that is not the shipped fake gets no answer key: it solves through the
+    // scripted model, as an agent does.
+    env.ok(["admit", "--model", "scripted/r1-string-slugify"]);
     let run = |env: &Env| {
-        env.ok(["run", "stage2", "--provider-bin", s(&bin), "--json"])
-            .json()["run_id"]
+        let mut c = env.cmd([
+            "run",
+            "stage2",
+            "--provider-bin",
+            s(&bin),
+            "--fake-behavior",
+            "agent",
+            "--json",
+        ]);
+        c.env("CTO_HARNESS_CASE_MODEL_PROVIDER", "scripted")
+            .env("CTO_HARNESS_CASE_MODEL", "r1-string-slugify");
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["run_id"]
             .as_str()
             .unwrap()
             .to_string()

@@ -11,11 +11,29 @@ use serde_json::Value;
 use crate::stage2::{provider_started, stage2, Stage2};
 use crate::util::*;
 
-/// A file outside every run folder and a listening loopback port, as escape targets.
+/// Escape targets: a file outside every run folder, a listening loopback port, a UNIX
+/// socket listening in a folder of the host (as an ssh-agent's does), and a SysV shared
+/// memory segment of the host.
 struct Targets {
     secret: std::path::PathBuf,
     _listener: TcpListener,
     port: String,
+    socket: std::path::PathBuf,
+    _unix: std::os::unix::net::UnixListener,
+    shm: Shm,
+}
+
+/// A SysV shared memory segment on the host, removed on drop.
+struct Shm {
+    key: i32,
+    id: i32,
+}
+
+impl Drop for Shm {
+    fn drop(&mut self) {
+        // SAFETY: removes the segment this test made.
+        unsafe { libc::shmctl(self.id, libc::IPC_RMID, std::ptr::null_mut()) };
+    }
 }
 
 fn targets(env: &Env) -> Targets {
@@ -24,10 +42,25 @@ fn targets(env: &Env) -> Targets {
     fs::write(&secret, "the invoking user's secret\n").unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
+    let socket = env.path("outside/agent.sock");
+    let unix = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    // World-accessible, as a socket meant for one user often is not: only the sandbox
+    // may keep the provider away from it.
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&socket, fs::Permissions::from_mode(0o777)).unwrap();
+    static N: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let key = 0x0c00_0000 | ((std::process::id() as i32 & 0xffff) << 8) | (n & 0xff);
+    // SAFETY: creates a 4 KiB segment under a key of this test's own.
+    let id = unsafe { libc::shmget(key, 4096, libc::IPC_CREAT | 0o666) };
+    assert!(id >= 0, "shmget: {}", std::io::Error::last_os_error());
     Targets {
         secret,
         _listener: listener,
         port,
+        socket,
+        _unix: unix,
+        shm: Shm { key, id },
     }
 }
 
@@ -40,6 +73,8 @@ fn escape_run(env: &Env, t: &Targets, extra: &[&str]) -> Stage2 {
         &[
             ("CTO_FAKE_CA_ESCAPE_READ", s(&t.secret)),
             ("CTO_FAKE_CA_ESCAPE_PORT", &t.port),
+            ("CTO_FAKE_CA_ESCAPE_SOCKET", s(&t.socket)),
+            ("CTO_FAKE_CA_ESCAPE_SHM_KEY", &t.shm.key.to_string()),
         ],
     )
 }
@@ -70,21 +105,31 @@ fn attempts(r: &Stage2, file: &str) -> Vec<(String, bool)> {
         .collect()
 }
 
-const PROVIDER_ESCAPES: [&str; 8] = [
+const PROVIDER_ESCAPES: [&str; 14] = [
     "ledger_read",
     "ledger_list",
     "runs_list",
     "ledger_write",
     "outside_read",
+    "outside_chmod",
+    "ledger_chmod",
+    "unix_socket",
+    "host_processes",
+    "harness_environ",
+    "host_ipc",
     "network",
     "signal",
     "capabilities",
 ];
-const TEST_ESCAPES: [&str; 6] = [
+const TEST_ESCAPES: [&str; 10] = [
     "ledger_read",
     "ledger_list",
     "ledger_write",
     "outside_read",
+    "outside_chmod",
+    "ledger_chmod",
+    "unix_socket",
+    "host_processes",
     "network",
     "signal",
 ];
@@ -135,6 +180,9 @@ fn every_escape_of_a_hostile_provider_and_its_planted_test_code_is_blocked() {
         );
     }
     assert!(planted(&env).is_empty());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(&t.secret).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "the secret outside the run was re-moded");
 
     let sb = &r.report["sandbox"];
     assert_eq!(sb["enabled"], true);
@@ -152,7 +200,14 @@ fn every_escape_of_a_hostile_provider_and_its_planted_test_code_is_blocked() {
             )
         })
         .collect();
-    for must in ["filesystem", "tcp", "no_new_privs", "no_capabilities"] {
+    for must in [
+        "filesystem",
+        "tcp",
+        "no_new_privs",
+        "no_capabilities",
+        "own_root",
+        "ipc",
+    ] {
         assert!(
             rules.contains(&(must, true)),
             "{must} not enforced: {rules:?}"
@@ -199,6 +254,12 @@ fn without_the_sandbox_the_same_escapes_succeed_the_choice_is_recorded_and_audit
         "ledger_list",
         "ledger_write",
         "outside_read",
+        "outside_chmod",
+        "ledger_chmod",
+        "unix_socket",
+        "host_processes",
+        "harness_environ",
+        "host_ipc",
         "network",
     ] {
         assert!(
@@ -270,6 +331,8 @@ fn an_older_landlock_abi_records_what_it_cannot_enforce_and_still_confines() {
             ("CTO_LEDGER_TEST_SANDBOX_ABI", "5"),
             ("CTO_FAKE_CA_ESCAPE_READ", s(&t.secret)),
             ("CTO_FAKE_CA_ESCAPE_PORT", &t.port),
+            ("CTO_FAKE_CA_ESCAPE_SOCKET", s(&t.socket)),
+            ("CTO_FAKE_CA_ESCAPE_SHM_KEY", &t.shm.key.to_string()),
         ],
     );
     assert_eq!(r5.code, 0, "{}", r5.stderr);

@@ -75,6 +75,22 @@ pub(crate) fn alive(pids: &[u32]) -> Vec<u32> {
         .collect()
 }
 
+/// Host processes still running for the run in `dir`: every live process whose
+/// environment says `HOME=<dir>/home` (the provider's, and all it started). Read from the
+/// host's `/proc`, which a sandboxed provider cannot see (its pids are its namespace's).
+pub(crate) fn left_running(dir: &Path) -> Vec<u32> {
+    let needle = format!("HOME={}/home\0", dir.display()).into_bytes();
+    let pids: Vec<u32> = fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|p| {
+            fs::read(format!("/proc/{p}/environ"))
+                .is_ok_and(|env| env.windows(needle.len()).any(|w| w == needle))
+        })
+        .collect();
+    alive(&pids)
+}
+
 fn in_group(pgid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for e in fs::read_dir("/proc").unwrap().flatten() {
@@ -226,9 +242,13 @@ fn grandchild_of_a_hanging_provider_is_killed() {
         pids.len() >= 2,
         "the provider and its grandchild recorded their pids: {pids:?}"
     );
-    assert_eq!(alive(&pids), Vec::<u32>::new());
+    assert_eq!(left_running(&r.dir), Vec::<u32>::new());
+    // It names the host's pid of each process killed (the provider knows only its
+    // namespace's numbers): at least as many as the provider noted.
     let text = fs::read_to_string(r.dir.join("backend/provider-timeout.txt")).unwrap();
-    for p in &pids {
+    let named = r.report["provider_exit"]["killed_pids"].as_array().unwrap();
+    assert!(named.len() >= pids.len() - 1, "{text}");
+    for p in named {
         assert!(
             text.contains(&p.to_string()),
             "provider-timeout.txt names killed pid {p}: {text}"
@@ -351,6 +371,32 @@ fn unadmitted_provider_blocks() {
 }
 
 #[test]
+fn a_provider_that_is_not_the_shipped_fake_gets_no_answer_key() {
+    let env = Env::new();
+    let repo = admitted_fake(&env);
+    // The same code as the shipped fake, admitted from a clone: it asks for the answer
+    // key as the shipped one does, and must not get it.
+    let r = stage2(&env, &["--provider-bin", s(&repo.bin())], &[]);
+    assert_eq!(r.report["provider"]["admission_name"], "ca");
+    assert_eq!(r.report["verdict"], "fail", "{}", r.report["reason"]);
+    assert!(!r.dir.join("backend/fake-solution").exists());
+    let names = r.report["env_names"].as_array().unwrap();
+    assert!(
+        !names.iter().any(|n| n == "CTO_FAKE_CA_SOLUTION"),
+        "{names:?}"
+    );
+    let ro = r.report["sandbox"]["read_only"].as_array().unwrap();
+    assert!(
+        !ro.iter()
+            .any(|p| p.as_str().unwrap().ends_with("fake-solution")),
+        "{ro:?}"
+    );
+    // The shipped fake still gets it, and solves.
+    let shipped = stage2(&env, &[], &[]);
+    assert_eq!(shipped.report["verdict"], "pass");
+}
+
+#[test]
 fn revoked_provider_blocks() {
     let env = Env::new();
     let repo = admitted_fake(&env);
@@ -418,12 +464,7 @@ fn sigterm_during_a_run_finalises_the_report_as_interrupted() {
         serde_json::from_slice(&fs::read(dir.join("report.json")).unwrap()).unwrap();
     validate(&report);
     assert_eq!(report["status"], "interrupted");
-    let pids: Vec<u32> = fs::read_to_string(dir.join("home/fake-ca-pids"))
-        .unwrap()
-        .lines()
-        .map(|l| l.parse().unwrap())
-        .collect();
-    assert_eq!(alive(&pids), Vec::<u32>::new());
+    assert_eq!(left_running(&dir), Vec::<u32>::new());
     assert_eq!(env.run(["audit"]).code, 0);
 }
 
@@ -442,20 +483,20 @@ pub(crate) fn spawn_hanging_run(env: &Env, extra: &[&str]) -> std::process::Chil
 }
 
 /// SIGKILLs a harness whose provider runs in `dir`, and waits (5 s at most) for the
-/// kernel to kill the provider (PR_SET_PDEATHSIG); returns the provider's pids.
+/// kernel to kill the provider (PR_SET_PDEATHSIG); returns the run's processes still
+/// running then.
 pub(crate) fn sigkill_harness(mut harness: std::process::Child, dir: &Path) -> Vec<u32> {
-    let provider: Vec<u32> = fs::read_to_string(dir.join("home/fake-ca-pids"))
-        .unwrap()
-        .lines()
-        .map(|l| l.parse().unwrap())
-        .collect();
+    assert!(
+        !left_running(dir).is_empty(),
+        "the provider was not running"
+    );
     signal(harness.id(), rustix::process::Signal::KILL);
     harness.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !alive(&provider).is_empty() && Instant::now() < deadline {
+    while !left_running(dir).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    provider
+    left_running(dir)
 }
 
 /// The run folder of the one running Stage 2, once its provider has started.
@@ -569,14 +610,14 @@ fn harness_killed_with_sigkill_leaves_a_report_and_audit_names_the_folder() {
     let env = Env::new();
     let child = spawn_hanging_run(&env, &[]);
     let dir = wait_for_provider(&env);
-    let provider = sigkill_harness(child, &dir);
+    let left = sigkill_harness(child, &dir);
     let report: Value =
         serde_json::from_slice(&fs::read(dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(
         report["status"], "started",
         "the report written before the provider started is there"
     );
-    assert_eq!(alive(&provider), Vec::<u32>::new());
+    assert_eq!(left, Vec::<u32>::new());
     let r = env.run(["audit", "--json"]);
     assert_eq!(r.code, 1);
     let f = serde_json::to_string(&r.json()["findings"]).unwrap();

@@ -100,22 +100,10 @@ pub(super) fn gitdir_is_never_followed(cx: &mut Ctx) -> Outcome {
 
 pub(super) fn nothing_outlives_the_run(cx: &mut Ctx) -> Outcome {
     let o = cx.run(RunOptions::fake("fork-chain"))?;
-    let pids: Vec<u32> = fs::read_to_string(o.run_dir.join("home/fake-ca-pids"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
-    let alive: Vec<u32> = crate::runner::processes()
-        .into_iter()
-        .filter(|p| pids.contains(&p.0) && p.1 != 'Z' && p.1 != 'X')
-        .map(|p| p.0)
-        .collect();
+    let (noted, alive) = super::noted_and_left(&o.run_dir);
     Ok((
-        pids.len() >= 10 && alive.is_empty(),
-        format!(
-            "a chain of {} setsid forks; alive after the run: {alive:?}",
-            pids.len()
-        ),
+        noted >= 10 && alive.is_empty(),
+        format!("a chain of {noted} setsid forks; alive after the run: {alive:?}"),
     ))
 }
 

@@ -235,27 +235,26 @@ fn provider_timeout_fail_closed(cx: &mut Ctx) -> Result<(bool, String)> {
     ))
 }
 
+/// How many processes the fake noted it started in the run in `dir`, and the host's
+/// pids of the run's processes still alive.
+pub(super) fn noted_and_left(dir: &Path) -> (usize, Vec<u32>) {
+    let noted = fs::read_to_string(dir.join("home/fake-ca-pids"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.trim().parse::<u32>().is_ok())
+        .count();
+    (noted, crate::runner::left_running(&dir.join("home")))
+}
+
 fn grandchild_killed_on_timeout(cx: &mut Ctx) -> Result<(bool, String)> {
     let mut opts = RunOptions::fake("hang-grandchild");
     opts.timeout_seconds = 2.0;
     let o = cx.run(opts)?;
-    let pids: Vec<u32> = fs::read_to_string(o.run_dir.join("home/fake-ca-pids"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
-    let alive: Vec<u32> = crate::runner::processes()
-        .into_iter()
-        .filter(|p| pids.contains(&p.0) && p.1 != 'Z' && p.1 != 'X')
-        .map(|p| p.0)
-        .collect();
-    let pass = o.report.status == RunStatus::ProviderTimeout && pids.len() >= 2 && alive.is_empty();
+    let (noted, alive) = noted_and_left(&o.run_dir);
+    let pass = o.report.status == RunStatus::ProviderTimeout && noted >= 2 && alive.is_empty();
     Ok((
         pass,
-        format!(
-            "{} provider pids recorded, alive afterwards: {alive:?}",
-            pids.len()
-        ),
+        format!("{noted} provider pids recorded, alive afterwards: {alive:?}"),
     ))
 }
 

@@ -9,6 +9,7 @@ use landlock::{
 };
 
 use super::namespaces::namespaces_work;
+
 use super::{Net, Policy, Rule, Unavailable};
 
 /// The Landlock ABI the running kernel offers (0: none).
@@ -68,6 +69,8 @@ pub(super) struct Kernel {
     pub(super) tcp: bool,
     pub(super) udp: bool,
     pub(super) scoped: bool,
+    /// A root of its own (a mount namespace; see `root`).
+    pub(super) root: bool,
 }
 
 impl Kernel {
@@ -87,6 +90,7 @@ impl Kernel {
             tcp: abi_n >= 4,
             udp: abi_n >= 10,
             scoped: abi_n >= 6,
+            root: userns && super::namespaces::own_root_works(),
         };
         if !k.tcp && !k.netns {
             return Err(Unavailable(format!("the network policy cannot be enforced: Landlock ABI {abi_n} has no TCP rules (ABI 4) and this process may not create a network namespace. Pass --no-sandbox to run unconfined, recorded as such")));

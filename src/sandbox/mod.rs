@@ -15,6 +15,7 @@ pub(crate) use namespaces::{probe, UserMaps};
 mod cgroup;
 mod landlock_rules;
 mod namespaces;
+mod root;
 
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -148,6 +149,7 @@ pub(crate) struct Unavailable(pub String);
 pub(crate) struct Prepared {
     ruleset: RulesetCreated,
     maps: Option<(UserMaps, UnshareFlags)>,
+    root: Option<root::Plan>,
     cgroup: Option<cgroup::Cgroup>,
     file_bytes: u64,
     pub report: SandboxReport,
@@ -176,10 +178,17 @@ pub(crate) fn prepare(policy: &Policy) -> std::result::Result<Prepared, Unavaila
     let ro = open_existing(&policy.read_only);
     let rw = open_existing(&policy.read_write);
     let created = ruleset(&k, policy, &ro, &rw)?;
+    let root = match k.root {
+        true => Some(own_root(&k, &created, &ro, &rw)?),
+        false => None,
+    };
     let maps = k.userns.then(|| {
-        let mut extra = UnshareFlags::NEWPID;
+        let mut extra = UnshareFlags::NEWPID | UnshareFlags::NEWIPC;
         if k.netns {
             extra |= UnshareFlags::NEWNET;
+        }
+        if k.root {
+            extra |= UnshareFlags::NEWNS;
         }
         (UserMaps::identity(), extra)
     });
@@ -189,7 +198,7 @@ pub(crate) fn prepare(policy: &Policy) -> std::result::Result<Prepared, Unavaila
         memory_bytes: l.memory_bytes,
     });
     let mut rules = rules(&k, none);
-    rules.extend(process_rules(k.userns, cgroup.as_ref(), l));
+    rules.extend(process_rules(&k, cgroup.as_ref(), l));
     let report = SandboxReport {
         enabled: true,
         mechanism: Some("landlock".into()),
@@ -211,14 +220,39 @@ pub(crate) fn prepare(policy: &Policy) -> std::result::Result<Prepared, Unavaila
     Ok(Prepared {
         ruleset: created,
         maps,
+        root,
         cgroup,
         file_bytes: l.file_bytes,
         report,
     })
 }
 
+/// The root of its own for `ro` and `rw`, with the new `/proc` readable under Landlock.
+fn own_root(
+    k: &Kernel,
+    ruleset: &RulesetCreated,
+    ro: &[(PathBuf, landlock::PathFd, bool)],
+    rw: &[(PathBuf, landlock::PathFd, bool)],
+) -> std::result::Result<root::Plan, Unavailable> {
+    let failed = |e: io::Error| {
+        Unavailable(format!("the sandbox's own root could not be prepared: {e}. Pass --no-sandbox to run unconfined, recorded as such"))
+    };
+    let paths: Vec<(PathBuf, bool, bool)> = ro
+        .iter()
+        .map(|(p, _, f)| (p.clone(), *f, true))
+        .chain(rw.iter().map(|(p, _, f)| (p.clone(), *f, false)))
+        .collect();
+    let dup: Option<std::os::fd::OwnedFd> = ruleset.try_clone().map_err(failed)?.into();
+    let plan = root::Plan::new(&paths).map_err(failed)?;
+    Ok(match dup {
+        Some(fd) => plan.with_proc_rule(fd, landlock::AccessFs::from_read(k.abi).bits()),
+        None => plan,
+    })
+}
+
 /// The rules on the process tree: its PID namespace, its cgroup's limits, file size.
-fn process_rules(userns: bool, cg: Option<&cgroup::Cgroup>, l: Limits) -> Vec<Rule> {
+fn process_rules(k: &Kernel, cg: Option<&cgroup::Cgroup>, l: Limits) -> Vec<Rule> {
+    let userns = k.userns;
     let rule = |rule: &str, enforced: bool, by: String| Rule {
         rule: rule.into(),
         enforced,
@@ -256,6 +290,24 @@ fn process_rules(userns: bool, cg: Option<&cgroup::Cgroup>, l: Limits) -> Vec<Ru
             true,
             format!("RLIMIT_FSIZE {} bytes", l.file_bytes),
         ),
+        rule(
+            "own_root",
+            k.root,
+            if k.root {
+                "a mount namespace whose root holds only the listed folders and files (read-only ones mounted read-only, so their modes and times cannot change either) and a /proc of its own PID namespace: nothing else of the machine, its sockets or its processes is there".into()
+            } else {
+                "not enforced: no mount namespace could be made; Landlock denies reading and writing outside the listed folders, but not changing modes or connecting to sockets there".into()
+            },
+        ),
+        rule(
+            "ipc",
+            userns,
+            if userns {
+                "an IPC namespace of its own: SysV shared memory, semaphores and message queues die with it".into()
+            } else {
+                "not enforced: no user namespace could be made".into()
+            },
+        ),
     ]
 }
 
@@ -265,6 +317,10 @@ impl Prepared {
     pub(crate) fn install(self, cmd: &mut Command) -> Guard {
         let mut ruleset = Some(self.ruleset);
         let maps = self.maps;
+        let root = self.root;
+        let cwd = cmd
+            .get_current_dir()
+            .and_then(|d| std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).ok());
         let file_bytes = self.file_bytes;
         let cgroup = self.cgroup;
         let joiner = cgroup.as_ref().map(cgroup::Cgroup::joiner);
@@ -295,6 +351,9 @@ impl Prepared {
                     if extra.contains(UnshareFlags::NEWPID) {
                         namespaces::become_init()?;
                     }
+                }
+                if let Some(r) = &root {
+                    r.enter(cwd.as_deref())?;
                 }
                 let none = rustix::thread::CapabilitySet::empty();
                 rustix::thread::set_capabilities(

@@ -79,6 +79,39 @@ pub(super) fn namespaces_work() -> bool {
     })
 }
 
+/// Whether a root of its own can be made here (a mount namespace, binds, a fresh
+/// `/proc`, `pivot_root`): our own executable run in one with the system folders only.
+pub(super) fn own_root_works() -> bool {
+    static WORKS: OnceLock<bool> = OnceLock::new();
+    *WORKS.get_or_init(|| {
+        let Ok(exe) = std::env::current_exe() else {
+            return false;
+        };
+        let mut paths: Vec<(std::path::PathBuf, bool, bool)> = ["/usr", "/bin", "/lib", "/lib64"]
+            .iter()
+            .map(std::path::PathBuf::from)
+            .filter(|p| p.exists())
+            .map(|p| (p, false, true))
+            .collect();
+        paths.push((exe, true, true));
+        let Ok(plan) = super::root::Plan::new(&paths) else {
+            return false;
+        };
+        let maps = UserMaps::identity();
+        probe(|cmd| {
+            // SAFETY: only system calls on data prepared before the fork.
+            unsafe {
+                cmd.pre_exec(move || {
+                    maps.enter(UnshareFlags::NEWNS | UnshareFlags::NEWPID | UnshareFlags::NEWIPC)?;
+                    become_init()?;
+                    plan.enter(None)
+                })
+            };
+            Ok(())
+        })
+    })
+}
+
 /// A fork with no handlers run: `clone(SIGCHLD)`.
 ///
 /// # Safety

@@ -49,10 +49,12 @@ impl Run<'_> {
                 "CTO_FAKE_CA_BEHAVIOR".into(),
                 self.opts.fake_behavior.clone(),
             ));
-            env.push((
-                "CTO_FAKE_CA_SOLUTION".into(),
-                self.backend().join("fake-solution").display().to_string(),
-            ));
+            if self.opts.runs_shipped_fake() {
+                env.push((
+                    "CTO_FAKE_CA_SOLUTION".into(),
+                    self.backend().join("fake-solution").display().to_string(),
+                ));
+            }
         }
         // pi gives the `openai` provider (the loopback server) a key only when one is set;
         // the scripted model and a local endpoint need none, so a placeholder says so.

@@ -105,7 +105,7 @@ impl Run<'_> {
         self.report.provider.blake3 = Some(m.id);
         let lane = self.opts.lane;
         let mut adm = self.home.ledger.live_admission(&m.id, lane == Lane::Case)?;
-        let is_shipped_fake = lane == Lane::Fake && self.opts.provider_bin.is_none();
+        let is_shipped_fake = self.opts.runs_shipped_fake();
         if adm.is_none() && is_shipped_fake && !self.any_admission(&m.id)? {
             adm = self.admit_shipped_fake(&path, m)?;
         }
@@ -381,7 +381,7 @@ impl Run<'_> {
             return Ok(None);
         }
         let mut extra = vec![exe.to_path_buf()];
-        if self.opts.lane == Lane::Fake {
+        if self.opts.runs_shipped_fake() {
             extra.push(self.backend().join("fake-solution"));
         }
         // The model's port: the loopback server's, or HTTPS for a hosted model.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::Run;
+use super::{shadow, Run};
 use crate::error::{Error, Result};
 use crate::id::{ObjectId, ObjectMeta};
 use crate::report::{Change, Dropped, Judge, Tamper, Tests};
@@ -25,18 +25,6 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// Where the judged tree is written and the tests' scratch folder, in the run folder.
 pub(super) const JUDGED: &str = "judge/tree";
 pub(super) const JUDGE_TMP: &str = "judge/tmp";
-/// Files a provider may add that Python would load instead of, or before, the test
-/// runner: shadowing `unittest` or `pytest`, or code run at interpreter start-up.
-const PY_SHADOWS: [&str; 7] = [
-    "unittest.py",
-    "unittest",
-    "pytest.py",
-    "pytest",
-    "_pytest",
-    "sitecustomize.py",
-    "usercustomize.py",
-];
-
 /// What the judge composed: the tree the tests run in and the protected tests in it.
 struct Composed {
     judged: ObjectMeta,
@@ -61,12 +49,6 @@ fn is_bytecode(path: &[u8]) -> bool {
 fn is_harness_folder(path: &[u8]) -> bool {
     let top = path.split(|b| *b == b'/').next().unwrap_or_default();
     top == b".git" || top == b".case"
-}
-
-fn shadows_python(path: &[u8]) -> bool {
-    path.split(|b| *b == b'/').any(|c| {
-        PY_SHADOWS.iter().any(|s| c == s.as_bytes()) || c == b"conftest.py" || c.ends_with(b".pth")
-    })
 }
 
 /// Same content, kind and mode: what a protected path must still be.
@@ -138,6 +120,18 @@ impl Run<'_> {
             || is_python(&self.fixture.manifest.test_command[0]);
         let mut judged = Flat::new();
         let (mut tampered, mut dropped) = (Vec::new(), Vec::new());
+        let protected = shadow::Protected::new(
+            f.keys()
+                .filter(|p| self.fixture.is_protected(&text(p)))
+                .map(Vec::as_slice),
+        );
+        let fixture_has_dir = |d: &[u8]| {
+            let mut prefix = d.to_vec();
+            prefix.push(b'/');
+            f.range(prefix.clone()..)
+                .next()
+                .is_some_and(|(k, _)| k.starts_with(&prefix))
+        };
         let drop = |dropped: &mut Vec<Dropped>, p: &[u8], why: &str| {
             dropped.push(Dropped {
                 path: text(p),
@@ -167,10 +161,15 @@ impl Run<'_> {
                     path,
                     what: format!("protected test path {what} by the provider"),
                 });
-            } else if python && shadows_python(p) && !f.contains_key(p) {
+            } else if python && shadow::shadows_runner(p) && !f.contains_key(p) {
                 tampered.push(Tamper {
                     path,
                     what: "added by the provider where it would shadow the test runner or run at interpreter start-up".into(),
+                });
+            } else if python && protected.shadowed_by(p, fixture_has_dir) && !f.contains_key(p) {
+                tampered.push(Tamper {
+                    path,
+                    what: "added by the provider where Python would import it in place of a protected test module or package".into(),
                 });
             } else {
                 judged.insert(p.clone(), e.clone());
@@ -435,8 +434,10 @@ impl Run<'_> {
                 (None, TestResult::Error)
             }
             Ok(o) => {
-                let text = fs::read_to_string(log_p).unwrap_or_default();
-                let ran_none = text.contains("Ran 0 tests") || text.contains("NO TESTS RAN");
+                // As bytes: one byte that is not UTF-8 must not hide the line.
+                let log = fs::read(log_p).unwrap_or_default();
+                let has = |s: &[u8]| log.windows(s.len()).any(|w| w == s);
+                let ran_none = has(b"Ran 0 tests") || has(b"NO TESTS RAN");
                 let passed = o.code == Some(0) && !ran_none;
                 let result = if passed {
                     TestResult::Passed
@@ -505,21 +506,11 @@ mod tests {
     }
 
     #[test]
-    fn bytecode_shadows_and_harness_folders_are_told_apart() {
+    fn bytecode_and_harness_folders_are_told_apart() {
         assert!(is_bytecode(b"__pycache__/strings.cpython-311.pyc"));
         assert!(is_bytecode(b"pkg/__pycache__/x"));
         assert!(is_bytecode(b"old.pyc"));
         assert!(!is_bytecode(b"strings.py"));
-        for p in [
-            &b"unittest.py"[..],
-            b"unittest/__init__.py",
-            b"sub/conftest.py",
-            b"x.pth",
-            b"sitecustomize.py",
-        ] {
-            assert!(shadows_python(p), "{}", text(p));
-        }
-        assert!(!shadows_python(b"strings.py"));
         assert!(is_harness_folder(b".git/config") && is_harness_folder(b".case/tasks/x"));
         assert!(!is_harness_folder(b"src/.git-thing"));
     }

@@ -17,6 +17,7 @@ pub(crate) mod model;
 mod provider;
 mod record;
 mod recover;
+mod shadow;
 pub(crate) mod suite;
 
 use std::fs;
@@ -47,7 +48,7 @@ pub(crate) const DEFAULT_TIMEOUT_SECONDS: f64 = 900.0;
 /// The fake provider shipped beside the `cto-ledger` executable.
 pub(crate) const FAKE_BIN: &str = "cto-fake-ca";
 /// What the shipped fake can be asked to do (`--fake-behavior`).
-pub(crate) const FAKE_BEHAVIORS: [&str; 18] = [
+pub(crate) const FAKE_BEHAVIORS: [&str; 20] = [
     "solve",
     "agent",
     "fail",
@@ -57,7 +58,9 @@ pub(crate) const FAKE_BEHAVIORS: [&str; 18] = [
     "noop",
     "escape",
     "shadow",
+    "shadow-package",
     "edit-test",
+    "no-tests",
     "delete-test",
     "git-worktree",
     "gitdir",
@@ -110,6 +113,12 @@ impl RunOptions {
     }
 
     /// Refuses what no run could start with: an unknown fixture or fake behaviour.
+    /// Whether the provider is the fake shipped with cto-ledger, the only one given the
+    /// fixture's reference solution (any other provider would copy the answer key).
+    pub(crate) fn runs_shipped_fake(&self) -> bool {
+        self.lane == Lane::Fake && self.provider_bin.is_none()
+    }
+
     pub(crate) fn check(&self) -> Result<Fixture> {
         let fixture = fixture::load(&self.fixture)?;
         if self.lane == Lane::Fake && !FAKE_BEHAVIORS.contains(&self.fake_behavior.as_str()) {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::gates::{blocked, Gate, Gated};
-use super::{fixture, mkdir_private, model, Lane, Run};
+use super::{fixture, mkdir_private, model, Run};
 use crate::error::{Error, Result};
 use crate::id::ObjectMeta;
 use crate::report::{self, Model, ProviderExit};
@@ -153,7 +153,7 @@ impl Run<'_> {
         let pj = data.join("projects.json");
         fs::write(&pj, serde_json::to_vec_pretty(&projects).expect("json"))
             .map_err(Error::io("write", &pj))?;
-        if self.opts.lane == Lane::Fake && !self.fixture.solution.is_empty() {
+        if self.opts.runs_shipped_fake() && !self.fixture.solution.is_empty() {
             fixture::write_files(
                 &self.backend().join("fake-solution"),
                 &self.fixture.solution,

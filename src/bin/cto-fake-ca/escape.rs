@@ -18,6 +18,10 @@ struct Targets {
     run: PathBuf,
     read: Option<PathBuf>,
     port: Option<u16>,
+    /// A UNIX socket listening on the host (an ssh-agent, docker's).
+    socket: Option<PathBuf>,
+    /// The key of a SysV shared memory segment on the host.
+    shm_key: Option<i32>,
 }
 
 impl Targets {
@@ -33,6 +37,10 @@ impl Targets {
             port: env::var("CTO_FAKE_CA_ESCAPE_PORT")
                 .ok()
                 .and_then(|p| p.parse().ok()),
+            socket: env::var_os("CTO_FAKE_CA_ESCAPE_SOCKET").map(PathBuf::from),
+            shm_key: env::var("CTO_FAKE_CA_ESCAPE_SHM_KEY")
+                .ok()
+                .and_then(|k| k.parse().ok()),
         }
     }
 }
@@ -100,9 +108,7 @@ pub(crate) fn escape(repo: &Path) {
             Ok(leaked)
         },
     );
-    if let Some(p) = &t.read {
-        attempt(&mut out, "outside_read", fs::read(p).map(|b| b.len()));
-    }
+    host_attempts(&t, &mut out);
     if let Some(port) = t.port {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         attempt(
@@ -152,6 +158,78 @@ pub(crate) fn escape(repo: &Path) {
     .unwrap_or_else(|e| die(&format!("cannot write escape-provider.json: {e}")));
 }
 
+/// What Landlock alone does not stop: re-moding files outside the run, connecting to
+/// the host's sockets, seeing its processes and its SysV IPC.
+fn host_attempts(t: &Targets, out: &mut Vec<serde_json::Value>) {
+    let l = &t.ledger;
+    if let Some(p) = &t.read {
+        attempt(out, "outside_read", fs::read(p).map(|b| b.len()));
+        // Landlock has no rule for modes: only a root without the file stops this.
+        use std::os::unix::fs::PermissionsExt;
+        attempt(
+            out,
+            "outside_chmod",
+            fs::set_permissions(p, fs::Permissions::from_mode(0o666)),
+        );
+    }
+    attempt(out, "ledger_chmod", {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(l, fs::Permissions::from_mode(0o777))
+    });
+    if let Some(p) = &t.socket {
+        attempt(
+            out,
+            "unix_socket",
+            std::os::unix::net::UnixStream::connect(p).map(|_| p.display().to_string()),
+        );
+    }
+    let harness = harness_pid();
+    attempt(out, "host_processes", harness.clone());
+    // Its environment holds the caller's (credentials): not for the provider to read,
+    // even of the namespace's own init, which is a fork of the harness.
+    let init_env = fs::read("/proc/1/environ").map(|b| b.len());
+    attempt(
+        out,
+        "harness_environ",
+        match harness {
+            Ok(pid) => fs::read(format!("/proc/{pid}/environ"))
+                .map(|b| b.len())
+                .map_err(|e| e.to_string()),
+            Err(_) => init_env.map_err(|e| e.to_string()),
+        },
+    );
+    if let Some(key) = t.shm_key {
+        // SAFETY: shmget only looks the key up (no IPC_CREAT).
+        let id = unsafe { libc::shmget(key, 0, 0) };
+        attempt(
+            out,
+            "host_ipc",
+            if id >= 0 {
+                Ok(id)
+            } else {
+                Err(std::io::Error::last_os_error())
+            },
+        );
+    }
+}
+
+/// The harness's own process, found through `/proc` by its command line: in a PID
+/// namespace with a `/proc` of its own, only the namespace's init (pid 1, a fork of the
+/// harness) is there, and no process of the host.
+fn harness_pid() -> Result<u32, String> {
+    let rd = fs::read_dir("/proc").map_err(|e| e.to_string())?;
+    for e in rd.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if pid != 1 && cmdline.split(|b| *b == 0).any(|a| a == b"stage2") {
+            return Ok(pid);
+        }
+    }
+    Err("no process of the harness in /proc".into())
+}
+
 /// Appends to `strings.py` code that tries the same escapes when the tests import it.
 pub(crate) fn plant(repo: &Path) {
     let t = Targets::get(repo);
@@ -161,6 +239,10 @@ pub(crate) fn plant(repo: &Path) {
         .as_ref()
         .map_or("None".into(), |p| lit(&p.display().to_string()));
     let port = t.port.map_or("None".into(), |p| p.to_string());
+    let socket = t
+        .socket
+        .as_ref()
+        .map_or("None".into(), |p| lit(&p.display().to_string()));
     let code = format!(
         r#"
 
@@ -173,12 +255,31 @@ def _cto_escape():  # planted by the fake provider's escape behaviour
         except Exception as e:
             out.append({{"name": name, "succeeded": False, "detail": repr(e)[:200]}})
     ledger = {ledger}
-    read, port = {read}, {port}
+    read, port, sock = {read}, {port}, {socket}
     attempt("ledger_read", lambda: len(open(os.path.join(ledger, "ledger.db"), "rb").read()))
     attempt("ledger_list", lambda: len(os.listdir(os.path.join(ledger, "objects"))))
     attempt("ledger_write", lambda: open(os.path.join(ledger, "planted-by-tests"), "w").write("planted"))
     if read is not None:
         attempt("outside_read", lambda: len(open(read, "rb").read()))
+        attempt("outside_chmod", lambda: os.chmod(read, 0o666))
+    attempt("ledger_chmod", lambda: os.chmod(ledger, 0o777))
+    if sock is not None:
+        def _connect():
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(sock)
+            s.close()
+        attempt("unix_socket", _connect)
+    def _harness():
+        for p in os.listdir("/proc"):
+            if p.isdigit():
+                try:
+                    c = open("/proc/%s/cmdline" % p, "rb").read().split(b"\0")
+                except OSError:
+                    continue
+                if b"stage2" in c and p != "1":
+                    return p
+        raise LookupError("no process of the harness in /proc")
+    attempt("host_processes", _harness)
     if port is not None:
         attempt("network", lambda: socket.create_connection(("127.0.0.1", port), 2).close())
     attempt("signal", lambda: os.kill(os.getppid(), signal.SIGCONT))

@@ -3,7 +3,11 @@
 //! them all.
 //!
 //! - `shadow`: writes `unittest.py` (prints a passing run, exits 0) and `sitecustomize.py`
+//! - `shadow-package`: writes a package `test_strings/` (claiming the fixture's test
+//!   file as its `__file__`) whose tests all pass, so the fixture's would never run
 //! - `edit-test`: rewrites the fixture's test file as one empty test
+//! - `no-tests`: rewrites the fixture's test file as none at all, whose import writes one
+//!   byte that is not UTF-8
 //! - `delete-test`: removes the fixture's test file
 //! - `git-worktree`: solves, adds a file, then `git config core.worktree /` (to hide both)
 //! - `gitdir`: solves, then replaces `.git` with `gitdir: <CTO_FAKE_CA_ESCAPE_GITDIR>`
@@ -31,9 +35,14 @@ const TEST_FILE: &str = "test_strings.py";
 pub(crate) fn behave(behavior: &str, repo: &Path) -> bool {
     match behavior {
         "shadow" => shadow(repo),
+        "shadow-package" => shadow_package(repo),
         "edit-test" => write(
             &repo.join(TEST_FILE),
             "import unittest\n\n\nclass T(unittest.TestCase):\n    def test_nothing(self):\n        pass\n",
+        ),
+        "no-tests" => write(
+            &repo.join(TEST_FILE),
+            "import sys\nsys.stderr.buffer.write(b'\\xff\\n')\n",
         ),
         "delete-test" => {
             fs::remove_file(repo.join(TEST_FILE)).unwrap_or_else(|e| die(&format!("cannot remove the test: {e}")));
@@ -101,6 +110,17 @@ fn shadow(repo: &Path) {
     write(
         &repo.join("sitecustomize.py"),
         "import os\nos.environ['SHADOWED'] = '1'\n",
+    );
+}
+
+/// A package named as the fixture's test module, found before it by Python's finder.
+fn shadow_package(repo: &Path) {
+    let dir = repo.join("test_strings");
+    fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| die(&format!("cannot make {}: {e}", dir.display())));
+    write(
+        &dir.join("__init__.py"),
+        "import os, unittest\n__file__ = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'test_strings.py')\n\n\nclass SlugifyTest(unittest.TestCase):\n    def test_ascii_words(self):\n        pass\n\n    def test_digits_are_kept(self):\n        pass\n",
     );
 }
 

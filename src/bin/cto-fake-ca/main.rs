@@ -24,7 +24,7 @@
 //!   `flood`, `fill`: providers that go after their own judge (see `hostile.rs`)
 //!
 //! It writes `$HOME/fake-ca-started` first, so tests can prove whether it ran, and
-//! records the pids it started in `$HOME/fake-ca-pids` (as the host numbers them).
+//! records the pids it started in `$HOME/fake-ca-pids` (as its `/proc` numbers them).
 
 mod agent;
 mod escape;
@@ -43,8 +43,8 @@ fn die(msg: &str) -> ! {
     exit(2)
 }
 
-/// This process's pid as the host sees it: inside a PID namespace `process::id` is the
-/// namespace's number, but `/proc` (the host's) names the host's.
+/// This process's pid as its `/proc` numbers it: in the sandbox, its PID namespace's
+/// (the host's processes are not there to see); unconfined, the host's.
 fn global_pid() -> u32 {
     fs::read_link("/proc/self")
         .ok()

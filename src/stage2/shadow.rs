@@ -1,0 +1,157 @@
+//! What a provider may add that Python would import instead of the fixture's tests or
+//! their runner. The judge counts each as tampering: none of it is carried into the
+//! judged tree, so the protected tests are what runs.
+//!
+//! Python's path finder, for a name `X` in a folder, takes a package `X/` (with
+//! `__init__`) first, then an extension module (`X.<tag>.so`, `X.abi3.so`, `X.so`), then
+//! `X.py`, then `X.pyc`, and a namespace package `X/` last. So a protected `X.py` is
+//! shadowed by a folder `X/` or an extension `X*.so` next to it, and a protected test's
+//! package folder `P/` (a namespace package when it has no `__init__.py`) by `P.py` or
+//! `P*.so` next to it. Bytecode is dropped before this is asked.
+
+use std::collections::BTreeSet;
+
+/// Files a provider may add that Python would load instead of, or before, the test
+/// runner: shadowing `unittest` or `pytest`, or code run at interpreter start-up.
+const RUNNER_SHADOWS: [&str; 7] = [
+    "unittest.py",
+    "unittest",
+    "pytest.py",
+    "pytest",
+    "_pytest",
+    "sitecustomize.py",
+    "usercustomize.py",
+];
+
+/// Extension module and other importable suffixes a module file may have here.
+fn is_extension(name: &[u8]) -> bool {
+    name.ends_with(b".so") || name.ends_with(b".pyd")
+}
+
+/// The import names the protected tests rely on, by the folder they are found in:
+/// (folder, name, whether it is a module file's name rather than a package's).
+pub(super) struct Protected(BTreeSet<(Vec<u8>, Vec<u8>, bool)>);
+
+impl Protected {
+    /// From the protected paths (`/`-separated, relative to the tree).
+    pub(super) fn new<'a>(paths: impl Iterator<Item = &'a [u8]>) -> Protected {
+        let mut names = BTreeSet::new();
+        for p in paths {
+            let parts: Vec<&[u8]> = p.split(|b| *b == b'/').collect();
+            for (i, part) in parts.iter().enumerate() {
+                let folder = parts[..i].join(&b'/');
+                let last = i + 1 == parts.len();
+                match (last, part.strip_suffix(b".py")) {
+                    (true, Some(stem)) => names.insert((folder, stem.to_vec(), true)),
+                    (true, None) => false,
+                    (false, _) => names.insert((folder, part.to_vec(), false)),
+                };
+            }
+        }
+        Protected(names)
+    }
+
+    fn has(&self, folder: &[u8], name: &[u8], module: bool) -> bool {
+        self.0.contains(&(folder.to_vec(), name.to_vec(), module))
+    }
+
+    /// Whether the provider's file at `path` would be imported in place of a protected
+    /// test module or package. `fixture_has_dir` says whether the fixture itself has a
+    /// folder at a path (its own packages are not shadows).
+    pub(super) fn shadowed_by(&self, path: &[u8], fixture_has_dir: impl Fn(&[u8]) -> bool) -> bool {
+        let parts: Vec<&[u8]> = path.split(|b| *b == b'/').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let folder = parts[..i].join(&b'/');
+            let stem = part.split(|b| *b == b'.').next().unwrap_or(part);
+            if i + 1 < parts.len() {
+                // A folder named as a protected module: a package that wins over it.
+                let dir = parts[..=i].join(&b'/');
+                if self.has(&folder, part, true) && !fixture_has_dir(&dir) {
+                    return true;
+                }
+                continue;
+            }
+            let any = self.has(&folder, stem, true) || self.has(&folder, stem, false);
+            if is_extension(part) && any {
+                return true;
+            }
+            if part.strip_suffix(b".py") == Some(stem) && self.has(&folder, stem, false) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Whether `path` shadows the test runner or runs code at interpreter start-up.
+pub(super) fn shadows_runner(path: &[u8]) -> bool {
+    path.split(|b| *b == b'/').any(|c| {
+        RUNNER_SHADOWS.iter().any(|s| c == s.as_bytes())
+            || c == b"conftest.py"
+            || c.ends_with(b".pth")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shadowed(protected: &[&str], path: &str, fixture_dirs: &[&str]) -> bool {
+        let p = Protected::new(protected.iter().map(|s| s.as_bytes()));
+        p.shadowed_by(path.as_bytes(), |d| {
+            fixture_dirs.iter().any(|f| f.as_bytes() == d)
+        })
+    }
+
+    #[test]
+    fn a_package_or_extension_named_as_a_protected_module_shadows_it() {
+        let t = &["test_strings.py"];
+        assert!(shadowed(t, "test_strings/__init__.py", &[]));
+        assert!(shadowed(t, "test_strings/anything", &[]));
+        assert!(shadowed(t, "test_strings.so", &[]));
+        assert!(shadowed(
+            t,
+            "test_strings.cpython-311-x86_64-linux-gnu.so",
+            &[]
+        ));
+        assert!(shadowed(t, "test_strings.abi3.so", &[]));
+        assert!(!shadowed(t, "strings.py", &[]));
+        assert!(!shadowed(t, "test_strings_helper.py", &[]));
+        assert!(
+            !shadowed(t, "sub/test_strings.so", &[]),
+            "another folder is another module"
+        );
+    }
+
+    #[test]
+    fn a_module_or_extension_named_as_a_protected_tests_package_shadows_it() {
+        let t = &["tests/test_x.py"];
+        assert!(shadowed(t, "tests.py", &["tests"]));
+        assert!(shadowed(t, "tests.abi3.so", &["tests"]));
+        assert!(shadowed(t, "tests/test_x/__init__.py", &["tests"]));
+        assert!(shadowed(
+            t,
+            "tests/test_x.cpython-311-x86_64-linux-gnu.so",
+            &["tests"]
+        ));
+        assert!(
+            !shadowed(t, "tests/helper.py", &["tests"]),
+            "the fixture's own package"
+        );
+        assert!(!shadowed(t, "tests/test_y.py", &["tests"]));
+    }
+
+    #[test]
+    fn runner_and_start_up_shadows_are_named() {
+        for p in [
+            "unittest.py",
+            "unittest/__init__.py",
+            "a/conftest.py",
+            "x.pth",
+            "sitecustomize.py",
+        ] {
+            assert!(shadows_runner(p.as_bytes()), "{p}");
+        }
+        assert!(!shadows_runner(b"strings.py"));
+    }
+}
