@@ -493,6 +493,18 @@ fn check_run_folder(home: &Home, r: &RunRow, out: &mut AuditOut) -> Result<()> {
     }
     let mut diffs = Vec::new();
     compare_folder(&home.store, &tree, &dir, "", &mut diffs)?;
+    // A part the run said it could not record is on disk but not in the tree: the
+    // run's own account, not a change after the fact.
+    for (part, why) in unrecorded_parts(home, r) {
+        let planted = format!("planted {part}");
+        if let Some(i) = diffs.iter().position(|d| *d == planted) {
+            diffs.remove(i);
+            out.notes.push(format!(
+                "run:{}: its folder's part `{part}` was not recorded when the run was ({why}); it is on disk only",
+                r.id
+            ));
+        }
+    }
     if !diffs.is_empty() {
         let shown: Vec<&str> = diffs.iter().take(5).map(String::as_str).collect();
         let more = if diffs.len() > 5 {
@@ -573,6 +585,28 @@ fn compare_folder(
         }
     }
     Ok(())
+}
+
+/// The parts of a run's folder its report says could not be recorded, with why.
+fn unrecorded_parts(home: &Home, r: &RunRow) -> Vec<(String, String)> {
+    let Some(report) = r.report_object else {
+        return Vec::new();
+    };
+    let Ok(bytes) = home.store.get_verified(&report) else {
+        return Vec::new();
+    };
+    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    v["unrecorded"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| {
+            let path = u["path"].as_str()?.to_string();
+            let why = u["error"].as_str().unwrap_or_default();
+            let why: String = why.chars().take(160).collect();
+            Some((path, why))
+        })
+        .collect()
 }
 
 /// Run folders that no `run` event records (under `<home>/runs`, or noted anywhere when

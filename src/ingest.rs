@@ -78,7 +78,7 @@ pub(crate) fn ingest(
         tree_rows.append(&mut ing.tree_rows);
         objects.extend(new_objects(home, &ing.objects)?);
         recs.push(IngestItem {
-            path: lossy(&ap),
+            path: crate::paths::escaped(&ap),
             object: ing.root.id,
             kind: ing.root_kind,
             artifact_kind: labels.kind.map(String::from),

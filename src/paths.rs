@@ -7,6 +7,22 @@ pub(crate) fn lossy(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// A path as text that names it exactly: UTF-8 as it is but a backslash doubled, and
+/// each byte that is not UTF-8 as `\xHH`. Two different names never read the same
+/// (`x\xff` and `x\xfe` are two names, where [`lossy`] makes both `x\u{fffd}`): for
+/// paths that are keys (a run's artifacts, an ingest's items).
+pub(crate) fn escaped(p: &Path) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for chunk in p.as_os_str().as_encoded_bytes().utf8_chunks() {
+        out.push_str(&chunk.valid().replace('\\', "\\\\"));
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
 /// A path made absolute against the current directory, as given otherwise.
 pub(crate) fn abs(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
@@ -54,4 +70,24 @@ pub(crate) fn which(name: &str, cwd: &Path) -> Option<PathBuf> {
             .map(|d| d.join(name))
             .find(|p| p.is_file())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn escaped_names_are_exact_and_distinct() {
+        let p = |b: &[u8]| escaped(Path::new(OsStr::from_bytes(b)));
+        assert_eq!(p(b"a/b.txt"), "a/b.txt");
+        assert_eq!(p("caf\u{e9}".as_bytes()), "caf\u{e9}");
+        assert_eq!(p(b"x\xff"), "x\\xff");
+        assert_ne!(p(b"x\xff"), p(b"x\xfe"));
+        // A name that spells an escape is not the byte it spells.
+        assert_eq!(p(b"x\\xff"), "x\\\\xff");
+        assert_ne!(p(b"x\\xff"), p(b"x\xff"));
+        assert_ne!(p("x\u{fffd}".as_bytes()), p(b"x\xff"));
+    }
 }

@@ -55,6 +55,11 @@ pub(crate) struct Report {
     pub judge: Option<Judge>,
     pub workspace_changes: Vec<Change>,
     pub evidence: Vec<Evidence>,
+    /// `config.json` as the harness wrote it for the provider, before it started: what
+    /// the run records as its configuration (the copy in `backend/case-data` is the
+    /// provider's to change, and is evidence like any other file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<Evidence>,
     /// Parts of the run folder that could not be stored, and why (the rest was).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unrecorded: Vec<Unrecorded>,
@@ -171,6 +176,10 @@ pub(crate) struct Tests {
     /// The sandbox the tests ran in: they import code the provider wrote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<SandboxReport>,
+    /// How much the tests printed (both streams, into the log), and how much was kept:
+    /// within `stdout_bytes`, as the provider's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<crate::stage2::Captured>,
 }
 
 /// What the judge ran the tests on: the fixture's tests, in a tree composed from the
@@ -261,6 +270,7 @@ impl Report {
             workspace_changes: Vec::new(),
             evidence: Vec::new(),
             unrecorded: Vec::new(),
+            config: None,
         }
     }
 }

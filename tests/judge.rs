@@ -94,15 +94,68 @@ fn tests_that_ran_none_fail_even_when_their_output_is_not_utf8() {
 }
 
 #[test]
+fn a_version_file_the_provider_leaves_does_not_pick_the_tests_interpreter() {
+    let env = Env::new();
+    // A version manager's shim, first on PATH: it runs whatever `.python-version` in the
+    // folder it is started in says (here: refuses), else the real interpreter.
+    let real = which_python();
+    // Installed as version managers are, `<prefix>/shims/python3`: its prefix is
+    // readable in the sandbox, as a pyenv root is.
+    let shims = env.path("tools/shims");
+    fs::create_dir_all(&shims).unwrap();
+    let shim = shims.join("python3");
+    fs::write(
+        &shim,
+        format!("#!/bin/sh\nif [ -f .python-version ]; then echo \"shim: chose $(cat .python-version)\" >&2; exit 3; fi\nexec {} \"$@\"\n", real.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&shim, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        shims.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let r = stage2(
+        &env,
+        &["--fake-behavior", "python-version"],
+        &[("PATH", &path)],
+    );
+    let log = fs::read_to_string(r.dir.join("backend/tests.log")).unwrap();
+    assert!(!log.contains("shim: chose"), "{log}");
+    assert_eq!(r.report["tests"]["result"], "passed", "{log}");
+    assert_eq!(r.report["verdict"], "pass");
+}
+
+/// The first `python3` on PATH, resolved to the interpreter it starts.
+fn which_python() -> std::path::PathBuf {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+#[test]
 fn a_planted_unittest_that_prints_ok_does_not_pass_the_run() {
     let env = Env::new();
     let r = stage2(&env, &["--fake-behavior", "shadow"], &[]);
     assert_tampered_fail(&r, &["sitecustomize.py", "unittest.py"]);
     // The fixture's tests ran (not the planted runner) and said so.
     assert_eq!(r.report["tests"]["result"], "failed");
+    // The interpreter as it resolves outside the judged tree (a pyenv shim would pick
+    // one by a `.python-version` the provider left), started isolated.
+    let argv = r.report["tests"]["argv"].as_array().unwrap();
+    let interpreter = std::path::Path::new(argv[0].as_str().unwrap());
+    assert!(
+        interpreter.is_absolute() && interpreter.is_file(),
+        "{argv:?}"
+    );
     assert_eq!(
-        r.report["tests"]["argv"],
-        serde_json::json!(["python3", "-I", "-B", "-m", "unittest", "-v"])
+        argv[1..],
+        serde_json::json!(["-I", "-B", "-m", "unittest", "-v"])
+            .as_array()
+            .unwrap()[..]
     );
     let log = fs::read_to_string(r.dir.join("backend/tests.log")).unwrap();
     assert!(log.contains("FAILED"), "{log}");
@@ -232,6 +285,112 @@ fn a_chain_of_setsid_forks_is_dead_when_the_run_returns() {
         .find(|x| x["rule"] == "pid_namespace")
         .unwrap();
     assert_eq!(pidns["enforced"], true, "{pidns}");
+}
+
+#[test]
+fn names_that_read_alike_and_nested_git_folders_are_each_evidence() {
+    let env = Env::new();
+    let r = stage2(&env, &["--fake-behavior", "odd-names"], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let paths: Vec<&str> = r.report["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    for want in [
+        "workspace/x\\xff",
+        "workspace/x\\xfe",
+        "workspace/sub/.git/kept.txt",
+        "home/.git/kept.txt",
+    ] {
+        assert!(paths.contains(&want), "{want} missing from {paths:?}");
+    }
+    assert!(
+        !paths.iter().any(|p| p.starts_with("workspace/.git/")),
+        "{paths:?}"
+    );
+    let id = r.report["run_id"].as_str().unwrap();
+    let shown = env.ok(["show", &format!("run:{id}"), "--json"]).json();
+    let artifacts = shown["run"]["artifacts"].as_array().unwrap();
+    assert_eq!(
+        artifacts.len(),
+        paths.len() + 1,
+        "every evidence file and report.json"
+    );
+    assert!(env.ok(["audit"]).stdout.contains("audit passed"));
+}
+
+#[test]
+fn a_path_past_path_max_stops_the_provider_and_hides_none_of_the_harness_files() {
+    let env = Env::new();
+    let r = stage2(
+        &env,
+        &["--fake-behavior", "long-path", "--timeout", "60"],
+        &[],
+    );
+    assert_eq!(
+        r.report["status"], "provider_output_limit",
+        "{}",
+        r.report["reason"]
+    );
+    let reason = r.report["reason"].as_str().unwrap();
+    assert!(reason.contains("cannot be walked"), "{reason}");
+    // The part it made unreadable is named; the harness's files beside it are evidence.
+    let unrecorded: Vec<&str> = r.report["unrecorded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(unrecorded, ["backend/case-data"]);
+    let paths: Vec<&str> = r.report["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    for want in [
+        "backend/provider-stdout.log",
+        "backend/provider-stderr.log",
+        "backend/provider-output-limit.txt",
+    ] {
+        assert!(paths.contains(&want), "{want} missing: {paths:?}");
+    }
+    // The run's own account of the missing part is a note, not a finding.
+    let audit = env.ok(["audit"]);
+    assert!(
+        audit
+            .stdout
+            .contains("part `backend/case-data` was not recorded"),
+        "{}",
+        audit.stdout
+    );
+}
+
+#[test]
+fn two_thousand_nested_folders_fail_the_run_and_crash_nothing() {
+    let env = Env::new();
+    let r = stage2(&env, &["--fake-behavior", "deep"], &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.report["verdict"], "fail");
+    let reason = r.report["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("nests more than 256 folders deep"),
+        "{reason}"
+    );
+    let unrecorded: Vec<&str> = r.report["unrecorded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(unrecorded, ["home", "workspace"]);
+    assert_eq!(env.last_kind(), "run");
+    let recover = env.run(["recover", "--json"]);
+    assert_eq!(recover.code, 0, "{}", recover.stderr);
+    let audit = env.ok(["audit"]);
+    assert!(audit.stdout.contains("audit passed"), "{}", audit.stdout);
 }
 
 #[test]

@@ -110,6 +110,40 @@ fn the_scripted_model_drives_a_streaming_agent_to_a_pass_and_its_transcript_is_e
 }
 
 #[test]
+fn the_model_transcript_is_held_to_folder_bytes() {
+    let env = Env::new();
+    env.ok(["admit", "--model", "scripted/r1-string-slugify"]);
+    let r = stage2(
+        &env,
+        &[
+            "--fake-behavior",
+            "model-flood",
+            "--limit",
+            "folder_bytes=4M",
+        ],
+        &SCRIPTED,
+    );
+    let limit = r.report["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "model_transcript_bytes")
+        .unwrap_or_else(|| panic!("{}", r.report["limits"]));
+    assert_eq!(limit["value"], 4 << 20);
+    assert_eq!(limit["hit"], true, "{limit}");
+    let noted = fs::read_to_string(r.dir.join("home/model-flood.txt")).unwrap();
+    assert!(noted.contains("refused"), "{noted}");
+    let size = fs::metadata(r.dir.join("backend/model-transcript.jsonl"))
+        .unwrap()
+        .len();
+    // The room, plus at most what the four exchanges at once were answered beyond it.
+    assert!(
+        size < (4 << 20) + 4 * (2 << 20),
+        "transcript grew to {size} bytes"
+    );
+}
+
+#[test]
 fn a_script_whose_implementer_is_wrong_passes_every_phase_and_fails_on_the_tests() {
     let env = Env::new();
     env.ok(["admit", "--model", "scripted/r1-string-slugify-wrong"]);

@@ -43,18 +43,39 @@ pub(crate) fn value(w: &mut dyn Write, v: &Value, indent: usize) -> R {
 
 fn scalar(v: &Value) -> String {
     match v {
-        Value::String(s) => s.clone(),
+        Value::String(s) => shown(s),
         other => other.to_string(),
     }
+}
+
+/// Text a provider, a model or a remote may have chosen (a file name, a message), safe
+/// for a terminal: control characters (escape sequences, newlines, carriage returns) are
+/// written as `\u{..}`, so none can move the cursor, colour the screen or forge a line.
+pub(crate) fn shown(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| match c {
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// Notes, findings and the last line every audit prints.
 pub(crate) fn verdict(w: &mut dyn Write, what: &str, notes: &[String], findings: &[Finding]) -> R {
     for n in notes {
-        writeln!(w, "note: {n}")?;
+        writeln!(w, "note: {}", shown(n))?;
     }
     for f in findings {
-        writeln!(w, "FINDING [{}] {}: {}", f.check, f.subject, f.message)?;
+        writeln!(
+            w,
+            "FINDING [{}] {}: {}",
+            f.check,
+            shown(&f.subject),
+            shown(&f.message)
+        )?;
     }
     if findings.is_empty() {
         writeln!(w, "{what} passed")
@@ -65,6 +86,10 @@ pub(crate) fn verdict(w: &mut dyn Write, what: &str, notes: &[String], findings:
 
 /// An aligned text table; cells wider than 80 characters widen no column.
 pub(crate) fn table(w: &mut dyn Write, headers: &[String], rows: &[Vec<String>]) -> R {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| shown(c)).collect())
+        .collect();
     let widths: Vec<usize> = (0..headers.len())
         .map(|i| {
             rows.iter()
@@ -85,8 +110,21 @@ pub(crate) fn table(w: &mut dyn Write, headers: &[String], rows: &[Vec<String>])
             .to_string()
     };
     writeln!(w, "{}", line(headers))?;
-    for r in rows {
+    for r in &rows {
         writeln!(w, "{}", line(r))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(super::shown("plain/name.txt"), "plain/name.txt");
+        assert_eq!(
+            super::shown("workspace/\u{1b}[1;32mPASSED\u{1b}[0m.txt"),
+            "workspace/\\u{1b}[1;32mPASSED\\u{1b}[0m.txt"
+        );
+        assert_eq!(super::shown("new\nline"), "new\\u{a}line");
+    }
 }

@@ -48,6 +48,12 @@ fn escape_run(cx: &mut Ctx) -> Result<Escape> {
         .local_addr()
         .map_err(Error::io("listen on", Path::new("127.0.0.1:0")))?
         .port();
+    // A UNIX socket listening outside the run (as an ssh-agent's does), and a SysV
+    // segment of this process's IPC namespace: neither may be reachable from the run.
+    let sock = cx.tmp.join("agent.sock");
+    let unix =
+        std::os::unix::net::UnixListener::bind(&sock).map_err(Error::io("listen on", &sock))?;
+    let shm = Shm::new();
     let mut opts = RunOptions::fake("escape");
     opts.fake_env = vec![
         (
@@ -55,7 +61,15 @@ fn escape_run(cx: &mut Ctx) -> Result<Escape> {
             outside.display().to_string(),
         ),
         ("CTO_FAKE_CA_ESCAPE_PORT".into(), port.to_string()),
+        (
+            "CTO_FAKE_CA_ESCAPE_SOCKET".into(),
+            sock.display().to_string(),
+        ),
     ];
+    if let Some(s) = &shm {
+        opts.fake_env
+            .push(("CTO_FAKE_CA_ESCAPE_SHM_KEY".into(), s.key.to_string()));
+    }
     let r = cx.run(opts).map(|o| {
         let ws = o.run_dir.join("workspace");
         let planted = ["planted-by-provider", "planted-by-tests"]
@@ -70,9 +84,31 @@ fn escape_run(cx: &mut Ctx) -> Result<Escape> {
             planted,
         }
     });
-    drop(listener);
+    drop((listener, unix, shm));
     cx.escape = Some(r.as_ref().map(Escape::clone).map_err(|e| e.to_string()));
     r
+}
+
+/// A SysV shared memory segment of this process, removed on drop.
+struct Shm {
+    key: i32,
+    id: i32,
+}
+
+impl Shm {
+    fn new() -> Option<Shm> {
+        let key = 0x0c70_0000 | (std::process::id() as i32 & 0xffff);
+        // SAFETY: creates a 4 KiB segment under a key of this process's own.
+        let id = unsafe { libc::shmget(key, 4096, libc::IPC_CREAT | 0o600) };
+        (id >= 0).then_some(Shm { key, id })
+    }
+}
+
+impl Drop for Shm {
+    fn drop(&mut self) {
+        // SAFETY: removes the segment `new` made.
+        unsafe { libc::shmctl(self.id, libc::IPC_RMID, std::ptr::null_mut()) };
+    }
 }
 
 /// Passes when every attempt named was made, by the provider (`provider`) and by the
@@ -142,4 +178,18 @@ pub(super) fn sandbox_blocks_signals(cx: &mut Ctx) -> Result<(bool, String)> {
 
 pub(super) fn sandbox_drops_capabilities(cx: &mut Ctx) -> Result<(bool, String)> {
     escapes_blocked(cx, &["capabilities"], &[])
+}
+
+pub(super) fn sandbox_blocks_mode_changes(cx: &mut Ctx) -> Result<(bool, String)> {
+    let both = ["outside_chmod", "ledger_chmod"];
+    escapes_blocked(cx, &both, &both)
+}
+
+pub(super) fn sandbox_hides_the_host(cx: &mut Ctx) -> Result<(bool, String)> {
+    let mut provider = vec!["unix_socket", "host_processes", "harness_environ"];
+    // Tried only where this machine let the check make a SysV segment to aim at.
+    if escape_run(cx)?.provider.iter().any(|a| a.0 == "host_ipc") {
+        provider.push("host_ipc");
+    }
+    escapes_blocked(cx, &provider, &["unix_socket", "host_processes"])
 }

@@ -40,6 +40,11 @@ pub(super) fn judge_ignores_a_shadowed_runner(cx: &mut Ctx) -> Outcome {
     Ok(fails_as_tampered(&o, &["unittest.py", "sitecustomize.py"]))
 }
 
+pub(super) fn judge_ignores_a_shadowed_test_module(cx: &mut Ctx) -> Outcome {
+    let o = cx.run(RunOptions::fake("shadow-package"))?;
+    Ok(fails_as_tampered(&o, &["test_strings/__init__.py"]))
+}
+
 pub(super) fn judge_runs_the_fixtures_tests(cx: &mut Ctx) -> Outcome {
     let edited = cx.run(RunOptions::fake("edit-test"))?;
     let removed = cx.run(RunOptions::fake("delete-test"))?;

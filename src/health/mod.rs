@@ -116,7 +116,7 @@ pub(crate) fn run() -> Result<HealthOut> {
         admitted: Err(String::new()),
         escape: None,
     };
-    let all: [(&'static str, CheckFn); 23] = [
+    let all: [(&'static str, CheckFn); 26] = [
         ("fake_lane_passes", fake_lane_passes),
         ("provider_timeout_fail_closed", provider_timeout_fail_closed),
         ("grandchild_killed_on_timeout", grandchild_killed_on_timeout),
@@ -143,8 +143,17 @@ pub(crate) fn run() -> Result<HealthOut> {
             escape::sandbox_drops_capabilities,
         ),
         (
+            "sandbox_blocks_mode_changes",
+            escape::sandbox_blocks_mode_changes,
+        ),
+        ("sandbox_hides_the_host", escape::sandbox_hides_the_host),
+        (
             "judge_ignores_a_shadowed_runner",
             judge::judge_ignores_a_shadowed_runner,
+        ),
+        (
+            "judge_ignores_a_shadowed_test_module",
+            judge::judge_ignores_a_shadowed_test_module,
         ),
         (
             "judge_runs_the_fixtures_tests",

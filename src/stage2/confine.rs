@@ -132,9 +132,20 @@ impl Run<'_> {
         let Some(found) = crate::paths::which(tool, Path::new("/")) else {
             return Vec::new();
         };
+        self.prefixes_of(&found)
+    }
+
+    /// The install prefix of the program at `p` (and of where its links lead):
+    /// `<prefix>` of `<prefix>/<dir>/<program>`, unless that is a system folder (already
+    /// readable) or a folder too wide to open (the root, one holding the ledger or the
+    /// run, a home folder itself).
+    pub(super) fn prefixes_of(&self, p: &Path) -> Vec<PathBuf> {
         let mut out = Vec::new();
         let home = crate::env::get_os("HOME").map(PathBuf::from);
-        for p in [found.clone(), fs::canonicalize(&found).unwrap_or(found)] {
+        for p in [
+            p.to_path_buf(),
+            fs::canonicalize(p).unwrap_or(p.to_path_buf()),
+        ] {
             let Some(prefix) = p.parent().and_then(Path::parent) else {
                 continue;
             };

@@ -278,6 +278,7 @@ impl Run<'_> {
             result: TestResult::Error,
             log: "backend/tests.log".into(),
             sandbox: None,
+            output: None,
         });
         if self.report.status == RunStatus::Started {
             self.report.status = RunStatus::Failed;
@@ -289,9 +290,10 @@ impl Run<'_> {
     /// The test command as run: a Python interpreter is started isolated (`-I`: no
     /// working folder or script folder on `sys.path`, no user site, no `PYTHON*`
     /// variables; `-B`: no bytecode written).
-    fn test_argv(&self) -> Vec<String> {
+    fn test_argv(&self, interpreter: Option<&Path>) -> Vec<String> {
         let cmd = &self.fixture.manifest.test_command;
-        let mut argv = vec![cmd[0].clone()];
+        let first = interpreter.map_or(cmd[0].clone(), |p| p.display().to_string());
+        let mut argv = vec![first];
         if is_python(&cmd[0]) {
             for flag in ["-I", "-B"] {
                 if !cmd.iter().any(|a| a == flag) {
@@ -301,6 +303,41 @@ impl Run<'_> {
         }
         argv.extend(cmd[1..].iter().cloned());
         argv
+    }
+
+    /// The real interpreter a Python test command names, as it resolves outside the
+    /// judged tree: a version manager's shim on PATH (pyenv's `python3`) picks the
+    /// interpreter by files in the folder it runs in (`.python-version`), and the judged
+    /// tree holds the provider's files. `None` when the command is not a bare Python name
+    /// or it does not say.
+    fn interpreter(&self) -> Option<PathBuf> {
+        let argv0 = &self.fixture.manifest.test_command[0];
+        if !is_python(argv0) || argv0.contains('/') {
+            return None;
+        }
+        let mut child = Command::new(argv0)
+            .args(["-I", "-c", "import sys; sys.stdout.write(sys.executable)"])
+            .current_dir(&self.dir)
+            .env_clear()
+            .envs(self.base_env())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while child.try_wait().ok()?.is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take()?, &mut out).ok()?;
+        let p = PathBuf::from(out.trim());
+        (p.is_absolute() && p.is_file()).then_some(p)
     }
 
     fn isolation(&self) -> Vec<String> {
@@ -320,11 +357,12 @@ impl Run<'_> {
 
     /// Runs the fixture's tests in `folder`, in the sandbox, with no network.
     fn run_tests(&mut self, folder: &Path) -> Result<()> {
-        let argv = self.test_argv();
+        let interpreter = self.interpreter();
+        let argv = self.test_argv(interpreter.as_deref());
         let tmp = self.dir.join(JUDGE_TMP);
         super::mkdir_private(&tmp)?;
         let log_p = self.backend().join("tests.log");
-        let cmd = self.tests_command(&argv, folder, &tmp, &log_p)?;
+        let (cmd, output) = self.tests_command(&argv, folder, &tmp, &log_p)?;
         let mut tests = Tests {
             command: self.fixture.manifest.test_command.clone(),
             argv: argv.clone(),
@@ -333,16 +371,17 @@ impl Run<'_> {
             result: TestResult::Error,
             log: "backend/tests.log".into(),
             sandbox: None,
+            output: None,
         };
         // The tests import code the provider wrote: sandboxed, and no network at all.
         let sandbox = if self.opts.no_sandbox {
             None
         } else {
-            let policy = self.policy(
-                &[folder.to_path_buf()],
-                std::slice::from_ref(&tmp),
-                Net::None,
-            );
+            let mut readable = vec![folder.to_path_buf()];
+            if let Some(p) = &interpreter {
+                readable.extend(self.prefixes_of(p));
+            }
+            let policy = self.policy(&readable, std::slice::from_ref(&tmp), Net::None);
             match crate::sandbox::prepare(&policy) {
                 Ok(p) => Some(p),
                 Err(Unavailable(m)) => {
@@ -364,6 +403,8 @@ impl Run<'_> {
         });
         let (limits, scratch) = (self.limits, vec![tmp.clone()]);
         let mut watch = || super::limits::over(&scratch, &limits);
+        // What the tests print is kept as the provider's is: within stdout_bytes.
+        let capture = super::capture::start(output, &log_p, limits.stdout_bytes)?;
         let ran = crate::runner::run_confined(
             cmd,
             sandbox,
@@ -372,6 +413,7 @@ impl Run<'_> {
             &mut watch,
             |_| {},
         );
+        tests.output = Some(capture.finish()?);
         let (code, result) = self.test_outcome(ran, &argv, &log_p)?;
         tests.exit_code = code;
         tests.result = result;
@@ -381,15 +423,18 @@ impl Run<'_> {
 
     /// The tests' command: in `folder`, its temp folder its home, the caller's
     /// environment cleared, Python told to add no path and write no bytecode.
+    /// Both its output streams go to one pipe, returned for the capture to read.
     fn tests_command(
         &self,
         argv: &[String],
         folder: &Path,
         tmp: &Path,
         log_p: &Path,
-    ) -> Result<Command> {
-        let log = fs::File::create(log_p).map_err(Error::io("create", log_p))?;
-        let log2 = log.try_clone().map_err(Error::io("open", log_p))?;
+    ) -> Result<(Command, std::os::fd::OwnedFd)> {
+        let (read, write) = std::io::pipe().map_err(Error::io("make a pipe for", log_p))?;
+        let write2 = write
+            .try_clone()
+            .map_err(Error::io("make a pipe for", log_p))?;
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..])
             .current_dir(folder)
@@ -401,9 +446,9 @@ impl Run<'_> {
             .env("PYTHONSAFEPATH", "1")
             .env("PYTHONNOUSERSITE", "1")
             .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
-        Ok(cmd)
+            .stdout(write)
+            .stderr(write2);
+        Ok((cmd, read.into()))
     }
 
     /// The tests' exit code and result from how their run ended.

@@ -68,33 +68,68 @@ impl RunLimits {
     }
 }
 
-/// What `folders` hold right now: (bytes in regular files, entries), without following
-/// links; stops counting past `cap_entries`.
-pub(crate) fn usage(folders: &[PathBuf], cap_entries: u64) -> (u64, u64) {
-    let (mut bytes, mut entries) = (0u64, 0u64);
+/// What `folders` hold right now (bytes in regular files and link targets, entries),
+/// without following links; stops counting past `cap_entries`, or at the first thing it cannot walk.
+pub(crate) fn usage(folders: &[PathBuf], cap_entries: u64) -> Usage {
+    let mut u = Usage::default();
     for f in folders {
-        for e in walkdir::WalkDir::new(f)
-            .follow_links(false)
-            .min_depth(1)
-            .into_iter()
-            .flatten()
-        {
-            entries += 1;
-            if e.file_type().is_file() {
-                bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+        for e in walkdir::WalkDir::new(f).follow_links(false).min_depth(1) {
+            let e = match e {
+                Ok(e) => e,
+                // Removed while being counted: gone, so nothing to count.
+                Err(err)
+                    if err
+                        .io_error()
+                        .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) =>
+                {
+                    continue
+                }
+                // What cannot be walked (a path past PATH_MAX, a folder it made
+                // unreadable) cannot be counted: it must not hide what it holds.
+                Err(err) => {
+                    let why = match err.io_error() {
+                        Some(io) => format!("a path under {} cannot be walked: {io}", f.display()),
+                        None => format!("a link loop under {}", f.display()),
+                    };
+                    u.unmeasured.get_or_insert(why);
+                    return u;
+                }
+            };
+            u.entries += 1;
+            // A file's bytes, and a link's target (which the record stores as well).
+            if e.file_type().is_file() || e.file_type().is_symlink() {
+                u.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
             }
-            if entries > cap_entries {
-                return (bytes, entries);
+            if u.entries > cap_entries {
+                return u;
             }
         }
     }
-    (bytes, entries)
+    u
 }
 
-/// `Some(why)` when `folders` hold more than the limits allow.
+/// What the provider's folders hold, as far as they could be walked.
+#[derive(Debug, Default)]
+pub(crate) struct Usage {
+    pub bytes: u64,
+    pub entries: u64,
+    /// Why part of them could not be walked (and so was not counted).
+    pub unmeasured: Option<String>,
+}
+
+/// `Some(why)` when `folders` hold more than the limits allow, or hold what cannot be
+/// measured.
 pub(crate) fn over(folders: &[PathBuf], l: &RunLimits) -> Option<String> {
-    let (bytes, entries) = usage(folders, l.folder_entries);
-    if bytes > l.folder_bytes {
+    let Usage {
+        bytes,
+        entries,
+        unmeasured,
+    } = usage(folders, l.folder_entries);
+    if let Some(why) = unmeasured {
+        Some(format!(
+            "its folders hold what the harness cannot measure ({why}), so they may be past folder_bytes and folder_entries"
+        ))
+    } else if bytes > l.folder_bytes {
         Some(format!(
             "its folders hold {bytes} bytes, over the limit of {} (folder_bytes)",
             l.folder_bytes
@@ -149,14 +184,25 @@ pub(crate) fn report(
     ]
 }
 
-/// The model answer limit, for a run whose provider was given a model server.
-pub(crate) fn model_limit(l: &RunLimits, cut: bool) -> crate::report::Limit {
-    crate::report::Limit {
-        name: "model_response_bytes".into(),
-        value: l.model_response_bytes,
-        by: "the recording proxy relays and keeps no more of one answer, and ends every exchange at the run's deadline".into(),
-        enforced: true,
-        hit: cut,
-        detail: cut.then(|| "an answer was cut at the limit (see the transcript's `cut`)".into()),
-    }
+/// The model server's limits, for a run whose provider was given one: one answer, and
+/// the whole transcript (held to `folder_bytes`: it is a file of the run folder too).
+pub(crate) fn model_limits(l: &RunLimits, cut: bool, full: bool) -> [crate::report::Limit; 2] {
+    [
+        crate::report::Limit {
+            name: "model_response_bytes".into(),
+            value: l.model_response_bytes,
+            by: "the recording proxy relays and keeps no more of one answer, and ends every exchange at the run's deadline".into(),
+            enforced: true,
+            hit: cut,
+            detail: cut.then(|| "an answer was cut at the limit (see the transcript's `cut`)".into()),
+        },
+        crate::report::Limit {
+            name: "model_transcript_bytes".into(),
+            value: l.folder_bytes,
+            by: "the model server serves no exchange the transcript could not hold whole (the run's folder_bytes)".into(),
+            enforced: true,
+            hit: full,
+            detail: full.then(|| "an exchange was refused: the transcript was full".into()),
+        },
+    ]
 }

@@ -48,7 +48,7 @@ pub(crate) const DEFAULT_TIMEOUT_SECONDS: f64 = 900.0;
 /// The fake provider shipped beside the `cto-ledger` executable.
 pub(crate) const FAKE_BIN: &str = "cto-fake-ca";
 /// What the shipped fake can be asked to do (`--fake-behavior`).
-pub(crate) const FAKE_BEHAVIORS: [&str; 20] = [
+pub(crate) const FAKE_BEHAVIORS: [&str; 25] = [
     "solve",
     "agent",
     "fail",
@@ -67,6 +67,11 @@ pub(crate) const FAKE_BEHAVIORS: [&str; 20] = [
     "fork-chain",
     "fifo",
     "swap-runner",
+    "odd-names",
+    "python-version",
+    "model-flood",
+    "long-path",
+    "deep",
     "flood",
     "fill",
 ];
@@ -309,13 +314,13 @@ impl Run<'_> {
         }
         self.run_provider(&executed, sandbox)?;
         if let Some(s) = server {
-            let (n, cut) = s.stop();
+            let (n, cut, full) = s.stop();
             if let Some(m) = self.report.model.as_mut() {
                 m.exchanges = Some(n as u64);
             }
             self.report
                 .limits
-                .push(limits::model_limit(&self.limits, cut));
+                .extend(limits::model_limits(&self.limits, cut, full));
         }
         if self.report.status != RunStatus::Interrupted {
             self.judge()?;

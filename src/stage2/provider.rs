@@ -110,6 +110,7 @@ impl Run<'_> {
             deadline: std::time::Instant::now()
                 + Duration::from_secs_f64(self.opts.timeout_seconds + 5.0),
             response_bytes: self.limits.model_response_bytes,
+            transcript_bytes: self.limits.folder_bytes,
         };
         let server = model::ModelServer::start(
             backend,
@@ -148,8 +149,17 @@ impl Run<'_> {
             "commands": {"test": test_cmd},
         }]});
         let cfg_path = data.join("config.json");
-        fs::write(&cfg_path, serde_json::to_vec_pretty(&config).expect("json"))
-            .map_err(Error::io("write", &cfg_path))?;
+        let cfg = serde_json::to_vec_pretty(&config).expect("json");
+        fs::write(&cfg_path, &cfg).map_err(Error::io("write", &cfg_path))?;
+        // Stored as written, before the provider can change the copy it is given.
+        let m = self.home.store.put_bytes(&cfg)?;
+        self.evidence.push((m, crate::store::tree::ObjKind::Blob));
+        self.report.config = Some(crate::report::Evidence {
+            path: "backend/case-data/config.json".into(),
+            sha256: m.sha256,
+            blake3: m.id,
+            size: m.size,
+        });
         let pj = data.join("projects.json");
         fs::write(&pj, serde_json::to_vec_pretty(&projects).expect("json"))
             .map_err(Error::io("write", &pj))?;

@@ -18,6 +18,8 @@ use crate::store::tree::{self, Entry, ObjKind};
 const REPORT: &str = "report.json";
 const CONFIG: &str = "backend/case-data/config.json";
 const WORKSPACE: &str = "workspace";
+/// Under `backend/`: the Case data folder, which the provider writes.
+const CASE_DATA: &str = "case-data";
 /// The parts of a run folder a provider (or the tests) could write: each is stored on
 /// its own, so one that cannot be read (too deep, vanished) is named in the report and
 /// the rest of the run is recorded all the same.
@@ -67,13 +69,16 @@ fn evidence<'a>(dir: &Path, files: impl Iterator<Item = (&'a Path, ObjectMeta)>)
         .filter_map(|(p, m)| {
             let rel = p.strip_prefix(dir).ok()?;
             let parts: Vec<Vec<u8>> = rel.iter().map(|c| c.as_bytes().to_vec()).collect();
-            if parts.iter().any(|c| c == b".git") || parts[0].starts_with(b".report-") {
+            // The workspace's own repository is in the tree object; a `.git` anywhere
+            // else is what someone put there, and listed like everything else.
+            let workspace_git = parts.len() > 1 && parts[0] == b"workspace" && parts[1] == b".git";
+            if workspace_git || parts[0].starts_with(b".report-") {
                 return None;
             }
             Some((
                 parts,
                 Evidence {
-                    path: rel.to_string_lossy().into_owned(),
+                    path: crate::paths::escaped(rel),
                     sha256: m.sha256,
                     blake3: m.id,
                     size: m.size,
@@ -124,13 +129,30 @@ fn store_parts(
             continue;
         }
         make_readable(&p);
-        match tree::ingest_open(&home.store, &p, &[]) {
+        // The Case data folder the provider writes is stored apart from the harness's
+        // own files beside it, so nothing left there can take those out of the record.
+        let nested: &[&str] = if part == "backend" { &[CASE_DATA] } else { &[] };
+        let mut extra = Vec::new();
+        for n in nested {
+            let q = p.join(n);
+            if !q.is_dir() {
+                continue;
+            }
+            match tree::ingest_open(&home.store, &q, &[]) {
+                Ok(f) => extra.push(Entry::dir(
+                    n.as_bytes().to_vec(),
+                    st.keep(home, f, Vec::new())?,
+                )),
+                Err(e) => r.unrecorded.push(crate::report::Unrecorded {
+                    path: format!("{part}/{n}"),
+                    error: e.to_string(),
+                }),
+            }
+        }
+        match tree::ingest_open(&home.store, &p, nested) {
             Ok(f) => {
-                st.files
-                    .extend(f.files().map(|(p, m)| (p.to_path_buf(), m)));
-                let ing = f.seal(&home.store, Vec::new())?;
-                st.entries.push(Entry::dir(name, ing.root));
-                st.objects.extend(ing.objects);
+                let root = st.keep(home, f, extra)?;
+                st.entries.push(Entry::dir(name, root));
             }
             Err(e) => r.unrecorded.push(crate::report::Unrecorded {
                 path: part.into(),
@@ -139,6 +161,18 @@ fn store_parts(
         }
     }
     Ok(st)
+}
+
+impl Stored {
+    /// Seals a folder stored on its own (with `extra` entries at its root), keeping its
+    /// files and objects; its tree.
+    fn keep(&mut self, home: &Home, f: tree::OpenFolder, extra: Vec<Entry>) -> Result<ObjectMeta> {
+        self.files
+            .extend(f.files().map(|(p, m)| (p.to_path_buf(), m)));
+        let ing = f.seal(&home.store, extra)?;
+        self.objects.extend(ing.objects);
+        Ok(ing.root)
+    }
 }
 
 /// Gives the owner read (and, for folders, search) permission wherever a provider took
@@ -202,6 +236,23 @@ pub(super) fn record(
     });
     let mut all = ing.objects.clone();
     all.push((report_meta, ObjKind::Blob));
+    // The harness's own copy of config.json, as written before the provider started (a
+    // harness killed before its writes were durable may have lost it: then none); a
+    // report from before there was one names the file in the folder, which the
+    // provider could write.
+    let config = match &r.config {
+        Some(c) if home.store.has(&c.blake3)? => {
+            let m = ObjectMeta {
+                id: c.blake3,
+                sha256: c.sha256,
+                size: c.size,
+            };
+            all.push((m, ObjKind::Blob));
+            Some(c.blake3)
+        }
+        Some(_) => None,
+        None => of(CONFIG),
+    };
     all.extend(st.objects);
     all.extend(extra.iter().copied());
     let started = !r.argv.is_empty();
@@ -221,7 +272,7 @@ pub(super) fn record(
             .as_ref()
             .map(|m| format!("{}/{}", m.provider, m.model)),
         model_admission: r.model.as_ref().and_then(|m| m.admission.clone()),
-        config_object: of(CONFIG),
+        config_object: config,
         report_object: Some(report_meta.id),
         tree_object: ing.root.id,
         run_dir: dir.display().to_string(),

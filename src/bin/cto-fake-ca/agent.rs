@@ -119,6 +119,31 @@ fn agent_status(text: &str) -> Option<String> {
     v["status"].as_str().map(String::from)
 }
 
+/// `model-flood`: sends the model server 24 requests of 1 MiB each, whatever they get
+/// back; notes in `$HOME/model-flood.txt` how many were answered and how many refused.
+pub(crate) fn flood_model() {
+    let home = PathBuf::from(env::var_os("HOME").unwrap_or_else(|| die("HOME is not set")));
+    let models = json(&home.join(".pi/agent/models.json"));
+    let base = models["providers"]["openai"]["baseUrl"]
+        .as_str()
+        .unwrap_or_else(|| die("models.json has no providers.openai.baseUrl"))
+        .to_string();
+    let big = "A".repeat(1 << 20);
+    let (mut answered, mut refused) = (0, 0);
+    for _ in 0..24 {
+        let body =
+            serde_json::json!({"model": "x", "messages": [{"role": "user", "content": big}]});
+        match post(&base, &body) {
+            Err(e) if e.starts_with("HTTP 503") => refused += 1,
+            _ => answered += 1,
+        }
+    }
+    let _ = fs::write(
+        home.join("model-flood.txt"),
+        format!("answered {answered} refused {refused}\n"),
+    );
+}
+
 pub(crate) fn agent(repo: &Path, model: &str, task_id: &str) {
     let home = PathBuf::from(env::var_os("HOME").unwrap_or_else(|| die("HOME is not set")));
     let models = json(&home.join(".pi/agent/models.json"));

@@ -16,6 +16,14 @@
 //! - `fifo`: solves, then leaves a FIFO in the workspace
 //! - `swap-runner`: makes the fixture's test script (`run-tests.sh`) a link to
 //!   `CTO_FAKE_CA_ESCAPE_RUNNER` (default `/bin/true`)
+//! - `odd-names`: solves, then leaves two names that differ only in a byte that is not
+//!   UTF-8, and files under `.git` folders of its own (`home/.git`, `sub/.git`)
+//! - `python-version`: solves, then leaves a `.python-version` naming an interpreter of
+//!   its choosing (a version manager's shim reads it where the tests run)
+//! - `deep`: solves, then nests 2,000 folders in its workspace and home
+//! - `model-flood`: sends its model server 24 requests of 1 MiB
+//! - `long-path`: makes, under its Case data folder, a file at a path longer than
+//!   PATH_MAX (which no walk by path reaches), then waits
 //! - `flood`: prints 50 MB to stdout and 1 MB to stderr
 //! - `fill`: writes files into its workspace until it is stopped
 
@@ -78,6 +86,34 @@ pub(crate) fn behave(behavior: &str, repo: &Path) -> bool {
             std::os::unix::fs::symlink(&target, &p)
                 .unwrap_or_else(|e| die(&format!("cannot link run-tests.sh: {e}")));
         }
+        "odd-names" => {
+            solve(repo);
+            use std::os::unix::ffi::OsStrExt;
+            for (name, body) in [(&b"x\xff"[..], "a"), (b"x\xfe", "b")] {
+                write(&repo.join(std::ffi::OsStr::from_bytes(name)), body);
+            }
+            for dir in [repo.join("sub/.git"), Path::new(&env::var_os("HOME").unwrap_or_default()).join(".git")] {
+                fs::create_dir_all(&dir).unwrap_or_else(|e| die(&format!("cannot make {}: {e}", dir.display())));
+                write(&dir.join("kept.txt"), "evidence\n");
+            }
+        }
+        "python-version" => {
+            solve(repo);
+            write(&repo.join(".python-version"), "provider-chosen\n");
+        }
+        "model-flood" => super::agent::flood_model(),
+        "long-path" => long_path(),
+        "deep" => {
+            solve(repo);
+            let home = env::var_os("HOME").unwrap_or_default();
+            for root in [repo.to_path_buf(), Path::new(&home).to_path_buf()] {
+                let mut p = root.join("d");
+                for _ in 1..2000 {
+                    p.push("d");
+                }
+                fs::create_dir_all(&p).unwrap_or_else(|e| die(&format!("cannot nest folders: {e}")));
+            }
+        }
         "flood" => flood(),
         "fill" => fill(repo),
         _ => return false,
@@ -111,6 +147,20 @@ fn shadow(repo: &Path) {
         &repo.join("sitecustomize.py"),
         "import os\nos.environ['SHADOWED'] = '1'\n",
     );
+}
+
+fn long_path() -> ! {
+    let data = env::var_os("CASE_DATA_DIR").unwrap_or_else(|| die("CASE_DATA_DIR is not set"));
+    std::env::set_current_dir(&data)
+        .unwrap_or_else(|e| die(&format!("cannot enter the Case data folder: {e}")));
+    let name = "n".repeat(250);
+    for _ in 0..20 {
+        fs::create_dir(&name).unwrap_or_else(|e| die(&format!("cannot make a folder: {e}")));
+        std::env::set_current_dir(&name)
+            .unwrap_or_else(|e| die(&format!("cannot enter a folder: {e}")));
+    }
+    write(Path::new("hidden.bin"), &"h".repeat(1 << 20));
+    sleep_forever()
 }
 
 /// A package named as the fixture's test module, found before it by Python's finder.

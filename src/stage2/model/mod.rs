@@ -37,6 +37,8 @@ const MAX_CONNECTIONS: usize = 4;
 pub(crate) struct Bounds {
     pub deadline: std::time::Instant,
     pub response_bytes: u64,
+    /// The most the transcript may hold: no exchange is served past it.
+    pub transcript_bytes: u64,
 }
 
 /// What answers the provider's model requests.
@@ -71,6 +73,9 @@ struct Shared {
     conns: Mutex<std::collections::HashMap<usize, TcpStream>>,
     /// Whether an answer was cut at the response limit.
     cut: AtomicBool,
+    /// Bytes the transcript holds, and whether an exchange was refused for want of room.
+    written: std::sync::atomic::AtomicU64,
+    full: AtomicBool,
 }
 
 /// A running loopback server; stopped (and its threads joined) by [`ModelServer::stop`] or drop.
@@ -115,6 +120,8 @@ impl ModelServer {
             stop: stop.clone(),
             conns: Mutex::new(std::collections::HashMap::new()),
             cut: AtomicBool::new(false),
+            written: std::sync::atomic::AtomicU64::new(0),
+            full: AtomicBool::new(false),
         });
         let (s2, st2) = (shared.clone(), stop.clone());
         let accept = std::thread::spawn(move || {
@@ -156,13 +163,15 @@ impl ModelServer {
         })
     }
 
-    /// Stops accepting, ends the exchanges in flight, returns how many there were and
-    /// whether an answer was cut at the response limit.
-    pub(crate) fn stop(mut self) -> (usize, bool) {
+    /// Stops accepting, ends the exchanges in flight, returns how many there were,
+    /// whether an answer was cut at the response limit, and whether an exchange was
+    /// refused because the transcript was full.
+    pub(crate) fn stop(mut self) -> (usize, bool, bool) {
         self.halt();
         (
             self.shared.exchanges.load(Ordering::SeqCst),
             self.shared.cut.load(Ordering::SeqCst),
+            self.shared.full.load(Ordering::SeqCst),
         )
     }
 
@@ -277,6 +286,20 @@ fn serve(conn: TcpStream, s: &Shared) {
         }
         Err(_) => return,
     };
+    // Every exchange is recorded whole, so none is served that the transcript cannot hold.
+    let room = s.bounds.transcript_bytes;
+    let asked = req.body.len() as u64;
+    // Reserved before answering, so exchanges at once cannot all see the same room.
+    if s.written.fetch_add(asked, Ordering::SeqCst) + asked > room {
+        s.written.fetch_sub(asked, Ordering::SeqCst);
+        s.full.store(true, Ordering::SeqCst);
+        error(
+            &conn,
+            503,
+            &format!("the run's model transcript holds its limit of {room} bytes; no more exchanges are served"),
+        );
+        return;
+    }
     let started = now();
     let n = s.exchanges.fetch_add(1, Ordering::SeqCst) + 1;
     let mut record = match &s.backend {
@@ -300,6 +323,8 @@ fn serve(conn: TcpStream, s: &Shared) {
     }
     let mut text = serde_json::to_vec(&line).expect("json");
     text.push(b'\n');
+    s.written
+        .fetch_add((text.len() as u64).saturating_sub(asked), Ordering::SeqCst);
     if let Ok(mut f) = s.transcript.lock() {
         let _ = f.write_all(&text);
         let _ = f.sync_data();

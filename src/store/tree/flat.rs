@@ -16,11 +16,23 @@ pub type Flat = BTreeMap<Vec<u8>, Entry>;
 /// Every leaf of tree `root`, by path. A folder appears only when it is empty.
 pub fn flatten(store: &Store, root: &ObjectId) -> Result<Flat> {
     let mut out = Flat::new();
-    flatten_into(store, &load(store, root)?, b"", &mut out)?;
+    flatten_into(store, &load(store, root)?, b"", 0, &mut out)?;
     Ok(out)
 }
 
-fn flatten_into(store: &Store, t: &Tree, prefix: &[u8], out: &mut Flat) -> Result<()> {
+fn flatten_into(
+    store: &Store,
+    t: &Tree,
+    prefix: &[u8],
+    depth: usize,
+    out: &mut Flat,
+) -> Result<()> {
+    if depth > super::MAX_DEPTH {
+        return Err(super::too_deep(&format!(
+            "tree folder {}",
+            String::from_utf8_lossy(prefix)
+        )));
+    }
     for e in &t.entries {
         let mut path = prefix.to_vec();
         if !path.is_empty() {
@@ -33,7 +45,7 @@ fn flatten_into(store: &Store, t: &Tree, prefix: &[u8], out: &mut Flat) -> Resul
                 if subtree.entries.is_empty() {
                     out.insert(path, e.clone());
                 } else {
-                    flatten_into(store, &subtree, &path, out)?;
+                    flatten_into(store, &subtree, &path, depth + 1, out)?;
                 }
             }
             _ => {

@@ -212,40 +212,73 @@ struct Walked {
 
 /// Lists `root`, subdirectories read in parallel as rayon finds idle threads (trees like
 /// `node_modules` are too lopsided for level-by-level reading to keep two cores busy).
-/// Symlinks are recorded, never followed; special files are refused, unless `specials`
-/// (run folders: a FIFO a provider left is recorded by name and kind, never opened).
+/// Each directory read spawns a task per subdirectory, so the walk never recurses on a
+/// stack, however deep the tree (it stops at [`super::MAX_DEPTH`]). Symlinks are
+/// recorded, never followed; special files are refused, unless `specials` (run folders:
+/// a FIFO a provider left is recorded by name and kind, never opened).
 fn walk(root: &Path, specials: bool, leave_out: &[&str]) -> Result<Walked> {
-    struct Nested {
-        node: DirNode,
-        children: Vec<Nested>,
+    use std::sync::Mutex;
+    struct Shared<'a> {
+        found: Mutex<Vec<(usize, DirNode)>>,
+        failed: Mutex<Option<Error>>,
+        specials: bool,
+        leave_out: &'a [&'a str],
+        root: &'a Path,
     }
-    fn read_nested(path: PathBuf, specials: bool, leave_out: &[&str]) -> Result<Nested> {
-        let node = read_one(path, specials, leave_out)?;
-        let children = node
-            .subdirs
-            .par_iter()
-            .map(|n| read_nested(node.path.join(n), specials, &[]))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Nested { node, children })
+    fn visit<'s>(s: &rayon::Scope<'s>, sh: &'s Shared<'s>, path: PathBuf, depth: usize) {
+        if sh.failed.lock().expect("not poisoned").is_some() {
+            return;
+        }
+        let read = if depth > super::MAX_DEPTH {
+            Err(super::too_deep(&sh.root.display().to_string()))
+        } else {
+            let leave_out = if depth == 0 { sh.leave_out } else { &[] };
+            read_one(path, sh.specials, leave_out)
+        };
+        match read {
+            Ok(node) => {
+                for n in &node.subdirs {
+                    let sub = node.path.join(n);
+                    s.spawn(move |s| visit(s, sh, sub, depth + 1));
+                }
+                sh.found.lock().expect("not poisoned").push((depth, node));
+            }
+            Err(e) => {
+                sh.failed.lock().expect("not poisoned").get_or_insert(e);
+            }
+        }
+    }
+    let sh = Shared {
+        found: Mutex::new(Vec::new()),
+        failed: Mutex::new(None),
+        specials,
+        leave_out,
+        root,
+    };
+    rayon::scope(|s| visit(s, &sh, root.to_path_buf(), 0));
+    if let Some(e) = sh.failed.into_inner().expect("not poisoned") {
+        return Err(e);
     }
     // Breadth first, so every directory follows its parent and each depth is one range.
+    let mut nodes = sh.found.into_inner().expect("not poisoned");
+    nodes.sort_by(|a, b| (a.0, &a.1.path).cmp(&(b.0, &b.1.path)));
     let mut out = Walked {
-        dirs: Vec::new(),
+        dirs: Vec::with_capacity(nodes.len()),
         levels: Vec::new(),
     };
-    let mut level = vec![(read_nested(root.to_path_buf(), specials, leave_out)?, None)];
-    while !level.is_empty() {
-        let start = out.dirs.len();
-        let mut next = Vec::new();
-        for (nested, parent) in level {
-            let i = out.dirs.len();
-            let mut node = nested.node;
-            node.parent = parent;
-            out.dirs.push(node);
-            next.extend(nested.children.into_iter().map(|c| (c, Some(i))));
+    let mut index: std::collections::HashMap<PathBuf, usize> = Default::default();
+    for (depth, mut node) in nodes {
+        if out.levels.len() <= depth {
+            out.levels.push(out.dirs.len()..out.dirs.len());
         }
-        out.levels.push(start..out.dirs.len());
-        level = next;
+        let i = out.dirs.len();
+        node.parent = match depth {
+            0 => None,
+            _ => node.path.parent().and_then(|p| index.get(p)).copied(),
+        };
+        index.insert(node.path.clone(), i);
+        out.dirs.push(node);
+        out.levels[depth].end = i + 1;
     }
     Ok(out)
 }

@@ -22,6 +22,18 @@ use crate::id::{ObjectId, ObjectMeta, Sha256Digest};
 pub const FORMAT: &str = "cto-ledger-tree-v1";
 /// RFC 8785 numbers are IEEE 754 doubles: integers above 2^53 - 1 would not round-trip.
 pub const MAX_SIZE: u64 = (1 << 53) - 1;
+/// How many folders deep a tree may nest (git allows 4096; real trees, `node_modules`
+/// included, stay far below this). Deeper folders are refused when ingested and when a
+/// stored tree is walked, so no walk recurses without bound.
+pub const MAX_DEPTH: usize = 256;
+
+/// The error for a tree or folder nested deeper than [`MAX_DEPTH`].
+pub(crate) fn too_deep(what: &str) -> Error {
+    Error::bad_input(
+        format!("{what} nests more than {MAX_DEPTH} folders deep"),
+        format!("trees may nest at most {MAX_DEPTH} folders deep; flatten the folder or leave the deep part out"),
+    )
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

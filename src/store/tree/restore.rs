@@ -17,6 +17,12 @@ use crate::store::Store;
 type Links = std::collections::HashMap<Vec<u8>, Vec<u8>>;
 
 fn collect_links(store: &Store, tree: &Tree, prefix: &[u8], links: &mut Links) -> Result<()> {
+    if prefix.split(|b| *b == b'/').count() > super::MAX_DEPTH {
+        return Err(super::too_deep(&format!(
+            "tree folder {}",
+            String::from_utf8_lossy(prefix)
+        )));
+    }
     for e in &tree.entries {
         let mut here = prefix.to_vec();
         if !here.is_empty() {
@@ -40,47 +46,72 @@ fn collect_links(store: &Store, tree: &Tree, prefix: &[u8], links: &mut Links) -
 /// How many links a path may pass through before it counts as a loop (Linux: 40).
 const MAX_FOLLOWS: usize = 40;
 
+/// A tree's links, found by a key of their path that is extended one component at a
+/// time, so resolving a path costs one lookup per component whatever its length (a
+/// lookup by the joined path costs the path's length, and a tree of long links made that
+/// quadratic). Keys are hashed with this process's random seed; a match is confirmed
+/// against the path itself.
+struct Resolver<'a> {
+    seed: std::collections::hash_map::RandomState,
+    by_key: std::collections::HashMap<u64, Vec<LinkAt<'a>>>,
+}
+
+/// A link's path in the tree and its target.
+type LinkAt<'a> = (&'a [u8], &'a [u8]);
+
+impl<'a> Resolver<'a> {
+    fn new(links: &'a Links) -> Resolver<'a> {
+        let mut r = Resolver {
+            seed: Default::default(),
+            by_key: Default::default(),
+        };
+        for (path, target) in links {
+            let k = path.split(|b| *b == b'/').fold(0, |k, c| r.key(k, c));
+            r.by_key.entry(k).or_default().push((path, target));
+        }
+        r
+    }
+
+    fn key(&self, parent: u64, component: &[u8]) -> u64 {
+        use std::hash::BuildHasher;
+        self.seed.hash_one((parent, component))
+    }
+
+    /// The target of the link at `cur` (whose last key is `k`), if it is one.
+    fn link_at(&self, cur: &[(&[u8], u64)], k: u64) -> Option<&'a [u8]> {
+        self.by_key.get(&k)?.iter().find_map(|(path, target)| {
+            let same = path.split(|b| *b == b'/').eq(cur.iter().map(|(c, _)| *c));
+            same.then_some(*target)
+        })
+    }
+}
+
 /// Where the link at `link` leads once the tree is on disk: followed through the tree's
 /// own links as the kernel would follow them, so `..` after a component that is itself a
 /// link climbs from where that link points. `Err` says why it escapes (or loops).
+#[cfg(test)]
 fn link_resolution(links: &Links, link: &[u8]) -> std::result::Result<(), &'static str> {
-    let mut w = LinkWalk {
-        cur: link.split(|b| *b == b'/').collect(),
-        pending: std::collections::VecDeque::new(),
-        follows: 0,
-    };
-    w.follow(links.get(link).map(Vec::as_slice).unwrap_or_default())?;
-    while let Some(c) = w.pending.pop_front() {
-        match c {
-            b"" | b"." => {}
-            b".." => {
-                if w.cur.pop().is_none() {
-                    return Err("it climbs above the restore directory");
-                }
-            }
-            name => {
-                w.cur.push(name);
-                if let Some(t) = links.get(&w.cur.join(&b'/')) {
-                    w.follow(t)?;
-                }
-            }
-        }
+    resolve_link(&Resolver::new(links), links, link)
+}
+
+/// As [`link_resolution`], with the links' resolver made once for the whole tree.
+fn resolve_link<'a>(
+    r: &Resolver<'a>,
+    links: &'a Links,
+    link: &'a [u8],
+) -> std::result::Result<(), &'static str> {
+    let mut cur: Vec<(&[u8], u64)> = Vec::new();
+    for c in link.split(|b| *b == b'/') {
+        let k = r.key(cur.last().map_or(0, |l| l.1), c);
+        cur.push((c, k));
     }
-    Ok(())
-}
-
-/// A path being resolved: where it is so far, and the components still to walk.
-struct LinkWalk<'a> {
-    cur: Vec<&'a [u8]>,
-    pending: std::collections::VecDeque<&'a [u8]>,
-    follows: usize,
-}
-
-impl<'a> LinkWalk<'a> {
-    /// Replaces the link at the end of `cur` by its target.
-    fn follow(&mut self, target: &'a [u8]) -> std::result::Result<(), &'static str> {
-        self.follows += 1;
-        if self.follows > MAX_FOLLOWS {
+    let mut pending: std::collections::VecDeque<&[u8]> = Default::default();
+    let mut follows = 0;
+    let mut follow = |cur: &mut Vec<(&'a [u8], u64)>,
+                      pending: &mut std::collections::VecDeque<&'a [u8]>,
+                      target: &'a [u8]| {
+        follows += 1;
+        if follows > MAX_FOLLOWS {
             return Err("its links form a loop");
         }
         if target.is_empty() {
@@ -89,12 +120,35 @@ impl<'a> LinkWalk<'a> {
         if target[0] == b'/' {
             return Err("it points to an absolute path");
         }
-        self.cur.pop(); // a link's target is relative to the directory holding it
+        cur.pop(); // a link's target is relative to the directory holding it
         for c in target.split(|b| *b == b'/').rev() {
-            self.pending.push_front(c);
+            pending.push_front(c);
         }
         Ok(())
+    };
+    follow(
+        &mut cur,
+        &mut pending,
+        links.get(link).map(Vec::as_slice).unwrap_or_default(),
+    )?;
+    while let Some(c) = pending.pop_front() {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                if cur.pop().is_none() {
+                    return Err("it climbs above the restore directory");
+                }
+            }
+            name => {
+                let k = r.key(cur.last().map_or(0, |l| l.1), name);
+                cur.push((name, k));
+                if let Some(t) = r.link_at(&cur, k) {
+                    follow(&mut cur, &mut pending, t)?;
+                }
+            }
+        }
     }
+    Ok(())
 }
 
 /// Refuses the whole tree before anything is written if any link would resolve outside
@@ -104,8 +158,9 @@ fn check_escapes(store: &Store, tree: &Tree) -> Result<()> {
     collect_links(store, tree, b"", &mut links)?;
     let mut paths: Vec<&Vec<u8>> = links.keys().collect();
     paths.sort();
+    let resolver = Resolver::new(&links);
     for p in paths {
-        if let Err(why) = link_resolution(&links, p) {
+        if let Err(why) = resolve_link(&resolver, &links, p) {
             return Err(Error::bad_input(
                 format!(
                     "tree entry {} is a symlink to {:?}, which points outside the restore directory: {why}",
