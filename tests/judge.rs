@@ -287,17 +287,20 @@ fn a_chain_of_setsid_forks_is_dead_when_the_run_returns() {
     assert_eq!(pidns["enforced"], true, "{pidns}");
 }
 
+/// The `path` of each item of the report's list `key` (`evidence`, `unrecorded`).
+fn report_paths<'a>(r: &'a Stage2, key: &str) -> Vec<&'a str> {
+    r.report[key]
+        .as_array()
+        .map(|a| a.iter().map(|e| e["path"].as_str().unwrap()).collect())
+        .unwrap_or_default()
+}
+
 #[test]
 fn names_that_read_alike_and_nested_git_folders_are_each_evidence() {
     let env = Env::new();
     let r = stage2(&env, &["--fake-behavior", "odd-names"], &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let paths: Vec<&str> = r.report["evidence"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["path"].as_str().unwrap())
-        .collect();
+    let paths = report_paths(&r, "evidence");
     for want in [
         "workspace/x\\xff",
         "workspace/x\\xfe",
@@ -337,19 +340,9 @@ fn a_path_past_path_max_stops_the_provider_and_hides_none_of_the_harness_files()
     let reason = r.report["reason"].as_str().unwrap();
     assert!(reason.contains("cannot be walked"), "{reason}");
     // The part it made unreadable is named; the harness's files beside it are evidence.
-    let unrecorded: Vec<&str> = r.report["unrecorded"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["path"].as_str().unwrap())
-        .collect();
+    let unrecorded = report_paths(&r, "unrecorded");
     assert_eq!(unrecorded, ["backend/case-data"]);
-    let paths: Vec<&str> = r.report["evidence"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["path"].as_str().unwrap())
-        .collect();
+    let paths = report_paths(&r, "evidence");
     for want in [
         "backend/provider-stdout.log",
         "backend/provider-stderr.log",
@@ -379,12 +372,7 @@ fn two_thousand_nested_folders_fail_the_run_and_crash_nothing() {
         reason.contains("nests more than 256 folders deep"),
         "{reason}"
     );
-    let unrecorded: Vec<&str> = r.report["unrecorded"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["path"].as_str().unwrap())
-        .collect();
+    let unrecorded = report_paths(&r, "unrecorded");
     assert_eq!(unrecorded, ["home", "workspace"]);
     assert_eq!(env.last_kind(), "run");
     let recover = env.run(["recover", "--json"]);

@@ -119,15 +119,21 @@ fn agent_status(text: &str) -> Option<String> {
     v["status"].as_str().map(String::from)
 }
 
-/// `model-flood`: sends the model server 24 requests of 1 MiB each, whatever they get
-/// back; notes in `$HOME/model-flood.txt` how many were answered and how many refused.
-pub(crate) fn flood_model() {
+/// The provider's home, and the base URL pi's `models.json` there gives the model.
+fn model_server() -> (PathBuf, String) {
     let home = PathBuf::from(env::var_os("HOME").unwrap_or_else(|| die("HOME is not set")));
     let models = json(&home.join(".pi/agent/models.json"));
     let base = models["providers"]["openai"]["baseUrl"]
         .as_str()
         .unwrap_or_else(|| die("models.json has no providers.openai.baseUrl"))
         .to_string();
+    (home, base)
+}
+
+/// `model-flood`: sends the model server 24 requests of 1 MiB each, whatever they get
+/// back; notes in `$HOME/model-flood.txt` how many were answered and how many refused.
+pub(crate) fn flood_model() {
+    let (home, base) = model_server();
     let big = "A".repeat(1 << 20);
     let (mut answered, mut refused) = (0, 0);
     for _ in 0..24 {
@@ -145,12 +151,7 @@ pub(crate) fn flood_model() {
 }
 
 pub(crate) fn agent(repo: &Path, model: &str, task_id: &str) {
-    let home = PathBuf::from(env::var_os("HOME").unwrap_or_else(|| die("HOME is not set")));
-    let models = json(&home.join(".pi/agent/models.json"));
-    let base = models["providers"]["openai"]["baseUrl"]
-        .as_str()
-        .unwrap_or_else(|| die("models.json has no providers.openai.baseUrl"))
-        .to_string();
+    let (_, base) = model_server();
     let task = fs::read_to_string(repo.join(format!(".case/tasks/active/{task_id}.md")))
         .unwrap_or_default();
     let tool = |name: &str| serde_json::json!({"type": "function", "function": {"name": name, "parameters": {"type": "object"}}});
