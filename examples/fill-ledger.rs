@@ -165,6 +165,7 @@ fn fill_runs(l: &mut Home, builds: usize, runs: usize) {
             started: "2026-05-31T00:02:00.000Z".into(),
             finished: "2026-05-31T00:03:00.000Z".into(),
             sandbox: Some("landlock ABI 7, network none".into()),
+            start: None,
             artifacts: vec![],
             objects: vec![ObjRec::new(report, ObjKind::Blob)],
         }));

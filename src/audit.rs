@@ -439,7 +439,51 @@ fn check_home(home: &Home, known: &BTreeSet<String>, out: &mut AuditOut) -> Resu
 
 /// Every run left a final report and used an admitted, unrevoked provider (and model),
 /// and its folder, where it still is, holds what was recorded.
+/// How long past its timeout an attempt may still be running (its harness recording it)
+/// before a `run_start` with no `run` is a finding.
+const UNFINISHED_GRACE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// Every attempt a `run_start` registered has its `run`: one that does not, once past its
+/// timeout, was killed or hidden (its folder removed, its `run_folders` row deleted), and
+/// the signed history says so.
+fn check_unfinished(home: &Home, out: &mut AuditOut) -> Result<()> {
+    let now = chrono::DateTime::parse_from_rfc3339(&crate::ledger::now()).ok();
+    for u in home.ledger.unfinished_runs()? {
+        let started = chrono::DateTime::parse_from_rfc3339(&u.started).ok();
+        let due = started
+            .map(|t| t + chrono::TimeDelta::milliseconds(u.timeout_ms as i64) + UNFINISHED_GRACE);
+        let folder = std::path::Path::new(&u.run_dir);
+        if let (Some(now), Some(due)) = (now, due) {
+            if now < due && folder.is_dir() {
+                out.notes.push(format!("run:{} (registered in event {}) is in progress or its harness just died; it is due by {due}", u.id, u.seq));
+                continue;
+            }
+        }
+        let where_ = if folder.is_dir() {
+            format!(
+                "its folder {} is still there: `cto-ledger recover` records it",
+                folder.display()
+            )
+        } else {
+            format!("its folder {} is gone", folder.display())
+        };
+        out.findings.push(Finding::new(
+            AuditCheck::Run,
+            format!("run:{}", u.id),
+            format!(
+                "started, never finished: registered in event {} ({}, provider {}, model {}), and no run event ended it; {where_}",
+                u.seq,
+                u.started,
+                u.provider_admission.as_ref().map_or("unadmitted".into(), |a| a.to_string()),
+                u.model.as_deref().unwrap_or("none")
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn check_runs(home: &Home, out: &mut AuditOut) -> Result<()> {
+    check_unfinished(home, out)?;
     let runs = home.ledger.runs(&RunFilter::default())?;
     out.runs_checked = runs.len() as u64;
     for r in runs {

@@ -136,6 +136,14 @@ digest_type!(
     "The SHA-256 digest recorded for every object."
 );
 
+impl Sha256Digest {
+    /// The SHA-256 of `bytes`.
+    pub fn of(bytes: &[u8]) -> Sha256Digest {
+        use sha2::Digest as _;
+        Sha256Digest(sha2::Sha256::digest(bytes).into())
+    }
+}
+
 /// Both digests and the size of one object: what the store learns in one read pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectMeta {

@@ -87,6 +87,9 @@ text_enum!(
         ProviderOutputLimit = "provider_output_limit",
         Interrupted = "interrupted",
         Error = "error",
+        /// Only in `runs`: an attempt a `run_start` registered and no `run` event ended
+        /// (a harness killed, an attempt hidden); `recover` records it if its folder is left.
+        Unfinished = "unfinished",
     }
 );
 

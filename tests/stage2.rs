@@ -606,6 +606,74 @@ fn health_reports_every_check_passing() {
 }
 
 #[test]
+fn every_attempt_is_registered_before_its_provider_starts_and_a_hidden_one_stays_visible() {
+    let env = Env::new();
+    // A finished run: its run event names its registration.
+    let r = stage2(&env, &[], &[]);
+    let log = env.ok(["log", "--json"]).json();
+    let kinds: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["admission", "run_start", "run"], "{log}");
+    let events = env.db();
+    let start_of = |kind: &str| -> Value {
+        let text: String = events
+            .query_row(
+                "SELECT event FROM journal WHERE kind = ?1 ORDER BY seq DESC LIMIT 1",
+                [kind],
+                |row| row.get(0),
+            )
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let (start, run) = (start_of("run_start"), start_of("run"));
+    assert_eq!(start["id"], r.report["run_id"]);
+    assert_eq!(start["fixture_tree"], r.report["judge"]["fixture_tree"]);
+    assert_eq!(start["protected"], serde_json::json!(["test_strings.py"]));
+    assert_eq!(start["provider_object"], r.report["provider"]["blake3"]);
+    // The run names the registration by the digest of its body (kind and fields).
+    let mut body = start.clone();
+    for k in ["seq", "time", "actor"] {
+        body.as_object_mut().unwrap().remove(k);
+    }
+    use sha2::Digest as _;
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(serde_jcs::to_vec(&body).unwrap()))
+    );
+    assert_eq!(run["start"], digest.as_str());
+
+    // An attempt killed with its harness, its folder and its run_folders row then removed:
+    // the signed history still has it.
+    let elsewhere = env.path("hidden-runs");
+    let child = spawn_hanging_run(&env, &["--runs-dir", s(&elsewhere)]);
+    let dir = wait_for_provider_in(&elsewhere);
+    assert_eq!(sigkill_harness(child, &dir), Vec::<u32>::new());
+    let id = dir.file_name().unwrap().to_str().unwrap().to_string();
+    fs::remove_dir_all(&dir).unwrap();
+    env.db()
+        .execute("DELETE FROM run_folders WHERE id = ?1", [&id])
+        .unwrap();
+    let runs = env.ok(["runs", "--status", "unfinished", "--json"]).json();
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    assert_eq!(runs[0]["id"], id.as_str());
+    let mut later = env.cmd(["audit"]);
+    later.env("CTO_LEDGER_TEST_NOW", "2099-01-01T00:00:00.000Z");
+    let out = later.output().unwrap();
+    let audit = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{audit}");
+    assert!(
+        audit.lines().any(|l| l.contains(&id)
+            && l.contains("started, never finished")
+            && l.contains("is gone")),
+        "{audit}"
+    );
+}
+
+#[test]
 fn harness_killed_with_sigkill_leaves_a_report_and_audit_names_the_folder() {
     let env = Env::new();
     let child = spawn_hanging_run(&env, &[]);

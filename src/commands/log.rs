@@ -60,6 +60,13 @@ fn summary(b: &Body) -> String {
         Body::Refusal(r) => format!("{} {}: {}", r.id, r.reason, r.message),
         Body::ModelAdmission(m) => format!("{} {}/{}", m.id, m.provider, m.model),
         Body::Revocation(r) => format!("{} of {}: {}", r.id, r.target, r.reason),
+        Body::RunStart(r) => format!(
+            "run:{} registered: {} on {} ({} lane)",
+            r.id,
+            short(&r.provider_object),
+            r.fixture,
+            r.lane
+        ),
         Body::Run(r) => format!("run:{} {} {} ({})", r.id, r.lane, r.status, r.verdict),
         Body::Build(b) => match &b.check {
             Some(c) => format!("{} check of {}: {}", b.id, c.of, c.result),

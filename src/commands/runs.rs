@@ -54,7 +54,21 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
         provider_object,
         since,
     };
-    Ok(Output::doc(home.ledger.runs(&filter)?, |w, r| text(w, r)))
+    let mut rows = home.ledger.runs(&filter)?;
+    // Attempts registered and never ended are runs too: status `unfinished`.
+    rows.extend(
+        home.ledger
+            .unfinished_runs()?
+            .iter()
+            .map(|u| u.as_run())
+            .filter(|r| filter.status.is_none_or(|s| s == r.status))
+            .filter(|r| {
+                filter.provider_object.is_none() || r.provider_object == filter.provider_object
+            })
+            .filter(|r| filter.since.as_ref().is_none_or(|t| r.started >= *t)),
+    );
+    rows.sort_by_key(|r| r.seq);
+    Ok(Output::doc(rows, |w, r| text(w, r)))
 }
 
 fn text(w: &mut dyn Write, rows: &[RunRow]) -> R {

@@ -97,6 +97,7 @@ pub enum Body {
     Refusal(RefusalRec),
     ModelAdmission(ModelAdmissionRec),
     Revocation(RevocationRec),
+    RunStart(RunStartRec),
     Run(RunRec),
     Build(BuildRec),
     Key(KeyRec),
@@ -113,6 +114,7 @@ impl Body {
         "refusal",
         "model_admission",
         "revocation",
+        "run_start",
         "run",
         "build",
         "key",
@@ -128,6 +130,7 @@ impl Body {
             Body::Refusal(_) => "refusal",
             Body::ModelAdmission(_) => "model_admission",
             Body::Revocation(_) => "revocation",
+            Body::RunStart(_) => "run_start",
             Body::Run(_) => "run",
             Body::Build(_) => "build",
             Body::Key(_) => "key",
@@ -150,6 +153,7 @@ impl Body {
                 .iter()
                 .chain(r.source.iter().flat_map(|s| s.objects.iter()))
                 .collect(),
+            Body::RunStart(r) => r.objects.iter().collect(),
             Body::Run(r) => r.objects.iter().collect(),
             Body::ModelAdmission(m) => m.script.iter().collect(),
             Body::Build(b) => b.objects.iter().collect(),
@@ -220,6 +224,11 @@ impl Body {
                 if let Some(s) = &f.source {
                     source_references(s, &mut out);
                 }
+            }
+            Body::RunStart(x) => {
+                out.push(r(x.fixture_tree, "the fixture's tree", Some(Tree)));
+                out.push(r(x.provider_object, "the provider", Some(Blob)));
+                out.extend(x.script.map(|o| r(o, "the model's script", Some(Blob))));
             }
             Body::Run(x) => {
                 let files = [
@@ -470,6 +479,58 @@ pub struct ArtifactRec {
     pub object: ObjectId,
 }
 
+/// A Stage 2 attempt, registered before its provider starts: what will run, on what,
+/// judged how. The `run` event that ends it names it by [`RunStartRec::digest`]; one that
+/// never comes is an attempt that did not finish (`audit`, `runs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunStartRec {
+    pub id: RunId,
+    pub run_kind: String,
+    pub fixture: String,
+    /// The fixture's repository as stored: what the tests come from.
+    pub fixture_tree: ObjectId,
+    pub lane: Lane,
+    pub test_command: Vec<String>,
+    /// The paths the provider may not change, and what tampering with them does.
+    pub protected: Vec<String>,
+    pub tampering: String,
+    pub provider_object: ObjectId,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub provider_admission: Option<AdmissionId>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub model_admission: Option<ModelAdmissionId>,
+    /// The scripted model's script, by object.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub script: Option<ObjectId>,
+    /// The sandbox as prepared, in one line (`off (--no-sandbox)` when waived).
+    pub sandbox: String,
+    /// Every limit the run is held to, by name.
+    pub limits: Vec<LimitRec>,
+    pub timeout_ms: u64,
+    /// The harness that ran it: `cto-ledger <version>`.
+    pub harness: String,
+    pub run_dir: String,
+    pub objects: Vec<ObjRec>,
+}
+
+impl RunStartRec {
+    /// `sha256:` of the body's canonical JSON (its kind and fields, not its number, time
+    /// or actor): what the `run` event that ends the attempt names, unchanged when the
+    /// event is re-appended with another number.
+    pub fn digest(&self) -> String {
+        let body = serde_jcs::to_vec(&Body::RunStart(self.clone())).expect("events serialise");
+        crate::id::Sha256Digest::of(&body).to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitRec {
+    pub name: String,
+    pub value: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRec {
     pub id: RunId,
@@ -503,6 +564,10 @@ pub struct RunRec {
     /// absent when the provider never started, and in runs recorded before sandboxes.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sandbox: Option<String>,
+    /// The digest of the `run_start` event that registered this attempt (absent when
+    /// the provider never started, and in runs recorded before attempts were registered).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub start: Option<String>,
     pub artifacts: Vec<ArtifactRec>,
     pub objects: Vec<ObjRec>,
 }

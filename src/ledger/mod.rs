@@ -57,6 +57,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0009_model_endpoints",
         include_str!("../../schema/0009_model_endpoints.sql"),
     ),
+    (
+        "0010_run_starts",
+        include_str!("../../schema/0010_run_starts.sql"),
+    ),
 ];
 
 /// The tables rebuilt from the journal, children before parents (for deletes).
@@ -64,6 +68,7 @@ pub(crate) const PROJECTIONS: &[&str] = &[
     "key_revocations",
     "keys",
     "run_artifacts",
+    "run_starts",
     "build_created",
     "build_modified",
     "build_outputs",

@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, Params};
 
 use super::events::{
     AdmissionRec, Body, BuildRec, Event, IngestRec, KeyRec, KeyRevocationRec, ModelAdmissionRec,
-    ObjRec, RefusalRec, RevocationRec, RunRec, SourceRec,
+    ObjRec, RefusalRec, RevocationRec, RunRec, RunStartRec, SourceRec,
 };
 use crate::error::{Error, Result};
 
@@ -59,6 +59,7 @@ pub(super) fn apply(c: &Connection, e: &Event) -> Result<()> {
         Body::Revocation(r) => revocation(&at, r),
         Body::Key(k) => key(&at, k),
         Body::KeyRevocation(r) => key_revocation(&at, r),
+        Body::RunStart(r) => run_start(&at, r),
         Body::Run(r) => run(&at, r),
         Body::Build(b) => build(&at, b),
     }
@@ -167,12 +168,36 @@ fn revocation(at: &At, r: &RevocationRec) -> Result<()> {
     )
 }
 
+fn run_start(at: &At, r: &RunStartRec) -> Result<()> {
+    at.objects(&r.objects)?;
+    at.run(
+        "INSERT INTO run_starts (id, seq, kind, fixture, fixture_tree, lane, provider_object, provider_admission, model, model_admission, timeout_ms, run_dir, digest, time)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        params![
+            r.id,
+            at.seq,
+            r.run_kind,
+            r.fixture,
+            r.fixture_tree,
+            r.lane,
+            r.provider_object,
+            r.provider_admission,
+            r.model,
+            r.model_admission,
+            r.timeout_ms as i64,
+            r.run_dir,
+            r.digest(),
+            at.time
+        ],
+    )
+}
+
 fn run(at: &At, r: &RunRec) -> Result<()> {
     at.objects(&r.objects)?;
     at.run(
         "INSERT INTO runs (id, seq, kind, fixture, lane, status, verdict, provider_started, provider_path, provider_object, provider_admission, model, model_admission,
-                           config_object, report_object, tree_object, run_dir, started, finished, sandbox)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                           config_object, report_object, tree_object, run_dir, started, finished, sandbox, start)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
         params![
             r.id,
             at.seq,
@@ -193,7 +218,8 @@ fn run(at: &At, r: &RunRec) -> Result<()> {
             r.run_dir,
             r.started,
             r.finished,
-            r.sandbox
+            r.sandbox,
+            r.start
         ],
     )?;
     for a in &r.artifacts {

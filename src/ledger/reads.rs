@@ -1,7 +1,7 @@
 //! Typed reads of the projection tables: every query the commands need, each returning
 //! the row types of [`super::rows`].
 
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension as _};
 
 use super::rows::*;
 use super::Ledger;
@@ -359,6 +359,40 @@ impl Ledger {
     /// Runs offered these bytes as a provider that no admission covered.
     pub fn runs_offered_unadmitted(&self, object: &ObjectId) -> Result<Vec<RunId>> {
         self.all("read runs", "SELECT id FROM runs WHERE provider_object = ?1 AND provider_admission IS NULL ORDER BY seq", [object], |r| r.get(0))
+    }
+
+    /// The digest of the `run_start` that registered run `id`, if one did.
+    pub(crate) fn run_start_digest(&self, id: &RunId) -> Result<Option<String>> {
+        self.conn()
+            .query_row("SELECT digest FROM run_starts WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(read_err("read run starts"))
+    }
+
+    /// Attempts registered by a `run_start` that no `run` event ended.
+    pub(crate) fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>> {
+        self.all(
+            "read run starts",
+            "SELECT s.id, s.seq, s.fixture, s.lane, s.provider_object, s.provider_admission, s.model, s.time, s.timeout_ms, s.run_dir
+             FROM run_starts s WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = s.id) ORDER BY s.seq",
+            [],
+            |r| {
+                Ok(UnfinishedRun {
+                    id: r.get(0)?,
+                    seq: r.get::<_, i64>(1)? as u64,
+                    fixture: r.get(2)?,
+                    lane: r.get(3)?,
+                    provider_object: r.get(4)?,
+                    provider_admission: r.get(5)?,
+                    model: r.get(6)?,
+                    started: r.get(7)?,
+                    timeout_ms: r.get::<_, i64>(8)? as u64,
+                    run_dir: r.get(9)?,
+                })
+            },
+        )
     }
 
     /// Notes where a run's folder is, before the run is recorded (see schema 6).

@@ -303,6 +303,34 @@ pub struct RunRow {
     pub sandbox: Option<String>,
 }
 
+impl UnfinishedRun {
+    /// As a row of `runs`: status `unfinished`, nothing recorded but its registration.
+    pub(crate) fn as_run(&self) -> RunRow {
+        RunRow {
+            id: self.id.clone(),
+            seq: self.seq,
+            kind: "stage2".into(),
+            fixture: self.fixture.clone(),
+            lane: self.lane,
+            status: RunStatus::Unfinished,
+            verdict: Verdict::Fail,
+            provider_started: true,
+            provider_path: None,
+            provider_object: Some(self.provider_object),
+            provider_admission: self.provider_admission.clone(),
+            model: self.model.clone(),
+            model_admission: None,
+            config_object: None,
+            report_object: None,
+            tree_object: None,
+            run_dir: self.run_dir.clone(),
+            started: self.started.clone(),
+            finished: String::new(),
+            sandbox: None,
+        }
+    }
+}
+
 impl FromRow for RunRow {
     const COLUMNS: &'static str = "r.id, r.seq, r.kind, r.fixture, r.lane, r.status, r.verdict, r.provider_started, r.provider_path, r.provider_object, r.provider_admission, r.model, r.model_admission, r.config_object, r.report_object, r.tree_object, r.run_dir, r.started, r.finished, r.sandbox";
     fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
@@ -353,6 +381,21 @@ pub struct RunFilter {
     pub provider_object: Option<ObjectId>,
     /// RFC 3339 UTC, compared as text.
     pub since: Option<String>,
+}
+
+/// An attempt registered by a `run_start` that no `run` event ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct UnfinishedRun {
+    pub id: RunId,
+    pub seq: u64,
+    pub fixture: String,
+    pub lane: Lane,
+    pub provider_object: ObjectId,
+    pub provider_admission: Option<AdmissionId>,
+    pub model: Option<String>,
+    pub started: String,
+    pub timeout_ms: u64,
+    pub run_dir: String,
 }
 
 /// The raw `objects` row as stored, for audit: a damaged row is a finding, not an error.

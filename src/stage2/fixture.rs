@@ -71,6 +71,15 @@ pub enum Tampering {
     Ignore,
 }
 
+impl Tampering {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tampering::Fail => "fail",
+            Tampering::Ignore => "ignore",
+        }
+    }
+}
+
 /// Limits a fixture (or the command line) may set; unset ones keep the defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]

@@ -35,6 +35,25 @@ impl RunLimits {
         model_response_bytes: 16 * MIB,
     };
 
+    /// Every limit by name, as a run records what it was held to.
+    pub(crate) fn named(&self) -> Vec<crate::ledger::events::LimitRec> {
+        let all = [
+            ("stdout_bytes", self.stdout_bytes),
+            ("stderr_bytes", self.stderr_bytes),
+            ("folder_bytes", self.folder_bytes),
+            ("folder_entries", self.folder_entries),
+            ("processes", self.processes),
+            ("memory_bytes", self.memory_bytes),
+            ("model_response_bytes", self.model_response_bytes),
+        ];
+        all.into_iter()
+            .map(|(name, value)| crate::ledger::events::LimitRec {
+                name: name.into(),
+                value,
+            })
+            .collect()
+    }
+
     /// The defaults, then `fixture`'s, then `flags`' (each only where set).
     pub(crate) fn resolve(fixture: &LimitsSpec, flags: &LimitsSpec) -> RunLimits {
         let d = RunLimits::DEFAULT;

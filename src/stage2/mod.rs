@@ -17,6 +17,7 @@ pub(crate) mod model;
 mod provider;
 mod record;
 mod recover;
+mod register;
 mod shadow;
 pub(crate) mod suite;
 
@@ -312,6 +313,7 @@ impl Run<'_> {
                 Some("cto-ledger was interrupted before the provider started".into());
             return Ok(());
         }
+        self.register(&provider)?;
         self.run_provider(&executed, sandbox)?;
         if let Some(s) = server {
             let (n, cut, full) = s.stop();

@@ -214,6 +214,9 @@ pub(super) fn record(
 ) -> Result<(u64, usize)> {
     let st = store_parts(home, dir, r, workspace)?;
     r.evidence = evidence(dir, st.files.iter().map(|(p, m)| (p.as_path(), *m)));
+    // The attempt's registration, when its provider was started (also for a run that
+    // `recover` records for a harness that was killed).
+    let start = home.ledger.run_start_digest(&r.run_id)?;
     report::write(dir, r)?;
     let report_meta = home.store.put_file(&dir.join(REPORT))?;
     let mut entries = vec![Entry::file(REPORT.as_bytes().to_vec(), report_meta, false)];
@@ -279,6 +282,7 @@ pub(super) fn record(
         started: r.started.clone(),
         finished: r.finished.clone().unwrap_or_default(),
         sandbox: r.sandbox.as_ref().filter(|_| started).map(|s| s.summary()),
+        start,
         artifacts,
         objects: crate::source::new_objects(home, &all)?,
     };
