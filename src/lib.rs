@@ -8,6 +8,7 @@
 mod admission;
 mod audit;
 mod build;
+mod bundle;
 mod cli;
 mod commands;
 mod env;

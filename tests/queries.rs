@@ -56,29 +56,7 @@ fn scene() -> Scene {
     // A provider that is not the shipped fake gets no answer key: it solves through the
     // scripted model, as an agent does.
     env.ok(["admit", "--model", "scripted/r1-string-slugify"]);
-    let run = |env: &Env| {
-        let mut c = env.cmd([
-            "run",
-            "stage2",
-            "--provider-bin",
-            s(&bin),
-            "--fake-behavior",
-            "agent",
-            "--json",
-        ]);
-        c.env("CTO_HARNESS_CASE_MODEL_PROVIDER", "scripted")
-            .env("CTO_HARNESS_CASE_MODEL", "r1-string-slugify");
-        let out = c.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()["run_id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let run = |env: &Env| env.agent_run(&bin)["run_id"].as_str().unwrap().to_string();
     let adm1 = admit(&env);
     let run1 = run(&env);
     env.ok(["revoke", &adm1, "--reason", "superseded"]);

@@ -15,7 +15,7 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 /// The Python of the verifier environment: `CTO_LEDGER_TEST_PYTHON`, else the one
 /// `.ci/run` makes under target/.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("CTO_LEDGER_TEST_PYTHON") {
         return PathBuf::from(p);
     }
@@ -29,7 +29,7 @@ fn python() -> PathBuf {
 }
 
 /// Runs tests/verifiers/verify.py; (exit code, its JSON line).
-fn independent(verb: &str, file: &Path, key: &Path) -> (i32, Value) {
+pub(crate) fn independent(verb: &str, file: &Path, key: &Path) -> (i32, Value) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/verifiers/verify.py");
     let out = Command::new(python())
         .arg(script)

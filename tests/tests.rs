@@ -7,6 +7,7 @@ mod admission;
 mod audit;
 mod bad_input;
 mod build;
+mod bundle;
 mod compat;
 mod hardening;
 mod hostile_remote;

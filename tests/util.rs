@@ -188,6 +188,31 @@ impl Env {
     }
 }
 
+impl Env {
+    /// `run stage2 --json` of `provider` as an agent that solves through the scripted
+    /// model (a provider that is not the shipped fake gets no answer key); its report.
+    pub(crate) fn agent_run(&self, provider: &Path) -> Value {
+        let mut c = self.cmd([
+            "run",
+            "stage2",
+            "--provider-bin",
+            s(provider),
+            "--fake-behavior",
+            "agent",
+            "--json",
+        ]);
+        c.env("CTO_HARNESS_CASE_MODEL_PROVIDER", "scripted")
+            .env("CTO_HARNESS_CASE_MODEL", "r1-string-slugify");
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
 pub(crate) struct Repo {
     pub dir: PathBuf,
 }

@@ -62,7 +62,7 @@ enum Cmd {
     Impact(c::impact::Args),
     /// The lineage of a node (upstream and downstream) as a picture
     Graph(c::graph::Args),
-    /// Export an artifact's provenance: in-toto Statement v1 with SLSA Provenance v1, or W3C PROV-JSON
+    /// Export an artifact's provenance (in-toto Statement v1 with SLSA Provenance v1, or W3C PROV-JSON), or a run's evidence bundle
     Export(c::export::Args),
     /// Run one read-only SQL query over the ledger's tables (docs/ledger.md)
     Sql(c::sql::Args),
@@ -88,6 +88,8 @@ enum Cmd {
     Attest(c::attest::Args),
     /// Check DSSE attestations offline with a public key; exit 1 naming the line that fails
     VerifyAttestation(c::OfflineArgs),
+    /// Check an evidence bundle from `export --bundle` offline with a public key; exit 1 naming the piece that fails
+    VerifyBundle(c::verify_bundle::Args),
     /// Print an inclusion proof of an event (or a consistency proof) against a signed checkpoint
     Prove(c::prove::Args),
     /// Check a proof from `prove` offline with a public key
@@ -135,6 +137,7 @@ fn dispatch(cx: &Context, cmd: Cmd) -> Result<Output> {
         Cmd::Key(a) => c::key::run(cx, a),
         Cmd::Attest(a) => c::attest::run(cx, a),
         Cmd::VerifyAttestation(a) => c::verify_attestation::run(cx, a),
+        Cmd::VerifyBundle(a) => c::verify_bundle::run(cx, a),
         Cmd::Prove(a) => c::prove::run(cx, a),
         Cmd::VerifyProof(a) => c::verify_proof::run(cx, a),
         Cmd::Run(a) => c::run::run(cx, a),

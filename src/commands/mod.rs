@@ -35,6 +35,7 @@ pub(crate) mod text;
 pub(crate) mod trace;
 pub(crate) mod verify;
 pub(crate) mod verify_attestation;
+pub(crate) mod verify_bundle;
 pub(crate) mod verify_proof;
 
 use std::io::{self, IsTerminal, Write};

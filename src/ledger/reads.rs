@@ -371,6 +371,18 @@ impl Ledger {
             .map_err(read_err("read run starts"))
     }
 
+    /// The journal event that registered run `id`, if one did.
+    pub(crate) fn run_start_seq(&self, id: &RunId) -> Result<Option<u64>> {
+        let seq: Option<i64> = self
+            .conn()
+            .query_row("SELECT seq FROM run_starts WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(read_err("read run starts"))?;
+        Ok(seq.map(|s| s as u64))
+    }
+
     /// Attempts registered by a `run_start` that no `run` event ended.
     pub(crate) fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>> {
         self.all(

@@ -16,6 +16,7 @@ use crate::store::Store;
 
 pub(crate) const TEST_RESULT: &str = "https://in-toto.io/attestation/test-result/v0.1";
 pub(crate) const VSA: &str = "https://slsa.dev/verification_summary/v1";
+pub(crate) const PROVENANCE: &str = super::export::SLSA_PROVENANCE;
 
 /// A statement's payload bytes: canonical JSON (RFC 8785), so the same claim is the
 /// same bytes, and its digest can name it.

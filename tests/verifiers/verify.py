@@ -5,6 +5,9 @@
     verify.py note NOTE PUBKEY.pem         a C2SP signed note (cryptography's Ed25519)
     verify.py proof PROOF.json PUBKEY.pem  an inclusion or consistency proof, by RFC 9162's
                                            algorithms written out below, against its signed note
+    verify.py tlog-proof FILE PUBKEY.pem   a C2SP tlog-proof (c2sp.org/tlog-proof@v1), parsed
+                                           from the spec's text; cto-ledger's record (the leaf's
+                                           data) is the journal entry's hash, carried as `extra`
 
 Prints one JSON line; exits 0 when everything verifies, 1 when something does not.
 """
@@ -193,6 +196,35 @@ def check_proof(path, pem):
         print(json.dumps({"ok": True, "origin": origin, "old_size": p["old_size"], "size": size}))
 
 
+def check_tlog_proof(path, pem):
+    with open(path) as f:
+        text = f.read()
+    head, sep, checkpoint = text.partition("\n\n")
+    if not sep:
+        fail("no empty line before the checkpoint")
+    lines = head.split("\n")
+    if lines[0] != "c2sp.org/tlog-proof@v1":
+        fail("not a c2sp.org/tlog-proof@v1")
+    i, extra = 1, None
+    if i < len(lines) and lines[i].startswith("extra "):
+        extra = base64.b64decode(lines[i][len("extra "):], validate=True)
+        i += 1
+    if i >= len(lines) or not lines[i].startswith("index "):
+        fail("no index line")
+    digits = lines[i][len("index "):]
+    if not digits.isdigit() or (digits != "0" and digits.startswith("0")):
+        fail("index is not a decimal without leading zeroes")
+    hashes = [base64.b64decode(l, validate=True) for l in lines[i + 1:]]
+    if any(len(h) != 32 for h in hashes):
+        fail("a proof line is not a SHA-256 hash")
+    if extra is None or len(extra) != 32:
+        fail("no 32-byte record hash as extra data")
+    origin, size, root = verify_note(checkpoint, public_key(pem))
+    leaf = hashlib.sha256(b"\x00" + extra).digest()
+    verify_inclusion(int(digits), size, leaf, hashes, root)
+    print(json.dumps({"ok": True, "origin": origin, "size": size, "index": int(digits), "record": extra.hex()}))
+
+
 def main():
     verb, file, pem = sys.argv[1:4]
     if verb == "dsse":
@@ -203,6 +235,8 @@ def main():
         print(json.dumps({"ok": True, "origin": origin, "size": size, "root": base64.b64encode(root).decode()}))
     elif verb == "proof":
         check_proof(file, pem)
+    elif verb == "tlog-proof":
+        check_tlog_proof(file, pem)
     else:
         fail(f"unknown verb {verb}")
 

@@ -1,0 +1,441 @@
+//! Evidence bundles (`export run:ID --bundle`, `verify-bundle`): a bundle carried to
+//! another folder with a fresh HOME and no ledger verifies with our CLI and, piece by
+//! piece, with verifiers we did not write (npm's @sigstore/verify, securesystemslib, an
+//! RFC 9162 / C2SP tlog-proof verifier in Python); then every member is broken on
+//! purpose, with and without a rewritten manifest, and each break is named.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::signing::independent;
+use crate::util::*;
+
+/// A ledger with a key, a provider built from a repo (not the shipped fake, so it
+/// solves through the scripted model), admitted with its model; one passed run.
+/// Returns the env, the run id, the provider's path and the public key.
+fn run_ledger() -> (Env, String, PathBuf, PathBuf) {
+    let env = Env::new();
+    let repo = env.repo("case");
+    let mut bytes = fs::read(FAKE).unwrap();
+    bytes.push(1);
+    fs::write(repo.bin(), bytes).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(repo.bin(), fs::Permissions::from_mode(0o755)).unwrap();
+    env.ok(["key", "generate"]);
+    env.ok(["admit", s(&repo.bin()), "--source-pin", &repo.pin()]);
+    env.ok(["admit", "--model", "scripted/r1-string-slugify"]);
+    let report = env.agent_run(&repo.bin());
+    assert_eq!(report["verdict"], "pass", "{report}");
+    let pem = env.path("pub.pem");
+    fs::write(&pem, env.ok(["key", "export"]).stdout).unwrap();
+    let id = report["run_id"].as_str().unwrap().to_string();
+    (env, id, repo.bin(), pem)
+}
+
+/// An auditor's folder: a fresh HOME, no ledger, a copy of the bundle and the key.
+fn auditor(bundle: &Path, pem: &Path) -> (Env, PathBuf, PathBuf) {
+    let a = Env::new();
+    let (b, k) = (a.path("evidence.tar"), a.path("signer.pem"));
+    fs::copy(bundle, &b).unwrap();
+    fs::copy(pem, &k).unwrap();
+    (a, b, k)
+}
+
+fn members(tar: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut ar = tar::Archive::new(fs::File::open(tar).unwrap());
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().to_str().unwrap().to_string();
+        let mut b = Vec::new();
+        e.read_to_end(&mut b).unwrap();
+        out.push((path, b));
+    }
+    out
+}
+
+fn write_tar(path: &Path, members: &[(String, Vec<u8>)]) {
+    let mut b = tar::Builder::new(Vec::new());
+    for (p, bytes) in members {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, p, bytes.as_slice()).unwrap();
+    }
+    fs::write(path, b.into_inner().unwrap()).unwrap();
+}
+
+fn sha256(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)))
+}
+
+/// The members with the manifest's entries rewritten to match them (what a forger who
+/// edits the bundle does: the manifest is not signed).
+fn remanifest(mut m: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+    let digests: BTreeMap<String, (u64, String)> = m
+        .iter()
+        .map(|(p, b)| (p.clone(), (b.len() as u64, sha256(b))))
+        .collect();
+    let i = m.iter().position(|(p, _)| p == "manifest.json").unwrap();
+    let mut manifest: Value = serde_json::from_slice(&m[i].1).unwrap();
+    let files = manifest["files"].as_array_mut().unwrap();
+    files.retain(|f| f["withheld"] == true || digests.contains_key(f["path"].as_str().unwrap()));
+    for f in files.iter_mut() {
+        if let Some((size, d)) = digests.get(f["path"].as_str().unwrap()) {
+            f["size"] = (*size).into();
+            f["sha256"] = d.clone().into();
+        }
+    }
+    m[i].1 = serde_json::to_vec(&manifest).unwrap();
+    m
+}
+
+/// `verify-bundle --json` of `tar`: (exit code, answer).
+fn verify(env: &Env, tar: &Path, pem: &Path) -> (i32, Value) {
+    let r = env.run(["verify-bundle", s(tar), "--key", s(pem), "--json"]);
+    let v = if r.stdout.trim().is_empty() {
+        Value::Null
+    } else {
+        r.json()
+    };
+    (r.code, v)
+}
+
+fn first_piece(v: &Value) -> String {
+    v["problems"][0]["piece"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn node_verify(bundle: &Path, pem: &Path) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/verifiers/sigstore/verify.mjs");
+    let modules = script.with_file_name("node_modules");
+    assert!(
+        modules.exists(),
+        "@sigstore/verify is not installed: run `bash .ci/run`, or `npm ci --prefix tests/verifiers/sigstore --ignore-scripts`"
+    );
+    let out = Command::new("node")
+        .arg(&script)
+        .arg(bundle)
+        .arg(pem)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "verify.mjs printed no JSON: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(out.status.success(), v["ok"] == true, "{v}");
+    v
+}
+
+#[test]
+fn a_run_bundle_verifies_anywhere_with_our_cli_and_with_tools_we_did_not_write() {
+    let (env, id, provider, pem) = run_ledger();
+    let bundle = env.path("run.bundle.tar");
+    let wrote = env
+        .ok([
+            "export",
+            &format!("run:{id}"),
+            "--bundle",
+            s(&bundle),
+            "--json",
+        ])
+        .json();
+    assert_eq!(wrote["signed_checkpoint"], true, "{wrote}");
+    let (a, tar, key) = auditor(&bundle, &pem);
+    assert!(!a.ledger.exists());
+    let (code, v) = verify(&a, &tar, &key);
+    assert_eq!(code, 0, "{v}");
+    let p = &v["proven"];
+    assert_eq!(p["verdict"], "pass");
+    assert_eq!(p["provider_sha256"], sha256(&fs::read(&provider).unwrap()));
+    assert_eq!(p["model"], "scripted/r1-string-slugify");
+    assert!(p["model_admission"].as_str().unwrap().starts_with("mod_"));
+    assert!(
+        p["registered_at"].as_u64().unwrap() < p["ended_at"].as_u64().unwrap(),
+        "{v}"
+    );
+    assert!(p["sandbox_enforced"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r == "filesystem"));
+    assert_eq!(v["attestations"].as_array().unwrap().len(), 3, "{v}");
+    // The text a person reads says the same.
+    let text = a.run(["verify-bundle", s(&tar), "--key", s(&key)]).stdout;
+    for want in [
+        "verdict     pass",
+        "registered  at log index",
+        "ended       at log index",
+    ] {
+        assert!(text.contains(want), "{text}");
+    }
+
+    // Each piece, by a verifier we did not write.
+    let out = a.path("x");
+    fs::create_dir(&out).unwrap();
+    let st = Command::new("tar")
+        .arg("xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let keyid = v["keyid"].as_str().unwrap();
+    let (mut sigstore, mut dsse, mut proofs) = (0, 0, 0);
+    for e in fs::read_dir(out.join("attestations")).unwrap() {
+        let f = e.unwrap().path();
+        let name = f.file_name().unwrap().to_str().unwrap().to_string();
+        if name.ends_with(".sigstore.json") {
+            let r = node_verify(&f, &key);
+            assert_eq!(r["ok"], true, "{name}: {r}");
+            assert_eq!(r["keyid"], keyid, "{name}: {r}");
+            sigstore += 1;
+        } else {
+            let (code, r) = independent("dsse", &f, &key);
+            assert_eq!(code, 0, "{name}: {r}");
+            dsse += 1;
+        }
+    }
+    for e in fs::read_dir(out.join("log")).unwrap() {
+        let f = e.unwrap().path();
+        let name = f.file_name().unwrap().to_str().unwrap().to_string();
+        let verb = match name.rsplit_once('.').map(|(_, ext)| ext) {
+            Some("tlog-proof") => "tlog-proof",
+            Some("json") => "proof",
+            _ => "note",
+        };
+        let (code, r) = independent(verb, &f, &key);
+        assert_eq!(code, 0, "{name}: {r}");
+        proofs += 1;
+    }
+    // run-start, run, provider and model admission: JSON and text each, and the note.
+    assert_eq!((sigstore, dsse, proofs), (3, 3, 9));
+    assert!(out.join("evidence/backend/model-transcript.jsonl").exists());
+    let diff = fs::read_to_string(out.join("changes/workspace.diff")).unwrap();
+    assert!(diff.contains("+++ b/strings.py"), "{diff}");
+
+    // The Sigstore verifier refuses what it should: another key, an altered signature.
+    let other = a.path("other.pem");
+    env.ok(["key", "rotate"]);
+    fs::write(&other, env.ok(["key", "export"]).stdout).unwrap();
+    let vsa = out.join("attestations/3-verification-summary.sigstore.json");
+    assert_eq!(node_verify(&vsa, &other)["ok"], false);
+    let mut b: Value = serde_json::from_slice(&fs::read(&vsa).unwrap()).unwrap();
+    let sig = b["dsseEnvelope"]["signatures"][0]["sig"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let flipped = if sig.starts_with('A') { "B" } else { "A" };
+    b["dsseEnvelope"]["signatures"][0]["sig"] = format!("{flipped}{}", &sig[1..]).into();
+    fs::write(&vsa, b.to_string()).unwrap();
+    assert_eq!(node_verify(&vsa, &key)["ok"], false);
+    let (code, v) = verify(&a, &tar, &other);
+    assert_eq!((code, first_piece(&v)), (1, "--key".to_string()), "{v}");
+}
+
+#[test]
+fn every_member_altered_reordered_or_dropped_fails_naming_the_piece() {
+    let (env, id, _, pem) = run_ledger();
+    let bundle = env.path("run.bundle.tar");
+    env.ok(["export", &format!("run:{id}"), "--bundle", s(&bundle)]);
+    let (a, _, key) = auditor(&bundle, &pem);
+    let good = members(&bundle);
+    let broken = a.path("broken.tar");
+    let flip = |b: &mut Vec<u8>| {
+        if b.is_empty() {
+            b.push(b'x');
+        } else {
+            let i = b.len() / 2;
+            b[i] ^= 1;
+        }
+    };
+    for (i, (path, _)) in good.iter().enumerate() {
+        // One byte changed: named by the manifest's digest.
+        let mut m = good.clone();
+        flip(&mut m[i].1);
+        write_tar(&broken, &m);
+        let (code, v) = verify(&a, &broken, &key);
+        assert_eq!(code, 1, "{path}: {v}");
+        if path != "manifest.json" {
+            assert_eq!(first_piece(&v), *path, "{v}");
+            // And with the manifest rewritten to match, the chain still catches it.
+            write_tar(&broken, &remanifest(m));
+            let (code, v) = verify(&a, &broken, &key);
+            assert_eq!(code, 1, "{path} with a matching manifest verified: {v}");
+            let named: Vec<&str> = v["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|p| p["piece"].as_str())
+                .collect();
+            let binds = if path.starts_with("objects/") {
+                "changes/workspace.diff"
+            } else {
+                path.as_str()
+            };
+            assert!(named.contains(&binds), "{path}: {v}");
+        }
+    }
+    // The two events swapped: the run's proof now proves the registration.
+    let swap = |p: &str| match p {
+        "log/run.proof.json" => "log/run-start.proof.json".to_string(),
+        "log/run-start.proof.json" => "log/run.proof.json".to_string(),
+        "log/run.tlog-proof" => "log/run-start.tlog-proof".to_string(),
+        "log/run-start.tlog-proof" => "log/run.tlog-proof".to_string(),
+        other => other.to_string(),
+    };
+    let swapped: Vec<_> = good.iter().map(|(p, b)| (swap(p), b.clone())).collect();
+    write_tar(&broken, &remanifest(swapped));
+    let (code, v) = verify(&a, &broken, &key);
+    assert_eq!(
+        (code, first_piece(&v)),
+        (1, "log/run.proof.json".into()),
+        "{v}"
+    );
+    // A proof dropped (with its manifest entry): the registration is missing.
+    for dropped in [
+        "log/run-start.proof.json",
+        "log/provider-admission.proof.json",
+    ] {
+        let m: Vec<_> = good.iter().filter(|(p, _)| p != dropped).cloned().collect();
+        write_tar(&broken, &remanifest(m));
+        let (code, v) = verify(&a, &broken, &key);
+        assert_eq!((code, first_piece(&v)), (1, dropped.to_string()), "{v}");
+    }
+    // A member the manifest does not list, and hostile tar members, are refused.
+    let mut m = good.clone();
+    m.push(("extra.txt".into(), b"hi".to_vec()));
+    write_tar(&broken, &m);
+    let (code, v) = verify(&a, &broken, &key);
+    assert_eq!((code, first_piece(&v)), (1, "extra.txt".into()), "{v}");
+    let mut raw = Vec::new();
+    {
+        let mut b = tar::Builder::new(&mut raw);
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "manifest.json", "/etc/passwd")
+            .unwrap();
+        b.finish().unwrap();
+    }
+    fs::write(&broken, &raw).unwrap();
+    let (code, v) = verify(&a, &broken, &key);
+    assert_eq!((code, first_piece(&v)), (1, "bundle".into()), "{v}");
+    fs::write(
+        &broken,
+        b"not a tar at all, just text that is long enough to be a header? no",
+    )
+    .unwrap();
+    let (code, v) = verify(&a, &broken, &key);
+    assert_eq!(code, 1, "{v}");
+    let r = a.run(["verify-bundle", s(&a.path("absent.tar")), "--key", s(&key)]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("absent.tar"), "{}", r.stderr);
+}
+
+#[test]
+fn withheld_evidence_keeps_its_digest_and_the_rest_still_verifies() {
+    let (env, id, _, pem) = run_ledger();
+    let bundle = env.path("redacted.tar");
+    let run = format!("run:{id}");
+    let wrote = env
+        .ok([
+            "export",
+            &run,
+            "--bundle",
+            s(&bundle),
+            "--withhold",
+            "backend/model-transcript.jsonl",
+            "--withhold",
+            "changes/workspace.diff",
+            "--json",
+        ])
+        .json();
+    assert_eq!(wrote["withheld"].as_array().unwrap().len(), 2, "{wrote}");
+    let (a, tar, key) = auditor(&bundle, &pem);
+    let (code, v) = verify(&a, &tar, &key);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["withheld"].as_array().unwrap().len(), 2, "{v}");
+    let names: Vec<String> = members(&tar).into_iter().map(|(p, _)| p).collect();
+    assert!(!names
+        .iter()
+        .any(|p| p.ends_with("model-transcript.jsonl") || p.starts_with("objects/")));
+    // A withheld digest changed in the manifest no longer matches the signed report.
+    let mut m = members(&tar);
+    let i = m.iter().position(|(p, _)| p == "manifest.json").unwrap();
+    let text = String::from_utf8(m[i].1.clone()).unwrap();
+    let mut manifest: Value = serde_json::from_str(&text).unwrap();
+    for f in manifest["files"].as_array_mut().unwrap() {
+        if f["path"] == "evidence/backend/model-transcript.jsonl" {
+            f["sha256"] = sha256(b"something else").into();
+        }
+    }
+    m[i].1 = serde_json::to_vec(&manifest).unwrap();
+    let broken = a.path("broken.tar");
+    write_tar(&broken, &m);
+    let (code, v) = verify(&a, &broken, &key);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(
+        first_piece(&v),
+        "evidence/backend/model-transcript.jsonl",
+        "{v}"
+    );
+    // What binds the rest cannot be withheld; an unknown path names the choices.
+    let withhold = |what: &str| {
+        let out = s(&env.path("x.tar")).to_string();
+        env.run(["export", &run, "--bundle", &out, "--withhold", what])
+    };
+    let r = withhold("report.json");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("binds"), "{}", r.stderr);
+    let r = withhold("nope");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("backend/tests.log"), "{}", r.stderr);
+    assert!(!env.path("x.tar").exists());
+}
+
+#[test]
+fn an_admission_bundle_verifies_and_a_bundle_needs_a_signing_key() {
+    let (env, _, provider, pem) = run_ledger();
+    let bundle = env.path("adm.tar");
+    env.ok(["export", s(&provider), "--bundle", s(&bundle)]);
+    let (a, tar, key) = auditor(&bundle, &pem);
+    let (code, v) = verify(&a, &tar, &key);
+    assert_eq!(code, 0, "{v}");
+    assert!(
+        v["subject"].as_str().unwrap().starts_with("admission:adm_"),
+        "{v}"
+    );
+    assert_eq!(
+        v["proven"]["provider_sha256"],
+        sha256(&fs::read(&provider).unwrap())
+    );
+    // No key on this host: no bundle, and nothing written.
+    let bare = Env::new();
+    bare.ok(["init"]);
+    let id = bare.ok(["run", "stage2", "--json"]).json()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = bare.run([
+        "export",
+        &format!("run:{id}"),
+        "--bundle",
+        s(&bare.path("b.tar")),
+    ]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("key"), "{}", r.stderr);
+    assert!(!bare.path("b.tar").exists());
+}
