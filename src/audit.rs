@@ -229,6 +229,7 @@ pub(crate) fn audit(
     check_home(home, &known, &mut out)?;
     check_runs(home, &mut out)?;
     unrecorded_runs(home, &mut out)?;
+    crate::keyring::check_key_file(home, &mut out)?;
     out.ok = out.findings.is_empty();
     Ok(out)
 }

@@ -6,12 +6,14 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::audit::{AuditOut, Finding};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::ledger::events::{Body, KeyRevocationRec};
 use crate::ledger::tlog::KeyRow;
 use crate::sign::keys::{self, PublicKey, SecretKey};
 use crate::sign::note;
+use crate::state::AuditCheck;
 use crate::tlog;
 
 /// A key recorded by `generate` or `rotate`.
@@ -86,6 +88,9 @@ pub(crate) fn generate(home: &mut Home) -> Result<Recorded> {
 /// still verifies what it signed.
 pub(crate) fn rotate(home: &mut Home) -> Result<Recorded> {
     let path = keys::key_path()?;
+    if let Some(done) = tlog::settle_rotation(home, &path)? {
+        return Ok(done);
+    }
     let old = keys::load(&path, &home.dir)?.public().keyid();
     let row = home
         .ledger
@@ -107,11 +112,15 @@ pub(crate) fn rotate(home: &mut Home) -> Result<Recorded> {
             "point CTO_LEDGER_KEY at the current key",
         ));
     }
+    // The new key is on disk (beside the old, durably) before the journal names it, and
+    // replaces the old only after: a kill at any moment leaves the old key active with
+    // its file, or the new one recorded with its file waiting (`settle_rotation`).
     let new = SecretKey::generate()?;
-    // Record first: a crash before the file is replaced leaves the old key in place
-    // (recorded as retired, so `key rotate` runs again), never an unrecorded key.
+    keys::store(&new, &keys::pending_path(&path), &home.dir, true)?;
+    crate::env::crash_point("key-rotate-stored");
     let (seq, _) = record(home, &new.public(), Some(old.clone()))?;
-    keys::store(&new, &path, &home.dir, true)?;
+    crate::env::crash_point("key-rotate-recorded");
+    keys::promote(&path)?;
     Ok(Recorded {
         keyid: new.public().keyid(),
         path,
@@ -221,4 +230,52 @@ pub(crate) fn revocation(home: &Home, keyid: &str) -> Result<Option<(u64, String
         .first()
         .and_then(|k| k.revoked.clone())
         .map(|r| (r.seq, r.reason)))
+}
+
+/// This host's key file against the journal's keys: a file holding a retired or revoked
+/// key, most often a `key rotate` that was interrupted, is named with its mend.
+pub(crate) fn check_key_file(home: &Home, out: &mut AuditOut) -> Result<()> {
+    let Ok(path) = keys::key_path() else {
+        return Ok(());
+    };
+    let Ok(file) = keys::load(&path, &home.dir).map(|k| k.public().keyid()) else {
+        return Ok(());
+    };
+    let recorded = home.ledger.keys()?;
+    let subject = path.display().to_string();
+    let Some(row) = recorded.iter().find(|k| k.keyid == file) else {
+        if !recorded.is_empty() {
+            out.notes.push(format!(
+                "the key file {subject} holds key {}, which this ledger does not record (`cto-ledger key generate` records it)",
+                &file[..16]
+            ));
+        }
+        return Ok(());
+    };
+    let pending = keys::load(&keys::pending_path(&path), &home.dir)
+        .ok()
+        .map(|k| k.public().keyid());
+    let message = match (&row.revoked, &row.replaced_by) {
+        (Some(r), _) => format!(
+            "it holds key {}, revoked in event {}: make a new key with `cto-ledger key rotate`",
+            &file[..16],
+            r.seq
+        ),
+        (None, Some(by)) if pending.as_deref() == Some(by) => format!(
+            "a `key rotate` was interrupted: it holds retired key {}, and the active key {} waits at {}; run `cto-ledger key rotate` to finish it",
+            &file[..16],
+            &by[..16],
+            keys::pending_path(&path).display()
+        ),
+        (None, Some(by)) => format!(
+            "it holds retired key {}; the private half of the key that replaced it ({}) is not here: if it is lost, `cto-ledger key revoke {} --reason lost`, then `cto-ledger key generate` with CTO_LEDGER_KEY set to a new path",
+            &file[..16],
+            &by[..16],
+            &by[..16]
+        ),
+        (None, None) => return Ok(()),
+    };
+    out.findings
+        .push(Finding::new(AuditCheck::Key, subject, message));
+    Ok(())
 }

@@ -183,6 +183,7 @@ text_enum!(
         Store = "store",
         Run = "run",
         Home = "home",
+        Key = "key",
         RemoteJournal = "remote journal",
         RemoteObject = "remote object",
         RemoteStore = "remote store",

@@ -53,9 +53,43 @@ pub(crate) fn public_of(k: &KeyRow) -> Result<PublicKey> {
 /// [`current_key`]).
 pub(crate) fn signer(home: &Home) -> Result<(SecretKey, KeyRow)> {
     let path = keys::key_path()?;
+    settle_rotation(home, &path)?;
     let key = keys::load(&path, &home.dir)?;
     let row = current_key(home, &key, &path)?;
     Ok((key, row))
+}
+
+/// Finishes a `key rotate` killed after the journal named the new key: its private half
+/// waits beside the key file (`keys::pending_path`), and takes the file's place when the
+/// journal records it as the active key replacing the file's. A pending key the journal
+/// does not name (killed before recording) is left for the next `key rotate` to replace.
+pub(crate) fn settle_rotation(
+    home: &Home,
+    path: &std::path::Path,
+) -> Result<Option<crate::keyring::Recorded>> {
+    let next = keys::pending_path(path);
+    if std::fs::symlink_metadata(&next).is_err() {
+        return Ok(None);
+    }
+    let pending = keys::load(&next, &home.dir)?.public().keyid();
+    let Some(row) = home.ledger.keys_matching(&pending)?.into_iter().next() else {
+        return Ok(None);
+    };
+    let current = keys::load(path, &home.dir).ok().map(|k| k.public().keyid());
+    let takes_over = row.replaced_by.is_none()
+        && row.revoked.is_none()
+        && (current.is_none() || row.replaces == current);
+    if !takes_over {
+        return Ok(None);
+    }
+    keys::promote(path)?;
+    Ok(Some(crate::keyring::Recorded {
+        keyid: row.keyid,
+        path: path.to_path_buf(),
+        generated: true,
+        replaces: row.replaces,
+        seq: row.seq,
+    }))
 }
 
 /// `key`'s record, if it may sign: recorded (by `key generate`), not revoked and not
@@ -286,31 +320,50 @@ fn checkpoint_for(
     })
 }
 
-/// The inclusion proof of event `seq` in a kept signed checkpoint.
+/// The inclusion proof of event `seq` in a kept signed checkpoint; for an admission,
+/// with the proof of its revocation when the checkpoint covers one.
 pub(crate) fn prove_inclusion(l: &Ledger, seq: u64, size: Option<u64>) -> Result<Proof> {
     let cp = checkpoint_for(&l.checkpoints()?, size, seq)?;
+    let leaves = leaves(l, cp.size)?;
+    let mut proof = inclusion(l, &leaves, &cp, seq)?;
+    let row = l.row_at(seq)?.expect("within the journal");
+    let target =
+        match serde_json::from_str::<crate::ledger::events::Event>(&row.event).map(|e| e.body) {
+            Ok(Body::Admission(a)) => Some(crate::id::Revocable::Admission(a.id)),
+            Ok(Body::ModelAdmission(m)) => Some(crate::id::Revocable::Model(m.id)),
+            _ => None,
+        };
+    if let Some(rev) = target.map(|t| l.revocation_of(&t)).transpose()?.flatten() {
+        if rev.seq <= cp.size {
+            proof.revoked_by = Some(Box::new(inclusion(l, &leaves, &cp, rev.seq)?));
+        }
+    }
+    Ok(Proof::Inclusion(proof))
+}
+
+fn inclusion(l: &Ledger, leaves: &[Hash], cp: &CheckpointRow, seq: u64) -> Result<InclusionProof> {
     if seq == 0 || seq > cp.size {
         return Err(Error::bad_input(
             format!("event {seq} is not in the checkpoint of size {}", cp.size),
             "prove an event between 1 and the checkpoint's size",
         ));
     }
-    let leaves = leaves(l, cp.size)?;
     let row = l.row_at(seq)?.expect("within the journal");
     let index = (seq - 1) as usize;
-    Ok(Proof::Inclusion(InclusionProof {
+    Ok(InclusionProof {
         leaf_index: seq - 1,
         tree_size: cp.size,
         leaf_hash: B64.encode(leaves[index]),
-        hashes: b64_all(&merkle::inclusion_proof(&leaves, index)),
+        hashes: b64_all(&merkle::inclusion_proof(leaves, index)),
         entry: ProvenEntry {
             seq,
             prev_hash: row.prev_hash,
             hash: row.hash,
             event: row.event,
         },
-        checkpoint: cp.note,
-    }))
+        checkpoint: cp.note.clone(),
+        revoked_by: None,
+    })
 }
 
 /// The consistency proof from the tree of `old` events to a kept signed checkpoint.

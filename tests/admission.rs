@@ -141,15 +141,7 @@ fn model_admission_is_recorded_once() {
 fn show_resolves_names_prefixes_paths_and_commits() {
     let env = Env::new();
     let repo = env.repo("case");
-    let a = env
-        .ok([
-            "admit",
-            s(&repo.bin()),
-            "--source-pin",
-            &repo.pin(),
-            "--json",
-        ])
-        .json();
+    let a = env.admit_repo(&repo);
     let sha = a["admission"]["sha256"].as_str().unwrap();
     let blake = a["admission"]["object"].as_str().unwrap();
     for (r, kind) in [

@@ -12,6 +12,7 @@ mod compat;
 mod hardening;
 mod hostile_remote;
 mod judge;
+mod keys;
 mod model;
 mod properties;
 mod queries;

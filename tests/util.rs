@@ -189,6 +189,18 @@ impl Env {
 }
 
 impl Env {
+    /// `admit` of the repo's `dist/ca` at its head, as JSON.
+    pub(crate) fn admit_repo(&self, repo: &Repo) -> Value {
+        self.ok([
+            "admit",
+            s(&repo.bin()),
+            "--source-pin",
+            &repo.pin(),
+            "--json",
+        ])
+        .json()
+    }
+
     /// `run stage2 --json` of `provider` as an agent that solves through the scripted
     /// model (a provider that is not the shipped fake gets no answer key); its report.
     pub(crate) fn agent_run(&self, provider: &Path) -> Value {

@@ -14,26 +14,31 @@ pub(crate) fn run(_: &Context, a: OfflineArgs) -> Result<Output> {
     let ok = out.check.ok;
     Ok(Output::doc(out, |w, o| {
         let c = &o.check;
-        if let Some(e) = &c.event {
-            writeln!(
-                w,
-                "event {} ({}) at {} by {}",
-                e["seq"],
-                e["kind"].as_str().unwrap_or("?"),
-                e["time"].as_str().unwrap_or("?"),
-                e["actor"]["user"].as_str().unwrap_or("?")
-            )?;
-        }
         for p in &c.problems {
             writeln!(w, "FAILED: {p}")?;
         }
-        if c.ok {
+        if !c.ok {
+            return writeln!(w, "verification FAILED");
+        }
+        let origin = c.origin.as_deref().unwrap_or("?");
+        let size = c.tree_size.unwrap_or(0);
+        let Some(e) = &c.event else {
+            return writeln!(w, "{} proof verified against {origin} at tree size {size}", c.kind);
+        };
+        let kind = e["kind"].as_str().unwrap_or("?");
+        writeln!(
+            w,
+            "event {} ({kind}) at {} by {}: included in the log {origin} at tree size {size}",
+            e["seq"],
+            e["time"].as_str().unwrap_or("?"),
+            e["actor"]["user"].as_str().unwrap_or("?")
+        )?;
+        if kind == "admission" || kind == "model_admission" {
             writeln!(
                 w,
-                "{} proof verified against {} at tree size {}",
-                c.kind,
-                c.origin.as_deref().unwrap_or("?"),
-                c.tree_size.unwrap_or(0)
+                "  {} {}: the proof carries no revocation of it up to size {size} (`prove` attaches one the checkpoint covers)",
+                e["id"].as_str().unwrap_or("?"),
+                e["sha256"].as_str().or(e["model"].as_str()).unwrap_or("")
             )?;
         }
         Ok(())

@@ -9,8 +9,9 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::id::Revocable;
 use crate::ledger::chain_hash;
-use crate::ledger::events::Event;
+use crate::ledger::events::{Body, Event};
 use crate::sign::keys::PublicKey;
 use crate::sign::merkle::{self, Hash};
 use crate::sign::note::{Checkpoint, SignedNote};
@@ -45,6 +46,10 @@ pub(crate) struct InclusionProof {
     pub hashes: Vec<String>,
     pub entry: ProvenEntry,
     pub checkpoint: String,
+    /// For an admission: the inclusion proof, against the same checkpoint, of the event
+    /// that revoked it, when the checkpoint covers one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub revoked_by: Option<Box<InclusionProof>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +73,8 @@ pub(crate) struct ProofCheck {
     pub tree_size: Option<u64>,
     /// The proven event, decoded (inclusion proofs).
     pub event: Option<serde_json::Value>,
+    /// The proven admission's revocation (event, reason), when the proof carries one.
+    pub revoked: Option<(u64, String)>,
     pub problems: Vec<String>,
 }
 
@@ -153,14 +160,53 @@ fn verify_inclusion(
             None
         }
     };
+    let revoked = match &p.revoked_by {
+        Some(r) => check_revocation(r, p, key, &mut problems)?,
+        None => None,
+    };
     Ok(ProofCheck {
         ok: problems.is_empty(),
         kind: "inclusion",
         origin: Some(cp.origin),
         tree_size: Some(cp.size),
         event,
+        revoked,
         problems,
     })
+}
+
+/// The revocation a proof carries: proven against the same checkpoint, and a revocation
+/// of the proven admission. A revoked admission is a failed check: the proof shows the
+/// admission no longer holds.
+fn check_revocation(
+    r: &InclusionProof,
+    p: &InclusionProof,
+    key: &PublicKey,
+    problems: &mut Vec<String>,
+) -> std::result::Result<Option<(u64, String)>, String> {
+    let check = verify_inclusion(r, key)?;
+    problems.extend(check.problems.iter().map(|e| format!("revoked_by: {e}")));
+    if r.checkpoint != p.checkpoint {
+        problems.push("revoked_by is proven against another checkpoint".into());
+    }
+    let target = match serde_json::from_str::<Event>(&p.entry.event).map(|e| e.body) {
+        Ok(Body::Admission(a)) => Some(Revocable::Admission(a.id)),
+        Ok(Body::ModelAdmission(m)) => Some(Revocable::Model(m.id)),
+        _ => None,
+    };
+    match serde_json::from_str::<Event>(&r.entry.event).map(|e| e.body) {
+        Ok(Body::Revocation(rev)) if Some(&rev.target) == target.as_ref() => {
+            problems.push(format!(
+                "the admission was revoked in event {} (in the same checkpoint): {}",
+                r.entry.seq, rev.reason
+            ));
+            Ok(Some((r.entry.seq, rev.reason)))
+        }
+        _ => {
+            problems.push("revoked_by is not a revocation of the proven admission".into());
+            Ok(None)
+        }
+    }
 }
 
 fn verify_consistency(
@@ -203,6 +249,7 @@ fn verify_consistency(
         origin: Some(cp.origin),
         tree_size: Some(cp.size),
         event: None,
+        revoked: None,
         problems,
     })
 }
@@ -327,6 +374,7 @@ mod tests {
                 .collect(),
             entry: entries.swap_remove(1),
             checkpoint: cp.sign("cto-ledger/test", &key),
+            revoked_by: None,
         };
         (proof, key.public())
     }

@@ -55,11 +55,16 @@ impl SecretKey {
         }
     }
 
+    /// PKCS#8 v1 (RFC 8410's `PrivateKeyInfo`, the seed only), as OpenSSL writes it: v2
+    /// with the public key embedded is what older OpenSSL and `cryptography` cannot read.
     fn to_pem(&self) -> String {
-        self.signing
-            .to_pkcs8_pem(LineEnding::LF)
-            .expect("an Ed25519 key encodes")
-            .to_string()
+        ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: self.signing.to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_pem(LineEnding::LF)
+        .expect("an Ed25519 key encodes")
+        .to_string()
     }
 }
 
@@ -234,6 +239,25 @@ pub(crate) fn store(key: &SecretKey, path: &Path, home: &Path, replace: bool) ->
     }
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Where `key rotate` keeps the new private key until the journal has named it: beside
+/// the key file, `NAME.next`.
+pub(crate) fn pending_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".next");
+    path.with_file_name(name)
+}
+
+/// Moves the pending key (`pending_path`) over the key file, durably.
+pub(crate) fn promote(path: &Path) -> Result<()> {
+    let next = pending_path(path);
+    fs::rename(&next, path).map_err(Error::io("replace the key with", &next))?;
+    if let Some(d) = path.parent().and_then(|d| fs::File::open(d).ok()) {
+        d.sync_all()
+            .map_err(Error::io("sync the key's folder", path))?;
     }
     Ok(())
 }

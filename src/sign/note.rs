@@ -157,30 +157,33 @@ impl SignedNote {
     }
 
     /// Ok when a signature line is `key`'s (its key hash under its name matches) and
-    /// verifies over the note text.
+    /// verifies over the note text, and no other line of `key`'s fails: as Go's
+    /// `sumdb/note` does, a note carrying a bad signature by a known key is rejected, not
+    /// read past. Lines repeated byte for byte count once.
     pub(crate) fn verify(&self, key: &PublicKey) -> Result<(), String> {
-        let mut matched = false;
+        let mut verified = false;
         for s in &self.signatures {
             if s.key_hash != key_hash(&s.name, key) {
                 continue;
             }
-            matched = true;
-            let Ok(sig) = ed25519_dalek::Signature::from_slice(&s.sig) else {
-                continue;
-            };
-            if key
-                .verifying
-                .verify_strict(self.text.as_bytes(), &sig)
-                .is_ok()
-            {
-                return Ok(());
+            let holds = ed25519_dalek::Signature::from_slice(&s.sig).is_ok_and(|sig| {
+                key.verifying
+                    .verify_strict(self.text.as_bytes(), &sig)
+                    .is_ok()
+            });
+            if !holds {
+                return Err(format!(
+                    "a signature line by key {} does not verify (the note was altered, or carries a forged line)",
+                    &key.keyid()[..16]
+                ));
             }
+            verified = true;
         }
-        Err(if matched {
-            "its signature does not verify (the note was altered)".into()
+        if verified {
+            Ok(())
         } else {
-            format!("it has no signature by key {}", &key.keyid()[..16])
-        })
+            Err(format!("it has no signature by key {}", &key.keyid()[..16]))
+        }
     }
 }
 
@@ -193,6 +196,37 @@ mod tests {
     /// `PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz`.
     fn peter() -> SecretKey {
         test_key("810a1402d5146c8d84f2443330f54080ebf98ee17d9c74f6252fc5d5c7283173")
+    }
+
+    #[test]
+    fn a_bad_line_by_the_same_key_beside_a_good_one_is_rejected() {
+        let k = peter();
+        let cp = Checkpoint {
+            origin: "example.com/log".into(),
+            size: 3,
+            root: [7; 32],
+        };
+        let good = cp.sign("example.com/log", &k);
+        assert!(SignedNote::parse(&good)
+            .unwrap()
+            .verify(&k.public())
+            .is_ok());
+        let line = good.lines().last().unwrap();
+        let (head, b64) = line.rsplit_once(' ').unwrap();
+        let mut blob = B64.decode(b64).unwrap();
+        blob[10] ^= 1;
+        let forged = format!("{good}{head} {}\n", B64.encode(blob));
+        let err = SignedNote::parse(&forged)
+            .unwrap()
+            .verify(&k.public())
+            .unwrap_err();
+        assert!(err.contains("does not verify"), "{err}");
+        // The same good line twice is one signature, not an error.
+        let twice = format!("{good}{line}\n");
+        assert!(SignedNote::parse(&twice)
+            .unwrap()
+            .verify(&k.public())
+            .is_ok());
     }
 
     #[test]

@@ -98,18 +98,23 @@ def parse_note(text):
 
 
 def verify_note(text, key):
+    # As Go's sumdb/note: every signature line by a known key (name and key hash) must
+    # verify; a bad one is an error, not something to read past.
     body, origin, size, root, sigs = parse_note(text)
     raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    verified = False
     for name, key_hash, sig in sigs:
         want = hashlib.sha256(name.encode() + b"\n" + b"\x01" + raw).digest()[:4]
         if key_hash != want:
             continue
         try:
             key.verify(sig, body.encode())
-            return origin, size, root
+            verified = True
         except InvalidSignature:
             fail("note signature does not verify")
-    fail("no signature line by this key")
+    if not verified:
+        fail("no signature line by this key")
+    return origin, size, root
 
 
 def node(l, r):
