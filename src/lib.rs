@@ -35,6 +35,7 @@ pub mod state;
 mod store;
 mod sync;
 mod tlog;
+mod witness;
 
 pub use home::Home;
 pub use ledger::query::Node;

@@ -30,10 +30,15 @@ pub(crate) fn python() -> PathBuf {
 
 /// Runs tests/verifiers/verify.py; (exit code, its JSON line).
 pub(crate) fn independent(verb: &str, file: &Path, key: &Path) -> (i32, Value) {
+    independent_arg(verb, file, s(key))
+}
+
+/// [`independent`] with the key given as text (a witness's vkey).
+pub(crate) fn independent_arg(verb: &str, file: &Path, key: &str) -> (i32, Value) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/verifiers/verify.py");
     let out = Command::new(python())
         .arg(script)
-        .args([verb, s(file), s(key)])
+        .args([verb, s(file), key])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

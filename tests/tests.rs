@@ -23,3 +23,4 @@ mod signing;
 mod stage2;
 mod store;
 mod structure;
+mod witness;

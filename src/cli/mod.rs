@@ -88,12 +88,15 @@ enum Cmd {
     Attest(c::attest::Args),
     /// Check DSSE attestations offline with a public key; exit 1 naming the line that fails
     VerifyAttestation(c::OfflineArgs),
+    /// A C2SP tlog-witness: cosign checkpoints of the logs it follows, consistent with all it saw before
+    #[command(subcommand)]
+    Witness(c::witness::Cmd),
     /// Check an evidence bundle from `export --bundle` offline with a public key; exit 1 naming the piece that fails
     VerifyBundle(c::verify_bundle::Args),
     /// Print an inclusion proof of an event (or a consistency proof) against a signed checkpoint
     Prove(c::prove::Args),
     /// Check a proof from `prove` offline with a public key
-    VerifyProof(c::OfflineArgs),
+    VerifyProof(c::verify_proof::Args),
     /// Run a harness job
     #[command(subcommand)]
     Run(c::run::Cmd),
@@ -138,6 +141,7 @@ fn dispatch(cx: &Context, cmd: Cmd) -> Result<Output> {
         Cmd::Attest(a) => c::attest::run(cx, a),
         Cmd::VerifyAttestation(a) => c::verify_attestation::run(cx, a),
         Cmd::VerifyBundle(a) => c::verify_bundle::run(cx, a),
+        Cmd::Witness(a) => c::witness::run(cx, a),
         Cmd::Prove(a) => c::prove::run(cx, a),
         Cmd::VerifyProof(a) => c::verify_proof::run(cx, a),
         Cmd::Run(a) => c::run::run(cx, a),

@@ -14,6 +14,10 @@ pub(crate) struct Args {
     /// Sign the log's tree with this host's key and print the signed note
     #[arg(long)]
     sign: bool,
+    /// With --sign: ask this C2SP tlog-witness (its URL prefix) to cosign the
+    /// checkpoint, and keep its cosignature with it; repeatable
+    #[arg(long, value_name = "URL", requires = "sign")]
+    witness: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -22,6 +26,9 @@ struct Signed {
     root: String,
     keyid: String,
     note: String,
+    /// What each witness asked (`--witness`) answered.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    witnesses: Vec<crate::witness::client::Asked>,
 }
 
 pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
@@ -32,12 +39,32 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
             writeln!(w, "{}:{}", h.seq, h.hash)
         }));
     }
-    let row = tlog::sign_head(&cx.open(Mode::ReadWrite)?)?;
+    let home = cx.open(Mode::ReadWrite)?;
+    let mut row = tlog::sign_head(&home)?;
+    let mut witnesses = Vec::new();
+    if !a.witness.is_empty() {
+        let leaves = tlog::leaves(&home.ledger, row.size)?;
+        let (note, asked) = crate::witness::client::collect(&row.note, &leaves, &a.witness)?;
+        home.ledger
+            .update_checkpoint_note(row.size, &row.keyid, &note)?;
+        row.note = note;
+        witnesses = asked;
+    }
+    let all = witnesses.iter().all(|w| w.cosignature.is_some());
     let out = Signed {
         size: row.size,
         root: row.root,
         keyid: row.keyid,
         note: row.note,
+        witnesses,
     };
-    Ok(Output::doc(out, |w, s| write!(w, "{}", s.note)))
+    Ok(Output::doc(out, |w, s| {
+        write!(w, "{}", s.note)?;
+        for a in s.witnesses.iter().filter(|a| a.refused.is_some()) {
+            let why = a.refused.as_deref().unwrap_or_default();
+            writeln!(w, "witness {} refused to cosign: {why}", a.url)?;
+        }
+        Ok(())
+    })
+    .negative_unless(all))
 }

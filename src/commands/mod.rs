@@ -37,6 +37,7 @@ pub(crate) mod verify;
 pub(crate) mod verify_attestation;
 pub(crate) mod verify_bundle;
 pub(crate) mod verify_proof;
+pub(crate) mod witness;
 
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
@@ -123,6 +124,56 @@ pub(crate) struct OfflineArgs {
     /// named by the proven event), by SHA-256 (or BLAKE3 for proofs)
     #[arg(long, value_name = "PATH")]
     pub(crate) subject: Option<PathBuf>,
+}
+
+/// The witnesses whose cosignatures a checkpoint must carry (`verify-proof`,
+/// `verify-bundle`): C2SP verifier keys, and how many must have cosigned.
+#[derive(clap::Args, Default)]
+pub(crate) struct WitnessArgs {
+    /// A witness's verifier key NAME+KEYID+KEY (as `witness serve` prints it); repeatable
+    #[arg(long = "witness-key", value_name = "VKEY")]
+    keys: Vec<String>,
+    /// How many distinct witnesses must have cosigned the checkpoint (default: every one given)
+    #[arg(long, value_name = "N", requires = "keys")]
+    quorum: Option<usize>,
+}
+
+impl WitnessArgs {
+    /// The problems with `note` under this policy: fewer valid cosignatures than the
+    /// quorum, or a bad one. Nothing asked, nothing checked.
+    pub(crate) fn problems(&self, note: &str) -> Result<Vec<String>> {
+        if self.keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let witnesses = self
+            .keys
+            .iter()
+            .map(|k| crate::sign::cosig::Witness::parse_vkey(k))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| {
+                Error::bad_input(
+                    format!("--witness-key: {e}"),
+                    "pass the vkey line `cto-ledger witness serve` prints",
+                )
+            })?;
+        let quorum = self.quorum.unwrap_or(witnesses.len());
+        if quorum == 0 || quorum > witnesses.len() {
+            return Err(Error::bad_input(
+                format!("--quorum {quorum} with {} witness key(s)", witnesses.len()),
+                "give a quorum between 1 and the number of --witness-key",
+            ));
+        }
+        let Ok(parsed) = crate::sign::note::SignedNote::parse(note) else {
+            return Ok(vec!["the checkpoint is not a signed note".into()]);
+        };
+        let (n, mut problems) = crate::sign::cosig::count(&parsed, &witnesses);
+        if n < quorum {
+            problems.push(format!(
+                "the checkpoint carries valid cosignatures from {n} of the witnesses given, fewer than the quorum of {quorum}"
+            ));
+        }
+        Ok(problems)
+    }
 }
 
 /// The argument of `push` and `pull`.

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use super::{Context, Output};
+use super::{Context, Output, WitnessArgs};
 use crate::bundle::verify::{self, BundleCheck};
 use crate::error::Result;
 use crate::sign::keys;
@@ -18,11 +18,13 @@ pub(crate) struct Args {
     /// from the signer, not from the bundle
     #[arg(long, value_name = "PEM")]
     key: PathBuf,
+    #[command(flatten)]
+    witnesses: WitnessArgs,
 }
 
 pub(crate) fn run(_cx: &Context, a: Args) -> Result<Output> {
     let key = keys::read_public(&a.key)?;
-    let out = verify::verify(&a.file, &key)?;
+    let out = verify::verify(&a.file, &key, &|n| a.witnesses.problems(n))?;
     let ok = out.ok;
     Ok(Output::doc(out, text_out).negative_unless(ok))
 }

@@ -3,14 +3,25 @@
 //! root, and (for an inclusion proof) that the entry's bytes hash to the proven leaf.
 //! Exit 0 when it holds, 1 when it does not, 2 when the proof or key cannot be read.
 
-use super::{Context, OfflineArgs, Output};
+use super::{Context, OfflineArgs, Output, WitnessArgs};
 use crate::error::Result;
 use crate::offline::proof;
 use crate::sign::keys;
 
-pub(crate) fn run(_: &Context, a: OfflineArgs) -> Result<Output> {
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    offline: OfflineArgs,
+    #[command(flatten)]
+    witnesses: WitnessArgs,
+}
+
+pub(crate) fn run(_: &Context, a: Args) -> Result<Output> {
+    let (a, witnesses) = (a.offline, a.witnesses);
     let key = keys::read_public(&a.key)?;
-    let out = proof::verify_file(&a.file, &key, a.subject.as_deref())?;
+    let out = proof::verify_file(&a.file, &key, a.subject.as_deref(), &|n| {
+        witnesses.problems(n)
+    })?;
     let ok = out.check.ok;
     Ok(Output::doc(out, |w, o| {
         let c = &o.check;

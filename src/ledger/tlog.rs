@@ -173,6 +173,17 @@ impl Ledger {
         Ok(())
     }
 
+    /// Replaces a kept checkpoint's note (the same note with witnesses' cosignatures).
+    pub(crate) fn update_checkpoint_note(&self, size: u64, keyid: &str, note: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE checkpoints SET note = ?3 WHERE size = ?1 AND keyid = ?2",
+                params![size as i64, keyid, note],
+            )
+            .map_err(Error::sql("keep the cosigned checkpoint"))?;
+        Ok(())
+    }
+
     /// Kept checkpoints, smallest first.
     pub(crate) fn checkpoints(&self) -> Result<Vec<CheckpointRow>> {
         self.rows_of("read checkpoints", "checkpoints ORDER BY size, time", [])

@@ -283,10 +283,12 @@ fn names(v: &serde_json::Value, digests: &[String]) -> bool {
 
 /// Reads and checks the proof in `file` against `key`; with `subject`, the proven event
 /// must name that file's digest.
+/// `witnessed` adds what the caller requires of the checkpoint's cosignatures.
 pub(crate) fn verify_file(
     file: &Path,
     key: &PublicKey,
     subject: Option<&Path>,
+    witnessed: &dyn Fn(&str) -> Result<Vec<String>>,
 ) -> Result<ProofFileCheck> {
     let bad = |why: String| {
         Error::bad_input(
@@ -298,6 +300,11 @@ pub(crate) fn verify_file(
     let proof: Proof =
         serde_json::from_str(&text).map_err(|e| bad(format!("is not a proof: {e}")))?;
     let mut check = verify(&proof, key).map_err(bad)?;
+    let note = match &proof {
+        Proof::Inclusion(p) => &p.checkpoint,
+        Proof::Consistency(p) => &p.checkpoint,
+    };
+    check.problems.extend(witnessed(note)?);
     let subject = match subject {
         Some(p) => {
             let m = crate::store::hash_file(p)?;

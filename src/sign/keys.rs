@@ -154,6 +154,11 @@ fn refuse_inside_home(path: &Path, home: &Path) -> Result<()> {
 /// owner can read, and hold an Ed25519 PKCS#8 PEM key.
 pub(crate) fn load(path: &Path, home: &Path) -> Result<SecretKey> {
     refuse_inside_home(path, home)?;
+    read_secret(path)
+}
+
+/// [`load`] for a key that belongs to no ledger (a witness's).
+pub(crate) fn read_secret(path: &Path) -> Result<SecretKey> {
     let mut f = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -208,6 +213,11 @@ pub(crate) fn load(path: &Path, home: &Path) -> Result<SecretKey> {
 /// existing key is atomically replaced; without, an existing key is an error.
 pub(crate) fn store(key: &SecretKey, path: &Path, home: &Path, replace: bool) -> Result<()> {
     refuse_inside_home(path, home)?;
+    write_secret(key, path, replace)
+}
+
+/// [`store`] for a key that belongs to no ledger (a witness's).
+pub(crate) fn write_secret(key: &SecretKey, path: &Path, replace: bool) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     fs::DirBuilder::new()
         .recursive(true)

@@ -9,6 +9,32 @@ use sha2::{Digest as _, Sha256};
 pub(crate) type Hash = [u8; 32];
 
 /// `SHA-256(0x00 || data)`; the journal's leaves hash an event's 32-byte entry hash.
+/// `KEY N` with N a decimal without leading zeroes (the proof and witness text formats).
+pub(crate) fn number_line(line: Option<&str>, key: &str) -> Option<u64> {
+    line?
+        .strip_prefix(key)?
+        .strip_prefix(' ')
+        .filter(|n| *n == "0" || !n.starts_with('0'))?
+        .parse()
+        .ok()
+}
+
+/// Proof lines, one base64 SHA-256 hash each.
+pub(crate) fn hash_lines<'a>(
+    lines: impl Iterator<Item = &'a str>,
+) -> std::result::Result<Vec<Hash>, String> {
+    use base64::Engine as _;
+    lines
+        .map(|l| {
+            base64::engine::general_purpose::STANDARD
+                .decode(l)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| format!("proof line {l:?} is not a base64 SHA-256 hash"))
+        })
+        .collect()
+}
+
 pub(crate) fn leaf_hash(entry: &[u8]) -> Hash {
     let mut h = Sha256::new();
     h.update([0u8]);

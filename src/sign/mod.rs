@@ -2,6 +2,7 @@
 //! checkpoints as C2SP signed notes. Everything here is pure: reading the journal and
 //! the key file is the callers' part.
 
+pub(crate) mod cosig;
 pub(crate) mod dsse;
 pub(crate) mod keys;
 pub(crate) mod merkle;

@@ -9,6 +9,9 @@
                                            from the spec's text; cto-ledger's record (the leaf's
                                            data) is the journal entry's hash, carried as `extra`
 
+    verify.py cosig NOTE VKEY              a C2SP tlog-cosignature/v1 (Ed25519) on the note, by
+                                           the witness VKEY names (NAME+KEYID+base64(0x04||key))
+
 Prints one JSON line; exits 0 when everything verifies, 1 when something does not.
 """
 
@@ -230,6 +233,37 @@ def check_tlog_proof(path, pem):
     print(json.dumps({"ok": True, "origin": origin, "size": size, "index": int(digits), "record": extra.hex()}))
 
 
+def check_cosig(path, vkey):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    name, keyid, b64 = vkey.split("+", 2)
+    raw = base64.b64decode(b64)
+    if raw[0] != 0x04 or len(raw) != 33:
+        fail("not an Ed25519 cosignature key")
+    want = hashlib.sha256(name.encode() + b"\n" + raw).digest()[:4]
+    if want.hex() != keyid:
+        fail("the vkey's key id is not its name's and key's")
+    key = Ed25519PublicKey.from_public_bytes(raw[1:])
+    with open(path) as f:
+        text = f.read()
+    body, origin, size, root, sigs = parse_note(text)
+    seen = 0
+    for sig_name, key_hash, blob in sigs:
+        if sig_name != name or key_hash != want:
+            continue
+        if len(blob) != 72:
+            fail("a cosignature is not 8 + 64 bytes")
+        t = int.from_bytes(blob[:8], "big")
+        msg = b"cosignature/v1\ntime " + str(t).encode() + b"\n" + body.encode()
+        try:
+            key.verify(blob[8:], msg)
+        except InvalidSignature:
+            fail("cosignature does not verify")
+        seen += 1
+    if not seen:
+        fail("no cosignature by this witness")
+    print(json.dumps({"ok": True, "witness": name, "origin": origin, "size": size}))
+
+
 def main():
     verb, file, pem = sys.argv[1:4]
     if verb == "dsse":
@@ -240,6 +274,8 @@ def main():
         print(json.dumps({"ok": True, "origin": origin, "size": size, "root": base64.b64encode(root).decode()}))
     elif verb == "proof":
         check_proof(file, pem)
+    elif verb == "cosig":
+        check_cosig(file, pem)
     elif verb == "tlog-proof":
         check_tlog_proof(file, pem)
     else:

@@ -107,7 +107,12 @@ impl Checker<'_> {
 }
 
 /// Checks the bundle at `file` against `key`. `Err` only when the file cannot be read.
-pub(crate) fn verify(file: &Path, key: &PublicKey) -> Result<BundleCheck> {
+/// `witnessed` adds what the caller requires of the checkpoint's cosignatures.
+pub(crate) fn verify(
+    file: &Path,
+    key: &PublicKey,
+    witnessed: &dyn Fn(&str) -> Result<Vec<String>>,
+) -> Result<BundleCheck> {
     let f = std::fs::File::open(file).map_err(|e| {
         Error::bad_input(
             format!("bundle {} cannot be read: {e}", file.display()),
@@ -135,6 +140,15 @@ pub(crate) fn verify(file: &Path, key: &PublicKey) -> Result<BundleCheck> {
     match read(std::io::BufReader::new(f)) {
         Ok(members) => check(&mut c, members),
         Err(e) => c.fail("bundle", e),
+    }
+    if let Some(note) = c
+        .good
+        .get(CHECKPOINT)
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+    {
+        for p in witnessed(&note)? {
+            c.fail(CHECKPOINT, p);
+        }
     }
     c.out.ok = c.out.problems.is_empty();
     Ok(c.out)
@@ -311,19 +325,8 @@ fn parse_tlog_proof(text: &str) -> std::result::Result<TlogProof, String> {
         }
         None => None,
     };
-    let index = line
-        .and_then(|l| l.strip_prefix("index "))
-        .filter(|n| *n == "0" || !n.starts_with('0'))
-        .and_then(|n| n.parse().ok())
-        .ok_or("no `index N` line")?;
-    let hashes = lines
-        .map(|l| {
-            B64.decode(l)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| format!("proof line {l:?} is not a base64 SHA-256 hash"))
-        })
-        .collect::<std::result::Result<_, _>>()?;
+    let index = merkle::number_line(line, "index").ok_or("no `index N` line")?;
+    let hashes = merkle::hash_lines(lines)?;
     Ok(TlogProof {
         extra,
         index,

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{error, Request, Shared};
+use super::{error, Shared};
+use crate::net::Request;
 
 /// How often a stalled answer checks whether the run is over.
 const TICK: Duration = Duration::from_millis(250);

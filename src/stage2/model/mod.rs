@@ -9,7 +9,7 @@ mod forward;
 mod scripted;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -130,7 +130,12 @@ impl ModelServer {
                 match listener.accept() {
                     Ok((conn, _)) if s2.live.load(Ordering::SeqCst) >= MAX_CONNECTIONS => {
                         let _ = conn.set_write_timeout(Some(Duration::from_secs(1)));
-                        respond(&conn, 503, "text/plain", b"too many exchanges at once\n");
+                        crate::net::respond(
+                            &conn,
+                            503,
+                            "text/plain",
+                            b"too many exchanges at once\n",
+                        );
                     }
                     Ok((conn, _)) => {
                         let s = s2.clone();
@@ -196,76 +201,6 @@ impl Drop for ModelServer {
     }
 }
 
-struct Request {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-fn read_request(conn: &TcpStream) -> std::io::Result<Request> {
-    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
-    let mut r = BufReader::new(conn);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let method = parts
-        .next()
-        .ok_or_else(|| bad("empty request"))?
-        .to_string();
-    let path = parts.next().ok_or_else(|| bad("no path"))?.to_string();
-    let mut headers = Vec::new();
-    let mut size = line.len();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h)?;
-        size += h.len();
-        if size > MAX_HEADER {
-            return Err(bad("headers too large"));
-        }
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    let get = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let mut body = Vec::new();
-    if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        loop {
-            let mut sz = String::new();
-            r.read_line(&mut sz)?;
-            let n = usize::from_str_radix(sz.trim().split(';').next().unwrap_or(""), 16)
-                .map_err(|_| bad("bad chunk size"))?;
-            if body.len() + n > MAX_BODY {
-                return Err(bad("body too large"));
-            }
-            if n == 0 {
-                let mut end = String::new();
-                r.read_line(&mut end)?;
-                break;
-            }
-            let mut chunk = vec![0; n + 2];
-            r.read_exact(&mut chunk)?;
-            body.extend_from_slice(&chunk[..n]);
-        }
-    } else if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        if n > MAX_BODY {
-            return Err(bad("body too large"));
-        }
-        body.resize(n, 0);
-        r.read_exact(&mut body)?;
-    }
-    Ok(Request {
-        method,
-        path,
-        headers,
-        body,
-    })
-}
-
 /// The path without its query (a key may ride in one), for the record.
 fn path_only(p: &str) -> &str {
     p.split('?').next().unwrap_or(p)
@@ -274,7 +209,7 @@ fn path_only(p: &str) -> &str {
 fn serve(conn: TcpStream, s: &Shared) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
     let _ = conn.set_write_timeout(Some(Duration::from_secs(60)));
-    let req = match read_request(&conn) {
+    let req = match crate::net::read_request(&conn, MAX_HEADER, MAX_BODY) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
             error(
@@ -331,27 +266,9 @@ fn serve(conn: TcpStream, s: &Shared) {
     }
 }
 
-fn respond(mut conn: &TcpStream, status: u16, ctype: &str, body: &[u8]) {
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        413 => "Payload Too Large",
-        503 => "Service Unavailable",
-        _ => "Error",
-    };
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = conn.write_all(head.as_bytes());
-    let _ = conn.write_all(body);
-    let _ = conn.flush();
-}
-
 fn error(conn: &TcpStream, status: u16, message: &str) -> Value {
     let body = json!({"error": {"message": message, "type": "cto_ledger_scripted_model"}});
-    respond(
+    crate::net::respond(
         conn,
         status,
         "application/json",

@@ -4,8 +4,9 @@ use std::net::TcpStream;
 
 use serde_json::{json, Value};
 
-use super::{error, path_only, respond, Request};
+use super::{error, path_only};
 use crate::model::{Script, Turn};
+use crate::net::{respond, Request};
 
 /// The agent role a request is for: `# Implementer —` at the start of its system prompt.
 pub(super) fn role_of(messages: &[Value]) -> Option<String> {

@@ -1,0 +1,130 @@
+//! `cto-ledger witness key FILE --name NAME` and `witness serve`: a C2SP tlog-witness
+//! (see `crate::witness`) that cosigns the checkpoints of the logs it is told to follow.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::{Context, Output};
+use crate::error::{Error, Result};
+use crate::sign::keys::{self, SecretKey};
+use crate::witness::Witness;
+
+#[derive(clap::Subcommand)]
+pub(crate) enum Cmd {
+    /// Make the witness's Ed25519 key at FILE (mode 0600) unless it exists; print its verifier key
+    Key(KeyArgs),
+    /// Serve POST /add-checkpoint until stopped; prints the address and verifier key first
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct KeyArgs {
+    /// The private key file (PKCS#8 PEM)
+    file: PathBuf,
+    /// The witness's name in its cosignatures (a schema-less URL, e.g. witness.example/w1)
+    #[arg(long)]
+    name: String,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ServeArgs {
+    /// The witness's private key file (`witness key`)
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// The witness's name in its cosignatures
+    #[arg(long)]
+    name: String,
+    /// A log to follow: its origin (a checkpoint's first line) and its public key PEM
+    /// (`cto-ledger key export`); repeatable
+    #[arg(long = "log", value_name = "ORIGIN=PEM", required = true)]
+    logs: Vec<String>,
+    /// The SQLite file where the witness records the newest size it cosigned per log
+    #[arg(long, value_name = "FILE")]
+    state: PathBuf,
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    bind: String,
+}
+
+#[derive(Serialize)]
+struct Key {
+    file: PathBuf,
+    generated: bool,
+    vkey: String,
+}
+
+pub(crate) fn run(_cx: &Context, cmd: Cmd) -> Result<Output> {
+    match cmd {
+        Cmd::Key(a) => key(a),
+        Cmd::Serve(a) => serve(a),
+    }
+}
+
+fn vkey(name: &str, key: &SecretKey) -> String {
+    crate::sign::cosig::Witness {
+        name: name.to_string(),
+        key: key.public(),
+    }
+    .vkey()
+}
+
+fn key(a: KeyArgs) -> Result<Output> {
+    check_name(&a.name)?;
+    let generated = std::fs::symlink_metadata(&a.file).is_err();
+    if generated {
+        keys::write_secret(&SecretKey::generate()?, &a.file, false)?;
+    }
+    let k = keys::read_secret(&a.file)?;
+    let out = Key {
+        vkey: vkey(&a.name, &k),
+        file: a.file,
+        generated,
+    };
+    Ok(Output::doc(out, |w, k| writeln!(w, "{}", k.vkey)))
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.contains(['+', ' ', '\n']) || name.chars().any(char::is_control) {
+        return Err(Error::bad_input(
+            format!("witness name {name:?} has a space, `+` or control character, or is empty"),
+            "name the witness like a URL without its scheme, e.g. witness.example/w1",
+        ));
+    }
+    Ok(())
+}
+
+fn serve(a: ServeArgs) -> Result<Output> {
+    check_name(&a.name)?;
+    let key = keys::read_secret(&a.key)?;
+    let mut logs = BTreeMap::new();
+    for l in &a.logs {
+        let (origin, pem) = l.split_once('=').ok_or_else(|| {
+            Error::bad_input(
+                format!("--log {l} is not ORIGIN=PEM"),
+                "give the log's origin (its checkpoints' first line) and its public key file",
+            )
+        })?;
+        logs.insert(
+            origin.to_string(),
+            keys::read_public(std::path::Path::new(pem))?,
+        );
+    }
+    let mut w = Witness::open(a.name, key, logs, &a.state)?;
+    let listener = std::net::TcpListener::bind(&a.bind).map_err(|e| {
+        Error::bad_input(
+            format!("cannot listen on {}: {e}", a.bind),
+            "give a free address with --bind, e.g. 127.0.0.1:0",
+        )
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(Error::io("read the address of", a.state.clone()))?;
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "witness listening on http://{addr}");
+    let _ = writeln!(out, "vkey {}", w.vkey());
+    let _ = out.flush();
+    w.serve(listener)?;
+    Ok(Output::raw(|_| Ok(())))
+}

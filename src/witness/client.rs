@@ -1,0 +1,126 @@
+//! Asking witnesses to cosign a checkpoint (`checkpoint --sign --witness URL`): each gets
+//! the checkpoint with a consistency proof from the size it says it last cosigned (a
+//! first request from 0; a 409 names the size, and the request is made once more from
+//! there). Answers are bounded in size and time, and a cosignature is kept only when it
+//! verifies as the line of the witness that answered.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::sign::merkle::{self, Hash};
+use crate::sign::note::SignedNote;
+
+const MAX_ANSWER: usize = 16 * 1024;
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What one witness answered.
+#[derive(Debug, Serialize)]
+pub(crate) struct Asked {
+    pub url: String,
+    /// The cosignature line it returned, when it cosigned.
+    pub cosignature: Option<String>,
+    pub refused: Option<String>,
+}
+
+/// POSTs `body` to `url`; (status, content type, body), the body at most `MAX_ANSWER`.
+fn post(url: &str, body: String) -> std::result::Result<(u16, String), String> {
+    let rt = crate::net::runtime().map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let send = crate::net::http()
+            .post(url)
+            .header("content-type", "text/plain; charset=utf-8")
+            .body(body)
+            .send();
+        let mut resp = tokio::time::timeout(TIMEOUT, send)
+            .await
+            .map_err(|_| format!("no answer within {} s", TIMEOUT.as_secs()))?
+            .map_err(|e| format!("cannot reach it: {e}"))?;
+        let status = resp.status().as_u16();
+        let mut out = Vec::new();
+        loop {
+            let chunk = tokio::time::timeout(TIMEOUT, resp.chunk())
+                .await
+                .map_err(|_| "its answer stalled".to_string())?
+                .map_err(|e| format!("its answer broke off: {e}"))?;
+            let Some(c) = chunk else { break };
+            if out.len() + c.len() > MAX_ANSWER {
+                return Err(format!("its answer is larger than {MAX_ANSWER} bytes"));
+            }
+            out.extend_from_slice(&c);
+        }
+        Ok((status, String::from_utf8_lossy(&out).into_owned()))
+    })
+}
+
+/// Asks the witness at `base` (its submission prefix) to cosign `note`, whose tree has
+/// `leaves`.
+pub(crate) fn ask(base: &str, note: &str, leaves: &[Hash]) -> Asked {
+    let url = format!("{}/add-checkpoint", base.trim_end_matches('/'));
+    let refused = |why: String| Asked {
+        url: base.to_string(),
+        cosignature: None,
+        refused: Some(why),
+    };
+    let size = leaves.len() as u64;
+    let mut old = 0u64;
+    for _ in 0..2 {
+        let proof = if old == 0 || old == size {
+            Vec::new()
+        } else {
+            merkle::consistency_proof(leaves, old as usize)
+        };
+        let (status, answer) = match post(&url, super::body(old, &proof, note)) {
+            Ok(a) => a,
+            Err(e) => return refused(e),
+        };
+        match status {
+            200 => return checked(base, note, answer),
+            409 => match answer.trim().parse::<u64>() {
+                Ok(n) if n > size => {
+                    return refused(format!(
+                        "it has cosigned a larger tree of this log (size {n}) than this checkpoint ({size})"
+                    ))
+                }
+                Ok(n) if n != old => old = n,
+                _ => return refused(format!("HTTP 409: {}", answer.trim())),
+            },
+            _ => return refused(format!("HTTP {status}: {}", answer.trim())),
+        }
+    }
+    refused("it kept answering 409".into())
+}
+
+/// The answer's first line, kept when it is one cosignature line that parses beside the
+/// note.
+fn checked(base: &str, note: &str, answer: String) -> Asked {
+    let line = answer.lines().next().unwrap_or_default().to_string() + "\n";
+    let ok = line.starts_with('\u{2014}') && SignedNote::parse(&format!("{note}{line}")).is_ok();
+    Asked {
+        url: base.to_string(),
+        cosignature: ok.then_some(line),
+        refused: (!ok).then(|| "its answer is not a cosignature line".to_string()),
+    }
+}
+
+/// Asks every witness; the note with the cosignatures collected, and each answer.
+pub(crate) fn collect(
+    note: &str,
+    leaves: &[Hash],
+    urls: &[String],
+) -> Result<(String, Vec<Asked>)> {
+    if SignedNote::parse(note).is_err() {
+        return Err(Error::Integrity {
+            message: "the kept checkpoint is not a signed note".into(),
+        });
+    }
+    let asked: Vec<Asked> = urls.iter().map(|u| ask(u, note, leaves)).collect();
+    let mut out = note.to_string();
+    for a in &asked {
+        if let Some(c) = &a.cosignature {
+            out.push_str(c);
+        }
+    }
+    Ok((out, asked))
+}
