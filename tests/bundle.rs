@@ -439,3 +439,179 @@ fn an_admission_bundle_verifies_and_a_bundle_needs_a_signing_key() {
     assert!(r.stderr.contains("key"), "{}", r.stderr);
     assert!(!bare.path("b.tar").exists());
 }
+
+/// The manifest entry of `path`, edited by `f` (the manifest is not signed: anyone can).
+fn edit_manifest(m: &mut [(String, Vec<u8>)], f: impl FnOnce(&mut Vec<Value>)) {
+    let i = m.iter().position(|(p, _)| p == "manifest.json").unwrap();
+    let mut manifest: Value = serde_json::from_slice(&m[i].1).unwrap();
+    f(manifest["files"].as_array_mut().unwrap());
+    m[i].1 = serde_json::to_vec(&manifest).unwrap();
+}
+
+#[test]
+fn what_binds_the_rest_cannot_be_withheld_relabelled_or_padded() {
+    let (env, id, provider, pem) = run_ledger();
+    let bundle = env.path("run.tar");
+    env.ok(["export", &format!("run:{id}"), "--bundle", s(&bundle)]);
+    let (a, _, key) = auditor(&bundle, &pem);
+    let good = members(&bundle);
+    let broken = a.path("broken.tar");
+    let refused = |m: &[(String, Vec<u8>)], piece: &str| {
+        write_tar(&broken, m);
+        let (code, v) = verify(&a, &broken, &key);
+        assert_eq!(code, 1, "verified: {v}");
+        let pieces: Vec<&str> = v["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["piece"].as_str())
+            .collect();
+        assert!(pieces.contains(&piece), "{piece} not named: {v}");
+    };
+    // The checkpoint, the report or a proof marked withheld and left out.
+    for (path, piece) in [
+        ("log/checkpoint", "log/checkpoint"),
+        ("evidence/report.json", "evidence/report.json"),
+        ("log/run.proof.json", "log/run.proof.json"),
+        (
+            "attestations/1-provenance.sigstore.json",
+            "attestations/1-provenance.sigstore.json",
+        ),
+    ] {
+        let mut m: Vec<_> = good.iter().filter(|(p, _)| p != path).cloned().collect();
+        edit_manifest(&mut m, |files| {
+            for f in files.iter_mut().filter(|f| f["path"] == path) {
+                f["withheld"] = true.into();
+            }
+        });
+        refused(&m, piece);
+    }
+    // A member no bundle has, or one relabelled as another role, rides along: refused.
+    let mut m = good.clone();
+    m.push(("report-final.json".into(), b"{}".to_vec()));
+    let mut m = remanifest_with(m, "report-final.json", "object");
+    refused(&m, "manifest.json");
+    let evil = "objects/".to_string() + &"ab".repeat(32);
+    m.retain(|(p, _)| p != "report-final.json");
+    m.push((evil.clone(), b"unused".to_vec()));
+    let m = remanifest_with(m, &evil, "object");
+    refused(&m, &evil);
+    let mut m = good.clone();
+    m.push((
+        "evidence/backend/forged.log".into(),
+        b"Ran 7 tests OK".to_vec(),
+    ));
+    let m = remanifest_with(m, "evidence/backend/forged.log", "object");
+    refused(&m, "evidence/backend/forged.log");
+    // A run's bundle relabelled as an admission's.
+    let mut m = good.clone();
+    let i = m.iter().position(|(p, _)| p == "manifest.json").unwrap();
+    let mut manifest: Value = serde_json::from_slice(&m[i].1).unwrap();
+    let adm = env.ok(["show", s(&provider), "--json"]).json();
+    let adm_id = adm.to_string();
+    let adm_id = adm_id
+        .split("adm_")
+        .nth(1)
+        .map(|r| format!("adm_{}", &r[..16]))
+        .unwrap();
+    manifest["subject"] = format!("admission:{adm_id}").into();
+    m[i].1 = serde_json::to_vec(&manifest).unwrap();
+    refused(&m, "evidence/report.json");
+    // A PAX extension header (readers disagree about those) is refused as such.
+    let mut raw = Vec::new();
+    {
+        let mut b = tar::Builder::new(&mut raw);
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::XHeader);
+        let pax = b"30 path=evidence/report.json\n";
+        h.set_size(pax.len() as u64);
+        b.append_data(&mut h, "PaxHeader", &pax[..]).unwrap();
+        for (p, bytes) in &good {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(bytes.len() as u64);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, p, bytes.as_slice()).unwrap();
+        }
+        b.finish().unwrap();
+    }
+    fs::write(&broken, &raw).unwrap();
+    let (code, v) = verify(&a, &broken, &key);
+    assert_eq!((code, first_piece(&v)), (1, "bundle".into()), "{v}");
+}
+
+/// `m` with the manifest rewritten to match, `extra` listed under `role`.
+fn remanifest_with(m: Vec<(String, Vec<u8>)>, extra: &str, role: &str) -> Vec<(String, Vec<u8>)> {
+    let mut m = m;
+    let bytes = m.iter().find(|(p, _)| p == extra).unwrap().1.clone();
+    edit_manifest(&mut m, |files| {
+        files.push(serde_json::json!({"path": extra, "role": role, "size": bytes.len(), "sha256": sha256(&bytes)}))
+    });
+    remanifest(m)
+}
+
+#[test]
+fn a_revoked_provider_odd_names_and_operator_mistakes() {
+    let (env, id, provider, pem) = run_ledger();
+    let run = format!("run:{id}");
+    // A failed --withhold signs nothing; a FIFO or folder as the output is not replaced.
+    let count = |env: &Env| {
+        env.ok(["sql", "SELECT count(*) AS n FROM checkpoints", "--json"])
+            .stdout
+    };
+    let before = count(&env);
+    let r = env.run([
+        "export",
+        &run,
+        "--bundle",
+        s(&env.path("x.tar")),
+        "--withhold",
+        "nosuch",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(count(&env), before, "a refused export signed a checkpoint");
+    let fifo = env.path("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let r = env.run(["export", &run, "--bundle", s(&fifo)]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    use std::os::unix::fs::FileTypeExt;
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+
+    // Revoked after the run: the bundle proves the revocation, and fails saying so.
+    let adm = env.ok(["show", s(&provider), "--json"]).json().to_string();
+    let adm_id = adm
+        .split("adm_")
+        .nth(1)
+        .map(|r| format!("adm_{}", &r[..16]))
+        .unwrap();
+    env.ok(["revoke", &adm_id, "--reason", "built from a poisoned cache"]);
+    let bundle = env.path("revoked.tar");
+    env.ok(["export", &run, "--bundle", s(&bundle)]);
+    let (a, tar, key) = auditor(&bundle, &pem);
+    let (code, v) = verify(&a, &tar, &key);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(first_piece(&v), "log/provider-admission.proof.json", "{v}");
+    assert!(v.to_string().contains("poisoned cache"), "{v}");
+
+    // Names no tar reader agrees on travel under their digest, and verify.
+    let odd = Env::new();
+    odd.ok(["key", "generate"]);
+    let id = odd
+        .ok(["run", "stage2", "--fake-behavior", "odd-names", "--json"])
+        .json()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bundle = odd.path("odd.tar");
+    odd.ok(["export", &format!("run:{id}"), "--bundle", s(&bundle)]);
+    let pem = odd.path("pub.pem");
+    fs::write(&pem, odd.ok(["key", "export"]).stdout).unwrap();
+    let (code, v) = verify(&odd, &bundle, &pem);
+    assert_eq!(code, 0, "{v}");
+    assert!(members(&bundle)
+        .iter()
+        .any(|(p, _)| p.starts_with("evidence/by-digest/")));
+}

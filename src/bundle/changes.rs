@@ -5,7 +5,7 @@
 //! bundle's objects, so a diff that verifies is the diff of the recorded trees.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -36,8 +36,11 @@ impl Objects for Recording<'_> {
     }
 }
 
-/// A bundle's `objects/HEX` members.
-pub(crate) struct Carried<'a>(pub &'a BTreeMap<String, Vec<u8>>);
+/// A bundle's `objects/HEX` members, noting each one read.
+pub(crate) struct Carried<'a> {
+    pub members: &'a BTreeMap<String, Vec<u8>>,
+    pub used: RefCell<std::collections::BTreeSet<String>>,
+}
 
 pub(crate) fn member(id: &ObjectId) -> String {
     format!("objects/{}", id.hex())
@@ -45,28 +48,63 @@ pub(crate) fn member(id: &ObjectId) -> String {
 
 impl Objects for Carried<'_> {
     fn get(&self, id: &ObjectId) -> std::result::Result<Vec<u8>, String> {
+        let name = member(id);
         let bytes = self
-            .0
-            .get(&member(id))
-            .ok_or_else(|| format!("{} is not in the bundle", member(id)))?;
+            .members
+            .get(&name)
+            .ok_or_else(|| format!("{name} is not in the bundle"))?;
         if hash_bytes(bytes).id != *id {
-            return Err(format!("{} does not hash to its name", member(id)));
+            return Err(format!("{name} does not hash to its name"));
         }
+        self.used.borrow_mut().insert(name);
         Ok(bytes.clone())
     }
 }
 
-fn tree(objs: &dyn Objects, id: &ObjectId) -> std::result::Result<Tree, String> {
-    Tree::decode(&objs.get(id)?).map_err(|e| format!("object {id} is not a tree: {e}"))
+/// Trees read once each: a diff of many paths under one folder reads it once, and finds
+/// each name by binary search (a tree's entries are strictly sorted, `Tree::decode`).
+struct Trees<'a> {
+    objs: &'a dyn Objects,
+    read: HashMap<ObjectId, Tree>,
 }
 
-/// The entry at `path` in tree `root`, reading only the trees along the way.
-fn entry_at(
-    objs: &dyn Objects,
-    root: &ObjectId,
-    path: &str,
-) -> std::result::Result<Option<Entry>, String> {
-    crate::store::tree::lookup_in(&mut |id| tree(objs, id), root, path.as_bytes())
+impl Trees<'_> {
+    fn tree(&mut self, id: &ObjectId) -> std::result::Result<&Tree, String> {
+        if !self.read.contains_key(id) {
+            let t = Tree::decode(&self.objs.get(id)?)
+                .map_err(|e| format!("object {id} is not a tree: {e}"))?;
+            self.read.insert(*id, t);
+        }
+        Ok(&self.read[id])
+    }
+
+    /// The entry at `path` in tree `root`, reading only the trees along the way.
+    fn entry_at(
+        &mut self,
+        root: &ObjectId,
+        path: &str,
+    ) -> std::result::Result<Option<Entry>, String> {
+        let parts: Vec<&str> = path.split('/').collect();
+        let mut id = *root;
+        for (i, part) in parts.iter().enumerate() {
+            let t = self.tree(&id)?;
+            let Ok(at) = t
+                .entries
+                .binary_search_by(|e| e.name.as_slice().cmp(part.as_bytes()))
+            else {
+                return Ok(None);
+            };
+            let e = &t.entries[at];
+            if i + 1 == parts.len() {
+                return Ok(Some(e.clone()));
+            }
+            match (e.kind, e.object) {
+                (Kind::Dir, Some(sub)) => id = sub,
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
 }
 
 fn describe(e: &Entry) -> String {
@@ -109,9 +147,13 @@ pub(crate) fn diff(
     changes: &[Change],
 ) -> std::result::Result<String, String> {
     let mut out = String::new();
+    let mut trees = Trees {
+        objs,
+        read: HashMap::new(),
+    };
     for c in changes {
-        let before = entry_at(objs, fixture, &c.path)?;
-        let after = entry_at(objs, workspace, &c.path)?;
+        let before = trees.entry_at(fixture, &c.path)?;
+        let after = trees.entry_at(workspace, &c.path)?;
         let old = shown(objs, before.as_ref())?;
         let new = shown(objs, after.as_ref())?;
         match (old, new) {

@@ -37,6 +37,77 @@ pub(crate) const RUN: &str = "run";
 pub(crate) const PROVIDER_ADMISSION: &str = "provider-admission";
 pub(crate) const MODEL_ADMISSION: &str = "model-admission";
 pub(crate) const ADMISSION: &str = "admission";
+/// The proofs a run's bundle may carry, and an admission's.
+pub(crate) const RUN_PROOFS: &[&str] = &[RUN_START, RUN, PROVIDER_ADMISSION, MODEL_ADMISSION];
+pub(crate) const ADMISSION_PROOFS: &[&str] = &[ADMISSION];
+
+/// The longest member name: what a plain ustar header holds without extensions.
+const MAX_NAME: usize = 100;
+
+/// A member name every tar reader reads the same way: plain, at most 100 bytes of
+/// printable ASCII other than `\` and space, so no PAX or GNU long-name header is ever
+/// needed (readers disagree about those).
+pub(crate) fn safe_name(p: &str) -> bool {
+    plain(p) && p.len() <= MAX_NAME && p.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+}
+
+/// The member holding the run folder's file `path`: `evidence/PATH` when that is a safe
+/// name, else `evidence/by-digest/<SHA-256 of the path>` (the report gives the path).
+pub(crate) fn evidence_member(path: &str) -> String {
+    let p = format!("evidence/{path}");
+    if safe_name(&p) && !p.starts_with("evidence/by-digest/") && p != REPORT {
+        p
+    } else {
+        format!(
+            "evidence/by-digest/{}",
+            crate::id::Sha256Digest::of(path.as_bytes()).hex()
+        )
+    }
+}
+
+/// What a member is, by its path alone (the manifest's word is not taken for it).
+pub(crate) fn role_of(path: &str) -> Option<Role> {
+    let hex64 = |h: &str| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    };
+    Some(match path {
+        CHECKPOINT => Role::Checkpoint,
+        REPORT => Role::Report,
+        DIFF => Role::Diff,
+        _ if path.starts_with("evidence/") => Role::Evidence,
+        _ if path.strip_prefix("objects/").is_some_and(hex64) => Role::Object,
+        _ if path.starts_with("keys/") && path.ends_with(".pem") => Role::Key,
+        _ if path.starts_with("attestations/") && path.ends_with(".dsse.json") => Role::Attestation,
+        _ if path.starts_with("attestations/") && path.ends_with(".sigstore.json") => {
+            Role::SigstoreBundle
+        }
+        _ => {
+            let name = path.strip_prefix("log/")?;
+            if let Some(n) = name.strip_suffix(".proof.json") {
+                RUN_PROOFS
+                    .iter()
+                    .chain(ADMISSION_PROOFS)
+                    .find(|p| **p == n)?;
+                Role::Proof
+            } else {
+                let n = name.strip_suffix(".tlog-proof")?;
+                RUN_PROOFS
+                    .iter()
+                    .chain(ADMISSION_PROOFS)
+                    .find(|p| **p == n)?;
+                Role::TlogProof
+            }
+        }
+    })
+}
+
+/// What may be left out of a bundle, its digest kept: evidence files and the diff (with
+/// the objects that bind it). Everything else is what the rest is checked by.
+pub(crate) fn withholdable(path: &str) -> bool {
+    path == DIFF || (path.starts_with("evidence/") && path != REPORT)
+}
 
 /// An envelope as a Sigstore bundle v0.3: the key named by its id as the hint, no
 /// transparency-log entries (the inclusion proofs travel beside it, in `log/`).
@@ -125,24 +196,27 @@ pub(crate) fn read(r: impl Read) -> std::result::Result<Members, String> {
     let mut archive = tar::Archive::new(r.take(MAX_BUNDLE_BYTES + 1));
     let mut out = BTreeMap::new();
     let mut total = 0u64;
+    // Raw: a PAX or GNU extension header is a member of its own, refused below, rather
+    // than something this reader and others might apply differently.
     let entries = archive
         .entries()
-        .map_err(|e| format!("not a tar file: {e}"))?;
+        .map_err(|e| format!("not a tar file: {e}"))?
+        .raw(true);
     for entry in entries {
         let mut entry = entry.map_err(|e| format!("not a tar file: {e}"))?;
-        let path = entry
-            .path()
-            .map_err(|e| format!("a member's name is unreadable: {e}"))?
-            .to_str()
-            .map(String::from)
-            .ok_or("a member's name is not UTF-8")?;
+        let path = String::from_utf8(entry.path_bytes().into_owned())
+            .map_err(|_| "a member's name is not UTF-8")?;
         if !entry.header().entry_type().is_file() {
             return Err(format!(
-                "member {path:?} is not a regular file (links and folders have no place in a bundle)"
+                "member {} is not a regular file (links, folders and PAX or GNU extension headers have no place in a bundle)",
+                crate::commands::text::shown(&path)
             ));
         }
-        if !plain(&path) {
-            return Err(format!("member {path:?} is not a plain relative path"));
+        if !safe_name(&path) {
+            return Err(format!(
+                "member {} is not a plain relative path of at most {MAX_NAME} printable ASCII bytes",
+                crate::commands::text::shown(&path)
+            ));
         }
         let size = entry.size();
         total = total.saturating_add(size);
@@ -167,7 +241,8 @@ pub(crate) fn read(r: impl Read) -> std::result::Result<Members, String> {
 pub(crate) fn tar_of(members: &[(String, Vec<u8>)], mtime: u64) -> std::io::Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, bytes) in members {
-        let mut h = tar::Header::new_gnu();
+        debug_assert!(safe_name(path), "{path}");
+        let mut h = tar::Header::new_ustar();
         h.set_size(bytes.len() as u64);
         h.set_mode(0o644);
         h.set_mtime(mtime);
@@ -196,6 +271,19 @@ mod tests {
         for bad in ["../x", "/x", "a//b", "a/./b", ""] {
             assert!(!plain(bad), "{bad}");
         }
+        for bad in ["a b", "a\\b", "\u{1b}x", &"x".repeat(101)] {
+            assert!(!safe_name(bad), "{bad}");
+        }
+        assert_eq!(
+            evidence_member("backend/tests.log"),
+            "evidence/backend/tests.log"
+        );
+        assert!(evidence_member("a\nb").starts_with("evidence/by-digest/"));
+        assert!(evidence_member("by-digest/x").starts_with("evidence/by-digest/"));
+        assert_eq!(role_of("log/run.proof.json"), Some(Role::Proof));
+        assert_eq!(role_of("log/checkpoint"), Some(Role::Checkpoint));
+        assert_eq!(role_of("report-final.json"), None);
+        assert_eq!(role_of("log/other.proof.json"), None);
         let twice = tar_of(&[("a".into(), vec![]), ("a".into(), vec![])], 0).unwrap();
         assert!(read(twice.as_slice()).unwrap_err().contains("twice"));
     }

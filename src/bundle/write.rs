@@ -11,7 +11,8 @@ use super::changes::{self, Recording};
 use super::*;
 use crate::error::{Error, Result};
 use crate::home::Home;
-use crate::id::{RunId, Sha256Digest};
+use crate::id::{Revocable, RunId, Sha256Digest};
+use crate::ledger::events::Body;
 use crate::ledger::query::Node;
 use crate::ledger::tlog::CheckpointRow;
 use crate::lineage::attest;
@@ -27,6 +28,11 @@ pub(crate) struct Plan {
     subject: String,
     /// Proof name and event number, in the order the log holds them.
     events: Vec<(&'static str, u64)>,
+    /// Events the checkpoint must also cover: the revocations of the admissions proven,
+    /// so their proofs carry them.
+    revocations: Vec<u64>,
+    /// What `--withhold` may name: the run's evidence members and the diff.
+    withholdable: Vec<String>,
 }
 
 impl Plan {
@@ -46,9 +52,25 @@ impl Plan {
             })
         };
         let mut events = Vec::new();
+        let mut withholdable = Vec::new();
         let subject = match &node {
             Node::Run(id) => {
                 let run = run_row(home, id)?;
+                if let Some((report, _)) = report_of(home, &run)? {
+                    withholdable = report
+                        .evidence
+                        .iter()
+                        .chain(report.config.as_ref())
+                        .map(|e| evidence_member(&e.path))
+                        .collect();
+                    if report
+                        .judge
+                        .as_ref()
+                        .is_some_and(|j| j.workspace_tree.is_some())
+                    {
+                        withholdable.push(DIFF.to_string());
+                    }
+                }
                 if let Some(s) = l.run_start_seq(id)? {
                     events.push((RUN_START, s));
                 }
@@ -68,17 +90,77 @@ impl Plan {
             other => return Err(not_bundled(&other.label())),
         };
         events.sort_by_key(|(_, s)| *s);
+        let mut revocations = Vec::new();
+        for (name, seq) in &events {
+            let target = match (*name, l.row_at(*seq)?.map(|r| r.event)) {
+                (PROVIDER_ADMISSION | ADMISSION | MODEL_ADMISSION, Some(e)) => {
+                    match serde_json::from_str::<crate::ledger::events::Event>(&e).map(|e| e.body) {
+                        Ok(Body::Admission(a)) => Some(Revocable::Admission(a.id)),
+                        Ok(Body::ModelAdmission(m)) => Some(Revocable::Model(m.id)),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            if let Some(r) = target.map(|t| l.revocation_of(&t)).transpose()?.flatten() {
+                revocations.push(r.seq);
+            }
+        }
         Ok(Plan {
             node,
             subject,
             events,
+            revocations,
+            withholdable,
         })
     }
 
-    /// The smallest log that holds every event the bundle proves.
+    /// The smallest log that holds every event the bundle proves, and the revocations
+    /// of what it proves.
     pub(crate) fn needs(&self) -> u64 {
-        self.events.iter().map(|(_, s)| *s).max().unwrap_or(0)
+        let events = self.events.iter().map(|(_, s)| *s);
+        events
+            .chain(self.revocations.iter().copied())
+            .max()
+            .unwrap_or(0)
     }
+
+    /// Refuses a `--withhold` that names nothing withholdable, before anything is signed.
+    pub(crate) fn check_withhold(&self, withhold: &[String]) -> Result<()> {
+        for w in withhold {
+            let named = [w.clone(), evidence_member(w)];
+            if named.iter().any(|n| self.withholdable.contains(n)) {
+                continue;
+            }
+            if w == "report.json" || w == REPORT || !withholdable(w) && role_of(w).is_some() {
+                return Err(Error::bad_input(
+                    format!("--withhold {w}: it is what the rest is checked by"),
+                    "only evidence files and the diff can be withheld; report.json binds their digests to the signed run",
+                ));
+            }
+            return Err(Error::bad_input(
+                format!("--withhold {w}: the bundle has no such evidence"),
+                format!("withhold one of: {}", self.withholdable.join(", ")),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The report a run recorded (parsed, and its bytes), if it recorded one.
+fn report_of(home: &Home, run: &crate::ledger::RunRow) -> Result<Option<(Report, Vec<u8>)>> {
+    let Some(object) = &run.report_object else {
+        return Ok(None);
+    };
+    let bytes = home.store.get_verified(object)?;
+    serde_json::from_slice(&bytes)
+        .map(|r| Some((r, bytes)))
+        .map_err(|e| Error::Integrity {
+            message: format!(
+                "run {}: its report.json ({object}) is not a report: {e}",
+                run.id
+            ),
+        })
 }
 
 fn not_bundled(what: &str) -> Error {
@@ -162,7 +244,8 @@ pub(crate) fn bundle(
         key.public().pem().into_bytes(),
         Role::Key,
     );
-    withhold_members(&mut a, withhold)?;
+    plan.check_withhold(withhold)?;
+    withhold_members(&mut a, withhold);
 
     let mut files: Vec<Member> = a
         .members
@@ -257,19 +340,15 @@ fn tlog_proof(p: &crate::offline::proof::InclusionProof) -> Result<String> {
 /// changes with the objects that bind it.
 fn run_evidence(home: &Home, id: &RunId, a: &mut Assembly) -> Result<()> {
     let run = run_row(home, id)?;
-    let Some(report_object) = run.report_object else {
+    let Some((report, bytes)) = report_of(home, &run)? else {
         return Ok(());
     };
-    let bytes = home.store.get_verified(&report_object)?;
-    let report: Report = serde_json::from_slice(&bytes).map_err(|e| Error::Integrity {
-        message: format!("run {id}: its report.json ({report_object}) is not a report: {e}"),
-    })?;
     a.add(REPORT, bytes, Role::Report);
     let mut seen = BTreeMap::new();
     for e in report.evidence.iter().chain(report.config.as_ref()) {
         if seen.insert(e.path.clone(), ()).is_none() {
             let bytes = home.store.get_verified(&e.blake3)?;
-            a.add(format!("evidence/{}", e.path), bytes, Role::Evidence);
+            a.add(evidence_member(&e.path), bytes, Role::Evidence);
         }
     }
     let trees = report
@@ -295,33 +374,18 @@ fn run_evidence(home: &Home, id: &RunId, a: &mut Assembly) -> Result<()> {
     Ok(())
 }
 
-/// Moves the members `--withhold` names out of the bundle, keeping their digests.
-/// Withholding the diff withholds the objects that bind it, unlisted.
-fn withhold_members(a: &mut Assembly, withhold: &[String]) -> Result<()> {
+/// Moves the members `--withhold` names (checked by [`Plan::check_withhold`]) out of the
+/// bundle, keeping their digests. Withholding the diff withholds the objects that bind it.
+fn withhold_members(a: &mut Assembly, withhold: &[String]) {
     for w in withhold {
-        let path = if a.members.iter().any(|m| m.0 == *w) {
-            w.clone()
-        } else {
-            format!("evidence/{w}")
+        let named = [w.clone(), evidence_member(w)];
+        let Some(i) = a
+            .members
+            .iter()
+            .position(|m| named.contains(&m.0) && withholdable(&m.0))
+        else {
+            continue;
         };
-        let Some(i) = a.members.iter().position(|m| m.0 == path) else {
-            let can: Vec<&str> = a
-                .members
-                .iter()
-                .filter(|m| withholdable(&m.2))
-                .map(|m| m.0.as_str())
-                .collect();
-            return Err(Error::bad_input(
-                format!("--withhold {w}: the bundle has no such member"),
-                format!("withhold one of: {}", can.join(", ")),
-            ));
-        };
-        if !withholdable(&a.members[i].2) {
-            return Err(Error::bad_input(
-                format!("--withhold {w}: {path} is what the rest is checked by"),
-                "only evidence files and the diff can be withheld; report.json binds their digests to the signed run",
-            ));
-        }
         let (path, bytes, role) = a.members.remove(i);
         if role == Role::Diff {
             a.members.retain(|m| m.2 != Role::Object);
@@ -334,9 +398,4 @@ fn withhold_members(a: &mut Assembly, withhold: &[String]) -> Result<()> {
             withheld: true,
         });
     }
-    Ok(())
-}
-
-fn withholdable(role: &Role) -> bool {
-    matches!(role, Role::Evidence | Role::Diff)
 }

@@ -67,6 +67,15 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
 
 /// Writes `bytes` to `path` whole or not at all.
 pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    // Only a file is replaced: never a device, a FIFO or a folder that happens to be named.
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        if !m.is_file() {
+            return Err(Error::bad_input(
+                format!("{} exists and is not a regular file", path.display()),
+                "give the path of a new file (or of a file to replace)",
+            ));
+        }
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => std::path::Path::new("."),

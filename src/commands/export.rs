@@ -78,6 +78,7 @@ fn write_bundle(
 ) -> Result<Output> {
     let (key, _) = tlog::signer(&home)?;
     let plan = Plan::of(&home, node)?;
+    plan.check_withhold(withhold)?;
     let (checkpoint, signed) = match bundle::write::covering(&home, plan.needs())? {
         Some(c) => (c, false),
         None => (tlog::sign_head(&cx.open(Mode::ReadWrite)?)?, true),

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use super::text::shown;
 use super::{Context, Output, WitnessArgs};
 use crate::bundle::verify::{self, BundleCheck};
 use crate::error::Result;
@@ -30,16 +31,22 @@ pub(crate) fn run(_cx: &Context, a: Args) -> Result<Output> {
 }
 
 fn text_out(w: &mut dyn std::io::Write, o: &BundleCheck) -> std::io::Result<()> {
-    let subject = o.subject.as_deref().unwrap_or("?");
+    // Every string below came out of the bundle: control characters are shown escaped.
+    let subject = shown(o.subject.as_deref().unwrap_or("?"));
     if let Some(first) = o.problems.first() {
-        writeln!(w, "verification FAILED: {}: {}", first.piece, first.problem)?;
+        writeln!(
+            w,
+            "verification FAILED: {}: {}",
+            shown(&first.piece),
+            shown(&first.problem)
+        )?;
         for p in &o.problems[1..] {
-            writeln!(w, "  also: {}: {}", p.piece, p.problem)?;
+            writeln!(w, "  also: {}: {}", shown(&p.piece), shown(&p.problem))?;
         }
         return Ok(());
     }
     let p = &o.proven;
-    let short = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
+    let short = |s: &Option<String>| shown(s.as_deref().unwrap_or("-"));
     writeln!(
         w,
         "bundle of {subject}: verified with key {}",
@@ -47,7 +54,7 @@ fn text_out(w: &mut dyn std::io::Write, o: &BundleCheck) -> std::io::Result<()> 
     )?;
     if let Some(v) = &p.verdict {
         match &p.reason {
-            Some(r) => writeln!(w, "  verdict     {v} ({r})")?,
+            Some(r) => writeln!(w, "  verdict     {v} ({})", shown(r))?,
             None => writeln!(w, "  verdict     {v}")?,
         }
     }
@@ -104,7 +111,7 @@ fn text_out(w: &mut dyn std::io::Write, o: &BundleCheck) -> std::io::Result<()> 
     writeln!(
         w,
         "  log         {} checkpoint of size {}, {} attestation(s), {} member(s)",
-        o.origin.as_deref().unwrap_or("?"),
+        shown(o.origin.as_deref().unwrap_or("?")),
         o.checkpoint_size.unwrap_or(0),
         o.attestations.len(),
         o.members

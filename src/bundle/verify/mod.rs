@@ -174,6 +174,9 @@ fn check(c: &mut Checker, members: Members) {
     }
     check_keys(c);
     let Some(checkpoint) = check_checkpoint(c, &manifest) else {
+        if c.out.problems.is_empty() {
+            c.fail(CHECKPOINT, "no checkpoint to check the bundle against");
+        }
         return;
     };
     let events = check_proofs(c, &checkpoint);
@@ -211,10 +214,13 @@ fn check_members(c: &mut Checker, members: Members) -> Option<Manifest> {
         return None;
     }
     c.out.members = members.len();
+    let run = manifest.subject.starts_with("run:");
     for m in &manifest.files {
         if c.manifest.insert(m.path.clone(), m.clone()).is_some() {
-            c.fail(MANIFEST, format!("{} is listed twice", m.path));
+            let shown = crate::commands::text::shown(&m.path);
+            c.fail(MANIFEST, format!("{shown} is listed twice"));
         }
+        check_listing(c, m, run, &manifest.subject);
     }
     for m in &manifest.files {
         match (members.remove(&m.path), m.withheld) {
@@ -242,7 +248,62 @@ fn check_members(c: &mut Checker, members: Members) -> Option<Manifest> {
     for extra in members.keys() {
         c.fail(extra, "not listed in the manifest");
     }
+    // A text proof is checked beside its JSON twin, a Sigstore bundle beside its DSSE
+    // envelope: neither stands alone.
+    let lonely: Vec<(String, String)> = c
+        .manifest
+        .keys()
+        .filter_map(|p| {
+            let twin = match role_of(p) {
+                Some(Role::TlogProof) => p.replace(".tlog-proof", ".proof.json"),
+                Some(Role::SigstoreBundle) => p.replace(".sigstore.json", ".dsse.json"),
+                _ => return None,
+            };
+            (!c.manifest.contains_key(&twin)).then(|| (twin, p.clone()))
+        })
+        .collect();
+    for (twin, p) in lonely {
+        c.fail(
+            &twin,
+            format!("missing from the bundle, yet {p} (checked beside it) is there"),
+        );
+    }
     Some(manifest)
+}
+
+/// One manifest entry: what a member is and whether it may be withheld follow from its
+/// path (the manifest is not signed, so its word is not taken for either), and a member
+/// must be one a bundle of its subject has.
+fn check_listing(c: &mut Checker, m: &Member, run: bool, subject: &str) {
+    let shown = crate::commands::text::shown(&m.path);
+    let role = role_of(&m.path).filter(|_| safe_name(&m.path));
+    let admission_has =
+        |r: &Role| !matches!(r, Role::Report | Role::Evidence | Role::Diff | Role::Object);
+    let proof_fits = |p: &str| {
+        let names = if run { RUN_PROOFS } else { ADMISSION_PROOFS };
+        let stem = p
+            .trim_start_matches("log/")
+            .split('.')
+            .next()
+            .unwrap_or_default();
+        !matches!(role_of(p), Some(Role::Proof | Role::TlogProof)) || names.contains(&stem)
+    };
+    match role {
+        None => c.fail(MANIFEST, format!("it lists {shown}, which is no member a bundle has")),
+        Some(r) if r != m.role => c.fail(
+            &m.path,
+            format!("listed as {:?}, but a bundle's {shown} is {r:?}", m.role),
+        ),
+        Some(r) if !run && !admission_has(&r) || !proof_fits(&m.path) => c.fail(
+            &m.path,
+            format!("a bundle of {} has no such member", crate::commands::text::shown(subject)),
+        ),
+        Some(_) if m.withheld && !withholdable(&m.path) => c.fail(
+            &m.path,
+            "listed as withheld, but only evidence files and the diff can be: the rest is what they are checked by",
+        ),
+        Some(_) => {}
+    }
 }
 
 /// The public keys the bundle carries are a convenience, never trusted: each must be the

@@ -159,7 +159,27 @@ fn check_run_admissions(
 /// The report the run names, and every file the report names (by digest, present or
 /// withheld), and the diff of the recorded trees.
 fn check_report(c: &mut Checker, run: &RunRec) -> Option<Report> {
-    let object = run.report_object?;
+    let Some(object) = run.report_object else {
+        // No report: nothing can bind evidence, a diff or objects to the run.
+        let unbound: Vec<String> = c
+            .manifest
+            .values()
+            .filter(|m| {
+                matches!(
+                    m.role,
+                    Role::Report | Role::Evidence | Role::Diff | Role::Object
+                )
+            })
+            .map(|m| m.path.clone())
+            .collect();
+        for p in unbound {
+            c.fail(
+                &p,
+                "the run recorded no report, so nothing binds this member to it",
+            );
+        }
+        return None;
+    };
     let bytes = c.need(REPORT)?;
     if hash_bytes(&bytes).id != object {
         c.fail(
@@ -177,7 +197,7 @@ fn check_report(c: &mut Checker, run: &RunRec) -> Option<Report> {
     };
     let mut named = BTreeSet::new();
     for e in report.evidence.iter().chain(report.config.as_ref()) {
-        let path = format!("evidence/{}", e.path);
+        let path = evidence_member(&e.path);
         named.insert(path.clone());
         match (c.good.get(&path), c.manifest.get(&path)) {
             (Some(b), _) => {
@@ -214,10 +234,12 @@ fn check_report(c: &mut Checker, run: &RunRec) -> Option<Report> {
     }
     if let Some(j) = &report.judge {
         c.out.proven.tests_tree = j.tests_tree.map(|t| t.to_string());
-        if let Some(ws) = j.workspace_tree {
-            check_diff(c, &j.fixture_tree, &ws, &report);
-        }
     }
+    let trees = report
+        .judge
+        .as_ref()
+        .and_then(|j| Some((j.fixture_tree, j.workspace_tree?)));
+    check_diff(c, trees, &report);
     if let Some(sb) = &report.sandbox {
         for r in &sb.rules {
             let list = if r.enforced {
@@ -237,23 +259,45 @@ fn check_report(c: &mut Checker, run: &RunRec) -> Option<Report> {
     Some(report)
 }
 
-fn check_diff(c: &mut Checker, fixture: &ObjectId, workspace: &ObjectId, report: &Report) {
-    let Some(shown) = c.need(DIFF) else { return };
-    match changes::diff(
-        &Carried(&c.good),
-        fixture,
-        workspace,
-        &report.workspace_changes,
-    ) {
-        Ok(d) if d.as_bytes() == shown.as_slice() => {}
-        Ok(_) => c.fail(
-            DIFF,
-            "it is not the diff of the recorded fixture and workspace trees",
+/// The diff, recomputed from the objects the bundle carries; every object it carries
+/// must be one the diff reads.
+fn check_diff(c: &mut Checker, trees: Option<(ObjectId, ObjectId)>, report: &Report) {
+    let objects: Vec<String> = c
+        .manifest
+        .values()
+        .filter(|m| m.role == Role::Object)
+        .map(|m| m.path.clone())
+        .collect();
+    let carried = Carried {
+        members: &c.good,
+        used: Default::default(),
+    };
+    let listed = c.manifest.get(DIFF).map(|m| m.withheld);
+    let result = match (trees, listed, c.good.get(DIFF)) {
+        (_, None, _) | (_, Some(true), _) => None,
+        (None, Some(false), _) => Some(Err(
+            "the report records no workspace tree to diff".to_string()
+        )),
+        (Some(_), Some(false), None) => None, // altered: already failed
+        (Some((fixture, workspace)), Some(false), Some(shown)) => Some(
+            changes::diff(&carried, &fixture, &workspace, &report.workspace_changes).and_then(
+                |d| {
+                    (d.as_bytes() == shown.as_slice())
+                        .then_some(())
+                        .ok_or_else(|| {
+                            "it is not the diff of the recorded fixture and workspace trees"
+                                .to_string()
+                        })
+                },
+            ),
         ),
-        Err(e) => c.fail(
-            DIFF,
-            format!("cannot recompute it from the recorded trees: {e}"),
-        ),
+    };
+    let used = carried.used.into_inner();
+    if let Some(Err(e)) = result {
+        c.fail(DIFF, e);
+    }
+    for o in objects.iter().filter(|o| !used.contains(*o)) {
+        c.fail(o, "not an object the diff is recomputed from");
     }
 }
 

@@ -367,16 +367,7 @@ pub fn load(store: &Store, id: &ObjectId) -> Result<Tree> {
 
 /// The entry at `rel` (`/`-separated) inside tree `root`, if there is one.
 pub fn lookup(store: &Store, root: &ObjectId, rel: &[u8]) -> Result<Option<Entry>> {
-    lookup_in(&mut |id| load(store, id), root, rel)
-}
-
-/// [`lookup`] over trees from `load`, reading only the trees along the way.
-pub fn lookup_in<E>(
-    load: &mut dyn FnMut(&ObjectId) -> std::result::Result<Tree, E>,
-    root: &ObjectId,
-    rel: &[u8],
-) -> std::result::Result<Option<Entry>, E> {
-    let mut tree = load(root)?;
+    let mut tree = load(store, root)?;
     let parts: Vec<&[u8]> = rel.split(|b| *b == b'/').collect();
     for (i, part) in parts.iter().enumerate() {
         let Some(e) = tree.entries.iter().find(|e| e.name == *part) else {
@@ -386,7 +377,7 @@ pub fn lookup_in<E>(
             return Ok(Some(e.clone()));
         }
         match (e.kind, e.object) {
-            (Kind::Dir, Some(id)) => tree = load(&id)?,
+            (Kind::Dir, Some(id)) => tree = load(store, &id)?,
             _ => return Ok(None),
         }
     }
