@@ -5,6 +5,7 @@ mod util;
 
 mod admission;
 mod audit;
+mod auditor;
 mod bad_input;
 mod build;
 mod bundle;

@@ -86,8 +86,8 @@ enum Cmd {
     Key(c::key::Cmd),
     /// Write DSSE-signed in-toto attestations (SLSA provenance; for runs, test result and verification summary)
     Attest(c::attest::Args),
-    /// Check DSSE attestations offline with a public key; exit 1 naming the line that fails
-    VerifyAttestation(c::OfflineArgs),
+    /// Check DSSE attestations offline with a public key, and what they claim (a run's must say PASSED); exit 1 naming what fails
+    VerifyAttestation(c::verify_attestation::Args),
     /// A C2SP tlog-witness: cosign checkpoints of the logs it follows, consistent with all it saw before
     #[command(subcommand)]
     Witness(c::witness::Cmd),

@@ -45,11 +45,23 @@ pub(crate) fn run(_: &Context, a: Args) -> Result<Output> {
             e["actor"]["user"].as_str().unwrap_or("?")
         )?;
         if kind == "admission" || kind == "model_admission" {
+            let text = |k: &str| super::text::shown(e[k].as_str().unwrap_or("-"));
+            if kind == "admission" {
+                writeln!(
+                    w,
+                    "  admission {} of {} {}, pin {}, commit {}",
+                    text("id"),
+                    text("name"),
+                    text("sha256"),
+                    text("pin"),
+                    text("commit")
+                )?;
+            } else {
+                writeln!(w, "  model admission {} of {}/{}", text("id"), text("provider"), text("model"))?;
+            }
             writeln!(
                 w,
-                "  {} {}: the proof carries no revocation of it up to size {size} (`prove` attaches one the checkpoint covers)",
-                e["id"].as_str().unwrap_or("?"),
-                e["sha256"].as_str().or(e["model"].as_str()).unwrap_or("")
+                "  the proof carries no revocation of it up to size {size} (`prove` attaches one the checkpoint covers)"
             )?;
         }
         Ok(())

@@ -272,8 +272,30 @@ impl Ledger {
     }
 
     fn resolve_run(&self, r: &str, id: &str) -> Result<Node> {
-        let mut found = self.strings("SELECT id FROM runs WHERE id = ?1", &[&id])?;
-        if found.is_empty() {
+        // `run:latest`, `run:latest:pass`, `run:latest:fail`: the newest recorded run (of
+        // that verdict), by journal order.
+        let latest = match id {
+            "latest" => Some("SELECT id FROM runs ORDER BY seq DESC LIMIT 1"),
+            "latest:pass" => {
+                Some("SELECT id FROM runs WHERE verdict = 'pass' ORDER BY seq DESC LIMIT 1")
+            }
+            "latest:fail" => {
+                Some("SELECT id FROM runs WHERE verdict = 'fail' ORDER BY seq DESC LIMIT 1")
+            }
+            _ => None,
+        };
+        let mut found = match latest {
+            Some(sql) => self.strings(sql, &[])?,
+            None => self.strings("SELECT id FROM runs WHERE id = ?1", &[&id])?,
+        };
+        if latest.is_some() && found.is_empty() {
+            return Err(Error::NotFound {
+                what: "run",
+                input: r.to_string(),
+                hint: Some("no such run is recorded yet: see `cto-ledger runs`".into()),
+            });
+        }
+        if found.is_empty() && latest.is_none() {
             let pat = format!("{}%", like_escape(id));
             found = self.strings(
                 "SELECT id FROM runs WHERE id LIKE ?1 ESCAPE '\\' ORDER BY id LIMIT 20",

@@ -1,0 +1,122 @@
+//! The auditor's day (#31): what a verifier prints and requires of signed statements, so
+//! that exit 0 means what an auditor reads it to mean.
+
+use std::fs;
+
+use crate::util::*;
+
+#[test]
+fn a_failed_runs_attestations_fail_unless_asked_and_requirements_are_checked() {
+    let env = Env::new();
+    let repo = env.repo("case");
+    repo.git(&[
+        "remote",
+        "add",
+        "origin",
+        "https://github.com/workos/case.git",
+    ]);
+    env.ok(["key", "generate"]);
+    let bin = {
+        let mut b = fs::read(FAKE).unwrap();
+        b.push(1);
+        fs::write(repo.bin(), b).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(repo.bin(), fs::Permissions::from_mode(0o755)).unwrap();
+        repo.bin()
+    };
+    env.admit_repo(&repo);
+    env.ok(["admit", "--model", "scripted/r1-string-slugify"]);
+    let pem = env.path("pub.pem");
+    fs::write(&pem, env.ok(["key", "export"]).stdout).unwrap();
+    let attest = |id: &str, name: &str| {
+        let f = env.path(name);
+        env.ok(["attest", &format!("run:{id}"), "-o", s(&f)]);
+        f
+    };
+    let check = |f: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["verify-attestation", s(f), "--key", s(&pem)];
+        args.extend_from_slice(extra);
+        env.run(args)
+    };
+
+    // A provider that solves nothing: its run fails; the signatures hold, the claims don't.
+    let failed = env
+        .run([
+            "run",
+            "stage2",
+            "--provider-bin",
+            s(&bin),
+            "--fake-behavior",
+            "noop",
+            "--json",
+        ])
+        .json();
+    assert_eq!(failed["verdict"], "fail", "{failed}");
+    let f = attest(failed["run_id"].as_str().unwrap(), "fail.intoto.jsonl");
+    let r = check(&f, &[]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("result FAILED") && r.stdout.contains("--any-result"),
+        "{}",
+        r.stdout
+    );
+    let r = check(&f, &["--json"]);
+    let v = r.json();
+    assert!(
+        v["envelopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["claims"]["result"] == "FAILED"),
+        "{v}"
+    );
+    assert_eq!(check(&f, &["--any-result"]).code, 0);
+    assert_eq!(check(&f, &["--expect-result", "FAILED"]).code, 0);
+
+    // A passing run: exit 0, and each requirement holds or names what is missing.
+    let passed = env.agent_run(&bin);
+    assert_eq!(passed["verdict"], "pass", "{passed}");
+    let p = attest(passed["run_id"].as_str().unwrap(), "pass.intoto.jsonl");
+    let r = check(&p, &[]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("result PASSED") && r.stdout.contains(&repo.head()),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(check(&p, &["--expect-result", "FAILED"]).code, 1);
+    assert_eq!(check(&p, &["--expect-commit", &repo.pin()]).code, 0);
+    let r = check(&p, &["--expect-commit", "0000000"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout
+            .contains("no provenance names source commit 0000000"),
+        "{}",
+        r.stdout
+    );
+    let uri = "https://github.com/workos/case.git";
+    assert_eq!(check(&p, &["--expect-source-uri", uri]).code, 0);
+    assert_eq!(
+        check(
+            &p,
+            &["--expect-source-uri", "https://evil.example/case.git"]
+        )
+        .code,
+        1
+    );
+    // The newest runs by name, as people type them.
+    let id_of = |r: &str| env.ok(["show", r, "--json"]).stdout;
+    let (fid, pid) = (
+        failed["run_id"].as_str().unwrap(),
+        passed["run_id"].as_str().unwrap(),
+    );
+    assert!(id_of("run:latest").contains(pid));
+    assert!(id_of("run:latest:pass").contains(pid));
+    assert!(id_of("run:latest:fail").contains(fid));
+    let vsa = "https://slsa.dev/verification_summary/v1";
+    assert_eq!(check(&p, &["--predicate-type", vsa]).code, 0);
+    assert_eq!(
+        check(&p, &["--predicate-type", "https://example.com/other"]).code,
+        1
+    );
+}
