@@ -6,6 +6,7 @@
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -54,11 +55,19 @@ pub(crate) fn read_request(
     conn: &TcpStream,
     max_header: usize,
     max_body: usize,
+    within: Duration,
 ) -> std::io::Result<Request> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
-    let mut r = BufReader::new(conn);
+    let mut r = BufReader::new(Deadline {
+        conn,
+        until: Instant::now() + within,
+    });
+    // Every line is read through a bound: a line with no end must not grow without one.
     let mut line = String::new();
-    r.read_line(&mut line)?;
+    (&mut r).take(max_header as u64).read_line(&mut line)?;
+    if !line.ends_with('\n') {
+        return Err(bad("request line too long"));
+    }
     let mut parts = line.split_whitespace();
     let method = parts
         .next()
@@ -69,9 +78,11 @@ pub(crate) fn read_request(
     let mut size = line.len();
     loop {
         let mut h = String::new();
-        r.read_line(&mut h)?;
+        (&mut r)
+            .take((max_header.saturating_sub(size) + 1) as u64)
+            .read_line(&mut h)?;
         size += h.len();
-        if size > max_header {
+        if size > max_header || !h.ends_with('\n') {
             return Err(bad("headers too large"));
         }
         let h = h.trim_end();
@@ -87,15 +98,16 @@ pub(crate) fn read_request(
     if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         loop {
             let mut sz = String::new();
-            r.read_line(&mut sz)?;
+            (&mut r).take(64).read_line(&mut sz)?;
             let n = usize::from_str_radix(sz.trim().split(';').next().unwrap_or(""), 16)
                 .map_err(|_| bad("bad chunk size"))?;
-            if body.len() + n > max_body {
+            // Never `body.len() + n`: a chunk size of 2^64-1 wraps it (body.len() <= max_body).
+            if n > max_body - body.len() {
                 return Err(bad("body too large"));
             }
             if n == 0 {
                 let mut end = String::new();
-                r.read_line(&mut end)?;
+                (&mut r).take(64).read_line(&mut end)?;
                 break;
             }
             let mut chunk = vec![0; n + 2];
@@ -115,6 +127,34 @@ pub(crate) fn read_request(
         headers,
         body,
     })
+}
+
+/// A connection read against one deadline for the whole request: a client that drips a
+/// byte at a time cannot hold a server past it.
+struct Deadline<'a> {
+    conn: &'a TcpStream,
+    until: Instant,
+}
+
+impl std::io::Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the request took too long",
+            ));
+        }
+        self.conn.set_read_timeout(Some(left))?;
+        let mut conn = self.conn;
+        conn.read(buf).map_err(|e| match e.kind() {
+            // What an expired socket timeout reads as on Linux.
+            std::io::ErrorKind::WouldBlock => {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "the request took too long")
+            }
+            _ => e,
+        })
+    }
 }
 
 /// Writes one whole response and asks the client to close.
@@ -138,4 +178,66 @@ pub(crate) fn respond(mut conn: &TcpStream, status: u16, ctype: &str, body: &[u8
     let _ = conn.write_all(head.as_bytes());
     let _ = conn.write_all(body);
     let _ = conn.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The request `raw`, as `read_request` reads it from a real socket.
+    fn read(raw: &'static [u8]) -> std::io::Result<Request> {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(raw).unwrap();
+        });
+        let (conn, _) = l.accept().unwrap();
+        t.join().unwrap();
+        read_request(&conn, 1024, 64, Duration::from_secs(5))
+    }
+
+    #[test]
+    fn a_client_that_drips_is_cut_off_at_the_deadline() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            for _ in 0..20 {
+                if c.write_all(b"P").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let (conn, _) = l.accept().unwrap();
+        let started = Instant::now();
+        let e = read_request(&conn, 1024, 64, Duration::from_millis(300))
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < Duration::from_millis(900));
+        drop(conn);
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn a_chunk_size_that_wraps_is_refused_not_a_panic() {
+        let e = read(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\nffffffffffffffff\r\n",
+        )
+        .err()
+        .expect("refused");
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        let e = read(b"POST / HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n")
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        let r = read(b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n")
+            .unwrap();
+        assert_eq!(
+            (r.path.as_str(), r.body.as_slice()),
+            ("/x", b"ab".as_slice())
+        );
+    }
 }

@@ -111,7 +111,7 @@ fn serve(a: ServeArgs) -> Result<Output> {
             keys::read_public(std::path::Path::new(pem))?,
         );
     }
-    let mut w = Witness::open(a.name, key, logs, &a.state)?;
+    let w = Witness::open(a.name, key, logs, &a.state)?;
     let listener = std::net::TcpListener::bind(&a.bind).map_err(|e| {
         Error::bad_input(
             format!("cannot listen on {}: {e}", a.bind),

@@ -14,6 +14,7 @@ pub(crate) fn number_line(line: Option<&str>, key: &str) -> Option<u64> {
     line?
         .strip_prefix(key)?
         .strip_prefix(' ')
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
         .filter(|n| *n == "0" || !n.starts_with('0'))?
         .parse()
         .ok()

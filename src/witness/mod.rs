@@ -28,6 +28,10 @@ const MAX_HEADER: usize = 16 * 1024;
 /// An old size line, at most 63 proof lines and a checkpoint with a few signatures.
 const MAX_BODY: usize = 64 * 1024;
 const MAX_PROOF: usize = 63;
+/// How long one request may take to arrive, whole.
+const REQUEST_TIME: Duration = Duration::from_secs(15);
+/// Connections read at once; more get 503.
+const MAX_CONNECTIONS: usize = 32;
 pub(crate) const SIZE_TYPE: &str = "text/x.tlog.size";
 
 /// What a witness is: its name and key, the logs it follows, its state file.
@@ -81,30 +85,54 @@ impl Witness {
         .vkey()
     }
 
-    /// Serves requests one at a time until the process is stopped.
-    pub(crate) fn serve(&mut self, listener: TcpListener) -> Result<()> {
+    /// Serves until the process is stopped: each connection is read on a thread of its
+    /// own (at most [`MAX_CONNECTIONS`] at once, each with 10-second socket timeouts, so a
+    /// client that sends nothing holds up no one), and requests are checked and recorded
+    /// one at a time.
+    pub(crate) fn serve(self, listener: TcpListener) -> Result<()> {
+        let me = std::sync::Arc::new(std::sync::Mutex::new(self));
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for conn in listener.incoming() {
             let Ok(conn) = conn else { continue };
-            self.one(&conn);
+            use std::sync::atomic::Ordering::SeqCst;
+            if open.fetch_add(1, SeqCst) >= MAX_CONNECTIONS {
+                open.fetch_sub(1, SeqCst);
+                crate::net::respond(
+                    &conn,
+                    503,
+                    "text/plain; charset=utf-8",
+                    b"too many connections at once\n",
+                );
+                continue;
+            }
+            let (me, open) = (me.clone(), open.clone());
+            std::thread::spawn(move || {
+                Witness::one(&me, &conn);
+                open.fetch_sub(1, SeqCst);
+            });
         }
         Ok(())
     }
 
-    fn one(&mut self, conn: &TcpStream) {
+    fn one(me: &std::sync::Mutex<Witness>, conn: &TcpStream) {
         let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
         let _ = conn.set_write_timeout(Some(Duration::from_secs(10)));
-        let (status, ctype, body) = match crate::net::read_request(conn, MAX_HEADER, MAX_BODY) {
-            Ok(r) if r.method != "POST" => text(405, "only POST /add-checkpoint"),
-            Ok(r) if r.path.split('?').next() != Some("/add-checkpoint") => {
-                text(404, "no such endpoint: POST /add-checkpoint")
-            }
-            Ok(r) => self.add_checkpoint(&r.body),
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => text(
-                413,
-                format!("request refused: {e} (at most {MAX_BODY} bytes)"),
-            ),
-            Err(_) => return,
-        };
+        let (status, ctype, body) =
+            match crate::net::read_request(conn, MAX_HEADER, MAX_BODY, REQUEST_TIME) {
+                Ok(r) if r.method != "POST" => text(405, "only POST /add-checkpoint"),
+                Ok(r) if r.path.split('?').next() != Some("/add-checkpoint") => {
+                    text(404, "no such endpoint: POST /add-checkpoint")
+                }
+                Ok(r) => me
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .add_checkpoint(&r.body),
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => text(
+                    413,
+                    format!("request refused: {e} (at most {MAX_BODY} bytes)"),
+                ),
+                Err(_) => return,
+            };
         crate::net::respond(conn, status, ctype, &body);
     }
 

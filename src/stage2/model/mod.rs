@@ -209,7 +209,7 @@ fn path_only(p: &str) -> &str {
 fn serve(conn: TcpStream, s: &Shared) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
     let _ = conn.set_write_timeout(Some(Duration::from_secs(60)));
-    let req = match crate::net::read_request(&conn, MAX_HEADER, MAX_BODY) {
+    let req = match crate::net::read_request(&conn, MAX_HEADER, MAX_BODY, Duration::from_secs(60)) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
             error(
