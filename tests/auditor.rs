@@ -113,6 +113,16 @@ fn a_failed_runs_attestations_fail_unless_asked_and_requirements_are_checked() {
     assert!(id_of("run:latest").contains(pid));
     assert!(id_of("run:latest:pass").contains(pid));
     assert!(id_of("run:latest:fail").contains(fid));
+    // `runs` prints REFs that paste; a typo names the newest runs and the listing command.
+    let listed = env.ok(["runs"]).stdout;
+    assert!(listed.contains(&format!("run:{pid}")), "{listed}");
+    let r = env.run(["show", &format!("run:{}x", &pid[..10])]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("run:{pid}")) && r.stderr.contains("cto-ledger runs"),
+        "{}",
+        r.stderr
+    );
     let vsa = "https://slsa.dev/verification_summary/v1";
     assert_eq!(check(&p, &["--predicate-type", vsa]).code, 0);
     assert_eq!(

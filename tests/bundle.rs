@@ -503,6 +503,13 @@ fn what_binds_the_rest_cannot_be_withheld_relabelled_or_padded() {
     ));
     let m = remanifest_with(m, "evidence/backend/forged.log", "object");
     refused(&m, "evidence/backend/forged.log");
+    // The diff left out, manifest and all: the report records the trees it is the diff of.
+    let m: Vec<_> = good
+        .iter()
+        .filter(|(p, _)| p != "changes/workspace.diff" && !p.starts_with("objects/"))
+        .cloned()
+        .collect();
+    refused(&remanifest(m), "changes/workspace.diff");
     // A run's bundle relabelled as an admission's.
     let mut m = good.clone();
     let i = m.iter().position(|(p, _)| p == "manifest.json").unwrap();
@@ -595,6 +602,25 @@ fn a_revoked_provider_odd_names_and_operator_mistakes() {
     assert_eq!(code, 1, "{v}");
     assert_eq!(first_piece(&v), "log/provider-admission.proof.json", "{v}");
     assert!(v.to_string().contains("poisoned cache"), "{v}");
+    // Stripping the revocation from the proof (the proofs are not signed as a whole)
+    // leaves the signed provenance, which says it.
+    let mut m = members(&tar);
+    let i = m
+        .iter()
+        .position(|(p, _)| p == "log/provider-admission.proof.json")
+        .unwrap();
+    let mut proof: Value = serde_json::from_slice(&m[i].1).unwrap();
+    proof.as_object_mut().unwrap().remove("revoked_by");
+    m[i].1 = serde_json::to_vec(&proof).unwrap();
+    let stripped = a.path("stripped.tar");
+    write_tar(&stripped, &remanifest(m));
+    let (code, v) = verify(&a, &stripped, &key);
+    assert_eq!(code, 1, "{v}");
+    assert!(
+        v.to_string()
+            .contains("signed provenance says the admission was revoked"),
+        "{v}"
+    );
 
     // Names no tar reader agrees on travel under their digest, and verify.
     let odd = Env::new();

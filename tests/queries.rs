@@ -324,7 +324,7 @@ fn runs_and_log_filter() {
     assert_eq!(later.as_array().unwrap().len(), 0);
     let passed = sc.env.ok(["runs", "--status", "passed"]).stdout;
     assert!(
-        passed.starts_with("ID") && passed.contains(&sc.run2),
+        passed.starts_with("RUN") && passed.contains(&format!("run:{}", sc.run2)),
         "{passed}"
     );
     let revs = sc.env.ok(["log", "--kind", "revocation", "--json"]).json();

@@ -101,7 +101,7 @@ fn sign(env: &Env, witnesses: &[&Witness]) -> (i32, Value) {
     let mut args = vec!["checkpoint".to_string(), "--sign".into(), "--json".into()];
     for w in witnesses {
         args.push("--witness".into());
-        args.push(w.url.clone());
+        args.push(format!("{}@{}", w.vkey, w.url));
     }
     let r = env.run(&args);
     (r.code, r.json())
@@ -206,7 +206,8 @@ fn three_witnesses_a_quorum_of_two_a_killed_witness_and_a_split_view() {
     assert_eq!(ws[0].size(&note), size);
     for round in 0..4u64 {
         ingest(&env, &format!("k{round}"));
-        let mut c = env.cmd(["checkpoint", "--sign", "--json", "--witness", &ws[0].url]);
+        let asked = format!("{}@{}", ws[0].vkey, ws[0].url);
+        let mut c = env.cmd(["checkpoint", "--sign", "--json", "--witness", &asked]);
         let child = c.stdout(Stdio::piped()).spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(round * 15));
         ws[0].restart(&env);
@@ -225,6 +226,47 @@ fn three_witnesses_a_quorum_of_two_a_killed_witness_and_a_split_view() {
     }
     let (code, signed) = sign(&env, &ws.iter().collect::<Vec<_>>());
     assert_eq!(code, 0, "{signed}");
+
+    // A hostile witness answers with lines that are not its cosignature (one under the
+    // log's own name, one under its own name, junk): nothing it says enters the note.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let evil = format!("http://{}", listener.local_addr().unwrap());
+    let w1_name = ws[0].vkey.split('+').next().unwrap().to_string();
+    let junk = format!("\u{2014} {origin} AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n");
+    let forged = format!("\u{2014} {w1_name} AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n");
+    let answers = [junk, forged];
+    let server = std::thread::spawn(move || {
+        for answer in answers {
+            let (mut c, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 65536];
+            let _ = c.read(&mut buf);
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    for _ in 0..2 {
+        ingest(&env, "more");
+        let asked = format!("{}@{evil}", ws[0].vkey);
+        let r = env.run(["checkpoint", "--sign", "--json", "--witness", &asked]);
+        assert_eq!(r.code, 1, "{}", r.stdout);
+        let v = r.json();
+        assert!(v["witnesses"][0]["cosignature"].is_null(), "{v}");
+        assert_eq!(
+            v["note"]
+                .as_str()
+                .unwrap()
+                .lines()
+                .filter(|l| l.starts_with('\u{2014}'))
+                .count(),
+            1,
+            "{v}"
+        );
+    }
+    server.join().unwrap();
+    env.ok(["audit"]);
 
     // A split view: a copy of the ledger, with the same log key, diverges.
     let fork = Env::new();

@@ -14,9 +14,10 @@ pub(crate) struct Args {
     /// Sign the log's tree with this host's key and print the signed note
     #[arg(long)]
     sign: bool,
-    /// With --sign: ask this C2SP tlog-witness (its URL prefix) to cosign the
-    /// checkpoint, and keep its cosignature with it; repeatable
-    #[arg(long, value_name = "URL", requires = "sign")]
+    /// With --sign: ask this C2SP tlog-witness to cosign the checkpoint, given as its
+    /// verifier key and URL prefix (VKEY@URL); its cosignature is kept with the checkpoint
+    /// only when it verifies under that key; repeatable
+    #[arg(long, value_name = "VKEY@URL", requires = "sign")]
     witness: Vec<String>,
 }
 
@@ -39,12 +40,17 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
             writeln!(w, "{}:{}", h.seq, h.hash)
         }));
     }
+    let asking = a
+        .witness
+        .iter()
+        .map(|w| crate::witness::client::Asking::parse(w))
+        .collect::<Result<Vec<_>>>()?;
     let home = cx.open(Mode::ReadWrite)?;
     let mut row = tlog::sign_head(&home)?;
     let mut witnesses = Vec::new();
     if !a.witness.is_empty() {
         let leaves = tlog::leaves(&home.ledger, row.size)?;
-        let (note, asked) = crate::witness::client::collect(&row.note, &leaves, &a.witness)?;
+        let (note, asked) = crate::witness::client::collect(&row.note, &leaves, &asking)?;
         home.ledger
             .update_checkpoint_note(row.size, &row.keyid, &note)?;
         row.note = note;

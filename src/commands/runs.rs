@@ -73,7 +73,7 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
 
 fn text(w: &mut dyn Write, rows: &[RunRow]) -> R {
     let headers = [
-        "ID",
+        "RUN",
         "LANE",
         "STATUS",
         "VERDICT",
@@ -86,7 +86,8 @@ fn text(w: &mut dyn Write, rows: &[RunRow]) -> R {
         .iter()
         .map(|r| {
             vec![
-                r.id.to_string(),
+                // As a REF: pasted into `show`, `attest` or `export` it names the run.
+                format!("run:{}", r.id),
                 r.lane.to_string(),
                 r.status.to_string(),
                 r.verdict.to_string(),

@@ -115,7 +115,14 @@ fn unique<T>(
         0 => Err(Error::NotFound {
             what,
             input: r.to_string(),
-            hint: Some("list what exists with `cto-ledger log`".into()),
+            hint: Some(
+                match what {
+                    "run" => "list runs with `cto-ledger runs`; a run is run:ID, run:latest, run:latest:pass or run:latest:fail",
+                    "commit" => "list recorded sources with `cto-ledger log --kind source`",
+                    _ => "list what exists with `cto-ledger log`",
+                }
+                .into(),
+            ),
         }),
         1 => Ok(mk(found.into_iter().next().expect("one"))),
         _ => Err(Error::Ambiguous {
@@ -301,6 +308,20 @@ impl Ledger {
                 "SELECT id FROM runs WHERE id LIKE ?1 ESCAPE '\\' ORDER BY id LIMIT 20",
                 &[&pat],
             )?;
+        }
+        if found.is_empty() {
+            let newest = self.strings("SELECT id FROM runs ORDER BY seq DESC LIMIT 3", &[])?;
+            if !newest.is_empty() {
+                let named: Vec<String> = newest.iter().map(|i| format!("run:{i}")).collect();
+                return Err(Error::NotFound {
+                    what: "run",
+                    input: r.to_string(),
+                    hint: Some(format!(
+                        "the newest runs are {} (all: `cto-ledger runs`)",
+                        named.join(", ")
+                    )),
+                });
+            }
         }
         let found = found
             .iter()

@@ -126,14 +126,15 @@ pub(crate) fn cosign(note_text: &str, name: &str, key: &SecretKey, time: u64) ->
 }
 
 /// How many distinct witnesses of `witnesses` validly cosigned `note`, and the problems
-/// (a bad cosignature by a known witness).
+/// (a bad cosignature by a known witness). Distinct by key: the signed message does not
+/// name the witness, so one key listed under two names is one witness.
 pub(crate) fn count(note: &SignedNote, witnesses: &[Witness]) -> (usize, Vec<String>) {
     let mut names = BTreeSet::new();
     let mut problems = Vec::new();
     for w in witnesses {
         match w.cosigned(note) {
             Ok(true) => {
-                names.insert(w.name.clone());
+                names.insert(*w.key.verifying.as_bytes());
             }
             Ok(false) => {}
             Err(e) => problems.push(e),
@@ -167,6 +168,17 @@ mod tests {
         assert_eq!(Witness::parse_vkey(&w.vkey()).unwrap(), w);
         let with = SignedNote::parse(&format!("{signed}{line}")).unwrap();
         assert_eq!(count(&with, std::slice::from_ref(&w)), (1, vec![]));
+        // One key listed under two names is one witness (the message names no witness).
+        let alias = Witness {
+            name: "alias.example".into(),
+            key: wk.public(),
+        };
+        let aliased = format!(
+            "{signed}{line}{}",
+            line.replace("w1.example", "alias.example")
+        );
+        let aliased = SignedNote::parse(&aliased).unwrap();
+        assert_eq!(count(&aliased, &[w.clone(), alias]).0, 1);
         // The log's own signature still verifies beside it.
         with.verify(&log.public()).unwrap();
         assert_eq!(count(&note, std::slice::from_ref(&w)).0, 0);

@@ -1,14 +1,16 @@
 //! Asking witnesses to cosign a checkpoint (`checkpoint --sign --witness URL`): each gets
 //! the checkpoint with a consistency proof from the size it says it last cosigned (a
 //! first request from 0; a 409 names the size, and the request is made once more from
-//! there). Answers are bounded in size and time, and a cosignature is kept only when it
-//! verifies as the line of the witness that answered.
+//! there). Answers are bounded in size and time (one deadline for the whole exchange),
+//! and a cosignature is kept only when it verifies under the key the caller named for
+//! that witness: a witness can add nothing else to the note.
 
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::sign::cosig::Witness;
 use crate::sign::merkle::{self, Hash};
 use crate::sign::note::SignedNote;
 
@@ -27,7 +29,7 @@ pub(crate) struct Asked {
 /// POSTs `body` to `url`; (status, content type, body), the body at most `MAX_ANSWER`.
 fn post(url: &str, body: String) -> std::result::Result<(u16, String), String> {
     let rt = crate::net::runtime().map_err(|e| e.to_string())?;
-    rt.block_on(async {
+    let exchange = async {
         let send = crate::net::http()
             .post(url)
             .header("content-type", "text/plain; charset=utf-8")
@@ -51,12 +53,44 @@ fn post(url: &str, body: String) -> std::result::Result<(u16, String), String> {
             out.extend_from_slice(&c);
         }
         Ok((status, String::from_utf8_lossy(&out).into_owned()))
+    };
+    rt.block_on(async {
+        tokio::time::timeout(TIMEOUT, exchange)
+            .await
+            .map_err(|_| format!("no whole answer within {} s", TIMEOUT.as_secs()))?
     })
 }
 
+/// A witness to ask: its verifier key and its submission prefix, given as `VKEY@URL`.
+pub(crate) struct Asking {
+    pub witness: Witness,
+    pub url: String,
+}
+
+impl Asking {
+    pub(crate) fn parse(s: &str) -> Result<Asking> {
+        let bad = |why: String| {
+            Error::bad_input(
+                format!("--witness {}: {why}", crate::commands::text::shown(s)),
+                "give the witness's verifier key and URL as VKEY@URL (the vkey `witness serve` prints)",
+            )
+        };
+        let (vkey, url) = s
+            .split_once('@')
+            .ok_or_else(|| bad("not VKEY@URL".into()))?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(bad(format!("{url} is not an http(s) URL")));
+        }
+        Ok(Asking {
+            witness: Witness::parse_vkey(vkey).map_err(bad)?,
+            url: url.to_string(),
+        })
+    }
+}
+
 /// Asks the witness at `base` (its submission prefix) to cosign `note`, whose tree has
-/// `leaves`.
-pub(crate) fn ask(base: &str, note: &str, leaves: &[Hash]) -> Asked {
+/// `leaves`; keeps its answer only if it is `witness`'s valid cosignature.
+pub(crate) fn ask(base: &str, witness: &Witness, note: &str, leaves: &[Hash]) -> Asked {
     let url = format!("{}/add-checkpoint", base.trim_end_matches('/'));
     let refused = |why: String| Asked {
         url: base.to_string(),
@@ -76,7 +110,7 @@ pub(crate) fn ask(base: &str, note: &str, leaves: &[Hash]) -> Asked {
             Err(e) => return refused(e),
         };
         match status {
-            200 => return checked(base, note, answer),
+            200 => return checked(base, witness, note, answer),
             409 => match answer.trim().parse::<u64>() {
                 Ok(n) if n > size => {
                     return refused(format!(
@@ -84,23 +118,32 @@ pub(crate) fn ask(base: &str, note: &str, leaves: &[Hash]) -> Asked {
                     ))
                 }
                 Ok(n) if n != old => old = n,
-                _ => return refused(format!("HTTP 409: {}", answer.trim())),
+                _ => return refused(format!("HTTP 409: {}", crate::commands::text::shown(answer.trim()))),
             },
-            _ => return refused(format!("HTTP {status}: {}", answer.trim())),
+            _ => return refused(format!("HTTP {status}: {}", crate::commands::text::shown(answer.trim()))),
         }
     }
     refused("it kept answering 409".into())
 }
 
-/// The answer's first line, kept when it is one cosignature line that parses beside the
-/// note.
-fn checked(base: &str, note: &str, answer: String) -> Asked {
+/// The answer's first line, kept when it is `witness`'s valid cosignature of `note`.
+fn checked(base: &str, witness: &Witness, note: &str, answer: String) -> Asked {
     let line = answer.lines().next().unwrap_or_default().to_string() + "\n";
-    let ok = line.starts_with('\u{2014}') && SignedNote::parse(&format!("{note}{line}")).is_ok();
+    let valid = SignedNote::parse(&format!("{note}{line}"))
+        .ok()
+        .filter(|n| {
+            n.signatures.len() == SignedNote::parse(note).map_or(0, |o| o.signatures.len()) + 1
+        })
+        .is_some_and(|n| witness.cosigned(&n) == Ok(true));
     Asked {
         url: base.to_string(),
-        cosignature: ok.then_some(line),
-        refused: (!ok).then(|| "its answer is not a cosignature line".to_string()),
+        cosignature: valid.then_some(line),
+        refused: (!valid).then(|| {
+            format!(
+                "its answer is not a valid cosignature by {}",
+                crate::commands::text::shown(&witness.name)
+            )
+        }),
     }
 }
 
@@ -108,14 +151,17 @@ fn checked(base: &str, note: &str, answer: String) -> Asked {
 pub(crate) fn collect(
     note: &str,
     leaves: &[Hash],
-    urls: &[String],
+    witnesses: &[Asking],
 ) -> Result<(String, Vec<Asked>)> {
     if SignedNote::parse(note).is_err() {
         return Err(Error::Integrity {
             message: "the kept checkpoint is not a signed note".into(),
         });
     }
-    let asked: Vec<Asked> = urls.iter().map(|u| ask(u, note, leaves)).collect();
+    let asked: Vec<Asked> = witnesses
+        .iter()
+        .map(|w| ask(&w.url, &w.witness, note, leaves))
+        .collect();
     let mut out = note.to_string();
     for a in &asked {
         if let Some(c) = &a.cosignature {

@@ -59,6 +59,9 @@ pub(super) fn check_attestations(
             if r.provider_object.is_some() {
                 wanted.push(attest::VSA);
             }
+            if r.provider_admission.is_some() {
+                wanted.push(attest::PROVENANCE);
+            }
         }
         None => wanted.push(attest::PROVENANCE),
     }
@@ -158,6 +161,20 @@ fn check_claims(
         _ => {
             if !names_provider {
                 c.fail(path, "its subject is not the admitted provider");
+            }
+            // Signed when the bundle was made: a revocation the ledger knew of then is
+            // here, whatever was stripped from the proofs beside it.
+            let revocation =
+                &predicate["buildDefinition"]["internalParameters"]["admission"]["revocation"];
+            if !revocation.is_null() {
+                c.fail(
+                    path,
+                    format!(
+                        "the signed provenance says the admission was revoked (event {}): {}",
+                        revocation["seq"],
+                        crate::commands::text::shown(revocation["reason"].as_str().unwrap_or("?"))
+                    ),
+                );
             }
         }
     }

@@ -274,7 +274,11 @@ fn check_diff(c: &mut Checker, trees: Option<(ObjectId, ObjectId)>, report: &Rep
     };
     let listed = c.manifest.get(DIFF).map(|m| m.withheld);
     let result = match (trees, listed, c.good.get(DIFF)) {
-        (_, None, _) | (_, Some(true), _) => None,
+        (Some(_), None, _) => Some(Err(
+            "missing from the bundle, though the report records the trees it is the diff of"
+                .to_string(),
+        )),
+        (None, None, _) | (_, Some(true), _) => None,
         (None, Some(false), _) => Some(Err(
             "the report records no workspace tree to diff".to_string()
         )),
