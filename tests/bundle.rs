@@ -177,6 +177,7 @@ fn a_run_bundle_verifies_anywhere_with_our_cli_and_with_tools_we_did_not_write()
         "verdict     pass",
         "registered  at log index",
         "ended       at log index",
+        "no revocation of it is in this bundle",
     ] {
         assert!(text.contains(want), "{text}");
     }

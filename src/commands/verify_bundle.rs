@@ -75,8 +75,9 @@ fn text_out(w: &mut dyn std::io::Write, o: &BundleCheck) -> std::io::Result<()> 
     if let Some(a) = &p.admission {
         writeln!(
             w,
-            "  admitted    {a} at log index {}",
-            short(&p.admitted_at.map(|i| i.to_string()))
+            "  admitted    {a} at log index {}; no revocation of it is in this bundle (up to log size {})",
+            short(&p.admitted_at.map(|i| i.to_string())),
+            o.checkpoint_size.unwrap_or(0)
         )?;
     }
     if p.model.is_some() {
