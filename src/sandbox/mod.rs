@@ -172,6 +172,15 @@ impl Guard {
 /// rules, ABI 4, or for "none" a network namespace). Best effort, recorded as not
 /// enforced where the kernel lacks them: signal and abstract-socket scoping (ABI 6),
 /// UDP rules (ABI 10, or the network namespace), the user namespace.
+/// Starts the kernel probes (namespaces, a root of its own) on a thread of their own:
+/// each is asked once per process, and a run has other work to do meanwhile.
+pub(crate) fn warm_probes() {
+    std::thread::spawn(|| {
+        namespaces::namespaces_work();
+        namespaces::own_root_works();
+    });
+}
+
 pub(crate) fn prepare(policy: &Policy) -> std::result::Result<Prepared, Unavailable> {
     let k = Kernel::probe(policy)?;
     let none = policy.net == Net::None;

@@ -297,6 +297,7 @@ impl Run<'_> {
     }
 
     fn gated(&mut self) -> Gated<()> {
+        crate::sandbox::warm_probes();
         for d in ["workspace", "backend/case-data", "home", "tmp"] {
             mkdir_private(&self.dir.join(d))?;
         }
