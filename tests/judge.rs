@@ -125,6 +125,31 @@ fn a_version_file_the_provider_leaves_does_not_pick_the_tests_interpreter() {
     assert!(!log.contains("shim: chose"), "{log}");
     assert_eq!(r.report["tests"]["result"], "passed", "{log}");
     assert_eq!(r.report["verdict"], "pass");
+
+    // A shim that names no interpreter when asked from outside: the tests are not run
+    // through it in the judged tree, where the provider's version file would choose.
+    fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh
+if [ \"$2\" = -c ]; then echo /no/such/python; exit 0; fi
+if [ -f .python-version ]; then echo \"shim: chose $(cat .python-version)\" >&2; exit 0; fi
+exec {} \"$@\"\n",
+            real.display()
+        ),
+    )
+    .unwrap();
+    let r = stage2(
+        &env,
+        &["--fake-behavior", "python-version"],
+        &[("PATH", &path)],
+    );
+    let log = fs::read_to_string(r.dir.join("backend/tests.log")).unwrap();
+    assert!(
+        !log.contains("shim: chose") && log.contains("could not be resolved"),
+        "{log}"
+    );
+    assert_eq!(r.report["verdict"], "fail", "{}", r.report);
 }
 
 /// The first `python3` on PATH, resolved to the interpreter it starts.

@@ -358,6 +358,14 @@ impl Run<'_> {
     /// Runs the fixture's tests in `folder`, in the sandbox, with no network.
     fn run_tests(&mut self, folder: &Path) -> Result<()> {
         let interpreter = self.interpreter();
+        let argv0 = &self.fixture.manifest.test_command[0];
+        if interpreter.is_none() && is_python(argv0) && !argv0.contains('/') {
+            // Never the bare name in the judged tree, where the provider's files (a
+            // pyenv `.python-version`) would choose what runs the tests.
+            return self.unjudgeable(format!(
+                "the test command's interpreter `{argv0}` could not be resolved outside the judged tree (it named no file, or did not answer within 10 s), so the tests were not run"
+            ));
+        }
         let argv = self.test_argv(interpreter.as_deref());
         let tmp = self.dir.join(JUDGE_TMP);
         super::mkdir_private(&tmp)?;
