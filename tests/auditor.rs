@@ -130,3 +130,60 @@ fn a_failed_runs_attestations_fail_unless_asked_and_requirements_are_checked() {
         1
     );
 }
+
+#[test]
+fn a_build_from_a_dirty_tree_says_so() {
+    let env = Env::new();
+    let repo = env.repo("case");
+    fs::write(repo.dir.join("gen.ts"), "export const assets = 9;\n").unwrap();
+    let mut c = env.cmd([
+        "build",
+        "--output",
+        "dist/ca",
+        "--",
+        "sh",
+        "-c",
+        "echo built > dist/ca",
+    ]);
+    let out = c.current_dir(&repo.dir).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("dirty before the build: gen.ts"), "{text}");
+    // A clean tree: no warning.
+    repo.git(&["checkout", "-q", "--", "gen.ts"]);
+    let mut c = env.cmd([
+        "build",
+        "--output",
+        "dist/ca",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "echo built > dist/ca",
+    ]);
+    let out = c.current_dir(&repo.dir).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.get("dirty_before").is_none(), "{v}");
+}
+
+#[test]
+fn prove_of_a_file_takes_its_newest_admission_a_checkpoint_covers() {
+    let env = Env::new();
+    let repo = env.repo("case");
+    env.ok(["key", "generate"]);
+    env.admit_repo(&repo);
+    let first = env.head().0;
+    env.ok(["checkpoint", "--sign"]);
+    // The same bytes admitted again: the newest admission is past every checkpoint.
+    env.admit_repo(&repo);
+    assert!(env.head().0 > first);
+    let proof: serde_json::Value =
+        serde_json::from_str(&env.ok(["prove", s(&repo.bin())]).stdout).unwrap();
+    assert_eq!(proof["entry"]["seq"].as_u64(), Some(first), "{proof}");
+    let event = proof["entry"]["event"].as_str().unwrap();
+    assert!(event.contains("\"kind\":\"admission\""), "{event}");
+}

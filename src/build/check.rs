@@ -413,6 +413,7 @@ pub(crate) fn check(home: &mut Home, r: &str, progress: &ProgressBar) -> Result<
     Ok(BuildOut {
         build: rec,
         differences,
+        dirty_before: Vec::new(),
     })
 }
 

@@ -76,6 +76,10 @@ pub(crate) struct BuildOut {
     /// `build --check`: where each differing output differs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub differences: Vec<serde_json::Value>,
+    /// Tracked files that differed from the commit before the build ran (recorded with
+    /// the source; `admit` refuses bytes built from them unless the build explains them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dirty_before: Vec<String>,
 }
 
 /// `<tool> --version`, first line, bounded to 10 s.
@@ -398,6 +402,20 @@ fn ingest_outputs(
 pub(crate) fn build(home: &mut Home, a: &BuildArgs, progress: &ProgressBar) -> Result<BuildOut> {
     let source_dir = source_dir(a)?;
     let before = snapshot(&home.store, &source_dir, progress)?;
+    let dirty_before: Vec<String> = before
+        .rec
+        .changes
+        .iter()
+        .filter(|c| c.status.is_tracked())
+        .map(|c| c.path.clone())
+        .collect();
+    if !dirty_before.is_empty() {
+        // Before the command runs, on a terminal; the result says it again.
+        progress.println(format!(
+            "warning: the source tree is dirty before the build: {}",
+            crate::commands::text::shown(&dirty_before.join(", "))
+        ));
+    }
     let workdir = before.state.workdir.clone();
     let cwd = a.cwd.as_deref().map(abs).unwrap_or_else(|| workdir.clone());
     if !cwd.is_dir() {
@@ -472,6 +490,7 @@ pub(crate) fn build(home: &mut Home, a: &BuildArgs, progress: &ProgressBar) -> R
     Ok(BuildOut {
         build: rec,
         differences: Vec::new(),
+        dirty_before,
     })
 }
 

@@ -97,6 +97,13 @@ fn text(w: &mut dyn Write, r: &BuildOut) -> R {
     if let Some(reason) = &b.reason {
         writeln!(w, "  reason:   {reason}")?;
     }
+    if !r.dirty_before.is_empty() {
+        writeln!(
+            w,
+            "  warning:  the source tree was dirty before the build: {} (recorded; `admit` refuses these bytes unless the build's own edits explain them, or --allow-modified)",
+            super::text::shown(&r.dirty_before.join(", "))
+        )?;
+    }
     writeln!(w, "  command:  {}", b.argv.join(" "))?;
     writeln!(
         w,
