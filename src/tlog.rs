@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::ledger::events::{Body, KeyRec};
+use crate::ledger::query::Node;
 use crate::ledger::tlog::{CheckpointRow, KeyRow};
 use crate::ledger::Ledger;
 use crate::offline::proof::{ConsistencyProof, InclusionProof, Proof, ProvenEntry};
@@ -297,6 +298,29 @@ fn b64_all(hs: &[Hash]) -> Vec<String> {
     hs.iter().map(|h| B64.encode(h)).collect()
 }
 
+/// The newest of `kept` (smallest first) covering the first `at_least` events.
+fn newest_covering(kept: &[CheckpointRow], at_least: u64) -> Option<&CheckpointRow> {
+    kept.iter().rev().find(|c| c.size >= at_least)
+}
+
+/// The newest kept checkpoint covering the first `at_least` events.
+pub(crate) fn covering(l: &Ledger, at_least: u64) -> Result<Option<CheckpointRow>> {
+    Ok(newest_covering(&l.checkpoints()?, at_least).cloned())
+}
+
+/// The event `prove REF` proves: for a file, its newest admission that a kept
+/// checkpoint covers (that of size `size` when given), else the event of the node.
+pub(crate) fn event_to_prove(l: &Ledger, node: &Node, size: Option<u64>) -> Result<Option<u64>> {
+    let covered = size.or(l.checkpoints()?.last().map(|c| c.size));
+    if let (Node::Object(o), Some(size)) = (node, covered) {
+        let admitted = l.admissions_of_object(o)?;
+        if let Some(a) = admitted.iter().rev().find(|v| v.admission.seq <= size) {
+            return Ok(Some(a.admission.seq));
+        }
+    }
+    l.event_of(node)
+}
+
 /// The kept checkpoint to prove against: the one at `size` when given, else the
 /// newest one covering event `at_least`.
 fn checkpoint_for(
@@ -306,7 +330,7 @@ fn checkpoint_for(
 ) -> Result<CheckpointRow> {
     let found = match size {
         Some(n) => kept.iter().rev().find(|c| c.size == n),
-        None => kept.iter().rev().find(|c| c.size >= at_least),
+        None => newest_covering(kept, at_least),
     };
     found.cloned().ok_or_else(|| {
         let what = match size {
@@ -326,13 +350,9 @@ pub(crate) fn prove_inclusion(l: &Ledger, seq: u64, size: Option<u64>) -> Result
     let cp = checkpoint_for(&l.checkpoints()?, size, seq)?;
     let leaves = leaves(l, cp.size)?;
     let mut proof = inclusion(l, &leaves, &cp, seq)?;
-    let row = l.row_at(seq)?.expect("within the journal");
-    let target =
-        match serde_json::from_str::<crate::ledger::events::Event>(&row.event).map(|e| e.body) {
-            Ok(Body::Admission(a)) => Some(crate::id::Revocable::Admission(a.id)),
-            Ok(Body::ModelAdmission(m)) => Some(crate::id::Revocable::Model(m.id)),
-            _ => None,
-        };
+    let target = serde_json::from_str::<crate::ledger::events::Event>(&proof.entry.event)
+        .ok()
+        .and_then(|e| e.body.revocable());
     if let Some(rev) = target.map(|t| l.revocation_of(&t)).transpose()?.flatten() {
         if rev.seq <= cp.size {
             proof.revoked_by = Some(Box::new(inclusion(l, &leaves, &cp, rev.seq)?));

@@ -578,11 +578,7 @@ fn a_revoked_provider_odd_names_and_operator_mistakes() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert_eq!(count(&env), before, "a refused export signed a checkpoint");
     let fifo = env.path("fifo");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    mkfifo(&fifo);
     let r = env.run(["export", &run, "--bundle", s(&fifo)]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     use std::os::unix::fs::FileTypeExt;

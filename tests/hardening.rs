@@ -4,7 +4,7 @@
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -146,11 +146,7 @@ fn pipes_and_devices_are_refused_not_read() {
     let repo = env.repo("case");
     env.ok(["init"]);
     let fifo = env.path("fifo");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    mkfifo(&fifo);
     let pin = repo.pin();
     for path in [s(&fifo), "/dev/zero"] {
         let what = if path == "/dev/zero" {

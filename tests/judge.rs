@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -606,11 +606,7 @@ fn recover_records_each_folder_on_its_own() {
     // A killed run that left a FIFO, and a folder whose backend is a file (unrecordable).
     let fifo_run = runs.join("20260101T000000Z-r1-string-slugify-1");
     fs::create_dir_all(fifo_run.join("workspace")).unwrap();
-    let st = Command::new("mkfifo")
-        .arg(fifo_run.join("workspace/p"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    mkfifo(&fifo_run.join("workspace/p"));
     let broken = runs.join("20260101T000001Z-r1-string-slugify-2");
     fs::create_dir_all(&broken).unwrap();
     fs::write(broken.join("backend"), "not a folder").unwrap();

@@ -296,6 +296,12 @@ pub(crate) fn signal(pid: u32, sig: rustix::process::Signal) {
     .expect("signal sent");
 }
 
+/// Makes a FIFO at `p` (with the system's mkfifo).
+pub(crate) fn mkfifo(p: &Path) {
+    let st = Command::new("mkfifo").arg(p).status().unwrap();
+    assert!(st.success(), "mkfifo {}", p.display());
+}
+
 pub(crate) fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }

@@ -12,7 +12,6 @@ use super::*;
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::id::{Revocable, RunId, Sha256Digest};
-use crate::ledger::events::Body;
 use crate::ledger::query::Node;
 use crate::ledger::tlog::CheckpointRow;
 use crate::lineage::attest;
@@ -31,13 +30,16 @@ pub(crate) struct Plan {
     /// Events the checkpoint must also cover: the revocations of the admissions proven,
     /// so their proofs carry them.
     revocations: Vec<u64>,
-    /// What `--withhold` may name: the run's evidence members and the diff.
-    withholdable: Vec<String>,
+    /// A run's report (parsed, and its bytes), read once.
+    report: Option<(Report, Vec<u8>)>,
+    /// What `--withhold` named, checked.
+    withhold: Vec<String>,
 }
 
 impl Plan {
-    /// The bundle `REF` asks for: a run, or an admission (a file's newest one).
-    pub(crate) fn of(home: &Home, node: Node) -> Result<Plan> {
+    /// The bundle `REF` asks for (a run, or an admission: a file's newest one), with
+    /// `withhold` checked before anything is signed.
+    pub(crate) fn of(home: &Home, node: Node, withhold: &[String]) -> Result<Plan> {
         let l = &home.ledger;
         let node = match node {
             Node::Object(o) => match l.admissions_of_object(&o)?.pop() {
@@ -52,67 +54,51 @@ impl Plan {
             })
         };
         let mut events = Vec::new();
-        let mut withholdable = Vec::new();
+        // The admissions proven, whose revocations the checkpoint must cover.
+        let mut revocable = Vec::new();
+        let mut report = None;
         let subject = match &node {
             Node::Run(id) => {
                 let run = run_row(home, id)?;
-                if let Some((report, _)) = report_of(home, &run)? {
-                    withholdable = report
-                        .evidence
-                        .iter()
-                        .chain(report.config.as_ref())
-                        .map(|e| evidence_member(&e.path))
-                        .collect();
-                    if report
-                        .judge
-                        .as_ref()
-                        .is_some_and(|j| j.workspace_tree.is_some())
-                    {
-                        withholdable.push(DIFF.to_string());
-                    }
-                }
+                report = report_of(home, &run)?;
                 if let Some(s) = l.run_start_seq(id)? {
                     events.push((RUN_START, s));
                 }
                 events.push((RUN, seq_of(&node)?));
                 if let Some(a) = &run.provider_admission {
                     events.push((PROVIDER_ADMISSION, seq_of(&Node::Admission(a.clone()))?));
+                    revocable.push(Revocable::Admission(a.clone()));
                 }
                 if let Some(m) = &run.model_admission {
                     events.push((MODEL_ADMISSION, seq_of(&Node::ModelAdmission(m.clone()))?));
+                    revocable.push(Revocable::Model(m.clone()));
                 }
                 format!("run:{id}")
             }
             Node::Admission(id) => {
                 events.push((ADMISSION, seq_of(&node)?));
+                revocable.push(Revocable::Admission(id.clone()));
                 format!("admission:{id}")
             }
             other => return Err(not_bundled(&other.label())),
         };
         events.sort_by_key(|(_, s)| *s);
         let mut revocations = Vec::new();
-        for (name, seq) in &events {
-            let target = match (*name, l.row_at(*seq)?.map(|r| r.event)) {
-                (PROVIDER_ADMISSION | ADMISSION | MODEL_ADMISSION, Some(e)) => {
-                    match serde_json::from_str::<crate::ledger::events::Event>(&e).map(|e| e.body) {
-                        Ok(Body::Admission(a)) => Some(Revocable::Admission(a.id)),
-                        Ok(Body::ModelAdmission(m)) => Some(Revocable::Model(m.id)),
-                        _ => None,
-                    }
-                }
-                _ => None,
-            };
-            if let Some(r) = target.map(|t| l.revocation_of(&t)).transpose()?.flatten() {
+        for t in &revocable {
+            if let Some(r) = l.revocation_of(t)? {
                 revocations.push(r.seq);
             }
         }
-        Ok(Plan {
+        let plan = Plan {
             node,
             subject,
             events,
             revocations,
-            withholdable,
-        })
+            report,
+            withhold: withhold.to_vec(),
+        };
+        plan.check_withhold()?;
+        Ok(plan)
     }
 
     /// The smallest log that holds every event the bundle proves, and the revocations
@@ -125,11 +111,33 @@ impl Plan {
             .unwrap_or(0)
     }
 
-    /// Refuses a `--withhold` that names nothing withholdable, before anything is signed.
-    pub(crate) fn check_withhold(&self, withhold: &[String]) -> Result<()> {
-        for w in withhold {
+    /// What `--withhold` may name: the run's evidence members and the diff.
+    fn withholdable(&self) -> Vec<String> {
+        let Some((report, _)) = &self.report else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = report
+            .evidence
+            .iter()
+            .chain(report.config.as_ref())
+            .map(|e| evidence_member(&e.path))
+            .collect();
+        if report
+            .judge
+            .as_ref()
+            .is_some_and(|j| j.workspace_tree.is_some())
+        {
+            out.push(DIFF.to_string());
+        }
+        out
+    }
+
+    /// Refuses a `--withhold` that names nothing withholdable.
+    fn check_withhold(&self) -> Result<()> {
+        let can = self.withholdable();
+        for w in &self.withhold {
             let named = [w.clone(), evidence_member(w)];
-            if named.iter().any(|n| self.withholdable.contains(n)) {
+            if named.iter().any(|n| can.contains(n)) {
                 continue;
             }
             if w == "report.json" || w == REPORT || !withholdable(w) && role_of(w).is_some() {
@@ -140,7 +148,7 @@ impl Plan {
             }
             return Err(Error::bad_input(
                 format!("--withhold {w}: the bundle has no such evidence"),
-                format!("withhold one of: {}", self.withholdable.join(", ")),
+                format!("withhold one of: {}", can.join(", ")),
             ));
         }
         Ok(())
@@ -178,16 +186,6 @@ fn run_row(home: &Home, id: &RunId) -> Result<crate::ledger::RunRow> {
     })
 }
 
-/// The newest kept checkpoint covering `size` events.
-pub(crate) fn covering(home: &Home, size: u64) -> Result<Option<CheckpointRow>> {
-    Ok(home
-        .ledger
-        .checkpoints()?
-        .into_iter()
-        .filter(|c| c.size >= size)
-        .max_by_key(|c| c.size))
-}
-
 struct Assembly {
     members: Vec<(String, Vec<u8>, Role)>,
     withheld: Vec<Member>,
@@ -205,7 +203,6 @@ pub(crate) fn bundle(
     plan: &Plan,
     checkpoint: &CheckpointRow,
     key: &SecretKey,
-    withhold: &[String],
 ) -> Result<(Vec<u8>, Manifest)> {
     let l = &home.ledger;
     let mut a = Assembly {
@@ -236,16 +233,15 @@ pub(crate) fn bundle(
             Role::Proof,
         );
     }
-    if let Node::Run(id) = &plan.node {
-        run_evidence(home, id, &mut a)?;
+    if let (Node::Run(id), Some(report)) = (&plan.node, &plan.report) {
+        run_evidence(home, id, report, &mut a)?;
     }
     a.add(
         format!("keys/{}.pem", &keyid[..16]),
         key.public().pem().into_bytes(),
         Role::Key,
     );
-    plan.check_withhold(withhold)?;
-    withhold_members(&mut a, withhold);
+    withhold_members(&mut a, &plan.withhold);
 
     let mut files: Vec<Member> = a
         .members
@@ -338,12 +334,13 @@ fn tlog_proof(p: &crate::offline::proof::InclusionProof) -> Result<String> {
 
 /// The run's report, every evidence file it lists, and the diff of the provider's
 /// changes with the objects that bind it.
-fn run_evidence(home: &Home, id: &RunId, a: &mut Assembly) -> Result<()> {
-    let run = run_row(home, id)?;
-    let Some((report, bytes)) = report_of(home, &run)? else {
-        return Ok(());
-    };
-    a.add(REPORT, bytes, Role::Report);
+fn run_evidence(
+    home: &Home,
+    id: &RunId,
+    (report, bytes): &(Report, Vec<u8>),
+    a: &mut Assembly,
+) -> Result<()> {
+    a.add(REPORT, bytes.clone(), Role::Report);
     let mut seen = BTreeMap::new();
     for e in report.evidence.iter().chain(report.config.as_ref()) {
         if seen.insert(e.path.clone(), ()).is_none() {

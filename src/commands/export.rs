@@ -77,13 +77,12 @@ fn write_bundle(
     withhold: &[String],
 ) -> Result<Output> {
     let (key, _) = tlog::signer(&home)?;
-    let plan = Plan::of(&home, node)?;
-    plan.check_withhold(withhold)?;
-    let (checkpoint, signed) = match bundle::write::covering(&home, plan.needs())? {
+    let plan = Plan::of(&home, node, withhold)?;
+    let (checkpoint, signed) = match tlog::covering(&home.ledger, plan.needs())? {
         Some(c) => (c, false),
         None => (tlog::sign_head(&cx.open(Mode::ReadWrite)?)?, true),
     };
-    let (tar, manifest) = bundle::write::bundle(&home, &plan, &checkpoint, &key, withhold)?;
+    let (tar, manifest) = bundle::write::bundle(&home, &plan, &checkpoint, &key)?;
     super::attest::write_atomically(&file, &tar)?;
     let out = Bundled {
         file,

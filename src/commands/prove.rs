@@ -28,30 +28,12 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
                 Ok(n) => n,
                 Err(_) => {
                     let node = home.resolve(t)?;
-                    // A file: its newest admission a kept checkpoint covers (a newer one
-                    // not covered yet would fail), else its newest.
-                    let kept = home.ledger.checkpoints()?.iter().map(|c| c.size).max();
-                    let covered = a.size.or(kept);
-                    let admitted = match (&node, covered) {
-                        (crate::ledger::query::Node::Object(o), Some(size)) => home
-                            .ledger
-                            .admissions_of_object(o)?
-                            .iter()
-                            .rev()
-                            .map(|v| v.admission.seq)
-                            .find(|seq| *seq <= size),
-                        _ => None,
-                    };
-                    if let Some(seq) = admitted {
-                        seq
-                    } else {
-                        home.ledger.event_of(&node)?.ok_or_else(|| {
-                            Error::bad_input(
-                                format!("no journal event records {}", node.label()),
-                                "prove an admission, build, run, source or file",
-                            )
-                        })?
-                    }
+                    tlog::event_to_prove(&home.ledger, &node, a.size)?.ok_or_else(|| {
+                        Error::bad_input(
+                            format!("no journal event records {}", node.label()),
+                            "prove an admission, build, run, source or file",
+                        )
+                    })?
                 }
             };
             tlog::prove_inclusion(&home.ledger, seq, a.size)?

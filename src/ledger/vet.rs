@@ -8,10 +8,10 @@
 
 use std::collections::HashMap;
 
-use super::events::{Event, ObjRec};
+use super::events::{Body, BuildRec, Event, ObjRec, SourceRec};
 use super::Ledger;
 use crate::error::Result;
-use crate::id::ObjectId;
+use crate::id::{ObjectId, Sha256Digest};
 use crate::store::tree::{Kind, ObjKind, Tree};
 
 /// Object records seen so far, by the event that first gave each.
@@ -193,5 +193,145 @@ fn by(seq: u64) -> String {
     match seq {
         0 => "this ledger".to_string(),
         n => format!("event {n}"),
+    }
+}
+
+/// An object an event names outside its object records, with what the event says about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reference {
+    pub id: ObjectId,
+    /// What the event names it as, for messages (`the admitted file`).
+    pub role: &'static str,
+    pub kind: Option<ObjKind>,
+    pub sha256: Option<Sha256Digest>,
+    pub size: Option<u64>,
+}
+
+impl Reference {
+    fn to(id: ObjectId, role: &'static str, kind: Option<ObjKind>) -> Reference {
+        Reference {
+            id,
+            role,
+            kind,
+            sha256: None,
+            size: None,
+        }
+    }
+}
+
+impl Body {
+    /// Every object the event names in its fields (not its object records): each must be
+    /// recorded by this event or one before it, as what the field says it is.
+    pub fn references(&self) -> Vec<Reference> {
+        use ObjKind::{Blob, Tree};
+        let r = Reference::to;
+        let mut out = Vec::new();
+        match self {
+            Body::Init { .. }
+            | Body::Revocation(_)
+            | Body::Key(_)
+            | Body::KeyRevocation(_)
+            | Body::ModelAdmission(_) => {}
+            Body::Ingest(i) => out.extend(
+                i.items
+                    .iter()
+                    .map(|it| r(it.object, "an ingested item", Some(it.kind))),
+            ),
+            Body::Source(s) => source_references(s, &mut out),
+            Body::Admission(a) => {
+                out.push(Reference {
+                    sha256: Some(a.sha256),
+                    size: Some(a.size),
+                    ..r(a.object, "the admitted file", Some(Blob))
+                });
+                out.extend(
+                    a.allowed_modified
+                        .iter()
+                        .filter_map(|c| c.object)
+                        .map(|o| r(o, "an allowed change", None)),
+                );
+            }
+            Body::Refusal(f) => {
+                out.extend(f.object.map(|o| Reference {
+                    sha256: f.sha256,
+                    ..r(o, "the refused file", Some(Blob))
+                }));
+                if let Some(s) = &f.source {
+                    source_references(s, &mut out);
+                }
+            }
+            Body::RunStart(x) => {
+                out.push(r(x.fixture_tree, "the fixture's tree", Some(Tree)));
+                out.push(r(x.provider_object, "the provider", Some(Blob)));
+                out.extend(x.script.map(|o| r(o, "the model's script", Some(Blob))));
+            }
+            Body::Run(x) => {
+                let files = [
+                    (x.provider_object, "the provider"),
+                    (x.config_object, "the run's config.json"),
+                    (x.report_object, "the run's report.json"),
+                ];
+                out.extend(
+                    files
+                        .into_iter()
+                        .filter_map(|(o, role)| Some(r(o?, role, Some(Blob)))),
+                );
+                out.push(r(x.tree_object, "the run folder's tree", Some(Tree)));
+                out.extend(
+                    x.artifacts
+                        .iter()
+                        .map(|a| r(a.object, "a run artifact", None)),
+                );
+            }
+            Body::Build(b) => build_references(b, &mut out),
+        }
+        out
+    }
+}
+
+fn source_references(s: &SourceRec, out: &mut Vec<Reference>) {
+    out.push(Reference::to(
+        s.snapshot,
+        "the clone's snapshot",
+        Some(ObjKind::Tree),
+    ));
+    out.extend(
+        s.changes
+            .iter()
+            .filter_map(|c| c.object)
+            .map(|o| Reference::to(o, "a changed path's contents", None)),
+    );
+}
+
+fn build_references(b: &BuildRec, out: &mut Vec<Reference>) {
+    let r = Reference::to;
+    let logs = [
+        (b.stdout, "the build's stdout"),
+        (b.stderr, "the build's stderr"),
+    ];
+    out.extend(
+        logs.into_iter()
+            .filter_map(|(o, role)| Some(r(o?, role, Some(ObjKind::Blob)))),
+    );
+    out.extend(b.outputs.iter().map(|o| Reference {
+        sha256: Some(o.sha256),
+        size: Some(o.size),
+        ..r(o.object, "a build output", Some(o.kind))
+    }));
+    for m in &b.modified {
+        let both = [m.old_object, m.new_object];
+        out.extend(
+            both.into_iter()
+                .flatten()
+                .map(|o| r(o, "a file the build modified", None)),
+        );
+    }
+    for c in b.check.iter().flat_map(|c| c.outputs.iter()) {
+        let both = [c.original, c.rebuilt];
+        out.extend(
+            both.into_iter()
+                .flatten()
+                .map(|o| r(o, "a checked output", None)),
+        );
     }
 }

@@ -18,6 +18,11 @@ pub(crate) const TEST_RESULT: &str = "https://in-toto.io/attestation/test-result
 pub(crate) const VSA: &str = "https://slsa.dev/verification_summary/v1";
 pub(crate) const PROVENANCE: &str = super::export::SLSA_PROVENANCE;
 
+/// How the statements name a run (a VSA's `resourceUri`, a test result's `url`).
+pub(crate) fn run_uri(id: &RunId) -> String {
+    format!("urn:cto-ledger:run:{id}")
+}
+
 /// A statement's payload bytes: canonical JSON (RFC 8785), so the same claim is the
 /// same bytes, and its digest can name it.
 pub(crate) fn payload(statement: &Value) -> Vec<u8> {
@@ -64,10 +69,7 @@ fn run_statements(l: &Ledger, store: &Store, id: &RunId) -> Result<Vec<Value>> {
     let tests = test_result(l, &run, &report)?;
     out.push(tests.clone());
     if let Some(object) = &run.provider_object {
-        let mut inputs = vec![input(
-            &format!("urn:cto-ledger:run:{id}:test-result"),
-            &tests,
-        )];
+        let mut inputs = vec![input(&format!("{}:test-result", run_uri(id)), &tests)];
         if let Some((adm, s)) = &provenance {
             inputs.push(input(
                 &format!("urn:cto-ledger:admission:{adm}:provenance"),
@@ -112,7 +114,7 @@ fn run_statements(l: &Ledger, store: &Store, id: &RunId) -> Result<Vec<Value>> {
             "predicate": {
                 "verifier": {"id": BUILDER_ID},
                 "timeVerified": run.finished,
-                "resourceUri": format!("urn:cto-ledger:run:{id}"),
+                "resourceUri": run_uri(id),
                 // VSA v1's policy is a URI and digest only: the digest is of the
                 // policy applied (fixture, lane, the gates in order, the model), as
                 // canonical JSON; the gates that held are the verified levels.
@@ -175,7 +177,7 @@ fn test_result(l: &Ledger, run: &RunRow, report: &Report) -> Result<Value> {
         "predicate": {
             "result": result,
             "configuration": configuration,
-            "url": format!("urn:cto-ledger:run:{}", run.id),
+            "url": run_uri(&run.id),
             "passedTests": passed,
             "warnedTests": [],
             "failedTests": failed,

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::lineage::attest::{PROVENANCE, TEST_RESULT, VSA};
 use crate::sign::dsse::Envelope;
 use crate::sign::keys::PublicKey;
 
@@ -50,9 +51,6 @@ pub(crate) struct Expect {
     pub source_uri: Option<String>,
     pub predicate_type: Option<String>,
 }
-
-const VSA: &str = "https://slsa.dev/verification_summary/v1";
-const TEST_RESULT: &str = "https://in-toto.io/attestation/test-result/v0.1";
 
 fn claims_of(s: &Value) -> Claims {
     let p = &s["predicate"];
@@ -239,9 +237,7 @@ fn unmet(envelopes: &[Checked], e: &Expect) -> Vec<String> {
             out.push(format!("no valid statement has predicate type {t}"));
         }
     }
-    let provenance: Vec<&Claims> = of_type(&valid, "https://slsa.dev/provenance/v1")
-        .map(|c| &c.claims)
-        .collect();
+    let provenance: Vec<&Claims> = of_type(&valid, PROVENANCE).map(|c| &c.claims).collect();
     if let Some(want) = &e.commit {
         let holds = |c: &&Claims| {
             c.commit

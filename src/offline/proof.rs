@@ -9,7 +9,6 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::id::Revocable;
 use crate::ledger::chain_hash;
 use crate::ledger::events::{Body, Event};
 use crate::sign::keys::PublicKey;
@@ -189,11 +188,9 @@ fn check_revocation(
     if r.checkpoint != p.checkpoint {
         problems.push("revoked_by is proven against another checkpoint".into());
     }
-    let target = match serde_json::from_str::<Event>(&p.entry.event).map(|e| e.body) {
-        Ok(Body::Admission(a)) => Some(Revocable::Admission(a.id)),
-        Ok(Body::ModelAdmission(m)) => Some(Revocable::Model(m.id)),
-        _ => None,
-    };
+    let target = serde_json::from_str::<Event>(&p.entry.event)
+        .ok()
+        .and_then(|e| e.body.revocable());
     match serde_json::from_str::<Event>(&r.entry.event).map(|e| e.body) {
         Ok(Body::Revocation(rev)) if Some(&rev.target) == target.as_ref() => {
             problems.push(format!(

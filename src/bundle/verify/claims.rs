@@ -142,14 +142,14 @@ fn check_claims(
             if report.as_deref().is_none_or(|r| !subjects.contains(&r)) {
                 c.fail(path, "its subjects do not include the bundle's report.json");
             }
-            if predicate["url"] != format!("urn:cto-ledger:run:{}", run.id) {
+            if predicate["url"] != attest::run_uri(&run.id) {
                 c.fail(path, "it is about another run");
             }
             agrees(c, &predicate["result"], run);
         }
         attest::VSA => {
             if let Some(run) = run {
-                if predicate["resourceUri"] != format!("urn:cto-ledger:run:{}", run.id) {
+                if predicate["resourceUri"] != attest::run_uri(&run.id) {
                     c.fail(path, "it is about another run");
                 }
                 agrees(c, &predicate["verificationResult"], run);
