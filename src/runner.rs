@@ -59,8 +59,8 @@ impl Drop for Interrupts {
     }
 }
 
-/// (pid, state, ppid, pgrp) of every process, from `/proc`.
-pub(crate) fn processes() -> Vec<(u32, char, u32, u32)> {
+/// (pid, state, ppid, pgrp, session) of every process, from `/proc`.
+pub(crate) fn processes() -> Vec<(u32, char, u32, u32, u32)> {
     let Ok(rd) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -74,7 +74,8 @@ pub(crate) fn processes() -> Vec<(u32, char, u32, u32)> {
             let state = f.next()?.chars().next()?;
             let ppid = f.next()?.parse().ok()?;
             let pgrp = f.next()?.parse().ok()?;
-            Some((pid, state, ppid, pgrp))
+            let session = f.next()?.parse().ok()?;
+            Some((pid, state, ppid, pgrp, session))
         })
         .collect()
 }
@@ -117,15 +118,22 @@ fn pid(p: u32) -> Option<Pid> {
 }
 
 /// Kills the group and every orphan reparented to us; returns the pids that were alive.
+/// Kills the provider's group and every orphan it left to this subreaper. An orphan is a
+/// child of this process outside this process's session: the provider leads a session of
+/// its own, and no process can join another session, while what the harness itself
+/// started meanwhile (the test interpreter being resolved) stays in the harness's.
 fn kill_all(pgid: u32, child_pid: u32) -> Vec<u32> {
     let me = std::process::id();
+    let own_session = rustix::process::getsid(None).map_or(0, |p| p.as_raw_nonzero().get() as u32);
+    let orphan =
+        |p: &(u32, char, u32, u32, u32)| p.2 == me && p.0 != child_pid && p.4 != own_session;
     let mut killed = Vec::new();
     for round in 0..50 {
         let procs = processes();
         let targets: Vec<u32> = procs
             .iter()
             .filter(|p| p.1 != 'Z' && p.1 != 'X')
-            .filter(|p| p.3 == pgid || (p.2 == me && p.0 != child_pid))
+            .filter(|p| p.3 == pgid || orphan(p))
             .map(|p| p.0)
             .collect();
         if let Some(g) = pid(pgid) {
@@ -140,7 +148,7 @@ fn kill_all(pgid: u32, child_pid: u32) -> Vec<u32> {
             }
         }
         // Reap orphans that became our children so they do not linger as zombies.
-        for p in procs.iter().filter(|p| p.2 == me && p.0 != child_pid) {
+        for p in procs.iter().filter(|p| orphan(p)) {
             if let Some(pp) = pid(p.0) {
                 let _ = waitpid(Some(pp), WaitOptions::NOHANG);
             }

@@ -99,23 +99,7 @@ fn a_version_file_the_provider_leaves_does_not_pick_the_tests_interpreter() {
     // A version manager's shim, first on PATH: it runs whatever `.python-version` in the
     // folder it is started in says (here: refuses), else the real interpreter.
     let real = which_python();
-    // Installed as version managers are, `<prefix>/shims/python3`: its prefix is
-    // readable in the sandbox, as a pyenv root is.
-    let shims = env.path("tools/shims");
-    fs::create_dir_all(&shims).unwrap();
-    let shim = shims.join("python3");
-    fs::write(
-        &shim,
-        format!("#!/bin/sh\nif [ -f .python-version ]; then echo \"shim: chose $(cat .python-version)\" >&2; exit 3; fi\nexec {} \"$@\"\n", real.display()),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&shim, fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        shims.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let (shim, path) = install_shim(&env, &format!("#!/bin/sh\nif [ -f .python-version ]; then echo \"shim: chose $(cat .python-version)\" >&2; exit 3; fi\nexec {} \"$@\"\n", real.display()));
     let r = stage2(
         &env,
         &["--fake-behavior", "python-version"],
@@ -132,7 +116,7 @@ fn a_version_file_the_provider_leaves_does_not_pick_the_tests_interpreter() {
         &shim,
         format!(
             "#!/bin/sh
-if [ \"$2\" = -c ]; then echo /no/such/python; exit 0; fi
+case \"$*\" in *sys.executable*) echo /no/such/python; exit 0;; esac
 if [ -f .python-version ]; then echo \"shim: chose $(cat .python-version)\" >&2; exit 0; fi
 exec {} \"$@\"\n",
             real.display()
@@ -150,6 +134,56 @@ exec {} \"$@\"\n",
         "{log}"
     );
     assert_eq!(r.report["verdict"], "fail", "{}", r.report);
+}
+
+#[test]
+fn a_version_file_the_provider_leaves_in_home_does_not_pick_the_interpreter() {
+    let env = Env::new();
+    // A shim that, as asdf does, reads HOME's `.tool-versions`: with the provider's file
+    // there it would name `/bin/true`, which exits 0 without running a test.
+    let real = which_python();
+    let (_, path) = install_shim(
+        &env,
+        &format!(
+            "#!/bin/sh
+case \"$*\" in *sys.executable*) [ -f \"$HOME/.tool-versions\" ] && printf /bin/true && exit 0;; esac
+exec {} \"$@\"\n",
+            real.display()
+        ),
+    );
+    let r = stage2(
+        &env,
+        &["--fake-behavior", "python-version"],
+        &[("PATH", &path)],
+    );
+    // The provider did leave it, where its HOME was.
+    assert!(r.dir.join("home/.tool-versions").is_file());
+    let argv = r.report["tests"]["argv"].as_array().unwrap();
+    assert_eq!(argv[0], real.display().to_string(), "{argv:?}");
+    let log = fs::read_to_string(r.dir.join("backend/tests.log")).unwrap();
+    assert!(
+        log.contains("\nOK") && !log.contains("Ran 0 tests"),
+        "{log}"
+    );
+    assert_eq!(r.report["verdict"], "pass", "{}", r.report);
+}
+
+/// `script` as `python3` in `<prefix>/shims`, installed as version managers are (its
+/// prefix is readable in the sandbox, as a pyenv root is); its path and a PATH with the
+/// shims first.
+fn install_shim(env: &Env, script: &str) -> (std::path::PathBuf, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let shims = env.path("tools/shims");
+    fs::create_dir_all(&shims).unwrap();
+    let shim = shims.join("python3");
+    fs::write(&shim, script).unwrap();
+    fs::set_permissions(&shim, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        shims.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    (shim, path)
 }
 
 /// The first `python3` on PATH, resolved to the interpreter it starts.

@@ -219,6 +219,14 @@ fn remove_stale_bases() {
     };
     let hour = std::time::Duration::from_secs(3600);
     for e in rd.flatten() {
+        // The name first: /tmp may hold thousands of entries, and only ours are looked at.
+        if !e
+            .file_name()
+            .as_encoded_bytes()
+            .starts_with(BASE_PREFIX.as_bytes())
+        {
+            continue;
+        }
         let old = e
             .metadata()
             .ok()
@@ -226,7 +234,7 @@ fn remove_stale_bases() {
             .and_then(|m| m.modified().ok())
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age > hour);
-        if old && e.file_name().to_string_lossy().starts_with(BASE_PREFIX) {
+        if old {
             // Only an empty folder goes: rmdir refuses anything else.
             let _ = std::fs::remove_dir(e.path());
         }

@@ -305,39 +305,37 @@ impl Run<'_> {
         argv
     }
 
-    /// The real interpreter a Python test command names, as it resolves outside the
-    /// judged tree: a version manager's shim on PATH (pyenv's `python3`) picks the
-    /// interpreter by files in the folder it runs in (`.python-version`), and the judged
-    /// tree holds the provider's files. `None` when the command is not a bare Python name
-    /// or it does not say.
-    fn interpreter(&self) -> Option<PathBuf> {
-        let argv0 = &self.fixture.manifest.test_command[0];
-        if !is_python(argv0) || argv0.contains('/') {
-            return None;
+    /// Starts resolving the real interpreter a Python test command names, on a thread,
+    /// before the provider starts: a version manager's shim on PATH (pyenv's `python3`)
+    /// picks the interpreter by files in the folder it runs in and its ancestors
+    /// (`.python-version`) or in HOME (asdf's `.tool-versions`). It runs in the run folder
+    /// with the tests' HOME, which does not exist yet: nothing the provider will write
+    /// can steer it, and the run does not wait for the shim (pyenv's takes ~80 ms).
+    pub(super) fn start_resolving(&mut self) {
+        let argv0 = self.fixture.manifest.test_command[0].clone();
+        if !is_python(&argv0) || argv0.contains('/') {
+            return;
         }
-        let mut child = Command::new(argv0)
-            .args(["-I", "-c", "import sys; sys.stdout.write(sys.executable)"])
-            .current_dir(&self.dir)
-            .env_clear()
-            .envs(self.base_env())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while child.try_wait().ok()?.is_none() {
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
+        // An executable file (not a shim script) on PATH is what exec would run, and what
+        // it reports as sys.executable: nothing to ask.
+        if let Some(p) = crate::paths::which(&argv0, &self.dir).filter(|p| is_native(p)) {
+            self.resolving = Some(std::thread::spawn(move || Some(p)));
+            return;
         }
-        let mut out = String::new();
-        std::io::Read::read_to_string(&mut child.stdout.take()?, &mut out).ok()?;
-        let p = PathBuf::from(out.trim());
-        (p.is_absolute() && p.is_file()).then_some(p)
+        let tmp = self.dir.join(JUDGE_TMP).display().to_string();
+        let mut env = self.base_env();
+        env.retain(|(k, _)| k != "HOME" && k != "TMPDIR");
+        env.extend([("HOME".into(), tmp.clone()), ("TMPDIR".into(), tmp)]);
+        let (cwd, interrupt) = (self.dir.clone(), self.interrupt.clone());
+        self.resolving = Some(std::thread::spawn(move || {
+            resolve_interpreter(&argv0, &cwd, env, &interrupt)
+        }));
+    }
+
+    /// The interpreter `start_resolving` found: `None` when the command is not a bare
+    /// Python name or the name did not say.
+    pub(super) fn interpreter(&mut self) -> Option<PathBuf> {
+        self.resolving.take()?.join().ok().flatten()
     }
 
     fn isolation(&self) -> Vec<String> {
@@ -538,6 +536,73 @@ impl Run<'_> {
             ));
         }
     }
+}
+
+/// An absolute path to an executable ELF file (a symlink to one counts: exec follows it).
+fn is_native(p: &Path) -> bool {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let mut magic = [0u8; 4];
+    p.is_absolute()
+        && fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        && fs::File::open(p)
+            .and_then(|mut f| f.read_exact(&mut magic))
+            .is_ok()
+        && &magic == b"\x7fELF"
+}
+
+/// What `argv0 -I -S -c 'print(sys.executable)'` names (`-S`: no `site`, a fifth of the
+/// start-up, and no bearing on `sys.executable`), run in `cwd` with only `env`, given
+/// 10 s; an absolute path to a file, or `None`. The answer is read to the end of its
+/// output, never from its exit status: once the provider runs, the harness is a
+/// subreaper whose reaping loop may collect this child first.
+fn resolve_interpreter(
+    argv0: &str,
+    cwd: &Path,
+    env: Vec<(String, String)>,
+    interrupt: &std::sync::atomic::AtomicBool,
+) -> Option<PathBuf> {
+    let mut child = Command::new(argv0)
+        .args([
+            "-I",
+            "-S",
+            "-c",
+            "import sys; sys.stdout.write(sys.executable)",
+        ])
+        .current_dir(cwd)
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut stdout = child.stdout.take()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        // A path, not a stream: a shim that writes more is not answering.
+        let r = std::io::Read::read_to_end(&mut std::io::Read::take(&mut stdout, 4096), &mut out);
+        let _ = tx.send(r.ok().map(|_| out));
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let out = loop {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(out) => break out,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break None,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        let interrupted = interrupt.load(std::sync::atomic::Ordering::SeqCst);
+        if interrupted || std::time::Instant::now() > deadline {
+            break None;
+        }
+    };
+    if matches!(child.try_wait(), Ok(None)) {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    let p = PathBuf::from(String::from_utf8(out?).ok()?.trim());
+    (p.is_absolute() && p.is_file()).then_some(p)
 }
 
 #[cfg(test)]

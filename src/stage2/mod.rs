@@ -178,6 +178,8 @@ struct Run<'a> {
     stored_workspace: Option<record::StoredFolder>,
     /// The limits the run is held to (defaults, the fixture's, the flags').
     limits: limits::RunLimits,
+    /// The test command's interpreter, being resolved while the run gets ready.
+    resolving: Option<std::thread::JoinHandle<Option<PathBuf>>>,
 }
 
 fn mkdir_private(p: &Path) -> Result<()> {
@@ -250,7 +252,9 @@ pub(crate) fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out
         prepared: None,
         stored_workspace: None,
         limits: limits::RunLimits::resolve(&fixture_limits, &opts.limits),
+        resolving: None,
     };
+    run.start_resolving();
     // The report exists before anything else can go wrong.
     let first = report::write(&run.dir, &run.report);
     let result = first.and_then(|_| run.execute());
@@ -258,6 +262,8 @@ pub(crate) fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out
         run.report.status = RunStatus::Error;
         run.report.reason = Some(format!("harness error: {e}"));
     }
+    // A run that ended before its tests still waits for the resolution it started.
+    let _ = run.interpreter();
     let out = run.finish();
     drop(interrupts);
     match (result, out) {

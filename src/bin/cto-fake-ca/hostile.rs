@@ -100,6 +100,9 @@ pub(crate) fn behave(behavior: &str, repo: &Path) -> bool {
         "python-version" => {
             solve(repo);
             write(&repo.join(".python-version"), "provider-chosen\n");
+            // asdf reads HOME's: a version manager's choice the provider could make there.
+            let home = env::var_os("HOME").unwrap_or_default();
+            write(&Path::new(&home).join(".tool-versions"), "python provider-chosen\n");
         }
         "model-flood" => super::agent::flood_model(),
         "long-path" => long_path(),
