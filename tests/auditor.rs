@@ -187,3 +187,118 @@ fn prove_of_a_file_takes_its_newest_admission_a_checkpoint_covers() {
     let event = proof["entry"]["event"].as_str().unwrap();
     assert!(event.contains("\"kind\":\"admission\""), "{event}");
 }
+
+/// Runs (and every event) in the journal.
+fn events(env: &Env) -> usize {
+    if !env.ledger.join("ledger.db").exists() {
+        return 0;
+    }
+    env.ok(["log", "--json"]).json().as_array().unwrap().len()
+}
+
+#[test]
+fn check_evaluates_every_gate_and_records_nothing() {
+    let env = Env::new();
+    // A fresh ledger, the shipped fake: ready, and still nothing recorded.
+    let r = env.run(["run", "stage2", "--check"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    for g in [
+        "fixture_valid",
+        "provider_available",
+        "provider_admitted",
+        "model_admitted",
+        "provider_bytes_verified",
+        "provider_sandboxed",
+        "tests_interpreter",
+    ] {
+        assert!(r.stdout.contains(g), "{g} missing:\n{}", r.stdout);
+    }
+    assert!(r.stdout.contains("ready:"), "{}", r.stdout);
+    assert_eq!(events(&env), 0);
+    assert!(
+        !env.ledger.join("runs").exists()
+            || fs::read_dir(env.ledger.join("runs"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+    assert!(!env.ledger.join("exec").exists());
+
+    // Every misconfiguration at once, each named; a relative path says relative to what.
+    let r = env.run([
+        "run",
+        "stage2",
+        "--check",
+        "--provider",
+        "dist/ca",
+        "--model",
+        "scripted/r1-string-slugify",
+        "--json",
+    ]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let v = r.json();
+    let gates = v[0]["gates"].as_array().unwrap();
+    let blocked: Vec<&str> = gates
+        .iter()
+        .filter(|g| g["passed"] == false)
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(blocked, ["provider_available", "model_admitted"], "{v}");
+    let detail = gates[1]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("current folder")
+            && detail.contains(s(&env.path(""))[..].trim_end_matches('/')),
+        "{detail}"
+    );
+    assert_eq!(v[0]["ready"], false);
+    assert_eq!(events(&env), 0);
+
+    // What the check said is what a run then does: admitted, it is ready and a run passes.
+    env.ok(["admit", "--model", "scripted/r1-string-slugify"]);
+    let before = events(&env);
+    let r = env.run([
+        "run",
+        "stage2",
+        "--check",
+        "--model",
+        "scripted/r1-string-slugify",
+        "--fake-behavior",
+        "agent",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("model server's loopback port"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(events(&env), before);
+    let run = env
+        .run([
+            "run",
+            "stage2",
+            "--model",
+            "scripted/r1-string-slugify",
+            "--fake-behavior",
+            "agent",
+            "--json",
+        ])
+        .json();
+    assert_eq!(run["verdict"], "pass", "{run}");
+    assert_eq!(run["model"]["provider"], "scripted");
+    assert_eq!(run["model"]["model"], "r1-string-slugify");
+    let bad = env.run(["run", "stage2", "--model", "nomodel"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("PROVIDER/MODEL"), "{}", bad.stderr);
+}
+
+#[test]
+fn fake_behaviors_are_listed_in_help_and_checked() {
+    let env = Env::new();
+    let help = env.ok(["run", "stage2", "--help"]).stdout;
+    for b in ["solve", "agent", "shadow-package", "python-version", "fill"] {
+        assert!(help.contains(b), "{b} not in help:\n{help}");
+    }
+    let r = env.run(["run", "stage2", "--fake-behavior", "solvee"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("solve"), "{}", r.stderr);
+}

@@ -16,10 +16,21 @@ pub(crate) enum Cmd {
     Stage2(Stage2Args),
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+/// `--provider`: a lane, or the real lane's provider executable.
+#[derive(Clone)]
 enum ProviderArg {
     Fake,
     Case,
+    Path(PathBuf),
+}
+
+fn parse_provider(s: &str) -> std::result::Result<ProviderArg, String> {
+    Ok(match s {
+        "fake" => ProviderArg::Fake,
+        "case" => ProviderArg::Case,
+        "" => return Err("give fake, case or the provider's path".into()),
+        p => ProviderArg::Path(PathBuf::from(p)),
+    })
 }
 
 #[derive(clap::Args, Clone)]
@@ -33,8 +44,9 @@ pub(crate) struct Stage2Args {
     /// Runs at a time (a suite: more than one fixture, --repeat or --jobs)
     #[arg(long, value_name = "J", value_parser = clap::value_parser!(u32).range(1..=256))]
     jobs: Option<u32>,
-    /// Lane: fake (default) or case (the real WorkOS Case; implied by CTO_HARNESS_CASE_BIN)
-    #[arg(long, value_enum)]
+    /// Lane: fake (default) or case (the real WorkOS Case; implied by CTO_HARNESS_CASE_BIN),
+    /// or the real lane's provider executable (a path: `--provider dist/ca`)
+    #[arg(long, value_name = "fake|case|PATH", value_parser = parse_provider)]
     provider: Option<ProviderArg>,
     /// Provider executable (default: CTO_HARNESS_CASE_BIN, or the shipped fake `ca`)
     #[arg(long, value_name = "PATH")]
@@ -42,11 +54,18 @@ pub(crate) struct Stage2Args {
     /// Seconds before the provider's process group is killed (default: CTO_HARNESS_CASE_TIMEOUT_SECONDS or 900)
     #[arg(long)]
     timeout: Option<f64>,
-    /// Fake lane behaviour: solve, agent, fail, hang, hang-grandchild, crash, noop, escape,
-    /// and the tampering ones: shadow, edit-test, delete-test, git-worktree, gitdir,
-    /// fork-chain, fifo, swap-runner, flood, fill
-    #[arg(long, default_value = "solve")]
+    /// Fake lane behaviour: `solve` and `agent` pass, the rest are the failures and
+    /// attacks the harness must catch
+    #[arg(long, default_value = "solve", value_parser = clap::builder::PossibleValuesParser::new(stage2::FAKE_BEHAVIORS))]
     fake_behavior: String,
+    /// The model, PROVIDER/MODEL (default: CTO_HARNESS_CASE_MODEL_PROVIDER and
+    /// CTO_HARNESS_CASE_MODEL), e.g. `scripted/r1-string-slugify`
+    #[arg(long, value_name = "PROVIDER/MODEL")]
+    model: Option<String>,
+    /// Evaluate every gate and print it, without starting the provider or recording
+    /// anything; exit 0 when a run would start
+    #[arg(long)]
+    check: bool,
     /// Run the provider and the tests without the kernel sandbox (recorded in the report and the journal)
     #[arg(long)]
     no_sandbox: bool,
@@ -68,6 +87,9 @@ pub(crate) struct Stage2Args {
 
 pub(crate) fn run(cx: &Context, cmd: Cmd) -> Result<Output> {
     let Cmd::Stage2(a) = cmd;
+    if a.check {
+        return check(cx, a);
+    }
     if a.fixture.len() > 1 || a.repeat > 1 || a.jobs.is_some() {
         return suite(cx, a);
     }
@@ -84,6 +106,47 @@ pub(crate) fn run(cx: &Context, cmd: Cmd) -> Result<Output> {
     let r = stage2::run_stage2(&mut home, &opts)?;
     let pass = r.report.verdict == Verdict::Pass;
     Ok(Output::doc(r, text).negative_unless(pass))
+}
+
+/// `--check`: the gates of one run per fixture, nothing started or recorded.
+fn check(cx: &Context, a: Stage2Args) -> Result<Output> {
+    if a.repeat > 1 || a.jobs.is_some() {
+        return Err(Error::bad_input(
+            "--check evaluates the gates once; --repeat and --jobs say how many runs to start",
+            "drop --repeat and --jobs, or drop --check",
+        ));
+    }
+    let fixtures = a.fixture.clone();
+    let mut opts = options(a)?;
+    let mut home = cx.open(Mode::ReadWrite)?;
+    let mut out = Vec::new();
+    for f in fixtures {
+        opts.fixture = f;
+        out.push(stage2::check_stage2(&mut home, &opts)?);
+    }
+    let ready = out.iter().all(|c| c.ready);
+    Ok(Output::doc(out, check_text).negative_unless(ready))
+}
+
+fn check_text(w: &mut dyn Write, checks: &Vec<stage2::CheckOut>) -> R {
+    for c in checks {
+        writeln!(w, "fixture {}  lane {}", c.fixture, c.lane)?;
+        for g in &c.gates {
+            let mark = if g.passed { "ok     " } else { "BLOCKED" };
+            writeln!(w, "  {mark} {:<24} {}", g.name, g.detail)?;
+        }
+        match c.ready {
+            true => writeln!(
+                w,
+                "ready: `cto-ledger run stage2` with these options would start the provider"
+            )?,
+            false => writeln!(
+                w,
+                "not ready: a run now would be recorded as blocked (evidence, but no verdict)"
+            )?,
+        }
+    }
+    Ok(())
 }
 
 /// A suite: everything a run would refuse is refused before any run starts; then each
@@ -177,17 +240,39 @@ fn timeout(flag: Option<f64>) -> Result<f64> {
 fn options(a: Stage2Args) -> Result<RunOptions> {
     let env_bin = crate::env::get_os("CTO_HARNESS_CASE_BIN").map(PathBuf::from);
     let fixture = a.fixture.into_iter().next().expect("clap gives a default");
-    let lane = match a.provider {
-        Some(ProviderArg::Fake) => Lane::Fake,
-        Some(ProviderArg::Case) => Lane::Case,
-        None if env_bin.is_some() => Lane::Case,
-        None => Lane::Fake,
+    let (lane, flag_bin) = match (a.provider, a.provider_bin) {
+        (Some(ProviderArg::Path(_)), Some(_)) => {
+            return Err(Error::bad_input(
+                "--provider PATH and --provider-bin both name the provider",
+                "give one of them",
+            ))
+        }
+        (Some(ProviderArg::Path(p)), None) => (Lane::Case, Some(p)),
+        (Some(ProviderArg::Fake), bin) => (Lane::Fake, bin),
+        (Some(ProviderArg::Case), bin) => (Lane::Case, bin),
+        (None, bin) if env_bin.is_some() => (Lane::Case, bin),
+        (None, bin) => (Lane::Fake, bin),
     };
     let provider_bin = match lane {
-        Lane::Case => a.provider_bin.or(env_bin),
-        Lane::Fake => a.provider_bin,
+        Lane::Case => flag_bin.or(env_bin),
+        Lane::Fake => flag_bin,
     };
     let env = |k: &str| crate::env::get(k).filter(|v| !v.trim().is_empty());
+    let (model_provider, model) = match &a.model {
+        Some(pm) => match pm.split_once('/') {
+            Some((p, m)) if !p.is_empty() && !m.is_empty() => (Some(p.to_string()), Some(m.to_string())),
+            _ => {
+                return Err(Error::bad_input(
+                    format!("--model `{pm}` is not PROVIDER/MODEL"),
+                    "give e.g. --model scripted/r1-string-slugify or --model anthropic/claude-sonnet-4-5",
+                ))
+            }
+        },
+        None => (
+            env("CTO_HARNESS_CASE_MODEL_PROVIDER"),
+            env("CTO_HARNESS_CASE_MODEL"),
+        ),
+    };
     Ok(RunOptions {
         fixture,
         lane,
@@ -195,8 +280,8 @@ fn options(a: Stage2Args) -> Result<RunOptions> {
         timeout_seconds: timeout(a.timeout)?,
         fake_behavior: a.fake_behavior,
         runs_dir: a.runs_dir,
-        model_provider: env("CTO_HARNESS_CASE_MODEL_PROVIDER"),
-        model: env("CTO_HARNESS_CASE_MODEL"),
+        model_provider,
+        model,
         no_sandbox: a.no_sandbox,
         allow_net: a.allow_net,
         // The escape self-check's targets (a file outside the run, a port), for the fake only.

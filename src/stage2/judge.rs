@@ -101,7 +101,7 @@ pub(super) fn changes(
 }
 
 /// The Python interpreter the test command starts, if it starts one directly.
-fn is_python(argv0: &str) -> bool {
+pub(super) fn is_python(argv0: &str) -> bool {
     let name = argv0.rsplit('/').next().unwrap_or(argv0);
     let rest = name.strip_prefix("python").unwrap_or("-");
     rest.is_empty() || rest.bytes().all(|b| b.is_ascii_digit() || b == b'.')

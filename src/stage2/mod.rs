@@ -8,6 +8,7 @@
 //! [`model`]; fixtures are [`fixture`].
 
 mod capture;
+mod check;
 mod confine;
 pub mod fixture;
 mod gates;
@@ -20,6 +21,7 @@ mod recover;
 mod register;
 mod shadow;
 pub(crate) mod suite;
+pub(crate) use check::{check_stage2, CheckOut};
 
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
@@ -180,6 +182,8 @@ struct Run<'a> {
     limits: limits::RunLimits,
     /// The test command's interpreter, being resolved while the run gets ready.
     resolving: Option<std::thread::JoinHandle<Option<PathBuf>>>,
+    /// A `--check`: the gates are evaluated and nothing is stored or recorded.
+    dry: bool,
 }
 
 fn mkdir_private(p: &Path) -> Result<()> {
@@ -253,6 +257,7 @@ pub(crate) fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out
         stored_workspace: None,
         limits: limits::RunLimits::resolve(&fixture_limits, &opts.limits),
         resolving: None,
+        dry: false,
     };
     run.start_resolving();
     // The report exists before anything else can go wrong.

@@ -56,6 +56,28 @@ impl Run<'_> {
         Ok(p)
     }
 
+    /// What `materialise` would do, for `--check`: nothing is written.
+    pub(super) fn executable_check(&mut self, m: &ObjectMeta) -> Gated<()> {
+        let p = self.home.dir.join("exec").join(m.id.hex());
+        let detail = if crate::store::object_id_of_file(&p).is_ok_and(|id| id == m.id) {
+            format!("would execute {}, re-hashed to {}", p.display(), m.id)
+        } else if self.home.store.has(&m.id)? {
+            format!("would execute {}, made from the store", p.display())
+        } else if self.opts.runs_shipped_fake() {
+            format!(
+                "would execute {}, made from the shipped fake once it is admitted",
+                p.display()
+            )
+        } else {
+            return blocked(
+                Gate::ProviderBytesVerified,
+                format!("the admitted object {} is not in the store: `cto-ledger audit` says what is missing", m.id),
+            );
+        };
+        self.gate_pass(Gate::ProviderBytesVerified, detail);
+        Ok(())
+    }
+
     /// Copies object `m` out of the store into a new file and renames it to `p` once it
     /// re-hashes (mode 0500): concurrent runs each write their own file, the first to
     /// land stays, and only a file that no longer hashes to its name is replaced.

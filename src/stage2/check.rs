@@ -1,0 +1,167 @@
+//! `run stage2 --check`: every gate a run would pass, evaluated as the run would, with
+//! nothing started or recorded: no provider, no model server, no journal event, no run
+//! folder, no object stored. A blocked run is evidence; a check is how to avoid one.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::gates::Stop;
+use super::{mkdir_private, Run, RunOptions};
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::id::RunId;
+use crate::ledger::now;
+use crate::report::{GateResult, Report};
+use crate::state::Lane;
+
+#[derive(Debug, Serialize)]
+pub(crate) struct CheckOut {
+    pub fixture: String,
+    pub lane: Lane,
+    /// Whether `run stage2` with these options would start the provider.
+    pub ready: bool,
+    pub gates: Vec<GateResult>,
+}
+
+/// What blocks, as the check reports it: never a file (nothing is written).
+fn blocked(name: &str, detail: String) -> GateResult {
+    GateResult {
+        name: name.into(),
+        passed: false,
+        detail,
+        file: None,
+    }
+}
+
+pub(crate) fn check_stage2(home: &mut Home, opts: &RunOptions) -> Result<CheckOut> {
+    let fixture = match opts.check() {
+        Ok(f) => f,
+        Err(e) => {
+            return Ok(CheckOut {
+                fixture: opts.fixture.clone(),
+                lane: opts.lane,
+                ready: false,
+                gates: vec![blocked("fixture_valid", e.to_string())],
+            })
+        }
+    };
+    let fixture_gate = GateResult {
+        name: "fixture_valid".into(),
+        passed: true,
+        detail: format!("{} from {}", fixture.manifest.name, fixture.origin),
+        file: None,
+    };
+    // The sandbox is probed against folders laid out as a run's, in a throwaway place.
+    let scratch = tempfile::Builder::new()
+        .prefix("cto-ledger-check-")
+        .tempdir()
+        .map_err(Error::io("create a folder in", &std::env::temp_dir()))?;
+    let dir = scratch.path().to_path_buf();
+    for d in ["workspace", "backend/case-data", "home", "tmp"] {
+        mkdir_private(&dir.join(d))?;
+    }
+    let name = fixture.manifest.name.clone();
+    let fixture_limits = fixture.manifest.limits.clone();
+    let report = Report::started(
+        RunId::from_folder("check".into()),
+        &name,
+        opts.lane,
+        opts.timeout_seconds,
+        std::process::id(),
+        now(),
+    );
+    let mut run = Run {
+        home,
+        opts,
+        fixture,
+        dir: dir.clone(),
+        report,
+        started_at: Instant::now(),
+        evidence: Vec::new(),
+        interrupt: Default::default(),
+        serve: None,
+        fixture_tree: None,
+        prepared: None,
+        stored_workspace: None,
+        limits: super::limits::RunLimits::resolve(&fixture_limits, &opts.limits),
+        resolving: None,
+        dry: true,
+    };
+    run.report.gates.push(fixture_gate);
+    run.start_resolving();
+    let noted = |run: &mut Run, stop: Stop| -> Result<()> {
+        match stop {
+            Stop::Blocked(b) => {
+                run.report.gates.push(blocked(b.gate.name(), b.message));
+                Ok(())
+            }
+            Stop::Failed(e) => Err(e),
+        }
+    };
+    let provider = match run.provider_gates() {
+        Ok(m) => Some(m),
+        Err(s) => {
+            noted(&mut run, s)?;
+            None
+        }
+    };
+    let model = match run.model_gate() {
+        Ok(_) => true,
+        Err(s) => {
+            noted(&mut run, s)?;
+            false
+        }
+    };
+    if let Some(m) = &provider {
+        if let Err(s) = run.executable_check(m) {
+            noted(&mut run, s)?;
+        }
+    }
+    // What the sandbox would be asked for: the offered file in place of the executable
+    // the run would make, and a loopback port when a model server would listen.
+    let exe = run
+        .report
+        .provider
+        .path_given
+        .as_ref()
+        .map(|p| crate::paths::abs(std::path::Path::new(p)))
+        .unwrap_or_else(|| PathBuf::from("/nonexistent"));
+    let port = (model && run.serve.is_some()).then_some(1);
+    match run.sandbox_gate(&exe, port) {
+        Err(s) => noted(&mut run, s)?,
+        Ok(_) if port.is_some() => {
+            if let Some(g) = run.report.gates.last_mut() {
+                g.detail = g.detail.replacen(
+                    "tcp 1",
+                    "tcp to the model server's loopback port (chosen when the run starts)",
+                    1,
+                );
+            }
+        }
+        Ok(_) => {}
+    }
+    let argv0 = run.fixture.manifest.test_command[0].clone();
+    let resolvable = super::judge::is_python(&argv0) && !argv0.contains('/');
+    match run.interpreter() {
+        Some(p) => run.report.gates.push(GateResult {
+            name: "tests_interpreter".into(),
+            passed: true,
+            detail: format!("`{argv0}` resolves to {}", p.display()),
+            file: None,
+        }),
+        None if resolvable => run.report.gates.push(blocked(
+            "tests_interpreter",
+            format!("the test command's interpreter `{argv0}` could not be resolved (it named no file, or did not answer within 10 s): a run would be unjudgeable"),
+        )),
+        None => {}
+    }
+    let gates = std::mem::take(&mut run.report.gates);
+    Ok(CheckOut {
+        fixture: name,
+        lane: opts.lane,
+        ready: gates.iter().all(|g| g.passed),
+        gates,
+    })
+}
