@@ -3,7 +3,6 @@
 //! folder, no object stored. A blocked run is evidence; a check is how to avoid one.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use serde::Serialize;
 
@@ -12,8 +11,7 @@ use super::{mkdir_private, Run, RunOptions};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::id::RunId;
-use crate::ledger::now;
-use crate::report::{GateResult, Report};
+use crate::report::GateResult;
 use crate::state::Lane;
 
 #[derive(Debug, Serialize)]
@@ -63,32 +61,8 @@ pub(crate) fn check_stage2(home: &mut Home, opts: &RunOptions) -> Result<CheckOu
         mkdir_private(&dir.join(d))?;
     }
     let name = fixture.manifest.name.clone();
-    let fixture_limits = fixture.manifest.limits.clone();
-    let report = Report::started(
-        RunId::from_folder("check".into()),
-        &name,
-        opts.lane,
-        opts.timeout_seconds,
-        std::process::id(),
-        now(),
-    );
-    let mut run = Run {
-        home,
-        opts,
-        fixture,
-        dir: dir.clone(),
-        report,
-        started_at: Instant::now(),
-        evidence: Vec::new(),
-        interrupt: Default::default(),
-        serve: None,
-        fixture_tree: None,
-        prepared: None,
-        stored_workspace: None,
-        limits: super::limits::RunLimits::resolve(&fixture_limits, &opts.limits),
-        resolving: None,
-        dry: true,
-    };
+    let check_id = RunId::from_folder("check".into());
+    let mut run = Run::new(home, opts, fixture, dir, check_id, Default::default(), true);
     run.report.gates.push(fixture_gate);
     run.start_resolving();
     let noted = |run: &mut Run, stop: Stop| -> Result<()> {

@@ -226,7 +226,6 @@ fn make_run_dir(runs: &Path, fixture: &str) -> Result<(RunId, PathBuf)> {
 
 pub(crate) fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out> {
     let fixture = opts.check()?;
-    let fixture_limits = fixture.manifest.limits.clone();
     let runs = opts.runs_dir.clone().unwrap_or_else(|| home.runs_dir());
     let (run_id, dir) = make_run_dir(&runs, &fixture.manifest.name)?;
     let dir = crate::paths::abs(&dir);
@@ -234,31 +233,15 @@ pub(crate) fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out
     home.ledger
         .note_run_folder(&run_id, &crate::paths::lossy(&dir))?;
     let interrupts = crate::runner::Interrupts::catch();
-    let report = Report::started(
-        run_id,
-        &fixture.manifest.name,
-        opts.lane,
-        opts.timeout_seconds,
-        std::process::id(),
-        now(),
-    );
-    let mut run = Run {
+    let mut run = Run::new(
         home,
         opts,
         fixture,
         dir,
-        report,
-        started_at: Instant::now(),
-        evidence: Vec::new(),
-        interrupt: interrupts.flag.clone(),
-        serve: None,
-        fixture_tree: None,
-        prepared: None,
-        stored_workspace: None,
-        limits: limits::RunLimits::resolve(&fixture_limits, &opts.limits),
-        resolving: None,
-        dry: false,
-    };
+        run_id,
+        interrupts.flag.clone(),
+        false,
+    );
     run.start_resolving();
     // The report exists before anything else can go wrong.
     let first = report::write(&run.dir, &run.report);
@@ -285,7 +268,45 @@ pub(crate) fn run_stage2(home: &mut Home, opts: &RunOptions) -> Result<Stage2Out
     }
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    /// A run that has not started: its report `started`, its limits resolved.
+    fn new(
+        home: &'a mut Home,
+        opts: &'a RunOptions,
+        fixture: Fixture,
+        dir: PathBuf,
+        run_id: RunId,
+        interrupt: Arc<AtomicBool>,
+        dry: bool,
+    ) -> Run<'a> {
+        let report = Report::started(
+            run_id,
+            &fixture.manifest.name,
+            opts.lane,
+            opts.timeout_seconds,
+            std::process::id(),
+            now(),
+        );
+        let limits = limits::RunLimits::resolve(&fixture.manifest.limits, &opts.limits);
+        Run {
+            home,
+            opts,
+            fixture,
+            dir,
+            report,
+            started_at: Instant::now(),
+            evidence: Vec::new(),
+            interrupt,
+            serve: None,
+            fixture_tree: None,
+            prepared: None,
+            stored_workspace: None,
+            limits,
+            resolving: None,
+            dry,
+        }
+    }
+
     fn backend(&self) -> PathBuf {
         self.dir.join("backend")
     }
