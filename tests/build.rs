@@ -131,6 +131,92 @@ fn build_that_rewrites_a_tracked_file_is_admissible_with_its_provenance() {
 }
 
 #[test]
+fn a_rebuild_of_the_same_bytes_is_admissible_by_the_first_builds_edit_and_readmitting_is_idempotent(
+) {
+    let env = Env::new();
+    let repo = generating_repo(&env, GENERATING);
+    let args = ["--name", "app", "--output", "dist/app", "--", "./build.sh"];
+    let first = build(&env, &repo, &args).json()["build"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The second build finds package-assets.ts already rewritten: it records no edit,
+    // and it is the newest build of these bytes.
+    let second = build(&env, &repo, &args).json()["build"].clone();
+    assert_eq!(second["modified"], serde_json::json!([]), "{second}");
+    let admit = || {
+        env.run([
+            "admit",
+            s(&repo.dir.join("dist/app")),
+            "--source-pin",
+            &repo.pin(),
+            "--json",
+        ])
+    };
+    let r = admit();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let a = r.json();
+    assert_eq!(a["admission"]["build"], first.as_str(), "{a}");
+    assert_eq!(a["already"], false);
+    // The same bytes, name and pin again: nothing new is recorded.
+    let head = env.head();
+    let again = admit();
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let b = again.json();
+    assert_eq!(b["already"], true, "{b}");
+    assert_eq!(b["admission"]["id"], a["admission"]["id"]);
+    assert_eq!(env.head(), head);
+    let text = env.ok([
+        "admit",
+        s(&repo.dir.join("dist/app")),
+        "--source-pin",
+        &repo.pin(),
+    ]);
+    assert!(
+        text.stdout.starts_with("already admitted"),
+        "{}",
+        text.stdout
+    );
+    // Under another name it is a new admission.
+    let other = env
+        .ok([
+            "admit",
+            s(&repo.dir.join("dist/app")),
+            "--source-pin",
+            &repo.pin(),
+            "--name",
+            "app2",
+            "--json",
+        ])
+        .json();
+    assert_eq!(other["already"], false);
+
+    // The generated file edited after the builds: each refusal names the build that
+    // wrote it, what it holds now, and the fix.
+    fs::write(
+        repo.dir.join("src/generated/package-assets.ts"),
+        "tampered\n",
+    )
+    .unwrap();
+    let r = env.run([
+        "admit",
+        s(&repo.dir.join("dist/app")),
+        "--source-pin",
+        &repo.pin(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "build {first} wrote src/generated/package-assets.ts"
+        )) && r.stderr.contains("git checkout --")
+            && r.stderr.contains("cto-ledger build"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(env.run(["audit"]).code, 0);
+}
+
+#[test]
 fn deterministic_build_reproduces() {
     let env = Env::new();
     let repo = generating_repo(&env, GENERATING);

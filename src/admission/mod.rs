@@ -45,6 +45,9 @@ pub(crate) struct AdmitOut {
     pub admission: AdmissionRec,
     pub source: SourceRec,
     pub reproducibility: Reproducibility,
+    /// The same bytes were already admitted, unrevoked, under the same name, pin, commit,
+    /// source tree, build and path: nothing new was recorded, and `admission` is that one.
+    pub already: bool,
 }
 
 /// What is known of the admitted file's reproducibility: its build's latest check.
@@ -280,16 +283,6 @@ fn plan(home: &Home, ev: &mut Evidence, progress: &ProgressBar) -> std::result::
     };
     ev.source = Some((snap.rec.clone(), snap.objects.clone()));
     let commit = resolve_pin(home, a, &snap.state)?;
-    let build = home.ledger.build_producing(&ev.meta.id, Some(&commit))?;
-    let by_build: BTreeMap<String, BuildModifiedRow> = match &build {
-        Some(b) => home
-            .ledger
-            .build_modified(b)?
-            .into_iter()
-            .map(|r| (r.path.clone(), r))
-            .collect(),
-        None => BTreeMap::new(),
-    };
     let tracked: Vec<ChangeRec> = snap
         .rec
         .changes
@@ -297,7 +290,28 @@ fn plan(home: &Home, ev: &mut Evidence, progress: &ProgressBar) -> std::result::
         .filter(|c| c.is_tracked_change())
         .cloned()
         .collect();
-    let allowed = check_modified(a, &snap.state, &tracked, &by_build)?;
+    // Any recorded build of these bytes from this commit whose own edits explain the
+    // tree, newest first: a rebuild that found the files already rewritten recorded no
+    // edit, and the first build's record still explains them.
+    let mut builds = Vec::new();
+    for b in home.ledger.builds_producing(&ev.meta.id, Some(&commit))? {
+        let edits: BTreeMap<String, BuildModifiedRow> = home
+            .ledger
+            .build_modified(&b)?
+            .into_iter()
+            .map(|r| (r.path.clone(), r))
+            .collect();
+        builds.push((b, edits));
+    }
+    let chosen = builds
+        .iter()
+        .position(|(_, edits)| check_modified(a, &snap.state, &tracked, edits, &[]).is_ok())
+        .unwrap_or(0);
+    let (build, by_build) = match builds.get(chosen) {
+        Some((b, edits)) => (Some(b.clone()), edits.clone()),
+        None => (None, BTreeMap::new()),
+    };
+    let allowed = check_modified(a, &snap.state, &tracked, &by_build, &builds)?;
     let repro = Reproducibility::of(home, build.as_ref())?;
     if a.require_reproducible && !repro.reproduces() {
         return Err(refused(
@@ -412,11 +426,14 @@ fn clone_relative(workdir: &Path, p: &Path) -> String {
 
 /// Modified tracked files refuse unless each is allowed by name or was written, to these
 /// exact contents, by the recorded build; returns the allowed paths.
+/// `builds`: every recorded build of these bytes, to say which of them wrote a file
+/// that none explains.
 fn check_modified(
     a: &AdmitArgs,
     st: &CloneState,
     tracked: &[ChangeRec],
     by_build: &BTreeMap<String, BuildModifiedRow>,
+    builds: &[(BuildId, BTreeMap<String, BuildModifiedRow>)],
 ) -> std::result::Result<BTreeSet<String>, Stop> {
     let allowed: BTreeSet<String> = a
         .allow_modified
@@ -450,11 +467,42 @@ fn check_modified(
         .map(|c| format!("{} ({})", c.path, c.status))
         .collect();
     if !unexplained.is_empty() {
-        return Err(refused(
-            RefusalReason::SourceModified,
-            format!("the source tree {} has modified tracked files: {}", st.workdir.display(), unexplained.join(", ")),
-            "commit or revert them, or accept each with --allow-modified PATH (their contents are recorded)",
-        ));
+        let nothing =
+            |o: &Option<crate::id::ObjectId>| o.map_or("nothing".to_string(), |o| o.to_string());
+        // A file a recorded build of these bytes wrote, holding something else now: the
+        // tree changed after that build (or another build ran on an already edited tree).
+        let written: Vec<String> = tracked
+            .iter()
+            .filter(|c| !allowed.contains(&c.path) && !explained(c))
+            .filter_map(|c| {
+                let (b, r) = builds
+                    .iter()
+                    .find_map(|(b, e)| Some((b, e.get(&c.path)?)))?;
+                Some(format!(
+                    "build {b} wrote {} as {}, and it now holds {}",
+                    c.path,
+                    nothing(&r.new_object),
+                    nothing(&c.object)
+                ))
+            })
+            .collect();
+        let mut message = format!(
+            "the source tree {} has modified tracked files: {}",
+            st.workdir.display(),
+            unexplained.join(", ")
+        );
+        if !written.is_empty() {
+            message.push_str(&format!(
+                "; no recorded build of these bytes explains them ({})",
+                written.join("; ")
+            ));
+        }
+        let hint = if written.is_empty() && !builds.is_empty() {
+            "the recorded builds of these bytes did not write them: a build that starts from a tree another build already edited records no edit of its own. Revert them (`git checkout -- PATH`), rebuild with `cto-ledger build`, then admit; or accept each with --allow-modified PATH (their contents are recorded)"
+        } else {
+            "commit or revert them (`git checkout -- PATH`) and rebuild with `cto-ledger build`, or accept each with --allow-modified PATH (their contents are recorded)"
+        };
+        return Err(refused(RefusalReason::SourceModified, message, hint));
     }
     Ok(allowed)
 }
@@ -498,7 +546,33 @@ fn modified_decisions(
     decisions
 }
 
-fn record(home: &mut Home, p: Plan) -> Result<AdmitOut> {
+fn record(home: &mut Home, mut p: Plan) -> Result<AdmitOut> {
+    let a = &p.admission;
+    let same = home
+        .ledger
+        .admissions_of_object(&a.object)?
+        .into_iter()
+        .rev()
+        .find(|v| {
+            let r = &v.admission;
+            v.revocation.is_none()
+                && r.scope == AdmissionScope::Any
+                && r.name == a.name
+                && r.pin == a.pin
+                && r.commit_id == a.commit
+                && r.source_id == a.source
+                && r.build_id == a.build
+                && r.path == a.path
+        });
+    if let Some(v) = same {
+        p.admission.id = v.admission.id;
+        return Ok(AdmitOut {
+            admission: p.admission,
+            source: p.snapshot.rec,
+            reproducibility: p.reproducibility,
+            already: true,
+        });
+    }
     let mut bodies = Vec::new();
     if let Some(b) = source_body(home, p.snapshot.rec.clone(), &p.snapshot.objects)? {
         bodies.push(b);
@@ -509,6 +583,7 @@ fn record(home: &mut Home, p: Plan) -> Result<AdmitOut> {
         admission: p.admission,
         source: p.snapshot.rec,
         reproducibility: p.reproducibility,
+        already: false,
     })
 }
 

@@ -85,7 +85,15 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
 
 fn text(w: &mut dyn Write, r: &AdmitOut) -> R {
     let a = &r.admission;
-    writeln!(w, "admitted {} as {}", a.path, a.name)?;
+    if r.already {
+        writeln!(
+            w,
+            "already admitted {} as {} ({}); nothing new recorded",
+            a.path, a.name, a.id
+        )?;
+    } else {
+        writeln!(w, "admitted {} as {}", a.path, a.name)?;
+    }
     writeln!(w, "  admission {}", a.id)?;
     writeln!(w, "  {}", a.sha256)?;
     writeln!(w, "  {}", a.object)?;

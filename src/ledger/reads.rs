@@ -224,11 +224,21 @@ impl Ledger {
         object: &ObjectId,
         commit: Option<&CommitId>,
     ) -> Result<Option<BuildId>> {
-        self.one(
-            "read build",
+        Ok(self.builds_producing(object, commit)?.into_iter().next())
+    }
+
+    /// Every succeeded build with these bytes among its outputs (from `commit`, when
+    /// given), newest first, checks after the builds they checked.
+    pub fn builds_producing(
+        &self,
+        object: &ObjectId,
+        commit: Option<&CommitId>,
+    ) -> Result<Vec<BuildId>> {
+        self.all(
+            "read builds",
             "SELECT b.id FROM builds b JOIN build_outputs o ON o.build_id = b.id
              WHERE o.object = ?1 AND b.status = 'succeeded' AND (?2 IS NULL OR b.commit_id = ?2)
-             ORDER BY b.check_of IS NOT NULL, b.seq DESC LIMIT 1",
+             GROUP BY b.id ORDER BY b.check_of IS NOT NULL, MAX(b.seq) DESC",
             params![object, commit],
             |r| r.get(0),
         )
