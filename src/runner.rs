@@ -80,6 +80,25 @@ pub(crate) fn processes() -> Vec<(u32, char, u32, u32, u32)> {
         .collect()
 }
 
+/// Whether a process from `processes()` still runs: not a zombie, or a zombie thread
+/// group leader whose other threads live on (a main thread that called `pthread_exit`
+/// shows `Z` while the process keeps running).
+pub(crate) fn is_live(p: &(u32, char, u32, u32, u32)) -> bool {
+    match p.1 {
+        'X' => false,
+        'Z' => fs::read_dir(format!("/proc/{}/task", p.0)).is_ok_and(|rd| {
+            rd.flatten().any(|t| {
+                fs::read_to_string(t.path().join("stat")).is_ok_and(|st| {
+                    st.rfind(')')
+                        .and_then(|i| st[i + 2..].chars().next())
+                        .is_some_and(|c| c != 'Z' && c != 'X')
+                })
+            })
+        }),
+        _ => true,
+    }
+}
+
 /// Live (not zombie) processes whose environment holds `HOME=<home>`: what a run whose
 /// provider was given that home left behind, however it forked (a sandboxed provider's
 /// own pids are its namespace's, so only the environment ties them to the run).
@@ -89,7 +108,7 @@ pub(crate) fn left_running(home: &std::path::Path) -> Vec<u32> {
     needle.push(0);
     processes()
         .into_iter()
-        .filter(|p| p.1 != 'Z' && p.1 != 'X')
+        .filter(is_live)
         .filter(|p| {
             fs::read(format!("/proc/{}/environ", p.0))
                 .is_ok_and(|env| env.windows(needle.len()).any(|w| w == needle))
@@ -102,7 +121,7 @@ pub(crate) fn left_running(home: &std::path::Path) -> Vec<u32> {
 pub(crate) fn live_in_group(pgid: u32) -> Vec<u32> {
     processes()
         .into_iter()
-        .filter(|p| p.3 == pgid && p.1 != 'Z' && p.1 != 'X')
+        .filter(|p| p.3 == pgid && is_live(p))
         .map(|p| p.0)
         .collect()
 }
@@ -132,7 +151,7 @@ fn kill_all(pgid: u32, child_pid: u32) -> Vec<u32> {
         let procs = processes();
         let targets: Vec<u32> = procs
             .iter()
-            .filter(|p| p.1 != 'Z' && p.1 != 'X')
+            .filter(|p| is_live(p))
             .filter(|p| p.3 == pgid || orphan(p))
             .map(|p| p.0)
             .collect();

@@ -168,6 +168,109 @@ exec {} \"$@\"\n",
     assert_eq!(r.report["verdict"], "pass", "{}", r.report);
 }
 
+#[test]
+fn a_native_shim_on_path_is_asked_never_taken_for_the_interpreter() {
+    let env = Env::new();
+    // An ELF file named python3 that is no CPython install (mise's and rye's shims are
+    // native, and pick an interpreter by the folder they run in): here, the fake `ca`.
+    let shims = env.path("tools/shims");
+    fs::create_dir_all(&shims).unwrap();
+    std::os::unix::fs::symlink(FAKE, shims.join("python3")).unwrap();
+    let path = format!(
+        "{}:{}",
+        shims.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let r = stage2(&env, &[], &[("PATH", &path)]);
+    // Asked, it names no interpreter: unjudgeable, never run as one in the judged tree.
+    let reason = r.report["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("could not be resolved"), "{}", r.report);
+    assert_eq!(r.report["verdict"], "fail");
+    assert!(
+        r.report["tests"]["argv"].is_null()
+            || r.report["tests"]["argv"][0] != s(&shims.join("python3")),
+        "{}",
+        r.report
+    );
+}
+
+#[test]
+fn an_interpreter_answer_missed_while_the_provider_ran_is_asked_for_again() {
+    let env = Env::new();
+    // A shim that gives no answer the first time it is asked (as one held past its
+    // deadline by a provider that keeps every core busy would), then answers.
+    let real = which_python();
+    let marker = env.path("asked-once");
+    let (_, path) = install_shim(
+        &env,
+        &format!(
+            "#!/bin/sh
+case \"$*\" in *sys.executable*) [ -f {m} ] || {{ touch {m}; exit 1; }};; esac
+exec {} \"$@\"\n",
+            real.display(),
+            m = marker.display()
+        ),
+    );
+    let r = stage2(&env, &[], &[("PATH", &path)]);
+    assert!(marker.exists());
+    assert_eq!(r.report["verdict"], "pass", "{}", r.report);
+    assert_eq!(r.report["tests"]["argv"][0], real.display().to_string());
+}
+
+#[test]
+fn a_daemon_whose_main_thread_exited_is_killed_with_the_provider() {
+    let env = Env::new();
+    let repo = env.repo("provider");
+    // The thread group leader calls pthread_exit: /proc says `Z` while a thread of it
+    // (running system()) and that thread's shell live on.
+    let python = which_python();
+    fs::write(
+        repo.bin(),
+        format!(
+            "#!/bin/sh
+{} - <<'PY'
+import ctypes, os
+if os.fork(): os._exit(0)
+os.setsid()
+if os.fork(): os._exit(0)
+libc = ctypes.CDLL(None)
+cmd = ctypes.c_char_p(b\"/bin/sh -c 'while :; do date >> $TMPDIR/alive.log; sleep 0.1; done'\")
+t = ctypes.c_ulong()
+libc.pthread_create(ctypes.byref(t), None, ctypes.cast(libc.system, ctypes.c_void_p), cmd)
+libc.pthread_exit(None)
+PY
+sleep 0.5
+",
+            python.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(repo.bin(), fs::Permissions::from_mode(0o755)).unwrap();
+    env.admit_repo(&repo);
+    // Unsandboxed: no PID namespace or cgroup to end it, only the harness's own sweep.
+    let r = stage2(
+        &env,
+        &["--provider-bin", s(&repo.bin()), "--no-sandbox"],
+        &[],
+    );
+    assert!(
+        r.dir.join("tmp/alive.log").exists(),
+        "the daemon never started: {}",
+        r.report
+    );
+    assert_eq!(left_running(&r.dir), Vec::<u32>::new(), "{}", r.report);
+    let killed = r.report["provider_exit"]["killed_pids"].as_array().unwrap();
+    assert!(!killed.is_empty(), "{}", r.report);
+    let size = fs::metadata(r.dir.join("tmp/alive.log")).unwrap().len();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        fs::metadata(r.dir.join("tmp/alive.log")).unwrap().len(),
+        size,
+        "it still writes"
+    );
+}
+
 /// `script` as `python3` in `<prefix>/shims`, installed as version managers are (its
 /// prefix is readable in the sandbox, as a pyenv root is); its path and a PATH with the
 /// shims first.

@@ -316,9 +316,10 @@ impl Run<'_> {
         if !is_python(&argv0) || argv0.contains('/') {
             return;
         }
-        // An executable file (not a shim script) on PATH is what exec would run, and what
-        // it reports as sys.executable: nothing to ask.
-        if let Some(p) = crate::paths::which(&argv0, &self.dir).filter(|p| is_native(p)) {
+        // A CPython executable on PATH is what exec would run, and what it reports as
+        // sys.executable: nothing to ask. A native shim (mise's, rye's) is asked, as a
+        // script shim is: it too picks an interpreter by the folder it runs in.
+        if let Some(p) = crate::paths::which(&argv0, &self.dir).filter(|p| is_cpython(p)) {
             self.resolving = Some(std::thread::spawn(move || Some(p)));
             return;
         }
@@ -327,15 +328,23 @@ impl Run<'_> {
         env.retain(|(k, _)| k != "HOME" && k != "TMPDIR");
         env.extend([("HOME".into(), tmp.clone()), ("TMPDIR".into(), tmp)]);
         let (cwd, interrupt) = (self.dir.clone(), self.interrupt.clone());
+        self.resolve_again = Some((argv0.clone(), env.clone()));
         self.resolving = Some(std::thread::spawn(move || {
             resolve_interpreter(&argv0, &cwd, env, &interrupt)
         }));
     }
 
     /// The interpreter `start_resolving` found: `None` when the command is not a bare
-    /// Python name or the name did not say.
+    /// Python name or the name did not say. An answer missed while the provider ran (a
+    /// provider that keeps every core busy can hold a shim past its deadline) is asked
+    /// for once more, now that nothing else runs: same folder, same environment.
     pub(super) fn interpreter(&mut self) -> Option<PathBuf> {
-        self.resolving.take()?.join().ok().flatten()
+        let first = self.resolving.take()?.join().ok().flatten();
+        if first.is_some() {
+            return first;
+        }
+        let (argv0, env) = self.resolve_again.take()?;
+        resolve_interpreter(&argv0, &self.dir, env, &self.interrupt)
     }
 
     fn isolation(&self) -> Vec<String> {
@@ -538,17 +547,38 @@ impl Run<'_> {
     }
 }
 
-/// An absolute path to an executable ELF file (a symlink to one counts: exec follows it).
-fn is_native(p: &Path) -> bool {
+/// An absolute path to an executable ELF file that is a CPython install's interpreter:
+/// through its links, a file named `python3…` in `<prefix>/bin` beside the standard
+/// library (`<prefix>/lib/python3.N/os.py`). A shim is a native file too (mise's and
+/// rye's are), but no shim sits in an install's `bin` beside its `lib`.
+fn is_cpython(p: &Path) -> bool {
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
     let mut magic = [0u8; 4];
-    p.is_absolute()
+    let native = p.is_absolute()
         && fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         && fs::File::open(p)
             .and_then(|mut f| f.read_exact(&mut magic))
             .is_ok()
-        && &magic == b"\x7fELF"
+        && &magic == b"\x7fELF";
+    let Some(real) = native.then(|| fs::canonicalize(p).ok()).flatten() else {
+        return false;
+    };
+    let named = real
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("python3"));
+    let lib = real
+        .parent()
+        .and_then(Path::parent)
+        .map(|prefix| prefix.join("lib"));
+    named
+        && real.parent().is_some_and(|b| b.ends_with("bin"))
+        && lib.and_then(|l| fs::read_dir(l).ok()).is_some_and(|rd| {
+            rd.flatten().any(|e| {
+                e.file_name().to_string_lossy().starts_with("python3")
+                    && e.path().join("os.py").is_file()
+            })
+        })
 }
 
 /// What `argv0 -I -S -c 'print(sys.executable)'` names (`-S`: no `site`, a fifth of the

@@ -182,6 +182,8 @@ struct Run<'a> {
     limits: limits::RunLimits,
     /// The test command's interpreter, being resolved while the run gets ready.
     resolving: Option<std::thread::JoinHandle<Option<PathBuf>>>,
+    /// What to resolve it with (the command's name, the environment), to ask once more.
+    resolve_again: Option<(String, Vec<(String, String)>)>,
     /// A `--check`: the gates are evaluated and nothing is stored or recorded.
     dry: bool,
 }
@@ -303,6 +305,7 @@ impl<'a> Run<'a> {
             stored_workspace: None,
             limits,
             resolving: None,
+            resolve_again: None,
             dry,
         }
     }

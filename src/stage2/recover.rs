@@ -108,9 +108,10 @@ fn recover_one(home: &mut Home, name: &str, dir: &Path, killed: &mut Vec<u32>) -
     }
     // Anything still running with its working directory in the folder dies now.
     let canon = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    for (pid, state, ..) in crate::runner::processes() {
+    for p in crate::runner::processes() {
+        let pid = p.0;
         let inside = fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c.starts_with(&canon));
-        if inside && state != 'Z' && pid != std::process::id() {
+        if inside && crate::runner::is_live(&p) && pid != std::process::id() {
             if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
                 let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
                 killed.push(pid);
