@@ -188,7 +188,7 @@ pub struct IdParseError {
 }
 
 /// A fresh node id: `prefix` and 16 hex digits that no two calls share.
-fn fresh(prefix: &str) -> String {
+pub(crate) fn fresh(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut h = blake3::Hasher::new();

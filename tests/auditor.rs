@@ -310,3 +310,155 @@ fn fake_behaviors_are_listed_in_help_and_checked() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("solve"), "{}", r.stderr);
 }
+
+#[test]
+fn runs_fit_100_columns_filter_and_ids_are_not_pids() {
+    let env = Env::new();
+    let pass = stage2_json(&env, &[]);
+    let fail = stage2_json(&env, &["--fake-behavior", "noop"]);
+    let (p, f) = (
+        pass["run_id"].as_str().unwrap(),
+        fail["run_id"].as_str().unwrap(),
+    );
+    // Sortable by time; the suffix is not the harness's pid, and two runs differ.
+    assert!(p < f || p[..16] == f[..16], "{p} {f}");
+    for r in [&pass, &fail] {
+        let id = r["run_id"].as_str().unwrap();
+        let pid = r["harness_pid"].to_string();
+        assert!(
+            !id.ends_with(&format!("-{pid}")),
+            "{id} ends with the pid {pid}"
+        );
+    }
+    assert_ne!(p, f);
+    let out = env.ok(["runs"]).stdout;
+    assert!(out.lines().all(|l| l.chars().count() <= 100), "{out}");
+    assert!(out.contains(&format!("run:{p}")) && out.contains(&format!("run:{f}")));
+    let wide = env.ok(["runs", "--wide"]).stdout;
+    assert!(
+        wide.contains("SANDBOX") && wide.contains("STARTED"),
+        "{wide}"
+    );
+    let only_fail = env.ok(["runs", "--verdict", "fail"]).stdout;
+    assert!(
+        only_fail.contains(f) && !only_fail.contains(p),
+        "{only_fail}"
+    );
+    let none = env
+        .ok(["runs", "--fixture", "no-such-fixture", "--json"])
+        .json();
+    assert_eq!(none, serde_json::json!([]));
+    let by_model = env
+        .ok(["runs", "--model", "fake/fake-model", "--json"])
+        .json();
+    assert_eq!(by_model.as_array().unwrap().len(), 2);
+}
+
+fn stage2_json(env: &Env, args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["run", "stage2", "--json"];
+    a.extend_from_slice(args);
+    env.run(a).json()
+}
+
+#[test]
+fn show_run_leads_with_the_outcome_and_the_transcript_reads_as_text() {
+    let env = Env::new();
+    env.ok(["admit", "--model", "scripted/r1-string-slugify"]);
+    let r = stage2_json(
+        &env,
+        &[
+            "--fake-behavior",
+            "agent",
+            "--model",
+            "scripted/r1-string-slugify",
+        ],
+    );
+    assert_eq!(r["verdict"], "pass", "{r}");
+    let run = format!("run:{}", r["run_id"].as_str().unwrap());
+    let out = env.ok(["show", &run]).stdout;
+    let at = |s: &str| out.find(s).unwrap_or_else(|| panic!("{s} missing:\n{out}"));
+    assert!(at("status") < at("verdict") && at("verdict") < at("gates"));
+    assert!(at("gates") < at("provider") && at("model") < at("artifacts"));
+    assert!(
+        out.lines()
+            .take(3)
+            .any(|l| l.contains("verdict") && l.contains("pass")),
+        "{out}"
+    );
+    assert!(out.contains("provider started: yes"), "{out}");
+    // --json is the graph node, as before.
+    let j = env.ok(["show", &run, "--json"]).json();
+    assert_eq!(j["type"], "run");
+
+    let t = env.ok(["show", &run, "--transcript"]).stdout;
+    for s in [
+        "implementer",
+        "verifier",
+        "retrospective",
+        "< call write(",
+        "> tool:",
+    ] {
+        assert!(t.contains(s), "{s} missing:\n{t}");
+    }
+    // Long messages are elided, with their length.
+    assert!(t.contains("characters)"), "{t}");
+    assert!(t.lines().all(|l| l.chars().count() <= 140), "{t}");
+    // What has no transcript, or is no run, says so.
+    let plain = stage2_json(&env, &[]);
+    let r = env.run([
+        "show",
+        &format!("run:{}", plain["run_id"].as_str().unwrap()),
+        "--transcript",
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("called no model"), "{}", r.stderr);
+    let r = env.run(["show", "fake-ca", "--transcript"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not a run"), "{}", r.stderr);
+}
+
+#[test]
+fn the_actor_is_the_user_databases_name_when_no_variable_names_one() {
+    let env = Env::new();
+    let f = env.path("f.txt");
+    fs::write(&f, "x").unwrap();
+    let mut c = env.cmd(["ingest", s(&f)]);
+    c.env_remove("USER").env_remove("LOGNAME");
+    assert!(c.status().unwrap().success());
+    let me = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    let me = String::from_utf8(me.stdout).unwrap().trim().to_string();
+    let log = env.ok(["log", "--json"]).json();
+    let actor = log[0]["actor"].as_str().unwrap();
+    assert!(
+        actor.starts_with(&format!("{me}@")),
+        "{actor} is not {me}@…"
+    );
+}
+
+#[test]
+fn a_builds_command_is_shown_as_a_shell_would_read_it() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    let mut c = env.cmd([
+        "build",
+        "--name",
+        "app",
+        "--output",
+        "dist/ca",
+        "--",
+        "sh",
+        "-c",
+        "echo one && echo two > dist/ca",
+    ]);
+    c.current_dir(&repo.dir);
+    let out = c.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("sh -c 'echo one && echo two > dist/ca'"),
+        "{text}"
+    );
+}

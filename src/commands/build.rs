@@ -104,7 +104,7 @@ fn text(w: &mut dyn Write, r: &BuildOut) -> R {
             super::text::shown(&r.dirty_before.join(", "))
         )?;
     }
-    writeln!(w, "  command:  {}", b.argv.join(" "))?;
+    writeln!(w, "  command:  {}", super::text::shell_quoted(&b.argv))?;
     writeln!(
         w,
         "  source:   {} {}",

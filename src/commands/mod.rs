@@ -99,11 +99,18 @@ impl Context {
 /// The argument of commands that look at one node of the graph.
 #[derive(clap::Args)]
 pub(crate) struct RefArg {
+    /// What to look at: an admission's name or id (adm_…), any other id (bld_…, …),
+    /// run:ID or run:latest (run:latest:pass, run:latest:fail), a digest (blake3:…,
+    /// sha256:…, or a hex prefix), commit:PREFIX, or a file path
     #[arg(value_name = "REF")]
     target: String,
 }
 
 impl RefArg {
+    pub(crate) fn as_str(&self) -> &str {
+        &self.target
+    }
+
     /// The ledger, read-only, and the node the REF names.
     pub(crate) fn resolve(&self, cx: &Context) -> Result<(Home, Node)> {
         let home = cx.open(Mode::ReadOnly)?;

@@ -22,6 +22,18 @@ pub(crate) struct Args {
     /// Only runs started at or after this time (RFC 3339 or a date)
     #[arg(long, value_name = "TIME")]
     since: Option<String>,
+    /// Only runs with this verdict: pass or fail
+    #[arg(long, value_parser = ["pass", "fail"])]
+    verdict: Option<String>,
+    /// Only runs of this fixture
+    #[arg(long, value_name = "NAME")]
+    fixture: Option<String>,
+    /// Only runs with this model, PROVIDER/MODEL (e.g. scripted/r1-string-slugify)
+    #[arg(long, value_name = "PROVIDER/MODEL")]
+    model: Option<String>,
+    /// Every column (lane, provider admission id, sandbox, start time), however wide
+    #[arg(long)]
+    wide: bool,
 }
 
 pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
@@ -67,8 +79,81 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
             })
             .filter(|r| filter.since.as_ref().is_none_or(|t| r.started >= *t)),
     );
+    rows.retain(|r| {
+        a.verdict
+            .as_deref()
+            .is_none_or(|v| r.verdict.to_string() == v)
+            && a.fixture.as_deref().is_none_or(|f| r.fixture == f)
+            && a.model
+                .as_deref()
+                .is_none_or(|m| r.model.as_deref() == Some(m))
+    });
     rows.sort_by_key(|r| r.seq);
-    Ok(Output::doc(rows, |w, r| text(w, r)))
+    let out = Listed {
+        rows,
+        names: home.ledger.admission_names()?,
+        wide: a.wide,
+    };
+    Ok(Output::doc(out, |w, l| match l.wide {
+        true => text(w, &l.rows),
+        false => narrow(w, &l.rows, &l.names),
+    }))
+}
+
+/// As JSON, the rows; as text, narrow or `--wide`.
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+struct Listed {
+    rows: Vec<RunRow>,
+    #[serde(skip)]
+    names: std::collections::BTreeMap<String, String>,
+    #[serde(skip)]
+    wide: bool,
+}
+
+/// The columns that fit 100: the run (its id says when and what), what it came to, who
+/// and what ran it.
+fn narrow(
+    w: &mut dyn Write,
+    rows: &[RunRow],
+    names: &std::collections::BTreeMap<String, String>,
+) -> R {
+    let headers = ["RUN", "OUTCOME", "PROVIDER", "MODEL"];
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let provider = r.provider_admission.as_ref().map_or("-".into(), |a| {
+                names
+                    .get(a.as_str())
+                    .cloned()
+                    .unwrap_or_else(|| a.to_string())
+            });
+            vec![
+                format!("run:{}", r.id),
+                outcome(r),
+                elide(&provider, 10),
+                elide(r.model.as_deref().unwrap_or("-"), 18),
+            ]
+        })
+        .collect();
+    table(w, &headers.map(String::from), &body)
+}
+
+/// The verdict, and the status when it says more (`fail blocked`, `fail provider_timeout`).
+fn outcome(r: &RunRow) -> String {
+    let (v, st) = (r.verdict.to_string(), r.status.to_string());
+    match (v.as_str(), st.as_str()) {
+        ("pass", "passed") | ("fail", "failed") => v,
+        _ => format!("{v} {st}"),
+    }
+}
+
+/// At most `max` characters: the rest elided with `…`.
+fn elide(s: &str, max: usize) -> String {
+    match s.chars().count() > max {
+        true => s.chars().take(max - 1).chain(['…']).collect(),
+        false => s.to_string(),
+    }
 }
 
 fn text(w: &mut dyn Write, rows: &[RunRow]) -> R {

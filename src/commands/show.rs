@@ -1,12 +1,310 @@
-//! `cto-ledger show REF`: any node of the graph and its neighbours.
+//! `cto-ledger show REF`: any node of the graph and its neighbours. A run leads with
+//! what an auditor reads first (status, verdict, reason, gates, provider, model,
+//! sandbox, tests, timings), then its artifacts; `--transcript` prints its model
+//! conversation as text.
 
-use super::{text, Context, Output};
-use crate::error::Result;
+use std::io::Write;
 
-pub(crate) type Args = super::RefArg;
+use serde_json::Value;
+
+use super::text::{self, shown, R};
+use super::{Context, Output, RefArg};
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::id::ObjectId;
+use crate::ledger::query::Node;
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    target: RefArg,
+    /// For a run: its model conversation as text (role, messages, tool calls, results)
+    #[arg(long)]
+    transcript: bool,
+}
+
+/// The most of a report or transcript read back from the store to show it.
+const SHOWN_MAX: u64 = 64 << 20;
+/// What one message, tool call or result shows before it is elided.
+const WIDTH: usize = 100;
+const TRANSCRIPT: &str = "backend/model-transcript.jsonl";
 
 pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
-    let (home, node) = a.resolve(cx)?;
+    let (home, node) = a.target.resolve(cx)?;
     let doc = home.ledger.describe(&node)?;
-    Ok(Output::doc(doc, |w, v| text::value(w, v, 0)))
+    let Node::Run(id) = &node else {
+        if a.transcript {
+            return Err(Error::bad_input(
+                format!(
+                    "--transcript shows a run's model conversation; {} is not a run",
+                    a.target.as_str()
+                ),
+                "give a run: cto-ledger show run:latest --transcript",
+            ));
+        }
+        return Ok(Output::doc(doc, |w, v| text::value(w, v, 0)));
+    };
+    let object = |path: &str| -> Option<ObjectId> {
+        doc["run"]["artifacts"]
+            .as_array()?
+            .iter()
+            .find(|x| x["path"] == path)
+            .and_then(|x| x["object"].as_str()?.parse().ok())
+    };
+    if a.transcript {
+        let Some(t) = object(TRANSCRIPT) else {
+            return Err(Error::bad_input(
+                format!("run:{id} has no {TRANSCRIPT}: it called no model (the fake lane's `solve` calls none)"),
+                "runs with a model (--model, or --fake-behavior agent) keep their transcript",
+            ));
+        };
+        let exchanges: Vec<Value> = read(&home, &t)?
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap_or(Value::Null))
+            .collect();
+        return Ok(Output::doc(exchanges, transcript_text));
+    }
+    let report = doc["run"]["report_object"]
+        .as_str()
+        .and_then(|o| o.parse::<ObjectId>().ok())
+        .map(|o| read(&home, &o))
+        .transpose()?
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .unwrap_or(Value::Null);
+    let shown_run = RunShown { doc, report };
+    Ok(Output::doc(shown_run, run_text))
+}
+
+/// An object's bytes, verified, at most `SHOWN_MAX`.
+fn read(home: &Home, id: &ObjectId) -> Result<Vec<u8>> {
+    match home.store.read_at_most(id, SHOWN_MAX)? {
+        Some((_, bytes)) => Ok(bytes),
+        None => Err(Error::bad_input(
+            format!(
+                "{id} is larger than {} MiB, too large to show",
+                SHOWN_MAX >> 20
+            ),
+            format!("read it with `cto-ledger cat {id}`"),
+        )),
+    }
+}
+
+/// As JSON, what `show` prints for any node; as text, the run's summary first.
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+struct RunShown {
+    doc: Value,
+    #[serde(skip)]
+    report: Value,
+}
+
+fn str_of(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => shown(s),
+        other => other.to_string(),
+    }
+}
+
+fn run_text(w: &mut dyn Write, s: &RunShown) -> R {
+    let (run, rep) = (&s.doc["run"], &s.report);
+    let line = |w: &mut dyn Write, k: &str, v: String| writeln!(w, "  {k:<10} {v}");
+    writeln!(
+        w,
+        "run:{}  {} lane, fixture {}, event {}",
+        str_of(&run["id"]),
+        str_of(&run["lane"]),
+        str_of(&run["fixture"]),
+        str_of(&run["seq"])
+    )?;
+    line(w, "status", str_of(&run["status"]))?;
+    line(w, "verdict", str_of(&run["verdict"]))?;
+    if !rep["reason"].is_null() {
+        line(w, "reason", str_of(&rep["reason"]))?;
+    }
+    if let Some(gates) = rep["gates"].as_array() {
+        writeln!(w, "  gates")?;
+        for g in gates {
+            let mark = if g["passed"] == true {
+                "ok     "
+            } else {
+                "BLOCKED"
+            };
+            writeln!(
+                w,
+                "    {mark} {:<24} {}",
+                str_of(&g["name"]),
+                str_of(&g["detail"])
+            )?;
+        }
+    }
+    let p = &run["provider"];
+    let provider = match p["name"].as_str() {
+        Some(n) => format!(
+            "{} ({}), pin {}, commit {}",
+            shown(n),
+            str_of(&p["id"]),
+            str_of(&p["pin"]),
+            str_of(&p["commit_id"])
+        ),
+        None => "not admitted".into(),
+    };
+    line(w, "provider", provider)?;
+    line(
+        w,
+        "",
+        format!(
+            "{}  {}",
+            str_of(&run["provider_path"]),
+            str_of(&run["provider_object"])
+        ),
+    )?;
+    let started = match run["provider_started"].as_i64() {
+        Some(1) => "yes",
+        _ => "no (the run stopped before it)",
+    };
+    line(w, "started", format!("provider started: {started}"))?;
+    line(w, "model", str_of(&run["model"]))?;
+    line(w, "sandbox", str_of(&run["sandbox"]))?;
+    let t = &rep["tests"];
+    if !t.is_null() {
+        let argv: Vec<String> = t["argv"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        line(
+            w,
+            "tests",
+            format!(
+                "{} (exit {}): {}",
+                str_of(&t["result"]),
+                str_of(&t["exit_code"]),
+                text::shell_quoted(&argv)
+            ),
+        )?;
+    }
+    if let Some(tampered) = rep["judge"]["tampered"]
+        .as_array()
+        .filter(|t| !t.is_empty())
+    {
+        let paths: Vec<String> = tampered.iter().map(|t| str_of(&t["path"])).collect();
+        line(w, "tampered", paths.join(", "))?;
+    }
+    line(
+        w,
+        "time",
+        format!(
+            "{} to {} ({} s)",
+            str_of(&run["started"]),
+            str_of(&run["finished"]),
+            str_of(&rep["duration_seconds"])
+        ),
+    )?;
+    line(w, "folder", str_of(&run["run_dir"]))?;
+    line(w, "report", str_of(&run["report_object"]))?;
+    line(w, "tree", str_of(&run["tree_object"]))?;
+    if let Some(arts) = run["artifacts"].as_array() {
+        writeln!(w, "  artifacts ({})", arts.len())?;
+        let rows: Vec<Vec<String>> = arts
+            .iter()
+            .map(|a| vec![str_of(&a["path"]), str_of(&a["object"])])
+            .collect();
+        let mut buf = Vec::new();
+        text::table(&mut buf, &["PATH".into(), "OBJECT".into()], &rows)?;
+        for l in String::from_utf8_lossy(&buf).lines() {
+            writeln!(w, "    {l}")?;
+        }
+    }
+    Ok(())
+}
+
+/// One line of a message: newlines shown as `⏎`, at most `WIDTH` characters.
+fn oneline(s: &str) -> String {
+    let flat = shown(&s.replace('\n', "⏎"));
+    let n = flat.chars().count();
+    if n <= WIDTH {
+        return flat;
+    }
+    let head: String = flat.chars().take(WIDTH).collect();
+    format!("{head}… ({n} characters)")
+}
+
+fn transcript_text(w: &mut dyn Write, exchanges: &Vec<Value>) -> R {
+    // Each request carries the whole conversation so far: only what is new is shown.
+    let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
+    for x in exchanges {
+        let role = str_of(&x["role"]);
+        writeln!(
+            w,
+            "#{} {role} (turn {}) {}  {} {}",
+            str_of(&x["n"]),
+            str_of(&x["turn"]),
+            str_of(&x["started"]),
+            str_of(&x["method"]),
+            str_of(&x["path"])
+        )?;
+        let msgs = x["request"]["messages"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let from = seen
+            .get(&role)
+            .copied()
+            .filter(|n| *n <= msgs.len())
+            .unwrap_or(0);
+        for m in &msgs[from..] {
+            let content = match &m["content"] {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                // Content parts (`[{"type": "text", "text": …}]`): their text.
+                Value::Array(parts) if parts.iter().all(|p| p["text"].is_string()) => parts
+                    .iter()
+                    .filter_map(|p| p["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                other => other.to_string(),
+            };
+            writeln!(w, "  > {}: {}", str_of(&m["role"]), oneline(&content))?;
+            for c in m["tool_calls"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                writeln!(w, "    call {}", call(c))?;
+            }
+        }
+        let r = &x["response"];
+        if let Some(c) = r["content"].as_str() {
+            writeln!(w, "  < assistant: {}", oneline(c))?;
+        }
+        for c in r["tool_calls"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            writeln!(w, "  < call {}", call(c))?;
+        }
+        writeln!(
+            w,
+            "  < {} {}",
+            str_of(&r["status"]),
+            str_of(&r["finish_reason"])
+        )?;
+        seen.insert(role, msgs.len() + 1);
+    }
+    Ok(())
+}
+
+fn call(c: &Value) -> String {
+    let f = &c["function"];
+    oneline(&format!(
+        "{}({})",
+        f["name"].as_str().unwrap_or("?"),
+        f["arguments"].as_str().unwrap_or_default()
+    ))
 }

@@ -48,6 +48,25 @@ fn scalar(v: &Value) -> String {
     }
 }
 
+/// An argv as a POSIX shell would take it back: each word that is not plain
+/// (letters, digits, `-_./=:,+@%`) in single quotes, a quote inside as `'\''`; shown
+/// safe for a terminal.
+pub(crate) fn shell_quoted(argv: &[String]) -> String {
+    let plain = |a: &str| {
+        !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    };
+    let words: Vec<String> = argv
+        .iter()
+        .map(|a| match plain(a) {
+            true => a.clone(),
+            false => format!("'{}'", a.replace('\'', "'\\''")),
+        })
+        .collect();
+    shown(&words.join(" "))
+}
+
 /// Text a provider, a model or a remote may have chosen (a file name, a message), safe
 /// for a terminal: control characters (escape sequences, newlines, carriage returns) are
 /// written as `\u{..}`, so none can move the cursor, colour the screen or forge a line.
@@ -118,6 +137,17 @@ pub(crate) fn table(w: &mut dyn Write, headers: &[String], rows: &[Vec<String>])
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn argv_is_quoted_as_a_shell_reads_it() {
+        let argv: Vec<String> = ["sh", "-c", "bun install && bun run build", "it's", ""]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            super::shell_quoted(&argv),
+            "sh -c 'bun install && bun run build' 'it'\\''s' ''"
+        );
+    }
+
     #[test]
     fn control_characters_are_shown_escaped() {
         assert_eq!(super::shown("plain/name.txt"), "plain/name.txt");

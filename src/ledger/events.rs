@@ -40,14 +40,23 @@ impl Actor {
 }
 
 /// The user name `/etc/passwd` gives `uid` (what `id -un` prints).
+/// The user database's name for `uid`, through NSS (`getpwuid_r`: /etc/passwd, LDAP,
+/// systemd-userdb alike).
 fn passwd_name(uid: u32) -> Option<String> {
-    let text = std::fs::read_to_string("/etc/passwd").ok()?;
-    text.lines().find_map(|l| {
-        let mut f = l.split(':');
-        let name = f.next()?;
-        let id: u32 = f.nth(1)?.parse().ok()?;
-        (id == uid && !name.is_empty()).then(|| name.to_string())
-    })
+    let mut buf = vec![0u8; 16 << 10];
+    // SAFETY: an all-zero `passwd` is a valid value for getpwuid_r to fill.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: `pw`, `buf` (with its length) and `found` outlive the call; on success
+    // `found` points at `pw`, whose strings point into `buf`.
+    let rc =
+        unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() || pw.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: on success pw_name is a NUL-terminated string inside `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(pw.pw_name) };
+    Some(name.to_string_lossy().into_owned()).filter(|n| !n.is_empty())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -227,6 +227,19 @@ impl Ledger {
         Ok(self.builds_producing(object, commit)?.into_iter().next())
     }
 
+    /// Every admission's name by its id.
+    pub fn admission_names(&self) -> Result<std::collections::BTreeMap<String, String>> {
+        Ok(self
+            .all(
+                "read admissions",
+                "SELECT id, name FROM admissions",
+                [],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )?
+            .into_iter()
+            .collect())
+    }
+
     /// Every succeeded build with these bytes among its outputs (from `commit`, when
     /// given), newest first, checks after the builds they checked.
     pub fn builds_producing(

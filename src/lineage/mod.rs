@@ -226,7 +226,8 @@ fn up_build(l: &Ledger, id: &BuildId) -> Result<Step> {
         .as_deref()
         .map(|n| format!(" ({n})"))
         .unwrap_or_default();
-    let label = format!("build {id}{name} {} `{}`", b.status, b.argv.join(" "));
+    let argv = crate::commands::text::shell_quoted(&b.argv);
+    let label = format!("build {id}{name} {} `{argv}`", b.status);
     let mut s = leaf_step(LNode::new("build", id, label, attrs(&b)));
     if b.status != BuildStatus::Succeeded {
         s.node.flags.push(b.status.to_string());

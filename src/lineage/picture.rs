@@ -64,7 +64,10 @@ fn collect(
         ));
     }
     for c in &n.children {
-        let label = c.relation.clone().unwrap_or_default();
+        let rel = c.relation.clone().unwrap_or_default();
+        // Upstream, the relation names what the child is to the node (`provider`); the
+        // edge runs child to node, with the lineage, so it is said from the child.
+        let label = if reverse { rel } else { along(&rel) };
         let (from, to) = if reverse {
             (n.id.clone(), c.id.clone())
         } else {
@@ -75,6 +78,26 @@ fn collect(
         }
         collect(c, nodes, edges, reverse);
     }
+}
+
+/// An upstream relation as the edge from the child to the node reads: every edge of a
+/// picture runs with the lineage (commit, source, build, blob, admission, run), and its
+/// label says what the tail is to the head. Artifact names (`report.json`) stay.
+fn along(rel: &str) -> String {
+    match rel {
+        "provider" => "provider of",
+        "model" => "model of",
+        "built_by" => "built",
+        "source" => "source of",
+        "check_of" => "checked by",
+        "commit" => "commit of",
+        "admits" => "admitted as",
+        "admitted_as" => "admits",
+        "script" => "script of",
+        "refused" => "refused as",
+        other => other,
+    }
+    .to_string()
 }
 
 fn style(kind: &str) -> (&'static str, &'static str) {

@@ -197,16 +197,13 @@ fn mkdir_private(p: &Path) -> Result<()> {
 }
 
 /// `<runs>/<UTC yyyymmddThhmmssZ>-<fixture>-<pid>`, with `-N` if that exists.
+/// A new run folder named `<UTC time>-<fixture>-<6 random hex>`: ids sort by start
+/// time (to the second), and two runs in the same second still differ.
 fn make_run_dir(runs: &Path, fixture: &str) -> Result<(RunId, PathBuf)> {
     mkdir_private(runs)?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let base = format!("{stamp}-{fixture}-{}", std::process::id());
-    for n in 1..1000 {
-        let id = if n == 1 {
-            base.clone()
-        } else {
-            format!("{base}-{n}")
-        };
+    for _ in 0..100 {
+        let id = format!("{stamp}-{fixture}-{}", &crate::id::fresh("")[..6]);
         let p = runs.join(&id);
         match fs::DirBuilder::new().mode(0o700).create(&p) {
             Ok(()) => return Ok((RunId::from_folder(id), p)),
@@ -221,7 +218,10 @@ fn make_run_dir(runs: &Path, fixture: &str) -> Result<(RunId, PathBuf)> {
         }
     }
     Err(Error::bad_input(
-        format!("too many runs named {base} in {}", runs.display()),
+        format!(
+            "no free run folder name for {stamp}-{fixture} in {}",
+            runs.display()
+        ),
         "use another --runs-dir",
     ))
 }
