@@ -274,12 +274,14 @@ fn without_the_sandbox_the_same_escapes_succeed_the_choice_is_recorded_and_audit
     assert_eq!(r.report["sandbox"]["enabled"], false);
     assert_eq!(r.report["sandbox"]["waived"], "--no-sandbox");
     let id = r.report["run_id"].as_str().unwrap();
-    let runs = env.ok(["runs"]);
+    let runs = env.ok(["runs", "--wide"]);
     assert!(
         runs.stdout.contains("off (--no-sandbox)"),
         "{}",
         runs.stdout
     );
+    let narrow = env.ok(["runs"]).stdout;
+    assert!(narrow.contains("pass, unsandboxed"), "{narrow}");
     let shown = env.ok(["show", &format!("run:{id}"), "--json"]).json();
     assert_eq!(shown["run"]["sandbox"], "off (--no-sandbox)", "{shown}");
     let journal = env.db().query_row(

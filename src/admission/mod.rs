@@ -290,19 +290,10 @@ fn plan(home: &Home, ev: &mut Evidence, progress: &ProgressBar) -> std::result::
         .filter(|c| c.is_tracked_change())
         .cloned()
         .collect();
+    let builds = builds_with_edits(home, &ev.meta.id, &commit)?;
     // Any recorded build of these bytes from this commit whose own edits explain the
     // tree, newest first: a rebuild that found the files already rewritten recorded no
     // edit, and the first build's record still explains them.
-    let mut builds = Vec::new();
-    for b in home.ledger.builds_producing(&ev.meta.id, Some(&commit))? {
-        let edits: BTreeMap<String, BuildModifiedRow> = home
-            .ledger
-            .build_modified(&b)?
-            .into_iter()
-            .map(|r| (r.path.clone(), r))
-            .collect();
-        builds.push((b, edits));
-    }
     let chosen = builds
         .iter()
         .position(|(_, edits)| check_modified(a, &snap.state, &tracked, edits, &[]).is_ok())
@@ -353,6 +344,26 @@ fn plan(home: &Home, ev: &mut Evidence, progress: &ProgressBar) -> std::result::
         snapshot: snap,
         reproducibility: repro,
     })
+}
+
+/// Every recorded build of `object` from `commit`, newest first, with the tracked files
+/// it modified by path.
+fn builds_with_edits(
+    home: &Home,
+    object: &crate::id::ObjectId,
+    commit: &CommitId,
+) -> Result<Vec<(BuildId, BTreeMap<String, BuildModifiedRow>)>> {
+    let mut builds = Vec::new();
+    for b in home.ledger.builds_producing(object, Some(commit))? {
+        let edits = home
+            .ledger
+            .build_modified(&b)?
+            .into_iter()
+            .map(|r| (r.path.clone(), r))
+            .collect();
+        builds.push((b, edits));
+    }
+    Ok(builds)
 }
 
 /// The pin must name exactly one commit, in the clone or among recorded sources, and be HEAD.

@@ -140,12 +140,17 @@ fn narrow(
 }
 
 /// The verdict, and the status when it says more (`fail blocked`, `fail provider_timeout`).
+/// A run without the sandbox says so here too: it is what an auditor must not miss.
 fn outcome(r: &RunRow) -> String {
     let (v, st) = (r.verdict.to_string(), r.status.to_string());
-    match (v.as_str(), st.as_str()) {
+    let mut out = match (v.as_str(), st.as_str()) {
         ("pass", "passed") | ("fail", "failed") => v,
         _ => format!("{v} {st}"),
+    };
+    if r.sandbox.as_deref().is_some_and(|s| s.starts_with("off")) {
+        out.push_str(", unsandboxed");
     }
+    out
 }
 
 /// At most `max` characters: the rest elided with `…`.

@@ -109,7 +109,7 @@ fn str_of(v: &Value) -> String {
 
 fn run_text(w: &mut dyn Write, s: &RunShown) -> R {
     let (run, rep) = (&s.doc["run"], &s.report);
-    let line = |w: &mut dyn Write, k: &str, v: String| writeln!(w, "  {k:<10} {v}");
+
     writeln!(
         w,
         "run:{}  {} lane, fixture {}, event {}",
@@ -118,10 +118,10 @@ fn run_text(w: &mut dyn Write, s: &RunShown) -> R {
         str_of(&run["fixture"]),
         str_of(&run["seq"])
     )?;
-    line(w, "status", str_of(&run["status"]))?;
-    line(w, "verdict", str_of(&run["verdict"]))?;
+    field(w, "status", str_of(&run["status"]))?;
+    field(w, "verdict", str_of(&run["verdict"]))?;
     if !rep["reason"].is_null() {
-        line(w, "reason", str_of(&rep["reason"]))?;
+        field(w, "reason", str_of(&rep["reason"]))?;
     }
     if let Some(gates) = rep["gates"].as_array() {
         writeln!(w, "  gates")?;
@@ -150,8 +150,8 @@ fn run_text(w: &mut dyn Write, s: &RunShown) -> R {
         ),
         None => "not admitted".into(),
     };
-    line(w, "provider", provider)?;
-    line(
+    field(w, "provider", provider)?;
+    field(
         w,
         "",
         format!(
@@ -164,9 +164,33 @@ fn run_text(w: &mut dyn Write, s: &RunShown) -> R {
         Some(1) => "yes",
         _ => "no (the run stopped before it)",
     };
-    line(w, "started", format!("provider started: {started}"))?;
-    line(w, "model", str_of(&run["model"]))?;
-    line(w, "sandbox", str_of(&run["sandbox"]))?;
+    field(w, "started", format!("provider started: {started}"))?;
+    field(w, "model", str_of(&run["model"]))?;
+    field(w, "sandbox", str_of(&run["sandbox"]))?;
+    tests_text(w, rep)?;
+    field(
+        w,
+        "time",
+        format!(
+            "{} to {} ({} s)",
+            str_of(&run["started"]),
+            str_of(&run["finished"]),
+            str_of(&rep["duration_seconds"])
+        ),
+    )?;
+    field(w, "folder", str_of(&run["run_dir"]))?;
+    field(w, "report", str_of(&run["report_object"]))?;
+    field(w, "tree", str_of(&run["tree_object"]))?;
+    artifacts_text(w, run)
+}
+
+/// `key  value`, aligned under the run's first line.
+fn field(w: &mut dyn Write, k: &str, v: String) -> R {
+    writeln!(w, "  {k:<10} {v}")
+}
+
+/// What judged the run: the tests as they ran, and what the provider tampered with.
+fn tests_text(w: &mut dyn Write, rep: &Value) -> R {
     let t = &rep["tests"];
     if !t.is_null() {
         let argv: Vec<String> = t["argv"]
@@ -177,7 +201,7 @@ fn run_text(w: &mut dyn Write, s: &RunShown) -> R {
                     .collect()
             })
             .unwrap_or_default();
-        line(
+        field(
             w,
             "tests",
             format!(
@@ -193,21 +217,13 @@ fn run_text(w: &mut dyn Write, s: &RunShown) -> R {
         .filter(|t| !t.is_empty())
     {
         let paths: Vec<String> = tampered.iter().map(|t| str_of(&t["path"])).collect();
-        line(w, "tampered", paths.join(", "))?;
+        field(w, "tampered", paths.join(", "))?;
     }
-    line(
-        w,
-        "time",
-        format!(
-            "{} to {} ({} s)",
-            str_of(&run["started"]),
-            str_of(&run["finished"]),
-            str_of(&rep["duration_seconds"])
-        ),
-    )?;
-    line(w, "folder", str_of(&run["run_dir"]))?;
-    line(w, "report", str_of(&run["report_object"]))?;
-    line(w, "tree", str_of(&run["tree_object"]))?;
+    Ok(())
+}
+
+/// The run's artifacts, a table indented under the summary.
+fn artifacts_text(w: &mut dyn Write, run: &Value) -> R {
     if let Some(arts) = run["artifacts"].as_array() {
         writeln!(w, "  artifacts ({})", arts.len())?;
         let rows: Vec<Vec<String>> = arts

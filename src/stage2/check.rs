@@ -116,6 +116,19 @@ pub(crate) fn check_stage2(home: &mut Home, opts: &RunOptions) -> Result<CheckOu
         }
         Ok(_) => {}
     }
+    interpreter_check(&mut run);
+    let gates = std::mem::take(&mut run.report.gates);
+    Ok(CheckOut {
+        fixture: name,
+        lane: opts.lane,
+        ready: gates.iter().all(|g| g.passed),
+        gates,
+    })
+}
+
+/// The tests' interpreter, as the judge would resolve it: a run that could not is
+/// unjudgeable, so the check says so first.
+fn interpreter_check(run: &mut Run) {
     let argv0 = run.fixture.manifest.test_command[0].clone();
     let resolvable = super::judge::is_python(&argv0) && !argv0.contains('/');
     match run.interpreter() {
@@ -131,11 +144,4 @@ pub(crate) fn check_stage2(home: &mut Home, opts: &RunOptions) -> Result<CheckOu
         )),
         None => {}
     }
-    let gates = std::mem::take(&mut run.report.gates);
-    Ok(CheckOut {
-        fixture: name,
-        lane: opts.lane,
-        ready: gates.iter().all(|g| g.passed),
-        gates,
-    })
 }
