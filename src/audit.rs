@@ -224,6 +224,14 @@ pub(crate) fn audit(
         out.findings
             .push(Finding::new(AuditCheck::Projection, table, m));
     }
+    // The log's tiles against the tree the journal makes (`reindex` rebuilds them).
+    for m in crate::ledger::tiles::check(home.ledger.conn())? {
+        out.findings.push(Finding::new(
+            AuditCheck::Projection,
+            "tlog_nodes",
+            format!("{m}; `cto-ledger reindex` rebuilds the tiles"),
+        ));
+    }
     let known = check_objects(home, &mut out, progress)?;
     check_store(home, &known, &mut out)?;
     check_home(home, &known, &mut out)?;

@@ -40,6 +40,22 @@ pub(crate) fn leaves(l: &Ledger, size: u64) -> Result<Vec<Hash>> {
         .collect())
 }
 
+/// The Merkle tree over the journal, read from its tiles.
+pub(crate) fn tree(l: &Ledger) -> crate::ledger::tiles::Tiles<'_> {
+    crate::ledger::tiles::Tiles(l.conn())
+}
+
+/// The root of the tree of the first `size` events (`size` no larger than the journal).
+pub(crate) fn root_of(l: &Ledger, size: u64) -> Result<Hash> {
+    if size > l.head()?.seq {
+        return Err(Error::bad_input(
+            format!("the journal has fewer than {size} events"),
+            "give a size no larger than the journal (see `cto-ledger checkpoint`)",
+        ));
+    }
+    merkle::Subtrees::range(&tree(l), 0, size as usize)
+}
+
 /// A recorded key's public half.
 pub(crate) fn public_of(k: &KeyRow) -> Result<PublicKey> {
     PublicKey::from_raw_b64(&k.public_key).map_err(|e| Error::Integrity {
@@ -150,7 +166,7 @@ pub(crate) fn key_event(key: &PublicKey, replaces: Option<String>) -> Body {
 /// Signs the tree of the first `size` events and keeps the note in the ledger.
 pub(crate) fn sign_checkpoint(home: &Home, key: &SecretKey, size: u64) -> Result<CheckpointRow> {
     let origin = origin(&home.ledger)?;
-    let root = merkle::root(&leaves(&home.ledger, size)?);
+    let root = root_of(&home.ledger, size)?;
     let cp = Checkpoint {
         origin: origin.clone(),
         size,
@@ -348,20 +364,19 @@ fn checkpoint_for(
 /// with the proof of its revocation when the checkpoint covers one.
 pub(crate) fn prove_inclusion(l: &Ledger, seq: u64, size: Option<u64>) -> Result<Proof> {
     let cp = checkpoint_for(&l.checkpoints()?, size, seq)?;
-    let leaves = leaves(l, cp.size)?;
-    let mut proof = inclusion(l, &leaves, &cp, seq)?;
+    let mut proof = inclusion(l, &cp, seq)?;
     let target = serde_json::from_str::<crate::ledger::events::Event>(&proof.entry.event)
         .ok()
         .and_then(|e| e.body.revocable());
     if let Some(rev) = target.map(|t| l.revocation_of(&t)).transpose()?.flatten() {
         if rev.seq <= cp.size {
-            proof.revoked_by = Some(Box::new(inclusion(l, &leaves, &cp, rev.seq)?));
+            proof.revoked_by = Some(Box::new(inclusion(l, &cp, rev.seq)?));
         }
     }
     Ok(Proof::Inclusion(proof))
 }
 
-fn inclusion(l: &Ledger, leaves: &[Hash], cp: &CheckpointRow, seq: u64) -> Result<InclusionProof> {
+fn inclusion(l: &Ledger, cp: &CheckpointRow, seq: u64) -> Result<InclusionProof> {
     if seq == 0 || seq > cp.size {
         return Err(Error::bad_input(
             format!("event {seq} is not in the checkpoint of size {}", cp.size),
@@ -370,11 +385,12 @@ fn inclusion(l: &Ledger, leaves: &[Hash], cp: &CheckpointRow, seq: u64) -> Resul
     }
     let row = l.row_at(seq)?.expect("within the journal");
     let index = (seq - 1) as usize;
+    let tree = tree(l);
     Ok(InclusionProof {
         leaf_index: seq - 1,
         tree_size: cp.size,
-        leaf_hash: B64.encode(leaves[index]),
-        hashes: b64_all(&merkle::inclusion_proof(leaves, index)),
+        leaf_hash: B64.encode(merkle::Subtrees::range(&tree, index, index + 1)?),
+        hashes: b64_all(&merkle::inclusion_proof_in(&tree, cp.size as usize, index)?),
         entry: ProvenEntry {
             seq,
             prev_hash: row.prev_hash,
@@ -400,7 +416,7 @@ pub(crate) fn prove_consistency(l: &Ledger, old: u64, new: Option<u64>) -> Resul
             "give an old size no larger than the new one",
         ));
     }
-    let leaves = leaves(l, cp.size)?;
+    let tree = tree(l);
     let old_checkpoint = kept
         .iter()
         .rev()
@@ -409,8 +425,12 @@ pub(crate) fn prove_consistency(l: &Ledger, old: u64, new: Option<u64>) -> Resul
     Ok(Proof::Consistency(ConsistencyProof {
         old_size: old,
         new_size: cp.size,
-        old_root: B64.encode(merkle::root(&leaves[..old as usize])),
-        hashes: b64_all(&merkle::consistency_proof(&leaves, old as usize)),
+        old_root: B64.encode(merkle::Subtrees::range(&tree, 0, old as usize)?),
+        hashes: b64_all(&merkle::consistency_proof_in(
+            &tree,
+            cp.size as usize,
+            old as usize,
+        )?),
         old_checkpoint,
         checkpoint: cp.note,
     }))

@@ -24,4 +24,5 @@ mod signing;
 mod stage2;
 mod store;
 mod structure;
+mod tiles;
 mod witness;

@@ -19,6 +19,11 @@ pub(crate) struct Args {
     /// only when it verifies under that key; repeatable
     #[arg(long, value_name = "VKEY@URL", requires = "sign")]
     witness: Vec<String>,
+    /// With --sign: also write the log as C2SP tlog-tiles under DIR (`checkpoint`, the
+    /// hash tiles `tile/L/N` and entry bundles `tile/entries/N`, partial ones `.p/W`),
+    /// for any tlog-tiles client to read and verify
+    #[arg(long, value_name = "DIR", requires = "sign")]
+    tiles: Option<std::path::PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -49,12 +54,21 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
     let mut row = tlog::sign_head(&home)?;
     let mut witnesses = Vec::new();
     if !a.witness.is_empty() {
-        let leaves = tlog::leaves(&home.ledger, row.size)?;
-        let (note, asked) = crate::witness::client::collect(&row.note, &leaves, &asking)?;
+        let tree = tlog::tree(&home.ledger);
+        let (note, asked) = crate::witness::client::collect(&row.note, &tree, row.size, &asking)?;
         home.ledger
             .update_checkpoint_note(row.size, &row.keyid, &note)?;
         row.note = note;
         witnesses = asked;
+    }
+    if let Some(dir) = &a.tiles {
+        for (path, bytes) in crate::ledger::tiles::tile_files(home.ledger.conn(), row.size)? {
+            let p = dir.join(&path);
+            let parent = p.parent().expect("a tile path has a folder");
+            std::fs::create_dir_all(parent).map_err(crate::error::Error::io("create", parent))?;
+            super::attest::write_atomically(&p, &bytes)?;
+        }
+        super::attest::write_atomically(&dir.join("checkpoint"), row.note.as_bytes())?;
     }
     let all = witnesses.iter().all(|w| w.cosignature.is_some());
     let out = Signed {

@@ -11,6 +11,7 @@ mod rows;
 mod show;
 mod sql_types;
 mod stat_cache;
+pub(crate) mod tiles;
 pub(crate) mod tlog;
 pub(crate) mod vet;
 
@@ -61,7 +62,14 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0010_run_starts",
         include_str!("../../schema/0010_run_starts.sql"),
     ),
+    (
+        "0011_tlog_tiles",
+        include_str!("../../schema/0011_tlog_tiles.sql"),
+    ),
 ];
+/// The migration after which `tlog_nodes` exists: a ledger migrated past it here gets
+/// its tiles computed from its journal in the same transaction.
+const TILES_MIGRATION: usize = 11;
 
 /// The tables rebuilt from the journal, children before parents (for deletes).
 pub(crate) const PROJECTIONS: &[&str] = &[
@@ -314,6 +322,9 @@ impl Ledger {
             tx.pragma_update(None, "user_version", (i + 1) as i64)
                 .map_err(|e| ledger_err(&path, e))?;
         }
+        if (version as usize) < TILES_MIGRATION {
+            tiles::rebuild(&tx)?;
+        }
         tx.commit().map_err(|e| ledger_err(&path, e))
     }
 
@@ -390,6 +401,7 @@ impl Ledger {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(Error::sql("begin"))?;
         rebuild_projections(&tx, &events)?;
+        tiles::rebuild(&tx)?;
         tx.commit().map_err(Error::sql("commit"))?;
         Ok(events.len() as u64)
     }
@@ -507,8 +519,9 @@ fn insert_row(tx: &Connection, row: &JournalRow) -> Result<()> {
             row.hash
         ])
     })
-    .map(|_| ())
-    .map_err(Error::sql("append to journal"))
+    .map_err(Error::sql("append to journal"))?;
+    // The tree's tiles in the same transaction as the row.
+    tiles::extend(tx, row.seq as u64)
 }
 
 /// Clears every projection and replays `events` into them (inside the caller's transaction).

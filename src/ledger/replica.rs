@@ -373,6 +373,7 @@ fn reappend(
         tx.execute_batch(&format!("DROP TRIGGER IF EXISTS {t}"))
             .map_err(Error::sql("move unpublished events"))?;
     }
+    super::tiles::truncate(tx, base.seq)?;
     tx.execute("DELETE FROM journal WHERE seq > ?1", [base.seq as i64])
         .map_err(Error::sql("move unpublished events"))?;
     for row in remote {

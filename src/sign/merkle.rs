@@ -84,57 +84,128 @@ pub(crate) fn root(leaves: &[Hash]) -> Hash {
     level[0]
 }
 
-/// The audit path for leaf `index` in the tree of the first `leaves.len()` leaves
-/// (RFC 9162 2.1.3.1), leaf side first.
-pub(crate) fn inclusion_proof(leaves: &[Hash], index: usize) -> Vec<Hash> {
-    assert!(index < leaves.len(), "leaf {index} is outside the tree");
-    let mut path = Vec::new();
-    inclusion_into(leaves, index, &mut path);
-    path
+/// Where a proof's hashes come from: the root of any subtree `[lo, hi)` of leaves that
+/// RFC 9162's recursion asks for (a complete, aligned subtree, or one at the right edge).
+/// A slice of leaf hashes is one; the ledger's tiles are another, read in O(log n).
+pub(crate) trait Subtrees {
+    fn range(&self, lo: usize, hi: usize) -> crate::error::Result<Hash>;
 }
 
-fn inclusion_into(leaves: &[Hash], m: usize, path: &mut Vec<Hash>) {
-    let n = leaves.len();
+impl Subtrees for [Hash] {
+    fn range(&self, lo: usize, hi: usize) -> crate::error::Result<Hash> {
+        Ok(root(&self[lo..hi]))
+    }
+}
+
+/// The audit path for leaf `index` in the tree of the first `leaves.len()` leaves
+/// (RFC 9162 2.1.3.1), leaf side first.
+#[cfg(test)]
+pub(crate) fn inclusion_proof(leaves: &[Hash], index: usize) -> Vec<Hash> {
+    assert!(index < leaves.len(), "leaf {index} is outside the tree");
+    inclusion_proof_in(leaves, leaves.len(), index).expect("a slice always answers")
+}
+
+/// The same, for the tree of `size` leaves of `tree`.
+pub(crate) fn inclusion_proof_in<T: Subtrees + ?Sized>(
+    tree: &T,
+    size: usize,
+    index: usize,
+) -> crate::error::Result<Vec<Hash>> {
+    assert!(index < size, "leaf {index} is outside the tree");
+    let mut path = Vec::new();
+    inclusion_into(tree, 0, size, index, &mut path)?;
+    Ok(path)
+}
+
+fn inclusion_into<T: Subtrees + ?Sized>(
+    tree: &T,
+    lo: usize,
+    hi: usize,
+    m: usize,
+    path: &mut Vec<Hash>,
+) -> crate::error::Result<()> {
+    let n = hi - lo;
     if n <= 1 {
-        return;
+        return Ok(());
     }
     let k = split(n);
     if m < k {
-        inclusion_into(&leaves[..k], m, path);
-        path.push(root(&leaves[k..]));
+        inclusion_into(tree, lo, lo + k, m, path)?;
+        path.push(tree.range(lo + k, hi)?);
     } else {
-        inclusion_into(&leaves[k..], m - k, path);
-        path.push(root(&leaves[..k]));
+        inclusion_into(tree, lo + k, hi, m - k, path)?;
+        path.push(tree.range(lo, lo + k)?);
     }
+    Ok(())
 }
 
 /// The consistency proof between the trees of the first `old` leaves and all of
 /// `leaves` (RFC 9162 2.1.4.1). Empty when `old` is 0 or equals the size.
+#[cfg(test)]
 pub(crate) fn consistency_proof(leaves: &[Hash], old: usize) -> Vec<Hash> {
     assert!(old <= leaves.len(), "old size {old} is past the tree");
-    let mut path = Vec::new();
-    if old > 0 && old < leaves.len() {
-        subproof(old, leaves, true, &mut path);
-    }
-    path
+    consistency_proof_in(leaves, leaves.len(), old).expect("a slice always answers")
 }
 
-fn subproof(m: usize, leaves: &[Hash], complete: bool, path: &mut Vec<Hash>) {
-    let n = leaves.len();
+/// The same, between the trees of `old` and `size` leaves of `tree`.
+pub(crate) fn consistency_proof_in<T: Subtrees + ?Sized>(
+    tree: &T,
+    size: usize,
+    old: usize,
+) -> crate::error::Result<Vec<Hash>> {
+    assert!(old <= size, "old size {old} is past the tree");
+    let mut path = Vec::new();
+    if old > 0 && old < size {
+        subproof(tree, old, 0, size, true, &mut path)?;
+    }
+    Ok(path)
+}
+
+fn subproof<T: Subtrees + ?Sized>(
+    tree: &T,
+    m: usize,
+    lo: usize,
+    hi: usize,
+    complete: bool,
+    path: &mut Vec<Hash>,
+) -> crate::error::Result<()> {
+    let n = hi - lo;
     if m == n {
         if !complete {
-            path.push(root(leaves));
+            path.push(tree.range(lo, hi)?);
         }
-        return;
+        return Ok(());
     }
     let k = split(n);
     if m <= k {
-        subproof(m, &leaves[..k], complete, path);
-        path.push(root(&leaves[k..]));
+        subproof(tree, m, lo, lo + k, complete, path)?;
+        path.push(tree.range(lo + k, hi)?);
     } else {
-        subproof(m - k, &leaves[k..], false, path);
-        path.push(root(&leaves[..k]));
+        subproof(tree, m - k, lo + k, hi, false, path)?;
+        path.push(tree.range(lo, lo + k)?);
     }
+    Ok(())
+}
+
+/// The root of `[lo, hi)` from the roots of complete aligned subtrees (`complete`):
+/// RFC 9162's split, recursing only down the right edge.
+pub(crate) fn range_from(
+    lo: usize,
+    hi: usize,
+    complete: &dyn Fn(usize, u32) -> crate::error::Result<Hash>,
+) -> crate::error::Result<Hash> {
+    let n = hi - lo;
+    if n == 0 {
+        return Ok(empty_root());
+    }
+    if n.is_power_of_two() && lo.is_multiple_of(n) {
+        return complete(lo, n.trailing_zeros());
+    }
+    let k = split(n);
+    Ok(node_hash(
+        &range_from(lo, lo + k, complete)?,
+        &range_from(lo + k, hi, complete)?,
+    ))
 }
 
 /// Checks an inclusion proof (RFC 9162 2.1.3.2): that `leaf` is leaf `index` of the

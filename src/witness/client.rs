@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::sign::cosig::Witness;
-use crate::sign::merkle::{self, Hash};
+use crate::sign::merkle;
 use crate::sign::note::SignedNote;
 
 const MAX_ANSWER: usize = 16 * 1024;
@@ -88,22 +88,31 @@ impl Asking {
     }
 }
 
-/// Asks the witness at `base` (its submission prefix) to cosign `note`, whose tree has
-/// `leaves`; keeps its answer only if it is `witness`'s valid cosignature.
-pub(crate) fn ask(base: &str, witness: &Witness, note: &str, leaves: &[Hash]) -> Asked {
+/// Asks the witness at `base` (its submission prefix) to cosign `note`, the checkpoint
+/// of the first `size` leaves of `tree`; keeps its answer only if it is `witness`'s valid
+/// cosignature.
+pub(crate) fn ask(
+    base: &str,
+    witness: &Witness,
+    note: &str,
+    tree: &dyn merkle::Subtrees,
+    size: u64,
+) -> Asked {
     let url = format!("{}/add-checkpoint", base.trim_end_matches('/'));
     let refused = |why: String| Asked {
         url: base.to_string(),
         cosignature: None,
         refused: Some(why),
     };
-    let size = leaves.len() as u64;
     let mut old = 0u64;
     for _ in 0..2 {
         let proof = if old == 0 || old == size {
             Vec::new()
         } else {
-            merkle::consistency_proof(leaves, old as usize)
+            match merkle::consistency_proof_in(tree, size as usize, old as usize) {
+                Ok(p) => p,
+                Err(e) => return refused(format!("no consistency proof from size {old}: {e}")),
+            }
         };
         let (status, answer) = match post(&url, super::body(old, &proof, note)) {
             Ok(a) => a,
@@ -148,7 +157,8 @@ fn checked(base: &str, witness: &Witness, note: &str, answer: String) -> Asked {
 /// Asks every witness; the note with the cosignatures collected, and each answer.
 pub(crate) fn collect(
     note: &str,
-    leaves: &[Hash],
+    tree: &dyn merkle::Subtrees,
+    size: u64,
     witnesses: &[Asking],
 ) -> Result<(String, Vec<Asked>)> {
     if SignedNote::parse(note).is_err() {
@@ -158,7 +168,7 @@ pub(crate) fn collect(
     }
     let asked: Vec<Asked> = witnesses
         .iter()
-        .map(|w| ask(&w.url, &w.witness, note, leaves))
+        .map(|w| ask(&w.url, &w.witness, note, tree, size))
         .collect();
     let mut out = note.to_string();
     for a in &asked {
