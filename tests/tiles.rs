@@ -134,3 +134,30 @@ fn audit_finds_a_damaged_tile_hash_and_reindex_mends_it() {
     // The same proof as before the damage: the tiles are the journal's again.
     assert_eq!(env.ok(["prove", "150"]).stdout, good);
 }
+
+#[test]
+fn push_makes_the_bucket_a_tlog_tiles_log_that_go_reads_alone() {
+    let server = S3Server::start();
+    let a = server.host("tiled");
+    ledger_of(&a, 300);
+    a.ok(["key", "generate"]);
+    let vkey = a.ok(["key", "export", "--format", "note"]).stdout;
+    let pushed = a.ok(["push", "--json"]).json();
+    let n = pushed["checkpoint"].as_u64().unwrap();
+    // Straight from the server's files: the bucket's prefix is the log.
+    let log = server.file("tiled");
+    let (ok, out) = check(&log, vkey.trim(), &["0", "255", &(n - 1).to_string()]);
+    assert!(ok, "{out}");
+    // More events and another push: the tiles grow (new partial ones beside the old),
+    // the checkpoint is the larger tree's, and Go still proves every range.
+    ledger_of(&a, 250);
+    let pushed = a.ok(["push", "--json"]).json();
+    let m = pushed["checkpoint"].as_u64().unwrap();
+    assert!(m > n);
+    assert!(
+        log.join("tile/0/001").is_file() && log.join(format!("tile/0/002.p/{}", m - 512)).is_file()
+    );
+    let (ok, out) = check(&log, vkey.trim(), &["1", "300", &(m - 1).to_string()]);
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("size {m}")), "{out}");
+}

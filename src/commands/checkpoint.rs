@@ -62,7 +62,7 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
         witnesses = asked;
     }
     if let Some(dir) = &a.tiles {
-        for (path, bytes) in crate::ledger::tiles::tile_files(home.ledger.conn(), row.size)? {
+        for (path, bytes) in crate::ledger::tiles::tile_files(home.ledger.conn(), 0, row.size)? {
             let p = dir.join(&path);
             let parent = p.parent().expect("a tile path has a folder");
             std::fs::create_dir_all(parent).map_err(crate::error::Error::io("create", parent))?;

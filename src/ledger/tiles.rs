@@ -243,15 +243,18 @@ fn tile_path(level: &str, n: u64, w: u64) -> String {
     }
 }
 
-/// Every hash tile and entry bundle of the tree of `size` events, as (path, bytes) under
-/// a C2SP tlog-tiles prefix. An entry is the event's 32-byte chain hash (the leaf is
-/// its RFC 9162 leaf hash); a bundle holds each entry as a big-endian u16 length and its
-/// bytes.
-pub(crate) fn tile_files(c: &Connection, size: u64) -> Result<Vec<(String, Vec<u8>)>> {
+/// Every hash tile and entry bundle of the tree of `size` events that the tree of `from`
+/// events did not already have whole, as (path, bytes) under a C2SP tlog-tiles prefix
+/// (`from` 0: all of them). Every path names fixed bytes (a partial tile's width is in
+/// its path), so what was written once never changes. An entry is the event's 32-byte
+/// chain hash (the leaf is its RFC 9162 leaf hash); a bundle holds each entry as a
+/// big-endian u16 length and its bytes.
+pub(crate) fn tile_files(c: &Connection, from: u64, size: u64) -> Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
     let mut level = 0u32;
     while size / WIDTH.pow(level) > 0 {
-        let mut n = 0;
+        // Tiles full at `from` are unchanged.
+        let mut n = (from / WIDTH.pow(level)) / WIDTH;
         while let Some(t) = tile(c, size, level, n)? {
             let w = (t.len() / 32) as u64;
             out.push((tile_path(&level.to_string(), n, w), t));
@@ -259,11 +262,14 @@ pub(crate) fn tile_files(c: &Connection, size: u64) -> Result<Vec<(String, Vec<u
         }
         level += 1;
     }
+    let first = from / WIDTH;
     let mut st = c
-        .prepare_cached("SELECT seq, hash FROM journal WHERE seq <= ?1 ORDER BY seq")
+        .prepare_cached("SELECT seq, hash FROM journal WHERE seq > ?1 AND seq <= ?2 ORDER BY seq")
         .map_err(Error::sql("read journal"))?;
     let hashes: Vec<(i64, String)> = st
-        .query_map([size as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map([(first * WIDTH) as i64, size as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .and_then(|rows| rows.collect())
         .map_err(Error::sql("read journal"))?;
     for (n, chunk) in hashes.chunks(WIDTH as usize).enumerate() {
@@ -272,7 +278,10 @@ pub(crate) fn tile_files(c: &Connection, size: u64) -> Result<Vec<(String, Vec<u
             bundle.extend_from_slice(&32u16.to_be_bytes());
             bundle.extend_from_slice(&decode(*seq, h)?);
         }
-        out.push((tile_path("entries", n as u64, chunk.len() as u64), bundle));
+        out.push((
+            tile_path("entries", first + n as u64, chunk.len() as u64),
+            bundle,
+        ));
     }
     Ok(out)
 }
@@ -378,7 +387,7 @@ mod tests {
         assert_eq!(t1, merkle::root(&leaves(&c, 256)).to_vec());
         assert!(tile(&c, 300, 0, 2).unwrap().is_none());
         assert!(tile(&c, 300, 2, 0).unwrap().is_none());
-        let files = tile_files(&c, 300).unwrap();
+        let files = tile_files(&c, 0, 300).unwrap();
         let names: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(
             names,
@@ -391,6 +400,18 @@ mod tests {
             ]
         );
         assert_eq!(files[3].1.len(), 256 * 34);
+        // From 256 on: the first level-0 tile and bundle were already whole.
+        let newer = tile_files(&c, 256, 300).unwrap();
+        let names: Vec<&str> = newer.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            names,
+            ["tile/0/001.p/44", "tile/1/000.p/1", "tile/entries/001.p/44"]
+        );
+        assert_eq!(
+            tile_files(&c, 300, 300).unwrap().len(),
+            3,
+            "the partial ones at the edge"
+        );
     }
 
     #[test]

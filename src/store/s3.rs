@@ -356,6 +356,12 @@ impl S3 {
         })
     }
 
+    /// Writes `rel`, replacing what is there: only for a key that names no fixed bytes
+    /// (a tlog-tiles log's `checkpoint`, whose newer note replaces the older).
+    pub(crate) fn put_replace(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
+        self.put(rel, bytes.into())
+    }
+
     /// Writes `rel`, replacing what is there (used for content-addressed keys only).
     fn put(&self, rel: &str, payload: PutPayload) -> Result<()> {
         let path = self.path(rel);

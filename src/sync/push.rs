@@ -43,8 +43,52 @@ fn publish_checkpoint(
         &checkpoint_key(synced, &keyid),
         row.note.clone().into_bytes(),
     )?;
+    publish_tiles(home, remote, &row)?;
     home.ledger.save_remote_checkpoint(&remote.row.name, &row)?;
     Ok(Some(synced))
+}
+
+/// The remote as a C2SP tlog-tiles log under its prefix: the tiles and entry bundles the
+/// last published checkpoint did not already have whole (each path names fixed bytes, so
+/// a create-only write that finds one there is done), then `checkpoint`, replaced only by
+/// a larger tree. A remote whose tiles were never written (an older cto-ledger pushed)
+/// gets all of them.
+fn publish_tiles(
+    home: &Home,
+    remote: &Remote,
+    row: &crate::ledger::tlog::CheckpointRow,
+) -> Result<()> {
+    let seen = home
+        .ledger
+        .latest_remote_checkpoint(&remote.row.name)?
+        .map_or(0, |c| c.size);
+    let width = crate::ledger::tiles::WIDTH;
+    let last_full = (seen / width).checked_sub(1);
+    let from = match last_full {
+        Some(n) => {
+            let key = format!("tile/0/{}", crate::ledger::tiles::index_path(n));
+            if remote.s3.head(&key)?.is_some() {
+                seen
+            } else {
+                0
+            }
+        }
+        None => seen,
+    };
+    for (path, bytes) in crate::ledger::tiles::tile_files(home.ledger.conn(), from, row.size)? {
+        remote.s3.put_create(&path, bytes)?;
+    }
+    let current = remote
+        .s3
+        .get_at_most("checkpoint", 64 << 10)?
+        .and_then(|b| crate::sign::note::SignedNote::parse(&String::from_utf8_lossy(&b)).ok())
+        .map(|n| n.checkpoint.size);
+    if current.is_none_or(|size| size < row.size) {
+        remote
+            .s3
+            .put_replace("checkpoint", row.note.clone().into_bytes())?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, Serialize)]
