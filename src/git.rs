@@ -23,6 +23,9 @@ pub(crate) struct CloneState {
     pub flagged: Vec<(Vec<u8>, &'static str)>,
     /// Every path in the index.
     pub tracked: Vec<Vec<u8>>,
+    /// Submodules that are not what the commit records, with why: git status leaves
+    /// them out, and their checkout is part of what a build compiled.
+    pub submodules: Vec<(String, &'static str)>,
 }
 
 pub(crate) enum Pin {
@@ -166,6 +169,7 @@ pub(crate) fn state(dir: &Path) -> Result<CloneState> {
         .filter(|e| (e.mode & 0o170000) != 0o160000)
         .map(|e| e.path)
         .collect();
+    let submodules = changed_submodules(&repo);
     let workdir = workdir.canonicalize().unwrap_or(workdir);
     Ok(CloneState {
         workdir,
@@ -176,7 +180,41 @@ pub(crate) fn state(dir: &Path) -> Result<CloneState> {
         changes,
         flagged,
         tracked,
+        submodules,
     })
+}
+
+/// Each initialised submodule whose checkout, work tree or index differs from the
+/// commit the superproject records for it (untracked files inside it aside, as at top
+/// level).
+fn changed_submodules(repo: &git2::Repository) -> Vec<(String, &'static str)> {
+    use git2::SubmoduleStatus as S;
+    let Ok(list) = repo.submodules() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for sm in list {
+        let Ok(name) = sm.name() else { continue };
+        let Ok(st) = repo.submodule_status(name, git2::SubmoduleIgnore::None) else {
+            continue;
+        };
+        let why = if st.contains(S::WD_UNINITIALIZED) {
+            continue;
+        } else if st.contains(S::WD_MODIFIED) {
+            "its checkout is at another commit than the one recorded"
+        } else if st.intersects(S::WD_INDEX_MODIFIED | S::WD_WD_MODIFIED) {
+            "it has uncommitted changes"
+        } else if st.intersects(S::INDEX_MODIFIED | S::INDEX_ADDED | S::INDEX_DELETED) {
+            "a change to it is staged, not committed"
+        } else if st.contains(S::WD_DELETED) {
+            "its folder is missing"
+        } else {
+            continue;
+        };
+        out.push((sm.path().to_string_lossy().into_owned(), why));
+    }
+    out.sort();
+    out
 }
 
 /// `assume-unchanged` in the index entry's flags, `skip-worktree` in its extended flags.

@@ -269,3 +269,60 @@ fn many_writers_at_once_keep_one_chain() {
     assert_eq!(log.as_array().unwrap().len(), 48);
     assert_eq!(env.run(["audit"]).code, 0);
 }
+
+#[test]
+fn a_submodule_that_is_not_what_the_commit_records_refuses_the_admission() {
+    let env = Env::new();
+    let lib = env.repo("lib");
+    let repo = env.repo("case");
+    repo.git(&[
+        "-c",
+        "protocol.file.allow=always",
+        "submodule",
+        "add",
+        "-q",
+        s(&lib.dir),
+        "vendor/lib",
+    ]);
+    repo.git(&["commit", "-qm", "vendor lib"]);
+    let sub = repo.dir.join("vendor/lib");
+    let admit = |name: &str| {
+        env.run([
+            "admit",
+            s(&repo.bin()),
+            "--source-pin",
+            &repo.pin(),
+            "--name",
+            name,
+        ])
+    };
+    assert_eq!(admit("clean").code, 0);
+    // An uncommitted edit inside the submodule: git status at the top shows nothing.
+    fs::write(sub.join("README"), "edited inside the submodule\n").unwrap();
+    let r = admit("edited");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("vendor/lib (it has uncommitted changes)")
+            && r.stderr.contains("git submodule update"),
+        "{}",
+        r.stderr
+    );
+    // Committed inside, but the clone still records the old commit: its checkout moved.
+    let git = |args: &[&str]| {
+        assert!(std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(&sub)
+            .status()
+            .unwrap()
+            .success())
+    };
+    git(&["commit", "-qam", "inside"]);
+    let r = admit("moved");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("another commit than the one recorded"),
+        "{}",
+        r.stderr
+    );
+}

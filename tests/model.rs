@@ -364,3 +364,57 @@ fn bad_model_admissions_exit_2_and_change_nothing() {
         r.stderr
     );
 }
+
+#[test]
+fn a_request_the_transcript_could_not_show_is_refused_not_sent() {
+    let env = Env::new();
+    env.ok(["admit", "--model", "scripted/r1-string-slugify"]);
+    let repo = env.repo("provider");
+    let python = String::from_utf8(
+        Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    // A provider that asks the model with a gzip body, then with UTF-16 JSON.
+    fs::write(
+        repo.bin(),
+        format!(
+            "#!/bin/sh
+exec {} - <<'PY'
+import gzip, json, os, urllib.request
+cfg = json.load(open(os.path.expanduser('~/.pi/agent/models.json')))
+url = cfg['providers']['openai']['baseUrl'] + '/chat/completions'
+msg = json.dumps({{'model': 'r1-string-slugify', 'messages': [{{'role': 'user', 'content': 'hidden'}}]}})
+for body, headers in [(gzip.compress(msg.encode()), {{'Content-Encoding': 'gzip'}}), (msg.encode('utf-16'), {{}})]:
+    headers['Content-Type'] = 'application/json'
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers))
+        print('served')
+    except urllib.error.HTTPError as e:
+        print('refused', e.code)
+PY
+",
+            python.trim()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(repo.bin(), fs::Permissions::from_mode(0o755)).unwrap();
+    env.admit_repo(&repo);
+    let r = stage2(&env, &["--provider-bin", s(&repo.bin())], &SCRIPTED);
+    let out = fs::read_to_string(r.dir.join("backend/provider-stdout.log")).unwrap();
+    assert_eq!(out, "refused 415\nrefused 415\n", "{}", r.report);
+    let t = transcript(&r);
+    assert_eq!(t.len(), 2);
+    for x in &t {
+        assert_eq!(x["response"]["status"], 415, "{x}");
+        assert!(x["request"].is_string(), "{x}");
+    }
+    assert!(t[0]["response"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("Content-Encoding"));
+}

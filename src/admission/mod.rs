@@ -283,6 +283,7 @@ fn plan(home: &Home, ev: &mut Evidence, progress: &ProgressBar) -> std::result::
     };
     ev.source = Some((snap.rec.clone(), snap.objects.clone()));
     let commit = resolve_pin(home, a, &snap.state)?;
+    check_submodules(&snap.state, &commit)?;
     let tracked: Vec<ChangeRec> = snap
         .rec
         .changes
@@ -344,6 +345,27 @@ fn plan(home: &Home, ev: &mut Evidence, progress: &ProgressBar) -> std::result::
         snapshot: snap,
         reproducibility: repro,
     })
+}
+
+/// Submodules must be what `commit` records: git status leaves them out.
+fn check_submodules(st: &CloneState, commit: &CommitId) -> std::result::Result<(), Stop> {
+    if st.submodules.is_empty() {
+        return Ok(());
+    }
+    let subs: Vec<String> = st
+        .submodules
+        .iter()
+        .map(|(p, why)| format!("{p} ({why})"))
+        .collect();
+    Err(refused(
+        RefusalReason::SourceModified,
+        format!(
+            "the source tree {} has submodules that are not what commit {commit} records: {}",
+            st.workdir.display(),
+            subs.join(", ")
+        ),
+        "commit inside the submodule and commit its new commit in the clone, or put it back with `git submodule update`, then rebuild and admit",
+    ))
 }
 
 /// Every recorded build of `object` from `commit`, newest first, with the tracked files

@@ -251,8 +251,9 @@ fn oneline(s: &str) -> String {
 }
 
 fn transcript_text(w: &mut dyn Write, exchanges: &Vec<Value>) -> R {
-    // Each request carries the whole conversation so far: only what is new is shown.
-    let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
+    // Each request carries the whole conversation so far: only what is new is shown,
+    // unless a request does not extend the last one of its role (its history rewritten).
+    let mut seen: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
     for x in exchanges {
         let role = str_of(&x["role"]);
         writeln!(
@@ -268,11 +269,18 @@ fn transcript_text(w: &mut dyn Write, exchanges: &Vec<Value>) -> R {
             .as_array()
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let from = seen
-            .get(&role)
-            .copied()
-            .filter(|n| *n <= msgs.len())
-            .unwrap_or(0);
+        let before = seen.get(&role).map(Vec::as_slice).unwrap_or_default();
+        let extends = msgs.len() >= before.len() && msgs[..before.len()] == *before;
+        let mut from = if extends { before.len() } else { 0 };
+        if !extends {
+            writeln!(
+                w,
+                "  (this request does not extend the last of its role: all {} messages)",
+                msgs.len()
+            )?;
+        } else if from > 0 && msgs.get(from).is_some_and(|m| m["role"] == "assistant") {
+            from += 1; // the answer shown last time
+        }
         for m in &msgs[from..] {
             let content = match &m["content"] {
                 Value::String(s) => s.clone(),
@@ -285,33 +293,40 @@ fn transcript_text(w: &mut dyn Write, exchanges: &Vec<Value>) -> R {
                     .join("\n"),
                 other => other.to_string(),
             };
-            writeln!(w, "  > {}: {}", str_of(&m["role"]), oneline(&content))?;
-            for c in m["tool_calls"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
-                writeln!(w, "    call {}", call(c))?;
-            }
+            writeln!(
+                w,
+                "  > {}: {}",
+                oneline(&str_of(&m["role"])),
+                oneline(&content)
+            )?;
+            calls(w, "    call", &m["tool_calls"])?;
         }
         let r = &x["response"];
         if let Some(c) = r["content"].as_str() {
             writeln!(w, "  < assistant: {}", oneline(c))?;
         }
-        for c in r["tool_calls"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            writeln!(w, "  < call {}", call(c))?;
-        }
+        calls(w, "  < call", &r["tool_calls"])?;
         writeln!(
             w,
             "  < {} {}",
             str_of(&r["status"]),
             str_of(&r["finish_reason"])
         )?;
-        seen.insert(role, msgs.len() + 1);
+        seen.insert(role, msgs.to_vec());
+    }
+    Ok(())
+}
+
+/// The most tool calls one message shows; the rest are counted.
+const CALLS_SHOWN: usize = 20;
+
+fn calls(w: &mut dyn Write, prefix: &str, list: &Value) -> R {
+    let all = list.as_array().map(Vec::as_slice).unwrap_or_default();
+    for c in all.iter().take(CALLS_SHOWN) {
+        writeln!(w, "{prefix} {}", call(c))?;
+    }
+    if all.len() > CALLS_SHOWN {
+        writeln!(w, "{prefix} … and {} more", all.len() - CALLS_SHOWN)?;
     }
     Ok(())
 }
@@ -323,4 +338,48 @@ fn call(c: &Value) -> String {
         f["name"].as_str().unwrap_or("?"),
         f["arguments"].as_str().unwrap_or_default()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    fn text(exchanges: Vec<serde_json::Value>) -> String {
+        let mut out = Vec::new();
+        super::transcript_text(&mut out, &exchanges).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_rewritten_history_is_shown_whole_and_tool_calls_are_counted() {
+        let ask = |msgs: serde_json::Value| json!({"n": 1, "role": "r", "request": {"messages": msgs}, "response": {"content": "ok", "status": 200}});
+        let first =
+            json!([{"role": "system", "content": "be good"}, {"role": "user", "content": "task"}]);
+        let extended = json!([{"role": "system", "content": "be good"}, {"role": "user", "content": "task"},
+            {"role": "assistant", "content": "ok"}, {"role": "user", "content": "more"}]);
+        let rewritten =
+            json!([{"role": "system", "content": "be evil"}, {"role": "user", "content": "other"}]);
+        let t = text(vec![ask(first), ask(extended), ask(rewritten)]);
+        assert_eq!(t.matches("> system: be good").count(), 1, "{t}");
+        assert!(
+            t.contains("> user: more") && !t.contains("> assistant: ok"),
+            "{t}"
+        );
+        assert!(
+            t.contains("does not extend the last of its role: all 2 messages"),
+            "{t}"
+        );
+        assert!(
+            t.contains("> system: be evil") && t.contains("> user: other"),
+            "{t}"
+        );
+        let many: Vec<_> = (0..30)
+            .map(|i| json!({"function": {"name": format!("f{i}"), "arguments": "{}"}}))
+            .collect();
+        let t = text(vec![
+            json!({"n": 1, "role": "r", "request": {"messages": []}, "response": {"tool_calls": many, "status": 200}}),
+        ]);
+        assert_eq!(t.matches("< call f").count(), 20, "{t}");
+        assert!(t.contains("… and 10 more"), "{t}");
+    }
 }

@@ -71,15 +71,24 @@ pub(crate) fn shell_quoted(argv: &[String]) -> String {
 /// for a terminal: control characters (escape sequences, newlines, carriage returns) are
 /// written as `\u{..}`, so none can move the cursor, colour the screen or forge a line.
 pub(crate) fn shown(s: &str) -> String {
-    if !s.chars().any(char::is_control) {
+    let hidden = |c: char| c.is_control() || invisible(c);
+    if !s.chars().any(hidden) {
         return s.to_string();
     }
     s.chars()
         .map(|c| match c {
-            c if c.is_control() => c.escape_unicode().to_string(),
+            c if hidden(c) => c.escape_unicode().to_string(),
             c => c.to_string(),
         })
         .collect()
+}
+
+/// Characters that print as nothing or reorder what follows (zero-width, bidirectional
+/// controls, the soft hyphen): two names that differ only by them would read alike.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
 /// Notes, findings and the last line every audit prints.
@@ -156,5 +165,11 @@ mod tests {
             "workspace/\\u{1b}[1;32mPASSED\\u{1b}[0m.txt"
         );
         assert_eq!(super::shown("new\nline"), "new\\u{a}line");
+        // Invisible and reordering characters too: these two names must not read alike.
+        assert_eq!(
+            super::shown("test_\u{200b}strings.py"),
+            "test_\\u{200b}strings.py"
+        );
+        assert_eq!(super::shown("a\u{202e}txt.exe"), "a\\u{202e}txt.exe");
     }
 }

@@ -64,7 +64,13 @@ pub(crate) fn check_stage2(home: &mut Home, opts: &RunOptions) -> Result<CheckOu
     let check_id = RunId::from_folder("check".into());
     let mut run = Run::new(home, opts, fixture, dir, check_id, Default::default(), true);
     run.report.gates.push(fixture_gate);
-    run.start_resolving();
+    // From where the run's folder would be (the nearest folder of it that exists).
+    let runs = opts.runs_dir.clone().unwrap_or_else(|| run.home.runs_dir());
+    let from = crate::paths::abs(&runs)
+        .ancestors()
+        .find(|a| a.is_dir())
+        .map_or_else(|| PathBuf::from("/"), std::path::Path::to_path_buf);
+    run.start_resolving_from(from);
     let noted = |run: &mut Run, stop: Stop| -> Result<()> {
         match stop {
             Stop::Blocked(b) => {

@@ -312,6 +312,12 @@ impl Run<'_> {
     /// with the tests' HOME, which does not exist yet: nothing the provider will write
     /// can steer it, and the run does not wait for the shim (pyenv's takes ~80 ms).
     pub(super) fn start_resolving(&mut self) {
+        self.start_resolving_from(self.dir.clone());
+    }
+
+    /// The same, from `cwd` (`--check`: the folder the run's folder would be made in,
+    /// whose ancestors a version manager would read).
+    pub(super) fn start_resolving_from(&mut self, cwd: PathBuf) {
         let argv0 = self.fixture.manifest.test_command[0].clone();
         if !is_python(&argv0) || argv0.contains('/') {
             return;
@@ -327,7 +333,8 @@ impl Run<'_> {
         let mut env = self.base_env();
         env.retain(|(k, _)| k != "HOME" && k != "TMPDIR");
         env.extend([("HOME".into(), tmp.clone()), ("TMPDIR".into(), tmp)]);
-        let (cwd, interrupt) = (self.dir.clone(), self.interrupt.clone());
+        let interrupt = self.interrupt.clone();
+        self.resolve_cwd = cwd.clone();
         self.resolve_again = Some((argv0.clone(), env.clone()));
         self.resolving = Some(std::thread::spawn(move || {
             resolve_interpreter(&argv0, &cwd, env, &interrupt)
@@ -344,7 +351,7 @@ impl Run<'_> {
             return first;
         }
         let (argv0, env) = self.resolve_again.take()?;
-        resolve_interpreter(&argv0, &self.dir, env, &self.interrupt)
+        resolve_interpreter(&argv0, &self.resolve_cwd, env, &self.interrupt)
     }
 
     fn isolation(&self) -> Vec<String> {

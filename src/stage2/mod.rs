@@ -184,6 +184,7 @@ struct Run<'a> {
     resolving: Option<std::thread::JoinHandle<Option<PathBuf>>>,
     /// What to resolve it with (the command's name, the environment), to ask once more.
     resolve_again: Option<(String, Vec<(String, String)>)>,
+    resolve_cwd: PathBuf,
     /// A `--check`: the gates are evaluated and nothing is stored or recorded.
     dry: bool,
 }
@@ -306,6 +307,7 @@ impl<'a> Run<'a> {
             limits,
             resolving: None,
             resolve_again: None,
+            resolve_cwd: PathBuf::new(),
             dry,
         }
     }

@@ -237,12 +237,17 @@ fn serve(conn: TcpStream, s: &Shared) {
     }
     let started = now();
     let n = s.exchanges.fetch_add(1, Ordering::SeqCst) + 1;
-    let mut record = match &s.backend {
-        Backend::Scripted(script) => scripted::answer(&conn, &s.model, script, &req),
-        Backend::Forward(up) => forward::answer(&conn, up, &req, s),
+    let parsed: Option<Value> = serde_json::from_slice(&req.body).ok();
+    let mut record = match unrecordable(&req, parsed.is_some()) {
+        // What the transcript could not show as it was sent is never sent on.
+        Some(why) => error(&conn, 415, &why),
+        None => match &s.backend {
+            Backend::Scripted(script) => scripted::answer(&conn, &s.model, script, &req),
+            Backend::Forward(up) => forward::answer(&conn, up, &req, s),
+        },
     };
-    let body: Value = serde_json::from_slice(&req.body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&req.body).into_owned()));
+    let body: Value =
+        parsed.unwrap_or_else(|| Value::String(String::from_utf8_lossy(&req.body).into_owned()));
     let mut line = json!({
         "n": n,
         "started": started,
@@ -264,6 +269,25 @@ fn serve(conn: TcpStream, s: &Shared) {
         let _ = f.write_all(&text);
         let _ = f.sync_data();
     }
+}
+
+/// Why a request cannot be recorded as what the model is told, if it cannot: an encoded
+/// body (gzip: the transcript would hold bytes, not the messages), or a body that is not
+/// UTF-8 JSON (UTF-16, lone surrogates) which a model endpoint might still read.
+fn unrecordable(req: &crate::net::Request, json: bool) -> Option<String> {
+    let encoded = req.headers.iter().find(|(k, v)| {
+        k.eq_ignore_ascii_case("content-encoding") && !v.trim().eq_ignore_ascii_case("identity")
+    });
+    if let Some((_, v)) = encoded {
+        return Some(format!(
+            "request refused: Content-Encoding `{}`: the harness records every request as the model receives it, so bodies are sent unencoded",
+            crate::commands::text::shown(v.trim())
+        ));
+    }
+    if !req.body.is_empty() && (!json || std::str::from_utf8(&req.body).is_err()) {
+        return Some("request refused: the body is not UTF-8 JSON, so the transcript could not show what the model was told".into());
+    }
+    None
 }
 
 fn error(conn: &TcpStream, status: u16, message: &str) -> Value {
