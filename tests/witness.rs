@@ -193,6 +193,26 @@ fn three_witnesses_a_quorum_of_two_a_killed_witness_and_a_split_view() {
     assert_eq!(c, 1, "{out}");
     assert!(out.contains("fewer than the quorum of 2"), "{out}");
     assert_eq!(verify(&env, &thin, &pem, &vk, 1).0, 0);
+    // `audit --checkpoint NOTE` holds the note to the same quorum.
+    let thin_note = env.path("thin.note");
+    std::fs::write(&thin_note, p["checkpoint"].as_str().unwrap()).unwrap();
+    let audit = |file: &std::path::Path, quorum: &str| {
+        let mut args = vec!["audit", "--checkpoint", s(file)];
+        for v in &vk {
+            args.extend(["--witness-key", v]);
+        }
+        args.extend(["--quorum", quorum]);
+        env.run(args)
+    };
+    assert_eq!(audit(&note_file, "3").code, 0);
+    let r = audit(&thin_note, "2");
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("fewer than the quorum of 2"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(audit(&thin_note, "1").code, 0);
 
     // The log grows; witnesses take it from the size they cosigned (409, then a proof).
     ingest(&env, "b");

@@ -23,6 +23,9 @@ pub(crate) struct Args {
     /// With --remote: re-hash every remote object, not a sample
     #[arg(long, requires = "remote")]
     full: bool,
+    /// With --checkpoint FILE: the witnesses whose cosignatures the note must carry
+    #[command(flatten)]
+    witnesses: super::WitnessArgs,
 }
 
 pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
@@ -39,7 +42,23 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
         .map(audit::checkpoint_arg)
         .transpose()?;
     let home = cx.open(Mode::ReadOnly)?;
-    let r = audit::audit(&home, cp.as_ref(), &cx.progress())?;
+    let mut r = audit::audit(&home, cp.as_ref(), &cx.progress())?;
+    if a.witnesses.given() {
+        let Some(audit::CheckpointArg::Note(path, note)) = &cp else {
+            return Err(crate::error::Error::bad_input(
+                "--witness-key checks the cosignatures of a signed note",
+                "give the note with --checkpoint FILE",
+            ));
+        };
+        for p in a.witnesses.problems(note)? {
+            r.findings.push(audit::Finding::new(
+                crate::state::AuditCheck::Checkpoint,
+                path.display().to_string(),
+                p,
+            ));
+        }
+        r.ok = r.findings.is_empty();
+    }
     let ok = r.ok;
     Ok(Output::doc(r, text).negative_unless(ok))
 }

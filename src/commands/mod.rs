@@ -146,6 +146,11 @@ pub(crate) struct WitnessArgs {
 }
 
 impl WitnessArgs {
+    /// Whether any witness key was given.
+    pub(crate) fn given(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
     /// The problems with `note` under this policy: fewer valid cosignatures than the
     /// quorum, or a bad one. Nothing asked, nothing checked.
     pub(crate) fn problems(&self, note: &str) -> Result<Vec<String>> {
