@@ -107,6 +107,21 @@ fn sign(env: &Env, witnesses: &[&Witness]) -> (i32, Value) {
     (r.code, r.json())
 }
 
+/// The log's public key as a PEM file, and its origin (a signed checkpoint's first line).
+fn log_key_and_origin(env: &Env) -> (std::path::PathBuf, String) {
+    let pem = env.path("log.pem");
+    std::fs::write(&pem, env.ok(["key", "export"]).stdout).unwrap();
+    let (_, first) = sign(env, &[]);
+    let origin = first["note"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    (pem, origin)
+}
+
 fn ingest(env: &Env, name: &str) {
     let f = env.path(name);
     std::fs::write(&f, name).unwrap();
@@ -140,16 +155,7 @@ fn three_witnesses_a_quorum_of_two_a_killed_witness_and_a_split_view() {
     let env = Env::new();
     env.ok(["key", "generate"]);
     ingest(&env, "a");
-    let pem = env.path("log.pem");
-    std::fs::write(&pem, env.ok(["key", "export"]).stdout).unwrap();
-    let (_, first) = sign(&env, &[]);
-    let origin = first["note"]
-        .as_str()
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .to_string();
+    let (pem, origin) = log_key_and_origin(&env);
     let mut ws: Vec<Witness> = (1..=3)
         .map(|i| Witness::start(&env, i, &origin, &pem))
         .collect();
@@ -358,4 +364,77 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         .status()
         .unwrap();
     assert!(st.success());
+}
+
+#[test]
+fn recorded_witnesses_are_asked_and_counted_and_pull_takes_nothing_below_the_quorum() {
+    let server = S3Server::start();
+    let a = server.host("witnessed");
+    a.ok(["key", "generate"]);
+    ingest(&a, "x");
+    a.ok(["push"]);
+    let (pem, origin) = log_key_and_origin(&a);
+    let w1 = Witness::start(&a, 1, &origin, &pem);
+    let w2 = Witness::start(&a, 2, &origin, &pem);
+    // w1 with its URL (asked), w2 by its key alone (counted, never asked).
+    a.ok(["witness", "add", &format!("{}@{}", w1.vkey, w1.url)]);
+    a.ok(["witness", "add", &w2.vkey]);
+    let listed = a.ok(["witness", "list"]).stdout;
+    assert!(
+        listed.contains("w1.example") && listed.contains("not asked"),
+        "{listed}"
+    );
+    assert!(a
+        .ok(["log"])
+        .stdout
+        .contains("witness w1.example at http://"));
+
+    // push asks the recorded witness: the published checkpoint carries its cosignature.
+    ingest(&a, "y");
+    let pushed = a.ok(["push", "--json"]).json();
+    let n = pushed["checkpoint"].as_u64().unwrap();
+    let published = std::fs::read_dir(server.file("witnessed/checkpoints"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .find(|t| t.lines().nth(1) == Some(&n.to_string()))
+        .unwrap();
+    assert!(published.contains("\u{2014} w1.example "), "{published}");
+    // checkpoint --sign with no --witness asks it too; audit counts the recorded ones.
+    let (code, signed) = sign(&a, &[]);
+    assert_eq!(code, 0, "{signed}");
+    let note_file = a.path("cp.note");
+    std::fs::write(&note_file, signed["note"].as_str().unwrap()).unwrap();
+    let audit = |q: &str| a.run(["audit", "--checkpoint", s(&note_file), "--quorum", q]);
+    assert_eq!(audit("1").code, 0);
+    let r = audit("2");
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("fewer than the quorum of 2"),
+        "{}",
+        r.stdout
+    );
+
+    // Another host takes the log only when its checkpoint has the witnesses' cosignatures.
+    let b = server.host("witnessed");
+    let r = b.run(["pull", "--witness-key", &w1.vkey, "--quorum", "1", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["pulled"].as_u64(), Some(n));
+    let c = server.host("witnessed");
+    let r = c.run([
+        "pull",
+        "--witness-key",
+        &w1.vkey,
+        "--witness-key",
+        &w2.vkey,
+        "--quorum",
+        "2",
+    ]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("nothing was taken"), "{}", r.stderr);
+    assert!(c.ok(["log", "--json"]).json().as_array().unwrap().len() <= 1);
+
+    // Removed: no longer counted.
+    a.ok(["witness", "remove", "w2.example"]);
+    assert!(!a.ok(["witness", "list"]).stdout.contains("w2.example"));
+    assert_eq!(audit("2").code, 2);
 }

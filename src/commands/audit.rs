@@ -43,14 +43,15 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
         .transpose()?;
     let home = cx.open(Mode::ReadOnly)?;
     let mut r = audit::audit(&home, cp.as_ref(), &cx.progress())?;
-    if a.witnesses.given() {
+    let policy = a.witnesses.or_recorded(&home)?;
+    if policy.given() || a.witnesses.quorum_given() {
         let Some(audit::CheckpointArg::Note(path, note)) = &cp else {
             return Err(crate::error::Error::bad_input(
                 "--witness-key checks the cosignatures of a signed note",
                 "give the note with --checkpoint FILE",
             ));
         };
-        for p in a.witnesses.problems(note)? {
+        for p in policy.problems(note)? {
             r.findings.push(audit::Finding::new(
                 crate::state::AuditCheck::Checkpoint,
                 path.display().to_string(),

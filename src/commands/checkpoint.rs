@@ -45,15 +45,19 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
             writeln!(w, "{}:{}", h.seq, h.hash)
         }));
     }
-    let asking = a
+    let mut asking = a
         .witness
         .iter()
         .map(|w| crate::witness::client::Asking::parse(w))
         .collect::<Result<Vec<_>>>()?;
     let home = cx.open(Mode::ReadWrite)?;
+    // Without --witness: the witnesses recorded for this log (`witness add VKEY@URL`).
+    if asking.is_empty() {
+        asking = crate::witness::client::Asking::recorded(&home)?;
+    }
     let mut row = tlog::sign_head(&home)?;
     let mut witnesses = Vec::new();
-    if !a.witness.is_empty() {
+    if !asking.is_empty() {
         let tree = tlog::tree(&home.ledger);
         let (note, asked) = crate::witness::client::collect(&row.note, &tree, row.size, &asking)?;
         home.ledger

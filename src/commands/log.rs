@@ -4,7 +4,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::{parse_since, text::R, Context, Output};
+use super::{parse_since, text::shown, text::R, Context, Output};
 use crate::error::{Error, Result};
 use crate::ledger::events::{Body, Event};
 use crate::ledger::{JournalRow, Mode};
@@ -88,6 +88,15 @@ fn summary(b: &Body) -> String {
             None => format!("key {} ({})", short(&k.keyid), k.algorithm),
         },
         Body::KeyRevocation(r) => format!("key {} revoked: {}", short(&r.keyid), r.reason),
+        Body::Witness(w) if w.removed => format!("witness {} removed", shown(&w.name)),
+        Body::Witness(w) => format!(
+            "witness {}{}",
+            shown(&w.name),
+            w.url
+                .as_deref()
+                .map(|u| format!(" at {}", shown(u)))
+                .unwrap_or_default()
+        ),
     }
 }
 

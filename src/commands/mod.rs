@@ -141,21 +141,50 @@ pub(crate) struct WitnessArgs {
     #[arg(long = "witness-key", value_name = "VKEY")]
     keys: Vec<String>,
     /// How many distinct witnesses must have cosigned the checkpoint (default: every one given)
-    #[arg(long, value_name = "N", requires = "keys")]
+    #[arg(long, value_name = "N")]
     quorum: Option<usize>,
 }
 
 impl WitnessArgs {
+    /// Where there is a ledger: `--quorum` without `--witness-key` counts the witnesses
+    /// recorded with `witness add`.
+    pub(crate) fn or_recorded(&self, home: &Home) -> Result<WitnessArgs> {
+        let keys = match (self.keys.is_empty(), self.quorum) {
+            (true, Some(_)) => home
+                .ledger
+                .witnesses()?
+                .into_iter()
+                .map(|w| w.vkey)
+                .collect(),
+            _ => self.keys.clone(),
+        };
+        Ok(WitnessArgs {
+            keys,
+            quorum: self.quorum,
+        })
+    }
+
     /// Whether any witness key was given.
     pub(crate) fn given(&self) -> bool {
         !self.keys.is_empty()
+    }
+
+    /// Whether `--quorum` was given.
+    pub(crate) fn quorum_given(&self) -> bool {
+        self.quorum.is_some()
     }
 
     /// The problems with `note` under this policy: fewer valid cosignatures than the
     /// quorum, or a bad one. Nothing asked, nothing checked.
     pub(crate) fn problems(&self, note: &str) -> Result<Vec<String>> {
         if self.keys.is_empty() {
-            return Ok(Vec::new());
+            return match self.quorum {
+                None => Ok(Vec::new()),
+                Some(_) => Err(Error::bad_input(
+                    "--quorum counts witnesses, and none is given or recorded",
+                    "give each with --witness-key VKEY (or record them with `cto-ledger witness add`)",
+                )),
+            };
         }
         let witnesses = self
             .keys

@@ -6,12 +6,26 @@ use super::{push::moved, text::R, Context, Output};
 use crate::error::Result;
 use crate::sync::{self, PullOut};
 
-pub(crate) type Args = super::RemoteArg;
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    remote: super::RemoteArg,
+    /// Take nothing unless the remote's checkpoint of its journal carries these
+    /// witnesses' cosignatures (default with --quorum: the witnesses recorded here)
+    #[command(flatten)]
+    witnesses: super::WitnessArgs,
+}
 
 pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
-    let (mut home, mut r) = a.connect(cx)?;
+    let (mut home, mut r) = a.remote.connect(cx)?;
+    let policy = a.witnesses.or_recorded(&home)?;
+    let check = |note: &str| policy.problems(note);
+    let quorum: Option<sync::Quorum<'_>> = match policy.given() {
+        true => Some(&check),
+        false => None,
+    };
     Ok(Output::doc(
-        sync::pull(&mut home, &mut r, &cx.transfer_progress())?,
+        sync::pull(&mut home, &mut r, &cx.transfer_progress(), quorum)?,
         text,
     ))
 }

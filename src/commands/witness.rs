@@ -18,6 +18,26 @@ pub(crate) enum Cmd {
     Key(KeyArgs),
     /// Serve POST /add-checkpoint until stopped; prints the address and verifier key first
     Serve(ServeArgs),
+    /// Record a witness of this log (a journal event): VKEY, or VKEY@URL to ask it when
+    /// signing (`checkpoint --sign`, `push`); quorum checks count it
+    Add(AddArgs),
+    /// Record that a witness no longer witnesses this log
+    Remove(RemoveArgs),
+    /// The witnesses recorded for this log
+    List,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct AddArgs {
+    /// The witness's verifier key (as `witness serve` prints it), with @URL to ask it
+    #[arg(value_name = "VKEY[@URL]")]
+    witness: String,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct RemoveArgs {
+    /// The witness's name (its verifier key's first part)
+    name: String,
 }
 
 #[derive(clap::Args)]
@@ -55,11 +75,100 @@ struct Key {
     vkey: String,
 }
 
-pub(crate) fn run(_cx: &Context, cmd: Cmd) -> Result<Output> {
+pub(crate) fn run(cx: &Context, cmd: Cmd) -> Result<Output> {
     match cmd {
         Cmd::Key(a) => key(a),
         Cmd::Serve(a) => serve(a),
+        Cmd::Add(a) => add(cx, a),
+        Cmd::Remove(a) => remove(cx, a),
+        Cmd::List => list(cx),
     }
+}
+
+fn add(cx: &Context, a: AddArgs) -> Result<Output> {
+    let (w, url) = match a.witness.contains('@') {
+        true => {
+            let asking = crate::witness::client::Asking::parse(&a.witness)?;
+            (asking.witness, Some(asking.url))
+        }
+        false => (
+            crate::sign::cosig::Witness::parse_vkey(&a.witness).map_err(|e| {
+                Error::bad_input(
+                    format!("witness {}: {e}", super::text::shown(&a.witness)),
+                    "give the verifier key `witness serve` prints, with @URL to ask it",
+                )
+            })?,
+            None,
+        ),
+    };
+    let mut home = cx.open(crate::ledger::Mode::ReadWrite)?;
+    let rec = crate::ledger::events::WitnessRec {
+        name: w.name.clone(),
+        vkey: w.vkey(),
+        url,
+        removed: false,
+    };
+    let same = home
+        .ledger
+        .witnesses()?
+        .into_iter()
+        .any(|r| r.name == rec.name && r.vkey == rec.vkey && r.url == rec.url);
+    if !same {
+        home.commit(vec![crate::ledger::events::Body::Witness(rec)])?;
+    }
+    list_of(&home)
+}
+
+fn remove(cx: &Context, a: RemoveArgs) -> Result<Output> {
+    let mut home = cx.open(crate::ledger::Mode::ReadWrite)?;
+    let Some(w) = home
+        .ledger
+        .witnesses()?
+        .into_iter()
+        .find(|w| w.name == a.name)
+    else {
+        return Err(Error::bad_input(
+            format!(
+                "no witness named {} is recorded",
+                super::text::shown(&a.name)
+            ),
+            "see `cto-ledger witness list`",
+        ));
+    };
+    home.commit(vec![crate::ledger::events::Body::Witness(
+        crate::ledger::events::WitnessRec {
+            name: w.name,
+            vkey: w.vkey,
+            url: None,
+            removed: true,
+        },
+    )])?;
+    list_of(&home)
+}
+
+fn list(cx: &Context) -> Result<Output> {
+    list_of(&cx.open(crate::ledger::Mode::ReadOnly)?)
+}
+
+fn list_of(home: &crate::home::Home) -> Result<Output> {
+    Ok(Output::doc(home.ledger.witnesses()?, |w, rows| {
+        if rows.is_empty() {
+            return writeln!(
+                w,
+                "no witnesses recorded (add one: cto-ledger witness add VKEY@URL)"
+            );
+        }
+        for r in rows {
+            let at = r.url.as_deref().unwrap_or("(not asked: no URL)");
+            writeln!(
+                w,
+                "{}  {at}  (event {})",
+                super::text::shown(&r.vkey),
+                r.seq
+            )?;
+        }
+        Ok(())
+    }))
 }
 
 fn vkey(name: &str, key: &SecretKey) -> String {

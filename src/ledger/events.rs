@@ -111,6 +111,7 @@ pub enum Body {
     Build(BuildRec),
     Key(KeyRec),
     KeyRevocation(KeyRevocationRec),
+    Witness(WitnessRec),
 }
 
 impl Body {
@@ -138,6 +139,7 @@ impl Body {
         "build",
         "key",
         "key_revocation",
+        "witness",
     ];
 
     pub fn kind(&self) -> &'static str {
@@ -154,6 +156,7 @@ impl Body {
             Body::Build(_) => "build",
             Body::Key(_) => "key",
             Body::KeyRevocation(_) => "key_revocation",
+            Body::Witness(_) => "witness",
         }
     }
 
@@ -161,9 +164,11 @@ impl Body {
     /// name every object it needs (an event lists the objects that were new to it).
     pub fn objects(&self) -> Vec<&ObjRec> {
         match self {
-            Body::Init { .. } | Body::Revocation(_) | Body::Key(_) | Body::KeyRevocation(_) => {
-                Vec::new()
-            }
+            Body::Init { .. }
+            | Body::Revocation(_)
+            | Body::Key(_)
+            | Body::KeyRevocation(_)
+            | Body::Witness(_) => Vec::new(),
             Body::Ingest(r) => r.objects.iter().collect(),
             Body::Source(s) => s.objects.iter().collect(),
             Body::Admission(a) => a.objects.iter().collect(),
@@ -343,6 +348,22 @@ pub struct KeyRec {
     /// verifies what it signed.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub replaces: Option<String>,
+}
+
+/// A C2SP tlog-witness this log's checkpoints are to be cosigned by (`witness add`), or
+/// no longer (`witness remove`): its verifier key, and where it takes checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WitnessRec {
+    /// The key name, as the witness's cosignature lines name it.
+    pub name: String,
+    /// The verifier key, `NAME+KEYHASH+KEY` (C2SP signed-note).
+    pub vkey: String,
+    /// Its submission prefix (`POST <url>/add-checkpoint`); without one it is only
+    /// counted, never asked.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub removed: bool,
 }
 
 /// A key withdrawn: nothing more is signed with it, and what it signed is suspect.

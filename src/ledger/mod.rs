@@ -66,6 +66,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0011_tlog_tiles",
         include_str!("../../schema/0011_tlog_tiles.sql"),
     ),
+    (
+        "0012_witnesses",
+        include_str!("../../schema/0012_witnesses.sql"),
+    ),
 ];
 /// The migration after which `tlog_nodes` exists: a ledger migrated past it here gets
 /// its tiles computed from its journal in the same transaction.
@@ -73,6 +77,7 @@ const TILES_MIGRATION: usize = 11;
 
 /// The tables rebuilt from the journal, children before parents (for deletes).
 pub(crate) const PROJECTIONS: &[&str] = &[
+    "witness_events",
     "key_revocations",
     "keys",
     "run_artifacts",

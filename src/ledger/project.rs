@@ -59,6 +59,10 @@ pub(super) fn apply(c: &Connection, e: &Event) -> Result<()> {
         Body::Revocation(r) => revocation(&at, r),
         Body::Key(k) => key(&at, k),
         Body::KeyRevocation(r) => key_revocation(&at, r),
+        Body::Witness(w) => at.run(
+            "INSERT INTO witness_events (seq, name, vkey, url, removed, actor, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![at.seq, w.name, w.vkey, w.url, w.removed, at.actor, at.time],
+        ),
         Body::RunStart(r) => run_start(&at, r),
         Body::Run(r) => run(&at, r),
         Body::Build(b) => build(&at, b),

@@ -33,6 +33,15 @@ pub(crate) struct KeyRevocationRow {
     pub time: String,
 }
 
+/// A witness in force (`witness add`).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct WitnessRow {
+    pub name: String,
+    pub vkey: String,
+    pub url: Option<String>,
+    pub seq: u64,
+}
+
 /// A signed checkpoint kept in the ledger.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct CheckpointRow {
@@ -160,6 +169,31 @@ impl Ledger {
             ));
         }
         Ok(out)
+    }
+
+    /// The witnesses in force: each name's newest `witness` event that is not a
+    /// removal, by name.
+    pub(crate) fn witnesses(&self) -> Result<Vec<WitnessRow>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT w.name, w.vkey, w.url, w.seq FROM witness_events w
+                 WHERE w.seq = (SELECT MAX(seq) FROM witness_events WHERE name = w.name)
+                   AND w.removed = 0 ORDER BY w.name",
+            )
+            .map_err(Error::sql("read witnesses"))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(WitnessRow {
+                    name: r.get(0)?,
+                    vkey: r.get(1)?,
+                    url: r.get(2)?,
+                    seq: r.get::<_, i64>(3)? as u64,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(Error::sql("read witnesses"))?;
+        Ok(rows)
     }
 
     /// Keeps a signed checkpoint (once per size and key).

@@ -231,6 +231,7 @@ impl Body {
             | Body::Revocation(_)
             | Body::Key(_)
             | Body::KeyRevocation(_)
+            | Body::Witness(_)
             | Body::ModelAdmission(_) => {}
             Body::Ingest(i) => out.extend(
                 i.items

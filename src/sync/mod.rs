@@ -27,7 +27,7 @@ use crate::store::Store;
 
 pub(crate) use audit::{audit, RemoteAuditOut};
 pub(crate) use config::{add, pick, statuses, StatusOut};
-pub(crate) use pull::{pull, PullOut};
+pub(crate) use pull::{pull, PullOut, Quorum};
 pub(crate) use push::{push, PushOut};
 
 /// The remote's form of one journal event.

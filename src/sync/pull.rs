@@ -41,13 +41,20 @@ pub(crate) struct PullOut {
 
 /// Brings the local journal up to date with the remote: fetches and re-hashes every
 /// object the new events name, then takes the events in one transaction.
+/// The problems a witness policy finds with a signed note (`pull --quorum`).
+pub(crate) type Quorum<'a> = &'a dyn Fn(&str) -> Result<Vec<String>>;
+
 pub(crate) fn pull(
     home: &mut Home,
     remote: &mut Remote,
     progress: &ProgressBar,
+    quorum: Option<Quorum<'_>>,
 ) -> Result<PullOut> {
     let (mut base, replaced) = remote.common_base(home)?;
     let keys = remote.s3.list("journal", Some(&seq_name(base.seq)))?;
+    if let (Some(q), Some(last)) = (quorum, keys.last()) {
+        require_quorum(remote, &last.key, q)?;
+    }
     let reason = if replaced { "replaced" } else { "behind" };
     let mut out = PullOut {
         remote: remote.row.name.clone(),
@@ -130,6 +137,42 @@ fn take_batch(
         .ledger
         .integrate(synced, &remote.row.name, base, &rows, reason)?;
     Ok((rows, done, objects, bytes))
+}
+
+/// Before anything is taken: a checkpoint the remote published of its whole journal (up
+/// to `last`, its newest key) must carry the witnesses' cosignatures the policy asks for.
+fn require_quorum(remote: &Remote, last: &str, q: Quorum<'_>) -> Result<()> {
+    let head: u64 = last
+        .rsplit('/')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::Integrity {
+            message: format!("remote {}: `{last}` is not a journal key", remote.url()),
+        })?;
+    let mut why = Vec::new();
+    for k in remote.s3.list("checkpoints", None)? {
+        if parse_checkpoint_key(&k.key).is_none_or(|(size, _)| size != head) {
+            continue;
+        }
+        let Some(b) = remote.get_listed_if_there(&k, super::MAX_CHECKPOINT_BYTES)? else {
+            continue;
+        };
+        let problems = q(&String::from_utf8_lossy(&b))?;
+        if problems.is_empty() {
+            return Ok(());
+        }
+        why.push(format!("{}: {}", k.key, problems.join("; ")));
+    }
+    if why.is_empty() {
+        why.push("it publishes no checkpoint of that size".into());
+    }
+    Err(Error::Integrity {
+        message: format!(
+            "remote {}: no checkpoint of its journal at size {head} carries the witnesses' cosignatures asked for ({}); nothing was taken from the remote",
+            remote.url(),
+            why.join("; ")
+        ),
+    })
 }
 
 /// The remote no longer holds events this host saw there. That is an outage to repair

@@ -38,7 +38,16 @@ fn publish_checkpoint(
     {
         return Ok(None);
     }
-    let row = crate::tlog::sign_checkpoint(home, key, synced)?;
+    let mut row = crate::tlog::sign_checkpoint(home, key, synced)?;
+    // The witnesses recorded for this log cosign what is published (those that refuse
+    // or cannot be reached are left out; `checkpoint --sign` names them).
+    let asking = crate::witness::client::Asking::recorded(home)?;
+    if !asking.is_empty() {
+        let tree = crate::tlog::tree(&home.ledger);
+        let (note, _) = crate::witness::client::collect(&row.note, &tree, synced, &asking)?;
+        home.ledger.update_checkpoint_note(synced, &keyid, &note)?;
+        row.note = note;
+    }
     remote.s3.put_create(
         &checkpoint_key(synced, &keyid),
         row.note.clone().into_bytes(),
@@ -134,7 +143,7 @@ pub(crate) fn push(
     };
     let signer = push_signer(home)?;
     for round in 0..MAX_ROUNDS {
-        let p = pull(home, remote, progress)?;
+        let p = pull(home, remote, progress, None)?;
         out.pulled += p.pulled;
         out.moved.extend(p.moved);
         let synced = remote.row.synced.clone();

@@ -68,6 +68,16 @@ pub(crate) struct Asking {
 }
 
 impl Asking {
+    /// The witnesses recorded for this log (`witness add VKEY@URL`) that can be asked.
+    pub(crate) fn recorded(home: &crate::home::Home) -> Result<Vec<Asking>> {
+        let mut out = Vec::new();
+        for w in home.ledger.witnesses()? {
+            let Some(url) = w.url else { continue };
+            out.push(Asking::parse(&format!("{}@{url}", w.vkey))?);
+        }
+        Ok(out)
+    }
+
     pub(crate) fn parse(s: &str) -> Result<Asking> {
         let bad = |why: String| {
             Error::bad_input(
