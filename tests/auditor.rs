@@ -306,6 +306,12 @@ fn fake_behaviors_are_listed_in_help_and_checked() {
     for b in ["solve", "agent", "shadow-package", "python-version", "fill"] {
         assert!(help.contains(b), "{b} not in help:\n{help}");
     }
+    // <REF> says what it may be.
+    let show = env.ok(["show", "--help"]).stdout;
+    assert!(
+        show.contains("run:latest") && show.contains("commit:PREFIX"),
+        "{show}"
+    );
     let r = env.run(["run", "stage2", "--fake-behavior", "solvee"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("solve"), "{}", r.stderr);

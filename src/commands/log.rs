@@ -74,7 +74,7 @@ fn summary(b: &Body) -> String {
                 "{} {} `{}` at {}",
                 b.id,
                 b.status,
-                b.argv.join(" "),
+                super::text::shell_quoted(&b.argv),
                 short(&b.commit)
             ),
         },
