@@ -151,6 +151,17 @@ fn push_makes_the_bucket_a_tlog_tiles_log_that_go_reads_alone() {
     // More events and another push: the tiles grow (new partial ones beside the old),
     // the checkpoint is the larger tree's, and Go still proves every range.
     ledger_of(&a, 250);
+    // A hostile writer plants the next partial tile and a `checkpoint` claiming the
+    // largest tree there is: push replaces both (a path names fixed bytes; `checkpoint`
+    // stays only if it is a larger tree of this journal).
+    let next = a.head().0;
+    let planted = log.join(format!("tile/0/002.p/{}", next - 512));
+    fs::create_dir_all(planted.parent().unwrap()).unwrap();
+    fs::write(&planted, vec![7u8; 32 * (next as usize - 512)]).unwrap();
+    let real = fs::read_to_string(log.join("checkpoint")).unwrap();
+    let mut forged: Vec<&str> = real.lines().collect();
+    forged[1] = "18446744073709551615";
+    fs::write(log.join("checkpoint"), forged.join("\n") + "\n").unwrap();
     let pushed = a.ok(["push", "--json"]).json();
     let m = pushed["checkpoint"].as_u64().unwrap();
     assert!(m > n);

@@ -399,12 +399,24 @@ fn recorded_witnesses_are_asked_and_counted_and_pull_takes_nothing_below_the_quo
         .find(|t| t.lines().nth(1) == Some(&n.to_string()))
         .unwrap();
     assert!(published.contains("\u{2014} w1.example "), "{published}");
-    // checkpoint --sign with no --witness asks it too; audit counts the recorded ones.
+    // checkpoint --sign with no --witness asks it too.
     let (code, signed) = sign(&a, &[]);
     assert_eq!(code, 0, "{signed}");
     let note_file = a.path("cp.note");
     std::fs::write(&note_file, signed["note"].as_str().unwrap()).unwrap();
-    let audit = |q: &str| a.run(["audit", "--checkpoint", s(&note_file), "--quorum", q]);
+    let audit = |q: &str| {
+        a.run([
+            "audit",
+            "--checkpoint",
+            s(&note_file),
+            "--witness-key",
+            &w1.vkey,
+            "--witness-key",
+            &w2.vkey,
+            "--quorum",
+            q,
+        ])
+    };
     assert_eq!(audit("1").code, 0);
     let r = audit("2");
     assert_eq!(r.code, 1, "{}", r.stdout);
@@ -433,8 +445,36 @@ fn recorded_witnesses_are_asked_and_counted_and_pull_takes_nothing_below_the_quo
     assert!(r.stderr.contains("nothing was taken"), "{}", r.stderr);
     assert!(c.ok(["log", "--json"]).json().as_array().unwrap().len() <= 1);
 
-    // Removed: no longer counted.
+    // Removed: no longer listed, and a quorum is only ever what --witness-key says.
     a.ok(["witness", "remove", "w2.example"]);
     assert!(!a.ok(["witness", "list"]).stdout.contains("w2.example"));
-    assert_eq!(audit("2").code, 2);
+    let r = a.run(["audit", "--checkpoint", s(&note_file), "--quorum", "1"]);
+    assert_eq!(
+        r.code, 2,
+        "--quorum without --witness-key counts nothing: {}",
+        r.stderr
+    );
+
+    // A bucket writer copies the cosigned note of size n to the key of a later size
+    // that no witness saw: pull checks the note is of exactly the journal it would take.
+    a.ok(["witness", "remove", "w1.example"]);
+    ingest(&a, "z");
+    let pushed = a.ok(["push", "--json"]).json();
+    let m = pushed["checkpoint"].as_u64().unwrap();
+    assert!(m > n);
+    std::fs::write(
+        server.file(&format!("witnessed/checkpoints/{m:020}-0000000000000000")),
+        &published,
+    )
+    .unwrap();
+    let d = server.host("witnessed");
+    let r = d.run(["pull", "--witness-key", &w1.vkey, "--quorum", "1"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("a checkpoint of another tree"),
+        "{}",
+        r.stderr
+    );
+    let r = d.run(["pull", "--quorum", "1"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
 }

@@ -43,8 +43,8 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
         .transpose()?;
     let home = cx.open(Mode::ReadOnly)?;
     let mut r = audit::audit(&home, cp.as_ref(), &cx.progress())?;
-    let policy = a.witnesses.or_recorded(&home)?;
-    if policy.given() || a.witnesses.quorum_given() {
+    let policy = &a.witnesses;
+    if policy.given() || policy.quorum_given() {
         let Some(audit::CheckpointArg::Note(path, note)) = &cp else {
             return Err(crate::error::Error::bad_input(
                 "--witness-key checks the cosignatures of a signed note",

@@ -146,24 +146,6 @@ pub(crate) struct WitnessArgs {
 }
 
 impl WitnessArgs {
-    /// Where there is a ledger: `--quorum` without `--witness-key` counts the witnesses
-    /// recorded with `witness add`.
-    pub(crate) fn or_recorded(&self, home: &Home) -> Result<WitnessArgs> {
-        let keys = match (self.keys.is_empty(), self.quorum) {
-            (true, Some(_)) => home
-                .ledger
-                .witnesses()?
-                .into_iter()
-                .map(|w| w.vkey)
-                .collect(),
-            _ => self.keys.clone(),
-        };
-        Ok(WitnessArgs {
-            keys,
-            quorum: self.quorum,
-        })
-    }
-
     /// Whether any witness key was given.
     pub(crate) fn given(&self) -> bool {
         !self.keys.is_empty()
@@ -180,9 +162,11 @@ impl WitnessArgs {
         if self.keys.is_empty() {
             return match self.quorum {
                 None => Ok(Vec::new()),
+                // The policy comes from outside the log: whoever can write to a remote
+                // can write `witness` events too.
                 Some(_) => Err(Error::bad_input(
-                    "--quorum counts witnesses, and none is given or recorded",
-                    "give each with --witness-key VKEY (or record them with `cto-ledger witness add`)",
+                    "--quorum counts the witnesses given with --witness-key, and none is given",
+                    "give each witness's verifier key with --witness-key VKEY",
                 )),
             };
         }

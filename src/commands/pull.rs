@@ -10,17 +10,20 @@ use crate::sync::{self, PullOut};
 pub(crate) struct Args {
     #[command(flatten)]
     remote: super::RemoteArg,
-    /// Take nothing unless the remote's checkpoint of its journal carries these
-    /// witnesses' cosignatures (default with --quorum: the witnesses recorded here)
+    /// Take nothing unless the remote's checkpoint of exactly the journal taken carries
+    /// these witnesses' cosignatures
     #[command(flatten)]
     witnesses: super::WitnessArgs,
 }
 
 pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
+    let policy = &a.witnesses;
+    if policy.quorum_given() && !policy.given() {
+        policy.problems("")?; // says what is missing, before anything is asked
+    }
     let (mut home, mut r) = a.remote.connect(cx)?;
-    let policy = a.witnesses.or_recorded(&home)?;
     let check = |note: &str| policy.problems(note);
-    let quorum: Option<sync::Quorum<'_>> = match policy.given() {
+    let quorum: Option<sync::Quorum<'_>> = match policy.given() || policy.quorum_given() {
         true => Some(&check),
         false => None,
     };

@@ -101,7 +101,16 @@ fn add(cx: &Context, a: AddArgs) -> Result<Output> {
             None,
         ),
     };
+    check_name(&w.name)?;
     let mut home = cx.open(crate::ledger::Mode::ReadWrite)?;
+    let recorded = home.ledger.witnesses()?;
+    // The same key again without a URL keeps the URL it was recorded with.
+    let url = url.or_else(|| {
+        recorded
+            .iter()
+            .find(|r| r.name == w.name && r.vkey == w.vkey())
+            .and_then(|r| r.url.clone())
+    });
     let rec = crate::ledger::events::WitnessRec {
         name: w.name.clone(),
         vkey: w.vkey(),

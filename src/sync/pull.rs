@@ -52,8 +52,8 @@ pub(crate) fn pull(
 ) -> Result<PullOut> {
     let (mut base, replaced) = remote.common_base(home)?;
     let keys = remote.s3.list("journal", Some(&seq_name(base.seq)))?;
-    if let (Some(q), Some(last)) = (quorum, keys.last()) {
-        require_quorum(remote, &last.key, q)?;
+    if let Some(q) = quorum.filter(|_| !keys.is_empty()) {
+        require_quorum(home, remote, &keys, &base, q)?;
     }
     let reason = if replaced { "replaced" } else { "behind" };
     let mut out = PullOut {
@@ -139,16 +139,40 @@ fn take_batch(
     Ok((rows, done, objects, bytes))
 }
 
-/// Before anything is taken: a checkpoint the remote published of its whole journal (up
-/// to `last`, its newest key) must carry the witnesses' cosignatures the policy asks for.
-fn require_quorum(remote: &Remote, last: &str, q: Quorum<'_>) -> Result<()> {
-    let head: u64 = last
-        .rsplit('/')
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| Error::Integrity {
-            message: format!("remote {}: `{last}` is not a journal key", remote.url()),
+/// Before anything is taken: a checkpoint the remote published of its whole journal
+/// must carry the witnesses' cosignatures the policy asks for, and be of exactly the
+/// journal this pull would take: its size the remote's head, its origin this log's, its
+/// root the root of the local events through `base` followed by the remote's (fetched
+/// and chain-checked here). The witnesses cosigned that (origin, size, root) only after
+/// checking the log's signature and consistency with what they saw: so what is taken is
+/// what a quorum of them saw.
+fn require_quorum(
+    home: &Home,
+    remote: &Remote,
+    keys: &[KeyInfo],
+    base: &Head,
+    q: Quorum<'_>,
+) -> Result<()> {
+    let rows = remote.entries(keys, base)?;
+    let head = base.seq + rows.len() as u64;
+    let mut leaves = crate::tlog::leaves(&home.ledger, base.seq)?;
+    for r in &rows {
+        let mut h = [0u8; 32];
+        hex::decode_to_slice(&r.hash, &mut h).map_err(|_| Error::Integrity {
+            message: format!(
+                "remote {}: event {} has a damaged hash",
+                remote.url(),
+                r.seq
+            ),
         })?;
+        leaves.push(crate::sign::merkle::leaf_hash(&h));
+    }
+    let root = crate::sign::merkle::root(&leaves);
+    let first = match home.ledger.row_at(1)? {
+        Some(r) => r.hash,
+        None => rows.first().map(|r| r.hash.clone()).unwrap_or_default(),
+    };
+    let origin = format!("cto-ledger/{}", &first[..32.min(first.len())]);
     let mut why = Vec::new();
     for k in remote.s3.list("checkpoints", None)? {
         if parse_checkpoint_key(&k.key).is_none_or(|(size, _)| size != head) {
@@ -157,7 +181,22 @@ fn require_quorum(remote: &Remote, last: &str, q: Quorum<'_>) -> Result<()> {
         let Some(b) = remote.get_listed_if_there(&k, super::MAX_CHECKPOINT_BYTES)? else {
             continue;
         };
-        let problems = q(&String::from_utf8_lossy(&b))?;
+        let text = String::from_utf8_lossy(&b).into_owned();
+        let Ok(note) = crate::sign::note::SignedNote::parse(&text) else {
+            why.push(format!("{}: not a signed note", k.key));
+            continue;
+        };
+        let cp = &note.checkpoint;
+        if cp.size != head || cp.origin != origin || cp.root != root {
+            why.push(format!(
+                "{}: a checkpoint of another tree (size {}, origin {}), not of the {head} events this pull would take",
+                k.key,
+                cp.size,
+                crate::commands::text::shown(&cp.origin)
+            ));
+            continue;
+        }
+        let problems = q(&text)?;
         if problems.is_empty() {
             return Ok(());
         }

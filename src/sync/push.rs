@@ -85,14 +85,25 @@ fn publish_tiles(
         None => seen,
     };
     for (path, bytes) in crate::ledger::tiles::tile_files(home.ledger.conn(), from, row.size)? {
-        remote.s3.put_create(&path, bytes)?;
+        // A path names fixed bytes: what another writer put there is kept only if it is
+        // those bytes (a tile planted ahead of the log is replaced).
+        if !remote.s3.put_create(&path, bytes.clone())?
+            && remote.s3.get_at_most(&path, bytes.len() as u64)?.as_deref() != Some(&bytes[..])
+        {
+            remote.s3.put_replace(&path, bytes)?;
+        }
     }
-    let current = remote
+    // `checkpoint` stays only if it is a larger tree of this very journal.
+    let head = home.ledger.head()?.seq;
+    let origin = crate::tlog::origin(&home.ledger)?;
+    let larger = remote
         .s3
-        .get_at_most("checkpoint", 64 << 10)?
+        .get_at_most("checkpoint", super::MAX_CHECKPOINT_BYTES)?
         .and_then(|b| crate::sign::note::SignedNote::parse(&String::from_utf8_lossy(&b)).ok())
-        .map(|n| n.checkpoint.size);
-    if current.is_none_or(|size| size < row.size) {
+        .map(|n| n.checkpoint)
+        .filter(|c| c.size > row.size && c.size <= head && c.origin == origin)
+        .is_some_and(|c| crate::tlog::root_of(&home.ledger, c.size).is_ok_and(|r| r == c.root));
+    if !larger {
         remote
             .s3
             .put_replace("checkpoint", row.note.clone().into_bytes())?;
