@@ -26,18 +26,17 @@ pub(crate) fn origin(l: &Ledger) -> Result<String> {
             "record something first (e.g. `cto-ledger init`)",
         )
     })?;
-    Ok(format!(
-        "cto-ledger/{}",
-        &first.hash[..32.min(first.hash.len())]
-    ))
+    Ok(origin_of(&first.hash))
+}
+
+/// The origin of the log whose event 1 has chain hash `first` (hex).
+pub(crate) fn origin_of(first: &str) -> String {
+    format!("cto-ledger/{}", &first[..32.min(first.len())])
 }
 
 /// The leaves of the tree of the first `size` events.
 pub(crate) fn leaves(l: &Ledger, size: u64) -> Result<Vec<Hash>> {
-    Ok(l.entry_hashes(size)?
-        .iter()
-        .map(|e| merkle::leaf_hash(e))
-        .collect())
+    crate::ledger::tiles::level_hashes(l.conn(), 0, 0, size)
 }
 
 /// The Merkle tree over the journal, read from its tiles.

@@ -56,15 +56,7 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
         asking = crate::witness::client::Asking::recorded(&home)?;
     }
     let mut row = tlog::sign_head(&home)?;
-    let mut witnesses = Vec::new();
-    if !asking.is_empty() {
-        let tree = tlog::tree(&home.ledger);
-        let (note, asked) = crate::witness::client::collect(&row.note, &tree, row.size, &asking)?;
-        home.ledger
-            .update_checkpoint_note(row.size, &row.keyid, &note)?;
-        row.note = note;
-        witnesses = asked;
-    }
+    let witnesses = crate::witness::client::cosign_kept(&home, &mut row, &asking)?;
     if let Some(dir) = &a.tiles {
         for (path, bytes) in crate::ledger::tiles::tile_files(home.ledger.conn(), 0, row.size)? {
             let p = dir.join(&path);

@@ -23,8 +23,41 @@ fn decode(seq: i64, text: &str) -> Result<Hash> {
     Ok(h)
 }
 
-/// `count` hashes of tile level `level` from index `start`: leaf hashes from the journal
-/// at level 0, stored (or, where missing, recomputed) subtree roots above.
+/// The chain hashes of events `start + 1 ..= start + count`, raw: the tree's entries
+/// (the one reader of them: leaves, entry bundles and `tlog::leaves` all come from here).
+pub(crate) fn entries(c: &Connection, start: u64, count: u64) -> Result<Vec<[u8; 32]>> {
+    let mut st = c
+        .prepare_cached("SELECT seq, hash FROM journal WHERE seq > ?1 AND seq <= ?2 ORDER BY seq")
+        .map_err(Error::sql("read journal"))?;
+    let mut rows = st
+        .query(params![start as i64, (start + count) as i64])
+        .map_err(Error::sql("read journal"))?;
+    let mut out = Vec::with_capacity(count as usize);
+    while let Some(r) = rows.next().map_err(Error::sql("read journal"))? {
+        let seq: i64 = r.get(0).map_err(Error::sql("read journal"))?;
+        let text: String = r.get(1).map_err(Error::sql("read journal"))?;
+        if seq != (start + out.len() as u64 + 1) as i64 {
+            return Err(Error::Integrity {
+                message: format!("journal event {} is missing, so the log's tree cannot be computed; run `cto-ledger audit`", start + out.len() as u64 + 1),
+            });
+        }
+        out.push(decode(seq, &text)?);
+    }
+    if (out.len() as u64) < count {
+        return Err(Error::bad_input(
+            format!(
+                "the journal has {} events, fewer than {}",
+                start + out.len() as u64,
+                start + count
+            ),
+            "give a size no larger than the journal (see `cto-ledger checkpoint`)",
+        ));
+    }
+    Ok(out)
+}
+
+/// `count` hashes of tile level `level` from index `start`: leaf hashes of the journal's
+/// entries at level 0, stored (or, where missing, recomputed) subtree roots above.
 pub(crate) fn level_hashes(
     c: &Connection,
     level: u32,
@@ -32,32 +65,10 @@ pub(crate) fn level_hashes(
     count: u64,
 ) -> Result<Vec<Hash>> {
     if level == 0 {
-        let mut st = c
-            .prepare_cached(
-                "SELECT seq, hash FROM journal WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
-            )
-            .map_err(Error::sql("read journal"))?;
-        let mut rows = st
-            .query(params![start as i64, (start + count) as i64])
-            .map_err(Error::sql("read journal"))?;
-        let mut out = Vec::with_capacity(count as usize);
-        while let Some(r) = rows.next().map_err(Error::sql("read journal"))? {
-            let seq: i64 = r.get(0).map_err(Error::sql("read journal"))?;
-            let text: String = r.get(1).map_err(Error::sql("read journal"))?;
-            if seq != (start + out.len() as u64 + 1) as i64 {
-                return Err(Error::Integrity {
-                    message: format!("journal event {} is missing, so the log's tree cannot be computed; run `cto-ledger audit`", start + out.len() as u64 + 1),
-                });
-            }
-            out.push(merkle::leaf_hash(&decode(seq, &text)?));
-        }
-        if (out.len() as u64) < count {
-            return Err(Error::bad_input(
-                format!("the journal has fewer than {} events", start + count),
-                "give a size no larger than the journal (see `cto-ledger checkpoint`)",
-            ));
-        }
-        return Ok(out);
+        return Ok(entries(c, start, count)?
+            .iter()
+            .map(|e| merkle::leaf_hash(e))
+            .collect());
     }
     let mut st = c
         .prepare_cached("SELECT idx, hash FROM tlog_nodes WHERE level = ?1 AND idx >= ?2 AND idx < ?3 ORDER BY idx")
@@ -263,20 +274,12 @@ pub(crate) fn tile_files(c: &Connection, from: u64, size: u64) -> Result<Vec<(St
         level += 1;
     }
     let first = from / WIDTH;
-    let mut st = c
-        .prepare_cached("SELECT seq, hash FROM journal WHERE seq > ?1 AND seq <= ?2 ORDER BY seq")
-        .map_err(Error::sql("read journal"))?;
-    let hashes: Vec<(i64, String)> = st
-        .query_map([(first * WIDTH) as i64, size as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(Error::sql("read journal"))?;
+    let hashes = entries(c, first * WIDTH, size.saturating_sub(first * WIDTH))?;
     for (n, chunk) in hashes.chunks(WIDTH as usize).enumerate() {
         let mut bundle = Vec::with_capacity(chunk.len() * 34);
-        for (seq, h) in chunk {
+        for h in chunk {
             bundle.extend_from_slice(&32u16.to_be_bytes());
-            bundle.extend_from_slice(&decode(*seq, h)?);
+            bundle.extend_from_slice(h);
         }
         out.push((
             tile_path("entries", first + n as u64, chunk.len() as u64),

@@ -137,40 +137,6 @@ impl Ledger {
             .collect())
     }
 
-    /// The hashes of events 1..=size, raw: the Merkle tree's entries.
-    pub(crate) fn entry_hashes(&self, size: u64) -> Result<Vec<[u8; 32]>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT seq, hash FROM journal WHERE seq <= ?1 ORDER BY seq")
-            .map_err(Error::sql("read journal"))?;
-        let mut rows = st
-            .query([size as i64])
-            .map_err(Error::sql("read journal"))?;
-        let mut out = Vec::with_capacity(size as usize);
-        while let Some(r) = rows.next().map_err(Error::sql("read journal"))? {
-            let seq: i64 = r.get(0).map_err(Error::sql("read journal"))?;
-            let text = r.get_ref(1).map_err(Error::sql("read journal"))?;
-            let mut h = [0u8; 32];
-            let ok = text
-                .as_str()
-                .ok()
-                .is_some_and(|t| hex::decode_to_slice(t, &mut h).is_ok());
-            if !ok || seq != out.len() as i64 + 1 {
-                return Err(Error::Integrity {
-                    message: format!("journal event {seq} has a damaged hash or number, so the log's tree cannot be computed; run `cto-ledger audit`"),
-                });
-            }
-            out.push(h);
-        }
-        if (out.len() as u64) < size {
-            return Err(Error::bad_input(
-                format!("the journal has {} events, fewer than {size}", out.len()),
-                "give a size no larger than the journal (see `cto-ledger checkpoint`)",
-            ));
-        }
-        Ok(out)
-    }
-
     /// The witnesses in force: each name's newest `witness` event that is not a
     /// removal, by name.
     pub(crate) fn witnesses(&self) -> Result<Vec<WitnessRow>> {

@@ -136,7 +136,7 @@ pub(crate) fn check_stage2(home: &mut Home, opts: &RunOptions) -> Result<CheckOu
 /// unjudgeable, so the check says so first.
 fn interpreter_check(run: &mut Run) {
     let argv0 = run.fixture.manifest.test_command[0].clone();
-    let resolvable = super::judge::is_python(&argv0) && !argv0.contains('/');
+    let resolvable = super::judge::bare_python(&argv0);
     match run.interpreter() {
         Some(p) => run.report.gates.push(GateResult {
             name: "tests_interpreter".into(),

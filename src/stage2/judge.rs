@@ -101,7 +101,20 @@ pub(super) fn changes(
 }
 
 /// The Python interpreter the test command starts, if it starts one directly.
-pub(super) fn is_python(argv0: &str) -> bool {
+/// How a test command's interpreter is resolved: its name, run with this environment
+/// from this folder.
+pub(super) struct Resolve {
+    argv0: String,
+    env: Vec<(String, String)>,
+    cwd: PathBuf,
+}
+
+/// A Python named without a path (`python3`): what PATH, and any shim on it, resolves.
+pub(super) fn bare_python(argv0: &str) -> bool {
+    is_python(argv0) && !argv0.contains('/')
+}
+
+fn is_python(argv0: &str) -> bool {
     let name = argv0.rsplit('/').next().unwrap_or(argv0);
     let rest = name.strip_prefix("python").unwrap_or("-");
     rest.is_empty() || rest.bytes().all(|b| b.is_ascii_digit() || b == b'.')
@@ -319,7 +332,7 @@ impl Run<'_> {
     /// whose ancestors a version manager would read).
     pub(super) fn start_resolving_from(&mut self, cwd: PathBuf) {
         let argv0 = self.fixture.manifest.test_command[0].clone();
-        if !is_python(&argv0) || argv0.contains('/') {
+        if !bare_python(&argv0) {
             return;
         }
         // A CPython executable on PATH is what exec would run, and what it reports as
@@ -334,8 +347,11 @@ impl Run<'_> {
         env.retain(|(k, _)| k != "HOME" && k != "TMPDIR");
         env.extend([("HOME".into(), tmp.clone()), ("TMPDIR".into(), tmp)]);
         let interrupt = self.interrupt.clone();
-        self.resolve_cwd = cwd.clone();
-        self.resolve_again = Some((argv0.clone(), env.clone()));
+        self.resolve_again = Some(Resolve {
+            argv0: argv0.clone(),
+            env: env.clone(),
+            cwd: cwd.clone(),
+        });
         self.resolving = Some(std::thread::spawn(move || {
             resolve_interpreter(&argv0, &cwd, env, &interrupt)
         }));
@@ -350,8 +366,8 @@ impl Run<'_> {
         if first.is_some() {
             return first;
         }
-        let (argv0, env) = self.resolve_again.take()?;
-        resolve_interpreter(&argv0, &self.resolve_cwd, env, &self.interrupt)
+        let r = self.resolve_again.take()?;
+        resolve_interpreter(&r.argv0, &r.cwd, r.env, &self.interrupt)
     }
 
     fn isolation(&self) -> Vec<String> {
@@ -373,7 +389,7 @@ impl Run<'_> {
     fn run_tests(&mut self, folder: &Path) -> Result<()> {
         let interpreter = self.interpreter();
         let argv0 = &self.fixture.manifest.test_command[0];
-        if interpreter.is_none() && is_python(argv0) && !argv0.contains('/') {
+        if interpreter.is_none() && bare_python(argv0) {
             // Never the bare name in the judged tree, where the provider's files (a
             // pyenv `.python-version`) would choose what runs the tests.
             return self.unjudgeable(format!(

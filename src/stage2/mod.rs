@@ -182,9 +182,9 @@ struct Run<'a> {
     limits: limits::RunLimits,
     /// The test command's interpreter, being resolved while the run gets ready.
     resolving: Option<std::thread::JoinHandle<Option<PathBuf>>>,
-    /// What to resolve it with (the command's name, the environment), to ask once more.
-    resolve_again: Option<(String, Vec<(String, String)>)>,
-    resolve_cwd: PathBuf,
+    /// What to resolve it with (the command's name, the environment, the folder), to
+    /// ask once more.
+    resolve_again: Option<judge::Resolve>,
     /// A `--check`: the gates are evaluated and nothing is stored or recorded.
     dry: bool,
 }
@@ -307,7 +307,6 @@ impl<'a> Run<'a> {
             limits,
             resolving: None,
             resolve_again: None,
-            resolve_cwd: PathBuf::new(),
             dry,
         }
     }

@@ -172,7 +172,7 @@ fn require_quorum(
         Some(r) => r.hash,
         None => rows.first().map(|r| r.hash.clone()).unwrap_or_default(),
     };
-    let origin = format!("cto-ledger/{}", &first[..32.min(first.len())]);
+    let origin = crate::tlog::origin_of(&first);
     let mut why = Vec::new();
     for k in remote.s3.list("checkpoints", None)? {
         if parse_checkpoint_key(&k.key).is_none_or(|(size, _)| size != head) {

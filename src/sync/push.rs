@@ -42,12 +42,7 @@ fn publish_checkpoint(
     // The witnesses recorded for this log cosign what is published (those that refuse
     // or cannot be reached are left out; `checkpoint --sign` names them).
     let asking = crate::witness::client::Asking::recorded(home)?;
-    if !asking.is_empty() {
-        let tree = crate::tlog::tree(&home.ledger);
-        let (note, _) = crate::witness::client::collect(&row.note, &tree, synced, &asking)?;
-        home.ledger.update_checkpoint_note(synced, &keyid, &note)?;
-        row.note = note;
-    }
+    crate::witness::client::cosign_kept(home, &mut row, &asking)?;
     remote.s3.put_create(
         &checkpoint_key(synced, &keyid),
         row.note.clone().into_bytes(),

@@ -164,6 +164,24 @@ fn checked(base: &str, witness: &Witness, note: &str, answer: String) -> Asked {
     }
 }
 
+/// Has `witnesses` cosign the checkpoint `row` kept in `home`'s ledger: the note with
+/// the valid cosignatures replaces the kept one and `row`'s; each answer is returned.
+pub(crate) fn cosign_kept(
+    home: &crate::home::Home,
+    row: &mut crate::ledger::tlog::CheckpointRow,
+    witnesses: &[Asking],
+) -> Result<Vec<Asked>> {
+    if witnesses.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tree = crate::tlog::tree(&home.ledger);
+    let (note, asked) = collect(&row.note, &tree, row.size, witnesses)?;
+    home.ledger
+        .update_checkpoint_note(row.size, &row.keyid, &note)?;
+    row.note = note;
+    Ok(asked)
+}
+
 /// Asks every witness; the note with the cosignatures collected, and each answer.
 pub(crate) fn collect(
     note: &str,
