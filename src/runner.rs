@@ -143,7 +143,10 @@ fn pid(p: u32) -> Option<Pid> {
 /// started meanwhile (the test interpreter being resolved) stays in the harness's.
 fn kill_all(pgid: u32, child_pid: u32) -> Vec<u32> {
     let me = std::process::id();
-    let own_session = rustix::process::getsid(None).map_or(0, |p| p.as_raw_nonzero().get() as u32);
+    // Not rustix's getsid: it asserts a positive id, and a process whose session leader
+    // lives outside its PID namespace (a container's first process) is in session 0.
+    // SAFETY: getsid(0) only reads the calling process's session id.
+    let own_session = unsafe { libc::getsid(0) }.max(0) as u32;
     let orphan =
         |p: &(u32, char, u32, u32, u32)| p.2 == me && p.0 != child_pid && p.4 != own_session;
     let mut killed = Vec::new();

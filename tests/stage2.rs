@@ -36,6 +36,11 @@ pub(crate) fn stage2(env: &Env, args: &[&str], envs: &[(&str, &str)]) -> Stage2 
     for (k, v) in envs {
         c.env(k, v);
     }
+    stage2_of(env, c)
+}
+
+/// Runs a `run stage2 --json` command and checks its report as [`stage2`] does.
+fn stage2_of(env: &Env, mut c: std::process::Command) -> Stage2 {
     let out = c.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -208,6 +213,41 @@ fn hanging_provider_times_out_and_its_group_dies() {
         Vec::<u32>::new(),
         "processes of the provider's group are still alive"
     );
+}
+
+/// A harness in session 0: the first process of a container, whose session leader lives
+/// outside its PID namespace, gets 0 from getsid(2). Once that made the harness panic
+/// (rustix asserts a positive id) before its provider's group could be killed.
+#[test]
+fn a_harness_whose_session_leader_is_outside_its_pid_namespace_runs_and_kills() {
+    let env = Env::new();
+    let in_namespace = |args: &[&str]| {
+        let inner = env.cmd(["run", "stage2", "--json"].iter().chain(args));
+        let mut c = std::process::Command::new("unshare");
+        // Root needs no user namespace; anyone else maps themselves to root in one.
+        if !fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with("Uid:\t0\t"))
+        {
+            c.arg("--map-root-user");
+        }
+        c.args(["--pid", "--fork", "--mount-proc", "--"])
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .env_clear()
+            .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .current_dir(inner.get_current_dir().unwrap());
+        stage2_of(&env, c)
+    };
+    let r = in_namespace(&[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.report["verdict"], "pass");
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    let r = in_namespace(&["--fake-behavior", "hang", "--timeout", "2"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.report["status"], "provider_timeout");
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
 }
 
 #[test]
