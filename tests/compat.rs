@@ -11,13 +11,24 @@ use serde_json::Value;
 use crate::util::*;
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ledger-v0.1")
+    fixture_of("ledger-v0.1")
+}
+
+fn fixture_of(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// A ledger home holding the fixture's journal and objects, at today's schema.
 fn old_ledger(env: &Env) {
+    ledger_from(env, &fixture())
+}
+
+/// A ledger home holding the journal and (loose) objects of the fixture at `dir`.
+fn ledger_from(env: &Env, dir: &Path) {
     env.ok(["reindex"]); // creates an empty ledger at the current schema
-    let objects = fixture().join("objects");
+    let objects = dir.join("objects");
     for fan in fs::read_dir(&objects).unwrap() {
         let fan = fan.unwrap().path();
         let to = env.ledger.join("objects").join(fan.file_name().unwrap());
@@ -30,7 +41,7 @@ fn old_ledger(env: &Env) {
         }
     }
     let db = env.db();
-    let journal = fs::read_to_string(fixture().join("journal.jsonl")).unwrap();
+    let journal = fs::read_to_string(dir.join("journal.jsonl")).unwrap();
     for line in journal.lines() {
         let r: Value = serde_json::from_str(line).unwrap();
         db.execute(
@@ -119,4 +130,48 @@ fn altered_old_event_is_found_by_audit() {
     let a = env.run(["audit"]);
     assert_eq!(a.code, 1, "{}", a.stdout);
     assert!(a.stdout.contains("event 13"), "{}", a.stdout);
+}
+
+/// The loose stores of release 0.1 and of the release before packs (written by that
+/// release's binary) are read as they are; `repack` moves their small objects into packs,
+/// and a kill at its worst moment (packs durable, loose copies not yet removed) leaves
+/// every object readable and an audit that passes.
+#[test]
+fn loose_stores_of_earlier_releases_are_read_as_they_are_and_repacked_safely() {
+    for (name, events, objects) in [("ledger-v0.1", 15, 74), ("ledger-v0.2", 3, 47)] {
+        let env = Env::new();
+        ledger_from(&env, &fixture_of(name));
+        env.ok(["reindex"]);
+        let audit = |env: &Env| {
+            let a = env.run(["audit", "--json"]);
+            assert_eq!(a.code, 0, "{name}: {}", a.stdout);
+            let v = a.json();
+            assert_eq!(v["events"], events, "{name}");
+            assert_eq!(v["objects_checked"], objects, "{name}");
+        };
+        audit(&env);
+        let loose = store_files(&env.ledger);
+        let mut c = env.cmd(["repack"]);
+        let killed = c
+            .env("CTO_LEDGER_TEST_CRASH_AT", "repack-packed")
+            .status()
+            .unwrap();
+        assert_eq!(killed.code(), None, "{name}: repack was not killed");
+        audit(&env);
+        assert!(
+            store_files(&env.ledger) > loose,
+            "{name}: no pack was written"
+        );
+        let r = env.ok(["repack", "--json"]).json();
+        assert!(r["moved"].as_u64().unwrap() > 0, "{name}: {r}");
+        assert!(r["damaged"].as_array().unwrap().is_empty(), "{name}: {r}");
+        audit(&env);
+        let after = store_files(&env.ledger);
+        assert!(
+            after < loose / 4,
+            "{name}: {loose} files before, {after} after"
+        );
+        // Nothing loose is left to move.
+        assert_eq!(env.ok(["repack", "--json"]).json()["moved"], 0);
+    }
 }

@@ -108,11 +108,15 @@ fn restore_that_fails_midway_leaves_no_target_folder() {
         .unwrap()
         .trim_start_matches("blake3:")
         .to_string();
-    let stored = env.ledger.join("objects").join(&b[..2]).join(&b[2..]);
-    let mut bytes = fs::read(&stored).unwrap();
-    bytes[0] ^= 1;
-    fs::set_permissions(&stored, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    fs::write(&stored, bytes).unwrap();
+    let at = stored(&env.ledger, &b);
+    let mut bytes = fs::read(&at.file).unwrap();
+    bytes[at.offset as usize] ^= 1;
+    fs::set_permissions(
+        &at.file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    fs::write(&at.file, bytes).unwrap();
     let out = env.path("out");
     let r = env.run(["restore", &tree, s(&out)]);
     assert_eq!(r.code, 3, "{}", r.stderr);

@@ -215,9 +215,7 @@ fn a_tree_whose_entries_no_event_records_is_refused() {
     std::fs::write(dir.join("inside.txt"), "inside\n").unwrap();
     let out = a.ok(["ingest", s(&dir), "--json"]).json();
     let tree = out["items"][0]["object"].as_str().unwrap().to_string();
-    let store = a.ledger.join("objects");
-    let hex = tree.strip_prefix("blake3:").unwrap();
-    let bytes = std::fs::read(store.join(&hex[..2]).join(&hex[2..])).unwrap();
+    let bytes = crate::util::stored(&a.ledger, tree.strip_prefix("blake3:").unwrap()).bytes();
     let b = puller(&server);
     let o = forger.object(&bytes, "tree");
     let key = forger.append(ingest(

@@ -461,7 +461,7 @@ fn a_writable_object_is_reported() {
         .to_string();
     let hex = id.strip_prefix("blake3:").unwrap();
     fs::set_permissions(
-        env.ledger.join("objects").join(&hex[..2]).join(&hex[2..]),
+        stored(&env.ledger, hex).file,
         fs::Permissions::from_mode(0o666),
     )
     .unwrap();

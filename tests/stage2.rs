@@ -931,9 +931,17 @@ fn an_altered_provider_executable_is_made_again_from_the_store() {
     let env = Env::new();
     let first = stage2(&env, &[], &[]);
     let exe = std::path::PathBuf::from(first.report["provider"]["executed"].as_str().unwrap());
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&exe, fs::Permissions::from_mode(0o700)).unwrap();
-    fs::write(&exe, b"#!/bin/sh\ntouch /tmp/should-never-run\n").unwrap();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // One copy of the provider: the executable is the store's own file, linked.
+    let id = exe.file_name().unwrap().to_str().unwrap().to_string();
+    let object = stored(&env.ledger, &id).file;
+    let (a, b) = (fs::metadata(&exe).unwrap(), fs::metadata(&object).unwrap());
+    assert_eq!((a.ino(), a.nlink(), a.mode() & 0o777), (b.ino(), 2, 0o555));
+    // Replaced by another file: made again from the store.
+    let planted = exe.with_file_name("planted");
+    fs::write(&planted, b"#!/bin/sh\ntouch /tmp/should-never-run\n").unwrap();
+    fs::set_permissions(&planted, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::rename(&planted, &exe).unwrap();
     let again = stage2(&env, &[], &[]);
     assert_eq!(again.report["status"], "passed");
     let gate = again.report["gates"]
@@ -950,9 +958,28 @@ fn an_altered_provider_executable_is_made_again_from_the_store() {
             .contains("made again from the store"),
         "{gate}"
     );
-    // The file is the admitted bytes again.
+    // The file is the admitted bytes again, and the store's file again.
     assert_eq!(
         env.ok(["verify", s(&exe), "--json"]).json()["admitted"],
         true
     );
+    assert_eq!(
+        fs::metadata(&exe).unwrap().ino(),
+        fs::metadata(&object).unwrap().ino()
+    );
+    // Written in place (as only this user or root can, never a sandboxed provider), the
+    // one copy is damaged: the run blocks naming the stored bytes and audit names them.
+    fs::set_permissions(&exe, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(&exe, b"#!/bin/sh\ntouch /tmp/should-never-run\n").unwrap();
+    let third = stage2(&env, &[], &[]);
+    assert_eq!(third.report["status"], "blocked", "{}", third.report);
+    assert!(
+        third.report["reason"].as_str().unwrap().contains("damaged"),
+        "{}",
+        third.report["reason"]
+    );
+    assert!(!std::path::Path::new("/tmp/should-never-run").exists());
+    let audit = env.run(["audit"]);
+    assert_eq!(audit.code, 1);
+    assert!(audit.stdout.contains(&id), "{}", audit.stdout);
 }

@@ -79,7 +79,7 @@ fn objects_are_read_only_and_the_home_private() {
         .unwrap()
         .to_string();
     let hex = id.strip_prefix("blake3:").unwrap();
-    let mode = fs::metadata(env.ledger.join("objects").join(&hex[..2]).join(&hex[2..]))
+    let mode = fs::metadata(stored(&env.ledger, hex).file)
         .unwrap()
         .permissions()
         .mode();

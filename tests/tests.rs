@@ -15,6 +15,7 @@ mod hostile_remote;
 mod judge;
 mod keys;
 mod model;
+mod packs;
 mod properties;
 mod queries;
 mod reliability;

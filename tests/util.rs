@@ -273,18 +273,76 @@ impl Env {
             .unwrap()
             .to_string();
         let hex = id.strip_prefix("blake3:").unwrap();
-        let obj = self.ledger.join("objects").join(&hex[..2]).join(&hex[2..]);
-        let mut bytes = std::fs::read(&obj).unwrap();
+        let at = stored(&self.ledger, hex);
+        let mut bytes = std::fs::read(&at.file).unwrap();
         if flip {
-            bytes[3] ^= 0x20;
+            bytes[at.offset as usize + 3] ^= 0x20;
         } else {
+            assert!(at.offset == 0, "a packed object cannot grow in place");
             bytes.push(b'!');
         }
-        std::fs::set_permissions(&obj, std::fs::Permissions::from_mode(0o644)).unwrap();
-        std::fs::write(&obj, bytes).unwrap();
-        std::fs::set_permissions(&obj, std::fs::Permissions::from_mode(0o444)).unwrap();
+        std::fs::set_permissions(&at.file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(&at.file, bytes).unwrap();
+        std::fs::set_permissions(&at.file, std::fs::Permissions::from_mode(0o444)).unwrap();
         id
     }
+}
+
+/// Regular files under `objects/` (loose objects, packs, temps).
+pub(crate) fn store_files(ledger: &Path) -> usize {
+    walkdir::WalkDir::new(ledger.join("objects"))
+        .into_iter()
+        .filter(|e| e.as_ref().unwrap().file_type().is_file())
+        .count()
+}
+
+/// Where the store keeps an object's bytes: its own file, or a stretch of a pack.
+pub(crate) struct Stored {
+    pub(crate) file: PathBuf,
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+}
+
+impl Stored {
+    pub(crate) fn bytes(&self) -> Vec<u8> {
+        let all = std::fs::read(&self.file).unwrap();
+        all[self.offset as usize..(self.offset + self.len) as usize].to_vec()
+    }
+}
+
+/// Finds object `hex` in the local store at `ledger`, reading pack indexes as documented
+/// in docs/ledger.md (footer: index offset, count, magic; entries: id, offset, length).
+pub(crate) fn stored(ledger: &Path, hex: &str) -> Stored {
+    let loose = ledger.join("objects").join(&hex[..2]).join(&hex[2..]);
+    if let Ok(m) = std::fs::metadata(&loose) {
+        return Stored {
+            file: loose,
+            offset: 0,
+            len: m.len(),
+        };
+    }
+    let want: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    for e in std::fs::read_dir(ledger.join("objects/packs")).unwrap() {
+        let file = e.unwrap().path();
+        let b = std::fs::read(&file).unwrap();
+        let n = b.len();
+        let le = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+        assert_eq!(&b[n - 8..], b"CTOPACK1");
+        let (index, count) = (le(n - 24) as usize, le(n - 16) as usize);
+        for i in 0..count {
+            let e = index + i * 48;
+            if b[e..e + 32] == want[..] {
+                return Stored {
+                    file,
+                    offset: le(e + 32),
+                    len: le(e + 40),
+                };
+            }
+        }
+    }
+    panic!("object {hex} is in no file of {}", ledger.display())
 }
 
 /// Sends a signal to a process (no `kill` binary needed on the machine).

@@ -79,6 +79,10 @@ enum Cmd {
     Pull(c::pull::Args),
     /// Rebuild every projection table from the journal
     Reindex(c::reindex::Args),
+    /// Move loose small objects of the store into packs (every object stays readable throughout)
+    Repack(c::repack::Args),
+    /// Remove stored objects no journal event names, after a grace period; --dry-run lists them
+    Gc(c::gc::Args),
     /// Print the journal head (SEQ:HASH) to keep for `audit --checkpoint`; with --sign, a signed note over the log
     Checkpoint(c::checkpoint::Args),
     /// Signing keys: generate, list, export, rotate, revoke (docs/signing.md)
@@ -136,6 +140,8 @@ fn dispatch(cx: &Context, cmd: Cmd) -> Result<Output> {
         Cmd::Push(a) => c::push::run(cx, a),
         Cmd::Pull(a) => c::pull::run(cx, a),
         Cmd::Reindex(a) => c::reindex::run(cx, a),
+        Cmd::Repack(a) => c::repack::run(cx, a),
+        Cmd::Gc(a) => c::gc::run(cx, a),
         Cmd::Checkpoint(a) => c::checkpoint::run(cx, a),
         Cmd::Key(a) => c::key::run(cx, a),
         Cmd::Attest(a) => c::attest::run(cx, a),

@@ -82,6 +82,9 @@ impl Run<'_> {
     /// re-hashes (mode 0500): concurrent runs each write their own file, the first to
     /// land stays, and only a file that no longer hashes to its name is replaced.
     fn make_executable(&self, m: &ObjectMeta, dir: &Path, p: &Path) -> Gated<()> {
+        if self.share_store_copy(m, p)? {
+            return Ok(());
+        }
         let mut tmp = tempfile::Builder::new()
             .prefix(".exec-")
             .permissions(fs::Permissions::from_mode(0o700))
@@ -119,6 +122,41 @@ impl Run<'_> {
         tmp.persist(p)
             .map_err(|e| Error::io("rename into", p)(e.error))?;
         Ok(())
+    }
+
+    /// One copy of each provider: when the admitted object is a loose file of the local
+    /// store, `exec/<id>` is a hard link to it, made executable (mode 0555: still
+    /// read-only, as every object is). Its bytes are re-hashed (BLAKE3 and SHA-256) first;
+    /// a damaged store copy blocks the run as a damaged copy would. Returns false, to copy
+    /// instead, when there is no loose file or no link can be made (another filesystem).
+    fn share_store_copy(&self, m: &ObjectMeta, p: &Path) -> Gated<bool> {
+        let Some(local) = self.home.store.backend().local() else {
+            return Ok(false);
+        };
+        let obj = local.path_of(&m.id);
+        if !fs::symlink_metadata(&obj).is_ok_and(|x| x.is_file()) {
+            return Ok(false);
+        }
+        let h = hash_file(&obj)?;
+        if h.id != m.id || h.sha256 != m.sha256 {
+            return blocked(Gate::ProviderBytesVerified, format!("the stored bytes of admitted provider {} are damaged (they hash to {}); refusing to run them", m.sha256, h.id));
+        }
+        fs::set_permissions(&obj, fs::Permissions::from_mode(0o555))
+            .map_err(Error::io("chmod", &obj))?;
+        // A file that is there but not these bytes (checked by `materialise`) goes first.
+        if fs::symlink_metadata(p).is_ok()
+            && !crate::store::object_id_of_file(p).is_ok_and(|id| id == m.id)
+        {
+            fs::remove_file(p).map_err(Error::io("remove", p))?;
+        }
+        match fs::hard_link(&obj, p) {
+            Ok(()) => Ok(true),
+            // Another run linked it meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Ok(crate::store::object_id_of_file(p).is_ok_and(|id| id == m.id))
+            }
+            Err(_) => Ok(false),
+        }
     }
 
     /// For a scripted model or an admitted endpoint: the loopback server the provider is

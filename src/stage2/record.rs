@@ -244,7 +244,7 @@ pub(super) fn record(
     // report from before there was one names the file in the folder, which the
     // provider could write.
     let config = match &r.config {
-        Some(c) if home.store.has(&c.blake3)? => {
+        Some(c) if home.store.has_fresh(&c.blake3)? => {
             let m = ObjectMeta {
                 id: c.blake3,
                 sha256: c.sha256,

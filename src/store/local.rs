@@ -1,6 +1,7 @@
 //! Objects as read-only files under `objects/<2 hex>/<62 hex>`, written as a read-only
 //! temp file (in `objects/tmp/`, or beside its final name when the id is known first) and
-//! renamed into place, so no half-written object is ever visible. Durability is one
+//! renamed into place, so no half-written object is ever visible; objects smaller than
+//! [`pack::SMALL_MAX`] many to a file under `objects/packs/` ([`pack`]). Durability is one
 //! `syncfs` (`Backend::sync`) before the journal names the objects, not an fsync each.
 
 use std::fs::{self, File, OpenOptions, Permissions};
@@ -10,12 +11,14 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
+use super::pack::{self, Packs};
 use super::{Backend, Listing, Staged};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 
 pub(crate) struct LocalBackend {
     root: PathBuf,
+    packs: std::sync::Arc<Packs>,
 }
 
 const TMP: &str = "tmp";
@@ -47,10 +50,12 @@ impl LocalBackend {
             }
         }
         if create {
-            fs::create_dir_all(root.join(TMP))
-                .map_err(Error::io("create object directory", root))?;
-            if !fs::symlink_metadata(root.join(TMP)).is_ok_and(|m| m.is_dir()) {
-                return Err(refuse());
+            for sub in [TMP, pack::DIR] {
+                fs::create_dir_all(root.join(sub))
+                    .map_err(Error::io("create object directory", root))?;
+                if !fs::symlink_metadata(root.join(sub)).is_ok_and(|m| m.is_dir()) {
+                    return Err(refuse());
+                }
             }
             remove_stale_temps(&root.join(TMP), std::time::Duration::from_secs(3600));
             // All 256 fan-out directories up front, so writing an object never needs a mkdir.
@@ -72,11 +77,20 @@ impl LocalBackend {
         }
         Ok(LocalBackend {
             root: root.to_path_buf(),
+            packs: std::sync::Arc::new(Packs::new(root.join(pack::DIR), injected_budget())),
         })
     }
 
     pub(crate) fn path_of(&self, id: &ObjectId) -> PathBuf {
         object_path(&self.root, id)
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(super) fn packs(&self) -> &Packs {
+        &self.packs
     }
 }
 
@@ -92,7 +106,8 @@ fn remove_stale_temps(dir: &Path, age: std::time::Duration) -> usize {
     let cutoff = std::time::SystemTime::now() - age;
     let mut n = 0;
     for e in rd.flatten() {
-        if !e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(TEMP_PREFIX) && !name.starts_with(pack::TEMP_PREFIX) {
             continue;
         }
         if e.metadata()
@@ -110,8 +125,14 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// An object being written: in memory while it is small enough for a pack, then (past
+/// [`pack::SMALL_MAX`]) in a temp file that becomes a loose object.
 struct LocalStaged {
-    tmp: NamedTempFile,
+    small: Option<Vec<u8>>,
+    tmp: Option<NamedTempFile>,
+    /// Where the temp file goes if the object outgrows a pack.
+    spill: PathBuf,
+    packs: std::sync::Arc<Packs>,
     target_root: PathBuf,
     /// Bytes this write may still take before an injected "disk full" (tests only).
     budget: Option<u64>,
@@ -131,6 +152,22 @@ fn injected_budget() -> Option<u64> {
 }
 
 impl LocalStaged {
+    /// The temp file, made (with what was buffered) when the object outgrows a pack.
+    fn file(&mut self) -> io::Result<&mut NamedTempFile> {
+        if self.tmp.is_none() {
+            let mut tmp = tempfile::Builder::new()
+                .prefix(TEMP_PREFIX)
+                .permissions(Permissions::from_mode(0o444))
+                .tempfile_in(&self.spill)?;
+            if let Some(b) = self.small.take() {
+                tmp.write_all(&b)?;
+                self.written = b.len() as u64;
+            }
+            self.tmp = Some(tmp);
+        }
+        Ok(self.tmp.as_mut().expect("made above"))
+    }
+
     fn spend(&mut self, n: usize) -> io::Result<()> {
         if let Some(b) = &mut self.budget {
             if (n as u64) > *b {
@@ -144,19 +181,26 @@ impl LocalStaged {
 
 impl Write for LocalStaged {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.spend(buf.len())?;
-        self.tmp.write(buf)
+        self.write_all(buf)?;
+        Ok(buf.len())
     }
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        if let Some(b) = &mut self.small {
+            if b.len() + buf.len() < pack::SMALL_MAX {
+                b.extend_from_slice(buf);
+                return Ok(());
+            }
+        }
         self.spend(buf.len())?;
-        self.tmp.write_all(buf)?;
+        self.file()?.write_all(buf)?;
         self.written += buf.len() as u64;
         if self.written - self.kicked >= WRITEBACK_STEP {
             use std::os::fd::AsRawFd;
+            let fd = self.file()?.as_file().as_raw_fd();
             // SAFETY: a plain system call on a file descriptor we own; it only starts I/O.
             unsafe {
                 libc::sync_file_range(
-                    self.tmp.as_file().as_raw_fd(),
+                    fd,
                     self.kicked as libc::off64_t,
                     (self.written - self.kicked) as libc::off64_t,
                     libc::SYNC_FILE_RANGE_WRITE,
@@ -167,14 +211,28 @@ impl Write for LocalStaged {
         Ok(())
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.tmp.flush()
+        match &mut self.tmp {
+            Some(t) => t.flush(),
+            None => Ok(()),
+        }
     }
 }
 
 impl Staged for LocalStaged {
-    fn commit(self: Box<Self>, id: &ObjectId) -> Result<()> {
+    fn commit(mut self: Box<Self>, id: &ObjectId) -> Result<()> {
         let target = object_path(&self.target_root, id);
+        if let Some(bytes) = self.small.take() {
+            if pack::touch(&target).is_ok() || self.packs.freshen(id)? {
+                return Ok(());
+            }
+            return self.packs.add(id, bytes);
+        }
+        let tmp = self
+            .tmp
+            .take()
+            .expect("an object is in memory or in a file");
         if fs::symlink_metadata(&target).is_ok() {
+            let _ = pack::touch(&target);
             // Already stored: idempotent success; the temp file is removed on drop. A
             // damaged copy is left as it is, as evidence: `audit` names it.
             return Ok(());
@@ -186,7 +244,7 @@ impl Staged for LocalStaged {
         if !dir.is_dir() {
             fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
         }
-        self.tmp.persist(&target).map_err(|e| Error::Io {
+        tmp.persist(&target).map_err(|e| Error::Io {
             action: "rename object into",
             path: target.clone(),
             source: e.error,
@@ -198,18 +256,32 @@ impl Staged for LocalStaged {
 
 impl LocalBackend {
     fn stage_in(&self, dir: PathBuf) -> Result<Box<dyn Staged>> {
-        let tmp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .permissions(Permissions::from_mode(0o444))
-            .tempfile_in(&dir)
-            .map_err(Error::io("create temporary object in", &dir))?;
+        if !dir.is_dir() {
+            return Err(Error::Io {
+                action: "create temporary object in",
+                path: dir,
+                source: io::Error::from(io::ErrorKind::NotFound),
+            });
+        }
         Ok(Box::new(LocalStaged {
-            tmp,
+            small: Some(Vec::new()),
+            tmp: None,
+            spill: dir,
+            packs: self.packs.clone(),
             target_root: self.root.clone(),
             budget: injected_budget(),
             written: 0,
             kicked: 0,
         }))
+    }
+}
+
+impl LocalBackend {
+    fn open_packed(&self, id: &ObjectId) -> Result<Option<Box<dyn Read + Send>>> {
+        Ok(self
+            .packs
+            .read(id)?
+            .map(|b| Box::new(io::Cursor::new(b)) as Box<dyn Read + Send>))
     }
 }
 
@@ -226,6 +298,9 @@ impl Backend for LocalBackend {
     }
 
     fn has(&self, id: &ObjectId) -> Result<bool> {
+        if self.packs.has(id)? {
+            return Ok(true);
+        }
         let p = self.path_of(id);
         match fs::symlink_metadata(&p) {
             Ok(m) => Ok(m.is_file()),
@@ -236,6 +311,15 @@ impl Backend for LocalBackend {
                 source: e,
             }),
         }
+    }
+
+    fn freshen(&self, id: &ObjectId) -> Result<bool> {
+        Ok(pack::touch(&self.path_of(id)).is_ok() || self.packs.freshen(id)?)
+    }
+
+    #[allow(private_interfaces)]
+    fn local(&self) -> Option<&LocalBackend> {
+        Some(self)
     }
 
     fn open(&self, id: &ObjectId) -> Result<Option<Box<dyn Read + Send>>> {
@@ -249,14 +333,14 @@ impl Backend for LocalBackend {
                     ),
                 })
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return self.open_packed(id),
             _ => {}
         }
         let mut opts = OpenOptions::new();
         opts.read(true);
         match opts.open(&p) {
             Ok(f) => Ok(Some(Box::new(f))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.open_packed(id),
             Err(e) => Err(Error::Io {
                 action: "open object",
                 path: p,
@@ -273,6 +357,9 @@ impl Backend for LocalBackend {
             let fname = fan.file_name().to_string_lossy().into_owned();
             if fname == TMP {
                 out.temps += fs::read_dir(fan.path()).map(|d| d.count()).unwrap_or(0);
+                continue;
+            }
+            if fname == pack::DIR && fan.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
             let ft = fan.file_type().map_err(Error::io("stat", fan.path()))?;
@@ -321,12 +408,15 @@ impl Backend for LocalBackend {
                 }
             }
         }
+        self.packs.list(&mut out)?;
         out.objects.sort();
+        out.objects.dedup();
         Ok(out)
     }
 
     fn clean_temps(&self, age: std::time::Duration) -> Result<usize> {
         let mut n = remove_stale_temps(&self.root.join(TMP), age);
+        n += remove_stale_temps(self.packs.dir(), age);
         for i in 0..=255u8 {
             n += remove_stale_temps(&self.root.join(format!("{i:02x}")), age);
         }
@@ -334,6 +424,7 @@ impl Backend for LocalBackend {
     }
 
     fn sync(&self) -> Result<()> {
+        self.packs.flush()?;
         let d = File::open(&self.root).map_err(Error::io("open", &self.root))?;
         rustix::fs::syncfs(&d).map_err(|e| Error::Io {
             action: "sync the filesystem of",

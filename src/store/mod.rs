@@ -2,6 +2,8 @@
 //! hashing, verification and tree encoding live once, here, above them.
 
 mod local;
+pub(crate) mod maintain;
+pub(crate) mod pack;
 pub(crate) mod power_cut;
 pub(crate) mod s3;
 pub mod tree;
@@ -34,6 +36,17 @@ pub trait Backend: Send + Sync {
         self.stage()
     }
     fn has(&self, id: &ObjectId) -> Result<bool>;
+    /// As `has`, for a caller about to rely on the object without writing it: a present
+    /// object is marked as just used, so `gc`'s grace period protects it as it protects
+    /// one just written. A backend without `gc` needs nothing more than `has`.
+    fn freshen(&self, id: &ObjectId) -> Result<bool> {
+        self.has(id)
+    }
+    /// The local store, for what only it does (`repack`, `gc`, sharing a provider's bytes).
+    #[allow(private_interfaces)]
+    fn local(&self) -> Option<&LocalBackend> {
+        None
+    }
     /// `Ok(None)` when the object is absent; I/O failures are errors.
     fn open(&self, id: &ObjectId) -> Result<Option<Box<dyn Read + Send>>>;
     /// Every object id present, and every name in the store that is not a valid object.
@@ -336,7 +349,7 @@ impl Store {
 
     fn put_bytes_from(&self, bytes: &[u8], src: &Path) -> Result<ObjectMeta> {
         let meta = hash_bytes(bytes);
-        if !self.backend.has(&meta.id)? {
+        if !self.backend.freshen(&meta.id)? {
             let mut staged = self.backend.stage()?;
             staged
                 .write_all(bytes)
@@ -358,6 +371,12 @@ impl Store {
 
     pub fn has(&self, id: &ObjectId) -> Result<bool> {
         self.backend.has(id)
+    }
+
+    /// Whether the store holds `id`, which the caller will name without storing it again
+    /// (see [`Backend::freshen`]).
+    pub fn has_fresh(&self, id: &ObjectId) -> Result<bool> {
+        self.backend.freshen(id)
     }
 
     fn open_required(&self, id: &ObjectId) -> Result<Box<dyn Read + Send>> {
