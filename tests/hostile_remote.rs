@@ -249,11 +249,12 @@ fn an_object_longer_than_its_record_is_refused_after_reading_one_byte_past_it() 
         .unwrap()
         .to_string();
     // 1 GiB (sparse on the server's disk): a puller that read it all would take
-    // seconds and a gigabyte of staging before it could say no.
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(forger.file(&format!("objects/{}/{}", &hex[..2], &hex[2..])))
-        .unwrap();
+    // seconds and a gigabyte of staging before it could say no. The object is kept as a
+    // key of its own: its pack is gone (a pack that large is refused unread).
+    std::fs::remove_dir_all(forger.file("packs")).unwrap();
+    let loose = forger.file(&format!("objects/{}/{}", &hex[..2], &hex[2..]));
+    std::fs::create_dir_all(loose.parent().unwrap()).unwrap();
+    let f = std::fs::File::create(&loose).unwrap();
     f.set_len(1 << 30).unwrap();
     let b = server.host("t");
     let r = peak_rss(&b, &["pull"]);

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::util::*;
 
-fn many_files(root: &Path, n: usize) {
+pub(crate) fn many_files(root: &Path, n: usize) {
     for i in 0..n {
         let d = root.join(format!("pkg{:03}", i / 50));
         fs::create_dir_all(&d).unwrap();

@@ -18,8 +18,7 @@ pub(crate) struct Args {
     /// List what would be removed; remove nothing
     #[arg(long)]
     dry_run: bool,
-    /// Keep anything written or used more recently than this (s, m, h or d; 0s only when
-    /// no other command runs on this ledger)
+    /// Keep anything written or used more recently than this (s, m, h or d; at least 2m)
     #[arg(long, default_value = "24h", value_parser = parse_grace, value_name = "AGE")]
     grace: Duration,
 }
@@ -36,9 +35,14 @@ fn parse_grace(s: &str) -> std::result::Result<Duration, String> {
         "d" => 86_400,
         _ => return Err(format!("`{s}` is not an age like 30m, 24h or 7d")),
     };
-    n.checked_mul(secs)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("`{s}` is too long"))
+    match n.checked_mul(secs) {
+        None => Err(format!("`{s}` is too long")),
+        // A command that relies on a stored object marks it at most once a minute.
+        Some(t) if t < 120 => Err(format!(
+            "`{s}` is shorter than the shortest grace period, 2m: objects a running command relies on are marked once a minute"
+        )),
+        Some(t) => Ok(Duration::from_secs(t)),
+    }
 }
 
 #[derive(Serialize)]

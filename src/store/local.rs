@@ -222,7 +222,7 @@ impl Staged for LocalStaged {
     fn commit(mut self: Box<Self>, id: &ObjectId) -> Result<()> {
         let target = object_path(&self.target_root, id);
         if let Some(bytes) = self.small.take() {
-            if pack::touch(&target).is_ok() || self.packs.freshen(id)? {
+            if self.packs.freshen(id)? || pack::touch(&target).is_ok() {
                 return Ok(());
             }
             return self.packs.add(id, bytes);
@@ -314,7 +314,7 @@ impl Backend for LocalBackend {
     }
 
     fn freshen(&self, id: &ObjectId) -> Result<bool> {
-        Ok(pack::touch(&self.path_of(id)).is_ok() || self.packs.freshen(id)?)
+        Ok(self.packs.freshen(id)? || pack::touch(&self.path_of(id)).is_ok())
     }
 
     #[allow(private_interfaces)]

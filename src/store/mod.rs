@@ -42,6 +42,23 @@ pub trait Backend: Send + Sync {
     fn freshen(&self, id: &ObjectId) -> Result<bool> {
         self.has(id)
     }
+    /// Where the object's bytes are (or would be), for messages: a key, or a pack and
+    /// where in it.
+    fn locate(&self, id: &ObjectId) -> String {
+        id.to_string()
+    }
+    /// Stores many small objects (id, verified bytes) in as few writes as the backend
+    /// can (a remote takes them as packs); returns how many writes that took.
+    fn put_packed(&self, objects: &[(ObjectId, Vec<u8>)]) -> Result<u64> {
+        for (id, b) in objects {
+            let mut staged = self.stage_for(id)?;
+            staged
+                .write_all(b)
+                .map_err(Error::io("write object", Path::new(&id.to_string())))?;
+            staged.commit(id)?;
+        }
+        Ok(objects.len() as u64)
+    }
     /// The local store, for what only it does (`repack`, `gc`, sharing a provider's bytes).
     #[allow(private_interfaces)]
     fn local(&self) -> Option<&LocalBackend> {

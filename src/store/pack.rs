@@ -101,24 +101,45 @@ pub(crate) fn read_index(f: &File) -> std::result::Result<PackIndex, String> {
 
 /// Builds a pack's bytes from objects; returns them and their index.
 pub(crate) fn encode(objects: &[(ObjectId, &[u8])]) -> (Vec<u8>, Vec<(ObjectId, u64, u64)>) {
-    let total: usize = objects.iter().map(|(_, b)| b.len()).sum();
-    let mut out = Vec::with_capacity(MAGIC.len() + total + objects.len() * ENTRY + FOOTER);
-    out.extend_from_slice(MAGIC);
-    let mut index = Vec::with_capacity(objects.len());
-    for (id, b) in objects {
-        index.push((*id, out.len() as u64, b.len() as u64));
+    let mut out = Vec::new();
+    let index = write_pack(objects, &mut |b: &[u8]| {
         out.extend_from_slice(b);
-    }
-    let at = out.len() as u64;
-    for (id, off, n) in &index {
+        Ok(())
+    })
+    .expect("writing to memory does not fail");
+    (out, index)
+}
+
+/// A pack's index entries as bytes: what follows the objects (and what a remote keeps
+/// beside a pack as its `.idx`).
+pub(crate) fn index_bytes(index: &[(ObjectId, u64, u64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(index.len() * ENTRY);
+    for (id, off, n) in index {
         out.extend_from_slice(&id.0);
         out.extend_from_slice(&off.to_le_bytes());
         out.extend_from_slice(&n.to_le_bytes());
     }
-    out.extend_from_slice(&at.to_le_bytes());
-    out.extend_from_slice(&(index.len() as u64).to_le_bytes());
-    out.extend_from_slice(MAGIC);
-    (out, index)
+    out
+}
+
+/// Writes a pack (header, objects, index, footer) through `put`; returns its index.
+fn write_pack(
+    objects: &[(ObjectId, &[u8])],
+    put: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<Vec<(ObjectId, u64, u64)>> {
+    put(MAGIC)?;
+    let mut at = MAGIC.len() as u64;
+    let mut index = Vec::with_capacity(objects.len());
+    for (id, b) in objects {
+        index.push((*id, at, b.len() as u64));
+        put(b)?;
+        at += b.len() as u64;
+    }
+    put(&index_bytes(&index))?;
+    put(&at.to_le_bytes())?;
+    put(&(index.len() as u64).to_le_bytes())?;
+    put(MAGIC)?;
+    Ok(index)
 }
 
 /// Objects committed by this process and not yet in a pack file.
@@ -191,27 +212,38 @@ impl Packs {
             return Ok(());
         }
         let refs: Vec<(ObjectId, &[u8])> = f.objects.iter().map(|(id, b)| (*id, &b[..])).collect();
-        let (bytes, index) = encode(&refs);
-        let name = format!("{}.pack", blake3::hash(&bytes).to_hex());
-        let target = self.dir.join(&name);
+        let total = MAGIC.len() + f.bytes + refs.len() * ENTRY + FOOTER;
         if let Some(b) = self.budget.lock().expect("not poisoned").as_mut() {
-            if bytes.len() as u64 > *b {
+            if total as u64 > *b {
                 return Err(Error::Io {
                     action: "write pack",
-                    path: target,
+                    path: self.dir.clone(),
                     source: io::Error::from(io::ErrorKind::StorageFull),
                 });
             }
-            *b -= bytes.len() as u64;
+            *b -= total as u64;
         }
-        if !target.exists() {
-            let mut tmp = tempfile::Builder::new()
-                .prefix(TEMP_PREFIX)
-                .permissions(Permissions::from_mode(0o444))
-                .tempfile_in(&self.dir)
-                .map_err(Error::io("create a pack in", &self.dir))?;
-            tmp.write_all(&bytes)
-                .map_err(Error::io("write pack", tmp.path()))?;
+        // Streamed to the temp file and hashed on the way: no second copy in memory.
+        let mut tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .permissions(Permissions::from_mode(0o444))
+            .tempfile_in(&self.dir)
+            .map_err(Error::io("create a pack in", &self.dir))?;
+        let mut hasher = blake3::Hasher::new();
+        let index = {
+            let mut w = io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+            let mut put = |b: &[u8]| {
+                hasher.update(b);
+                w.write_all(b)
+            };
+            let index = write_pack(&refs, &mut put);
+            index
+                .and_then(|index| w.flush().map(|()| index))
+                .map_err(Error::io("write pack", &self.dir))?
+        };
+        let name = format!("{}.pack", hasher.finalize().to_hex());
+        let target = self.dir.join(&name);
+        {
             match tmp.persist_noclobber(&target) {
                 Ok(_) => super::power_cut::wrote(&target),
                 // The same name is the same bytes: another process wrote this pack.
@@ -324,10 +356,11 @@ impl Packs {
         // unchanged tree's re-ingest from touching the same pack for every file.
         let mut marked = self.marked.lock().expect("not poisoned");
         let now = std::time::Instant::now();
+        // `gc` keeps anything marked within its grace period, never less than two minutes.
         let recent = marked
             .get(&s.path)
             .is_some_and(|t| now.duration_since(*t) < std::time::Duration::from_secs(60));
-        if recent && s.path.exists() {
+        if recent {
             return Ok(true);
         }
         let ok = touch(&s.path).is_ok();

@@ -2,8 +2,10 @@
 //! through the `object_store` crate. The only module that touches object_store; its requests
 //! run on the process's one runtime (`crate::net`).
 //!
-//! Objects live under `<prefix>/objects/<2 hex>/<62 hex>` like the local store; other
-//! keys (the shared journal) are read and written through [`S3`]'s key methods.
+//! Objects live under `<prefix>/objects/<2 hex>/<62 hex>` like the local store, and small
+//! ones many to a key under `<prefix>/packs/<blake3>.pack` (the local store's pack format,
+//! docs/ledger.md) with its index beside it as `<blake3>.idx`; other keys (the shared
+//! journal) are read and written through [`S3`]'s key methods.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -18,8 +20,11 @@ use object_store::{
 };
 
 use super::{Backend, Listing, Staged};
+
+mod packs;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use packs::RemotePacks;
 
 /// Where a remote is and how to reach it. Credentials never live here: they come from
 /// the standard AWS environment variables.
@@ -474,11 +479,19 @@ pub(crate) fn object_key(id: &ObjectId) -> String {
 /// The store's objects on a remote.
 pub(crate) struct S3Backend {
     s3: Arc<S3>,
+    /// The remote's packs, read once (a LIST and one GET per index) when first needed.
+    packs: std::sync::Mutex<Option<Arc<RemotePacks>>>,
+    /// Whole packs fetched for reading, a few at a time.
+    fetched: std::sync::Mutex<std::collections::HashMap<String, packs::Fetched>>,
 }
 
 impl S3Backend {
     pub(crate) fn new(s3: Arc<S3>) -> Self {
-        S3Backend { s3 }
+        S3Backend {
+            s3,
+            packs: Default::default(),
+            fetched: Default::default(),
+        }
     }
 }
 
@@ -564,10 +577,18 @@ impl Backend for S3Backend {
     }
 
     fn has(&self, id: &ObjectId) -> Result<bool> {
+        if self.remote_packs()?.at.contains_key(id) {
+            return Ok(true);
+        }
         Ok(self.s3.head(&object_key(id))?.is_some())
     }
 
     fn open(&self, id: &ObjectId) -> Result<Option<Box<dyn Read + Send>>> {
+        if let Some((pack, off, n)) = self.remote_packs()?.at.get(id).cloned() {
+            if let Some(b) = self.read_packed(&pack, off, n)? {
+                return Ok(Some(Box::new(io::Cursor::new(b))));
+            }
+        }
         let key = object_key(id);
         Ok(self.s3.start_get(&key)?.map(|r| {
             Box::new(S3Reader {
@@ -595,7 +616,23 @@ impl Backend for S3Backend {
                     .push((k.key.clone(), "not an object name".into())),
             }
         }
+        let packs = self.remote_packs()?;
+        out.objects.extend(packs.at.keys().copied());
+        out.anomalies.extend(packs.anomalies.iter().cloned());
+        out.objects.sort();
+        out.objects.dedup();
         Ok(out)
+    }
+
+    fn locate(&self, id: &ObjectId) -> String {
+        match self.remote_packs().ok().and_then(|p| p.at.get(id).cloned()) {
+            Some((pack, off, n)) => format!("{pack} (bytes {off}+{n})"),
+            None => object_key(id),
+        }
+    }
+
+    fn put_packed(&self, objects: &[(ObjectId, Vec<u8>)]) -> Result<u64> {
+        self.put_packs(objects)
     }
 
     fn sync(&self) -> Result<()> {

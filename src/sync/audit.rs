@@ -222,7 +222,7 @@ fn audit_objects(remote: &Remote, named: &Records, out: &mut RemoteAuditOut) -> 
             &to_check,
             named,
             AuditCheck::RemoteObject,
-            object_key,
+            |id| remote.store.backend().locate(id),
             &ProgressBar::hidden(),
         )
     });

@@ -13,7 +13,7 @@ use crate::ledger::events::{Event, ObjRec};
 use crate::ledger::replica::Integrated;
 use crate::ledger::vet::Vetting;
 use crate::ledger::{Head, JournalRow};
-use crate::store::s3::{object_key, KeyInfo};
+use crate::store::s3::KeyInfo;
 use crate::store::tree::{ObjKind, Tree};
 
 #[derive(Debug, Serialize)]
@@ -429,7 +429,7 @@ fn fetch_objects(
 
 /// Copies one object the remote should hold into `sink`, as `copy_recorded` checks it.
 fn fetch_one(remote: &Remote, o: &ObjRec, seq: u64, sink: &mut dyn Write) -> Result<()> {
-    let key = object_key(&o.id);
+    let key = remote.store.backend().locate(&o.id);
     match remote.store.copy_recorded(&o.meta(), sink) {
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err(refused(remote, seq, format!("records object {} but the remote has no {key}", o.id))),

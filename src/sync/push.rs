@@ -224,17 +224,42 @@ fn upload_objects(home: &Home, remote: &Remote, after: u64) -> Result<(u64, u64)
         ids.retain(|id| !there.contains(id));
     }
     let local = &home.store;
-    let uploaded = std::sync::atomic::AtomicU64::new(0);
-    let bytes = transfer_all(&ids, |id| {
-        if !listed && remote.store.has(id)? {
-            return Ok(None);
+    // Small objects go up many to a PUT, as packs; the rest one key each.
+    let mut small = Vec::new();
+    let mut large = Vec::new();
+    for id in ids {
+        match home.ledger.object(&id)? {
+            Some(o) if (o.size as usize) < crate::store::pack::SMALL_MAX => small.push(id),
+            _ => large.push(id),
         }
-        let mut staged = remote.store.backend().stage_for(id)?;
+    }
+    let mut packed = Vec::with_capacity(small.len());
+    let mut packed_bytes = 0u64;
+    for id in small {
+        if !listed && remote.store.has(&id)? {
+            continue;
+        }
         // Re-hashed on the way out: a damaged local copy is never published.
-        let m = local.copy_verified(id, &mut staged)?;
-        staged.commit(id)?;
-        uploaded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(Some(m.size))
-    })?;
+        let b = local.get_verified(&id)?;
+        packed_bytes += b.len() as u64;
+        packed.push((id, b));
+    }
+    if !packed.is_empty() {
+        remote.store.backend().put_packed(&packed)?;
+    }
+    let ids = large;
+    let uploaded = std::sync::atomic::AtomicU64::new(packed.len() as u64);
+    let bytes = packed_bytes
+        + transfer_all(&ids, |id| {
+            if !listed && remote.store.has(id)? {
+                return Ok(None);
+            }
+            let mut staged = remote.store.backend().stage_for(id)?;
+            // Re-hashed on the way out: a damaged local copy is never published.
+            let m = local.copy_verified(id, &mut staged)?;
+            staged.commit(id)?;
+            uploaded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(Some(m.size))
+        })?;
     Ok((uploaded.into_inner(), bytes))
 }
