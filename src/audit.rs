@@ -19,6 +19,9 @@ use crate::state::{AuditCheck, Lane, RunStatus};
 use crate::store::tree::{ObjKind, Tree};
 use crate::store::Store;
 
+mod store;
+use store::check_store;
+
 #[derive(Serialize, Debug)]
 pub(crate) struct Finding {
     pub check: AuditCheck,
@@ -358,27 +361,6 @@ fn check_objects(
     out.objects_checked = rows.len() as u64;
     out.bytes_checked = rows.iter().map(|o| o.size.max(0) as u64).sum();
     Ok(rows.into_iter().map(|o| o.id).collect())
-}
-
-/// The store holds nothing that pretends to be an object.
-fn check_store(home: &Home, known: &BTreeSet<String>, out: &mut AuditOut) -> Result<()> {
-    let listing = home.store.backend().list()?;
-    for (name, why) in listing.anomalies {
-        out.findings
-            .push(Finding::new(AuditCheck::Store, name, why));
-    }
-    if listing.temps > 0 {
-        out.notes.push(format!("{} temporary file(s) beside objects (being written, or left by a killed command; `cto-ledger recover` removes old ones)", listing.temps));
-    }
-    let stray = listing
-        .objects
-        .iter()
-        .filter(|id| !known.contains(id.to_string().as_str()))
-        .count();
-    if stray > 0 {
-        out.notes.push(format!("{stray} object(s) in the store are named by no event (left by an interrupted or refused-before-commit command); harmless"));
-    }
-    Ok(())
 }
 
 /// What cto-ledger itself puts in the ledger home, top level: the database and its

@@ -571,3 +571,121 @@ impl Drop for Trickle {
         let _ = self.child.wait();
     }
 }
+
+/// The packs of a remote prefix as the server holds them: (pack path, its index bytes).
+fn packs_on(server: &S3Server, prefix: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = server.file(&format!("{prefix}/packs"));
+    let mut out: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+        .map(|p| {
+            let idx = std::fs::read(p.with_extension("idx")).unwrap();
+            (p, idx)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// 48-byte index entries: (id, offset, length).
+fn entries(idx: &[u8]) -> Vec<([u8; 32], u64, u64)> {
+    idx.chunks_exact(48)
+        .map(|e| {
+            (
+                e[..32].try_into().unwrap(),
+                u64::from_le_bytes(e[32..40].try_into().unwrap()),
+                u64::from_le_bytes(e[40..48].try_into().unwrap()),
+            )
+        })
+        .collect()
+}
+
+fn small_tree(env: &Env, n: usize) -> PathBuf {
+    let dir = env.path("tree");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..n {
+        std::fs::write(
+            dir.join(format!("f{i}")),
+            format!("small file {i}\n").repeat(1 + i % 7),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// A remote that scatters a tree's small objects over eight 64 MiB packs (sparse on the
+/// server's disk) costs the puller ranged GETs of exactly those objects, never a whole
+/// pack per object: once that took 87 s and 731 MB for 401 objects of 687 KB.
+#[test]
+fn objects_scattered_over_large_packs_cost_their_own_bytes_not_the_packs() {
+    let server = S3Server::start();
+    let a = server.host("t");
+    let tree = small_tree(&a, 400);
+    a.ok(["ingest", s(&tree)]);
+    a.ok(["push"]);
+    let honest = packs_on(&server, "t");
+    assert_eq!(honest.len(), 1);
+    let (pack, idx) = &honest[0];
+    let bytes = std::fs::read(pack).unwrap();
+    let all = entries(idx);
+    std::fs::remove_dir_all(server.file("t/packs")).unwrap();
+    std::fs::create_dir(server.file("t/packs")).unwrap();
+    for k in 0..8u8 {
+        let mut out = b"CTOPACK1".to_vec();
+        let mut ix = Vec::new();
+        for (id, off, n) in all.iter().skip(k as usize).step_by(8) {
+            ix.extend_from_slice(id);
+            ix.extend_from_slice(&(out.len() as u64).to_le_bytes());
+            ix.extend_from_slice(&n.to_le_bytes());
+            out.extend_from_slice(&bytes[*off as usize..(off + n) as usize]);
+        }
+        let name = format!("{:064x}", k);
+        let p = server.file(&format!("t/packs/{name}.pack"));
+        std::fs::write(&p, &out).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(64 << 20)
+            .unwrap();
+        std::fs::write(server.file(&format!("t/packs/{name}.idx")), &ix).unwrap();
+    }
+    let b = server.host("t");
+    let start = std::time::Instant::now();
+    let (code, _, stderr, rss) = peak_rss(&b, &["pull"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(rss < 150 * 1024, "pull peaked at {rss} KiB");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(b.run(["audit"]).code, 0);
+}
+
+/// A forged index that maps an object to other bytes does not hide the genuine pack:
+/// pull takes the copy that hashes to the id, and the remote's audit names the forgery.
+#[test]
+fn a_forged_index_beside_the_genuine_one_hides_nothing() {
+    let server = S3Server::start();
+    let a = server.host("t");
+    let tree = small_tree(&a, 50);
+    a.ok(["ingest", s(&tree)]);
+    a.ok(["push"]);
+    let (_, idx) = &packs_on(&server, "t")[0];
+    let victim = entries(idx)[0].0;
+    let junk = b"CTOPACK1 these are not the bytes you are looking for".to_vec();
+    let mut ix = victim.to_vec();
+    ix.extend_from_slice(&8u64.to_le_bytes());
+    ix.extend_from_slice(&((junk.len() - 8) as u64).to_le_bytes());
+    let forged = "0".repeat(64);
+    std::fs::write(server.file(&format!("t/packs/{forged}.pack")), &junk).unwrap();
+    std::fs::write(server.file(&format!("t/packs/{forged}.idx")), &ix).unwrap();
+    let b = server.host("t");
+    b.ok(["pull"]);
+    assert_eq!(b.run(["audit"]).code, 0);
+    let audit = a.run(["audit", "--remote", "--full"]);
+    assert_eq!(audit.code, 1, "{}", audit.stdout);
+    assert!(audit.stdout.contains(&forged), "{}", audit.stdout);
+}

@@ -222,3 +222,54 @@ fn an_object_a_command_relies_on_is_marked_and_gc_keeps_it() {
     let now = fs::metadata(&at.file).unwrap().modified().unwrap();
     assert!(now > old + Duration::from_secs(86_400), "not marked");
 }
+
+/// A well-formed pack (as docs/ledger.md gives the format) filing `bytes` under `id`.
+fn planted_pack(dir: &Path, id: &[u8; 32], bytes: &[u8]) -> std::path::PathBuf {
+    let mut out = b"CTOPACK1".to_vec();
+    out.extend_from_slice(bytes);
+    let at = out.len() as u64;
+    out.extend_from_slice(id);
+    out.extend_from_slice(&8u64.to_le_bytes());
+    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(&at.to_le_bytes());
+    out.extend_from_slice(&1u64.to_le_bytes());
+    out.extend_from_slice(b"CTOPACK1");
+    let p = dir.join(format!("{}.pack", blake3::hash(&out).to_hex()));
+    fs::write(&p, &out).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o444)).unwrap();
+    p
+}
+
+/// A pack planted in the store (by anything with this user's rights) that files other
+/// bytes under an object's id neither hides the intact copy nor makes `ingest` skip
+/// storing the real bytes; `audit` names the planted copy.
+#[test]
+fn a_planted_copy_hides_nothing_and_is_named() {
+    let env = Env::new();
+    let tree = env.path("tree");
+    many_files(&tree, 100);
+    env.ok(["ingest", s(&tree)]);
+    let packs = env.ledger.join("objects/packs");
+    let f = tree.join("pkg001/f77.js");
+    let id = object_of(&env, &f);
+    let raw = *blake3::hash(&fs::read(&f).unwrap()).as_bytes();
+    let planted = planted_pack(&packs, &raw, b"EVIL\n");
+    assert_eq!(env.ok(["cat", &id]).stdout, fs::read_to_string(&f).unwrap());
+    let a = env.run(["audit", "--json"]);
+    assert_eq!(a.code, 1);
+    let findings = a.json()["findings"].to_string();
+    assert!(
+        findings.contains(planted.file_name().unwrap().to_str().unwrap()),
+        "{findings}"
+    );
+    // Planted before the real bytes ever arrive: ingest stores them anyway.
+    let victim = env.path("victim.txt");
+    fs::write(&victim, "real payload v1\n").unwrap();
+    let vid = *blake3::hash(b"real payload v1\n").as_bytes();
+    planted_pack(&packs, &vid, b"EVIL\n");
+    let v = env.ok(["ingest", s(&victim), "--json"]).json();
+    assert_eq!(v["new_objects"], 1, "{v}");
+    let stored_id = v["items"][0]["object"].as_str().unwrap().to_string();
+    assert_eq!(env.ok(["cat", &stored_id]).stdout, "real payload v1\n");
+}

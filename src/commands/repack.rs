@@ -30,7 +30,7 @@ pub(super) fn local_store(home: &crate::Home) -> Result<&crate::store::LocalBack
 fn text(w: &mut dyn Write, r: &RepackOut) -> R {
     writeln!(
         w,
-        "moved {} loose object(s), {} bytes, into packs ({} pack(s) before, {} after); {} loose object(s) left (too large for a pack)",
+        "moved {} loose object(s), {} bytes, into packs ({} pack(s) before, {} after); {} loose object(s) left (too large for a pack, or damaged)",
         r.moved, r.bytes, r.packs_before, r.packs_after, r.loose_left
     )?;
     for d in &r.damaged {

@@ -91,9 +91,7 @@ impl Run<'_> {
         // The bytes offered are evidence whether or not they are admitted. Hashed first:
         // a known provider (every run but the first) is not written out again.
         let m = self.offered_digest(&path)?;
-        if !self.dry
-            && !self.home.store.has_fresh(&m.id)?
-            && self.home.store.put_file(&path)?.id != m.id
+        if !self.dry && !self.home.store.has(&m.id)? && self.home.store.put_file(&path)?.id != m.id
         {
             return Err(Error::Integrity {
                 message: format!(

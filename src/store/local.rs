@@ -121,6 +121,22 @@ fn remove_stale_temps(dir: &Path, age: std::time::Duration) -> usize {
     n
 }
 
+/// Whether the file at `path` holds object `id` (its BLAKE3, on every core).
+fn intact_file(path: &Path, id: &ObjectId) -> bool {
+    super::object_id_of_file(path).is_ok_and(|got| got == *id)
+}
+
+/// Moves a damaged object file aside as `<name>.damaged-<ns>`: no object's name, so
+/// `audit` reports it, and never read as the object again.
+fn set_aside(path: &Path) -> Result<()> {
+    let ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".damaged-{ns}"));
+    fs::rename(path, &aside).map_err(Error::io("move aside the damaged object", path))
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -222,7 +238,8 @@ impl Staged for LocalStaged {
     fn commit(mut self: Box<Self>, id: &ObjectId) -> Result<()> {
         let target = object_path(&self.target_root, id);
         if let Some(bytes) = self.small.take() {
-            if self.packs.freshen(id)? || pack::touch(&target).is_ok() {
+            if self.packs.freshen(id)? || (intact_file(&target, id) && pack::touch(&target).is_ok())
+            {
                 return Ok(());
             }
             return self.packs.add(id, bytes);
@@ -232,10 +249,14 @@ impl Staged for LocalStaged {
             .take()
             .expect("an object is in memory or in a file");
         if fs::symlink_metadata(&target).is_ok() {
-            let _ = pack::touch(&target);
-            // Already stored: idempotent success; the temp file is removed on drop. A
-            // damaged copy is left as it is, as evidence: `audit` names it.
-            return Ok(());
+            if intact_file(&target, id) {
+                // Already stored: idempotent success; the temp file is removed on drop.
+                let _ = pack::touch(&target);
+                return Ok(());
+            }
+            // Not this object (damaged, or planted): kept beside it as evidence under a
+            // name that is no object's (`audit` names it); this copy takes its place.
+            set_aside(&target)?;
         }
         // The temp file was created read-only (0444) and its fan-out directory exists.
         // Durability comes from `Backend::sync` (one syncfs) before the journal commits,
@@ -313,8 +334,36 @@ impl Backend for LocalBackend {
         }
     }
 
+    fn locate(&self, id: &ObjectId) -> String {
+        let loose = self.path_of(id);
+        if loose.exists() {
+            return loose.display().to_string();
+        }
+        self.packs.locate(id).unwrap_or_else(|| id.to_string())
+    }
+
+    /// Re-hashes the copy relied on (an intact pack copy, or the loose file): a damaged
+    /// or planted copy is not "already stored", so the caller stores its own.
+    fn damaged_copies(&self) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .packs
+            .damaged_copies()?
+            .into_iter()
+            .map(|(pack, offset, id)| {
+                (
+                    format!("{pack} (offset {offset})"),
+                    super::damaged_copy_message(&id),
+                )
+            })
+            .collect())
+    }
+
     fn freshen(&self, id: &ObjectId) -> Result<bool> {
-        Ok(self.packs.freshen(id)? || pack::touch(&self.path_of(id)).is_ok())
+        if self.packs.freshen(id)? {
+            return Ok(true);
+        }
+        let loose = self.path_of(id);
+        Ok(intact_file(&loose, id) && pack::touch(&loose).is_ok())
     }
 
     #[allow(private_interfaces)]
@@ -339,6 +388,21 @@ impl Backend for LocalBackend {
         let mut opts = OpenOptions::new();
         opts.read(true);
         match opts.open(&p) {
+            // A small loose file that is not this object does not hide an intact packed copy.
+            Ok(f) if f.metadata().is_ok_and(|m| m.len() < pack::SMALL_MAX as u64) => {
+                let mut b = Vec::new();
+                (&f).take(pack::SMALL_MAX as u64)
+                    .read_to_end(&mut b)
+                    .map_err(Error::io("read object", &p))?;
+                if blake3::hash(&b).as_bytes() != &id.0 {
+                    if let Some(packed) = self.packs.read(id)? {
+                        if blake3::hash(&packed).as_bytes() == &id.0 {
+                            return Ok(Some(Box::new(io::Cursor::new(packed))));
+                        }
+                    }
+                }
+                Ok(Some(Box::new(io::Cursor::new(b))))
+            }
             Ok(f) => Ok(Some(Box::new(f))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => self.open_packed(id),
             Err(e) => Err(Error::Io {

@@ -59,6 +59,16 @@ pub trait Backend: Send + Sync {
         }
         Ok(objects.len() as u64)
     }
+    /// Every packed copy that does not hash to the id it is filed under, as (where, what):
+    /// a damaged or planted copy that reads may pass over for an intact one.
+    fn damaged_copies(&self) -> Result<Vec<(String, String)>> {
+        Ok(Vec::new())
+    }
+    /// Says which objects are about to be read, so a remote can fetch them in few requests.
+    fn prefetch(&self, ids: &[ObjectId]) -> Result<()> {
+        let _ = ids;
+        Ok(())
+    }
     /// The local store, for what only it does (`repack`, `gc`, sharing a provider's bytes).
     #[allow(private_interfaces)]
     fn local(&self) -> Option<&LocalBackend> {
@@ -91,6 +101,11 @@ pub struct Listing {
     pub anomalies: Vec<(String, String)>,
     /// Temp files beside the objects (being written, or left by a killed command).
     pub temps: usize,
+}
+
+/// What `audit` says of a packed copy that does not hash to its id.
+pub(crate) fn damaged_copy_message(id: &ObjectId) -> String {
+    format!("a copy of object {id} here does not hash to its id (damaged, or planted); reads take an intact copy where one exists; `cto-ledger ingest` (or `push`, for a remote) of the original stores an intact one; keep this as evidence, or remove it")
 }
 
 /// Hashes BLAKE3 and SHA-256 in one pass over the bytes.

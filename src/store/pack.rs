@@ -39,8 +39,15 @@ const FOOTER: usize = 8 + 8 + 8;
 /// 0.1-0.3 ms on this disk) is under a tenth of writing its bytes, so packing gains
 /// little, while a packed object is read whole into memory.
 pub(crate) const SMALL_MAX: usize = 256 << 10;
+/// A pack being filled is written out once it holds this many objects (an index of
+/// 4.8 MB), whatever their size.
+const PACK_OBJECTS_MAX: usize = 100_000;
 /// A pack being filled is written out once it holds this much.
 const PACK_TARGET: usize = 32 << 20;
+/// No pack cto-ledger writes is larger (a pack is written once it holds `PACK_TARGET`,
+/// so it holds at most that plus one small object, and its index): a larger file is not
+/// one of ours, and its index is never read into memory.
+const PACK_FILE_MAX: u64 = 64 << 20;
 /// Temp files of packs being written start with this; they are never read as packs.
 pub(super) const TEMP_PREFIX: &str = ".pack-";
 
@@ -53,6 +60,14 @@ struct Slot {
     len: u64,
 }
 
+impl Slot {
+    fn bytes(&self) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; self.len as usize];
+        self.file.read_exact_at(&mut buf, self.offset)?;
+        Ok(buf)
+    }
+}
+
 /// The object ids of one pack file and where each is, checked for shape.
 pub(crate) struct PackIndex {
     pub(crate) entries: Vec<(ObjectId, u64, u64)>,
@@ -63,6 +78,11 @@ pub(crate) fn read_index(f: &File) -> std::result::Result<PackIndex, String> {
     let len = f.metadata().map_err(|e| e.to_string())?.len();
     if len < (MAGIC.len() + FOOTER) as u64 {
         return Err(format!("{len} bytes: too short to be a pack"));
+    }
+    if len > PACK_FILE_MAX {
+        return Err(format!(
+            "{len} bytes: larger than any pack cto-ledger writes ({PACK_FILE_MAX})"
+        ));
     }
     let mut head = [0u8; 8];
     f.read_exact_at(&mut head, 0).map_err(|e| e.to_string())?;
@@ -89,6 +109,11 @@ pub(crate) fn read_index(f: &File) -> std::result::Result<PackIndex, String> {
         let id = ObjectId(e[..32].try_into().expect("32 bytes"));
         let off = u64::from_le_bytes(e[32..40].try_into().expect("8 bytes"));
         let n = u64::from_le_bytes(e[40..48].try_into().expect("8 bytes"));
+        if n >= SMALL_MAX as u64 {
+            return Err(format!(
+                "its index gives object {id} {n} bytes, more than a packed object holds"
+            ));
+        }
         if off < MAGIC.len() as u64 || off.checked_add(n).is_none_or(|end| end > at) {
             return Err(format!(
                 "its index places object {id} at {off}+{n}, outside the object area"
@@ -155,7 +180,9 @@ struct Loaded {
     /// Pack file names already read, and the directory's change time when last listed.
     names: std::collections::HashSet<String>,
     listed: Option<SystemTime>,
-    slots: HashMap<ObjectId, Slot>,
+    /// Every copy the loaded packs hold of each object, the newest written here first: a
+    /// damaged or planted copy cannot hide an intact one.
+    slots: HashMap<ObjectId, Vec<Slot>>,
 }
 
 /// The packs of one store: what this process is filling, and every pack file's index.
@@ -195,7 +222,7 @@ impl Packs {
         let n = f.objects.len();
         f.at.insert(*id, n);
         f.objects.push((*id, bytes));
-        if f.bytes >= PACK_TARGET {
+        if f.bytes >= PACK_TARGET || f.objects.len() >= PACK_OBJECTS_MAX {
             self.write_out(&mut f)?;
         }
         Ok(())
@@ -261,9 +288,9 @@ impl Packs {
         let path: Arc<Path> = Arc::from(target.as_path());
         let mut l = self.loaded.lock().expect("not poisoned");
         for (id, offset, len) in index {
-            // The newest pack wins: an older one may have been removed by `gc` meanwhile.
-            l.slots.insert(
-                id,
+            // The copy just written goes first: it was hashed here.
+            l.slots.entry(id).or_default().insert(
+                0,
                 Slot {
                     file: file.clone(),
                     path: path.clone(),
@@ -301,7 +328,7 @@ impl Packs {
             let file = Arc::new(file);
             let path: Arc<Path> = Arc::from(path.as_path());
             for (id, offset, len) in index.entries {
-                l.slots.entry(id).or_insert(Slot {
+                l.slots.entry(id).or_default().push(Slot {
                     file: file.clone(),
                     path: path.clone(),
                     offset,
@@ -314,13 +341,36 @@ impl Packs {
         Ok(())
     }
 
-    fn slot(&self, id: &ObjectId) -> Result<Option<Slot>> {
+    /// Every copy of the object in the packs (none: empty).
+    fn slots(&self, id: &ObjectId) -> Result<Vec<Slot>> {
         let mut l = self.loaded.lock().expect("not poisoned");
         if let Some(s) = l.slots.get(id) {
-            return Ok(Some(s.clone()));
+            return Ok(s.clone());
         }
         self.refresh(&mut l)?;
-        Ok(l.slots.get(id).cloned())
+        Ok(l.slots.get(id).cloned().unwrap_or_default())
+    }
+
+    /// The first copy of the object whose bytes hash to its id, with those bytes.
+    fn intact(&self, id: &ObjectId) -> Result<Option<(Slot, Vec<u8>)>> {
+        for s in self.slots(id)? {
+            if let Ok(b) = s.bytes() {
+                if blake3::hash(&b).as_bytes() == &id.0 {
+                    return Ok(Some((s, b)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The pack files holding the object and where in each, for messages.
+    pub(super) fn locate(&self, id: &ObjectId) -> Option<String> {
+        let all = self.slots(id).ok()?;
+        let shown: Vec<String> = all
+            .iter()
+            .map(|s| format!("{} (bytes {}+{})", s.path.display(), s.offset, s.len))
+            .collect();
+        (!shown.is_empty()).then(|| shown.join(", "))
     }
 
     pub(super) fn has(&self, id: &ObjectId) -> Result<bool> {
@@ -333,12 +383,13 @@ impl Packs {
         {
             return Ok(true);
         }
-        Ok(self.slot(id)?.is_some())
+        Ok(!self.slots(id)?.is_empty())
     }
 
-    /// Whether the object is here, marking its pack as just used (`gc` keeps packs used
-    /// within its grace period). A pack `gc` removed is not here, whatever this process
-    /// loaded before.
+    /// Whether an intact copy of the object is here (its bytes re-hashed: a command that
+    /// relies on it instead of storing its own must not rely on a damaged or planted
+    /// copy), marking its pack as just used (`gc` keeps packs used within its grace
+    /// period). A pack `gc` removed is not here, whatever this process loaded before.
     pub(super) fn freshen(&self, id: &ObjectId) -> Result<bool> {
         if self
             .filling
@@ -349,7 +400,7 @@ impl Packs {
         {
             return Ok(true);
         }
-        let Some(s) = self.slot(id)? else {
+        let Some((s, _)) = self.intact(id)? else {
             return Ok(false);
         };
         // One mark per pack a minute is enough for a grace period of hours, and keeps an
@@ -370,7 +421,8 @@ impl Packs {
         Ok(ok)
     }
 
-    /// The object's bytes (unverified: the store checks them), or `None`.
+    /// The object's bytes: the first copy that hashes to its id, or, when none does, the
+    /// first copy's bytes for the store to refuse (it verifies every read), or `None`.
     pub(super) fn read(&self, id: &ObjectId) -> Result<Option<Vec<u8>>> {
         {
             let f = self.filling.lock().expect("not poisoned");
@@ -378,19 +430,40 @@ impl Packs {
                 return Ok(Some(f.objects[i].1.clone()));
             }
         }
-        let Some(s) = self.slot(id)? else {
+        if let Some((_, b)) = self.intact(id)? {
+            return Ok(Some(b));
+        }
+        let Some(s) = self.slots(id)?.into_iter().next() else {
             return Ok(None);
         };
-        let mut buf = vec![0u8; s.len as usize];
-        s.file
-            .read_exact_at(&mut buf, s.offset)
-            .map_err(|e| Error::Integrity {
-                message: format!(
-                    "object {id} could not be read from its pack at offset {} ({e})",
-                    s.offset
-                ),
-            })?;
-        Ok(Some(buf))
+        s.bytes().map(Some).map_err(|e| Error::Integrity {
+            message: format!(
+                "object {id} could not be read from {} at offset {} ({e})",
+                s.path.display(),
+                s.offset
+            ),
+        })
+    }
+
+    /// Every copy in the loaded packs that does not hash to the id it is filed under:
+    /// (pack, offset, id). `audit` names them (the object may still read from another).
+    pub(super) fn damaged_copies(&self) -> Result<Vec<(String, u64, ObjectId)>> {
+        let mut l = self.loaded.lock().expect("not poisoned");
+        l.listed = None;
+        self.refresh(&mut l)?;
+        let mut out = Vec::new();
+        for (id, slots) in &l.slots {
+            for s in slots {
+                let ok = s
+                    .bytes()
+                    .is_ok_and(|b| blake3::hash(&b).as_bytes() == &id.0);
+                if !ok {
+                    out.push((s.path.display().to_string(), s.offset, *id));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// Every object in a pack file or being filled; malformed packs and stray names as
@@ -399,6 +472,13 @@ impl Packs {
         {
             let f = self.filling.lock().expect("not poisoned");
             out.objects.extend(f.objects.iter().map(|(id, _)| *id));
+        }
+        if fs::symlink_metadata(&self.dir).is_ok_and(|m| !m.is_dir()) {
+            out.anomalies.push((
+                shown(&self.dir),
+                "not a directory (something stands in place of the packs folder)".into(),
+            ));
+            return Ok(());
         }
         let Some(rd) = read_dir_if_present(&self.dir)? else {
             return Ok(());

@@ -334,6 +334,24 @@ impl S3 {
         }
     }
 
+    /// Bytes `range` of `rel` (one ranged GET, within the stall window). `Ok(None)` when
+    /// the key is absent.
+    pub(crate) fn get_range(
+        &self,
+        rel: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Option<Vec<u8>>> {
+        let path = self.path(rel);
+        match self
+            .rt
+            .block_on(self.within(rel, self.store.get_range(&path, range)))?
+        {
+            Ok(b) => Ok(Some(b.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err("read", rel, e)),
+        }
+    }
+
     /// Sends the GET for `rel`; the body is the caller's to read. `Ok(None)` when absent.
     fn start_get(&self, rel: &str) -> Result<Option<object_store::GetResult>> {
         let path = self.path(rel);
@@ -415,7 +433,7 @@ impl S3 {
     }
 
     /// Uploads a file in parts; nothing is visible under `rel` unless every part arrived.
-    fn put_file_multipart(&self, rel: &str, file: &mut std::fs::File) -> Result<()> {
+    pub(crate) fn put_file_multipart(&self, rel: &str, file: &mut std::fs::File) -> Result<()> {
         const PART: usize = 8 << 20;
         let path = self.path(rel);
         self.rt.block_on(async {
@@ -481,8 +499,8 @@ pub(crate) struct S3Backend {
     s3: Arc<S3>,
     /// The remote's packs, read once (a LIST and one GET per index) when first needed.
     packs: std::sync::Mutex<Option<Arc<RemotePacks>>>,
-    /// Whole packs fetched for reading, a few at a time.
-    fetched: std::sync::Mutex<std::collections::HashMap<String, packs::Fetched>>,
+    /// Objects taken from whole packs by `prefetch`, until read.
+    prefetched: std::sync::Mutex<packs::Prefetched>,
 }
 
 impl S3Backend {
@@ -490,7 +508,7 @@ impl S3Backend {
         S3Backend {
             s3,
             packs: Default::default(),
-            fetched: Default::default(),
+            prefetched: Default::default(),
         }
     }
 }
@@ -584,10 +602,8 @@ impl Backend for S3Backend {
     }
 
     fn open(&self, id: &ObjectId) -> Result<Option<Box<dyn Read + Send>>> {
-        if let Some((pack, off, n)) = self.remote_packs()?.at.get(id).cloned() {
-            if let Some(b) = self.read_packed(&pack, off, n)? {
-                return Ok(Some(Box::new(io::Cursor::new(b))));
-            }
+        if let Some(b) = self.read_packed(id)? {
+            return Ok(Some(Box::new(io::Cursor::new(b))));
         }
         let key = object_key(id);
         Ok(self.s3.start_get(&key)?.map(|r| {
@@ -625,14 +641,28 @@ impl Backend for S3Backend {
     }
 
     fn locate(&self, id: &ObjectId) -> String {
-        match self.remote_packs().ok().and_then(|p| p.at.get(id).cloned()) {
-            Some((pack, off, n)) => format!("{pack} (bytes {off}+{n})"),
-            None => object_key(id),
+        let places = self.remote_packs().ok().and_then(|p| p.at.get(id).cloned());
+        match places.as_deref() {
+            Some([(pack, off, n)]) => format!("{pack} (bytes {off}+{n})"),
+            Some(many @ [..]) if !many.is_empty() => many
+                .iter()
+                .map(|(pack, off, n)| format!("{pack} (bytes {off}+{n})"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => object_key(id),
         }
     }
 
     fn put_packed(&self, objects: &[(ObjectId, Vec<u8>)]) -> Result<u64> {
         self.put_packs(objects)
+    }
+
+    fn prefetch(&self, ids: &[ObjectId]) -> Result<()> {
+        S3Backend::prefetch(self, ids)
+    }
+
+    fn damaged_copies(&self) -> Result<Vec<(String, String)>> {
+        S3Backend::damaged_copies(self)
     }
 
     fn sync(&self) -> Result<()> {

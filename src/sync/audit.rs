@@ -199,6 +199,12 @@ fn audit_objects(remote: &Remote, named: &Records, out: &mut RemoteAuditOut) -> 
         out.findings
             .push(Finding::new(AuditCheck::RemoteStore, name, why));
     }
+    if out.full {
+        for (at, why) in remote.store.backend().damaged_copies()? {
+            out.findings
+                .push(Finding::new(AuditCheck::RemoteStore, at, why));
+        }
+    }
     out.objects_named = named.len() as u64;
     let stride = (named.len() / SAMPLE).max(1);
     let offset = sample_offset(stride);

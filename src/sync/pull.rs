@@ -360,7 +360,8 @@ fn fetch_objects(
         if home.ledger.object(&o.id)?.is_some() {
             continue;
         }
-        match home.store.has(&o.id)? {
+        // Marked as relied on: `gc` keeps it while this pull commits the event naming it.
+        match home.store.has_fresh(&o.id)? {
             true => unrecorded.push((o, seq)),
             false => missing.push((o, seq)),
         }
@@ -388,6 +389,8 @@ fn fetch_objects(
                 .push((*o, *seq, buf, false));
         }
     }
+    let ids: Vec<crate::id::ObjectId> = missing.iter().map(|(o, _)| o.id).collect();
+    remote.store.backend().prefetch(&ids)?;
     let bytes = transfer_all(&missing, |(o, seq)| {
         if o.kind == ObjKind::Tree {
             let mut buf = Vec::new();

@@ -230,7 +230,7 @@ fn upload_objects(home: &Home, remote: &Remote, after: u64) -> Result<(u64, u64)
     for id in ids {
         match home.ledger.object(&id)? {
             Some(o) if (o.size as usize) < crate::store::pack::SMALL_MAX => small.push(id),
-            _ => large.push(id),
+            o => large.push((id, o)),
         }
     }
     let mut packed = Vec::with_capacity(small.len());
@@ -250,16 +250,54 @@ fn upload_objects(home: &Home, remote: &Remote, after: u64) -> Result<(u64, u64)
     let ids = large;
     let uploaded = std::sync::atomic::AtomicU64::new(packed.len() as u64);
     let bytes = packed_bytes
-        + transfer_all(&ids, |id| {
+        + transfer_all(&ids, |(id, recorded)| {
             if !listed && remote.store.has(id)? {
                 return Ok(None);
             }
-            let mut staged = remote.store.backend().stage_for(id)?;
             // Re-hashed on the way out: a damaged local copy is never published.
-            let m = local.copy_verified(id, &mut staged)?;
-            staged.commit(id)?;
+            let size = match upload_loose_file(local, remote, id, recorded.as_ref())? {
+                Some(n) => n,
+                None => {
+                    let mut staged = remote.store.backend().stage_for(id)?;
+                    let m = local.copy_verified(id, &mut staged)?;
+                    staged.commit(id)?;
+                    m.size
+                }
+            };
             uploaded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Ok(Some(m.size))
+            Ok(Some(size))
         })?;
     Ok((uploaded.into_inner(), bytes))
+}
+
+/// A large object the local store keeps as a file of its own goes up straight from that
+/// file, in parts, after its bytes re-hash to its id and recorded SHA-256 (no staging
+/// copy). `None` when there is no such file, to copy it as any other object.
+fn upload_loose_file(
+    store: &crate::store::Store,
+    remote: &Remote,
+    id: &ObjectId,
+    recorded: Option<&crate::ledger::ObjectRow>,
+) -> Result<Option<u64>> {
+    let Some(local) = store.backend().local() else {
+        return Ok(None);
+    };
+    let path = local.path_of(id);
+    let Ok(mut file) = crate::store::open_regular(&path) else {
+        return Ok(None);
+    };
+    let m = crate::store::hash_file(&path)?;
+    if m.id != *id || recorded.is_some_and(|r| r.sha256 != m.sha256 || r.size != m.size) {
+        return Err(Error::Integrity {
+            message: format!(
+                "object {id} is corrupt: {} hashes to {}; nothing of it was published",
+                path.display(),
+                m.id
+            ),
+        });
+    }
+    remote
+        .s3
+        .put_file_multipart(&crate::store::s3::object_key(id), &mut file)?;
+    Ok(Some(m.size))
 }

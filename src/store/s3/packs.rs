@@ -11,8 +11,9 @@ use super::S3Backend;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 
-/// A pack fetched whole, once, however many threads ask for it.
-pub(super) type Fetched = Arc<std::sync::OnceLock<Arc<Vec<u8>>>>;
+/// Objects taken from packs fetched whole by [`S3Backend::prefetch`], verified, waiting
+/// for the read that asks for them.
+pub(super) type Prefetched = HashMap<ObjectId, Vec<u8>>;
 
 /// A remote pack may be at most this large (what `push` writes is at most `PACK_PUT`).
 const REMOTE_PACK_MAX: u64 = 64 << 20;
@@ -20,13 +21,16 @@ const REMOTE_PACK_MAX: u64 = 64 << 20;
 const REMOTE_PACKS_MAX: usize = 100_000;
 /// Packs `push` writes gather objects up to this many bytes.
 pub(crate) const PACK_PUT: usize = 16 << 20;
-/// Fetched packs kept in memory at once.
-const FETCHED_MAX: usize = 4;
+/// Bytes of objects `prefetch` keeps waiting at once.
+const PREFETCH_MAX: u64 = 256 << 20;
 
-/// Where each packed object of a remote is: (pack key, offset, length).
+/// Where each packed object of a remote is: every (pack key, offset, length) an index
+/// gives for it, so one forged index cannot hide a good copy.
 #[derive(Default)]
 pub(crate) struct RemotePacks {
-    pub(super) at: HashMap<ObjectId, (String, u64, u64)>,
+    pub(super) at: HashMap<ObjectId, Vec<(String, u64, u64)>>,
+    /// Each pack's size as listed.
+    sizes: HashMap<String, u64>,
     /// Keys under `packs/` that are not a well-formed pack with its index.
     pub(super) anomalies: Vec<(String, String)>,
 }
@@ -48,6 +52,11 @@ fn parse_remote_index(
             let id = ObjectId(e[..32].try_into().expect("32 bytes"));
             let off = u64::from_le_bytes(e[32..40].try_into().expect("8 bytes"));
             let n = u64::from_le_bytes(e[40..48].try_into().expect("8 bytes"));
+            if n >= crate::store::pack::SMALL_MAX as u64 {
+                return Err(format!(
+                    "gives object {id} {n} bytes, more than a packed object holds"
+                ));
+            }
             if off < 8 || off.checked_add(n).is_none_or(|end| end > pack_size) {
                 return Err(format!(
                     "places object {id} at {off}+{n}, outside its {pack_size}-byte pack"
@@ -114,8 +123,12 @@ impl S3Backend {
             match parse_remote_index(&bytes[..bytes.len().min(k.size as usize)], pack_size) {
                 Ok(entries) => {
                     for (id, off, n) in entries {
-                        out.at.entry(id).or_insert((pack_key.clone(), off, n));
+                        out.at
+                            .entry(id)
+                            .or_default()
+                            .push((pack_key.clone(), off, n));
                     }
+                    out.sizes.insert(pack_key, pack_size);
                 }
                 Err(why) => out
                     .anomalies
@@ -127,29 +140,98 @@ impl S3Backend {
         Ok(p)
     }
 
-    /// A packed object's bytes, from its pack fetched whole once (unverified: the store
-    /// re-hashes what it reads).
-    pub(super) fn read_packed(&self, key: &str, off: u64, n: u64) -> Result<Option<Vec<u8>>> {
-        let cell = {
-            let mut f = self.fetched.lock().expect("not poisoned");
-            if f.len() >= FETCHED_MAX && !f.contains_key(key) {
-                let evict = f.keys().next().cloned().expect("not empty");
-                f.remove(&evict);
-            }
-            f.entry(key.to_string()).or_default().clone()
+    /// A packed object's bytes: waiting from a prefetch, or read from each place an index
+    /// gives for it by a ranged GET until one hashes to its id (the store verifies again;
+    /// when none does, the first place's bytes go up to fail there, naming it).
+    pub(super) fn read_packed(&self, id: &ObjectId) -> Result<Option<Vec<u8>>> {
+        if let Some(b) = self.prefetched.lock().expect("not poisoned").remove(id) {
+            return Ok(Some(b));
+        }
+        let packs = self.remote_packs()?;
+        let Some(places) = packs.at.get(id) else {
+            return Ok(None);
         };
-        let pack = match cell.get() {
-            Some(p) => p.clone(),
-            None => {
-                let Some(bytes) = self.s3.get_at_most(key, REMOTE_PACK_MAX)? else {
-                    return Ok(None);
+        let mut first = None;
+        for (key, off, n) in places {
+            let Some(b) = self.s3.get_range(key, *off..off + n)? else {
+                continue;
+            };
+            if blake3::hash(&b).as_bytes() == &id.0 {
+                return Ok(Some(b));
+            }
+            first.get_or_insert(b);
+        }
+        Ok(first)
+    }
+
+    /// Fetches, one ranged GET per pack, the stretch of each pack that holds the objects
+    /// `ids` when they take at least half of it (plus 1 MiB), and keeps those objects
+    /// (those that verify) for the reads that follow: a pull of a tree costs a GET per
+    /// pack, not per object, and a remote that scatters objects over large packs costs
+    /// ranged GETs of about their own bytes, never whole packs for each.
+    pub(super) fn prefetch(&self, ids: &[ObjectId]) -> Result<()> {
+        let packs = self.remote_packs()?;
+        let mut by_pack: std::collections::BTreeMap<&str, Vec<(ObjectId, u64, u64)>> =
+            Default::default();
+        for id in ids {
+            if let Some((key, off, n)) = packs.at.get(id).and_then(|p| p.first()) {
+                by_pack.entry(key).or_default().push((*id, *off, *n));
+            }
+        }
+        let mut budget = PREFETCH_MAX;
+        for (key, objects) in by_pack {
+            let wanted: u64 = objects.iter().map(|o| o.2).sum();
+            let lo = objects.iter().map(|o| o.1).min().unwrap_or(0);
+            let hi = objects.iter().map(|o| o.1 + o.2).max().unwrap_or(0);
+            if hi - lo > wanted.saturating_mul(2) + (1 << 20) || hi - lo > budget {
+                continue;
+            }
+            let Some(stretch) = self.s3.get_range(key, lo..hi)? else {
+                continue;
+            };
+            let mut waiting = self.prefetched.lock().expect("not poisoned");
+            for (id, off, n) in objects {
+                let Some(b) = stretch.get((off - lo) as usize..(off - lo + n) as usize) else {
+                    continue;
                 };
-                cell.get_or_init(|| Arc::new(bytes)).clone()
+                if blake3::hash(b).as_bytes() == &id.0 {
+                    budget = budget.saturating_sub(n);
+                    waiting.insert(id, b.to_vec());
+                }
             }
-        };
-        Ok(pack
-            .get(off as usize..(off + n) as usize)
-            .map(<[u8]>::to_vec))
+        }
+        Ok(())
+    }
+
+    /// Every index entry whose bytes in its pack do not hash to its id, each pack fetched
+    /// whole once (for `audit --remote --full`).
+    pub(super) fn damaged_copies(&self) -> Result<Vec<(String, String)>> {
+        let packs = self.remote_packs()?;
+        let mut by_pack: std::collections::BTreeMap<&str, Vec<(ObjectId, u64, u64)>> =
+            Default::default();
+        for (id, places) in &packs.at {
+            for (key, off, n) in places {
+                by_pack.entry(key).or_default().push((*id, *off, *n));
+            }
+        }
+        let mut out = Vec::new();
+        for (key, objects) in by_pack {
+            let size = packs.sizes.get(key).copied().unwrap_or(0);
+            let pack = self.s3.get_at_most(key, size)?.unwrap_or_default();
+            for (id, off, n) in objects {
+                let ok = pack
+                    .get(off as usize..(off + n) as usize)
+                    .is_some_and(|b| blake3::hash(b).as_bytes() == &id.0);
+                if !ok {
+                    out.push((
+                        format!("{key} (bytes {off}+{n})"),
+                        crate::store::damaged_copy_message(&id),
+                    ));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// Sends small objects as packs of up to [`PACK_PUT`] bytes: each pack, then its
