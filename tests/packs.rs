@@ -273,3 +273,95 @@ fn a_planted_copy_hides_nothing_and_is_named() {
     let stored_id = v["items"][0]["object"].as_str().unwrap().to_string();
     assert_eq!(env.ok(["cat", &stored_id]).stdout, "real payload v1\n");
 }
+
+/// A command that relies on a stored object nothing names yet marks it, and marks it again
+/// just before its commit: a `gc` that removed it meanwhile (the command ran longer than
+/// the grace period) fails the command before anything is committed, never after.
+#[test]
+fn gc_during_a_long_command_never_leaves_an_event_naming_a_removed_object() {
+    let env = Env::new();
+    env.ok(["init"]);
+    // An unnamed pack holding the object, as a refused pull or a killed ingest leaves it.
+    let other = Env::new();
+    let f = other.path("relied.txt");
+    fs::write(&f, "relied on, never stored again\n").unwrap();
+    other.ok(["ingest", s(&f)]);
+    let pack = fs::read_dir(other.ledger.join("objects/packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "pack"))
+        .unwrap();
+    let mine = env
+        .ledger
+        .join("objects/packs")
+        .join(pack.file_name().unwrap());
+    fs::copy(&pack, &mine).unwrap();
+    age(&mine, Duration::from_secs(3 * 86_400));
+    let head = env.head();
+    // The ingest finds the object stored, relies on it, then is slow to commit...
+    let mut slow = env.cmd(["ingest", s(&f)]);
+    let child = slow
+        .env("CTO_LEDGER_TEST_SYNC_DELAY_MS", "3000")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    // ...longer than the grace period: gc finds the mark old and removes the pack.
+    age(&mine, Duration::from_secs(3 * 86_400));
+    let g = env.ok(["gc", "--json"]).json();
+    assert_eq!(g["removed"].as_array().unwrap().len(), 1, "{g}");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("gc") && stderr.contains("run the command again"),
+        "{stderr}"
+    );
+    assert_eq!(env.head(), head, "nothing was committed");
+    assert_eq!(env.run(["audit"]).code, 0);
+    // Run again, it stores the object itself.
+    env.ok(["ingest", s(&f)]);
+    assert_eq!(env.run(["audit"]).code, 0);
+}
+
+/// What stands at an object's loose path without being the store's own file (a link to a
+/// file elsewhere, a symlink, a folder, junk) is never taken as the object: ingest stores
+/// its own copy, and an intact packed copy is always read first.
+#[test]
+fn links_and_junk_at_a_loose_path_are_not_the_object() {
+    let env = Env::new();
+    env.ok(["init"]);
+    let outside = env.path("outside");
+    fs::create_dir(&outside).unwrap();
+    let small = env.path("small.txt");
+    fs::write(&small, "small and right\n").unwrap();
+    let big = env.path("big.bin");
+    fs::write(&big, vec![7u8; 400_000]).unwrap();
+    let hex = |p: &Path| blake3::hash(&fs::read(p).unwrap()).to_hex().to_string();
+    let loose = |h: &str| env.ledger.join("objects").join(&h[..2]).join(&h[2..]);
+    // A hard link to a file outside the store (same bytes), and a symlink to one.
+    fs::copy(&small, outside.join("s")).unwrap();
+    fs::hard_link(outside.join("s"), loose(&hex(&small))).unwrap();
+    fs::copy(&big, outside.join("b")).unwrap();
+    std::os::unix::fs::symlink(outside.join("b"), loose(&hex(&big))).unwrap();
+    let v = env.ok(["ingest", s(&small), s(&big), "--json"]).json();
+    assert_eq!(v["new_objects"], 2, "{v}");
+    // The outside files change: the store's copies do not.
+    fs::write(outside.join("s"), "TAMPERED\n").unwrap();
+    fs::write(outside.join("b"), "TAMPERED\n").unwrap();
+    assert_eq!(
+        env.ok(["cat", &format!("blake3:{}", hex(&small))]).stdout,
+        "small and right\n"
+    );
+    let b = env.run(["cat", &format!("blake3:{}", hex(&big))]);
+    assert_eq!(b.code, 0, "{}", b.stderr);
+    // Junk larger than a pack's objects planted over a small object's loose path.
+    let junk_at = loose(&hex(&small));
+    let _ = fs::remove_file(&junk_at);
+    fs::write(&junk_at, vec![0u8; 300_000]).unwrap();
+    assert_eq!(
+        env.ok(["cat", &format!("blake3:{}", hex(&small))]).stdout,
+        "small and right\n"
+    );
+}

@@ -767,3 +767,24 @@ fn a_tree_of_thousands_of_files_goes_up_as_a_few_packs_and_comes_down_re_hashed(
         audit.stdout
     );
 }
+
+#[test]
+fn an_empty_file_goes_up_in_a_pack_and_comes_down() {
+    let server = S3Server::start();
+    let a = server.host("e");
+    let dir = a.path("d");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("empty"), "").unwrap();
+    std::fs::write(dir.join("one"), "1\n").unwrap();
+    let id = a.ok(["ingest", s(&dir), "--json"]).json()["items"][0]["object"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    a.ok(["push"]);
+    let b = server.host("e");
+    b.ok(["pull"]);
+    let out = b.path("out");
+    b.ok(["restore", &id, s(&out)]);
+    assert_eq!(std::fs::read(out.join("empty")).unwrap().len(), 0);
+    assert_eq!(b.run(["audit"]).code, 0);
+}

@@ -92,6 +92,10 @@ impl LocalBackend {
     pub(super) fn packs(&self) -> &Packs {
         &self.packs
     }
+
+    fn rely_on(&self, file: PathBuf) {
+        self.packs.rely_on(file);
+    }
 }
 
 fn object_path(root: &Path, id: &ObjectId) -> PathBuf {
@@ -121,9 +125,25 @@ fn remove_stale_temps(dir: &Path, age: std::time::Duration) -> usize {
     n
 }
 
-/// Whether the file at `path` holds object `id` (its BLAKE3, on every core).
+/// Whether the file at `path` is a stored object `id`: a regular, read-only file of this
+/// store (no link to a file elsewhere: its only other name may be `exec/<id>`) whose
+/// bytes hash to `id` (BLAKE3, on every core).
 fn intact_file(path: &Path, id: &ObjectId) -> bool {
-    super::object_id_of_file(path).is_ok_and(|got| got == *id)
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = fs::symlink_metadata(path) else {
+        return false;
+    };
+    let ours = m.is_file()
+        && m.mode() & 0o222 == 0
+        && (m.nlink() == 1
+            || (m.nlink() == 2
+                && path
+                    .ancestors()
+                    .nth(3)
+                    .map(|home| home.join("exec").join(id.hex()))
+                    .and_then(|e| fs::symlink_metadata(e).ok())
+                    .is_some_and(|e| e.ino() == m.ino() && e.dev() == m.dev())));
+    ours && super::object_id_of_file(path).is_ok_and(|got| got == *id)
 }
 
 /// Moves a damaged object file aside as `<name>.damaged-<ns>`: no object's name, so
@@ -238,8 +258,12 @@ impl Staged for LocalStaged {
     fn commit(mut self: Box<Self>, id: &ObjectId) -> Result<()> {
         let target = object_path(&self.target_root, id);
         if let Some(bytes) = self.small.take() {
-            if self.packs.freshen(id)? || (intact_file(&target, id) && pack::touch(&target).is_ok())
-            {
+            if let Some(pack) = self.packs.freshen(id)? {
+                self.packs.rely_on(pack);
+                return Ok(());
+            }
+            if intact_file(&target, id) && pack::touch(&target).is_ok() {
+                self.packs.rely_on(target);
                 return Ok(());
             }
             return self.packs.add(id, bytes);
@@ -252,6 +276,7 @@ impl Staged for LocalStaged {
             if intact_file(&target, id) {
                 // Already stored: idempotent success; the temp file is removed on drop.
                 let _ = pack::touch(&target);
+                self.packs.rely_on(target);
                 return Ok(());
             }
             // Not this object (damaged, or planted): kept beside it as evidence under a
@@ -359,11 +384,16 @@ impl Backend for LocalBackend {
     }
 
     fn freshen(&self, id: &ObjectId) -> Result<bool> {
-        if self.packs.freshen(id)? {
+        if let Some(pack) = self.packs.freshen(id)? {
+            self.rely_on(pack);
             return Ok(true);
         }
         let loose = self.path_of(id);
-        Ok(intact_file(&loose, id) && pack::touch(&loose).is_ok())
+        if intact_file(&loose, id) && pack::touch(&loose).is_ok() {
+            self.rely_on(loose);
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     #[allow(private_interfaces)]
@@ -372,6 +402,11 @@ impl Backend for LocalBackend {
     }
 
     fn open(&self, id: &ObjectId) -> Result<Option<Box<dyn Read + Send>>> {
+        // An intact packed copy first: nothing planted at the loose path (a junk file, a
+        // link, a folder) can hide it.
+        if let Some(b) = self.packs.read_intact(id)? {
+            return Ok(Some(Box::new(io::Cursor::new(b))));
+        }
         let p = self.path_of(id);
         match fs::symlink_metadata(&p) {
             Ok(m) if !m.is_file() => {
@@ -388,21 +423,6 @@ impl Backend for LocalBackend {
         let mut opts = OpenOptions::new();
         opts.read(true);
         match opts.open(&p) {
-            // A small loose file that is not this object does not hide an intact packed copy.
-            Ok(f) if f.metadata().is_ok_and(|m| m.len() < pack::SMALL_MAX as u64) => {
-                let mut b = Vec::new();
-                (&f).take(pack::SMALL_MAX as u64)
-                    .read_to_end(&mut b)
-                    .map_err(Error::io("read object", &p))?;
-                if blake3::hash(&b).as_bytes() != &id.0 {
-                    if let Some(packed) = self.packs.read(id)? {
-                        if blake3::hash(&packed).as_bytes() == &id.0 {
-                            return Ok(Some(Box::new(io::Cursor::new(packed))));
-                        }
-                    }
-                }
-                Ok(Some(Box::new(io::Cursor::new(b))))
-            }
             Ok(f) => Ok(Some(Box::new(f))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => self.open_packed(id),
             Err(e) => Err(Error::Io {
@@ -489,6 +509,7 @@ impl Backend for LocalBackend {
 
     fn sync(&self) -> Result<()> {
         self.packs.flush()?;
+        self.packs.remark_relied()?;
         let d = File::open(&self.root).map_err(Error::io("open", &self.root))?;
         rustix::fs::syncfs(&d).map_err(|e| Error::Io {
             action: "sync the filesystem of",

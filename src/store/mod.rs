@@ -394,6 +394,9 @@ impl Store {
     /// Makes every object written so far durable, and returns the proof the journal
     /// asks for before it commits an event (see [`Synced`]).
     pub fn sync(&mut self) -> Result<Synced<'_>> {
+        if let Some(ms) = crate::env::test_number::<u64>("CTO_LEDGER_TEST_SYNC_DELAY_MS") {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         self.backend.sync()?;
         power_cut::synced();
         Ok(Synced {

@@ -48,6 +48,8 @@ const PACK_TARGET: usize = 32 << 20;
 /// so it holds at most that plus one small object, and its index): a larger file is not
 /// one of ours, and its index is never read into memory.
 const PACK_FILE_MAX: u64 = 64 << 20;
+/// Copies of one object kept from the packs' indexes (see `refresh`).
+const COPIES_MAX: usize = 16;
 /// Temp files of packs being written start with this; they are never read as packs.
 pub(super) const TEMP_PREFIX: &str = ".pack-";
 
@@ -194,6 +196,9 @@ pub(super) struct Packs {
     budget: Mutex<Option<u64>>,
     /// When this process last marked each pack as used ([`Packs::freshen`]).
     marked: Mutex<HashMap<Arc<Path>, std::time::Instant>>,
+    /// Files holding objects this process relied on instead of storing them (marked when
+    /// found, and again at `sync`, just before the journal names them).
+    relied: Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 /// A pack's name, for messages.
@@ -209,6 +214,7 @@ impl Packs {
             loaded: Mutex::default(),
             budget: Mutex::new(budget),
             marked: Mutex::default(),
+            relied: Mutex::default(),
         }
     }
 
@@ -328,12 +334,21 @@ impl Packs {
             let file = Arc::new(file);
             let path: Arc<Path> = Arc::from(path.as_path());
             for (id, offset, len) in index.entries {
-                l.slots.entry(id).or_default().push(Slot {
-                    file: file.clone(),
-                    path: path.clone(),
-                    offset,
-                    len,
-                });
+                let copies = l.slots.entry(id).or_default();
+                // A few copies of one object are normal (processes that stored it at once);
+                // thousands are planted, and would cost a hash each on every read.
+                if copies.len() < COPIES_MAX
+                    && !copies
+                        .iter()
+                        .any(|c| Arc::ptr_eq(&c.file, &file) && c.offset == offset && c.len == len)
+                {
+                    copies.push(Slot {
+                        file: file.clone(),
+                        path: path.clone(),
+                        offset,
+                        len,
+                    });
+                }
             }
             l.names.insert(name);
         }
@@ -390,7 +405,10 @@ impl Packs {
     /// relies on it instead of storing its own must not rely on a damaged or planted
     /// copy), marking its pack as just used (`gc` keeps packs used within its grace
     /// period). A pack `gc` removed is not here, whatever this process loaded before.
-    pub(super) fn freshen(&self, id: &ObjectId) -> Result<bool> {
+    /// Returns the pack file relied on (`None` when no intact copy is here); an object
+    /// still being filled is relied on through the pack it will be written to, which is
+    /// new: its file is returned as the packs folder itself.
+    pub(super) fn freshen(&self, id: &ObjectId) -> Result<Option<std::path::PathBuf>> {
         if self
             .filling
             .lock()
@@ -398,10 +416,10 @@ impl Packs {
             .at
             .contains_key(id)
         {
-            return Ok(true);
+            return Ok(Some(self.dir.clone()));
         }
         let Some((s, _)) = self.intact(id)? else {
-            return Ok(false);
+            return Ok(None);
         };
         // One mark per pack a minute is enough for a grace period of hours, and keeps an
         // unchanged tree's re-ingest from touching the same pack for every file.
@@ -412,13 +430,48 @@ impl Packs {
             .get(&s.path)
             .is_some_and(|t| now.duration_since(*t) < std::time::Duration::from_secs(60));
         if recent {
-            return Ok(true);
+            return Ok(Some(s.path.to_path_buf()));
         }
-        let ok = touch(&s.path).is_ok();
-        if ok {
-            marked.insert(s.path.clone(), now);
+        if touch(&s.path).is_err() {
+            return Ok(None);
         }
-        Ok(ok)
+        marked.insert(s.path.clone(), now);
+        Ok(Some(s.path.to_path_buf()))
+    }
+
+    pub(super) fn rely_on(&self, file: PathBuf) {
+        self.relied.lock().expect("not poisoned").insert(file);
+    }
+
+    /// Marks again every file this process relied on, right before the journal commit that
+    /// names what is in them: `gc` keeps what was marked within its grace period, so
+    /// nothing it removes can be named by this commit. A file `gc` already removed (the
+    /// command ran longer than the grace period) fails the command before anything is
+    /// committed.
+    pub(super) fn remark_relied(&self) -> Result<()> {
+        let relied: Vec<PathBuf> = self.relied.lock().expect("not poisoned").drain().collect();
+        for f in relied {
+            if let Err(e) = touch(&f) {
+                return Err(Error::Integrity {
+                    message: format!(
+                        "{} held objects this command relied on, and is gone ({e}): `cto-ledger gc` removed it while the command ran; nothing was committed: run the command again",
+                        f.display()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The bytes of an intact copy (one that hashes to the id), or `None`.
+    pub(super) fn read_intact(&self, id: &ObjectId) -> Result<Option<Vec<u8>>> {
+        {
+            let f = self.filling.lock().expect("not poisoned");
+            if let Some(&i) = f.at.get(id) {
+                return Ok(Some(f.objects[i].1.clone()));
+            }
+        }
+        Ok(self.intact(id)?.map(|(_, b)| b))
     }
 
     /// The object's bytes: the first copy that hashes to its id, or, when none does, the

@@ -21,6 +21,10 @@ const REMOTE_PACK_MAX: u64 = 64 << 20;
 const REMOTE_PACKS_MAX: usize = 100_000;
 /// Packs `push` writes gather objects up to this many bytes.
 pub(crate) const PACK_PUT: usize = 16 << 20;
+/// Places kept per object from the remote's indexes.
+const PLACES_MAX: usize = 4;
+/// Index bytes a pull reads from a remote at most (2.8 million small objects).
+const REMOTE_INDEX_BYTES_MAX: u64 = 128 << 20;
 /// Bytes of objects `prefetch` keeps waiting at once.
 const PREFETCH_MAX: u64 = 256 << 20;
 
@@ -28,7 +32,7 @@ const PREFETCH_MAX: u64 = 256 << 20;
 /// gives for it, so one forged index cannot hide a good copy.
 #[derive(Default)]
 pub(crate) struct RemotePacks {
-    pub(super) at: HashMap<ObjectId, Vec<(String, u64, u64)>>,
+    pub(super) at: HashMap<ObjectId, Vec<(Arc<str>, u64, u64)>>,
     /// Each pack's size as listed.
     sizes: HashMap<String, u64>,
     /// Keys under `packs/` that are not a well-formed pack with its index.
@@ -92,6 +96,7 @@ impl S3Backend {
         }
         let sizes: HashMap<&str, u64> = keys.iter().map(|k| (k.key.as_str(), k.size)).collect();
         let mut out = RemotePacks::default();
+        let mut index_bytes = 0u64;
         for k in &keys {
             let name = k.key.strip_prefix("packs/").unwrap_or(&k.key);
             let stem = name
@@ -107,8 +112,8 @@ impl S3Backend {
             let Some(stem) = name.strip_suffix(".idx") else {
                 continue;
             };
-            let pack_key = format!("packs/{stem}.pack");
-            let Some(&pack_size) = sizes.get(pack_key.as_str()) else {
+            let pack_key: Arc<str> = Arc::from(format!("packs/{stem}.pack"));
+            let Some(&pack_size) = sizes.get(&*pack_key) else {
                 out.anomalies
                     .push((k.key.clone(), "an index whose pack is absent".into()));
                 continue;
@@ -117,18 +122,28 @@ impl S3Backend {
                 out.anomalies.push((k.key.clone(), format!("a pack of {pack_size} bytes (at most {REMOTE_PACK_MAX}) with an index of {}", k.size)));
                 continue;
             }
+            index_bytes += k.size;
+            if index_bytes > REMOTE_INDEX_BYTES_MAX {
+                return Err(Error::Remote {
+                    remote: self.s3.url.clone(),
+                    message: format!("the remote's pack indexes under packs/ hold more than {REMOTE_INDEX_BYTES_MAX} bytes ({} objects), more than cto-ledger reads", REMOTE_INDEX_BYTES_MAX / 48),
+                    hint: Some("a remote cto-ledger pushed to holds one 48-byte entry per small object; check who writes to it, and remove index keys no host wrote".into()),
+                });
+            }
             let Some(bytes) = self.s3.get_at_most(&k.key, k.size)? else {
                 continue;
             };
             match parse_remote_index(&bytes[..bytes.len().min(k.size as usize)], pack_size) {
                 Ok(entries) => {
                     for (id, off, n) in entries {
-                        out.at
-                            .entry(id)
-                            .or_default()
-                            .push((pack_key.clone(), off, n));
+                        // Each place costs a GET when an earlier one fails: a few copies
+                        // are normal (hosts that pushed the same object), more are forged.
+                        let places = out.at.entry(id).or_default();
+                        if places.len() < PLACES_MAX {
+                            places.push((pack_key.clone(), off, n));
+                        }
                     }
-                    out.sizes.insert(pack_key, pack_size);
+                    out.sizes.insert(pack_key.to_string(), pack_size);
                 }
                 Err(why) => out
                     .anomalies
@@ -153,7 +168,13 @@ impl S3Backend {
         };
         let mut first = None;
         for (key, off, n) in places {
-            let Some(b) = self.s3.get_range(key, *off..off + n)? else {
+            // An empty object needs no request (and an empty range is not one S3 serves).
+            let got = if *n == 0 {
+                Some(Vec::new())
+            } else {
+                self.s3.get_range(key, *off..off + n)?
+            };
+            let Some(b) = got else {
                 continue;
             };
             if blake3::hash(&b).as_bytes() == &id.0 {
@@ -183,7 +204,7 @@ impl S3Backend {
             let wanted: u64 = objects.iter().map(|o| o.2).sum();
             let lo = objects.iter().map(|o| o.1).min().unwrap_or(0);
             let hi = objects.iter().map(|o| o.1 + o.2).max().unwrap_or(0);
-            if hi - lo > wanted.saturating_mul(2) + (1 << 20) || hi - lo > budget {
+            if hi == lo || hi - lo > wanted.saturating_mul(2) + (1 << 20) || hi - lo > budget {
                 continue;
             }
             let Some(stretch) = self.s3.get_range(key, lo..hi)? else {
