@@ -92,10 +92,6 @@ impl LocalBackend {
     pub(super) fn packs(&self) -> &Packs {
         &self.packs
     }
-
-    fn rely_on(&self, file: PathBuf) {
-        self.packs.rely_on(file);
-    }
 }
 
 fn object_path(root: &Path, id: &ObjectId) -> PathBuf {
@@ -123,6 +119,20 @@ fn remove_stale_temps(dir: &Path, age: std::time::Duration) -> usize {
         }
     }
     n
+}
+
+/// Whether an intact copy of `id` is stored (packed, or the loose file at `loose`); if so
+/// it is marked and remembered as relied on (see [`Packs::remark_relied`]).
+fn rely_on_stored(packs: &Packs, loose: &Path, id: &ObjectId) -> Result<bool> {
+    if let Some(pack) = packs.freshen(id)? {
+        packs.rely_on(pack);
+        return Ok(true);
+    }
+    if intact_file(loose, id) && pack::touch(loose).is_ok() {
+        packs.rely_on(loose.to_path_buf());
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// Whether the file at `path` is a stored object `id`: a regular, read-only file of this
@@ -258,12 +268,7 @@ impl Staged for LocalStaged {
     fn commit(mut self: Box<Self>, id: &ObjectId) -> Result<()> {
         let target = object_path(&self.target_root, id);
         if let Some(bytes) = self.small.take() {
-            if let Some(pack) = self.packs.freshen(id)? {
-                self.packs.rely_on(pack);
-                return Ok(());
-            }
-            if intact_file(&target, id) && pack::touch(&target).is_ok() {
-                self.packs.rely_on(target);
+            if rely_on_stored(&self.packs, &target, id)? {
                 return Ok(());
             }
             return self.packs.add(id, bytes);
@@ -326,7 +331,7 @@ impl LocalBackend {
     fn open_packed(&self, id: &ObjectId) -> Result<Option<Box<dyn Read + Send>>> {
         Ok(self
             .packs
-            .read(id)?
+            .read_first_copy(id)?
             .map(|b| Box::new(io::Cursor::new(b)) as Box<dyn Read + Send>))
     }
 }
@@ -384,16 +389,7 @@ impl Backend for LocalBackend {
     }
 
     fn freshen(&self, id: &ObjectId) -> Result<bool> {
-        if let Some(pack) = self.packs.freshen(id)? {
-            self.rely_on(pack);
-            return Ok(true);
-        }
-        let loose = self.path_of(id);
-        if intact_file(&loose, id) && pack::touch(&loose).is_ok() {
-            self.rely_on(loose);
-            return Ok(true);
-        }
-        Ok(false)
+        rely_on_stored(&self.packs, &self.path_of(id), id)
     }
 
     #[allow(private_interfaces)]

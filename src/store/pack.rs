@@ -474,18 +474,9 @@ impl Packs {
         Ok(self.intact(id)?.map(|(_, b)| b))
     }
 
-    /// The object's bytes: the first copy that hashes to its id, or, when none does, the
-    /// first copy's bytes for the store to refuse (it verifies every read), or `None`.
-    pub(super) fn read(&self, id: &ObjectId) -> Result<Option<Vec<u8>>> {
-        {
-            let f = self.filling.lock().expect("not poisoned");
-            if let Some(&i) = f.at.get(id) {
-                return Ok(Some(f.objects[i].1.clone()));
-            }
-        }
-        if let Some((_, b)) = self.intact(id)? {
-            return Ok(Some(b));
-        }
+    /// The first copy's bytes as they are, for when no copy is intact
+    /// ([`Packs::read_intact`] found none): the store refuses them, naming the object.
+    pub(super) fn read_first_copy(&self, id: &ObjectId) -> Result<Option<Vec<u8>>> {
         let Some(s) = self.slots(id)?.into_iter().next() else {
             return Ok(None);
         };

@@ -642,9 +642,8 @@ impl Backend for S3Backend {
 
     fn locate(&self, id: &ObjectId) -> String {
         let places = self.remote_packs().ok().and_then(|p| p.at.get(id).cloned());
-        match places.as_deref() {
-            Some([(pack, off, n)]) => format!("{pack} (bytes {off}+{n})"),
-            Some(many @ [..]) if !many.is_empty() => many
+        match places {
+            Some(places) if !places.is_empty() => places
                 .iter()
                 .map(|(pack, off, n)| format!("{pack} (bytes {off}+{n})"))
                 .collect::<Vec<_>>()
