@@ -122,6 +122,7 @@ fn fill_builds(l: &mut Home, builds: usize) {
             build: Some(bld),
             allowed_modified: vec![],
             decisions: vec![],
+            policies: vec![],
             objects: vec![],
         }));
         if batch.len() >= 3000 {
@@ -166,6 +167,7 @@ fn fill_runs(l: &mut Home, builds: usize, runs: usize) {
             finished: "2026-05-31T00:03:00.000Z".into(),
             sandbox: Some("landlock ABI 7, network none".into()),
             start: None,
+            policies: vec![],
             artifacts: vec![],
             objects: vec![ObjRec::new(report, ObjKind::Blob)],
         }));

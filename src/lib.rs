@@ -25,6 +25,7 @@ mod model;
 mod net;
 mod offline;
 mod paths;
+mod policy;
 mod report;
 mod runner;
 mod sandbox;
@@ -45,5 +46,12 @@ pub use store::{hash_file, tree};
 
 /// Runs the `cto-ledger` command line; returns the process exit code.
 pub fn run_cli() -> i32 {
+    // The policy engine's child (see `policy::engine`): no command line to parse.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == policy::engine::ENGINE_ARG)
+    {
+        return policy::engine::child_main();
+    }
     cli::main()
 }

@@ -138,6 +138,28 @@ text_enum!(
         AllowModifiedNotModified = "allow_modified_not_modified",
         SourceModified = "source_modified",
         NotReproducible = "not_reproducible",
+        /// A policy in force denied it (or could not decide).
+        PolicyDenied = "policy_denied",
+    }
+);
+
+text_enum!(
+    /// Where a policy is evaluated.
+    PolicyPoint {
+        /// `admit`, before the admission is recorded.
+        Admit = "admit",
+        /// `run stage2`, at the `policy` gate before the provider starts.
+        Run = "run",
+    }
+);
+
+text_enum!(
+    /// What one policy decided: `allowed` only when `allow` is true and `deny` is empty.
+    PolicyResult {
+        Allowed = "allowed",
+        Denied = "denied",
+        /// It could not be evaluated (an error, a bound): it allows nothing.
+        Failed = "failed",
     }
 );
 

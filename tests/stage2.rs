@@ -9,18 +9,7 @@ use serde_json::Value;
 use crate::util::*;
 
 fn validate(report: &Value) {
-    let schema: Value =
-        serde_json::from_str(include_str!("../schema/stage2-report.schema.json")).unwrap();
-    let v = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = v
-        .iter_errors(report)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "report.json does not follow the schema:\n{}\n{report:#}",
-        errors.join("\n")
-    );
+    assert_follows_schema(include_str!("../schema/stage2-report.schema.json"), report);
 }
 
 pub(crate) struct Stage2 {

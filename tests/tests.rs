@@ -16,6 +16,7 @@ mod judge;
 mod keys;
 mod model;
 mod packs;
+mod policy;
 mod properties;
 mod queries;
 mod reliability;

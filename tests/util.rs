@@ -491,3 +491,22 @@ impl Drop for S3Server {
         self.kill();
     }
 }
+
+/// Panics listing every way `doc` does not follow the JSON Schema `schema` (its text).
+pub(crate) fn assert_follows_schema(schema: &str, doc: &Value) {
+    let schema: Value = serde_json::from_str(schema).unwrap();
+    let v = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = v
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{} does not follow {}:\n{}\n{doc:#}",
+        doc.get("schema")
+            .or(doc.get("kind"))
+            .unwrap_or(&Value::Null),
+        schema["$id"],
+        errors.join("\n")
+    );
+}

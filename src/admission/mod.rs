@@ -130,6 +130,9 @@ struct Evidence<'a> {
     name: String,
     meta: ObjectMeta,
     source: Option<(SourceRec, Vec<(ObjectMeta, ObjKind)>)>,
+    /// The policies evaluated, and their stored input document.
+    policies: Vec<crate::ledger::events::PolicyDecisionRec>,
+    policy_input: Option<ObjectMeta>,
 }
 
 /// An admission that every check allowed, ready to record.
@@ -245,6 +248,8 @@ pub(crate) fn admit(home: &mut Home, a: &AdmitArgs, progress: &ProgressBar) -> R
         name,
         meta,
         source: None,
+        policies: Vec::new(),
+        policy_input: None,
     };
     match plan(home, &mut ev, progress) {
         Ok(p) => record(home, p),
@@ -324,7 +329,7 @@ fn plan(home: &Home, ev: &mut Evidence, progress: &ProgressBar) -> std::result::
         build.as_ref(),
         &by_build,
     ));
-    let admission = AdmissionRec {
+    let mut admission = AdmissionRec {
         id: AdmissionId::new(),
         name: ev.name.clone(),
         object: ev.meta.id,
@@ -338,13 +343,45 @@ fn plan(home: &Home, ev: &mut Evidence, progress: &ProgressBar) -> std::result::
         build,
         allowed_modified: tracked,
         decisions,
+        policies: Vec::new(),
         objects: vec![ObjRec::new(ev.meta, ObjKind::Blob)],
     };
+    apply_policies(home, ev, &mut admission, &snap.rec)?;
     Ok(Plan {
         admission,
         snapshot: snap,
         reproducibility: repro,
     })
+}
+
+/// Every policy in force at `admit`, over the admission as planned: the decisions go
+/// into the admission (or the refusal), and any that does not allow refuses it.
+fn apply_policies(
+    home: &Home,
+    ev: &mut Evidence,
+    admission: &mut AdmissionRec,
+    source: &SourceRec,
+) -> std::result::Result<(), Stop> {
+    let input = crate::policy::input::admission(&home.ledger, admission, source)?;
+    let (decided, stored) =
+        crate::policy::decide(home, crate::state::PolicyPoint::Admit, &input, true)?;
+    ev.policies = decided.clone();
+    ev.policy_input = stored;
+    if let Some(m) = stored {
+        admission.objects.push(ObjRec::new(m, ObjKind::Blob));
+    }
+    if let Some(message) = crate::policy::refusal_message(&decided) {
+        return Err(refused(
+            RefusalReason::PolicyDenied,
+            format!("{message} ({})", ev.a.path.display()),
+            "see what the policy saw with `cto-ledger policy eval NAME --input refusal:ID`, fix the build or the policy, then admit again",
+        ));
+    }
+    admission
+        .decisions
+        .extend(decided.iter().map(crate::policy::describe));
+    admission.policies = decided;
+    Ok(())
 }
 
 /// Submodules must be what `commit` records: git status leaves them out.
@@ -623,6 +660,7 @@ fn record(home: &mut Home, mut p: Plan) -> Result<AdmitOut> {
 /// Records a refusal as evidence and returns the error to show.
 fn record_refusal(home: &mut Home, ev: &Evidence, r: Refusal) -> Error {
     let mut evidence = vec![(ev.meta, ObjKind::Blob)];
+    evidence.extend(ev.policy_input.map(|m| (m, ObjKind::Blob)));
     let source = ev.source.as_ref().map(|(src, objs)| {
         evidence.extend(objs.iter().copied());
         src.clone()
@@ -642,6 +680,7 @@ fn record_refusal(home: &mut Home, ev: &Evidence, r: Refusal) -> Error {
         source,
         reason: r.reason,
         message: r.message.clone(),
+        policies: ev.policies.clone(),
         objects,
     };
     let id = rec.id.clone();

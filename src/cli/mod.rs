@@ -101,6 +101,9 @@ enum Cmd {
     Prove(c::prove::Args),
     /// Check a proof from `prove` offline with a public key
     VerifyProof(c::verify_proof::Args),
+    /// Rego policies evaluated before every admission, each decision recorded (docs/policies.md)
+    #[command(subcommand)]
+    Policy(c::policy::Cmd),
     /// Run a harness job
     #[command(subcommand)]
     Run(c::run::Cmd),
@@ -150,6 +153,7 @@ fn dispatch(cx: &Context, cmd: Cmd) -> Result<Output> {
         Cmd::Witness(a) => c::witness::run(cx, a),
         Cmd::Prove(a) => c::prove::run(cx, a),
         Cmd::VerifyProof(a) => c::verify_proof::run(cx, a),
+        Cmd::Policy(a) => c::policy::run(cx, a),
         Cmd::Run(a) => c::run::run(cx, a),
         Cmd::Runs(a) => c::runs::run(cx, a),
         Cmd::Health(a) => c::health::run(cx, a),

@@ -97,6 +97,17 @@ fn summary(b: &Body) -> String {
                 .map(|u| format!(" at {}", shown(u)))
                 .unwrap_or_default()
         ),
+        Body::Policy(p) if p.removed => format!("policy {} removed", shown(&p.name)),
+        Body::Policy(p) => format!(
+            "policy {} {} on {}",
+            shown(&p.name),
+            p.sha256.map(|d| d.to_string()).unwrap_or_default(),
+            p.applies
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 

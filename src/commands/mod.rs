@@ -19,6 +19,7 @@ pub(crate) mod init;
 pub(crate) mod key;
 pub(crate) mod log;
 pub(crate) mod man;
+pub(crate) mod policy;
 pub(crate) mod prove;
 pub(crate) mod pull;
 pub(crate) mod push;

@@ -8,8 +8,8 @@ use crate::id::{
     RevocationId, RunId, Sha256Digest, SourceId,
 };
 use crate::state::{
-    AdmissionScope, BuildStatus, ChangeStatus, CheckResult, Lane, OutputCheck, RefusalReason,
-    RefusalSubject, RunStatus, Verdict,
+    AdmissionScope, BuildStatus, ChangeStatus, CheckResult, Lane, OutputCheck, PolicyPoint,
+    PolicyResult, RefusalReason, RefusalSubject, RunStatus, Verdict,
 };
 use crate::store::tree::ObjKind;
 
@@ -112,6 +112,7 @@ pub enum Body {
     Key(KeyRec),
     KeyRevocation(KeyRevocationRec),
     Witness(WitnessRec),
+    Policy(PolicyRec),
 }
 
 impl Body {
@@ -140,6 +141,7 @@ impl Body {
         "key",
         "key_revocation",
         "witness",
+        "policy",
     ];
 
     pub fn kind(&self) -> &'static str {
@@ -157,6 +159,7 @@ impl Body {
             Body::Key(_) => "key",
             Body::KeyRevocation(_) => "key_revocation",
             Body::Witness(_) => "witness",
+            Body::Policy(_) => "policy",
         }
     }
 
@@ -181,6 +184,7 @@ impl Body {
             Body::Run(r) => r.objects.iter().collect(),
             Body::ModelAdmission(m) => m.script.iter().collect(),
             Body::Build(b) => b.objects.iter().collect(),
+            Body::Policy(p) => p.objects.iter().collect(),
         }
     }
 }
@@ -266,6 +270,9 @@ pub struct AdmissionRec {
     pub build: Option<BuildId>,
     pub allowed_modified: Vec<ChangeRec>,
     pub decisions: Vec<String>,
+    /// Every policy evaluated before it was recorded (absent before policies existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<PolicyDecisionRec>,
     pub objects: Vec<ObjRec>,
 }
 
@@ -288,6 +295,9 @@ pub struct RefusalRec {
     pub source: Option<SourceRec>,
     pub reason: RefusalReason,
     pub message: String,
+    /// The policies evaluated, when a policy refused it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<PolicyDecisionRec>,
     pub objects: Vec<ObjRec>,
 }
 
@@ -364,6 +374,48 @@ pub struct WitnessRec {
     pub url: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub removed: bool,
+}
+
+/// A Rego policy added (`policy add`: its file, by digest, and where it applies), or
+/// removed (`policy remove`: `removed`, nothing else). Policies in force are each
+/// name's newest event that is not a removal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRec {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub object: Option<ObjectId>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sha256: Option<Sha256Digest>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub size: Option<u64>,
+    /// The Rego package (`data.cto.team`): `allow` and `deny` are read there.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub package: Option<String>,
+    /// Where it is evaluated: `admit`, `run`.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub applies: Vec<PolicyPoint>,
+    /// The file it was added from.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub removed: bool,
+    pub objects: Vec<ObjRec>,
+}
+
+/// One evaluation of one policy: which policy (by digest), over which input document
+/// (by digest, and stored), and what it decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDecisionRec {
+    pub policy: String,
+    pub sha256: Sha256Digest,
+    /// SHA-256 of the input document's canonical JSON (RFC 8785).
+    pub input: Sha256Digest,
+    /// The input document as stored (absent for `--check`, which stores nothing).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub input_object: Option<ObjectId>,
+    pub result: PolicyResult,
+    /// The policy's `deny` messages, or why it could not decide.
+    pub messages: Vec<String>,
 }
 
 /// A key withdrawn: nothing more is signed with it, and what it signed is suspect.
@@ -468,6 +520,9 @@ pub struct RunRec {
     /// the provider never started, and in runs recorded before attempts were registered).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub start: Option<String>,
+    /// The policies evaluated at the `policy` gate (absent when none applied).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<PolicyDecisionRec>,
     pub artifacts: Vec<ArtifactRec>,
     pub objects: Vec<ObjRec>,
 }

@@ -70,6 +70,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0012_witnesses",
         include_str!("../../schema/0012_witnesses.sql"),
     ),
+    (
+        "0013_policies",
+        include_str!("../../schema/0013_policies.sql"),
+    ),
 ];
 /// The migration after which `tlog_nodes` exists: a ledger migrated past it here gets
 /// its tiles computed from its journal in the same transaction.
@@ -77,6 +81,8 @@ const TILES_MIGRATION: usize = 11;
 
 /// The tables rebuilt from the journal, children before parents (for deletes).
 pub(crate) const PROJECTIONS: &[&str] = &[
+    "policy_decisions",
+    "policy_events",
     "witness_events",
     "key_revocations",
     "keys",

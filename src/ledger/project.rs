@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, Params};
 
 use super::events::{
     AdmissionRec, Body, BuildRec, Event, IngestRec, KeyRec, KeyRevocationRec, ModelAdmissionRec,
-    ObjRec, RefusalRec, RevocationRec, RunRec, RunStartRec, SourceRec,
+    ObjRec, PolicyDecisionRec, RefusalRec, RevocationRec, RunRec, RunStartRec, SourceRec,
 };
 use crate::error::{Error, Result};
 
@@ -66,7 +66,25 @@ pub(super) fn apply(c: &Connection, e: &Event) -> Result<()> {
         Body::RunStart(r) => run_start(&at, r),
         Body::Run(r) => run(&at, r),
         Body::Build(b) => build(&at, b),
+        Body::Policy(p) => {
+            at.objects(&p.objects)?;
+            at.run(
+                "INSERT INTO policy_events (seq, name, object, sha256, package, applies, path, removed, actor, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![at.seq, p.name, p.object, p.sha256, p.package, json(&p.applies), p.path, p.removed, at.actor, at.time],
+            )
+        }
     }
+}
+
+/// The decisions an admission, refusal or run records, in order.
+fn decisions(at: &At, subject: &str, id: &str, d: &[PolicyDecisionRec]) -> Result<()> {
+    for (ord, x) in d.iter().enumerate() {
+        at.run(
+            "INSERT INTO policy_decisions (seq, subject, subject_id, ord, policy, sha256, input, input_object, result, messages) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![at.seq, subject, id, ord as i64, x.policy, x.sha256, x.input, x.input_object, x.result.as_str(), json(&x.messages)],
+        )?;
+    }
+    Ok(())
 }
 
 fn ingest(at: &At, r: &IngestRec) -> Result<()> {
@@ -129,7 +147,7 @@ fn admission(at: &At, a: &AdmissionRec) -> Result<()> {
             params![a.id, m.path, m.status, m.object],
         )?;
     }
-    Ok(())
+    decisions(at, "admission", a.id.as_str(), &a.policies)
 }
 
 fn refusal(at: &At, r: &RefusalRec) -> Result<()> {
@@ -140,7 +158,8 @@ fn refusal(at: &At, r: &RefusalRec) -> Result<()> {
     at.run(
         "INSERT INTO refusals (id, seq, subject, path, object, sha256, pin, source_id, reason, message, actor, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![r.id, at.seq, r.subject, r.path, r.object, r.sha256, r.pin, r.source.as_ref().map(|s| &s.id), r.reason, r.message, at.actor, at.time],
-    )
+    )?;
+    decisions(at, "refusal", r.id.as_str(), &r.policies)
 }
 
 fn model_admission(at: &At, m: &ModelAdmissionRec) -> Result<()> {
@@ -232,7 +251,7 @@ fn run(at: &At, r: &RunRec) -> Result<()> {
             params![r.id, a.path, a.object],
         )?;
     }
-    Ok(())
+    decisions(at, "run", r.id.as_str(), &r.policies)
 }
 
 fn build(at: &At, b: &BuildRec) -> Result<()> {

@@ -285,7 +285,24 @@ impl Body {
                 );
             }
             Body::Build(b) => build_references(b, &mut out),
+            Body::Policy(p) => out.extend(p.object.map(|o| Reference {
+                sha256: p.sha256,
+                size: p.size,
+                ..r(o, "the policy", Some(Blob))
+            })),
         }
+        let decided = match self {
+            Body::Admission(a) => &a.policies[..],
+            Body::Refusal(f) => &f.policies[..],
+            Body::Run(x) => &x.policies[..],
+            _ => &[],
+        };
+        out.extend(decided.iter().filter_map(|d| {
+            Some(Reference {
+                sha256: Some(d.input),
+                ..r(d.input_object?, "a policy's input document", Some(Blob))
+            })
+        }));
         out
     }
 }

@@ -223,6 +223,7 @@ impl Run<'_> {
             scope: AdmissionScope::FakeLane,
             build: None,
             allowed_modified: Vec::new(),
+            policies: Vec::new(),
             decisions: vec![format!(
                 "fake provider shipped with cto-ledger {} beside the running executable; admitted for the fake Stage 2 lane only",
                 env!("CARGO_PKG_VERSION")

@@ -1,0 +1,204 @@
+//! Policies as code: Rego files, stored by digest and journaled (`policy add`), evaluated
+//! over the provenance graph before an admission is recorded. Each evaluation is
+//! evidence: the policy's digest, the input document (stored, by digest), the result and
+//! the messages go into the event it decided.
+
+pub(crate) mod engine;
+pub(crate) mod input;
+
+use rusqlite::params;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::id::{ObjectId, Sha256Digest};
+use crate::ledger::events::PolicyDecisionRec;
+use crate::ledger::Ledger;
+use crate::state::{PolicyPoint, PolicyResult};
+
+/// A policy in force: each name's newest `policy` event, when it is not a removal.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PolicyRow {
+    pub name: String,
+    pub object: ObjectId,
+    pub sha256: Sha256Digest,
+    pub package: Option<String>,
+    pub applies: Vec<PolicyPoint>,
+    pub path: Option<String>,
+    pub seq: u64,
+    pub actor: String,
+    pub time: String,
+}
+
+impl PolicyRow {
+    pub(crate) fn applies_to(&self, p: PolicyPoint) -> bool {
+        self.applies.contains(&p)
+    }
+}
+
+/// The policies in force, by name.
+pub(crate) fn in_force(l: &Ledger) -> Result<Vec<PolicyRow>> {
+    let mut st = l
+        .conn()
+        .prepare_cached(
+            "SELECT p.name, p.object, p.sha256, p.package, p.applies, p.path, p.seq, p.actor, p.time
+             FROM policy_events p
+             WHERE p.seq = (SELECT MAX(seq) FROM policy_events WHERE name = p.name)
+               AND p.removed = 0 ORDER BY p.name",
+        )
+        .map_err(Error::sql("read policies"))?;
+    let rows = st
+        .query_map(params![], |r| {
+            let applies: String = r.get(4)?;
+            Ok(PolicyRow {
+                name: r.get(0)?,
+                object: r.get(1)?,
+                sha256: r.get(2)?,
+                package: r.get(3)?,
+                applies: serde_json::from_str(&applies).unwrap_or_default(),
+                path: r.get(5)?,
+                seq: r.get::<_, i64>(6)? as u64,
+                actor: r.get(7)?,
+                time: r.get(8)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(Error::sql("read policies"))?;
+    Ok(rows)
+}
+
+/// A policy's Rego, read back from the store (re-hashed on the way).
+pub(crate) fn source_of(home: &Home, p: &PolicyRow) -> Result<engine::Source> {
+    let bytes = home.store.get_verified(&p.object)?;
+    let rego = String::from_utf8(bytes).map_err(|_| Error::Integrity {
+        message: format!(
+            "policy {}: its stored file {} is not UTF-8",
+            p.name, p.object
+        ),
+    })?;
+    Ok(engine::Source {
+        origin: format!("policy {}", p.name),
+        rego,
+    })
+}
+
+/// Evaluates every policy in force at `point` over `input`. Nothing in force: no
+/// decisions, and nothing runs. `store`: keep the input document as an object (what
+/// the decisions name); otherwise it is only digested.
+pub(crate) fn decide(
+    home: &Home,
+    point: PolicyPoint,
+    input: &Value,
+    store: bool,
+) -> Result<(Vec<PolicyDecisionRec>, Option<crate::id::ObjectMeta>)> {
+    let policies: Vec<PolicyRow> = in_force(&home.ledger)?
+        .into_iter()
+        .filter(|p| p.applies_to(point))
+        .collect();
+    if policies.is_empty() {
+        return Ok((Vec::new(), None));
+    }
+    let doc = serde_jcs::to_vec(input).expect("input documents serialise");
+    let meta = match store {
+        true => home.store.put_bytes(&doc)?,
+        false => crate::store::hash_bytes(&doc),
+    };
+    let sources = policies
+        .iter()
+        .map(|p| source_of(home, p))
+        .collect::<Result<Vec<_>>>()?;
+    let req = engine::Request {
+        task: engine::Task::Eval,
+        policies: sources,
+        input: input.clone(),
+    };
+    // One child for all; when it dies (a policy at its bounds), each policy alone, so
+    // the failure is the failing policy's and the others still decide.
+    let outcomes: Vec<std::result::Result<engine::Outcome, Error>> = match engine::run(&req) {
+        Ok(all) => all.into_iter().map(Ok).collect(),
+        Err(_) if req.policies.len() > 1 => req
+            .policies
+            .iter()
+            .map(|p| {
+                engine::run(&engine::Request {
+                    task: engine::Task::Eval,
+                    policies: vec![p.clone()],
+                    input: input.clone(),
+                })
+                .map(|mut o| o.remove(0))
+            })
+            .collect(),
+        Err(e) => vec![Err(e)],
+    };
+    let decisions = policies
+        .iter()
+        .zip(outcomes)
+        .map(|(p, o)| {
+            let (result, messages) = match o {
+                Err(e) => (PolicyResult::Failed, vec![e.to_string()]),
+                Ok(o) => match (o.error, o.allow, o.deny.is_empty()) {
+                    (Some(e), _, _) => (PolicyResult::Failed, vec![e]),
+                    (None, true, true) => (PolicyResult::Allowed, Vec::new()),
+                    (None, allow, _) => {
+                        let mut m = o.deny;
+                        if !allow && m.is_empty() {
+                            m.push("`allow` is not true".into());
+                        }
+                        (PolicyResult::Denied, m)
+                    }
+                },
+            };
+            decision(p, &meta, store, result, messages)
+        })
+        .collect();
+    Ok((decisions, store.then_some(meta)))
+}
+
+fn decision(
+    p: &PolicyRow,
+    input: &crate::id::ObjectMeta,
+    stored: bool,
+    result: PolicyResult,
+    messages: Vec<String>,
+) -> PolicyDecisionRec {
+    PolicyDecisionRec {
+        policy: p.name.clone(),
+        sha256: p.sha256,
+        input: input.sha256,
+        input_object: stored.then_some(input.id),
+        result,
+        messages,
+    }
+}
+
+/// The decisions that did not allow, as one message: `policy NAME denied: M1; M2`.
+pub(crate) fn refusal_message(decisions: &[PolicyDecisionRec]) -> Option<String> {
+    let not: Vec<String> = decisions
+        .iter()
+        .filter(|d| d.result != PolicyResult::Allowed)
+        .map(|d| {
+            let verb = match d.result {
+                PolicyResult::Failed => "could not decide",
+                _ => "denied",
+            };
+            format!("policy {} {verb}: {}", d.policy, d.messages.join("; "))
+        })
+        .collect();
+    (!not.is_empty()).then(|| not.join(" | "))
+}
+
+/// One line per decision, for an admission's `decisions`.
+pub(crate) fn describe(d: &PolicyDecisionRec) -> String {
+    format!(
+        "policy {} ({}) {} over input {}{}",
+        d.policy,
+        d.sha256,
+        d.result,
+        d.input,
+        match d.messages.is_empty() {
+            true => String::new(),
+            false => format!(": {}", d.messages.join("; ")),
+        }
+    )
+}
