@@ -50,6 +50,21 @@ fn a_policy_refuses_with_its_messages_records_each_decision_and_removal_is_an_ev
         true
     );
     assert_eq!(env.head(), head);
+    // Another file under the same name does not quietly take its place.
+    let lax = env.path("lax.rego");
+    fs::write(
+        &lax,
+        "package cto.lax\nimport rego.v1\ndefault allow := true\n",
+    )
+    .unwrap();
+    let r = env.run(["policy", "add", s(&lax), "--name", "needs-build"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("already in force with another file"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(env.head(), head);
 
     // No recorded build: refused, with the policy's message, and the refusal records
     // the decision and the input it was made over.
@@ -160,6 +175,15 @@ fn a_malformed_policy_is_refused_and_one_that_never_ends_is_bounded_and_named() 
         r.stderr
     );
     assert_eq!(env.head(), head, "nothing was recorded");
+    // A link is not followed (its target would be read, and echoed in a parse error).
+    std::os::unix::fs::symlink("/etc/passwd", env.path("link.rego")).unwrap();
+    let r = env.run(["policy", "add", s(&env.path("link.rego"))]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("symbolic links are not followed") && !r.stderr.contains("root:"),
+        "{}",
+        r.stderr
+    );
 
     // One that asks for more memory than there is, one that computes for ever, one that
     // allows: the first two could not decide (each named), and the admission is refused.

@@ -39,6 +39,9 @@ pub(crate) struct AddArgs {
     /// Its name (default: the file name without .rego)
     #[arg(long)]
     name: Option<String>,
+    /// Put it in force in place of the policy of that name (refused without it)
+    #[arg(long)]
+    replace: bool,
 }
 
 #[derive(clap::Args)]
@@ -79,9 +82,13 @@ fn read_policy(path: &Path) -> Result<String> {
             "give a Rego file (at most 1 MiB of UTF-8)",
         )
     };
-    let m = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
+    // Not followed: a link named `x.rego` in a hostile folder must not read (and echo
+    // in a parse error) whatever it points at.
+    let m = std::fs::symlink_metadata(path).map_err(|e| bad(e.to_string()))?;
     if !m.is_file() {
-        return Err(bad("not a regular file".into()));
+        return Err(bad(
+            "not a regular file (symbolic links are not followed)".into()
+        ));
     }
     if m.len() > POLICY_MAX {
         return Err(bad(format!("{} bytes is over the 1 MiB bound", m.len())));
@@ -150,6 +157,19 @@ fn add(cx: &Context, a: AddArgs) -> Result<Output> {
             policy: p,
             already: true,
         }));
+    }
+    if let Some(p) = in_force(&home.ledger)?.into_iter().find(|p| p.name == name) {
+        if !a.replace {
+            return Err(Error::bad_input(
+                format!(
+                    "policy {} is already in force with another file ({}, event {})",
+                    shown(&name),
+                    p.sha256,
+                    p.seq
+                ),
+                "give another --name, or --replace to put this file in force in its place",
+            ));
+        }
     }
     let meta = home.store.put_bytes(rego.as_bytes())?;
     let rec = PolicyRec {
@@ -310,13 +330,17 @@ struct Evaluated {
 
 /// The input document a recorded decision of `subject_id` saw.
 fn recorded_input(home: &crate::home::Home, r: &str) -> Result<Option<Value>> {
-    let id = r.split_once(':').map_or(r, |(_, id)| id);
+    let (id, subject) = match r.split_once(':') {
+        Some(("admission", id)) => (id, "admission"),
+        Some(("refusal", id)) => (id, "refusal"),
+        _ => return Ok(None),
+    };
     let object: Option<String> = home
         .ledger
         .conn()
         .query_row(
-            "SELECT input_object FROM policy_decisions WHERE subject_id = ?1 AND input_object IS NOT NULL ORDER BY ord LIMIT 1",
-            [id],
+            "SELECT input_object FROM policy_decisions WHERE subject_id = ?1 AND subject = ?2 AND input_object IS NOT NULL ORDER BY ord LIMIT 1",
+            [id, subject],
             |row| row.get(0),
         )
         .map(Some)
