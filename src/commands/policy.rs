@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use rusqlite::OptionalExtension as _;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -149,17 +150,14 @@ fn add(cx: &Context, a: AddArgs) -> Result<Output> {
     }])?;
     let mut home = cx.open(Mode::ReadWrite)?;
     let digest = crate::store::hash_bytes(rego.as_bytes());
-    if let Some(p) = in_force(&home.ledger)?
-        .into_iter()
-        .find(|p| p.name == name && p.sha256 == digest.sha256)
-    {
-        return Ok(added(Added {
-            policy: p,
-            already: true,
-        }));
-    }
-    if let Some(p) = in_force(&home.ledger)?.into_iter().find(|p| p.name == name) {
-        if !a.replace {
+    match in_force(&home.ledger)?.into_iter().find(|p| p.name == name) {
+        Some(p) if p.sha256 == digest.sha256 => {
+            return Ok(added(Added {
+                policy: p,
+                already: true,
+            }))
+        }
+        Some(p) if !a.replace => {
             return Err(Error::bad_input(
                 format!(
                     "policy {} is already in force with another file ({}, event {})",
@@ -168,8 +166,9 @@ fn add(cx: &Context, a: AddArgs) -> Result<Output> {
                     p.seq
                 ),
                 "give another --name, or --replace to put this file in force in its place",
-            ));
+            ))
         }
+        _ => {}
     }
     let meta = home.store.put_bytes(rego.as_bytes())?;
     let rec = PolicyRec {
@@ -343,11 +342,7 @@ fn recorded_input(home: &crate::home::Home, r: &str) -> Result<Option<Value>> {
             [id, subject],
             |row| row.get(0),
         )
-        .map(Some)
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
-        })
+        .optional()
         .map_err(Error::sql("read policy decisions"))?;
     let Some(object) = object else {
         return Ok(None);

@@ -253,7 +253,8 @@ fn one_line(e: &impl std::fmt::Display) -> String {
     s.trim_end().to_string()
 }
 
-fn evaluate(task: Task, p: &Source, input: &Value, o: &mut Outcome) -> Result<(), String> {
+/// An engine as every evaluation gets it: the timer set, built-in errors strict.
+fn bounded_engine() -> regorus::Engine {
     use regorus::utils::limits::ExecutionTimerConfig;
     let mut engine = regorus::Engine::new();
     engine.set_execution_timer_config(ExecutionTimerConfig {
@@ -261,6 +262,11 @@ fn evaluate(task: Task, p: &Source, input: &Value, o: &mut Outcome) -> Result<()
         check_interval: std::num::NonZeroU32::new(64).expect("nonzero"),
     });
     engine.set_strict_builtin_errors(true);
+    engine
+}
+
+fn evaluate(task: Task, p: &Source, input: &Value, o: &mut Outcome) -> Result<(), String> {
+    let mut engine = bounded_engine();
     let package = m(engine.add_policy(p.origin.clone(), p.rego.clone()))?;
     let components = package.strip_prefix("data.").unwrap_or(&package);
     let plain = components.split('.').all(|c| {
@@ -294,12 +300,7 @@ fn evaluate(task: Task, p: &Source, input: &Value, o: &mut Outcome) -> Result<()
 /// `policy test`: every file in one engine (tests import the policies they test), then
 /// each file's `test_` rules, each of which must be `true`.
 fn test_all(sources: &[Source]) -> Vec<Outcome> {
-    use regorus::utils::limits::ExecutionTimerConfig;
-    let mut engine = regorus::Engine::new();
-    engine.set_execution_timer_config(ExecutionTimerConfig {
-        limit: EVAL_LIMIT,
-        check_interval: std::num::NonZeroU32::new(64).expect("nonzero"),
-    });
+    let mut engine = bounded_engine();
     let mut outcomes: Vec<Outcome> = Vec::new();
     for p in sources {
         let mut o = Outcome {

@@ -55,10 +55,9 @@ fn build(l: &Ledger, id: &crate::id::BuildId) -> Result<Value> {
     let Some(b) = l.build(id)? else {
         return Ok(Value::Null);
     };
-    let seq: i64 = l
-        .conn()
-        .query_row("SELECT seq FROM builds WHERE id = ?1", [id], |r| r.get(0))
-        .map_err(crate::error::Error::sql("read build"))?;
+    let seq = l
+        .event_of(&crate::ledger::query::Node::Build(id.clone()))?
+        .unwrap_or(u64::MAX);
     let modified: Vec<Value> = l
         .build_modified(id)?
         .into_iter()
@@ -78,7 +77,7 @@ fn build(l: &Ledger, id: &crate::id::BuildId) -> Result<Value> {
     let signatures: Vec<Value> = l
         .checkpoints()?
         .into_iter()
-        .filter(|c| c.size as i64 >= seq)
+        .filter(|c| c.size >= seq)
         .map(|c| json!({"keyid": c.keyid, "checkpoint_size": c.size, "time": c.time}))
         .collect();
     Ok(json!({
