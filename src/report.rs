@@ -33,6 +33,9 @@ pub(crate) struct Report {
     pub duration_seconds: Option<f64>,
     pub timeout_seconds: f64,
     pub gates: Vec<GateResult>,
+    /// Every policy evaluated at the `policy_allowed` gate (absent when none applied).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<crate::ledger::events::PolicyDecisionRec>,
     pub provider: Provider,
     pub model: Option<Model>,
     pub argv: Vec<String>,
@@ -256,6 +259,7 @@ impl Report {
             duration_seconds: None,
             timeout_seconds,
             gates: Vec::new(),
+            policies: Vec::new(),
             provider: Provider::default(),
             model: None,
             argv: Vec::new(),

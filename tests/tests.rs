@@ -17,6 +17,7 @@ mod keys;
 mod model;
 mod packs;
 mod policy;
+mod policy_run;
 mod properties;
 mod queries;
 mod reliability;

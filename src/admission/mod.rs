@@ -362,7 +362,7 @@ fn apply_policies(
     admission: &mut AdmissionRec,
     source: &SourceRec,
 ) -> std::result::Result<(), Stop> {
-    let input = crate::policy::input::admission(&home.ledger, admission, source)?;
+    let input = crate::policy::input::admission(&home.ledger, admission, Some(source))?;
     let (decided, stored) =
         crate::policy::decide(home, crate::state::PolicyPoint::Admit, &input, true)?;
     ev.policies = decided.clone();

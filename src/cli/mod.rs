@@ -101,7 +101,7 @@ enum Cmd {
     Prove(c::prove::Args),
     /// Check a proof from `prove` offline with a public key
     VerifyProof(c::verify_proof::Args),
-    /// Rego policies evaluated before every admission, each decision recorded (docs/policies.md)
+    /// Rego policies evaluated at admit and before a run's provider starts, each decision recorded (docs/policies.md)
     #[command(subcommand)]
     Policy(c::policy::Cmd),
     /// Run a harness job

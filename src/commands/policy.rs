@@ -1,5 +1,6 @@
 //! `cto-ledger policy add|list|show|remove|eval|test`: Rego policies evaluated before
-//! every admission (docs/policies.md).
+//! every admission, at the `policy_allowed` gate of a run, and by `verify --policy`
+//! (docs/policies.md).
 
 use std::path::{Path, PathBuf};
 
@@ -11,14 +12,14 @@ use super::{text::shown, Context, Output};
 use crate::error::{Error, Result};
 use crate::ledger::events::{Body, ObjRec, PolicyRec};
 use crate::ledger::Mode;
-use crate::policy::engine::{self, Outcome, Request, Source, Task, POLICY_MAX};
+use crate::policy::engine::{self, Outcome, Request, Source, Task};
 use crate::policy::{in_force, source_of, PolicyRow};
 use crate::state::PolicyPoint;
 use crate::store::tree::ObjKind;
 
 #[derive(clap::Subcommand)]
 pub(crate) enum Cmd {
-    /// Store a Rego policy and put it in force (a journal event); `admit` evaluates it
+    /// Store a Rego policy and put it in force (a journal event) at `admit` and/or `run`
     Add(AddArgs),
     /// The policies in force
     List,
@@ -27,7 +28,7 @@ pub(crate) enum Cmd {
     /// Take a policy out of force (a later event; its decisions stay recorded)
     Remove(NameArgs),
     /// Evaluate a policy over an input document and print both: a recorded decision's
-    /// input (`admission:ID`, `refusal:ID`) or a JSON file
+    /// input (`admission:ID`, `refusal:ID`, `run:ID`) or a JSON file
     Eval(EvalArgs),
     /// Run the `test_` rules of every .rego file in DIR; exit 1 if any fails
     Test(TestArgs),
@@ -43,6 +44,14 @@ pub(crate) struct AddArgs {
     /// Put it in force in place of the policy of that name (refused without it)
     #[arg(long)]
     replace: bool,
+    /// Where it applies: `admit`, `run` (the `policy_allowed` gate of `run stage2`);
+    /// repeat for both (default: admit)
+    #[arg(long = "on", value_name = "POINT", value_parser = point)]
+    on: Vec<PolicyPoint>,
+}
+
+fn point(s: &str) -> std::result::Result<PolicyPoint, String> {
+    PolicyPoint::parse(s).ok_or_else(|| format!("valid points are {}", PolicyPoint::names()))
 }
 
 #[derive(clap::Args)]
@@ -54,7 +63,7 @@ pub(crate) struct NameArgs {
 pub(crate) struct EvalArgs {
     /// A policy in force, or a .rego file
     policy: String,
-    /// `admission:ID` or `refusal:ID` (the input its policies saw), or a JSON file
+    /// `admission:ID`, `refusal:ID` or `run:ID` (the input its policies saw), or a JSON file
     #[arg(long, value_name = "REF|FILE")]
     input: String,
 }
@@ -73,29 +82,6 @@ pub(crate) fn run(cx: &Context, cmd: Cmd) -> Result<Output> {
         Cmd::Eval(a) => eval(cx, a),
         Cmd::Test(a) => test(a),
     }
-}
-
-/// A policy file's text: a regular file of at most 1 MiB of UTF-8.
-fn read_policy(path: &Path) -> Result<String> {
-    let bad = |why: String| {
-        Error::bad_input(
-            format!("policy file {}: {why}", path.display()),
-            "give a Rego file (at most 1 MiB of UTF-8)",
-        )
-    };
-    // Not followed: a link named `x.rego` in a hostile folder must not read (and echo
-    // in a parse error) whatever it points at.
-    let m = std::fs::symlink_metadata(path).map_err(|e| bad(e.to_string()))?;
-    if !m.is_file() {
-        return Err(bad(
-            "not a regular file (symbolic links are not followed)".into()
-        ));
-    }
-    if m.len() > POLICY_MAX {
-        return Err(bad(format!("{} bytes is over the 1 MiB bound", m.len())));
-    }
-    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    String::from_utf8(bytes).map_err(|_| bad("not UTF-8".into()))
 }
 
 /// Parses `sources` in the engine: each one's outcome, or the first that does not parse
@@ -127,7 +113,7 @@ struct Added {
 }
 
 fn add(cx: &Context, a: AddArgs) -> Result<Output> {
-    let rego = read_policy(&a.file)?;
+    let rego = crate::policy::read_file(&a.file)?;
     let name = match &a.name {
         Some(n) => n.clone(),
         None => a
@@ -148,10 +134,16 @@ fn add(cx: &Context, a: AddArgs) -> Result<Output> {
         origin: origin.clone(),
         rego: rego.clone(),
     }])?;
+    let mut applies = match a.on.is_empty() {
+        true => vec![PolicyPoint::Admit],
+        false => a.on.clone(),
+    };
+    applies.sort();
+    applies.dedup();
     let mut home = cx.open(Mode::ReadWrite)?;
     let digest = crate::store::hash_bytes(rego.as_bytes());
     match in_force(&home.ledger)?.into_iter().find(|p| p.name == name) {
-        Some(p) if p.sha256 == digest.sha256 => {
+        Some(p) if p.sha256 == digest.sha256 && p.applies == applies => {
             return Ok(added(Added {
                 policy: p,
                 already: true,
@@ -160,9 +152,10 @@ fn add(cx: &Context, a: AddArgs) -> Result<Output> {
         Some(p) if !a.replace => {
             return Err(Error::bad_input(
                 format!(
-                    "policy {} is already in force with another file ({}, event {})",
+                    "policy {} is already in force with another file or at other points ({} on {}, event {})",
                     shown(&name),
                     p.sha256,
+                    points(&p.applies),
                     p.seq
                 ),
                 "give another --name, or --replace to put this file in force in its place",
@@ -177,7 +170,7 @@ fn add(cx: &Context, a: AddArgs) -> Result<Output> {
         sha256: Some(meta.sha256),
         size: Some(meta.size),
         package: checked[0].package.clone(),
-        applies: vec![PolicyPoint::Admit],
+        applies,
         path: Some(crate::paths::lossy(&crate::paths::abs(&a.file))),
         removed: false,
         objects: crate::source::new_objects(&home, &[(meta, ObjKind::Blob)])?,
@@ -332,6 +325,7 @@ fn recorded_input(home: &crate::home::Home, r: &str) -> Result<Option<Value>> {
     let (id, subject) = match r.split_once(':') {
         Some(("admission", id)) => (id, "admission"),
         Some(("refusal", id)) => (id, "refusal"),
+        Some(("run", id)) => (id, "run"),
         _ => return Ok(None),
     };
     let object: Option<String> = home
@@ -363,7 +357,7 @@ fn eval(cx: &Context, a: EvalArgs) -> Result<Output> {
     let source = match Path::new(&a.policy).is_file() {
         true => Source {
             origin: a.policy.clone(),
-            rego: read_policy(Path::new(&a.policy))?,
+            rego: crate::policy::read_file(Path::new(&a.policy))?,
         },
         false => source_of(&home, &find(&home, &a.policy)?)?,
     };
@@ -374,14 +368,14 @@ fn eval(cx: &Context, a: EvalArgs) -> Result<Output> {
             serde_json::from_slice(&bytes).map_err(|e| {
                 Error::bad_input(
                     format!("--input {}: not JSON: {e}", a.input),
-                    "give a JSON input document, or admission:ID / refusal:ID",
+                    "give a JSON input document, or admission:ID / refusal:ID / run:ID",
                 )
             })?
         }
         None => {
             return Err(Error::bad_input(
                 format!("--input {}: no recorded policy decision has that subject, and it is not a file", a.input),
-                "give admission:ID or refusal:ID of an admission a policy decided (see `cto-ledger show`), or a JSON file",
+                "give admission:ID, refusal:ID or run:ID of something a policy decided (see `cto-ledger show`), or a JSON file",
             ))
         }
     };
@@ -450,7 +444,7 @@ fn test(a: TestArgs) -> Result<Output> {
         .map(|f| {
             Ok(Source {
                 origin: f.display().to_string(),
-                rego: read_policy(f)?,
+                rego: crate::policy::read_file(f)?,
             })
         })
         .collect::<Result<Vec<_>>>()?;

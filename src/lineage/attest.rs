@@ -82,7 +82,8 @@ fn run_statements(l: &Ledger, store: &Store, id: &RunId) -> Result<Vec<Value>> {
             .clone()
             .or(report.provider.path_given.clone())
             .unwrap_or_else(|| object.to_string());
-        let verified = run.verdict == Verdict::Pass;
+        // What the run's policies decided counts as much as the verdict.
+        let verified = run.verdict == Verdict::Pass && policies_allowed(&report.policies);
         let mut levels: Vec<String> = report
             .gates
             .iter()
@@ -94,6 +95,13 @@ fn run_statements(l: &Ledger, store: &Store, id: &RunId) -> Result<Vec<Value>> {
                 )
             })
             .collect();
+        levels.extend(
+            report
+                .policies
+                .iter()
+                .filter(|d| d.result == crate::state::PolicyResult::Allowed)
+                .map(|d| format!("CTO_LEDGER_POLICY_{}_ALLOWED", level_name(&d.policy))),
+        );
         if verified {
             levels.push("CTO_LEDGER_STAGE2_PASSED".into());
         }
@@ -107,6 +115,7 @@ fn run_statements(l: &Ledger, store: &Store, id: &RunId) -> Result<Vec<Value>> {
         );
         let policy = json!({"fixture": run.fixture, "lane": run.lane, "gates": gates,
                             "model": model, "judge": judge});
+        let policy = vsa_policy(&run.fixture, &policy, &report.policies);
         out.push(json!({
             "_type": STATEMENT_TYPE,
             "subject": [{"name": name, "digest": object_digests(l, object)?}],
@@ -115,10 +124,7 @@ fn run_statements(l: &Ledger, store: &Store, id: &RunId) -> Result<Vec<Value>> {
                 "verifier": {"id": BUILDER_ID},
                 "timeVerified": run.finished,
                 "resourceUri": run_uri(id),
-                // VSA v1's policy is a URI and digest only: the digest is of the
-                // policy applied (fixture, lane, the gates in order, the model), as
-                // canonical JSON; the gates that held are the verified levels.
-                "policy": {"uri": format!("urn:cto-ledger:policy:stage2:{}", run.fixture), "digest": {"sha256": hex::encode(Sha256::digest(payload(&policy)))}},
+                "policy": policy,
                 "inputAttestations": inputs,
                 "verificationResult": if verified { "PASSED" } else { "FAILED" },
                 "verifiedLevels": levels,
@@ -127,6 +133,52 @@ fn run_statements(l: &Ledger, store: &Store, id: &RunId) -> Result<Vec<Value>> {
         }));
     }
     Ok(out)
+}
+
+/// Whether every policy decision of a run allowed it (none: nothing to deny).
+pub(crate) fn policies_allowed(d: &[crate::ledger::events::PolicyDecisionRec]) -> bool {
+    d.iter()
+        .all(|d| d.result == crate::state::PolicyResult::Allowed)
+}
+
+/// A name as part of a verified level: upper case, anything but letters and digits `_`.
+fn level_name(name: &str) -> String {
+    name.chars()
+        .map(|c| match c.is_ascii_alphanumeric() {
+            true => c.to_ascii_uppercase(),
+            false => '_',
+        })
+        .collect()
+}
+
+/// VSA v1's `policy`, a URI and a digest only. A run its Rego policies decided names
+/// them: one by `urn:cto-ledger:policy:rego:NAME` and its file's SHA-256 (what `policy
+/// show NAME` prints), several by their names joined with `,` and the SHA-256 of the
+/// canonical JSON list of `{name, sha256}`. Otherwise the policy is the harness's own
+/// (fixture, lane, the gates in order, the model, the judge), by the SHA-256 of its
+/// canonical JSON; either way the gates that held are verified levels.
+fn vsa_policy(
+    fixture: &str,
+    stage2: &Value,
+    decided: &[crate::ledger::events::PolicyDecisionRec],
+) -> Value {
+    let hex_of =
+        |d: &crate::id::Sha256Digest| d.to_string().trim_start_matches("sha256:").to_string();
+    match decided {
+        [] => json!({"uri": format!("urn:cto-ledger:policy:stage2:{fixture}"),
+                     "digest": {"sha256": hex::encode(Sha256::digest(payload(stage2)))}}),
+        [one] => json!({"uri": format!("urn:cto-ledger:policy:rego:{}", one.policy),
+                        "digest": {"sha256": hex_of(&one.sha256)}}),
+        all => {
+            let names: Vec<&str> = all.iter().map(|d| d.policy.as_str()).collect();
+            let list: Vec<Value> = all
+                .iter()
+                .map(|d| json!({"name": d.policy, "sha256": d.sha256}))
+                .collect();
+            json!({"uri": format!("urn:cto-ledger:policy:rego:{}", names.join(",")),
+                   "digest": {"sha256": hex::encode(Sha256::digest(payload(&Value::Array(list))))}})
+        }
+    }
 }
 
 /// A statement as an input of another: its URI and the SHA-256 of its payload bytes.

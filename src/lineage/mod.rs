@@ -84,6 +84,39 @@ fn attrs<T: Serialize>(row: &T) -> Value {
     serde_json::to_value(row).expect("rows serialise")
 }
 
+/// Each policy's decision about a subject: a flag (`policy team denied`) and, in its
+/// attributes, `policies` with digests and messages.
+fn policy_flags(l: &Ledger, subject: &str, id: &str, n: &mut LNode) -> Result<()> {
+    let mut st = l
+        .conn()
+        .prepare_cached(
+            "SELECT policy, sha256, result, messages FROM policy_decisions
+             WHERE subject = ?1 AND subject_id = ?2 ORDER BY ord",
+        )
+        .map_err(crate::error::Error::sql("read policy decisions"))?;
+    let rows: Vec<(String, String, String, String)> = st
+        .query_map([subject, id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(crate::error::Error::sql("read policy decisions"))?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut all = Vec::new();
+    for (policy, sha256, result, messages) in rows {
+        n.flags.push(format!("policy {policy} {result}"));
+        let messages: Value = serde_json::from_str(&messages).unwrap_or(Value::Null);
+        all.push(
+            json!({"policy": policy, "sha256": sha256, "result": result, "messages": messages}),
+        );
+    }
+    if let Value::Object(m) = &mut n.attrs {
+        m.insert("policies".into(), Value::Array(all));
+    }
+    Ok(())
+}
+
 /// An object as a leaf: its kind and short digest.
 fn object_leaf(l: &Ledger, id: &ObjectId, relation: &str) -> Result<LNode> {
     let (kind, a) = match l.object(id)? {
@@ -153,6 +186,7 @@ fn up_run(l: &Ledger, id: &RunId) -> Result<Step> {
     if r.lane == Lane::Fake {
         s.node.flags.push("fake lane".into());
     }
+    policy_flags(l, "run", id.as_str(), &mut s.node)?;
     match (&r.provider_admission, &r.provider_object) {
         (Some(a), _) => s.to(Node::Admission(a.clone()), "provider"),
         (None, Some(o)) => {
@@ -185,6 +219,7 @@ fn up_admission(l: &Ledger, id: &AdmissionId) -> Result<Step> {
     let label = format!("admission {id} {} {}", a.name, short(&a.sha256.to_string()));
     let mut s = leaf_step(LNode::new("admission", id, label, attrs(&a)));
     revoked_flag(l, Revocable::Admission(id.clone()), &mut s.node)?;
+    policy_flags(l, "admission", id.as_str(), &mut s.node)?;
     if a.scope == AdmissionScope::FakeLane {
         s.node.flags.push("fake lane only".into());
     }

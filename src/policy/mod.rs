@@ -10,6 +10,8 @@ use rusqlite::params;
 use serde::Serialize;
 use serde_json::Value;
 
+use std::path::Path;
+
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::id::{ObjectId, Sha256Digest};
@@ -68,6 +70,43 @@ pub(crate) fn in_force(l: &Ledger) -> Result<Vec<PolicyRow>> {
     Ok(rows)
 }
 
+/// A policy file's text: a regular file of at most 1 MiB of UTF-8.
+pub(crate) fn read_file(path: &Path) -> Result<String> {
+    let bad = |why: String| {
+        Error::bad_input(
+            format!("policy file {}: {why}", path.display()),
+            "give a Rego file (at most 1 MiB of UTF-8)",
+        )
+    };
+    // Not followed: a link named `x.rego` in a hostile folder must not read (and echo
+    // in a parse error) whatever it points at; opened without following, then checked.
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => bad("a symbolic link (symbolic links are not followed)".into()),
+            _ => bad(e.to_string()),
+        })?;
+    let m = f.metadata().map_err(|e| bad(e.to_string()))?;
+    if !m.is_file() {
+        return Err(bad("not a regular file".into()));
+    }
+    let mut bytes = Vec::new();
+    f.take(engine::POLICY_MAX + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| bad(e.to_string()))?;
+    if bytes.len() as u64 > engine::POLICY_MAX {
+        return Err(bad(format!(
+            "over the 1 MiB bound ({} bytes or more)",
+            bytes.len()
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| bad("not UTF-8".into()))
+}
+
 /// A policy's Rego, read back from the store (re-hashed on the way).
 pub(crate) fn source_of(home: &Home, p: &PolicyRow) -> Result<engine::Source> {
     let bytes = home.store.get_verified(&p.object)?;
@@ -108,13 +147,26 @@ pub(crate) fn decide(
         .iter()
         .map(|p| source_of(home, p))
         .collect::<Result<Vec<_>>>()?;
+    let decisions = policies
+        .iter()
+        .zip(evaluate(&sources, input))
+        .map(|(p, (result, messages))| decision(p, &meta, store, result, messages))
+        .collect();
+    Ok((decisions, store.then_some(meta)))
+}
+
+/// What each of `sources` decides over `input`, in order. One child for all; when it
+/// dies (a policy at its bounds), each policy alone, so the failure is the failing
+/// policy's and the others still decide.
+pub(crate) fn evaluate(
+    sources: &[engine::Source],
+    input: &Value,
+) -> Vec<(PolicyResult, Vec<String>)> {
     let req = engine::Request {
         task: engine::Task::Eval,
-        policies: sources,
+        policies: sources.to_vec(),
         input: input.clone(),
     };
-    // One child for all; when it dies (a policy at its bounds), each policy alone, so
-    // the failure is the failing policy's and the others still decide.
     let outcomes: Vec<std::result::Result<engine::Outcome, Error>> = match engine::run(&req) {
         Ok(all) => all.into_iter().map(Ok).collect(),
         Err(_) if req.policies.len() > 1 => req
@@ -131,28 +183,23 @@ pub(crate) fn decide(
             .collect(),
         Err(e) => vec![Err(e)],
     };
-    let decisions = policies
-        .iter()
-        .zip(outcomes)
-        .map(|(p, o)| {
-            let (result, messages) = match o {
-                Err(e) => (PolicyResult::Failed, vec![e.to_string()]),
-                Ok(o) => match (o.error, o.allow, o.deny.is_empty()) {
-                    (Some(e), _, _) => (PolicyResult::Failed, vec![e]),
-                    (None, true, true) => (PolicyResult::Allowed, Vec::new()),
-                    (None, allow, _) => {
-                        let mut m = o.deny;
-                        if !allow && m.is_empty() {
-                            m.push("`allow` is not true".into());
-                        }
-                        (PolicyResult::Denied, m)
+    outcomes
+        .into_iter()
+        .map(|o| match o {
+            Err(e) => (PolicyResult::Failed, vec![e.to_string()]),
+            Ok(o) => match (o.error, o.allow, o.deny.is_empty()) {
+                (Some(e), _, _) => (PolicyResult::Failed, vec![e]),
+                (None, true, true) => (PolicyResult::Allowed, Vec::new()),
+                (None, allow, _) => {
+                    let mut m = o.deny;
+                    if !allow && m.is_empty() {
+                        m.push("`allow` is not true".into());
                     }
-                },
-            };
-            decision(p, &meta, store, result, messages)
+                    (PolicyResult::Denied, m)
+                }
+            },
         })
-        .collect();
-    Ok((decisions, store.then_some(meta)))
+        .collect()
 }
 
 fn decision(

@@ -122,6 +122,12 @@ pub(crate) fn check_stage2(home: &mut Home, opts: &RunOptions) -> Result<CheckOu
         }
         Ok(_) => {}
     }
+    // Policies see the run as its gates left it, so they are asked only when all held.
+    if run.report.gates.iter().all(|g| g.passed) {
+        if let Err(s) = run.policy_gate() {
+            noted(&mut run, s)?;
+        }
+    }
     interpreter_check(&mut run);
     let gates = std::mem::take(&mut run.report.gates);
     Ok(CheckOut {

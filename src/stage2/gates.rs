@@ -1,5 +1,6 @@
 //! The gates a run passes before its provider starts, in order: the provider is there,
-//! its exact bytes are admitted, its model is admitted, and the kernel can sandbox it.
+//! its exact bytes are admitted, its model is admitted, the kernel can sandbox it, and
+//! every policy in force allows it ([`super::policies`]).
 //! Each gate returns one outcome ([`Gated`]): passed (and said so in the report), or
 //! [`Stop::Blocked`] naming the gate, whose file under `backend/` says why.
 
@@ -32,6 +33,7 @@ pub(super) enum Gate {
     ProviderBytesVerified,
     ModelAdmitted,
     ProviderSandboxed,
+    PolicyAllowed,
 }
 
 impl Gate {
@@ -42,6 +44,7 @@ impl Gate {
             Gate::ProviderBytesVerified => "provider_bytes_verified",
             Gate::ModelAdmitted => "model_admitted",
             Gate::ProviderSandboxed => "provider_sandboxed",
+            Gate::PolicyAllowed => "policy_allowed",
         }
     }
 
@@ -52,6 +55,7 @@ impl Gate {
             Gate::ProviderAdmitted | Gate::ProviderBytesVerified => "provider-not-admitted.txt",
             Gate::ModelAdmitted => "provider-model-not-admitted.txt",
             Gate::ProviderSandboxed => "provider-sandbox-unavailable.txt",
+            Gate::PolicyAllowed => "provider-policy-denied.txt",
         }
     }
 }

@@ -15,6 +15,7 @@ mod gates;
 mod judge;
 mod limits;
 pub(crate) mod model;
+mod policies;
 mod provider;
 mod record;
 mod recover;
@@ -344,6 +345,7 @@ impl<'a> Run<'a> {
         let server = self.start_model_server(&model)?;
         self.write_case_data(&model, server.is_some())?;
         let sandbox = self.sandbox_gate(&executed, server.as_ref().map(|s| s.port))?;
+        self.policy_gate()?;
         if self.interrupted() {
             self.report.status = RunStatus::Interrupted;
             self.report.reason =

@@ -283,7 +283,7 @@ pub(super) fn record(
         finished: r.finished.clone().unwrap_or_default(),
         sandbox: r.sandbox.as_ref().filter(|_| started).map(|s| s.summary()),
         start,
-        policies: Vec::new(),
+        policies: r.policies.clone(),
         artifacts,
         objects: crate::source::new_objects(home, &all)?,
     };

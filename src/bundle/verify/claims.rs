@@ -153,6 +153,13 @@ fn check_claims(
                     c.fail(path, "it is about another run");
                 }
                 agrees(c, &predicate["verificationResult"], run);
+                let allowed = attest::policies_allowed(&run.policies);
+                if predicate["verificationResult"] == "PASSED" && !allowed {
+                    c.fail(
+                        path,
+                        "it says PASSED, but a policy the run was held to did not allow it",
+                    );
+                }
             }
             if !names_provider {
                 c.fail(path, "its subject is not the run's provider");

@@ -1,0 +1,276 @@
+//! Policies at the `policy_allowed` gate of `run stage2` and in `verify --policy`, through
+//! the real binary: a denied run never starts its provider and leaves its report, every
+//! decision is the run's evidence (report, journal, trace, the signed VSA).
+
+use std::fs;
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::stage2::{provider_started, stage2, Stage2};
+use crate::util::*;
+
+fn example(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("docs/policies")
+        .join(name)
+}
+
+fn validate(input: &Value) {
+    assert_follows_schema(include_str!("../schema/policy-input.schema.json"), input);
+}
+
+fn gate<'a>(r: &'a Stage2, name: &str) -> &'a Value {
+    r.report["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == name)
+        .unwrap_or_else(|| panic!("no gate {name}: {}", r.report["gates"]))
+}
+
+/// The run's statements as `attest` signs them, decoded.
+fn statements(env: &Env, run: &str) -> Vec<Value> {
+    let file = env.path("run.intoto.jsonl");
+    env.ok(["attest", run, "-o", s(&file)]);
+    fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let e: Value = serde_json::from_str(l).unwrap();
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(e["payload"].as_str().unwrap())
+                .unwrap();
+            serde_json::from_slice(&raw).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_a_policy_denies_never_starts_and_an_allowed_one_is_signed_as_allowed() {
+    let env = Env::new();
+    env.ok(["init"]);
+    let policy = example("fake-lane-only.rego");
+    env.ok(["policy", "add", s(&policy), "--on", "run"]);
+
+    // A kernel without signal scoping: the check says so and records nothing.
+    let head = env.head();
+    let older = [("CTO_LEDGER_TEST_SANDBOX_ABI", "5")];
+    let mut c = env.cmd(["run", "stage2", "--check", "--json"]);
+    c.envs(older);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let check: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let g = check[0]["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "policy_allowed")
+        .unwrap_or_else(|| panic!("{check}"))
+        .clone();
+    assert_eq!(g["passed"], false);
+    assert!(
+        g["detail"]
+            .as_str()
+            .unwrap()
+            .contains("sandbox rule signals is not enforced"),
+        "{g}"
+    );
+    assert_eq!(env.head(), head, "a check records nothing");
+
+    // The run itself: blocked before the provider starts, with its file and its report.
+    let r = stage2(&env, &[], &older);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.report["status"], "blocked");
+    assert_eq!(r.report["verdict"], "fail");
+    assert!(!provider_started(&r.dir));
+    assert_eq!(gate(&r, "policy_allowed")["passed"], false);
+    let run_id = r.report["run_id"].as_str().unwrap().to_string();
+    let note = fs::read_to_string(r.dir.join("backend/provider-policy-denied.txt")).unwrap();
+    assert!(
+        note.contains("policy fake-lane-only denied: sandbox rule signals is not enforced")
+            && note.contains(&format!("policy eval fake-lane-only --input run:{run_id}")),
+        "{note}"
+    );
+    let d = &r.report["policies"][0];
+    assert_eq!(
+        (d["policy"].as_str(), d["result"].as_str()),
+        (Some("fake-lane-only"), Some("denied")),
+        "{d}"
+    );
+    // The journal's run event records the same decision; the input it was made over is
+    // stored, follows the schema, and `policy eval` shows it.
+    let recorded: (String, String) = env
+        .db()
+        .query_row(
+            "SELECT result, messages FROM policy_decisions WHERE subject = 'run' AND subject_id = ?1",
+            [&run_id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(recorded.0, "denied");
+    assert!(recorded.1.contains("signals"), "{}", recorded.1);
+    let e = env.run([
+        "policy",
+        "eval",
+        "fake-lane-only",
+        "--input",
+        &format!("run:{run_id}"),
+        "--json",
+    ]);
+    assert_eq!(e.code, 1, "{}", e.stderr);
+    let input = &e.json()["input"];
+    validate(input);
+    assert_eq!(input["kind"], "run");
+    assert_eq!(input["sandbox"]["abi"], 5);
+    assert_eq!(input["provider"]["admission"]["scope"], "fake-lane");
+    let trace = env.ok(["trace", &format!("run:{run_id}")]).stdout;
+    assert!(trace.contains("policy fake-lane-only denied"), "{trace}");
+
+    // A hosted model is off this policy's list: blocked, the provider never started.
+    env.ok([
+        "admit",
+        "--model",
+        "openai/gpt-5",
+        "--endpoint",
+        "https://api.example.com/v1",
+    ]);
+    let hosted = stage2(&env, &["--model", "openai/gpt-5"], &[]);
+    assert_eq!(hosted.report["status"], "blocked", "{}", hosted.stderr);
+    assert!(!provider_started(&hosted.dir));
+    let why = hosted.report["reason"].as_str().unwrap();
+    assert!(
+        why.contains("model openai/gpt-5 is not the fake or a scripted model (endpoint https://api.example.com/v1)"),
+        "{why}"
+    );
+
+    // On a kernel that enforces every rule: allowed, said so by the gate, the report and
+    // the signed VSA, whose policy is the Rego file by its SHA-256.
+    let ok = stage2(&env, &[], &[]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert_eq!(ok.report["verdict"], "pass");
+    assert_eq!(gate(&ok, "policy_allowed")["passed"], true);
+    assert_eq!(ok.report["policies"][0]["result"], "allowed");
+    env.ok(["key", "generate"]);
+    let run = format!("run:{}", ok.report["run_id"].as_str().unwrap());
+    let all = statements(&env, &run);
+    let vsa = &all
+        .iter()
+        .find(|s| s["predicateType"] == "https://slsa.dev/verification_summary/v1")
+        .unwrap()["predicate"];
+    assert_eq!(vsa["verificationResult"], "PASSED");
+    assert_eq!(
+        vsa["policy"]["uri"],
+        "urn:cto-ledger:policy:rego:fake-lane-only"
+    );
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        fs::read(&policy).unwrap(),
+    ));
+    assert_eq!(vsa["policy"]["digest"]["sha256"], sha.as_str());
+    let levels = vsa["verifiedLevels"].to_string();
+    assert!(
+        levels.contains("CTO_LEDGER_POLICY_FAKE_LANE_ONLY_ALLOWED"),
+        "{levels}"
+    );
+    // The blocked run's VSA fails, naming the same policy.
+    let blocked = statements(&env, &format!("run:{run_id}"));
+    let vsa = &blocked
+        .iter()
+        .find(|s| s["predicateType"] == "https://slsa.dev/verification_summary/v1")
+        .unwrap()["predicate"];
+    assert_eq!(vsa["verificationResult"], "FAILED");
+    assert!(
+        !vsa["verifiedLevels"].to_string().contains("POLICY"),
+        "{vsa}"
+    );
+    env.ok(["audit"]);
+}
+
+#[test]
+fn where_a_policy_applies_is_recorded_and_changing_it_needs_replace() {
+    let env = Env::new();
+    env.ok(["init"]);
+    let policy = example("fake-lane-only.rego");
+    let r = env.run(["policy", "add", s(&policy), "--on", "deploy"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("valid points are admit, run"),
+        "{}",
+        r.stderr
+    );
+    let added = env.ok(["policy", "add", s(&policy), "--json"]).json();
+    assert_eq!(added["policy"]["applies"], serde_json::json!(["admit"]));
+    // At admit only: runs are not held to it (no gate, no decision).
+    let r = stage2(&env, &[], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.report.get("policies").is_none(), "{}", r.report);
+    let head = env.head();
+    let r = env.run(["policy", "add", s(&policy), "--on", "admit", "--on", "run"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("at other points"), "{}", r.stderr);
+    assert_eq!(env.head(), head);
+    let replaced = env
+        .ok([
+            "policy",
+            "add",
+            s(&policy),
+            "--on",
+            "run",
+            "--on",
+            "admit",
+            "--replace",
+            "--json",
+        ])
+        .json();
+    assert_eq!(
+        replaced["policy"]["applies"],
+        serde_json::json!(["admit", "run"])
+    );
+    let r = stage2(&env, &[], &[]);
+    assert_eq!(r.report["policies"][0]["result"], "allowed", "{}", r.report);
+}
+
+#[test]
+fn verify_with_a_policy_exits_1_naming_what_it_denied() {
+    let env = Env::new();
+    let repo = env.repo("src");
+    env.admit_repo(&repo);
+    let needs_build = env.path("needs-build.rego");
+    fs::write(
+        &needs_build,
+        "package cto.needs_build\nimport rego.v1\ndefault allow := false\nallow if count(deny) == 0\ndeny contains msg if {\n  input.build == null\n  msg := sprintf(\"%s has no recorded build\", [input.candidate.name])\n}\n",
+    )
+    .unwrap();
+    let bin = repo.bin();
+    assert_eq!(env.run(["verify", s(&bin)]).code, 0);
+    let r = env.run(["verify", s(&bin), "--policy", s(&needs_build)]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("denied") && r.stdout.contains("ca has no recorded build"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("NOT VERIFIED"), "{}", r.stdout);
+    let j = env
+        .run(["verify", s(&bin), "--policy", s(&needs_build), "--json"])
+        .json();
+    assert_eq!(
+        (j["admitted"].as_bool(), j["verified"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(j["policies"][0]["result"], "denied");
+    // A policy in force, by name, that allows.
+    let lax = env.path("lax.rego");
+    fs::write(
+        &lax,
+        "package cto.lax\nimport rego.v1\ndefault allow := true\n",
+    )
+    .unwrap();
+    env.ok(["policy", "add", s(&lax)]);
+    assert_eq!(env.run(["verify", s(&bin), "--policy", "lax"]).code, 0);
+    // A name that is neither in force nor a file is an error, not a denial.
+    let r = env.run(["verify", s(&bin), "--policy", "nope"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--policy nope"), "{}", r.stderr);
+}
