@@ -67,7 +67,7 @@ pub(crate) const VARS: &[Var] = &[
     var("CTO_LEDGER_TEST_DISK_FULL_AFTER", TestHook, "every object write fails with ENOSPC after this many bytes, as a full disk would"),
     var("CTO_LEDGER_TEST_SANDBOX_ABI", TestHook, "uses at most this Landlock ABI, as on an older kernel (0: none); can only take rules away"),
     var("CTO_LEDGER_TEST_PULL_BATCH", TestHook, "events per pull transaction (default 1000), so tests cross batch boundaries"),
-    var("CTO_LEDGER_TEST_CRASH_AT", TestHook, "dies (SIGKILL) at this named step, as a kill at that moment would: key-rotate-stored, key-rotate-recorded, repack-packed"),
+    var("CTO_LEDGER_TEST_CRASH_AT", TestHook, "dies (SIGKILL) at this named step, as a kill at that moment would: key-rotate-stored, key-rotate-recorded, repack-packed, run-blocked"),
     var("CTO_LEDGER_TEST_SYNC_DELAY_MS", TestHook, "waits this long before the store's sync that precedes each journal commit, as a slow command would"),
     var("CTO_LEDGER_TEST_POWER_CUT", TestHook, "after every journal commit, deletes each object written but not yet synced, as a power cut would lose it"),
 ];

@@ -230,8 +230,40 @@ pub(crate) fn run_bounded_with(
 /// group), asking `watch` every quarter second whether a limit it checks was exceeded:
 /// `Some(why)` kills the run as a timeout would and is the outcome's `limited`.
 pub(crate) fn run_confined(
+    cmd: Command,
+    sandbox: Option<crate::sandbox::Prepared>,
+    timeout: Duration,
+    interrupt: &AtomicBool,
+    watch: &mut dyn FnMut() -> Option<String>,
+    on_spawn: impl FnOnce(&mut Child),
+) -> std::io::Result<Outcome> {
+    run_child(
+        cmd,
+        sandbox,
+        Sweep::Everything,
+        timeout,
+        interrupt,
+        watch,
+        on_spawn,
+    )
+}
+
+/// What is killed once the child has ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sweep {
+    /// Its process group, and every orphan it left to us (found in /proc): for commands
+    /// that may leave daemons and grandchildren behind.
+    Everything,
+    /// Its process group only, and only when it was killed: for our own children that
+    /// start no processes (the policy engine), whose end is the end of the work.
+    GroupIfKilled,
+}
+
+/// As [`run_confined`], with what is swept after the child ends chosen.
+pub(crate) fn run_child(
     mut cmd: Command,
     sandbox: Option<crate::sandbox::Prepared>,
+    sweep: Sweep,
     timeout: Duration,
     interrupt: &AtomicBool,
     watch: &mut dyn FnMut() -> Option<String>,
@@ -280,7 +312,10 @@ pub(crate) fn run_confined(
     };
     let elapsed = start.elapsed();
     // Whatever the provider left running (a daemon, a grandchild) dies with the run.
-    let mut killed = kill_all(child_pid, child_pid);
+    let mut killed = match sweep {
+        Sweep::Everything => kill_all(child_pid, child_pid),
+        Sweep::GroupIfKilled => Vec::new(),
+    };
     killed.extend(doomed);
     killed.sort_unstable();
     killed.dedup();

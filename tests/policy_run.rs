@@ -170,7 +170,7 @@ fn a_run_a_policy_denies_never_starts_and_an_allowed_one_is_signed_as_allowed() 
     assert_eq!(vsa["policy"]["digest"]["sha256"], sha.as_str());
     let levels = vsa["verifiedLevels"].to_string();
     assert!(
-        levels.contains("CTO_LEDGER_POLICY_FAKE_LANE_ONLY_ALLOWED"),
+        levels.contains("CTO_LEDGER_POLICY_FAKE_2DLANE_2DONLY_ALLOWED"),
         "{levels}"
     );
     // The blocked run's VSA fails, naming the same policy.
@@ -229,6 +229,23 @@ fn where_a_policy_applies_is_recorded_and_changing_it_needs_replace() {
     );
     let r = stage2(&env, &[], &[]);
     assert_eq!(r.report["policies"][0]["result"], "allowed", "{}", r.report);
+    // A policy's messages are shown escaped: a terminal escape stays text.
+    let loud = env.path("loud.rego");
+    fs::write(
+        &loud,
+        "package cto.loud\nimport rego.v1\ndefault allow := false\ndeny contains \"\\u001b[2JFAKE PASS\" if true\n",
+    )
+    .unwrap();
+    env.ok(["policy", "add", s(&loud), "--on", "run"]);
+    for args in [&["run", "stage2"][..], &["run", "stage2", "--check"][..]] {
+        let r = env.run(args.iter().copied());
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert!(
+            !r.stdout.contains('\u{1b}') && r.stdout.contains("\\u{1b}[2JFAKE PASS"),
+            "{}",
+            r.stdout
+        );
+    }
 }
 
 #[test]
@@ -273,4 +290,159 @@ fn verify_with_a_policy_exits_1_naming_what_it_denied() {
     let r = env.run(["verify", s(&bin), "--policy", "nope"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("--policy nope"), "{}", r.stderr);
+}
+
+#[test]
+fn a_remote_that_requires_a_policy_holds_every_host_to_it() {
+    let server = S3Server::start();
+    let a = server.host("team");
+    let policy = example("fake-lane-only.rego");
+    a.ok(["policy", "add", s(&policy), "--on", "run"]);
+    // Only a policy in force here can be required.
+    let r = a.run(["policy", "require", "team"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("policy team is not in force here"),
+        "{}",
+        r.stderr
+    );
+    let req = a
+        .ok(["policy", "require", "fake-lane-only", "--json"])
+        .json();
+    assert_eq!(req["required"][0]["name"], "fake-lane-only", "{req}");
+    assert_eq!(req["required"][0]["on"], serde_json::json!(["run"]));
+    let config: Value =
+        serde_json::from_slice(&fs::read(server.file("team/config/policies.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["required"], req["required"]);
+    a.ok(["push"]);
+
+    // Host B pulls the journal (with the policy) and the requirement: its runs decide.
+    let b = server.host("team");
+    b.ok(["pull"]);
+    let r = stage2(&b, &[], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.report["policies"][0]["result"], "allowed");
+    // B takes the policy out of force: its runs are blocked before the provider starts,
+    // and nothing it made since can be pushed.
+    b.ok(["policy", "remove", "fake-lane-only"]);
+    let r = stage2(&b, &[], &[]);
+    assert_eq!(r.report["status"], "blocked", "{}", r.stderr);
+    assert!(!provider_started(&r.dir));
+    let why = r.report["reason"].as_str().unwrap();
+    assert!(
+        why.contains("remote origin requires policy fake-lane-only")
+            && why.contains("not in force here"),
+        "{why}"
+    );
+    let remote_head = a.ok(["pull", "--json"]).json()["head"].clone();
+    let p = b.run(["push"]);
+    assert_eq!(p.code, 4, "{}", p.stderr);
+    assert!(
+        p.stderr
+            .contains("nothing pushed: remote origin requires policy fake-lane-only"),
+        "{}",
+        p.stderr
+    );
+    assert_eq!(
+        a.ok(["pull", "--json"]).json()["head"],
+        remote_head,
+        "nothing was published"
+    );
+    // Put back in force (the same file, at the same point), B may push again.
+    b.ok(["policy", "add", s(&policy), "--on", "run"]);
+    b.ok(["push"]);
+
+    // What a remote requires is hostile input: a malformed one is refused by pull,
+    // naming the key, and changes nothing (read after the remote's events: A is up to
+    // date first).
+    a.ok(["pull"]);
+    fs::write(
+        server.file("team/config/policies.json"),
+        r#"{"required": [{"name": "../x", "sha256": "sha256:00", "on": []}]}"#,
+    )
+    .unwrap();
+    let head = a.head();
+    let r = a.run(["pull"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("config/policies.json"), "{}", r.stderr);
+    assert_eq!(a.head(), head);
+    // Cleared: no host is held to it any more.
+    fs::remove_file(server.file("team/config/policies.json")).unwrap();
+    a.ok(["pull"]);
+    a.ok(["policy", "remove", "fake-lane-only"]);
+    assert_eq!(stage2(&a, &[], &[]).code, 0);
+    a.ok(["push"]);
+}
+
+#[test]
+fn a_fixture_folder_cannot_pass_for_the_builtin_and_a_killed_blocked_run_keeps_its_decisions() {
+    let env = Env::new();
+    env.ok(["init"]);
+    env.ok([
+        "policy",
+        "add",
+        s(&example("fake-lane-only.rego")),
+        "--on",
+        "run",
+    ]);
+    // A fresh ledger: the check sees the admission the shipped fake's first run makes.
+    assert_eq!(env.run(["run", "stage2", "--check"]).code, 0);
+    let builtin_only = env.path("builtin-only.rego");
+    fs::write(
+        &builtin_only,
+        "package cto.builtin_only\nimport rego.v1\ndefault allow := false\nallow if input.fixture.origin == \"builtin:r1-string-slugify\"\n",
+    )
+    .unwrap();
+    env.ok(["policy", "add", s(&builtin_only), "--on", "run"]);
+    assert_eq!(stage2(&env, &[], &[]).code, 0);
+    // A folder named like the built-in one, reached through `..`: named by its
+    // canonical path, so the policy refuses it.
+    let fx = env.copy_of_builtin_fixture("builtin:r1-string-slugify");
+    fs::create_dir(env.path("elsewhere")).unwrap();
+    let mut c = env.cmd([
+        "run",
+        "stage2",
+        "--json",
+        "--fixture",
+        "elsewhere/../builtin:r1-string-slugify",
+    ]);
+    c.current_dir(fx.parent().unwrap());
+    let out = c.output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "blocked", "{report}");
+    assert_eq!(report["policies"][0]["policy"], "builtin-only", "{report}");
+    assert_eq!(report["policies"][0]["result"], "denied");
+    let seen = env.run([
+        "policy",
+        "eval",
+        "builtin-only",
+        "--input",
+        &format!("run:{}", report["run_id"].as_str().unwrap()),
+        "--json",
+    ]);
+    assert_eq!(
+        seen.json()["input"]["fixture"]["origin"],
+        fx.canonicalize().unwrap().to_str().unwrap()
+    );
+
+    // Killed after a gate blocked it, before it was recorded: `recover` records it as
+    // blocked, with its decisions.
+    let mut c = env.cmd(["run", "stage2", "--json"]);
+    c.env("CTO_LEDGER_TEST_SANDBOX_ABI", "5")
+        .env("CTO_LEDGER_TEST_CRASH_AT", "run-blocked");
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), None, "killed");
+    env.ok(["recover"]);
+    let (status, decisions): (String, i64) = env
+        .db()
+        .query_row(
+            "SELECT r.status, (SELECT count(*) FROM policy_decisions d WHERE d.subject = 'run' AND d.subject_id = r.id)
+             FROM runs r ORDER BY r.seq DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((status.as_str(), decisions), ("blocked", 2));
+    env.ok(["audit"]);
 }

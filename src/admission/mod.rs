@@ -260,6 +260,8 @@ pub(crate) fn admit(home: &mut Home, a: &AdmitArgs, progress: &ProgressBar) -> R
 
 fn plan(home: &Home, ev: &mut Evidence, progress: &ProgressBar) -> std::result::Result<Plan, Stop> {
     let a = ev.a;
+    // Started now, the policy engine is ready by the time the input is.
+    let engine = crate::policy::warm(home, crate::state::PolicyPoint::Admit)?;
     let clone = match a.source {
         Some(s) => Some(s.to_path_buf()),
         None => git::discover(a.path),
@@ -346,7 +348,7 @@ fn plan(home: &Home, ev: &mut Evidence, progress: &ProgressBar) -> std::result::
         policies: Vec::new(),
         objects: vec![ObjRec::new(ev.meta, ObjKind::Blob)],
     };
-    apply_policies(home, ev, &mut admission, &snap.rec)?;
+    apply_policies(home, ev, &mut admission, &snap.rec, engine)?;
     Ok(Plan {
         admission,
         snapshot: snap,
@@ -361,10 +363,11 @@ fn apply_policies(
     ev: &mut Evidence,
     admission: &mut AdmissionRec,
     source: &SourceRec,
+    engine: Option<crate::policy::engine::Warm>,
 ) -> std::result::Result<(), Stop> {
     let input = crate::policy::input::admission(&home.ledger, admission, Some(source))?;
     let (decided, stored) =
-        crate::policy::decide(home, crate::state::PolicyPoint::Admit, &input, true)?;
+        crate::policy::decide(home, crate::state::PolicyPoint::Admit, &input, true, engine)?;
     ev.policies = decided.clone();
     ev.policy_input = stored;
     if let Some(m) = stored {

@@ -32,6 +32,22 @@ pub(crate) enum Cmd {
     Eval(EvalArgs),
     /// Run the `test_` rules of every .rego file in DIR; exit 1 if any fails
     Test(TestArgs),
+    /// Make a remote require these policies (as in force here) of every host that shares
+    /// it: `admit` and `run stage2` refuse without them, `push` publishes nothing
+    Require(RequireArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct RequireArgs {
+    /// Policies in force here (the remote then requires exactly these)
+    #[arg(required_unless_present = "none")]
+    names: Vec<String>,
+    /// The remote (default: the only one configured)
+    #[arg(long)]
+    remote: Option<String>,
+    /// Require no policy
+    #[arg(long, conflicts_with = "names")]
+    none: bool,
 }
 
 #[derive(clap::Args)]
@@ -81,6 +97,7 @@ pub(crate) fn run(cx: &Context, cmd: Cmd) -> Result<Output> {
         Cmd::Remove(a) => remove(cx, a),
         Cmd::Eval(a) => eval(cx, a),
         Cmd::Test(a) => test(a),
+        Cmd::Require(a) => require(cx, a),
     }
 }
 
@@ -354,12 +371,18 @@ fn recorded_input(home: &crate::home::Home, r: &str) -> Result<Option<Value>> {
 
 fn eval(cx: &Context, a: EvalArgs) -> Result<Output> {
     let home = cx.open(Mode::ReadOnly)?;
-    let source = match Path::new(&a.policy).is_file() {
-        true => Source {
+    // A policy in force by that name first (as `verify --policy`): a file of the same
+    // name in the current folder must not stand in for it.
+    let row = in_force(&home.ledger)?
+        .into_iter()
+        .find(|p| p.name == a.policy);
+    let source = match row {
+        Some(r) => source_of(&home, &r)?,
+        None if Path::new(&a.policy).is_file() => Source {
             origin: a.policy.clone(),
             rego: crate::policy::read_file(Path::new(&a.policy))?,
         },
-        false => source_of(&home, &find(&home, &a.policy)?)?,
+        None => source_of(&home, &find(&home, &a.policy)?)?,
     };
     let input = match recorded_input(&home, &a.input)? {
         Some(v) => v,
@@ -397,11 +420,13 @@ fn eval(cx: &Context, a: EvalArgs) -> Result<Output> {
     let ok = out.allow;
     Ok(Output::doc(out, |w, e| {
         writeln!(w, "input ({}):", e.input_sha256)?;
-        writeln!(
-            w,
-            "{}",
-            serde_json::to_string_pretty(&e.input).unwrap_or_default()
-        )?;
+        // JSON escapes C0 controls, not C1 or bidirectional ones: each line is shown.
+        for line in serde_json::to_string_pretty(&e.input)
+            .unwrap_or_default()
+            .lines()
+        {
+            writeln!(w, "{}", shown(line))?;
+        }
         match (&e.error, e.allow) {
             (Some(err), _) => writeln!(w, "{}: could not decide: {}", e.policy, shown(err))?,
             (None, true) => writeln!(w, "{}: allowed", e.policy)?,
@@ -489,4 +514,33 @@ fn test(a: TestArgs) -> Result<Output> {
         writeln!(w, "{passed}/{} passed", rows.len())
     })
     .negative_unless(ok))
+}
+
+#[derive(Serialize)]
+struct RequiredOut {
+    remote: String,
+    url: String,
+    #[serde(flatten)]
+    config: crate::sync::RemotePolicies,
+}
+
+fn require(cx: &Context, a: RequireArgs) -> Result<Output> {
+    let mut home = cx.open(Mode::ReadWrite)?;
+    let remote = crate::sync::Remote::connect(crate::sync::pick(&home, a.remote.as_deref())?)?;
+    let config = crate::sync::require(&mut home, &remote, &a.names)?;
+    let out = RequiredOut {
+        remote: remote.row.name.clone(),
+        url: remote.row.url.clone(),
+        config,
+    };
+    Ok(Output::doc(out, |w, o| {
+        if o.config.required.is_empty() {
+            return writeln!(w, "remote {} ({}) requires no policy", o.remote, o.url);
+        }
+        writeln!(w, "remote {} ({}) requires of every host:", o.remote, o.url)?;
+        for r in &o.config.required {
+            writeln!(w, "  {} {} at {}", r.name, r.sha256, points(&r.on))?;
+        }
+        Ok(())
+    }))
 }

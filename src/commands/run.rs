@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::{text::R, Context, Output};
+use super::{text::shown, text::R, Context, Output};
 use crate::error::{Error, Result};
 use crate::ledger::Mode;
 use crate::stage2::suite::SuiteOut;
@@ -130,10 +130,10 @@ fn check(cx: &Context, a: Stage2Args) -> Result<Output> {
 
 fn check_text(w: &mut dyn Write, checks: &Vec<stage2::CheckOut>) -> R {
     for c in checks {
-        writeln!(w, "fixture {}  lane {}", c.fixture, c.lane)?;
+        writeln!(w, "fixture {}  lane {}", shown(&c.fixture), c.lane)?;
         for g in &c.gates {
             let mark = if g.passed { "ok     " } else { "BLOCKED" };
-            writeln!(w, "  {mark} {:<24} {}", g.name, g.detail)?;
+            writeln!(w, "  {mark} {:<24} {}", g.name, shown(&g.detail))?;
         }
         match c.ready {
             true => writeln!(
@@ -352,7 +352,7 @@ fn text(w: &mut dyn Write, r: &Stage2Out) -> R {
         rep.run_id, rep.lane, rep.status, rep.verdict
     )?;
     if let Some(reason) = &rep.reason {
-        writeln!(w, "  reason:   {reason}")?;
+        writeln!(w, "  reason:   {}", shown(reason))?;
     }
     if let Some(s) = &rep.sandbox {
         writeln!(w, "  sandbox:  {}", s.summary())?;

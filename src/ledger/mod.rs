@@ -74,6 +74,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0013_policies",
         include_str!("../../schema/0013_policies.sql"),
     ),
+    (
+        "0014_remote_policies",
+        include_str!("../../schema/0014_remote_policies.sql"),
+    ),
 ];
 /// The migration after which `tlog_nodes` exists: a ledger migrated past it here gets
 /// its tiles computed from its journal in the same transaction.

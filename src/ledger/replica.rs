@@ -94,6 +94,9 @@ impl Ledger {
         self.conn
             .execute("DELETE FROM remotes WHERE name = ?1", [name])
             .map_err(Error::sql("remove remote"))?;
+        self.conn
+            .execute("DELETE FROM remote_policies WHERE remote = ?1", [name])
+            .map_err(Error::sql("remove remote"))?;
         Ok(())
     }
 

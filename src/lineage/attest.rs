@@ -141,12 +141,14 @@ pub(crate) fn policies_allowed(d: &[crate::ledger::events::PolicyDecisionRec]) -
         .all(|d| d.result == crate::state::PolicyResult::Allowed)
 }
 
-/// A name as part of a verified level: upper case, anything but letters and digits `_`.
+/// A policy name as part of a verified level, one to one: lower-case letters and digits
+/// upper-cased, every other byte `_` and its two hex digits (`team-a` is `TEAM_2DA`,
+/// `team_a` is `TEAM_5FA`, `Team` is `_54EAM`).
 fn level_name(name: &str) -> String {
-    name.chars()
-        .map(|c| match c.is_ascii_alphanumeric() {
-            true => c.to_ascii_uppercase(),
-            false => '_',
+    name.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'0'..=b'9' => (b.to_ascii_uppercase() as char).to_string(),
+            _ => format!("_{b:02X}"),
         })
         .collect()
 }

@@ -92,12 +92,61 @@ struct Reply {
 
 /// Runs `req` in the engine child; one outcome per policy, in order.
 pub(crate) fn run(req: &Request) -> Result<Vec<Outcome>> {
+    Warm::start().finish(req)
+}
+
+/// The longest a started engine waits for its request (a caller's own work between
+/// [`Warm::start`] and [`Warm::finish`], e.g. hashing a large candidate).
+const WAIT_LIMIT: Duration = Duration::from_secs(3600);
+
+/// An engine child started ahead of its request, so that starting it (an exec of this
+/// large executable, most of the cost of a decision) overlaps the caller's own work.
+/// Dropped unfinished, it reads an empty request and ends.
+pub(crate) struct Warm {
+    request: Option<std::sync::mpsc::Sender<Vec<u8>>>,
+    done: std::thread::JoinHandle<Result<Raw>>,
+}
+
+/// What the child did, before it is read as a reply.
+struct Raw {
+    outcome: crate::runner::Outcome,
+    out: Vec<u8>,
+    err: String,
+}
+
+impl Warm {
+    pub(crate) fn start() -> Warm {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        Warm {
+            request: Some(tx),
+            done: std::thread::spawn(move || spawn_and_wait(rx)),
+        }
+    }
+
+    /// Sends `req` and waits for the reply: one outcome per policy, in order.
+    pub(crate) fn finish(mut self, req: &Request) -> Result<Vec<Outcome>> {
+        let body = serde_json::to_vec(req).expect("requests serialise");
+        let sent = self.request.take().expect("finished once").send(body);
+        let raw = self.done.join().map_err(|_| Error::Integrity {
+            message: "the policy engine's watcher panicked".into(),
+        })??;
+        if sent.is_err() {
+            return Err(failed(
+                "the policy engine ended before it was sent its request".into(),
+            ));
+        }
+        reply(req, raw)
+    }
+}
+
+/// Spawns the child; once `request` arrives, it has [`CHILD_LIMIT`] to answer.
+fn spawn_and_wait(request: std::sync::mpsc::Receiver<Vec<u8>>) -> Result<Raw> {
+    use std::sync::{Arc, Mutex};
     let exe = std::env::current_exe().map_err(|e| Error::Io {
         action: "find the running executable to evaluate policies with",
         path: "/proc/self/exe".into(),
         source: e,
     })?;
-    let body = serde_json::to_vec(req).expect("requests serialise");
     let mut cmd = Command::new(&exe);
     cmd.arg(ENGINE_ARG)
         .env_clear()
@@ -105,27 +154,49 @@ pub(crate) fn run(req: &Request) -> Result<Vec<Outcome>> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    let sent_at: Arc<Mutex<Option<std::time::Instant>>> = Arc::default();
     let mut pipes = None;
     let never = std::sync::atomic::AtomicBool::new(false);
-    let outcome = crate::runner::run_bounded_with(cmd, CHILD_LIMIT, &never, |child| {
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        pipes = Some((
-            std::thread::spawn(move || {
-                if let Some(mut w) = stdin {
-                    let _ = w.write_all(&body);
-                }
-            }),
-            std::thread::spawn(move || read_bounded(stdout, REPLY_MAX)),
-            std::thread::spawn(move || read_bounded(stderr, 64 << 10)),
-        ));
-    })
-    .map_err(Error::io("run the policy engine", &exe))?;
+    let mark = sent_at.clone();
+    let mut watch = || {
+        let at = *sent_at.lock().unwrap_or_else(|e| e.into_inner());
+        at.filter(|t| t.elapsed() >= CHILD_LIMIT).map(|_| {
+            format!(
+                "policy evaluation did not finish in {} s and was killed",
+                CHILD_LIMIT.as_secs()
+            )
+        })
+    };
+    let sweep = crate::runner::Sweep::GroupIfKilled;
+    let outcome =
+        crate::runner::run_child(cmd, None, sweep, WAIT_LIMIT, &never, &mut watch, |child| {
+            let stdin = child.stdin.take();
+            let stdout = child.stdout.take();
+            let stderr = child.stderr.take();
+            pipes = Some((
+                std::thread::spawn(move || {
+                    // No request (the caller gave up): the child reads an empty one and ends.
+                    if let (Some(mut w), Ok(body)) = (stdin, request.recv()) {
+                        *mark.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(std::time::Instant::now());
+                        let _ = w.write_all(&body);
+                    }
+                }),
+                std::thread::spawn(move || read_bounded(stdout, REPLY_MAX)),
+                std::thread::spawn(move || read_bounded(stderr, 64 << 10)),
+            ));
+        })
+        .map_err(Error::io("run the policy engine", &exe))?;
     let (writer, out, err) = pipes.expect("the child was spawned");
     let _ = writer.join();
     let out = out.join().unwrap_or_default();
     let err = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
+    Ok(Raw { outcome, out, err })
+}
+
+/// The child's reply to `req`, or why there is none (naming the policy it was in).
+fn reply(req: &Request, raw: Raw) -> Result<Vec<Outcome>> {
+    let Raw { outcome, out, err } = raw;
     // The child names each policy on stderr as it starts on it: the last one named is
     // the one it was in when it stopped.
     let last = err
@@ -137,11 +208,14 @@ pub(crate) fn run(req: &Request) -> Result<Vec<Outcome>> {
         Some(p) => format!("{what} while evaluating {p}"),
         None => what,
     };
+    if let Some(why) = outcome.limited {
+        return Err(failed(within(why)));
+    }
     if outcome.timed_out {
-        return Err(failed(within(format!(
-            "policy evaluation did not finish in {} s and was killed",
-            CHILD_LIMIT.as_secs()
-        ))));
+        return Err(failed(format!(
+            "the policy engine was not sent its request within {} s and was killed",
+            WAIT_LIMIT.as_secs()
+        )));
     }
     if outcome.code != Some(0) {
         let how = match (outcome.code, outcome.signal) {

@@ -77,6 +77,24 @@ pub(crate) struct RunFacts<'a> {
     pub limits: Vec<crate::ledger::events::LimitRec>,
     /// `run stage2 --check`: the run is not started.
     pub check: bool,
+    /// In a `--check`, the admission the shipped fake would get on its first run.
+    pub prospective: Option<Value>,
+}
+
+/// The admission the fake shipped with cto-ledger gets on its first run (as `--check`
+/// shows it before): scope `fake-lane`, no source, no build, no id yet.
+pub(crate) fn shipped_fake_admission(r: &Report, size: u64) -> Value {
+    let p = &r.provider;
+    json!({
+        "id": null,
+        "scope": "fake-lane",
+        "revoked": false,
+        "candidate": {"name": "fake-ca", "path": p.path_given, "sha256": p.sha256,
+                      "blake3": p.blake3, "size": size},
+        "source": null,
+        "allowed_modified": [],
+        "build": null,
+    })
 }
 
 /// The input for starting the run `r` describes, after every other gate passed: the
@@ -85,9 +103,10 @@ pub(crate) struct RunFacts<'a> {
 /// whether the kernel enforces each, the limits and the time limit.
 pub(crate) fn run(l: &Ledger, r: &Report, f: &RunFacts<'_>) -> Result<Value> {
     let p = &r.provider;
-    let admission = match &p.admission {
-        Some(id) => admission_of(l, id)?,
-        None => Value::Null,
+    let admission = match (&p.admission, &f.prospective) {
+        (Some(id), _) => admission_of(l, id)?,
+        (None, Some(v)) => v.clone(),
+        (None, None) => Value::Null,
     };
     let model = match &r.model {
         None => Value::Null,

@@ -5,6 +5,7 @@
 
 pub(crate) mod engine;
 pub(crate) mod input;
+pub(crate) mod required;
 
 use rusqlite::params;
 use serde::Serialize;
@@ -53,12 +54,20 @@ pub(crate) fn in_force(l: &Ledger) -> Result<Vec<PolicyRow>> {
     let rows = st
         .query_map(params![], |r| {
             let applies: String = r.get(4)?;
+            // Unreadable points must not quietly take a policy out of force.
+            let applies = serde_json::from_str(&applies).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    4,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?;
             Ok(PolicyRow {
                 name: r.get(0)?,
                 object: r.get(1)?,
                 sha256: r.get(2)?,
                 package: r.get(3)?,
-                applies: serde_json::from_str(&applies).unwrap_or_default(),
+                applies,
                 path: r.get(5)?,
                 seq: r.get::<_, i64>(6)? as u64,
                 actor: r.get(7)?,
@@ -130,12 +139,12 @@ pub(crate) fn decide(
     point: PolicyPoint,
     input: &Value,
     store: bool,
+    engine: Option<engine::Warm>,
 ) -> Result<(Vec<PolicyDecisionRec>, Option<crate::id::ObjectMeta>)> {
-    let policies: Vec<PolicyRow> = in_force(&home.ledger)?
-        .into_iter()
-        .filter(|p| p.applies_to(point))
-        .collect();
-    if policies.is_empty() {
+    let here = in_force(&home.ledger)?;
+    let unmet = required::unmet_at(&home.ledger, &here, point)?;
+    let policies: Vec<PolicyRow> = here.into_iter().filter(|p| p.applies_to(point)).collect();
+    if policies.is_empty() && unmet.is_empty() {
         return Ok((Vec::new(), None));
     }
     let doc = serde_jcs::to_vec(input).expect("input documents serialise");
@@ -147,11 +156,25 @@ pub(crate) fn decide(
         .iter()
         .map(|p| source_of(home, p))
         .collect::<Result<Vec<_>>>()?;
-    let decisions = policies
-        .iter()
-        .zip(evaluate(&sources, input))
-        .map(|(p, (result, messages))| decision(p, &meta, store, result, messages))
-        .collect();
+    let mut decisions: Vec<PolicyDecisionRec> = match sources.is_empty() {
+        true => Vec::new(),
+        false => policies
+            .iter()
+            .zip(evaluate_with(engine, &sources, input))
+            .map(|(p, (result, messages))| decision(p, &meta, store, result, messages))
+            .collect(),
+    };
+    // A policy a remote requires that is not in force here as required cannot decide.
+    decisions.extend(unmet.into_iter().map(|(r, why)| PolicyDecisionRec {
+        policy: r.name,
+        sha256: r.sha256,
+        input: meta.sha256,
+        input_object: store.then_some(meta.id),
+        result: PolicyResult::Failed,
+        messages: vec![format!(
+            "{why}: pull from the remote, or `cto-ledger policy add` the required file at those points"
+        )],
+    }));
     Ok((decisions, store.then_some(meta)))
 }
 
@@ -162,12 +185,31 @@ pub(crate) fn evaluate(
     sources: &[engine::Source],
     input: &Value,
 ) -> Vec<(PolicyResult, Vec<String>)> {
+    evaluate_with(None, sources, input)
+}
+
+/// An engine started ahead, when any policy in force applies at `point`.
+pub(crate) fn warm(home: &Home, point: PolicyPoint) -> Result<Option<engine::Warm>> {
+    let any = in_force(&home.ledger)?.iter().any(|p| p.applies_to(point));
+    Ok(any.then(engine::Warm::start))
+}
+
+/// As [`evaluate`], with the shared evaluation in `engine` when one was started.
+fn evaluate_with(
+    engine: Option<engine::Warm>,
+    sources: &[engine::Source],
+    input: &Value,
+) -> Vec<(PolicyResult, Vec<String>)> {
     let req = engine::Request {
         task: engine::Task::Eval,
         policies: sources.to_vec(),
         input: input.clone(),
     };
-    let outcomes: Vec<std::result::Result<engine::Outcome, Error>> = match engine::run(&req) {
+    let first = match engine {
+        Some(w) => w.finish(&req),
+        None => engine::run(&req),
+    };
+    let outcomes: Vec<std::result::Result<engine::Outcome, Error>> = match first {
         Ok(all) => all.into_iter().map(Ok).collect(),
         Err(_) if req.policies.len() > 1 => req
             .policies

@@ -64,6 +64,7 @@ pub(crate) fn check_stage2(home: &mut Home, opts: &RunOptions) -> Result<CheckOu
     let check_id = RunId::from_folder("check".into());
     let mut run = Run::new(home, opts, fixture, dir, check_id, Default::default(), true);
     run.report.gates.push(fixture_gate);
+    run.engine = crate::policy::warm(run.home, crate::state::PolicyPoint::Run)?;
     // From where the run's folder would be (the nearest folder of it that exists).
     let runs = opts.runs_dir.clone().unwrap_or_else(|| run.home.runs_dir());
     let from = crate::paths::abs(&runs)
@@ -71,15 +72,6 @@ pub(crate) fn check_stage2(home: &mut Home, opts: &RunOptions) -> Result<CheckOu
         .find(|a| a.is_dir())
         .map_or_else(|| PathBuf::from("/"), std::path::Path::to_path_buf);
     run.start_resolving_from(from);
-    let noted = |run: &mut Run, stop: Stop| -> Result<()> {
-        match stop {
-            Stop::Blocked(b) => {
-                run.report.gates.push(blocked(b.gate.name(), b.message));
-                Ok(())
-            }
-            Stop::Failed(e) => Err(e),
-        }
-    };
     let provider = match run.provider_gates() {
         Ok(m) => Some(m),
         Err(s) => {
@@ -99,6 +91,30 @@ pub(crate) fn check_stage2(home: &mut Home, opts: &RunOptions) -> Result<CheckOu
             noted(&mut run, s)?;
         }
     }
+    sandbox_check(&mut run, model)?;
+    interpreter_check(&mut run);
+    let gates = std::mem::take(&mut run.report.gates);
+    Ok(CheckOut {
+        fixture: name,
+        lane: opts.lane,
+        ready: gates.iter().all(|g| g.passed),
+        gates,
+    })
+}
+
+/// A gate that would block, as the check reports it; a harness failure is an error.
+fn noted(run: &mut Run, stop: Stop) -> Result<()> {
+    match stop {
+        Stop::Blocked(b) => {
+            run.report.gates.push(blocked(b.gate.name(), b.message));
+            Ok(())
+        }
+        Stop::Failed(e) => Err(e),
+    }
+}
+
+/// The sandbox gate as a run would pass it, then (when every gate held) the policies.
+fn sandbox_check(run: &mut Run, model: bool) -> Result<()> {
     // What the sandbox would be asked for: the offered file in place of the executable
     // the run would make, and a loopback port when a model server would listen.
     let exe = run
@@ -110,7 +126,7 @@ pub(crate) fn check_stage2(home: &mut Home, opts: &RunOptions) -> Result<CheckOu
         .unwrap_or_else(|| PathBuf::from("/nonexistent"));
     let port = (model && run.serve.is_some()).then_some(1);
     match run.sandbox_gate(&exe, port) {
-        Err(s) => noted(&mut run, s)?,
+        Err(s) => noted(run, s)?,
         Ok(_) if port.is_some() => {
             if let Some(g) = run.report.gates.last_mut() {
                 g.detail = g.detail.replacen(
@@ -125,17 +141,10 @@ pub(crate) fn check_stage2(home: &mut Home, opts: &RunOptions) -> Result<CheckOu
     // Policies see the run as its gates left it, so they are asked only when all held.
     if run.report.gates.iter().all(|g| g.passed) {
         if let Err(s) = run.policy_gate() {
-            noted(&mut run, s)?;
+            noted(run, s)?;
         }
     }
-    interpreter_check(&mut run);
-    let gates = std::mem::take(&mut run.report.gates);
-    Ok(CheckOut {
-        fixture: name,
-        lane: opts.lane,
-        ready: gates.iter().all(|g| g.passed),
-        gates,
-    })
+    Ok(())
 }
 
 /// The tests' interpreter, as the judge would resolve it: a run that could not is

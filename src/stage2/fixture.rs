@@ -374,7 +374,10 @@ pub fn load(spec: &str) -> Result<Fixture> {
         files.push((rel_s, bytes));
     }
     files.sort();
-    from_files(dir.display().to_string(), files)
+    // Named by its canonical path: always absolute, without `..`, so never mistaken for
+    // `builtin:NAME` or for a folder it only passes through.
+    let canonical = fs::canonicalize(&dir).map_err(Error::io("resolve", &dir))?;
+    from_files(crate::paths::lossy(&canonical), files)
 }
 
 /// Writes `files` under `dir`, refusing names that would escape it.

@@ -188,6 +188,8 @@ struct Run<'a> {
     resolve_again: Option<judge::Resolve>,
     /// A `--check`: the gates are evaluated and nothing is stored or recorded.
     dry: bool,
+    /// The policy engine, started with the run when a policy applies at `run`.
+    engine: Option<crate::policy::engine::Warm>,
 }
 
 fn mkdir_private(p: &Path) -> Result<()> {
@@ -309,6 +311,7 @@ impl<'a> Run<'a> {
             resolving: None,
             resolve_again: None,
             dry,
+            engine: None,
         }
     }
 
@@ -335,6 +338,7 @@ impl<'a> Run<'a> {
 
     fn gated(&mut self) -> Gated<()> {
         crate::sandbox::warm_probes();
+        self.engine = crate::policy::warm(self.home, crate::state::PolicyPoint::Run)?;
         for d in ["workspace", "backend/case-data", "home", "tmp"] {
             mkdir_private(&self.dir.join(d))?;
         }
@@ -434,6 +438,10 @@ impl<'a> Run<'a> {
         self.report.status = RunStatus::Blocked;
         self.report.verdict = Verdict::Fail;
         self.report.reason = Some(b.message);
+        // On disk at once: a harness killed before the run is recorded leaves what
+        // blocked it (and every policy decision) for `recover` to record.
+        report::write(&self.dir, &self.report)?;
+        crate::env::crash_point("run-blocked");
         Ok(())
     }
 }

@@ -14,17 +14,36 @@ impl Run<'_> {
     /// policy allows; its input document is stored (a `--check` only digests it).
     pub(super) fn policy_gate(&mut self) -> Gated<()> {
         let m = &self.fixture.manifest;
-        let facts = RunFacts {
+        let mut facts = RunFacts {
             fixture_origin: &self.fixture.origin,
             fixture_tree: self.fixture_tree.map(|t| t.id),
             test_command: &m.test_command,
             tampering: m.tampering.as_str(),
             limits: self.limits.named(),
             check: self.dry,
+            prospective: None,
         };
+        if self.dry && self.report.provider.admission.is_none() && self.opts.runs_shipped_fake() {
+            let size = self
+                .report
+                .provider
+                .path_given
+                .as_ref()
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map_or(0, |m| m.len());
+            facts.prospective = Some(crate::policy::input::shipped_fake_admission(
+                &self.report,
+                size,
+            ));
+        }
         let input = crate::policy::input::run(&self.home.ledger, &self.report, &facts)?;
-        let (decided, stored) =
-            crate::policy::decide(self.home, PolicyPoint::Run, &input, !self.dry)?;
+        let (decided, stored) = crate::policy::decide(
+            self.home,
+            PolicyPoint::Run,
+            &input,
+            !self.dry,
+            self.engine.take(),
+        )?;
         if decided.is_empty() {
             return Ok(());
         }

@@ -258,6 +258,7 @@ pub(super) fn record(
     };
     all.extend(st.objects);
     all.extend(extra.iter().copied());
+    let policies = decision_inputs(home, &r.policies, &mut all)?;
     let started = !r.argv.is_empty();
     let rec = RunRec {
         id: r.run_id.clone(),
@@ -283,11 +284,38 @@ pub(super) fn record(
         finished: r.finished.clone().unwrap_or_default(),
         sandbox: r.sandbox.as_ref().filter(|_| started).map(|s| s.summary()),
         start,
-        policies: r.policies.clone(),
+        policies,
         artifacts,
         objects: crate::source::new_objects(home, &all)?,
     };
     let n = rec.artifacts.len();
     let ev = home.commit(vec![Body::Run(rec)])?;
     Ok((ev[0].seq, n))
+}
+
+/// The run's policy decisions as recorded, each naming its stored input document among
+/// the run's objects. The input is re-read and re-hashed when the run did not list it
+/// (a run `recover` finishes); a decision whose input is not in the store, or is not
+/// what the decision says it was, is recorded without it.
+fn decision_inputs(
+    home: &Home,
+    decided: &[crate::ledger::events::PolicyDecisionRec],
+    all: &mut Vec<(ObjectMeta, ObjKind)>,
+) -> Result<Vec<crate::ledger::events::PolicyDecisionRec>> {
+    let mut out = decided.to_vec();
+    for d in &mut out {
+        let Some(id) = d.input_object else { continue };
+        if all.iter().any(|(m, _)| m.id == id) {
+            continue;
+        }
+        let meta = match home.store.has_fresh(&id)? {
+            true => Some(crate::store::hash_bytes(&home.store.get_verified(&id)?)),
+            false => None,
+        };
+        match meta.filter(|m| m.sha256 == d.input) {
+            Some(m) => all.push((m, ObjKind::Blob)),
+            None => d.input_object = None,
+        }
+    }
+    Ok(out)
 }

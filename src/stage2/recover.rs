@@ -120,12 +120,22 @@ fn recover_one(home: &mut Home, name: &str, dir: &Path, killed: &mut Vec<u32>) -
     }
     let mut report = report.unwrap_or_else(|| started_from_name(name));
     let prior = report.status;
-    report.status = RunStatus::Interrupted;
     report.verdict = Verdict::Fail;
-    report.reason = Some(format!(
-        "the harness (cto-ledger pid {}) stopped before finishing the run (its report said `{prior}`); recorded by `cto-ledger recover`",
-        report.harness_pid
-    ));
+    report.reason = Some(match prior {
+        // A gate had blocked it (the provider never started): only its record was lost.
+        RunStatus::Blocked => format!(
+            "{}; the harness (cto-ledger pid {}) stopped before recording it; recorded by `cto-ledger recover`",
+            report.reason.as_deref().unwrap_or("blocked by a gate"),
+            report.harness_pid
+        ),
+        _ => {
+            report.status = RunStatus::Interrupted;
+            format!(
+                "the harness (cto-ledger pid {}) stopped before finishing the run (its report said `{prior}`); recorded by `cto-ledger recover`",
+                report.harness_pid
+            )
+        }
+    });
     report.finished = Some(now());
     let backend = dir.join("backend");
     fs::create_dir_all(&backend).map_err(Error::io("create", &backend))?;

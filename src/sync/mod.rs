@@ -9,6 +9,7 @@
 
 mod audit;
 mod config;
+mod policies;
 mod pull;
 mod push;
 
@@ -27,6 +28,7 @@ use crate::store::Store;
 
 pub(crate) use audit::{audit, RemoteAuditOut};
 pub(crate) use config::{add, pick, statuses, StatusOut};
+pub(crate) use policies::{require, RemotePolicies};
 pub(crate) use pull::{pull, PullOut, Quorum};
 pub(crate) use push::{push, PushOut};
 

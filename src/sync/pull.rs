@@ -117,7 +117,18 @@ pub(crate) fn pull(
     out.head = home.ledger.head()?;
     out.synced = remote.row.synced.clone();
     (out.checkpoints, out.ignored_checkpoints) = take_checkpoints(home, remote)?;
-    Ok(out)
+    // Then what the remote requires: the policies every host must apply to make more.
+    match super::policies::take(home, remote) {
+        Ok(_) => Ok(out),
+        Err(e) if out.pulled > 0 => Err(Error::AfterCommit {
+            committed: format!(
+                "this pull committed {} event(s) from the remote, through event {}",
+                out.pulled, out.head.seq
+            ),
+            source: Box::new(e),
+        }),
+        Err(e) => Err(e),
+    }
 }
 
 /// One batch of the remote's entries: fetched, vetted, their objects fetched and

@@ -152,6 +152,7 @@ pub(crate) fn push(
         let p = pull(home, remote, progress, None)?;
         out.pulled += p.pulled;
         out.moved.extend(p.moved);
+        super::policies::check_push(home, remote)?;
         let synced = remote.row.synced.clone();
         let pending = home.ledger.rows_after(synced.seq)?;
         if pending.is_empty() {
