@@ -353,23 +353,73 @@ fn a_remote_that_requires_a_policy_holds_every_host_to_it() {
     b.ok(["policy", "add", s(&policy), "--on", "run"]);
     b.ok(["push"]);
 
+    // Nor can a host escape it by forgetting the remote for a while: a run it made with
+    // the policy out of force is never published, whatever is in force when it pushes.
+    let c = server.host("team");
+    c.ok(["pull"]);
+    let (url, endpoint): (String, String) = c
+        .db()
+        .query_row("SELECT url, endpoint FROM remotes", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    c.ok(["policy", "remove", "fake-lane-only"]);
+    c.ok(["remote", "remove", "origin"]);
+    let unpoliced = stage2(&c, &[], &[]);
+    assert_eq!(unpoliced.code, 0, "{}", unpoliced.stderr);
+    c.ok(["policy", "add", s(&policy), "--on", "run"]);
+    c.ok(["remote", "add", "origin", &url, "--endpoint", &endpoint]);
+    let p = c.run(["push"]);
+    assert_eq!(p.code, 4, "{}", p.stderr);
+    assert!(
+        p.stderr.contains(&format!(
+            "(run:{}) was recorded without policy fake-lane-only",
+            unpoliced.report["run_id"].as_str().unwrap()
+        )),
+        "{}",
+        p.stderr
+    );
+
     // What a remote requires is hostile input: a malformed one is refused by pull,
     // naming the key, and changes nothing (read after the remote's events: A is up to
     // date first).
     a.ok(["pull"]);
     fs::write(
         server.file("team/config/policies.json"),
-        r#"{"required": [{"name": "../x", "sha256": "sha256:00", "on": []}]}"#,
+        r#"{"required": [], "\u001b[2JFAKE": 1}"#,
     )
     .unwrap();
     let head = a.head();
     let r = a.run(["pull"]);
     assert_eq!(r.code, 4, "{}", r.stderr);
     assert!(r.stderr.contains("config/policies.json"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains('\u{1b}') && r.stderr.contains("\\u{1b}[2JFAKE"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(a.head(), head);
-    // Cleared: no host is held to it any more.
+    // A config naming a policy twice is refused too, naming the key.
+    fs::write(
+        server.file("team/config/policies.json"),
+        serde_json::to_string(
+            &serde_json::json!({"required": [req["required"][0], req["required"][0]]}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let r = a.run(["pull"]);
+    assert!(r.stderr.contains("required more than once"), "{}", r.stderr);
+    // Cleared: no host is held to it any more, and pull says so.
     fs::remove_file(server.file("team/config/policies.json")).unwrap();
-    a.ok(["pull"]);
+    let pulled = a.ok(["pull", "--json"]).json();
+    assert!(
+        pulled["requirement_changes"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("- policy fake-lane-only"),
+        "{pulled}"
+    );
     a.ok(["policy", "remove", "fake-lane-only"]);
     assert_eq!(stage2(&a, &[], &[]).code, 0);
     a.ok(["push"]);

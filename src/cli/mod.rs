@@ -166,9 +166,12 @@ fn dispatch(cx: &Context, cmd: Cmd) -> Result<Output> {
 /// Prints a library error (and, with `--json`, the same as one JSON document); its exit code.
 fn report_error(e: &crate::error::Error, json: bool, out: &mut dyn Write) -> i32 {
     let code = e.exit_code();
-    eprintln!("cto-ledger: error: {e}");
+    // Errors quote what they refused, which may be a remote's or a provider's bytes:
+    // every control character is shown escaped, line by line.
+    use crate::commands::text::shown_lines;
+    eprintln!("cto-ledger: error: {}", shown_lines(&e.to_string()));
     if let Some(h) = e.hint() {
-        eprintln!("  hint: {h}");
+        eprintln!("  hint: {}", shown_lines(h));
     }
     if json {
         let doc = serde_json::json!({"error": e.to_string(), "hint": e.hint(), "exit_code": code});

@@ -43,6 +43,9 @@ fn text(w: &mut dyn Write, r: &PullOut) -> R {
         r.pulled, r.remote, r.objects_fetched, r.bytes_fetched
     )?;
     moved(w, &r.moved)?;
+    for c in &r.requirement_changes {
+        writeln!(w, "remote {} requirement changed: {c}", r.remote)?;
+    }
     if !r.ignored_checkpoints.is_empty() {
         writeln!(
             w,

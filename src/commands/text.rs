@@ -83,6 +83,11 @@ pub(crate) fn shown(s: &str) -> String {
         .collect()
 }
 
+/// [`shown`] for each line of `s`: its line breaks kept, every other control escaped.
+pub(crate) fn shown_lines(s: &str) -> String {
+    s.split('\n').map(shown).collect::<Vec<_>>().join("\n")
+}
+
 /// Characters that print as nothing or reorder what follows (zero-width, bidirectional
 /// controls, the soft hyphen): two names that differ only by them would read alike.
 fn invisible(c: char) -> bool {

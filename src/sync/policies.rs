@@ -48,26 +48,64 @@ pub(crate) fn fetch(remote: &Remote) -> Result<RemotePolicies> {
         if r.on.is_empty() {
             return Err(bad(format!("required policy {} applies nowhere", r.name)));
         }
+        if c.required.iter().filter(|x| x.name == r.name).count() > 1 {
+            return Err(bad(format!("policy {} is required more than once", r.name)));
+        }
     }
     Ok(c)
 }
 
-/// Reads the remote's configuration and keeps it as this host's view of it.
-pub(crate) fn take(home: &mut Home, remote: &Remote) -> Result<RemotePolicies> {
+/// Reads the remote's configuration and keeps it as this host's view of it; says how
+/// it changed since it was last read here (a requirement dropped is as visible as one
+/// added: anyone who may write the remote may change it).
+pub(crate) fn take(home: &mut Home, remote: &Remote) -> Result<Vec<String>> {
     let c = fetch(remote)?;
+    let before: Vec<Required> = crate::policy::required::all(&home.ledger)?
+        .into_iter()
+        .filter(|(r, _)| *r == remote.row.name)
+        .map(|(_, r)| r)
+        .collect();
+    let line = |sign: char, r: &Required| {
+        let on =
+            r.on.iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+        format!("{sign} policy {} ({}) at {on}", r.name, r.sha256)
+    };
+    let mut changes: Vec<String> = before
+        .iter()
+        .filter(|r| !c.required.contains(r))
+        .map(|r| line('-', r))
+        .collect();
+    changes.extend(
+        c.required
+            .iter()
+            .filter(|r| !before.contains(r))
+            .map(|r| line('+', r)),
+    );
     crate::policy::required::save(&mut home.ledger, &remote.row.name, &c.required)?;
-    Ok(c)
+    Ok(changes)
 }
 
 /// Refuses a push from a ledger whose policies in force do not meet what the remote
-/// required when it was last read (every pull reads it).
+/// required when it was last read (every pull reads it), or that would publish an
+/// admission, or a run that started its provider, not decided by every policy the
+/// remote requires there (made while the requirement was out of force here, however).
 pub(crate) fn check_push(home: &Home, remote: &Remote) -> Result<()> {
     let here = in_force(&home.ledger)?;
-    let unmet: Vec<String> = crate::policy::required::all(&home.ledger)?
+    let required: Vec<Required> = crate::policy::required::all(&home.ledger)?
         .into_iter()
         .filter(|(name, _)| *name == remote.row.name)
-        .filter_map(|(_, r)| r.unmet(&here, &remote.row.name))
+        .map(|(_, r)| r)
         .collect();
+    let mut unmet: Vec<String> = required
+        .iter()
+        .filter_map(|r| r.unmet(&here, &remote.row.name))
+        .collect();
+    if unmet.is_empty() && !required.is_empty() {
+        unmet.extend(undecided(home, remote, &required)?.into_iter().take(5));
+    }
     if unmet.is_empty() {
         return Ok(());
     }
@@ -75,7 +113,7 @@ pub(crate) fn check_push(home: &Home, remote: &Remote) -> Result<()> {
         remote: remote.url().into(),
         message: format!("nothing pushed: {}", unmet.join("; ")),
         hint: Some(
-            "put the required policies in force (`cto-ledger policy add FILE --on ...`), then push"
+            "put the required policies in force (`cto-ledger policy add FILE --on ...`), then push; an admission or run made without them is never published to this remote (the remote's owner may lift the requirement with `cto-ledger policy require --none`)"
                 .into(),
         ),
     })
@@ -109,4 +147,36 @@ pub(crate) fn require(
     remote.s3.put_replace(CONFIG_KEY, bytes)?;
     crate::policy::required::save(&mut home.ledger, &remote.row.name, &c.required)?;
     Ok(c)
+}
+
+/// The pending events a required policy did not decide, one line each.
+fn undecided(home: &Home, remote: &Remote, required: &[Required]) -> Result<Vec<String>> {
+    use crate::ledger::events::{Body, PolicyDecisionRec};
+    use crate::state::PolicyPoint;
+    let decided_by = |d: &[PolicyDecisionRec], r: &Required| {
+        d.iter().any(|d| d.policy == r.name && d.sha256 == r.sha256)
+    };
+    let mut out = Vec::new();
+    for row in home.ledger.rows_after(remote.row.synced.seq)? {
+        let (point, what, decisions) = match row.decode()?.body {
+            Body::Admission(a) => (
+                PolicyPoint::Admit,
+                format!("admission {}", a.id),
+                a.policies,
+            ),
+            Body::Run(x) if x.provider_started => {
+                (PolicyPoint::Run, format!("run:{}", x.id), x.policies)
+            }
+            _ => continue,
+        };
+        for r in required.iter().filter(|r| r.on.contains(&point)) {
+            if !decided_by(&decisions, r) {
+                out.push(format!(
+                    "event {} ({what}) was recorded without policy {} ({}) that remote {} requires at {point}",
+                    row.seq, r.name, r.sha256, remote.row.name
+                ));
+            }
+        }
+    }
+    Ok(out)
 }

@@ -37,6 +37,10 @@ pub(crate) struct PullOut {
     /// Keys under `checkpoints/` that are not notes signed by a recorded key, and why:
     /// they vouch for nothing, and `audit --remote` reports them.
     pub ignored_checkpoints: Vec<String>,
+    /// How what the remote requires (`config/policies.json`) changed since it was last
+    /// read here: `+ NAME ...` newly required, `- NAME ...` no longer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub requirement_changes: Vec<String>,
 }
 
 /// Brings the local journal up to date with the remote: fetches and re-hashes every
@@ -69,6 +73,7 @@ pub(crate) fn pull(
         synced: remote.row.synced.clone(),
         checkpoints: Vec::new(),
         ignored_checkpoints: Vec::new(),
+        requirement_changes: Vec::new(),
     };
     if replaced {
         refuse_rewritten(home, remote, &base)?;
@@ -119,7 +124,10 @@ pub(crate) fn pull(
     (out.checkpoints, out.ignored_checkpoints) = take_checkpoints(home, remote)?;
     // Then what the remote requires: the policies every host must apply to make more.
     match super::policies::take(home, remote) {
-        Ok(_) => Ok(out),
+        Ok(changes) => {
+            out.requirement_changes = changes;
+            Ok(out)
+        }
         Err(e) if out.pulled > 0 => Err(Error::AfterCommit {
             committed: format!(
                 "this pull committed {} event(s) from the remote, through event {}",
