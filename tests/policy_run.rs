@@ -496,3 +496,57 @@ fn a_fixture_folder_cannot_pass_for_the_builtin_and_a_killed_blocked_run_keeps_i
     assert_eq!((status.as_str(), decisions), ("blocked", 2));
     env.ok(["audit"]);
 }
+
+#[test]
+fn a_builds_own_edit_is_told_apart_from_allow_modified() {
+    let env = Env::new();
+    let repo = env.repo("src");
+    let policy = env.path("clean.rego");
+    fs::write(
+        &policy,
+        "package cto.clean\nimport rego.v1\ndefault allow := false\nallow if count(deny) == 0\ndeny contains msg if {\n  some m in input.allowed_modified\n  m.by != \"build\"\n  msg := sprintf(\"%s was accepted with --allow-modified\", [m.path])\n}\n",
+    )
+    .unwrap();
+    env.ok(["policy", "add", s(&policy)]);
+    // The build rewrites a tracked file (as Case's rewrites its package-assets.ts).
+    let mut c = env.cmd([
+        "build",
+        "--output",
+        "dist/ca",
+        "--",
+        "sh",
+        "-c",
+        "echo 'export const assets = 2;' > gen.ts && printf built > dist/ca",
+    ]);
+    c.current_dir(&repo.dir);
+    assert!(c.output().unwrap().status.success());
+    let a = env.admit_repo(&repo);
+    let input_object = a["admission"]["policies"][0]["input_object"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let input: Value = serde_json::from_str(&env.ok(["cat", &input_object]).stdout).unwrap();
+    validate(&input);
+    assert_eq!(
+        input["allowed_modified"],
+        serde_json::json!([{"path": "gen.ts", "by": "build"}])
+    );
+    // The same file edited by hand afterwards is no build's edit: only --allow-modified
+    // accepts it, and the policy refuses that.
+    fs::write(repo.dir.join("gen.ts"), "export const assets = 3;\n").unwrap();
+    let r = env.run([
+        "admit",
+        s(&repo.bin()),
+        "--source-pin",
+        &repo.pin(),
+        "--allow-modified",
+        "gen.ts",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("policy clean denied: gen.ts was accepted with --allow-modified"),
+        "{}",
+        r.stderr
+    );
+}

@@ -29,9 +29,9 @@ good := {
 test_team_admits_a_reproduced_bun_build_of_case if team.allow with input as good
 
 test_team_accepts_the_builds_own_edit if {
-	# A tracked file the build rewrote is the build's `modified`, not `allowed_modified`.
-	team.allow with input as good
-	count(good.build.modified) == 1
+	# A tracked file the build rewrote is accepted as the build's own edit.
+	own := [{"path": "src/generated/package-assets.ts", "by": "build"}]
+	team.allow with input as object.union(good, {"allowed_modified": own})
 }
 
 test_team_refuses_another_repository if {
@@ -50,7 +50,9 @@ test_team_refuses_a_diverging_rebuild if {
 }
 
 test_team_refuses_allow_modified if {
-	not team.allow with input as object.union(good, {"allowed_modified": ["gen.ts"]})
+	typed := [{"path": "gen.ts", "by": "allow-modified"}]
+	some m in team.deny with input as object.union(good, {"allowed_modified": typed})
+	contains(m, "gen.ts was accepted with --allow-modified")
 }
 
 test_reproduced_admits_a_signed_reproduced_build if reproduced.allow with input as good

@@ -59,8 +59,9 @@ deny contains "the build did not run bun" if {
 }
 
 deny contains msg if {
-	some p in subject.allowed_modified
-	msg := sprintf("%s was accepted with --allow-modified; rebuild from a clean tree", [p])
+	some m in subject.allowed_modified
+	m.by != "build"
+	msg := sprintf("%s was accepted with --allow-modified; rebuild from a clean tree", [m.path])
 }
 
 deny contains msg if {

@@ -377,7 +377,7 @@ fn apply_policies(
         return Err(refused(
             RefusalReason::PolicyDenied,
             format!("{message} ({})", ev.a.path.display()),
-            "see what the policy saw with `cto-ledger policy eval NAME --input refusal:ID`, fix the build or the policy, then admit again",
+            "see what the policy saw with `cto-ledger policy eval NAME --input refusal:ID` (NAME: a policy named above), fix the build or the policy, then admit again",
         ));
     }
     admission

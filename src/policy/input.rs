@@ -47,6 +47,22 @@ fn graph(l: &Ledger, a: &AdmissionRec, source: Option<&SourceRec>) -> Result<Map
             "index_flags": source.index_flags.iter().map(|f| json!({"path": f.path, "flag": f.flag})).collect::<Vec<_>>(),
         })
     });
+    // Each accepted edit, by what accepted it: the recorded build's own edit (the file as
+    // the build left it), or `--allow-modified`.
+    let by_build = match &a.build {
+        Some(b) => l.build_modified(b)?,
+        None => Vec::new(),
+    };
+    let allowed_modified: Vec<Value> = a
+        .allowed_modified
+        .iter()
+        .map(|c| {
+            let built = by_build
+                .iter()
+                .any(|m| m.path == c.path && m.new_object == c.object);
+            json!({"path": c.path, "by": if built { "build" } else { "allow-modified" }})
+        })
+        .collect();
     let doc = json!({
         "candidate": {
             "name": a.name,
@@ -56,7 +72,7 @@ fn graph(l: &Ledger, a: &AdmissionRec, source: Option<&SourceRec>) -> Result<Map
             "size": a.size,
         },
         "source": source,
-        "allowed_modified": a.allowed_modified.iter().map(|c| c.path.clone()).collect::<Vec<_>>(),
+        "allowed_modified": allowed_modified,
         "build": match &a.build {
             Some(b) => build(l, b)?,
             None => Value::Null,
