@@ -136,16 +136,7 @@ fn a_build_from_a_dirty_tree_says_so() {
     let env = Env::new();
     let repo = env.repo("case");
     fs::write(repo.dir.join("gen.ts"), "export const assets = 9;\n").unwrap();
-    let mut c = env.cmd([
-        "build",
-        "--output",
-        "dist/ca",
-        "--",
-        "sh",
-        "-c",
-        "echo built > dist/ca",
-    ]);
-    let out = c.current_dir(&repo.dir).output().unwrap();
+    let out = env.build_in(&repo, "echo built > dist/ca");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -106,17 +106,10 @@ fn a_policy_refuses_with_its_messages_records_each_decision_and_removal_is_an_ev
     validate(&e["input"]);
 
     // Built by a recorded build: allowed, and the admission records the decision.
-    let mut c = env.cmd([
-        "build",
-        "--output",
-        "dist/ca",
-        "--",
-        "sh",
-        "-c",
-        "printf built > dist/ca",
-    ]);
-    c.current_dir(&repo.dir);
-    assert!(c.output().unwrap().status.success());
+    assert!(env
+        .build_in(&repo, "printf built > dist/ca")
+        .status
+        .success());
     let a = env.admit_repo(&repo);
     let policies = &a["admission"]["policies"];
     assert_eq!(policies[0]["policy"], "needs-build", "{a}");

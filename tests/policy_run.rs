@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::stage2::{provider_started, stage2, Stage2};
+use crate::stage2::{
+    provider_started, sigkill_harness, spawn_hanging_run, stage2, wait_for_provider_in, Stage2,
+};
 use crate::util::*;
 
 fn example(name: &str) -> PathBuf {
@@ -509,17 +511,13 @@ fn a_builds_own_edit_is_told_apart_from_allow_modified() {
     .unwrap();
     env.ok(["policy", "add", s(&policy)]);
     // The build rewrites a tracked file (as Case's rewrites its package-assets.ts).
-    let mut c = env.cmd([
-        "build",
-        "--output",
-        "dist/ca",
-        "--",
-        "sh",
-        "-c",
-        "echo 'export const assets = 2;' > gen.ts && printf built > dist/ca",
-    ]);
-    c.current_dir(&repo.dir);
-    assert!(c.output().unwrap().status.success());
+    assert!(env
+        .build_in(
+            &repo,
+            "echo 'export const assets = 2;' > gen.ts && printf built > dist/ca"
+        )
+        .status
+        .success());
     let a = env.admit_repo(&repo);
     let input_object = a["admission"]["policies"][0]["input_object"]
         .as_str()
@@ -549,4 +547,82 @@ fn a_builds_own_edit_is_told_apart_from_allow_modified() {
         "{}",
         r.stderr
     );
+    // A build that only rewrites a hand edit does not make it its own.
+    assert!(env
+        .build_in(
+            &repo,
+            "echo '// generated' >> gen.ts && printf rebuilt > dist/ca"
+        )
+        .status
+        .success());
+    let r = env.run(["admit", s(&repo.bin()), "--source-pin", &repo.pin()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let last: String = env
+        .db()
+        .query_row(
+            "SELECT input_object FROM policy_decisions ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let input: Value = serde_json::from_str(&env.ok(["cat", &last]).stdout).unwrap();
+    assert_eq!(
+        input["allowed_modified"],
+        serde_json::json!([{"path": "gen.ts", "by": "build-over-edit"}]),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_remote_requiring_admit_policies_takes_the_default_job_and_push_says_what_changed() {
+    let server = S3Server::start();
+    let a = server.host("team");
+    let lax = a.path("lax.rego");
+    fs::write(
+        &lax,
+        "package cto.lax\nimport rego.v1\ndefault allow := true\n",
+    )
+    .unwrap();
+    a.ok(["policy", "add", s(&lax), "--on", "admit", "--on", "run"]);
+    a.ok(["policy", "require", "lax"]);
+    // The shipped fake's first-run admission (fake lane only, no admit policy asked) does
+    // not wedge the push; its run was decided by the run policy.
+    let r = stage2(&a, &[], &[]);
+    assert_eq!(r.report["policies"][0]["result"], "allowed", "{}", r.stderr);
+    a.ok(["push"]);
+    // Another host lifts the requirement: A's next push says so.
+    let b = server.host("team");
+    b.ok(["pull"]);
+    b.ok(["policy", "require", "--none"]);
+    let p = a.ok(["push", "--json"]).json();
+    assert!(
+        p["requirement_changes"][0]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("- policy lax"),
+        "{p}"
+    );
+}
+
+#[test]
+fn a_run_killed_after_it_started_is_recorded_as_started_whatever_its_report_says() {
+    let env = Env::new();
+    env.ok(["init"]);
+    let harness = spawn_hanging_run(&env, &[]);
+    let dir = wait_for_provider_in(&env.ledger.join("runs"));
+    assert_eq!(sigkill_harness(harness, &dir), Vec::<u32>::new());
+    // The report that named what ran is gone: the journal's `run_start` still says it.
+    fs::remove_file(dir.join("report.json")).unwrap();
+    env.ok(["recover"]);
+    let (started, start): (i64, Option<String>) = env
+        .db()
+        .query_row(
+            "SELECT provider_started, (SELECT digest FROM run_starts s WHERE s.id = r.id) FROM runs r",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert!(start.is_some());
+    assert_eq!(started, 1);
 }

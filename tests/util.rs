@@ -189,6 +189,12 @@ impl Env {
 }
 
 impl Env {
+    /// `build --output dist/ca -- sh -c SCRIPT` run in the repo: the command's output.
+    pub(crate) fn build_in(&self, repo: &Repo, script: &str) -> std::process::Output {
+        let mut c = self.cmd(["build", "--output", "dist/ca", "--", "sh", "-c", script]);
+        c.current_dir(&repo.dir).output().unwrap()
+    }
+
     /// `admit` of the repo's `dist/ca` at its head, as JSON.
     pub(crate) fn admit_repo(&self, repo: &Repo) -> Value {
         self.ok([

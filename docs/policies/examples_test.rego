@@ -52,7 +52,7 @@ test_team_refuses_a_diverging_rebuild if {
 test_team_refuses_allow_modified if {
 	typed := [{"path": "gen.ts", "by": "allow-modified"}]
 	some m in team.deny with input as object.union(good, {"allowed_modified": typed})
-	contains(m, "gen.ts was accepted with --allow-modified")
+	contains(m, "gen.ts is not the recorded build's own edit (allow-modified)")
 }
 
 test_reproduced_admits_a_signed_reproduced_build if reproduced.allow with input as good

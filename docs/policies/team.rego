@@ -61,7 +61,7 @@ deny contains "the build did not run bun" if {
 deny contains msg if {
 	some m in subject.allowed_modified
 	m.by != "build"
-	msg := sprintf("%s was accepted with --allow-modified; rebuild from a clean tree", [m.path])
+	msg := sprintf("%s is not the recorded build's own edit (%s); rebuild from a clean tree", [m.path, m.by])
 }
 
 deny contains msg if {

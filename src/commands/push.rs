@@ -33,6 +33,9 @@ fn text(w: &mut dyn Write, r: &PushOut) -> R {
         writeln!(w, "pulled {} event(s) from {} first", r.pulled, r.remote)?;
     }
     moved(w, &r.moved)?;
+    for c in &r.requirement_changes {
+        writeln!(w, "remote {} requirement changed: {c}", r.remote)?;
+    }
     let raced = if r.conflicts > 0 {
         format!(
             "; lost the race for the next event {} time(s) and went again",

@@ -47,11 +47,13 @@ fn graph(l: &Ledger, a: &AdmissionRec, source: Option<&SourceRec>) -> Result<Map
             "index_flags": source.index_flags.iter().map(|f| json!({"path": f.path, "flag": f.flag})).collect::<Vec<_>>(),
         })
     });
-    // Each accepted edit, by what accepted it: the recorded build's own edit (the file as
-    // the build left it), or `--allow-modified`.
-    let by_build = match &a.build {
-        Some(b) => l.build_modified(b)?,
-        None => Vec::new(),
+    // Each accepted edit, by what accepted it: `build`, the recorded build's own edit (the
+    // file as the build left it, clean when the build started); `build-over-edit`, the
+    // file as the build left it, but already edited when the build started (the edit is
+    // not the build's own); else `allow-modified`.
+    let (by_build, dirty_before) = match &a.build {
+        Some(b) => (l.build_modified(b)?, dirty_when_built(l, b)?),
+        None => (Vec::new(), Vec::new()),
     };
     let allowed_modified: Vec<Value> = a
         .allowed_modified
@@ -60,7 +62,12 @@ fn graph(l: &Ledger, a: &AdmissionRec, source: Option<&SourceRec>) -> Result<Map
             let built = by_build
                 .iter()
                 .any(|m| m.path == c.path && m.new_object == c.object);
-            json!({"path": c.path, "by": if built { "build" } else { "allow-modified" }})
+            let by = match (built, dirty_before.contains(&c.path)) {
+                (true, false) => "build",
+                (true, true) => "build-over-edit",
+                (false, _) => "allow-modified",
+            };
+            json!({"path": c.path, "by": by})
         })
         .collect();
     let doc = json!({
@@ -82,6 +89,22 @@ fn graph(l: &Ledger, a: &AdmissionRec, source: Option<&SourceRec>) -> Result<Map
         Value::Object(m) => Ok(m),
         _ => unreachable!("a json! object"),
     }
+}
+
+/// The paths that already differed from the commit when build `b` started.
+fn dirty_when_built(l: &Ledger, b: &crate::id::BuildId) -> Result<Vec<String>> {
+    let Some(row) = l.build(b)? else {
+        return Ok(Vec::new());
+    };
+    let mut st = l
+        .conn()
+        .prepare_cached("SELECT path FROM source_changes WHERE source_id = ?1")
+        .map_err(Error::sql("read a build's source"))?;
+    let rows = st
+        .query_map([row.source_id.to_string()], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(Error::sql("read a build's source"))?;
+    Ok(rows)
 }
 
 /// The facts of a run at its `policy` gate, beyond what its report says.

@@ -259,7 +259,8 @@ pub(super) fn record(
     all.extend(st.objects);
     all.extend(extra.iter().copied());
     let policies = decision_inputs(home, &r.policies, &mut all)?;
-    let started = !r.argv.is_empty();
+    // Registered by a `run_start` (the journal's word, not the report's): started.
+    let started = !r.argv.is_empty() || start.is_some();
     let rec = RunRec {
         id: r.run_id.clone(),
         run_kind: r.kind.clone(),

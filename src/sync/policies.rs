@@ -159,12 +159,16 @@ fn undecided(home: &Home, remote: &Remote, required: &[Required]) -> Result<Vec<
     let mut out = Vec::new();
     for row in home.ledger.rows_after(remote.row.synced.seq)? {
         let (point, what, decisions) = match row.decode()?.body {
+            // The shipped fake's first-run admission is for the fake lane only; its runs
+            // are held to the run policies like any other.
+            Body::Admission(a) if a.scope == crate::state::AdmissionScope::FakeLane => continue,
             Body::Admission(a) => (
                 PolicyPoint::Admit,
                 format!("admission {}", a.id),
                 a.policies,
             ),
-            Body::Run(x) if x.provider_started => {
+            // Registered (`run_start`): its provider was started, whatever its report says.
+            Body::Run(x) if x.provider_started || x.start.is_some() => {
                 (PolicyPoint::Run, format!("run:{}", x.id), x.policies)
             }
             _ => continue,

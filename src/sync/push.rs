@@ -122,6 +122,9 @@ pub(crate) struct PushOut {
     pub head: Head,
     /// The tree size of the signed checkpoint this push published, if it signed one.
     pub checkpoint: Option<u64>,
+    /// How what the remote requires changed, as its pulls read it (see `PullOut`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub requirement_changes: Vec<String>,
 }
 
 /// How many times another host may win the race for the next sequence number before
@@ -146,12 +149,14 @@ pub(crate) fn push(
         moved: Vec::new(),
         head: home.ledger.head()?,
         checkpoint: None,
+        requirement_changes: Vec::new(),
     };
     let signer = push_signer(home)?;
     for round in 0..MAX_ROUNDS {
         let p = pull(home, remote, progress, None)?;
         out.pulled += p.pulled;
         out.moved.extend(p.moved);
+        out.requirement_changes.extend(p.requirement_changes);
         super::policies::check_push(home, remote)?;
         let synced = remote.row.synced.clone();
         let pending = home.ledger.rows_after(synced.seq)?;
