@@ -141,7 +141,14 @@ fn audit_checkpoints(home: &Home, remote: &Remote, out: &mut RemoteAuditOut) -> 
     let finding = |key: &str, m: String| Finding::new(AuditCheck::RemoteCheckpoint, key, m);
     let checker = crate::tlog::NoteChecker::new(&home.ledger)?;
     let mut later = 0;
-    for k in remote.s3.list("checkpoints", None)? {
+    let keys = match super::list_checkpoints(remote) {
+        Ok(k) => k,
+        Err(why) => {
+            out.findings.push(finding("checkpoints/", why));
+            return Ok(());
+        }
+    };
+    for k in keys {
         let Some((size, _)) = super::parse_checkpoint_key(&k.key) else {
             out.findings.push(finding(
                 &k.key,

@@ -242,6 +242,15 @@ fn checkpoint_key(size: u64, keyid: &str) -> String {
 }
 
 /// `checkpoints/<size>-<keyid prefix>`.
+/// The keys under `checkpoints/`, or why they could not be listed (a key the S3 client
+/// cannot even name, such as one holding control characters): checkpoints vouch for the
+/// log but are not the log, so a listing that fails blocks neither push nor pull.
+fn list_checkpoints(remote: &Remote) -> std::result::Result<Vec<KeyInfo>, String> {
+    remote.s3.list("checkpoints", None).map_err(|e| {
+        format!("checkpoints/: could not be listed, so no checkpoint was taken from it: {e}")
+    })
+}
+
 fn parse_checkpoint_key(key: &str) -> Option<(u64, String)> {
     let (size, keyid) = key.strip_prefix("checkpoints/")?.split_once('-')?;
     Some((size.parse().ok()?, keyid.to_string()))

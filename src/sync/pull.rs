@@ -278,7 +278,14 @@ fn take_checkpoints(home: &Home, remote: &Remote) -> Result<(Vec<u64>, Vec<Strin
     let mut ignored = Vec::new();
     // Read the journal's leaves once, and only when there is a new note to check.
     let mut checker = None;
-    for k in remote.s3.list("checkpoints", None)? {
+    let keys = match super::list_checkpoints(remote) {
+        Ok(k) => k,
+        Err(why) => {
+            ignored.push(why);
+            return Ok((taken, ignored));
+        }
+    };
+    for k in keys {
         let Some((size, keyid16)) = parse_checkpoint_key(&k.key) else {
             ignored.push(format!("{}: not a checkpoint's name", k.key));
             continue;
