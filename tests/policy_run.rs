@@ -328,6 +328,11 @@ fn a_remote_that_requires_a_policy_holds_every_host_to_it() {
     // B takes the policy out of force: its runs are blocked before the provider starts,
     // and nothing it made since can be pushed.
     b.ok(["policy", "remove", "fake-lane-only"]);
+    let listed = b.ok(["policy", "list"]).stdout;
+    assert!(
+        listed.contains("required by remote origin: fake-lane-only") && listed.contains("NOT MET"),
+        "{listed}"
+    );
     let r = stage2(&b, &[], &[]);
     assert_eq!(r.report["status"], "blocked", "{}", r.stderr);
     assert!(!provider_started(&r.dir));

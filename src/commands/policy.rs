@@ -232,9 +232,41 @@ fn points(p: &[PolicyPoint]) -> String {
     p.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
 }
 
+/// The policies in force (all `--json` prints), and for the text what each remote
+/// requires and whether this ledger meets it.
+struct Listed {
+    rows: Vec<PolicyRow>,
+    required: Vec<String>,
+}
+
+impl Serialize for Listed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.rows.serialize(s)
+    }
+}
+
 fn list(cx: &Context) -> Result<Output> {
     let home = cx.open(Mode::ReadOnly)?;
-    Ok(Output::doc(in_force(&home.ledger)?, |w, rows| {
+    let rows = in_force(&home.ledger)?;
+    let required = crate::policy::required::all(&home.ledger)?
+        .into_iter()
+        .map(|(remote, r)| {
+            let state = r
+                .unmet(&rows, &remote)
+                .map_or("met".to_string(), |why| format!("NOT MET: {why}"));
+            format!(
+                "required by remote {remote}: {} {} at {} ({state})",
+                r.name,
+                r.sha256,
+                points(&r.on)
+            )
+        })
+        .collect();
+    Ok(Output::doc(Listed { rows, required }, |w, l| {
+        for r in &l.required {
+            writeln!(w, "{}", shown(r))?;
+        }
+        let rows = &l.rows;
         if rows.is_empty() {
             return writeln!(
                 w,
