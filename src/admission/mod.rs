@@ -365,9 +365,9 @@ fn apply_policies(
     source: &SourceRec,
     engine: Option<crate::policy::engine::Warm>,
 ) -> std::result::Result<(), Stop> {
-    let input = crate::policy::input::admission(&home.ledger, admission, Some(source))?;
+    let input = || crate::policy::input::admission(&home.ledger, admission, Some(source));
     let (decided, stored) =
-        crate::policy::decide(home, crate::state::PolicyPoint::Admit, &input, true, engine)?;
+        crate::policy::decide(home, crate::state::PolicyPoint::Admit, input, true, engine)?;
     ev.policies = decided.clone();
     ev.policy_input = stored;
     if let Some(m) = stored {

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::ledger::events::{Body, ObjRec, PolicyRec};
 use crate::ledger::Mode;
 use crate::policy::engine::{self, Outcome, Request, Source, Task};
-use crate::policy::{in_force, source_of, PolicyRow};
+use crate::policy::{in_force, points, source_of, PolicyRow};
 use crate::state::PolicyPoint;
 use crate::store::tree::ObjKind;
 
@@ -228,10 +228,6 @@ fn added(a: Added) -> Output {
     })
 }
 
-fn points(p: &[PolicyPoint]) -> String {
-    p.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
-}
-
 /// The policies in force (all `--json` prints), and for the text what each remote
 /// requires and whether this ledger meets it.
 struct Listed {
@@ -294,11 +290,15 @@ fn find(home: &crate::home::Home, name: &str) -> Result<PolicyRow> {
     in_force(&home.ledger)?
         .into_iter()
         .find(|p| p.name == name)
-        .ok_or_else(|| Error::NotFound {
-            what: "policy",
-            input: name.to_string(),
-            hint: Some("see `cto-ledger policy list`".into()),
-        })
+        .ok_or_else(|| not_found(name))
+}
+
+fn not_found(name: &str) -> Error {
+    Error::NotFound {
+        what: "policy",
+        input: name.to_string(),
+        hint: Some("see `cto-ledger policy list`".into()),
+    }
 }
 
 #[derive(Serialize)]
@@ -403,18 +403,8 @@ fn recorded_input(home: &crate::home::Home, r: &str) -> Result<Option<Value>> {
 
 fn eval(cx: &Context, a: EvalArgs) -> Result<Output> {
     let home = cx.open(Mode::ReadOnly)?;
-    // A policy in force by that name first (as `verify --policy`): a file of the same
-    // name in the current folder must not stand in for it.
-    let row = in_force(&home.ledger)?
-        .into_iter()
-        .find(|p| p.name == a.policy);
-    let source = match row {
-        Some(r) => source_of(&home, &r)?,
-        None if Path::new(&a.policy).is_file() => Source {
-            origin: a.policy.clone(),
-            rego: crate::policy::read_file(Path::new(&a.policy))?,
-        },
-        None => source_of(&home, &find(&home, &a.policy)?)?,
+    let Some(source) = crate::policy::in_force_or_file(&home, &a.policy)? else {
+        return Err(not_found(&a.policy));
     };
     let input = match recorded_input(&home, &a.input)? {
         Some(v) => v,

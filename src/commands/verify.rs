@@ -3,7 +3,6 @@
 //! knows it now, is allowed by every policy named.
 
 use std::io::Write;
-use std::path::Path;
 
 use serde::Serialize;
 
@@ -85,24 +84,14 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
 
 /// `--policy`: a policy in force by name, else a .rego file; with the name to show.
 fn named_policy(home: &Home, p: &str) -> Result<(Source, String, Sha256Digest)> {
-    let row = crate::policy::in_force(&home.ledger)?
-        .into_iter()
-        .find(|r| r.name == p);
-    let source = match row {
-        Some(r) => crate::policy::source_of(home, &r)?,
-        None if Path::new(p).is_file() => Source {
-            origin: p.to_string(),
-            rego: crate::policy::read_file(Path::new(p))?,
-        },
-        None => {
-            return Err(Error::bad_input(
-                format!(
-                    "--policy {}: no policy of that name is in force, and it is not a file",
-                    shown(p)
-                ),
-                "name one from `cto-ledger policy list`, or give a .rego file",
-            ))
-        }
+    let Some(source) = crate::policy::in_force_or_file(home, p)? else {
+        return Err(Error::bad_input(
+            format!(
+                "--policy {}: no policy of that name is in force, and it is not a file",
+                shown(p)
+            ),
+            "name one from `cto-ledger policy list`, or give a .rego file",
+        ));
     };
     let sha256 = Sha256Digest::of(source.rego.as_bytes());
     Ok((source, p.to_string(), sha256))

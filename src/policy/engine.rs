@@ -103,7 +103,7 @@ const WAIT_LIMIT: Duration = Duration::from_secs(3600);
 /// large executable, most of the cost of a decision) overlaps the caller's own work.
 /// Dropped unfinished, it reads an empty request and ends.
 pub(crate) struct Warm {
-    request: Option<std::sync::mpsc::Sender<Vec<u8>>>,
+    request: std::sync::mpsc::Sender<Vec<u8>>,
     done: std::thread::JoinHandle<Result<Raw>>,
 }
 
@@ -118,16 +118,19 @@ impl Warm {
     pub(crate) fn start() -> Warm {
         let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
         Warm {
-            request: Some(tx),
+            request: tx,
             done: std::thread::spawn(move || spawn_and_wait(rx)),
         }
     }
 
     /// Sends `req` and waits for the reply: one outcome per policy, in order.
-    pub(crate) fn finish(mut self, req: &Request) -> Result<Vec<Outcome>> {
+    pub(crate) fn finish(self, req: &Request) -> Result<Vec<Outcome>> {
+        let Warm { request, done } = self;
         let body = serde_json::to_vec(req).expect("requests serialise");
-        let sent = self.request.take().expect("finished once").send(body);
-        let raw = self.done.join().map_err(|_| Error::Integrity {
+        let sent = request.send(body);
+        // Dropped now, so a child that never read it sees its input end.
+        drop(request);
+        let raw = done.join().map_err(|_| Error::Integrity {
             message: "the policy engine's watcher panicked".into(),
         })??;
         if sent.is_err() {

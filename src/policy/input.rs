@@ -91,20 +91,15 @@ fn graph(l: &Ledger, a: &AdmissionRec, source: Option<&SourceRec>) -> Result<Map
     }
 }
 
-/// The paths that already differed from the commit when build `b` started.
+/// The tracked paths that already differed from the commit when build `b` started.
 fn dirty_when_built(l: &Ledger, b: &crate::id::BuildId) -> Result<Vec<String>> {
     let Some(row) = l.build(b)? else {
         return Ok(Vec::new());
     };
-    let mut st = l
-        .conn()
-        .prepare_cached("SELECT path FROM source_changes WHERE source_id = ?1")
-        .map_err(Error::sql("read a build's source"))?;
-    let rows = st
-        .query_map([row.source_id.to_string()], |r| r.get(0))
-        .and_then(|rows| rows.collect())
-        .map_err(Error::sql("read a build's source"))?;
-    Ok(rows)
+    Ok(l.tracked_changes(&row.source_id)?
+        .into_iter()
+        .map(|c| c.path)
+        .collect())
 }
 
 /// The facts of a run at its `policy` gate, beyond what its report says.

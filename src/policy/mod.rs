@@ -34,6 +34,11 @@ pub(crate) struct PolicyRow {
     pub time: String,
 }
 
+/// Points as a list for messages: `admit, run`.
+pub(crate) fn points(p: &[PolicyPoint]) -> String {
+    p.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+}
+
 impl PolicyRow {
     pub(crate) fn applies_to(&self, p: PolicyPoint) -> bool {
         self.applies.contains(&p)
@@ -116,6 +121,22 @@ pub(crate) fn read_file(path: &Path) -> Result<String> {
     String::from_utf8(bytes).map_err(|_| bad("not UTF-8".into()))
 }
 
+/// A policy named on the command line: the one in force by that name (a file of the same
+/// name in the current folder must not stand in for it), else the .rego file at that
+/// path; `None` when it is neither.
+pub(crate) fn in_force_or_file(home: &Home, p: &str) -> Result<Option<engine::Source>> {
+    if let Some(r) = in_force(&home.ledger)?.into_iter().find(|r| r.name == p) {
+        return source_of(home, &r).map(Some);
+    }
+    if !Path::new(p).is_file() {
+        return Ok(None);
+    }
+    Ok(Some(engine::Source {
+        origin: p.to_string(),
+        rego: read_file(Path::new(p))?,
+    }))
+}
+
 /// A policy's Rego, read back from the store (re-hashed on the way).
 pub(crate) fn source_of(home: &Home, p: &PolicyRow) -> Result<engine::Source> {
     let bytes = home.store.get_verified(&p.object)?;
@@ -131,13 +152,14 @@ pub(crate) fn source_of(home: &Home, p: &PolicyRow) -> Result<engine::Source> {
     })
 }
 
-/// Evaluates every policy in force at `point` over `input`. Nothing in force: no
-/// decisions, and nothing runs. `store`: keep the input document as an object (what
-/// the decisions name); otherwise it is only digested.
+/// Evaluates every policy in force at `point` over the document `input` makes. Nothing
+/// in force and nothing required: no decisions, and neither the document is made nor
+/// anything run. `store`: keep the input document as an object (what the decisions
+/// name); otherwise it is only digested.
 pub(crate) fn decide(
     home: &Home,
     point: PolicyPoint,
-    input: &Value,
+    input: impl FnOnce() -> Result<Value>,
     store: bool,
     engine: Option<engine::Warm>,
 ) -> Result<(Vec<PolicyDecisionRec>, Option<crate::id::ObjectMeta>)> {
@@ -147,6 +169,7 @@ pub(crate) fn decide(
     if policies.is_empty() && unmet.is_empty() {
         return Ok((Vec::new(), None));
     }
+    let input = &input()?;
     let doc = serde_jcs::to_vec(input).expect("input documents serialise");
     let meta = match store {
         true => home.store.put_bytes(&doc)?,
@@ -161,19 +184,17 @@ pub(crate) fn decide(
         false => policies
             .iter()
             .zip(evaluate_with(engine, &sources, input))
-            .map(|(p, (result, messages))| decision(p, &meta, store, result, messages))
+            .map(|(p, (result, messages))| {
+                decision(&p.name, p.sha256, &meta, store, result, messages)
+            })
             .collect(),
     };
     // A policy a remote requires that is not in force here as required cannot decide.
-    decisions.extend(unmet.into_iter().map(|(r, why)| PolicyDecisionRec {
-        policy: r.name,
-        sha256: r.sha256,
-        input: meta.sha256,
-        input_object: store.then_some(meta.id),
-        result: PolicyResult::Failed,
-        messages: vec![format!(
+    decisions.extend(unmet.into_iter().map(|(r, why)| {
+        let how = format!(
             "{why}: pull from the remote, or `cto-ledger policy add` the required file at those points"
-        )],
+        );
+        decision(&r.name, r.sha256, &meta, store, PolicyResult::Failed, vec![how])
     }));
     Ok((decisions, store.then_some(meta)))
 }
@@ -244,16 +265,18 @@ fn evaluate_with(
         .collect()
 }
 
+/// The decision of the policy `name` (its file's digest `sha256`) over `input`.
 fn decision(
-    p: &PolicyRow,
+    name: &str,
+    sha256: Sha256Digest,
     input: &crate::id::ObjectMeta,
     stored: bool,
     result: PolicyResult,
     messages: Vec<String>,
 ) -> PolicyDecisionRec {
     PolicyDecisionRec {
-        policy: p.name.clone(),
-        sha256: p.sha256,
+        policy: name.to_string(),
+        sha256,
         input: input.sha256,
         input_object: stored.then_some(input.id),
         result,

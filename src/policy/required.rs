@@ -29,12 +29,7 @@ impl Required {
 
     /// Why the policies in force here do not meet this (none: they do).
     pub(crate) fn unmet(&self, here: &[PolicyRow], remote: &str) -> Option<String> {
-        let points = self
-            .on
-            .iter()
-            .map(|p| p.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let points = super::points(&self.on);
         let what = format!(
             "remote {remote} requires policy {} ({}) at {points}",
             self.name, self.sha256
@@ -47,11 +42,7 @@ impl Required {
             )),
             Some(p) => Some(format!(
                 "{what}, but here it applies only at {}",
-                p.applies
-                    .iter()
-                    .map(|x| x.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                super::points(&p.applies)
             )),
             None => Some(format!("{what}, which is not in force here")),
         }
@@ -109,6 +100,15 @@ pub(crate) fn all(l: &Ledger) -> Result<Vec<(String, Required)>> {
             Ok((remote, Required { name, sha256, on }))
         })
         .collect()
+}
+
+/// What `remote` requires, as last read here.
+pub(crate) fn of(l: &Ledger, remote: &str) -> Result<Vec<Required>> {
+    Ok(all(l)?
+        .into_iter()
+        .filter(|(r, _)| r == remote)
+        .map(|(_, r)| r)
+        .collect())
 }
 
 /// Why the policies in force here do not meet what the remotes require at `point`.

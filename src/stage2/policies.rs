@@ -10,9 +10,9 @@ use crate::state::PolicyPoint;
 use crate::store::tree::ObjKind;
 
 impl Run<'_> {
-    /// No policy in force at `run`: no gate. Otherwise the gate passes only when every
-    /// policy allows; its input document is stored (a `--check` only digests it).
-    pub(super) fn policy_gate(&mut self) -> Gated<()> {
+    /// The run input (schema/policy-input.schema.json): the run as the other gates left
+    /// it, made only when a policy will read it.
+    fn policy_input(&self) -> crate::error::Result<serde_json::Value> {
         let m = &self.fixture.manifest;
         let mut facts = RunFacts {
             fixture_origin: &self.fixture.origin,
@@ -36,13 +36,19 @@ impl Run<'_> {
                 size,
             ));
         }
-        let input = crate::policy::input::run(&self.home.ledger, &self.report, &facts)?;
+        crate::policy::input::run(&self.home.ledger, &self.report, &facts)
+    }
+
+    /// No policy in force at `run`: no gate. Otherwise the gate passes only when every
+    /// policy allows; its input document is stored (a `--check` only digests it).
+    pub(super) fn policy_gate(&mut self) -> Gated<()> {
+        let engine = self.engine.take();
         let (decided, stored) = crate::policy::decide(
             self.home,
             PolicyPoint::Run,
-            &input,
+            || self.policy_input(),
             !self.dry,
-            self.engine.take(),
+            engine,
         )?;
         if decided.is_empty() {
             return Ok(());

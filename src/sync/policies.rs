@@ -60,17 +60,9 @@ pub(crate) fn fetch(remote: &Remote) -> Result<RemotePolicies> {
 /// added: anyone who may write the remote may change it).
 pub(crate) fn take(home: &mut Home, remote: &Remote) -> Result<Vec<String>> {
     let c = fetch(remote)?;
-    let before: Vec<Required> = crate::policy::required::all(&home.ledger)?
-        .into_iter()
-        .filter(|(r, _)| *r == remote.row.name)
-        .map(|(_, r)| r)
-        .collect();
+    let before = crate::policy::required::of(&home.ledger, &remote.row.name)?;
     let line = |sign: char, r: &Required| {
-        let on =
-            r.on.iter()
-                .map(|p| p.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
+        let on = crate::policy::points(&r.on);
         format!("{sign} policy {} ({}) at {on}", r.name, r.sha256)
     };
     let mut changes: Vec<String> = before
@@ -94,11 +86,7 @@ pub(crate) fn take(home: &mut Home, remote: &Remote) -> Result<Vec<String>> {
 /// remote requires there (made while the requirement was out of force here, however).
 pub(crate) fn check_push(home: &Home, remote: &Remote) -> Result<()> {
     let here = in_force(&home.ledger)?;
-    let required: Vec<Required> = crate::policy::required::all(&home.ledger)?
-        .into_iter()
-        .filter(|(name, _)| *name == remote.row.name)
-        .map(|(_, r)| r)
-        .collect();
+    let required = crate::policy::required::of(&home.ledger, &remote.row.name)?;
     let mut unmet: Vec<String> = required
         .iter()
         .filter_map(|r| r.unmet(&here, &remote.row.name))
