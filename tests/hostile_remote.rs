@@ -426,21 +426,14 @@ fn garbage_under_checkpoints_never_blocks_push_or_pull_and_audit_names_it() {
 #[test]
 fn a_checkpoint_key_the_client_cannot_name_blocks_neither_push_nor_pull() {
     let server = S3Server::start();
-    let a = server.host("t");
-    let f = a.path("x.txt");
-    std::fs::write(&f, "x\n").unwrap();
-    a.ok(["ingest", s(&f)]);
-    a.ok(["push"]);
-    let forger = Forger {
-        server: &server,
-        prefix: "t",
-    };
+    let (a, forger) = pushed(&server);
     std::fs::create_dir_all(forger.file("checkpoints")).unwrap();
     std::fs::write(forger.file("checkpoints/\u{1b}[2J\u{1b}[HFAKE OK"), "x").unwrap();
     let b = server.host("t");
     let r = b.run(["pull"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    std::fs::write(&f, "y\n").unwrap();
+    let f = a.path("second.txt");
+    std::fs::write(&f, "second\n").unwrap();
     a.ok(["ingest", s(&f)]);
     let r = a.run(["push"]);
     assert_eq!(r.code, 0, "{}", r.stderr);

@@ -326,20 +326,7 @@ fn a_planted_unittest_that_prints_ok_does_not_pass_the_run() {
     assert_ne!(judge["judged_tree"], judge["workspace_tree"]);
     env.ok(["key", "generate"]);
     let run = format!("run:{}", r.report["run_id"].as_str().unwrap());
-    let file = env.path("shadow.intoto.jsonl");
-    env.ok(["attest", &run, "-o", s(&file)]);
-    let statements: Vec<Value> = fs::read_to_string(&file)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            use base64::Engine as _;
-            let e: Value = serde_json::from_str(l).unwrap();
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(e["payload"].as_str().unwrap())
-                .unwrap();
-            serde_json::from_slice(&raw).unwrap()
-        })
-        .collect();
+    let statements = env.attested(&run);
     let result = statements
         .iter()
         .find(|s| s["predicateType"] == "https://in-toto.io/attestation/test-result/v0.1")

@@ -19,7 +19,8 @@ deny contains msg if {
 }
 "#;
 
-fn validate(input: &Value) {
+/// Panics unless `input` follows schema/policy-input.schema.json.
+pub(crate) fn validate(input: &Value) {
     assert_follows_schema(include_str!("../schema/policy-input.schema.json"), input);
 }
 

@@ -5,9 +5,9 @@
 use std::fs;
 use std::path::PathBuf;
 
-use base64::Engine as _;
 use serde_json::Value;
 
+use crate::policy::validate;
 use crate::stage2::{
     provider_started, sigkill_harness, spawn_hanging_run, stage2, wait_for_provider_in, Stage2,
 };
@@ -19,10 +19,6 @@ fn example(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn validate(input: &Value) {
-    assert_follows_schema(include_str!("../schema/policy-input.schema.json"), input);
-}
-
 fn gate<'a>(r: &'a Stage2, name: &str) -> &'a Value {
     r.report["gates"]
         .as_array()
@@ -30,23 +26,6 @@ fn gate<'a>(r: &'a Stage2, name: &str) -> &'a Value {
         .iter()
         .find(|g| g["name"] == name)
         .unwrap_or_else(|| panic!("no gate {name}: {}", r.report["gates"]))
-}
-
-/// The run's statements as `attest` signs them, decoded.
-fn statements(env: &Env, run: &str) -> Vec<Value> {
-    let file = env.path("run.intoto.jsonl");
-    env.ok(["attest", run, "-o", s(&file)]);
-    fs::read_to_string(&file)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let e: Value = serde_json::from_str(l).unwrap();
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(e["payload"].as_str().unwrap())
-                .unwrap();
-            serde_json::from_slice(&raw).unwrap()
-        })
-        .collect()
 }
 
 #[test]
@@ -156,7 +135,7 @@ fn a_run_a_policy_denies_never_starts_and_an_allowed_one_is_signed_as_allowed() 
     assert_eq!(ok.report["policies"][0]["result"], "allowed");
     env.ok(["key", "generate"]);
     let run = format!("run:{}", ok.report["run_id"].as_str().unwrap());
-    let all = statements(&env, &run);
+    let all = env.attested(&run);
     let vsa = &all
         .iter()
         .find(|s| s["predicateType"] == "https://slsa.dev/verification_summary/v1")
@@ -176,7 +155,7 @@ fn a_run_a_policy_denies_never_starts_and_an_allowed_one_is_signed_as_allowed() 
         "{levels}"
     );
     // The blocked run's VSA fails, naming the same policy.
-    let blocked = statements(&env, &format!("run:{run_id}"));
+    let blocked = env.attested(&format!("run:{run_id}"));
     let vsa = &blocked
         .iter()
         .find(|s| s["predicateType"] == "https://slsa.dev/verification_summary/v1")

@@ -195,6 +195,24 @@ impl Env {
         c.current_dir(&repo.dir).output().unwrap()
     }
 
+    /// The in-toto statements `attest REF` signs, decoded from their DSSE envelopes.
+    pub(crate) fn attested(&self, r: &str) -> Vec<Value> {
+        use base64::Engine as _;
+        let file = self.path("attested.intoto.jsonl");
+        self.ok(["attest", r, "-o", s(&file)]);
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let e: Value = serde_json::from_str(l).unwrap();
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(e["payload"].as_str().unwrap())
+                    .unwrap();
+                serde_json::from_slice(&raw).unwrap()
+            })
+            .collect()
+    }
+
     /// `admit` of the repo's `dist/ca` at its head, as JSON.
     pub(crate) fn admit_repo(&self, repo: &Repo) -> Value {
         self.ok([
