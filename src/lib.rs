@@ -29,6 +29,7 @@ mod policy;
 mod report;
 mod runner;
 mod sandbox;
+mod serve;
 mod sign;
 mod source;
 mod stage2;

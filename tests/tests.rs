@@ -23,6 +23,7 @@ mod queries;
 mod reliability;
 mod remote;
 mod sandbox;
+mod serve;
 mod signing;
 mod stage2;
 mod store;

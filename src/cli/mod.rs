@@ -92,6 +92,8 @@ enum Cmd {
     Attest(c::attest::Args),
     /// Check DSSE attestations offline with a public key, and what they claim (a run's must say PASSED); exit 1 naming what fails
     VerifyAttestation(c::verify_attestation::Args),
+    /// A read-only web view of runs, transcripts and lineage on loopback, behind a token it prints
+    Serve(c::serve::Args),
     /// A C2SP tlog-witness: cosign checkpoints of the logs it follows, consistent with all it saw before
     #[command(subcommand)]
     Witness(c::witness::Cmd),
@@ -151,6 +153,7 @@ fn dispatch(cx: &Context, cmd: Cmd) -> Result<Output> {
         Cmd::VerifyAttestation(a) => c::verify_attestation::run(cx, a),
         Cmd::VerifyBundle(a) => c::verify_bundle::run(cx, a),
         Cmd::Witness(a) => c::witness::run(cx, a),
+        Cmd::Serve(a) => c::serve::run(cx, a),
         Cmd::Prove(a) => c::prove::run(cx, a),
         Cmd::VerifyProof(a) => c::verify_proof::run(cx, a),
         Cmd::Policy(a) => c::policy::run(cx, a),

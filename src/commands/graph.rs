@@ -1,4 +1,4 @@
-//! `cto-ledger graph REF --format dot|mermaid`: the lineage of a node as a picture.
+//! `cto-ledger graph REF --format dot|mermaid|svg`: the lineage of a node as a picture.
 
 use serde::Serialize;
 
@@ -10,6 +10,8 @@ use crate::lineage::{self, GraphFormat};
 enum Format {
     Dot,
     Mermaid,
+    /// Laid out by cto-ledger itself: no Graphviz needed
+    Svg,
 }
 
 #[derive(clap::Args)]
@@ -31,6 +33,7 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
     let (format, name) = match a.format {
         Format::Dot => (GraphFormat::Dot, "dot"),
         Format::Mermaid => (GraphFormat::Mermaid, "mermaid"),
+        Format::Svg => (GraphFormat::Svg { links: false }, "svg"),
     };
     let graph = lineage::graph(&home.ledger, &node, format)?;
     let out = GraphOut {

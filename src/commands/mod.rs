@@ -31,6 +31,7 @@ pub(crate) mod restore;
 pub(crate) mod revoke;
 pub(crate) mod run;
 pub(crate) mod runs;
+pub(crate) mod serve;
 pub(crate) mod show;
 pub(crate) mod source;
 pub(crate) mod sql;

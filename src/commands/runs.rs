@@ -48,19 +48,11 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
         })?),
     };
     let home = cx.open(Mode::ReadOnly)?;
-    let provider_object = match a.provider.as_deref() {
-        None => None,
-        Some(r) => match home.resolve(r)? {
-            Node::Admission(id) => home.ledger.admission(&id)?.map(|a| a.object),
-            Node::Object(o) => Some(o),
-            other => {
-                return Err(Error::bad_input(
-                    format!("--provider {r} names {}, not a provider", other.label()),
-                    "give an admission name or id, or a provider digest",
-                ))
-            }
-        },
-    };
+    let provider_object = a
+        .provider
+        .as_deref()
+        .map(|r| provider_object(&home, r, &|h, r| h.resolve(r)))
+        .transpose()?;
     let filter = RunFilter {
         status,
         provider_object,
@@ -98,6 +90,32 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
         true => text(w, &l.rows),
         false => narrow(w, &l.rows, &l.names),
     }))
+}
+
+/// The provider bytes a `--provider REF` names: an admission's, or a digest's.
+pub(crate) fn provider_object(
+    home: &crate::home::Home,
+    r: &str,
+    resolve: &dyn Fn(&crate::home::Home, &str) -> Result<Node>,
+) -> Result<crate::id::ObjectId> {
+    let missing = || {
+        Error::bad_input(
+            format!("--provider {r} names an admission that is not recorded"),
+            "give an admission name or id, or a provider digest",
+        )
+    };
+    match resolve(home, r)? {
+        Node::Admission(id) => home
+            .ledger
+            .admission(&id)?
+            .map(|a| a.object)
+            .ok_or_else(missing),
+        Node::Object(o) => Ok(o),
+        other => Err(Error::bad_input(
+            format!("--provider {r} names {}, not a provider", other.label()),
+            "give an admission name or id, or a provider digest",
+        )),
+    }
 }
 
 /// As JSON, the rows; as text, narrow or `--wide`.

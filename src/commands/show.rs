@@ -282,17 +282,7 @@ fn transcript_text(w: &mut dyn Write, exchanges: &Vec<Value>) -> R {
             from += 1; // the answer shown last time
         }
         for m in &msgs[from..] {
-            let content = match &m["content"] {
-                Value::String(s) => s.clone(),
-                Value::Null => String::new(),
-                // Content parts (`[{"type": "text", "text": …}]`): their text.
-                Value::Array(parts) if parts.iter().all(|p| p["text"].is_string()) => parts
-                    .iter()
-                    .filter_map(|p| p["text"].as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                other => other.to_string(),
-            };
+            let content = message_text(&m["content"]);
             writeln!(
                 w,
                 "  > {}: {}",
@@ -315,6 +305,21 @@ fn transcript_text(w: &mut dyn Write, exchanges: &Vec<Value>) -> R {
         seen.insert(role, msgs.to_vec());
     }
     Ok(())
+}
+
+/// A message's content as text: a string, or the text of its content parts
+/// (`[{"type": "text", "text": …}]`), else its JSON.
+pub(crate) fn message_text(c: &Value) -> String {
+    match c {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        Value::Array(parts) if parts.iter().all(|p| p["text"].is_string()) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => other.to_string(),
+    }
 }
 
 /// The most tool calls one message shows; the rest are counted.

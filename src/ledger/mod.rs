@@ -78,6 +78,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0014_remote_policies",
         include_str!("../../schema/0014_remote_policies.sql"),
     ),
+    (
+        "0015_runs_by_seq",
+        include_str!("../../schema/0015_runs_by_seq.sql"),
+    ),
 ];
 /// The migration after which `tlog_nodes` exists: a ledger migrated past it here gets
 /// its tiles computed from its journal in the same transaction.

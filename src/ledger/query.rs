@@ -134,7 +134,7 @@ fn unique<T>(
 
 impl Ledger {
     /// Every row of a query as a JSON object (for `show`, which prints whatever a table has).
-    pub(super) fn rows(&self, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<Value>> {
+    pub(crate) fn rows(&self, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<Value>> {
         let mut st = self
             .conn()
             .prepare_cached(sql)

@@ -361,6 +361,36 @@ impl Ledger {
         )
     }
 
+    /// A page of recorded runs, newest first, and how many match the filters in all.
+    pub(crate) fn runs_page(&self, f: &RunPage) -> Result<(Vec<RunRow>, u64)> {
+        const MATCH: &str = "(?1 IS NULL OR r.status = ?1) AND (?2 IS NULL OR r.verdict = ?2) AND (?3 IS NULL OR r.fixture = ?3) AND (?4 IS NULL OR r.model = ?4) AND (?5 IS NULL OR r.provider_object = ?5)";
+        let before = f.before.map(|b| b as i64);
+        let rows = self.rows_of(
+            "read runs",
+            &format!(
+                "runs r WHERE {MATCH} AND (?6 IS NULL OR r.seq < ?6) ORDER BY r.seq DESC LIMIT ?7"
+            ),
+            params![
+                f.status,
+                f.verdict,
+                f.fixture,
+                f.model,
+                f.provider_object,
+                before,
+                f.limit as i64
+            ],
+        )?;
+        let total: i64 = self
+            .one(
+                "count runs",
+                &format!("SELECT count(*) FROM runs r WHERE {MATCH}"),
+                params![f.status, f.verdict, f.fixture, f.model, f.provider_object],
+                |r| r.get(0),
+            )?
+            .unwrap_or(0);
+        Ok((rows, total as u64))
+    }
+
     pub fn runs_of_provider(&self, admission: &AdmissionId) -> Result<Vec<RunId>> {
         self.all(
             "read runs",

@@ -383,6 +383,19 @@ pub struct RunFilter {
     pub since: Option<String>,
 }
 
+/// One page of runs, newest first: the filters of `runs`, and the event to start below.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunPage {
+    pub status: Option<String>,
+    pub verdict: Option<String>,
+    pub fixture: Option<String>,
+    pub model: Option<String>,
+    pub provider_object: Option<ObjectId>,
+    /// Only runs recorded by an event before this one.
+    pub before: Option<u64>,
+    pub limit: u64,
+}
+
 /// An attempt registered by a `run_start` that no `run` event ended.
 #[derive(Debug, Clone, serde::Serialize)]
 pub(crate) struct UnfinishedRun {

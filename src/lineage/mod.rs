@@ -5,6 +5,7 @@
 
 mod export;
 mod picture;
+mod svg;
 
 use std::collections::BTreeSet;
 
@@ -23,6 +24,7 @@ use crate::state::{AdmissionScope, BuildStatus, Lane, RunStatus};
 pub(crate) use export::{export_in_toto, export_prov};
 pub(crate) mod attest;
 pub(crate) use picture::{graph, render_tree, GraphFormat};
+pub(crate) use svg::esc;
 
 const MAX_DEPTH: usize = 16;
 

@@ -1,4 +1,4 @@
-//! Pictures of a lineage: the indented text tree, Graphviz DOT and Mermaid.
+//! Pictures of a lineage: the indented text tree, Graphviz DOT, Mermaid and SVG.
 
 use std::fmt::Write as _;
 
@@ -39,18 +39,13 @@ pub(crate) fn render_tree(n: &LNode, out: &mut String, prefix: &str, last: bool,
 
 // ---------------------------------------------------------------- graph pictures
 
-struct Edge {
-    from: String,
-    to: String,
-    label: String,
+pub(super) struct Edge {
+    pub from: String,
+    pub to: String,
+    pub label: String,
 }
 
-fn collect(
-    n: &LNode,
-    nodes: &mut Vec<(String, &'static str, String, Vec<String>)>,
-    edges: &mut Vec<Edge>,
-    reverse: bool,
-) {
+fn collect(n: &LNode, nodes: &mut Vec<PNode>, edges: &mut Vec<Edge>, reverse: bool) {
     if !nodes.iter().any(|(id, ..)| *id == n.id) {
         nodes.push((
             n.id.clone(),
@@ -100,7 +95,7 @@ fn along(rel: &str) -> String {
     .to_string()
 }
 
-fn style(kind: &str) -> (&'static str, &'static str) {
+pub(super) fn style(kind: &str) -> (&'static str, &'static str) {
     match kind {
         "commit" => ("box", "#dbeafe"),
         "source" => ("folder", "#e0e7ff"),
@@ -113,7 +108,7 @@ fn style(kind: &str) -> (&'static str, &'static str) {
     }
 }
 
-fn is_bad(flags: &[String]) -> bool {
+pub(super) fn is_bad(flags: &[String]) -> bool {
     flags.iter().any(|f| {
         [
             "revoked",
@@ -135,21 +130,43 @@ fn is_bad(flags: &[String]) -> bool {
 pub(crate) enum GraphFormat {
     Dot,
     Mermaid,
+    /// Laid out here; each node a link to `/node/ID` when `serve` draws it.
+    Svg {
+        links: bool,
+    },
 }
 
-/// A picture's nodes (id, kind, label, flags) and edges, upstream and downstream merged.
-struct Picture {
-    nodes: Vec<(String, &'static str, String, Vec<String>)>,
-    edges: Vec<Edge>,
+/// A node of a picture: id, kind, label, flags.
+pub(super) type PNode = (String, &'static str, String, Vec<String>);
+
+/// A picture's nodes and edges, upstream and downstream merged.
+pub(crate) struct Picture {
+    pub(super) nodes: Vec<PNode>,
+    pub(super) edges: Vec<Edge>,
 }
 
 impl Picture {
-    fn idx(&self, id: &str) -> usize {
+    pub(super) fn idx(&self, id: &str) -> usize {
         self.nodes.iter().position(|(n, ..)| n == id).unwrap_or(0)
+    }
+
+    #[cfg(test)]
+    pub(super) fn of(nodes: Vec<PNode>, edges: Vec<(&str, &str, &str)>) -> Picture {
+        Picture {
+            nodes,
+            edges: edges
+                .into_iter()
+                .map(|(from, to, label)| Edge {
+                    from: from.into(),
+                    to: to.into(),
+                    label: label.into(),
+                })
+                .collect(),
+        }
     }
 }
 
-/// The lineage of a node, upstream and downstream, as Graphviz DOT or Mermaid.
+/// The lineage of a node, upstream and downstream, as Graphviz DOT, Mermaid or SVG.
 pub(crate) fn graph(l: &Ledger, n: &Node, format: GraphFormat) -> Result<String> {
     let up = trace(l, n)?;
     let down = impact(l, n)?;
@@ -162,7 +179,19 @@ pub(crate) fn graph(l: &Ledger, n: &Node, format: GraphFormat) -> Result<String>
     Ok(match format {
         GraphFormat::Dot => dot(&p),
         GraphFormat::Mermaid => mermaid(&p),
+        GraphFormat::Svg { links } => super::svg::svg(&p, &|kind, id| {
+            links.then(|| format!("/node/{}", crate::serve::url_part(&reference(kind, id))))
+        }),
     })
+}
+
+/// The REF that names a picture's node: runs and commits carry their prefix.
+fn reference(kind: &str, id: &str) -> String {
+    match kind {
+        "run" => format!("run:{id}"),
+        "commit" => format!("commit:{id}"),
+        _ => id.to_string(),
+    }
 }
 
 fn dot(p: &Picture) -> String {

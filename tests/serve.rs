@@ -1,0 +1,161 @@
+//! `cto-ledger serve`: the read-only web view, over real runs, read by raw HTTP and by
+//! Debian's headless Chromium (installed by `.ci/run`).
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+use crate::util::Env;
+
+/// A running `serve`: its base URL and token; killed when dropped.
+struct Served {
+    child: Child,
+    base: String,
+    token: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(env: &Env) -> Served {
+    let mut child = env
+        .cmd(["serve", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.split_whitespace().last().unwrap().to_string();
+    let (base, token) = url.split_once("/?token=").expect("a URL with the token");
+    Served {
+        child,
+        base: base.into(),
+        token: token.into(),
+    }
+}
+
+/// One raw request; the status line's code and the whole answer.
+fn get(s: &Served, method: &str, path: &str, headers: &[String]) -> (u16, String) {
+    let host = s.base.trim_start_matches("http://");
+    let mut c = TcpStream::connect(host).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|h| h.starts_with("Host:")) {
+        req.push_str(&format!("Host: {host}\r\n"));
+    }
+    for h in headers {
+        req.push_str(&format!("{h}\r\n"));
+    }
+    req.push_str("\r\n");
+    c.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    let code = out[9..12].parse().unwrap();
+    (code, out)
+}
+
+fn chromium() -> Option<&'static str> {
+    Command::new("chromium")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|_| "chromium")
+}
+
+/// The DOM after Chromium loaded `url` (following the token's redirect with its cookie).
+fn dom(url: &str) -> String {
+    let out = Command::new("chromium")
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--dump-dom",
+            url,
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_view_needs_its_token_and_host_and_shows_runs_in_a_browser() {
+    let env = Env::new();
+    env.ok(["run", "stage2"]);
+    env.run(["run", "stage2", "--fake-behavior", "fail"]);
+    let runs = env.ok(["runs", "--json"]).json();
+    let ids: Vec<String> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    let s = serve(&env);
+    let host = s.base.trim_start_matches("http://").to_string();
+    let port = host.rsplit(':').next().unwrap();
+    let cookie = format!("Cookie: cto_ledger_{port}={}", s.token);
+
+    // No token, a wrong one, a foreign Host, another origin, a write: refused.
+    assert_eq!(get(&s, "GET", "/runs", &[]).0, 403);
+    assert_eq!(get(&s, "GET", "/runs?token=00", &[]).0, 403);
+    let foreign = [cookie.clone(), format!("Host: evil.example:{port}")];
+    assert_eq!(get(&s, "GET", "/runs", &foreign).0, 403);
+    let origin = [cookie.clone(), "Origin: http://evil.example".into()];
+    assert_eq!(get(&s, "GET", "/runs", &origin).0, 403);
+    assert_eq!(
+        get(&s, "POST", "/runs", std::slice::from_ref(&cookie)).0,
+        405
+    );
+    // The token becomes a cookie; the cookie opens every page, with the CSP.
+    let (code, answer) = get(&s, "GET", &format!("/runs?token={}", s.token), &[]);
+    assert_eq!(code, 303, "{answer}");
+    assert!(answer.contains("HttpOnly; SameSite=Strict"), "{answer}");
+    let (code, page) = get(&s, "GET", "/runs", std::slice::from_ref(&cookie));
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains("Content-Security-Policy: default-src 'none'"),
+        "{page}"
+    );
+    for id in &ids {
+        assert!(page.contains(&format!("/run/{id}")), "{page}");
+    }
+    // A file path is never resolved from a URL.
+    let (code, _) = get(
+        &s,
+        "GET",
+        "/node/%2Fetc%2Fpasswd",
+        std::slice::from_ref(&cookie),
+    );
+    assert_ne!(code, 200);
+
+    let Some(_) = chromium() else {
+        eprintln!("chromium is not installed: the browser half of this test is skipped");
+        return;
+    };
+    let d = dom(&format!("{}/?token={}", s.base, s.token));
+    for id in &ids {
+        assert!(d.contains(&format!("/run/{id}")), "{d}");
+    }
+    let failed = &ids[1];
+    let d = dom(&format!("{}/run/{failed}?token={}", s.base, s.token));
+    assert!(d.contains(r#"<span class="badge bad">fail</span>"#), "{d}");
+    assert!(
+        d.contains("provider_sandboxed") && d.contains("Landlock"),
+        "{d}"
+    );
+    assert!(
+        d.contains("<h2>Changes</h2>") && d.contains("strings.py"),
+        "{d}"
+    );
+    let d = dom(&format!("{}/node/run:{failed}?token={}", s.base, s.token));
+    assert!(
+        d.contains("<svg") && d.contains(r#"data-kind="admission""#),
+        "{d}"
+    );
+}
