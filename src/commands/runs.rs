@@ -172,7 +172,7 @@ fn outcome(r: &RunRow) -> String {
 }
 
 /// At most `max` characters: the rest elided with `…`.
-fn elide(s: &str, max: usize) -> String {
+pub(crate) fn elide(s: &str, max: usize) -> String {
     match s.chars().count() > max {
         true => s.chars().take(max - 1).chain(['…']).collect(),
         false => s.to_string(),

@@ -27,7 +27,7 @@ pub(crate) struct Args {
 const SHOWN_MAX: u64 = 64 << 20;
 /// What one message, tool call or result shows before it is elided.
 const WIDTH: usize = 100;
-const TRANSCRIPT: &str = "backend/model-transcript.jsonl";
+use crate::stage2::model::TRANSCRIPT;
 
 pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
     let (home, node) = a.target.resolve(cx)?;
@@ -44,13 +44,7 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
         }
         return Ok(Output::doc(doc, |w, v| text::value(w, v, 0)));
     };
-    let object = |path: &str| -> Option<ObjectId> {
-        doc["run"]["artifacts"]
-            .as_array()?
-            .iter()
-            .find(|x| x["path"] == path)
-            .and_then(|x| x["object"].as_str()?.parse().ok())
-    };
+    let object = |path: &str| artifact(&doc, path);
     if a.transcript {
         let Some(t) = object(TRANSCRIPT) else {
             return Err(Error::bad_input(
@@ -58,33 +52,45 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
                 "runs with a model (--model, or --fake-behavior agent) keep their transcript",
             ));
         };
-        let exchanges: Vec<Value> = read(&home, &t)?
+        let exchanges: Vec<Value> = read(&home, &t, SHOWN_MAX)?
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())
             .map(|l| serde_json::from_slice(l).unwrap_or(Value::Null))
             .collect();
         return Ok(Output::doc(exchanges, transcript_text));
     }
-    let report = doc["run"]["report_object"]
-        .as_str()
-        .and_then(|o| o.parse::<ObjectId>().ok())
-        .map(|o| read(&home, &o))
-        .transpose()?
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        .unwrap_or(Value::Null);
+    let report = report_of(&home, &doc, SHOWN_MAX)?;
     let shown_run = RunShown { doc, report };
     Ok(Output::doc(shown_run, run_text))
 }
 
-/// An object's bytes, verified, at most `SHOWN_MAX`.
-fn read(home: &Home, id: &ObjectId) -> Result<Vec<u8>> {
-    match home.store.read_at_most(id, SHOWN_MAX)? {
+/// The object a described run (`describe`'s document) recorded at `path`.
+pub(crate) fn artifact(doc: &Value, path: &str) -> Option<ObjectId> {
+    doc["run"]["artifacts"]
+        .as_array()?
+        .iter()
+        .find(|x| x["path"] == path)
+        .and_then(|x| x["object"].as_str()?.parse().ok())
+}
+
+/// A described run's `report.json`, read through [`read`]; `null` when it has none or
+/// it is not JSON.
+pub(crate) fn report_of(home: &Home, doc: &Value, max: u64) -> Result<Value> {
+    Ok(doc["run"]["report_object"]
+        .as_str()
+        .and_then(|o| o.parse::<ObjectId>().ok())
+        .map(|o| read(home, &o, max))
+        .transpose()?
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .unwrap_or(Value::Null))
+}
+
+/// An object's bytes, verified, at most `max`.
+pub(crate) fn read(home: &Home, id: &ObjectId, max: u64) -> Result<Vec<u8>> {
+    match home.store.read_at_most(id, max)? {
         Some((_, bytes)) => Ok(bytes),
         None => Err(Error::bad_input(
-            format!(
-                "{id} is larger than {} MiB, too large to show",
-                SHOWN_MAX >> 20
-            ),
+            format!("{id} is larger than {} MiB, too large to show", max >> 20),
             format!("read it with `cto-ledger cat {id}`"),
         )),
     }

@@ -9,6 +9,7 @@
 use std::fmt::Write as _;
 
 use super::picture::{is_bad, Picture};
+use crate::commands::runs::elide;
 
 const NODE_H: f64 = 54.0;
 const ROW_GAP: f64 = 22.0;
@@ -219,13 +220,6 @@ fn order(n: usize, edges: &[(usize, usize, &str)], rank: &[usize]) -> Vec<Vec<us
         }
     }
     columns
-}
-
-fn elide(s: &str, max: usize) -> String {
-    match s.chars().count() > max {
-        true => s.chars().take(max - 1).chain(['…']).collect(),
-        false => s.to_string(),
-    }
 }
 
 /// Text as XML character data or an attribute value: every markup character escaped.

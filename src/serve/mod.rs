@@ -276,15 +276,7 @@ impl Server {
 /// 128 random bits, hex.
 fn token() -> Result<String> {
     let mut b = [0u8; 16];
-    let mut filled = 0;
-    while filled < b.len() {
-        filled += rustix::rand::getrandom(&mut b[filled..], rustix::rand::GetRandomFlags::empty())
-            .map_err(|e| Error::Io {
-                action: "draw the token from",
-                path: PathBuf::from("getrandom(2)"),
-                source: e.into(),
-            })?;
-    }
+    crate::sign::keys::random_bytes(&mut b, "draw the token from")?;
     Ok(hex::encode(b))
 }
 

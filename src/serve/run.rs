@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::html::{badge, details, esc, fields, link, node_link, page, pre, table, val};
 use super::pages::{duration, node_of, short, value};
 use super::Reply;
+use crate::commands::show::artifact;
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::id::ObjectId;
@@ -45,37 +46,14 @@ pub(super) fn route(home: &Home, id: &str, sub: &str) -> Result<Reply> {
     Ok(Reply::html(200, page(&title, &body)))
 }
 
-fn artifact(doc: &Value, path: &str) -> Option<ObjectId> {
-    doc["run"]["artifacts"]
-        .as_array()?
-        .iter()
-        .find(|x| x["path"] == path)
-        .and_then(|x| x["object"].as_str()?.parse().ok())
-}
-
-/// An object's bytes, verified, at most [`SHOWN_MAX`].
+/// An artifact's bytes, verified, at most [`SHOWN_MAX`].
 fn read(home: &Home, id: &ObjectId) -> Result<Vec<u8>> {
-    match home.store.read_at_most(id, SHOWN_MAX)? {
-        Some((_, b)) => Ok(b),
-        None => Err(Error::bad_input(
-            format!(
-                "{id} is larger than {} MiB, too large to show",
-                SHOWN_MAX >> 20
-            ),
-            "download it from the artifacts table",
-        )),
-    }
+    crate::commands::show::read(home, id, SHOWN_MAX)
 }
 
 fn summary(home: &Home, doc: &Value) -> Result<String> {
     let run = &doc["run"];
-    let report: Value = run["report_object"]
-        .as_str()
-        .and_then(|o| o.parse::<ObjectId>().ok())
-        .map(|o| read(home, &o))
-        .transpose()?
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(Value::Null);
+    let report = crate::commands::show::report_of(home, doc, SHOWN_MAX)?;
     let id = val(&run["id"]);
     let mut out = String::new();
     let p = &run["provider"];
@@ -121,11 +99,13 @@ fn summary(home: &Home, doc: &Value) -> Result<String> {
     Ok(out)
 }
 
+/// A JSON array's items; none when it is not an array.
+fn items(v: &Value) -> &[Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
 fn gates(out: &mut String, rep: &Value) {
-    let rows: Vec<Vec<String>> = rep["gates"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let rows: Vec<Vec<String>> = items(&rep["gates"])
         .iter()
         .map(|g| {
             vec![
@@ -152,10 +132,7 @@ fn sandbox(out: &mut String, rep: &Value) {
             badge("NOT ENFORCED")
         ));
     }
-    let rows: Vec<Vec<String>> = s["rules"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let rows: Vec<Vec<String>> = items(&s["rules"])
         .iter()
         .map(|r| {
             vec![
@@ -170,10 +147,7 @@ fn sandbox(out: &mut String, rep: &Value) {
         })
         .collect();
     out.push_str(&table("rules", &["rule", "enforced", "by"], &rows));
-    let limits: Vec<Vec<String>> = rep["limits"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let limits: Vec<Vec<String>> = items(&rep["limits"])
         .iter()
         .map(|l| {
             vec![
@@ -258,10 +232,7 @@ fn changes(home: &Home, rep: &Value, out: &mut String) {
 }
 
 fn artifacts(out: &mut String, run: &Value) {
-    let rows: Vec<Vec<String>> = run["artifacts"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let rows: Vec<Vec<String>> = items(&run["artifacts"])
         .iter()
         .map(|a| {
             let (path, object) = (val(&a["path"]), val(&a["object"]));

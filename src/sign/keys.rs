@@ -30,20 +30,26 @@ pub(crate) struct PublicKey {
     pub(crate) verifying: VerifyingKey,
 }
 
+/// Fills `buf` from the kernel's random source (getrandom(2)); `action` names the use.
+pub(crate) fn random_bytes(buf: &mut [u8], action: &'static str) -> Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        filled +=
+            rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty())
+                .map_err(|e| Error::Io {
+                    action,
+                    path: PathBuf::from("getrandom(2)"),
+                    source: e.into(),
+                })?;
+    }
+    Ok(())
+}
+
 impl SecretKey {
     /// A fresh key from the kernel's random source.
     pub(crate) fn generate() -> Result<SecretKey> {
         let mut seed = [0u8; 32];
-        let mut filled = 0;
-        while filled < seed.len() {
-            filled +=
-                rustix::rand::getrandom(&mut seed[filled..], rustix::rand::GetRandomFlags::empty())
-                    .map_err(|e| Error::Io {
-                        action: "read random bytes for a key",
-                        path: PathBuf::from("getrandom(2)"),
-                        source: e.into(),
-                    })?;
-        }
+        random_bytes(&mut seed, "read random bytes for a key")?;
         Ok(SecretKey {
             signing: SigningKey::from_bytes(&seed),
         })
