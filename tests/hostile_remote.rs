@@ -680,7 +680,9 @@ fn objects_scattered_over_large_packs_cost_their_own_bytes_not_the_packs() {
     assert_eq!(code, 0, "{stderr}");
     assert!(rss < 150 * 1024, "pull peaked at {rss} KiB");
     assert!(
-        start.elapsed() < std::time::Duration::from_secs(30),
+        // Far above any machine's time to read a few small packs, far below reading
+        // the padding: a gross bound, not a timing target.
+        start.elapsed() < std::time::Duration::from_secs(300),
         "{:?}",
         start.elapsed()
     );

@@ -5,7 +5,7 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -572,7 +572,6 @@ fn a_flood_on_stdout_is_kept_to_its_limit_and_said() {
 #[test]
 fn a_provider_that_fills_its_folders_is_stopped_at_the_limit() {
     let env = Env::new();
-    let start = Instant::now();
     let r = stage2(
         &env,
         &[
@@ -581,29 +580,58 @@ fn a_provider_that_fills_its_folders_is_stopped_at_the_limit() {
             "--limit",
             "folder_bytes=8M",
             "--timeout",
-            "60",
+            "600",
         ],
         &[],
     );
-    // Stopped at the limit, long before its 60 s timeout (what the harness does after,
-    // recording what the provider wrote, depends on the disk: not bounded here).
-    let ran = r.report["duration_seconds"].as_f64().unwrap();
-    // The status below (the limit, not the timeout) is what proves the stop; under a loaded
-    // machine the fill itself crawls, so only the timeout bounds its run here.
-    assert!(ran < 60.0, "the provider ran {ran} s");
-    assert!(start.elapsed() < Duration::from_secs(120));
+    // The limit, not the timeout, stopped it (how long that took depends on the machine:
+    // not asserted).
     assert_eq!(
         r.report["status"], "provider_output_limit",
         "{}",
         r.report["reason"]
     );
     assert_eq!(r.report["verdict"], "fail");
-    assert!(r.dir.join("backend/provider-output-limit.txt").exists());
     let limits = r.report["limits"].as_array().unwrap();
     let folder = limits.iter().find(|l| l["name"] == "folder_bytes").unwrap();
     assert_eq!(
         (folder["value"].as_u64(), folder["hit"].as_bool()),
         (Some(8 << 20), Some(true))
+    );
+    // What it wrote past the limit (as much as it could between two looks) is listed,
+    // not stored, judged or left on disk: what the harness does after is bounded too.
+    let listing = fs::read_to_string(r.dir.join("backend/provider-output-limit.txt")).unwrap();
+    assert!(listing.contains("workspace: "), "{listing}");
+    assert!(listing.contains("workspace/fill-0.bin"), "{listing}");
+    // Removed, even the folder it took its own write permission from.
+    assert!(!r.dir.join("workspace").exists());
+    let unrecorded = r.report["unrecorded"].as_array().unwrap();
+    let parts: Vec<&str> = unrecorded
+        .iter()
+        .filter_map(|u| u["path"].as_str())
+        .collect();
+    assert!(parts.contains(&"workspace"), "{unrecorded:?}");
+    assert!(unrecorded
+        .iter()
+        .all(|u| u["error"].as_str().unwrap().contains("folder limit")));
+    assert_eq!(r.report["tests"]["result"], "error");
+    assert!(r.report.get("judge").is_none_or(Value::is_null));
+    let id = r.report["run_id"].as_str().unwrap();
+    let shown = env.ok(["show", &format!("run:{id}"), "--json"]).json();
+    let artifacts = shown["run"]["artifacts"].as_array().unwrap();
+    assert!(artifacts
+        .iter()
+        .any(|a| a["path"] == "backend/provider-output-limit.txt"));
+    assert!(
+        !artifacts
+            .iter()
+            .any(|a| a["path"].as_str().unwrap().starts_with("workspace/")),
+        "{artifacts:?}"
+    );
+    assert_eq!(
+        env.run(["audit"]).code,
+        0,
+        "the run folder matches its tree"
     );
     let bad = env.run(["run", "stage2", "--limit", "folder_bytes=lots"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);

@@ -237,7 +237,7 @@ fn stub(env: &Env) -> (Stub, u16) {
     let t = Instant::now();
     while !port_file.exists() {
         assert!(
-            t.elapsed() < Duration::from_secs(20),
+            t.elapsed() < Duration::from_secs(120),
             "the stub endpoint did not start"
         );
         std::thread::sleep(Duration::from_millis(20));

@@ -197,7 +197,9 @@ fn a_malformed_policy_is_refused_and_one_that_never_ends_is_bounded_and_named() 
     let t = Instant::now();
     let r = env.run(["admit", s(&repo.bin()), "--source-pin", &repo.pin()]);
     assert!(
-        t.elapsed() < Duration::from_secs(60),
+        // Each engine has 10 s once asked; a gross bound (not a timing target) so that
+        // one computing for ever fails here instead of hanging the suite.
+        t.elapsed() < Duration::from_secs(300),
         "bounded: {:?}",
         t.elapsed()
     );

@@ -219,6 +219,11 @@ impl Run<'_> {
     /// After the provider: its workspace stored, what it changed, the judged tree, the
     /// tests run there, and the verdict.
     pub(super) fn judge(&mut self) -> Result<()> {
+        if self.report.status == RunStatus::ProviderOutputLimit {
+            return self.unjudgeable(
+                "the provider was stopped at its folder limit: its workspace was not kept, so it is not judged".into(),
+            );
+        }
         let workspace = match self.store_workspace() {
             Ok(w) => w,
             Err(e) => {

@@ -87,10 +87,12 @@ impl RunLimits {
     }
 }
 
-/// What `folders` hold right now (bytes in regular files and link targets, entries),
-/// without following links; stops counting past `cap_entries`, or at the first thing it cannot walk.
-pub(crate) fn usage(folders: &[PathBuf], cap_entries: u64) -> Usage {
+/// What `folders` hold right now (bytes in regular files and link targets, entries, and
+/// the `largest` biggest files), without following links; stops counting past
+/// `cap_entries`, or at the first thing it cannot walk.
+pub(crate) fn usage(folders: &[PathBuf], cap_entries: u64, largest: usize) -> Usage {
     let mut u = Usage::default();
+    let mut top = std::collections::BinaryHeap::new();
     for f in folders {
         for e in walkdir::WalkDir::new(f).follow_links(false).min_depth(1) {
             let e = match e {
@@ -111,19 +113,35 @@ pub(crate) fn usage(folders: &[PathBuf], cap_entries: u64) -> Usage {
                         None => format!("a link loop under {}", f.display()),
                     };
                     u.unmeasured.get_or_insert(why);
-                    return u;
+                    break;
                 }
             };
             u.entries += 1;
             // A file's bytes, and a link's target (which the record stores as well).
             if e.file_type().is_file() || e.file_type().is_symlink() {
-                u.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                u.bytes += len;
+                if largest > 0 {
+                    // Of files the same size, the first by name.
+                    top.push(std::cmp::Reverse((len, std::cmp::Reverse(e.into_path()))));
+                    if top.len() > largest {
+                        top.pop();
+                    }
+                }
             }
             if u.entries > cap_entries {
-                return u;
+                break;
             }
         }
+        if u.entries > cap_entries || u.unmeasured.is_some() {
+            break;
+        }
     }
+    u.largest = top
+        .into_sorted_vec()
+        .into_iter()
+        .map(|std::cmp::Reverse((len, std::cmp::Reverse(p)))| (len, p))
+        .collect();
     u
 }
 
@@ -134,6 +152,8 @@ pub(crate) struct Usage {
     pub entries: u64,
     /// Why part of them could not be walked (and so was not counted).
     pub unmeasured: Option<String>,
+    /// The biggest files (and links) counted, biggest first, when asked for.
+    pub largest: Vec<(u64, PathBuf)>,
 }
 
 /// `Some(why)` when `folders` hold more than the limits allow, or hold what cannot be
@@ -143,7 +163,8 @@ pub(crate) fn over(folders: &[PathBuf], l: &RunLimits) -> Option<String> {
         bytes,
         entries,
         unmeasured,
-    } = usage(folders, l.folder_entries);
+        ..
+    } = usage(folders, l.folder_entries, 0);
     if let Some(why) = unmeasured {
         Some(format!(
             "its folders hold what the harness cannot measure ({why}), so they may be past folder_bytes and folder_entries"

@@ -355,16 +355,79 @@ impl Run<'_> {
             (
                 "provider-output-limit.txt",
                 RunStatus::ProviderOutputLimit,
-                format!("provider stopped after {:.3} s: {why}; its process group {} was killed\nkilled pids: {killed}\n", o.elapsed.as_secs_f64(), o.pid),
-                format!("provider_output_limit: {why}; it was killed with everything it started"),
+                format!("provider stopped after {:.3} s: {why}; its process group {} was killed\nkilled pids: {killed}\n{}", o.elapsed.as_secs_f64(), o.pid, self.held()),
+                format!("provider_output_limit: {why}; it was killed with everything it started; its folders were listed, not kept"),
             )
         } else {
             return Ok(());
         };
         let p = self.backend().join(file);
         fs::write(&p, text).map_err(Error::io("write", &p))?;
+        if o.limited.is_some() {
+            self.discard_folders();
+        }
         self.report.status = status;
         self.report.reason = Some(reason);
         Ok(())
+    }
+
+    /// What the provider's folders held when it was stopped: each folder's totals and
+    /// the largest files, for the record of a run whose folders are not kept.
+    fn held(&self) -> String {
+        let mut out = String::from("\nwhat its folders held when it was stopped:\n");
+        let mut largest = Vec::new();
+        for f in self.provider_folders() {
+            let u = super::limits::usage(std::slice::from_ref(&f), self.limits.folder_entries, 20);
+            let more = if u.entries > self.limits.folder_entries {
+                " or more"
+            } else {
+                ""
+            };
+            let unmeasured = u
+                .unmeasured
+                .map(|w| format!(" (then {w})"))
+                .unwrap_or_default();
+            out += &format!(
+                "  {}: {} bytes in {} entries{more}{unmeasured}\n",
+                self.rel(&f),
+                u.bytes,
+                u.entries
+            );
+            largest.extend(u.largest);
+        }
+        largest.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        out += "its largest files:\n";
+        for (len, p) in largest.iter().take(20) {
+            out += &format!("  {len:>12}  {}\n", self.rel(p));
+        }
+        out
+    }
+
+    /// A provider stopped at its folder limit holds more than the run may keep, by as
+    /// much as it could write between two looks: its folders are not stored, judged or
+    /// left on disk (`held` listed them), and the report says so of each.
+    fn discard_folders(&mut self) {
+        for f in self.provider_folders() {
+            if fs::symlink_metadata(&f).is_err() {
+                continue;
+            }
+            super::record::make_removable(&f);
+            let kept = "not stored: the provider was stopped at its folder limit";
+            let error = match fs::remove_dir_all(&f) {
+                Ok(()) => format!(
+                    "{kept}, and removed; backend/provider-output-limit.txt lists what it held"
+                ),
+                Err(e) => format!("{kept}; it could not be removed either: {e}"),
+            };
+            let path = self.rel(&f);
+            self.report
+                .unrecorded
+                .push(report::Unrecorded { path, error });
+        }
+    }
+
+    /// `p` as a path in the run folder, escaped.
+    fn rel(&self, p: &Path) -> String {
+        crate::paths::escaped(p.strip_prefix(&self.dir).unwrap_or(p))
     }
 }

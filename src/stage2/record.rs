@@ -178,6 +178,17 @@ impl Stored {
 /// Gives the owner read (and, for folders, search) permission wherever a provider took
 /// it away, so that what it left can be read and recorded. Links are not followed.
 pub(super) fn make_readable(dir: &Path) {
+    grant_owner(dir, 0o500, 0o400);
+}
+
+/// Gives the owner write permission on every folder as well, so that what a provider
+/// left can be removed. Links are not followed.
+pub(super) fn make_removable(dir: &Path) {
+    grant_owner(dir, 0o700, 0o400);
+}
+
+/// Adds `dirs` to every folder's mode and `files` to every file's, under `dir`.
+fn grant_owner(dir: &Path, dirs: u32, files: u32) {
     use std::os::unix::fs::PermissionsExt;
     for e in walkdir::WalkDir::new(dir)
         .follow_links(false)
@@ -186,9 +197,9 @@ pub(super) fn make_readable(dir: &Path) {
     {
         let Ok(m) = e.metadata() else { continue };
         let want = if m.is_dir() {
-            0o500
+            dirs
         } else if m.is_file() {
-            0o400
+            files
         } else {
             continue;
         };

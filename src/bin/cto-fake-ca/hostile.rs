@@ -25,7 +25,8 @@
 //! - `long-path`: makes, under its Case data folder, a file at a path longer than
 //!   PATH_MAX (which no walk by path reaches), then waits
 //! - `flood`: prints 50 MB to stdout and 1 MB to stderr
-//! - `fill`: writes files into its workspace until it is stopped
+//! - `fill`: writes files into its workspace until it is stopped, one in a folder it
+//!   leaves unwritable
 
 use std::env;
 use std::fs;
@@ -233,7 +234,16 @@ fn flood() {
 
 /// Writes 1 MiB files into the workspace until it is stopped.
 fn fill(repo: &Path) -> ! {
+    use std::os::unix::fs::PermissionsExt;
     let block = vec![b'f'; 1 << 20];
+    // One folder it leaves unwritable, which the harness must still be able to clear.
+    let locked = repo.join("locked");
+    fs::create_dir_all(&locked)
+        .unwrap_or_else(|e| die(&format!("cannot make {}: {e}", locked.display())));
+    fs::write(locked.join("kept.bin"), &block)
+        .unwrap_or_else(|e| die(&format!("cannot fill: {e}")));
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o500))
+        .unwrap_or_else(|e| die(&format!("cannot lock: {e}")));
     for i in 0.. {
         if fs::write(repo.join(format!("fill-{i}.bin")), &block).is_err() {
             break;
