@@ -488,9 +488,16 @@ fn a_path_past_path_max_stops_the_provider_and_hides_none_of_the_harness_files()
     );
     let reason = r.report["reason"].as_str().unwrap();
     assert!(reason.contains("cannot be walked"), "{reason}");
-    // The part it made unreadable is named; the harness's files beside it are evidence.
+    // Stopped at its folder limit, its folders are listed and removed (the one past
+    // PATH_MAX too); the harness's files beside them are evidence.
     let unrecorded = report_paths(&r, "unrecorded");
-    assert_eq!(unrecorded, ["backend/case-data"]);
+    assert_eq!(
+        unrecorded,
+        ["workspace", "home", "tmp", "backend/case-data"]
+    );
+    let why = &r.report["unrecorded"][3]["error"];
+    assert!(why.as_str().unwrap().contains("and removed"), "{why}");
+    assert!(!r.dir.join("backend/case-data").exists());
     let paths = report_paths(&r, "evidence");
     for want in [
         "backend/provider-stdout.log",
@@ -499,15 +506,8 @@ fn a_path_past_path_max_stops_the_provider_and_hides_none_of_the_harness_files()
     ] {
         assert!(paths.contains(&want), "{want} missing: {paths:?}");
     }
-    // The run's own account of the missing part is a note, not a finding.
     let audit = env.ok(["audit"]);
-    assert!(
-        audit
-            .stdout
-            .contains("part `backend/case-data` was not recorded"),
-        "{}",
-        audit.stdout
-    );
+    assert!(audit.stdout.contains("audit passed"), "{}", audit.stdout);
 }
 
 #[test]
@@ -526,8 +526,14 @@ fn two_thousand_nested_folders_fail_the_run_and_crash_nothing() {
     assert_eq!(env.last_kind(), "run");
     let recover = env.run(["recover", "--json"]);
     assert_eq!(recover.code, 0, "{}", recover.stderr);
+    // The run's own account of the parts it could not store is a note, not a finding.
     let audit = env.ok(["audit"]);
     assert!(audit.stdout.contains("audit passed"), "{}", audit.stdout);
+    assert!(
+        audit.stdout.contains("part `workspace` was not recorded"),
+        "{}",
+        audit.stdout
+    );
 }
 
 #[test]

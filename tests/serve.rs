@@ -5,7 +5,9 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 
-use crate::util::Env;
+use serde_json::{json, Value};
+
+use crate::util::{s, Env};
 
 /// A running `serve`: its base URL and token; killed when dropped.
 struct Served {
@@ -68,19 +70,32 @@ fn chromium() -> Option<&'static str> {
         .map(|_| "chromium")
 }
 
-/// The DOM after Chromium loaded `url` (following the token's redirect with its cookie).
+/// The DOM after Chromium loaded `url` (following the token's redirect with its cookie),
+/// and what the page said on its console (a blocked script or image, an error): a page of
+/// ours says nothing there.
 fn dom(url: &str) -> String {
     let out = Command::new("chromium")
         .args([
             "--headless=new",
             "--no-sandbox",
             "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
             "--dump-dom",
             url,
         ])
-        .stderr(Stdio::null())
         .output()
         .unwrap();
+    let console: Vec<String> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        console.is_empty(),
+        "{url} said on its console:\n{}",
+        console.join("\n")
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -158,4 +173,67 @@ fn the_view_needs_its_token_and_host_and_shows_runs_in_a_browser() {
         d.contains("<svg") && d.contains(r#"data-kind="admission""#),
         "{d}"
     );
+}
+
+/// What a hostile model and provider put in a run: markup in the model's answer and its
+/// tool calls, and a file named as markup in the workspace.
+const XSS: &str =
+    r#"<script>document.title='pwned'</script><img src=x onerror="document.body.dataset.pwned=1">"#;
+const XSS_FILE: &str = "<img src=x onerror=alert(1)>.txt";
+
+#[test]
+fn hostile_evidence_stays_text_in_the_browser() {
+    let Some(_) = chromium() else {
+        eprintln!("chromium is not installed: this test is skipped");
+        return;
+    };
+    let env = Env::new();
+    let fx = env.copy_of_builtin_fixture("fx");
+    let script = fx.join("model-scripts/r1-string-slugify.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&script).unwrap()).unwrap();
+    let implementer = &mut v["roles"]["implementer"];
+    implementer[0]["tool_calls"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "write", "arguments": {"path": XSS_FILE, "content": XSS}}));
+    let answer = implementer[1]["content"].as_str().unwrap();
+    implementer[1]["content"] = json!(format!("{XSS}\n{answer}"));
+    std::fs::write(&script, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    let model = "scripted/r1-string-slugify";
+    env.ok(["admit", "--model", model, "--fixture", s(&fx)]);
+    let run = env
+        .ok([
+            "run",
+            "stage2",
+            "--fixture",
+            s(&fx),
+            "--fake-behavior",
+            "agent",
+            "--model",
+            model,
+            "--json",
+        ])
+        .json();
+    assert_eq!(run["verdict"], "pass", "{run}");
+    let id = run["run_id"].as_str().unwrap();
+    let served = serve(&env);
+    let open = |path: &str| dom(&format!("{}{path}?token={}", served.base, served.token));
+    let summary = open(&format!("/run/{id}"));
+    let transcript = open(&format!("/run/{id}/transcript"));
+    // The file name is on the run page and the markup in the transcript, as text.
+    assert!(
+        summary.contains("&lt;img src=x onerror=alert(1)&gt;.txt"),
+        "{summary}"
+    );
+    assert!(
+        transcript.contains("&lt;script&gt;document.title='pwned'&lt;/script&gt;"),
+        "{transcript}"
+    );
+    for d in [&summary, &transcript] {
+        assert!(!d.contains("<img") && !d.contains("<script"), "{d}");
+        assert!(
+            !d.contains("data-pwned") && !d.contains("<title>pwned"),
+            "{d}"
+        );
+    }
 }
