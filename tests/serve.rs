@@ -3,6 +3,7 @@
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
@@ -236,4 +237,173 @@ fn hostile_evidence_stays_text_in_the_browser() {
             "{d}"
         );
     }
+}
+
+/// A screenshot of `url` by Chromium, into `CTO_LEDGER_SCREENSHOTS` (the docs' folder,
+/// when making them for the docs) or the test's own folder; its path.
+fn screenshot(env: &Env, url: &str, name: &str) -> PathBuf {
+    let dir = std::env::var_os("CTO_LEDGER_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env.path("screenshots"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(name);
+    let status = Command::new("chromium")
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1280,1100",
+            &format!("--screenshot={}", file.display()),
+            url,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let png = std::fs::read(&file).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "{}",
+        file.display()
+    );
+    file
+}
+
+/// Every node id in a `trace --json` tree.
+fn trace_ids(v: &Value, out: &mut Vec<String>) {
+    if let Some(id) = v["id"].as_str() {
+        out.push(id.to_string());
+    }
+    for c in v["children"].as_array().into_iter().flatten() {
+        trace_ids(c, out);
+    }
+}
+
+#[test]
+fn a_signed_ledger_of_real_runs_reads_as_a_person_would_check_it() {
+    let Some(_) = chromium() else {
+        eprintln!("chromium is not installed: this test is skipped");
+        return;
+    };
+    let env = Env::new();
+    env.ok(["key", "generate"]);
+    env.ok(["run", "stage2"]);
+    let failed = env
+        .run(["run", "stage2", "--fake-behavior", "fail", "--json"])
+        .json();
+    let model = "scripted/r1-string-slugify";
+    let agent = [
+        "run",
+        "stage2",
+        "--fake-behavior",
+        "agent",
+        "--model",
+        model,
+        "--json",
+    ];
+    let blocked = env.run(agent).json();
+    assert_eq!(blocked["status"], "blocked", "{blocked}");
+    env.ok(["admit", "--model", model]);
+    let scripted = env.ok(agent).json();
+    assert_eq!(scripted["verdict"], "pass", "{scripted}");
+    env.ok(["checkpoint", "--sign"]);
+    let id_of = |r: &Value| r["run_id"].as_str().unwrap().to_string();
+    let (failed, blocked, scripted_id) = (id_of(&failed), id_of(&blocked), id_of(&scripted));
+
+    let served = serve(&env);
+    let url = |path: &str| format!("{}{path}?token={}", served.base, served.token);
+    let runs = dom(&url("/runs"));
+    for id in [&failed, &blocked, &scripted_id] {
+        assert!(runs.contains(&format!("/run/{id}")), "{runs}");
+    }
+    assert!(
+        runs.contains(r#"<span class="badge bad">blocked</span>"#),
+        "{runs}"
+    );
+    // The run: its verdict, and its event proven in the signed log, checked here.
+    let run = dom(&url(&format!("/run/{scripted_id}")));
+    assert!(
+        run.contains(r#"<span class="badge good">pass</span>"#),
+        "{run}"
+    );
+    let signed = &run[run
+        .find("<h2>Signed log</h2>")
+        .expect("a signed log section")..];
+    assert!(
+        signed.contains(r#"<span class="badge good">verified</span>"#),
+        "{signed}"
+    );
+    // The transcript: every exchange the model server recorded, each a section.
+    let transcript = dom(&url(&format!("/run/{scripted_id}/transcript")));
+    let exchanges = scripted["model"]["exchanges"].as_u64().unwrap();
+    assert!(exchanges >= 5, "{scripted}");
+    assert_eq!(
+        transcript.matches(r#"<section class="exchange">"#).count() as u64,
+        exchanges,
+        "{transcript}"
+    );
+    for role in [
+        "implementer",
+        "verifier",
+        "reviewer",
+        "closer",
+        "retrospective",
+    ] {
+        assert!(
+            transcript.contains(&format!(" {role} (turn")),
+            "{role}: {transcript}"
+        );
+    }
+    // The graph: the nodes `trace` names, each a link to its page.
+    let graph = dom(&url(&format!("/node/run:{scripted_id}")));
+    let mut ids = Vec::new();
+    trace_ids(
+        &env.ok(["trace", &format!("run:{scripted_id}"), "--json"])
+            .json(),
+        &mut ids,
+    );
+    assert!(ids.len() >= 4, "{ids:?}");
+    for id in &ids {
+        assert!(
+            graph.contains(&format!(r#"data-id="{id}""#)),
+            "{id} not drawn: {graph}"
+        );
+    }
+    let audit = dom(&url("/audit"));
+    assert!(
+        audit.contains(r#"<span class="badge good">passed</span>"#),
+        "{audit}"
+    );
+    for (path, name) in [
+        ("/runs".to_string(), "serve-runs.png"),
+        (format!("/run/{scripted_id}"), "serve-run.png"),
+        (
+            format!("/run/{scripted_id}/transcript"),
+            "serve-transcript.png",
+        ),
+        (format!("/node/run:{scripted_id}"), "serve-graph.png"),
+    ] {
+        screenshot(&env, &url(&path), name);
+    }
+
+    // The failed run's event rewritten to say it passed, the journal re-chained: the
+    // signed log no longer proves it, and the audit page says so.
+    let seq = env.ok(["show", &format!("run:{failed}"), "--json"]).json()["run"]["seq"]
+        .as_i64()
+        .unwrap();
+    env.rewrite_event(seq, r#""verdict":"fail""#, r#""verdict":"pass""#);
+    let run = dom(&url(&format!("/run/{failed}")));
+    let signed = &run[run.find("<h2>Signed log</h2>").unwrap()..];
+    assert!(
+        signed.contains(r#"<span class="badge bad">failed</span>"#),
+        "{signed}"
+    );
+    let audit = dom(&url("/audit"));
+    assert!(
+        audit.contains(r#"<span class="badge bad">failed</span>"#),
+        "{audit}"
+    );
+    assert!(audit.contains("history was rewritten"), "{audit}");
 }

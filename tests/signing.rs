@@ -352,35 +352,7 @@ fn a_rewritten_journal_breaks_the_kept_signed_checkpoint_in_audit() {
     assert!(env.ok(["audit"]).stdout.contains("audit passed"));
     // Someone with write access to the database re-chains the journal after changing
     // an event: the hash chain is consistent again, the signed checkpoint is not.
-    let db = env.db();
-    let rows: Vec<(i64, String)> = db
-        .prepare("SELECT seq, event FROM journal ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    db.execute_batch("DROP TRIGGER IF EXISTS journal_is_append_only_update")
-        .unwrap();
-    let mut prev = "0".repeat(64);
-    for (seq, event) in rows {
-        let event = if seq == 2 {
-            event.replace("tester", "mallory")
-        } else {
-            event
-        };
-        let mut h = <sha2::Sha256 as sha2::Digest>::new();
-        sha2::Digest::update(&mut h, hex::decode(&prev).unwrap());
-        sha2::Digest::update(&mut h, event.as_bytes());
-        let hash = hex::encode(sha2::Digest::finalize(h));
-        db.execute(
-            "UPDATE journal SET event = ?2, prev_hash = ?3, hash = ?4 WHERE seq = ?1",
-            rusqlite::params![seq, event, prev, hash],
-        )
-        .unwrap();
-        prev = hash;
-    }
-    drop(db);
+    env.rewrite_event(2, "tester", "mallory");
     let r = env.run(["audit", "--json"]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     let findings = r.json()["findings"].to_string();

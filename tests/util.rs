@@ -155,6 +155,41 @@ impl Env {
         rusqlite::Connection::open(self.ledger.join("ledger.db")).unwrap()
     }
 
+    /// What someone with write access to the database could do: change event `seq`
+    /// (`from` replaced by `to`) and re-chain the journal after it, so the hash chain is
+    /// consistent again and only a signed checkpoint can tell.
+    pub(crate) fn rewrite_event(&self, seq: i64, from: &str, to: &str) {
+        let db = self.db();
+        let rows: Vec<(i64, String)> = db
+            .prepare("SELECT seq, event FROM journal ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        db.execute_batch("DROP TRIGGER IF EXISTS journal_is_append_only_update")
+            .unwrap();
+        let mut prev = "0".repeat(64);
+        for (n, event) in rows {
+            let event = if n == seq {
+                assert!(event.contains(from), "event {n} has no {from}: {event}");
+                event.replace(from, to)
+            } else {
+                event
+            };
+            let mut h = <sha2::Sha256 as sha2::Digest>::new();
+            sha2::Digest::update(&mut h, hex::decode(&prev).unwrap());
+            sha2::Digest::update(&mut h, event.as_bytes());
+            let hash = hex::encode(sha2::Digest::finalize(h));
+            db.execute(
+                "UPDATE journal SET event = ?2, prev_hash = ?3, hash = ?4 WHERE seq = ?1",
+                rusqlite::params![n, event, prev, hash],
+            )
+            .unwrap();
+            prev = hash;
+        }
+    }
+
     /// The built-in fixture copied to a directory of the test's own.
     pub(crate) fn copy_of_builtin_fixture(&self, name: &str) -> PathBuf {
         let fx = self.path(name);

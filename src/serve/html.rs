@@ -11,7 +11,7 @@ pub(crate) fn page(title: &str, body: &str) -> String {
     let mut out = String::with_capacity(body.len() + 1024);
     let _ = write!(
         out,
-        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{} · cto-ledger</title><link rel="stylesheet" href="/assets/style.css"></head><body><nav><a class="brand" href="/runs">cto-ledger</a> <a href="/runs">runs</a> <a href="/admissions">admissions</a> <a href="/builds">builds</a> <a href="/journal">journal</a> <a href="/checkpoints">checkpoints</a></nav><main><h1>{}</h1>{body}</main></body></html>"#,
+        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{} · cto-ledger</title><link rel="stylesheet" href="/assets/style.css"></head><body><nav><a class="brand" href="/runs">cto-ledger</a> <a href="/runs">runs</a> <a href="/admissions">admissions</a> <a href="/builds">builds</a> <a href="/journal">journal</a> <a href="/checkpoints">checkpoints</a> <a href="/audit">audit</a></nav><main><h1>{}</h1>{body}</main></body></html>"#,
         esc(title),
         esc(title)
     );

@@ -26,6 +26,7 @@ pub(super) fn route(home: &Home, path: &str, query: &str) -> Result<Reply> {
         "/builds" => ok("Builds", builds(home)?),
         "/journal" => ok("Journal", journal(home, query)?),
         "/checkpoints" => ok("Checkpoints", checkpoints(home)?),
+        "/audit" => ok("Audit", audit(home)?),
         _ => {
             if let Some(rest) = path.strip_prefix("/run/") {
                 let (id, sub) = rest.split_once('/').unwrap_or((rest, ""));
@@ -393,6 +394,51 @@ fn journal(home: &Home, query: &str) -> Result<String> {
 
 /// Every kept checkpoint, its note checked against the keys this ledger records and the
 /// tree it names recomputed from the journal.
+/// `cto-ledger audit`, run now over the read-only ledger (it keeps no result: the page is
+/// the latest audit, made when it is asked for).
+fn audit(home: &Home) -> Result<String> {
+    let a = crate::audit::audit(home, None, &indicatif::ProgressBar::hidden())?;
+    let mut out = fields(&[
+        ("result", badge(if a.ok { "passed" } else { "failed" })),
+        ("when", esc(&crate::ledger::now())),
+        ("events", esc(&a.events.to_string())),
+        (
+            "head",
+            esc(&a
+                .head
+                .as_ref()
+                .map(|h| h.hash.to_string())
+                .unwrap_or_default()),
+        ),
+        (
+            "objects re-hashed",
+            esc(&format!(
+                "{} ({} bytes, BLAKE3 and SHA-256)",
+                a.objects_checked, a.bytes_checked
+            )),
+        ),
+        ("runs checked", esc(&a.runs_checked.to_string())),
+    ]);
+    let rows: Vec<Vec<String>> = a
+        .findings
+        .iter()
+        .map(|f| vec![esc(&f.check.to_string()), esc(&f.subject), esc(&f.message)])
+        .collect();
+    out.push_str("<h2>Findings</h2>");
+    match rows.is_empty() {
+        true => out.push_str("<p>None.</p>"),
+        false => out.push_str(&table("list", &["check", "subject", "finding"], &rows)),
+    }
+    if !a.notes.is_empty() {
+        out.push_str("<h2>Notes</h2><ul>");
+        for n in &a.notes {
+            let _ = write!(out, "<li>{}</li>", esc(n));
+        }
+        out.push_str("</ul>");
+    }
+    Ok(out)
+}
+
 fn checkpoints(home: &Home) -> Result<String> {
     let l = &home.ledger;
     let checker = crate::tlog::NoteChecker::new(l)?;

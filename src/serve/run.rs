@@ -96,6 +96,7 @@ fn summary(home: &Home, doc: &Value) -> Result<String> {
     tests(home, doc, &report, &mut out)?;
     changes(home, &report, &mut out);
     artifacts(&mut out, run);
+    signed_log(home, run, &mut out);
     Ok(out)
 }
 
@@ -252,4 +253,81 @@ fn artifacts(out: &mut String, run: &Value) {
         .collect();
     out.push_str("<h2>Artifacts</h2>");
     out.push_str(&table("artifacts", &["path", "object", ""], &rows));
+}
+
+/// Where the run's event stands in the signed log: the newest kept checkpoint covering
+/// it, and its inclusion proof made and checked here as `verify-proof` checks it
+/// offline (the note's signature by its recorded key, the Merkle path to the signed
+/// root, the event's bytes to the proven leaf).
+fn signed_log(home: &Home, run: &Value, out: &mut String) {
+    out.push_str("<h2>Signed log</h2>");
+    let id = val(&run["id"]);
+    let Some(seq) = run["seq"].as_u64() else {
+        out.push_str("<p>This run has no journal event.</p>");
+        return;
+    };
+    let l = &home.ledger;
+    let proof = match crate::tlog::covering(l, seq) {
+        Ok(None) => {
+            let _ = write!(
+                out,
+                "<p>Journal event {seq}. No signed checkpoint covers it yet: <code>cto-ledger checkpoint --sign</code>, then <code>cto-ledger prove run:{}</code>.</p>",
+                esc(&id)
+            );
+            return;
+        }
+        Ok(Some(cp)) => crate::tlog::prove_inclusion(l, seq, Some(cp.size)).map(|p| (cp, p)),
+        Err(e) => Err(e),
+    };
+    let checked = proof.map_err(|e| e.to_string()).and_then(|(cp, p)| {
+        let key = l
+            .keys()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|k| k.keyid == cp.keyid)
+            .ok_or_else(|| format!("key {} is not recorded in this ledger", cp.keyid))?;
+        let public = crate::tlog::public_of(&key).map_err(|e| e.to_string())?;
+        let check = crate::offline::proof::verify(&p, &public)?;
+        Ok((cp, key, check))
+    });
+    let (cp, key, check) = match checked {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = write!(out, "<p>{} {}</p>", badge("failed"), esc(&e));
+            return;
+        }
+    };
+    let state = if check.ok { "verified" } else { "failed" };
+    let revoked = key
+        .revoked
+        .as_ref()
+        .map(|r| format!("revoked in event {}: {}", r.seq, r.reason));
+    out.push_str(&fields(&[
+        ("journal event", esc(&seq.to_string())),
+        (
+            "checkpoint",
+            esc(&format!(
+                "size {}, signed {} by key {}",
+                cp.size,
+                cp.time,
+                &cp.keyid[..cp.keyid.len().min(16)]
+            )),
+        ),
+        ("key", esc(revoked.as_deref().unwrap_or("recorded, not revoked"))),
+        ("inclusion proof", badge(state)),
+        (
+            "problems",
+            match check.problems.is_empty() {
+                true => "none".into(),
+                false => esc(&check.problems.join("; ")),
+            },
+        ),
+        (
+            "check it offline",
+            format!(
+                "<code>cto-ledger key export --format pem &gt; key.pem; cto-ledger prove run:{} &gt; proof.json; cto-ledger verify-proof proof.json --key key.pem</code>",
+                esc(&id)
+            ),
+        ),
+    ]));
 }
