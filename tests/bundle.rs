@@ -18,7 +18,7 @@ use crate::util::*;
 /// A ledger with a key, a provider built from a repo (not the shipped fake, so it
 /// solves through the scripted model), admitted with its model; one passed run.
 /// Returns the env, the run id, the provider's path and the public key.
-fn run_ledger() -> (Env, String, PathBuf, PathBuf) {
+pub(crate) fn run_ledger() -> (Env, String, PathBuf, PathBuf) {
     let env = Env::new();
     let repo = env.repo("case");
     let mut bytes = fs::read(FAKE).unwrap();
@@ -38,7 +38,7 @@ fn run_ledger() -> (Env, String, PathBuf, PathBuf) {
 }
 
 /// An auditor's folder: a fresh HOME, no ledger, a copy of the bundle and the key.
-fn auditor(bundle: &Path, pem: &Path) -> (Env, PathBuf, PathBuf) {
+pub(crate) fn auditor(bundle: &Path, pem: &Path) -> (Env, PathBuf, PathBuf) {
     let a = Env::new();
     let (b, k) = (a.path("evidence.tar"), a.path("signer.pem"));
     fs::copy(bundle, &b).unwrap();
@@ -46,7 +46,7 @@ fn auditor(bundle: &Path, pem: &Path) -> (Env, PathBuf, PathBuf) {
     (a, b, k)
 }
 
-fn members(tar: &Path) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn members(tar: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut ar = tar::Archive::new(fs::File::open(tar).unwrap());
     for e in ar.entries().unwrap() {
@@ -59,7 +59,7 @@ fn members(tar: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-fn write_tar(path: &Path, members: &[(String, Vec<u8>)]) {
+pub(crate) fn write_tar(path: &Path, members: &[(String, Vec<u8>)]) {
     let mut b = tar::Builder::new(Vec::new());
     for (p, bytes) in members {
         let mut h = tar::Header::new_gnu();

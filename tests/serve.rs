@@ -25,8 +25,12 @@ impl Drop for Served {
 }
 
 fn serve(env: &Env) -> Served {
+    serve_with(env, &[])
+}
+
+fn serve_with(env: &Env, args: &[&str]) -> Served {
     let mut child = env
-        .cmd(["serve", "--bind", "127.0.0.1:0"])
+        .cmd(["serve", "--bind", "127.0.0.1:0"].iter().chain(args))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -406,4 +410,85 @@ fn a_signed_ledger_of_real_runs_reads_as_a_person_would_check_it() {
         "{audit}"
     );
     assert!(audit.contains("history was rewritten"), "{audit}");
+}
+
+/// The page `serve --bundle` shows an auditor with no ledger: verified, the run's
+/// verdict, gates and every transcript exchange, members downloadable; the same bundle
+/// with one transcript byte changed is shown as failed, naming the member, which is
+/// then neither shown nor downloadable.
+#[test]
+fn a_bundle_is_shown_with_no_ledger_and_a_forged_one_says_so() {
+    let Some(_) = chromium() else {
+        eprintln!("chromium is not installed: this test is skipped");
+        return;
+    };
+    let (env, id, _, pem) = crate::bundle::run_ledger();
+    let bundle = env.path("run.bundle.tar");
+    env.ok(["export", &format!("run:{id}"), "--bundle", s(&bundle)]);
+    let (a, tar, key) = crate::bundle::auditor(&bundle, &pem);
+    let members = crate::bundle::members(&tar);
+    let member = |name: &str| members.iter().position(|(p, _)| p == name).unwrap();
+    let report: Value = serde_json::from_slice(&members[member("evidence/report.json")].1).unwrap();
+    let transcript = "evidence/backend/model-transcript.jsonl";
+
+    let served = serve_with(&a, &["--bundle", s(&tar), "--key", s(&key)]);
+    let url = |path: &str| format!("{}{path}?token={}", served.base, served.token);
+    assert_eq!(get(&served, "GET", "/", &[]).0, 403);
+    let page = dom(&url("/"));
+    for want in [
+        r#"<span class="badge good">verified</span>"#,
+        r#"<span class="badge good">pass</span>"#,
+        "<h2>Gates</h2>",
+        "<h2>Sandbox</h2>",
+        transcript,
+    ] {
+        assert!(page.contains(want), "{want}: {page}");
+    }
+    let conversation = dom(&url("/transcript"));
+    let exchanges = report["model"]["exchanges"].as_u64().unwrap();
+    assert!(exchanges >= 5, "{report}");
+    assert_eq!(
+        conversation
+            .matches(r#"<section class="exchange">"#)
+            .count() as u64,
+        exchanges,
+        "{conversation}"
+    );
+    let port = served.base.rsplit(':').next().unwrap().to_string();
+    let cookie = format!("Cookie: cto_ledger_{port}={}", served.token);
+    let (code, answer) = get(&served, "GET", &format!("/member/{transcript}"), &[cookie]);
+    assert_eq!(code, 200, "{answer}");
+    assert!(answer.contains("Content-Disposition: attachment; filename=\"model-transcript.jsonl\""));
+    let body = &members[member(transcript)].1;
+    assert!(answer.ends_with(std::str::from_utf8(body).unwrap()));
+    screenshot(&a, &url("/"), "serve-bundle.png");
+    drop(served);
+
+    // One byte of the transcript changed, the tar otherwise as it was.
+    let mut forged = members.clone();
+    let t = &mut forged[member(transcript)].1;
+    let at = t.windows(11).position(|w| w == b"implementer").unwrap();
+    t[at + 10] = b'X';
+    let forged_tar = a.path("forged.tar");
+    crate::bundle::write_tar(&forged_tar, &forged);
+    let served = serve_with(&a, &["--bundle", s(&forged_tar), "--key", s(&key)]);
+    let url = |path: &str| format!("{}{path}?token={}", served.base, served.token);
+    let page = dom(&url("/"));
+    assert!(page.contains("this bundle did not verify"), "{page}");
+    let problems = &page[page.find("<h2>Problems</h2>").expect("the problems listed")..];
+    assert!(problems.contains(transcript), "{problems}");
+    assert!(
+        !page.contains(&format!("/member/{}", transcript.replace('/', "%2F"))),
+        "{page}"
+    );
+    let conversation = dom(&url("/transcript"));
+    assert!(
+        conversation.contains("holds no model transcript"),
+        "{conversation}"
+    );
+    assert!(!conversation.contains("implementeX"), "{conversation}");
+    let port = served.base.rsplit(':').next().unwrap().to_string();
+    let cookie = format!("Cookie: cto_ledger_{port}={}", served.token);
+    let (code, _) = get(&served, "GET", &format!("/member/{transcript}"), &[cookie]);
+    assert_eq!(code, 404);
 }

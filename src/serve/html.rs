@@ -6,12 +6,25 @@ use std::fmt::Write as _;
 
 pub(crate) use crate::lineage::esc;
 
-/// A page: the navigation, a title and the body markup built by the caller.
+const LEDGER_NAV: &str = r#"<a class="brand" href="/runs">cto-ledger</a> <a href="/runs">runs</a> <a href="/admissions">admissions</a> <a href="/builds">builds</a> <a href="/journal">journal</a> <a href="/checkpoints">checkpoints</a> <a href="/audit">audit</a>"#;
+const BUNDLE_NAV: &str = r#"<a class="brand" href="/">cto-ledger bundle</a> <a href="/">evidence</a> <a href="/transcript">transcript</a> <a href="/#members">members</a>"#;
+
+/// A page of the ledger's view: the navigation, a title and the body markup built by
+/// the caller.
 pub(crate) fn page(title: &str, body: &str) -> String {
+    frame(LEDGER_NAV, title, body)
+}
+
+/// A page of one bundle's view (`serve --bundle`).
+pub(crate) fn bundle_page(title: &str, body: &str) -> String {
+    frame(BUNDLE_NAV, title, body)
+}
+
+fn frame(nav: &str, title: &str, body: &str) -> String {
     let mut out = String::with_capacity(body.len() + 1024);
     let _ = write!(
         out,
-        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{} · cto-ledger</title><link rel="stylesheet" href="/assets/style.css"></head><body><nav><a class="brand" href="/runs">cto-ledger</a> <a href="/runs">runs</a> <a href="/admissions">admissions</a> <a href="/builds">builds</a> <a href="/journal">journal</a> <a href="/checkpoints">checkpoints</a> <a href="/audit">audit</a></nav><main><h1>{}</h1>{body}</main></body></html>"#,
+        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{} · cto-ledger</title><link rel="stylesheet" href="/assets/style.css"></head><body><nav>{nav}</nav><main><h1>{}</h1>{body}</main></body></html>"#,
         esc(title),
         esc(title)
     );

@@ -17,10 +17,13 @@
 //!   refused;
 //! - only GET and HEAD are answered, and the ledger is opened read-only: no route writes.
 
+mod bundle;
 mod html;
 mod pages;
 mod run;
 mod transcript;
+
+pub(crate) use bundle::View as BundleView;
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -45,20 +48,38 @@ const REQUEST_TIME: Duration = Duration::from_secs(10);
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 pub(crate) const STYLE: &str = include_str!("style.css");
 
-/// What `serve` prints and keeps: the address, the token and the ledger it reads.
+/// What `serve` prints and keeps: the address, the token and what it shows.
 pub(crate) struct Server {
     listener: TcpListener,
     pub addr: SocketAddr,
     token: String,
-    home: PathBuf,
-    /// Read-only handles, one per request at a time, reused.
-    pool: Mutex<Vec<Home>>,
+    source: Source,
+}
+
+/// A ledger home, or one evidence bundle read and checked at start.
+enum Source {
+    Ledger {
+        home: PathBuf,
+        /// Read-only handles, one per request at a time, reused.
+        pool: Mutex<Vec<Home>>,
+    },
+    Bundle(bundle::View),
 }
 
 impl Server {
     /// Binds `bind` and checks the ledger opens read-only.
     pub(crate) fn bind(home: PathBuf, bind: &str) -> Result<Server> {
         let first = Home::open(&home, Mode::ReadOnly)?;
+        let pool = Mutex::new(vec![first]);
+        Server::listen(bind, Source::Ledger { home, pool })
+    }
+
+    /// Binds `bind` to show one bundle, checked with [`bundle::View::open`].
+    pub(crate) fn bind_bundle(view: bundle::View, bind: &str) -> Result<Server> {
+        Server::listen(bind, Source::Bundle(view))
+    }
+
+    fn listen(bind: &str, source: Source) -> Result<Server> {
         let listener = TcpListener::bind(bind).map_err(|e| {
             Error::bad_input(
                 format!("cannot listen on {bind}: {e}"),
@@ -67,13 +88,12 @@ impl Server {
         })?;
         let addr = listener
             .local_addr()
-            .map_err(Error::io("read the address of", home.clone()))?;
+            .map_err(Error::io("read the address of", PathBuf::from(bind)))?;
         Ok(Server {
             listener,
             addr,
             token: token()?,
-            home,
-            pool: Mutex::new(vec![first]),
+            source,
         })
     }
 
@@ -233,15 +253,6 @@ impl Server {
         }
     }
 
-    /// A read-only handle for one request: the ledger is read as it is now.
-    fn handle(&self) -> Result<Home> {
-        let spare = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        match spare {
-            Some(h) => Ok(h),
-            None => Home::open(&self.home, Mode::ReadOnly),
-        }
-    }
-
     fn route(&self, conn: &TcpStream, req: &crate::net::Request, head: bool) {
         if req.path == "/assets/style.css" {
             let mut r = Reply::new(200, "text/css; charset=utf-8", STYLE.as_bytes().to_vec());
@@ -249,27 +260,33 @@ impl Server {
                 .push(("Cache-Control", "private, max-age=3600".into()));
             return send(conn, &r, head, None);
         }
-        let home = match self.handle() {
+        let (path, query) = split_query(&req.path);
+        let (path, status) = (decode(path), |e: &Error| match e {
+            Error::BadInput { .. } => 404,
+            Error::Integrity { .. } => 409,
+            _ => 500,
+        });
+        let (home, pool) = match &self.source {
+            Source::Bundle(view) => {
+                let reply = bundle::route(view, &path)
+                    .unwrap_or_else(|e| bundle::error_page(status(&e), &e));
+                return send(conn, &reply, head, None);
+            }
+            Source::Ledger { home, pool } => (home, pool),
+        };
+        // A read-only handle for this request: the ledger is read as it is now.
+        let spare = pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let home = match spare.map_or_else(|| Home::open(home, Mode::ReadOnly), Ok) {
             Ok(h) => h,
             Err(e) => {
                 let r = Reply::text(503, &format!("cannot open the ledger: {e}"));
                 return send(conn, &r, head, None);
             }
         };
-        let (path, query) = split_query(&req.path);
-        let reply = pages::route(&home, &decode(path), query).unwrap_or_else(|e| {
-            let status = match e {
-                Error::BadInput { .. } => 404,
-                Error::Integrity { .. } => 409,
-                _ => 500,
-            };
-            pages::error_page(status, &e)
-        });
+        let reply =
+            pages::route(&home, &path, query).unwrap_or_else(|e| pages::error_page(status(&e), &e));
         send(conn, &reply, head, Some(&home.store));
-        self.pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(home);
+        pool.lock().unwrap_or_else(|p| p.into_inner()).push(home);
     }
 }
 

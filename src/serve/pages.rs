@@ -511,7 +511,19 @@ fn download(home: &Home, digest: &str, name: Option<&str>) -> Result<Reply> {
         .and_then(|n| n.rsplit('/').next())
         .filter(|n| !n.is_empty())
         .unwrap_or("object");
-    // The name as a quoted-string of printable ASCII, the rest as `_`.
+    Ok(Reply {
+        status: 200,
+        headers: vec![
+            ("Content-Type", "application/octet-stream".into()),
+            ("Content-Disposition", attachment(file)),
+        ],
+        body: Body::Object(id, meta.size),
+    })
+}
+
+/// `Content-Disposition` for a download named `file`: a quoted-string of printable
+/// ASCII, the rest as `_`.
+pub(super) fn attachment(file: &str) -> String {
     let safe: String = file
         .chars()
         .map(|c| match c {
@@ -519,15 +531,5 @@ fn download(home: &Home, digest: &str, name: Option<&str>) -> Result<Reply> {
             _ => '_',
         })
         .collect();
-    Ok(Reply {
-        status: 200,
-        headers: vec![
-            ("Content-Type", "application/octet-stream".into()),
-            (
-                "Content-Disposition",
-                format!("attachment; filename=\"{safe}\""),
-            ),
-        ],
-        body: Body::Object(id, meta.size),
-    })
+    format!("attachment; filename=\"{safe}\"")
 }

@@ -93,7 +93,9 @@ fn summary(home: &Home, doc: &Value) -> Result<String> {
     ]));
     gates(&mut out, &report);
     sandbox(&mut out, &report);
-    tests(home, doc, &report, &mut out)?;
+    tests(&mut out, &report, &|p| {
+        artifact(doc, p).map(|o| read(home, &o)).transpose()
+    })?;
     changes(home, &report, &mut out);
     artifacts(&mut out, run);
     signed_log(home, run, &mut out);
@@ -105,7 +107,7 @@ fn items(v: &Value) -> &[Value] {
     v.as_array().map(Vec::as_slice).unwrap_or_default()
 }
 
-fn gates(out: &mut String, rep: &Value) {
+pub(super) fn gates(out: &mut String, rep: &Value) {
     let rows: Vec<Vec<String>> = items(&rep["gates"])
         .iter()
         .map(|g| {
@@ -124,7 +126,7 @@ fn gates(out: &mut String, rep: &Value) {
     }
 }
 
-fn sandbox(out: &mut String, rep: &Value) {
+pub(super) fn sandbox(out: &mut String, rep: &Value) {
     let s = &rep["sandbox"];
     out.push_str("<h2>Sandbox</h2>");
     if s["enabled"] == false {
@@ -172,7 +174,13 @@ fn sandbox(out: &mut String, rep: &Value) {
     ));
 }
 
-fn tests(home: &Home, doc: &Value, rep: &Value, out: &mut String) -> Result<()> {
+/// The tests' result and log; `log` reads a run-folder file's bytes, `None` when the
+/// run recorded none (or a bundle withheld it).
+pub(super) fn tests(
+    out: &mut String,
+    rep: &Value,
+    log: &dyn Fn(&str) -> Result<Option<Vec<u8>>>,
+) -> Result<()> {
     let t = &rep["tests"];
     out.push_str("<h2>Tests</h2>");
     if t.is_null() {
@@ -197,8 +205,8 @@ fn tests(home: &Home, doc: &Value, rep: &Value, out: &mut String) -> Result<()> 
             esc(&paths.join(", "))
         );
     }
-    if let Some(log) = t["log"].as_str().and_then(|p| artifact(doc, p)) {
-        let text = String::from_utf8_lossy(&read(home, &log)?).into_owned();
+    if let Some(bytes) = t["log"].as_str().map(log).transpose()?.flatten() {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
         out.push_str(&details("tests log", true, &pre("log", &text)));
     }
     Ok(())
@@ -223,7 +231,15 @@ fn changes(home: &Home, rep: &Value, out: &mut String) {
         store: &home.store,
         read: Default::default(),
     };
-    match crate::bundle::changes::diff(&objs, &fixture, &workspace, &report.workspace_changes) {
+    diff(
+        out,
+        crate::bundle::changes::diff(&objs, &fixture, &workspace, &report.workspace_changes),
+    );
+}
+
+/// The provider's changes as a unified diff, or why there is none.
+pub(super) fn diff(out: &mut String, d: std::result::Result<String, String>) {
+    match d {
         Ok(d) if d.is_empty() => out.push_str("<p>The provider changed nothing.</p>"),
         Ok(d) => out.push_str(&pre("diff", &d)),
         Err(e) => {

@@ -113,6 +113,23 @@ pub(crate) fn verify(
     key: &PublicKey,
     witnessed: &dyn Fn(&str) -> Result<Vec<String>>,
 ) -> Result<BundleCheck> {
+    Ok(verify_keeping(file, key, witnessed)?.check)
+}
+
+/// A checked bundle with what it holds: the manifest's entries, and the members whose
+/// bytes match them (the rest are left out, and named among the problems).
+pub(crate) struct Checked {
+    pub check: BundleCheck,
+    pub manifest: BTreeMap<String, Member>,
+    pub good: BTreeMap<String, Vec<u8>>,
+}
+
+/// [`verify`], keeping the members for a viewer (`serve --bundle`).
+pub(crate) fn verify_keeping(
+    file: &Path,
+    key: &PublicKey,
+    witnessed: &dyn Fn(&str) -> Result<Vec<String>>,
+) -> Result<Checked> {
     let f = std::fs::File::open(file).map_err(|e| {
         Error::bad_input(
             format!("bundle {} cannot be read: {e}", file.display()),
@@ -151,7 +168,11 @@ pub(crate) fn verify(
         }
     }
     c.out.ok = c.out.problems.is_empty();
-    Ok(c.out)
+    Ok(Checked {
+        check: c.out,
+        manifest: c.manifest,
+        good: c.good,
+    })
 }
 
 fn check(c: &mut Checker, members: Members) {
