@@ -410,6 +410,13 @@ fn a_signed_ledger_of_real_runs_reads_as_a_person_would_check_it() {
         "{audit}"
     );
     assert!(audit.contains("history was rewritten"), "{audit}");
+    let checkpoints = dom(&url("/checkpoints"));
+    assert!(
+        checkpoints.contains(r#"<span class="badge bad">failed</span>"#)
+            && checkpoints.contains("history was rewritten")
+            && !checkpoints.contains(r#"badge good">verified"#),
+        "{checkpoints}"
+    );
 }
 
 /// The page `serve --bundle` shows an auditor with no ledger: verified, the run's

@@ -361,34 +361,65 @@ impl Ledger {
         )
     }
 
-    /// A page of recorded runs, newest first, and how many match the filters in all.
+    /// One page of runs, newest first, unfinished attempts among them; and how many
+    /// match in all.
     pub(crate) fn runs_page(&self, f: &RunPage) -> Result<(Vec<RunRow>, u64)> {
-        const MATCH: &str = "(?1 IS NULL OR r.status = ?1) AND (?2 IS NULL OR r.verdict = ?2) AND (?3 IS NULL OR r.fixture = ?3) AND (?4 IS NULL OR r.model = ?4) AND (?5 IS NULL OR r.provider_object = ?5)";
-        let before = f.before.map(|b| b as i64);
-        let rows = self.rows_of(
-            "read runs",
-            &format!(
-                "runs r WHERE {MATCH} AND (?6 IS NULL OR r.seq < ?6) ORDER BY r.seq DESC LIMIT ?7"
+        // Only the filters given, each a fixed fragment with its value bound: a filter
+        // written `?1 IS NULL OR ...` cannot use an index, and a provider's 100 runs
+        // among 100,000 were then found by reading half the table.
+        let mut clauses: Vec<&str> = Vec::new();
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::new();
+        for (clause, value) in [
+            (
+                "r.status = ?",
+                f.status.as_ref().map(|v| v as &dyn rusqlite::ToSql),
             ),
-            params![
-                f.status,
-                f.verdict,
-                f.fixture,
-                f.model,
-                f.provider_object,
-                before,
-                f.limit as i64
-            ],
-        )?;
+            ("r.verdict = ?", f.verdict.as_ref().map(|v| v as _)),
+            ("r.fixture = ?", f.fixture.as_ref().map(|v| v as _)),
+            ("r.model = ?", f.model.as_ref().map(|v| v as _)),
+            (
+                "r.provider_object = ?",
+                f.provider_object.as_ref().map(|v| v as _),
+            ),
+        ] {
+            if let Some(v) = value {
+                clauses.push(clause);
+                values.push(v);
+            }
+        }
+        let matching = match clauses.is_empty() {
+            true => "1".to_string(),
+            false => clauses.join(" AND "),
+        };
         let total: i64 = self
             .one(
                 "count runs",
-                &format!("SELECT count(*) FROM runs r WHERE {MATCH}"),
-                params![f.status, f.verdict, f.fixture, f.model, f.provider_object],
+                &format!("SELECT count(*) FROM runs r WHERE {matching}"),
+                values.as_slice(),
                 |r| r.get(0),
             )?
             .unwrap_or(0);
-        Ok((rows, total as u64))
+        let before = f.before.map_or(i64::MAX, |b| b as i64);
+        let limit = f.limit as i64;
+        values.extend([&before as &dyn rusqlite::ToSql, &limit]);
+        let rows = self.rows_of(
+            "read runs",
+            &format!("runs r WHERE {matching} AND r.seq < ? ORDER BY r.seq DESC LIMIT ?"),
+            values.as_slice(),
+        )?;
+        let (mut rows, mut total) = (rows, total as u64);
+        // Attempts registered and never ended are runs too: status `unfinished`.
+        for r in self.unfinished_runs()?.iter().map(|u| u.as_run()) {
+            if f.matches(&r) {
+                total += 1;
+                if f.before.is_none_or(|b| r.seq < b) {
+                    rows.push(r);
+                }
+            }
+        }
+        rows.sort_by_key(|r| std::cmp::Reverse(r.seq));
+        rows.truncate(f.limit as usize);
+        Ok((rows, total))
     }
 
     pub fn runs_of_provider(&self, admission: &AdmissionId) -> Result<Vec<RunId>> {

@@ -396,6 +396,23 @@ pub(crate) struct RunPage {
     pub limit: u64,
 }
 
+impl RunPage {
+    /// Whether `r` passes the filters (not `before` or `limit`): the twin in Rust of
+    /// `runs_page`'s SQL, for the runs that are not rows of `runs`.
+    pub(crate) fn matches(&self, r: &RunRow) -> bool {
+        let is = |want: &Option<String>, have: Option<&str>| {
+            want.as_deref().is_none_or(|w| have == Some(w))
+        };
+        is(&self.status, Some(&r.status.to_string()))
+            && is(&self.verdict, Some(&r.verdict.to_string()))
+            && is(&self.fixture, Some(&r.fixture))
+            && is(&self.model, r.model.as_deref())
+            && self
+                .provider_object
+                .is_none_or(|o| r.provider_object == Some(o))
+    }
+}
+
 /// An attempt registered by a `run_start` that no `run` event ended.
 #[derive(Debug, Clone, serde::Serialize)]
 pub(crate) struct UnfinishedRun {

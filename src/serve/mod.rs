@@ -63,7 +63,7 @@ enum Source {
         /// Read-only handles, one per request at a time, reused.
         pool: Mutex<Vec<Home>>,
     },
-    Bundle(bundle::View),
+    Bundle(Box<bundle::View>),
 }
 
 impl Server {
@@ -76,7 +76,7 @@ impl Server {
 
     /// Binds `bind` to show one bundle, checked with [`bundle::View::open`].
     pub(crate) fn bind_bundle(view: bundle::View, bind: &str) -> Result<Server> {
-        Server::listen(bind, Source::Bundle(view))
+        Server::listen(bind, Source::Bundle(Box::new(view)))
     }
 
     fn listen(bind: &str, source: Source) -> Result<Server> {

@@ -85,32 +85,7 @@ fn runs(home: &Home, query: &str) -> Result<String> {
         before: p("before").and_then(|b| b.parse().ok()),
         limit: PAGE,
     };
-    let (mut rows, mut total) = home.ledger.runs_page(&f)?;
-    // Attempts registered and never ended are runs too: status `unfinished`.
-    for u in home.ledger.unfinished_runs()? {
-        let r = u.as_run();
-        let keep = f
-            .status
-            .as_deref()
-            .is_none_or(|s| s == r.status.to_string())
-            && f.verdict
-                .as_deref()
-                .is_none_or(|v| v == r.verdict.to_string())
-            && f.fixture.as_deref().is_none_or(|x| x == r.fixture)
-            && f.model
-                .as_deref()
-                .is_none_or(|m| r.model.as_deref() == Some(m))
-            && f.provider_object
-                .is_none_or(|o| r.provider_object == Some(o));
-        if keep {
-            total += 1;
-            if f.before.is_none_or(|b| r.seq < b) {
-                rows.push(r);
-            }
-        }
-    }
-    rows.sort_by_key(|r| std::cmp::Reverse(r.seq));
-    rows.truncate(PAGE as usize);
+    let (rows, total) = home.ledger.runs_page(&f)?;
     let names = home.ledger.admission_names()?;
     let mut out = filters(&f, provider_ref.as_deref());
     let _ = write!(out, r#"<p class="count">{total} runs match</p>"#);
@@ -392,8 +367,6 @@ fn journal(home: &Home, query: &str) -> Result<String> {
     Ok(out)
 }
 
-/// Every kept checkpoint, its note checked against the keys this ledger records and the
-/// tree it names recomputed from the journal.
 /// `cto-ledger audit`, run now over the read-only ledger (it keeps no result: the page is
 /// the latest audit, made when it is asked for).
 fn audit(home: &Home) -> Result<String> {
@@ -439,18 +412,19 @@ fn audit(home: &Home) -> Result<String> {
     Ok(out)
 }
 
+/// Every kept checkpoint, its note checked against the keys this ledger records and its
+/// root recomputed from every event of the journal, as `audit` does (not from the stored
+/// subtree roots, which a rewrite of the journal's table could leave as they were).
 fn checkpoints(home: &Home) -> Result<String> {
     let l = &home.ledger;
+    let kept = l.checkpoints()?;
     let checker = crate::tlog::NoteChecker::new(l)?;
     let head = l.head()?;
     let mut rows = Vec::new();
-    for c in l.checkpoints()?.iter().rev() {
+    for c in kept.iter().rev() {
         let check = match checker.check(&c.note) {
-            Ok(_) => match crate::tlog::root_of(l, c.size) {
-                Ok(root) if hex::encode(root) == c.root => badge("verified"),
-                Ok(_) => badge("diverges"),
-                Err(e) => format!("{} {}", badge("error"), esc(&e.to_string())),
-            },
+            Ok(n) if n.problems.is_empty() => badge("verified"),
+            Ok(n) => format!("{} {}", badge("failed"), esc(&n.problems.join("; "))),
             Err(e) => format!("{} {}", badge("failed"), esc(&e)),
         };
         rows.push(vec![
