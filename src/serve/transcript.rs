@@ -78,12 +78,18 @@ pub(super) fn render(jsonl: &[u8]) -> String {
 }
 
 fn message(out: &mut String, role: &str, text: &str, calls: &Value) {
+    let calls = calls.as_array().map(Vec::as_slice).unwrap_or_default();
+    // A message that only calls tools has no text: its calls are the message.
+    let body = match text.is_empty() && !calls.is_empty() {
+        true => r#"<p class="meta">no text: tool calls only</p>"#.to_string(),
+        false => pre("text", text),
+    };
     let _ = write!(
         out,
         r#"<div class="msg">{}"#,
-        details(role, text.len() < 4000, &pre("text", text))
+        details(role, text.len() < 4000, &body)
     );
-    for c in calls.as_array().map(Vec::as_slice).unwrap_or_default() {
+    for c in calls {
         let f = &c["function"];
         let summary = format!("tool call {}", val(&f["name"]));
         out.push_str(&details(
