@@ -365,7 +365,8 @@ fn check_objects(
 
 /// What cto-ledger itself puts in the ledger home, top level: the database and its
 /// journal files, the store, run folders, the provider executables, and the temporary
-/// folders of a running `build` (`build-logs-*`, `build-check-*`).
+/// folders of a running `build` (`build-logs-*`, `build-check-*`), and those being deleted
+/// (`trash-*`).
 const HOME_ENTRIES: [&str; 7] = [
     "ledger.db",
     "ledger.db-wal",
@@ -398,6 +399,11 @@ fn check_home(home: &Home, known: &BTreeSet<String>, out: &mut AuditOut) -> Resu
         if HOME_TEMP_PREFIXES.iter().any(|p| name.starts_with(p)) && t.is_dir() {
             out.notes.push(format!(
                 "{} is a running (or killed) build's temporary folder",
+                path.display()
+            ));
+        } else if name.starts_with(crate::home::TRASH_PREFIX) && t.is_dir() {
+            out.notes.push(format!(
+                "{} is a finished build check's scratch folder, being deleted (the next check deletes it if that was stopped)",
                 path.display()
             ));
         } else if !HOME_ENTRIES.contains(&name.as_str()) {

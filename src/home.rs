@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -122,4 +123,50 @@ impl Home {
     pub(crate) fn runs_dir(&self) -> PathBuf {
         self.dir.join("runs")
     }
+
+    /// Removes `dir`, a scratch folder in the home, without waiting for it: renamed to
+    /// `trash-*` at once (so it is never taken for the scratch it was), then deleted by a
+    /// detached process along with any trash a killed one left. A `build --check` clone
+    /// with its `node_modules` is ~17,000 files: deleting it took 1.8 s of a 5.7 s check.
+    pub(crate) fn discard(&self, dir: tempfile::TempDir) {
+        let path = dir.keep();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if fs::rename(&path, self.dir.join(format!("{TRASH_PREFIX}{name}"))).is_err() {
+            let _ = fs::remove_dir_all(&path);
+            return;
+        }
+        let trash: Vec<PathBuf> = fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .as_encoded_bytes()
+                    .starts_with(TRASH_PREFIX.as_bytes())
+            })
+            .map(|e| e.path())
+            .collect();
+        // Write permission first: a folder a build made read-only keeps `rm` out of it.
+        // Its own process group, so a Ctrl-C at the terminal after we exit spares it.
+        let _ = std::process::Command::new("/bin/sh")
+            .args([
+                "-c",
+                r#"chmod -R u+rwx -- "$@" 2>/dev/null; exec rm -rf -- "$@""#,
+                "sh",
+            ])
+            .args(&trash)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|_| {
+                for t in &trash {
+                    let _ = fs::remove_dir_all(t);
+                }
+            });
+    }
 }
+
+/// Folders in the home waiting for [`Home::discard`]'s background deletion.
+pub(crate) const TRASH_PREFIX: &str = "trash-";

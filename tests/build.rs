@@ -251,6 +251,37 @@ fn deterministic_build_reproduces() {
     );
 }
 
+/// A finished check's scratch clone is deleted without the check waiting for it, as an
+/// ordinary user and where the rebuild left a folder read-only; trash that a stopped
+/// deletion left behind goes with the next check.
+#[test]
+fn a_checks_scratch_clone_is_deleted_after_it_even_read_only() {
+    let mut env = Env::new();
+    let script =
+        "mkdir -p cache/ro\necho x > cache/ro/f\nchmod 0555 cache/ro\necho same > dist/app";
+    let repo = generating_repo(&env, script);
+    fs::create_dir_all(env.ledger.join("trash-stopped/a")).unwrap();
+    fs::write(env.ledger.join("trash-stopped/a/f"), "left").unwrap();
+    env.unprivileged();
+    let b = build(&env, &repo, &["--output", "dist/app", "--", "./build.sh"]).json();
+    let id = b["build"]["id"].as_str().unwrap();
+    let c = env.ok(["build", "--check", id, "--json"]).json();
+    assert_eq!(c["build"]["check"]["result"], "reproduces", "{c}");
+    let left = || -> Vec<String> {
+        fs::read_dir(&env.ledger)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("trash-") || n.starts_with("build-check-"))
+            .collect()
+    };
+    let start = std::time::Instant::now();
+    while !left().is_empty() && start.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(left(), Vec::<String>::new());
+    env.ok(["audit"]);
+}
+
 #[test]
 fn build_that_embeds_the_time_diverges_and_names_the_output() {
     let env = Env::new();

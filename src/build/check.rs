@@ -408,7 +408,7 @@ pub(crate) fn check(home: &mut Home, r: &str, progress: &ProgressBar) -> Result<
     };
     let rec = check_rec(&orig, ran, x);
     let rec = commit_build(home, rec, &[before.rec], objects)?;
-    drop(scratch);
+    home.discard(scratch);
     let differences = differences(&rec);
     Ok(BuildOut {
         build: rec,
