@@ -499,3 +499,46 @@ fn a_bundle_is_shown_with_no_ledger_and_a_forged_one_says_so() {
     let (code, _) = get(&served, "GET", &format!("/member/{transcript}"), &[cookie]);
     assert_eq!(code, 404);
 }
+
+/// The newcomer's path: from the runs table to a run, to its transcript, to the commit
+/// its provider was built from; each step a link on the page before it.
+#[test]
+fn from_the_runs_table_to_the_providers_source_commit() {
+    let Some(_) = chromium() else {
+        eprintln!("chromium is not installed: this test is skipped");
+        return;
+    };
+    let (env, id, _, _) = crate::bundle::run_ledger();
+    let served = serve(&env);
+    let url = |path: &str| format!("{}{path}?token={}", served.base, served.token);
+    // The first href on `page` that starts with `prefix`.
+    let href = |page: &str, prefix: &str| -> String {
+        let at = page
+            .find(&format!(r#"href="{prefix}"#))
+            .unwrap_or_else(|| panic!("no link to {prefix}: {page}"));
+        let rest = &page[at + 6..];
+        rest[..rest.find('"').unwrap()].to_string()
+    };
+    let runs = dom(&url("/runs"));
+    let run = href(&runs, &format!("/run/{id}"));
+    let page = dom(&url(&run));
+    assert!(
+        page.contains(r#"<span class="badge good">pass</span>"#),
+        "{page}"
+    );
+    let transcript = dom(&url(&href(&page, &format!("/run/{id}/transcript"))));
+    assert!(transcript.contains(" implementer (turn 0)"), "{transcript}");
+    let commit = href(&page, "/node/commit:");
+    let pin = env.ok(["show", &format!("run:{id}"), "--json"]).json()["run"]["provider"]
+        ["commit_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(commit, format!("/node/commit:{pin}"));
+    let lineage = dom(&url(&commit));
+    assert!(
+        lineage.contains(&format!(r#"data-id="{pin}" data-kind="commit""#)),
+        "{lineage}"
+    );
+    assert!(lineage.contains(&format!("/node/run:{id}")), "{lineage}");
+}
