@@ -292,7 +292,7 @@ fn check_notes(home: &Home, given: Option<(String, String)>, out: &mut AuditOut)
     let mut notes: Vec<(String, String)> = given.into_iter().collect();
     if !out.findings.iter().any(|f| f.check == AuditCheck::Journal) {
         for c in home.ledger.checkpoints()? {
-            let key = &c.keyid[..16.min(c.keyid.len())];
+            let key = crate::commands::text::prefix(&c.keyid, 16);
             let subject = format!("signed checkpoint of size {} (key {key})", c.size);
             notes.push((subject, c.note));
         }

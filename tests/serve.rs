@@ -24,13 +24,14 @@ impl Drop for Served {
     }
 }
 
+/// `serve` as a user starts it: on its default address.
 fn serve(env: &Env) -> Served {
     serve_with(env, &[])
 }
 
 fn serve_with(env: &Env, args: &[&str]) -> Served {
     let mut child = env
-        .cmd(["serve", "--bind", "127.0.0.1:0"].iter().chain(args))
+        .cmd(["serve"].iter().chain(args))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -118,8 +119,15 @@ fn the_view_needs_its_token_and_host_and_shows_runs_in_a_browser() {
         .collect();
     let s = serve(&env);
     let host = s.base.trim_start_matches("http://").to_string();
-    let port = host.rsplit(':').next().unwrap();
+    let (ip, port) = host.rsplit_once(':').unwrap();
     let cookie = format!("Cookie: cto_ledger_{port}={}", s.token);
+    // A loopback address of its own: browsers send a cookie to every port of its host,
+    // so on 127.0.0.1 any local web server the browser visits would get the token.
+    let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+    assert!(
+        ip.is_loopback() && ip != std::net::Ipv4Addr::LOCALHOST,
+        "{ip}"
+    );
 
     // No token, a wrong one, a foreign Host, another origin, a write: refused.
     assert_eq!(get(&s, "GET", "/runs", &[]).0, 403);
@@ -128,6 +136,20 @@ fn the_view_needs_its_token_and_host_and_shows_runs_in_a_browser() {
     assert_eq!(get(&s, "GET", "/runs", &foreign).0, 403);
     let origin = [cookie.clone(), "Origin: http://evil.example".into()];
     assert_eq!(get(&s, "GET", "/runs", &origin).0, 403);
+    let cross = [cookie.clone(), "Sec-Fetch-Site: Cross-Site".into()];
+    assert_eq!(get(&s, "GET", "/runs", &cross).0, 403);
+    // The token's redirect stays on this server.
+    let (code, answer) = get(
+        &s,
+        "GET",
+        &format!("//evil.example/x?token={}", s.token),
+        &[],
+    );
+    assert_eq!(code, 303);
+    assert!(
+        answer.contains("\r\nLocation: /evil.example/x\r\n"),
+        "{answer}"
+    );
     assert_eq!(
         get(&s, "POST", "/runs", std::slice::from_ref(&cookie)).0,
         405
@@ -145,14 +167,18 @@ fn the_view_needs_its_token_and_host_and_shows_runs_in_a_browser() {
     for id in &ids {
         assert!(page.contains(&format!("/run/{id}")), "{page}");
     }
-    // A file path is never resolved from a URL.
-    let (code, _) = get(
-        &s,
-        "GET",
-        "/node/%2Fetc%2Fpasswd",
-        std::slice::from_ref(&cookie),
+    // A file path is never resolved from a URL, nor looked for: a file that exists and one
+    // that does not get the same answer.
+    let body = |path: &str| {
+        let (code, answer) = get(&s, "GET", path, std::slice::from_ref(&cookie));
+        (code, answer[answer.find("\r\n\r\n").unwrap()..].to_string())
+    };
+    let (there, missing) = (body("/node/%2Fetc%2Fpasswd"), body("/node/%2Fetc%2Fnone"));
+    assert_eq!(there.0, 404, "{there:?}");
+    assert_eq!(
+        there.1.replace("/etc/passwd", "P"),
+        missing.1.replace("/etc/none", "P")
     );
-    assert_ne!(code, 200);
 
     let Some(_) = chromium() else {
         eprintln!("chromium is not installed: the browser half of this test is skipped");
@@ -392,6 +418,27 @@ fn a_signed_ledger_of_real_runs_reads_as_a_person_would_check_it() {
         screenshot(&env, &url(&path), name);
     }
 
+    // The runs table altered to say the failed run passed: the run's page shows what its
+    // journal event says, and that the table disagrees.
+    let set = |verdict: &str, status: &str| {
+        let n = env
+            .db()
+            .execute(
+                "UPDATE runs SET verdict = ?1, status = ?2 WHERE id = ?3",
+                rusqlite::params![verdict, status, failed],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    };
+    set("pass", "passed");
+    let run = dom(&url(&format!("/run/{failed}")));
+    assert!(run.contains("the table was altered"), "{run}");
+    assert!(
+        run.contains(r#"<dt>verdict</dt><dd><span class="badge bad">fail</span>"#),
+        "{run}"
+    );
+    set("fail", "failed");
+
     // The failed run's event rewritten to say it passed, the journal re-chained: the
     // signed log no longer proves it, and the audit page says so.
     let seq = env.ok(["show", &format!("run:{failed}"), "--json"]).json()["run"]["seq"]
@@ -498,6 +545,29 @@ fn a_bundle_is_shown_with_no_ledger_and_a_forged_one_says_so() {
     let cookie = format!("Cookie: cto_ledger_{port}={}", served.token);
     let (code, _) = get(&served, "GET", &format!("/member/{transcript}"), &[cookie]);
     assert_eq!(code, 404);
+    drop(served);
+
+    // A manifest with text where digests and key ids go, cut where a byte slice would
+    // fall inside a character: reported, never a panic (which had cost a server slot).
+    let mut odd = members.clone();
+    let m = member("manifest.json");
+    let mut manifest: Value = serde_json::from_slice(&odd[m].1).unwrap();
+    manifest["log"]["keyid"] = format!("{}é{}", "a".repeat(15), "b".repeat(48)).into();
+    manifest["files"].as_array_mut().unwrap().push(json!({
+        "path": "evidence/zzz", "role": "evidence", "size": 1, "withheld": true,
+        "sha256": format!("sha256:{}é{}", "a".repeat(11), "b".repeat(60)),
+    }));
+    odd[m].1 = serde_json::to_vec(&manifest).unwrap();
+    let odd_tar = a.path("odd.tar");
+    crate::bundle::write_tar(&odd_tar, &odd);
+    let v = a.run(["verify-bundle", s(&odd_tar), "--key", s(&key)]);
+    assert_eq!(v.code, 1, "{}{}", v.stdout, v.stderr);
+    let served = serve_with(&a, &["--bundle", s(&odd_tar), "--key", s(&key)]);
+    let port = served.base.rsplit(':').next().unwrap().to_string();
+    let cookie = format!("Cookie: cto_ledger_{port}={}", served.token);
+    let (code, page) = get(&served, "GET", "/", std::slice::from_ref(&cookie));
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("A bundle that did not verify"), "{page}");
 }
 
 /// The newcomer's path: from the runs table to a run, to its transcript, to the commit

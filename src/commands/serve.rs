@@ -10,9 +10,10 @@ use crate::serve::{BundleView, Server};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// Where to listen; beyond loopback every request still needs the token
-    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR:PORT")]
-    bind: String,
+    /// Where to listen (default: a random address in 127.0.0.0/8, any free port); beyond
+    /// loopback every request still needs the token
+    #[arg(long, value_name = "ADDR:PORT")]
+    bind: Option<String>,
     /// Open the page in the desktop's browser (xdg-open)
     #[arg(long)]
     open: bool,
@@ -28,6 +29,10 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
+    let bind = match &a.bind {
+        Some(b) => b.clone(),
+        None => private_loopback()?,
+    };
     let (server, what) = match (&a.bundle, &a.key) {
         (Some(file), Some(key)) => {
             let key = crate::sign::keys::read_public(key)?;
@@ -37,14 +42,11 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
                 false => "which FAILED verification (the page lists why)",
             };
             let what = format!("bundle {} {state}", file.display());
-            (Server::bind_bundle(view, &a.bind)?, what)
+            (Server::bind_bundle(view, &bind)?, what)
         }
         (None, None) if !a.witnesses.given() && !a.witnesses.quorum_given() => {
             let dir = crate::home::locate(cx.ledger.as_deref())?;
-            (
-                Server::bind(dir.clone(), &a.bind)?,
-                dir.display().to_string(),
-            )
+            (Server::bind(dir.clone(), &bind)?, dir.display().to_string())
         }
         _ => {
             return Err(Error::bad_input(
@@ -74,4 +76,19 @@ pub(crate) fn run(cx: &Context, a: Args) -> Result<Output> {
     }
     server.serve()?;
     Ok(Output::raw(|_| Ok(())))
+}
+
+/// A loopback address of this server's own: browsers send a cookie to every port of the
+/// host that set it, so on 127.0.0.1 the token's cookie would reach any other local web
+/// server the browser visits. Linux answers on all of 127.0.0.0/8; an address drawn at
+/// random from it is a host no other page names. Falls back to 127.0.0.1 when it cannot
+/// be bound.
+fn private_loopback() -> Result<String> {
+    let mut b = [0u8; 3];
+    crate::sign::keys::random_bytes(&mut b, "draw the address from")?;
+    let addr = format!("127.{}.{}.{}:0", b[0], b[1], b[2].clamp(2, 254));
+    Ok(match std::net::TcpListener::bind(&addr) {
+        Ok(_) => addr,
+        Err(_) => "127.0.0.1:0".into(),
+    })
 }

@@ -83,6 +83,12 @@ pub(crate) fn shown(s: &str) -> String {
         .collect()
 }
 
+/// At most the first `n` characters of `s`: a prefix of text from outside (a manifest, a
+/// remote) cut at a character, never inside one (slicing bytes there panics).
+pub(crate) fn prefix(s: &str, n: usize) -> &str {
+    s.char_indices().nth(n).map_or(s, |(i, _)| &s[..i])
+}
+
 /// [`shown`] for each line of `s`: its line breaks kept, every other control escaped.
 pub(crate) fn shown_lines(s: &str) -> String {
     s.split('\n').map(shown).collect::<Vec<_>>().join("\n")

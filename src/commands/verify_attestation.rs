@@ -99,7 +99,7 @@ fn claims_text(c: &Checked) -> String {
         .subjects
         .iter()
         .filter_map(|s| s["digest"]["sha256"].as_str())
-        .map(|d| format!("sha256:{}", &d[..d.len().min(16)]))
+        .map(|d| format!("sha256:{}", super::text::prefix(d, 16)))
         .collect();
     let mut out = String::new();
     if !digests.is_empty() {

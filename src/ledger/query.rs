@@ -132,6 +132,9 @@ fn unique<T>(
     }
 }
 
+/// Hashes a file given as a REF.
+type HashPath<'a> = dyn Fn(&std::path::Path) -> Result<ObjectMeta> + 'a;
+
 impl Ledger {
     /// Every row of a query as a JSON object (for `show`, which prints whatever a table has).
     pub(crate) fn rows(&self, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<Value>> {
@@ -242,6 +245,17 @@ impl Ledger {
         r: &str,
         hash_path: &dyn Fn(&std::path::Path) -> Result<ObjectMeta>,
     ) -> Result<Node> {
+        self.resolve_with(r, Some(hash_path))
+    }
+
+    /// Resolves a REF only as something recorded (an id, a digest, a name): never as a
+    /// file path, nor looking on this machine whether one exists (for a REF from a
+    /// request, which must learn nothing about the server's files).
+    pub(crate) fn resolve_recorded(&self, r: &str) -> Result<Node> {
+        self.resolve_with(r, None)
+    }
+
+    fn resolve_with(&self, r: &str, hash_path: Option<&HashPath>) -> Result<Node> {
         let r = r.trim();
         if r.is_empty() {
             return Err(Error::bad_input(
@@ -265,7 +279,7 @@ impl Ledger {
             return Ok(n);
         }
         let path = std::path::Path::new(r);
-        if path.exists() {
+        if let Some(hash_path) = hash_path.filter(|_| path.exists()) {
             return self.resolve_path(r, path, hash_path);
         }
         if let Some(p) = DigestPrefix::parse(r, 4) {

@@ -77,7 +77,9 @@ impl Step {
 
 fn short(id: &str) -> String {
     match id.split_once(':') {
-        Some((algo, hex)) if hex.len() > 16 => format!("{algo}:{}", &hex[..12]),
+        Some((algo, hex)) if hex.chars().count() > 16 => {
+            format!("{algo}:{}", crate::commands::text::prefix(hex, 12))
+        }
         _ => id.to_string(),
     }
 }

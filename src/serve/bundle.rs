@@ -60,7 +60,11 @@ impl View {
 }
 
 pub(super) fn route(v: &View, path: &str) -> Result<Reply> {
-    let title = format!("Bundle of {}", v.check.subject.as_deref().unwrap_or("?"));
+    // The subject is the manifest's word, which nobody signs: a title only once verified.
+    let title = match v.verified() {
+        true => format!("Bundle of {}", v.check.subject.as_deref().unwrap_or("?")),
+        false => "A bundle that did not verify".to_string(),
+    };
     match path {
         "/" => Ok(Reply::html(200, bundle_page(&title, &summary(v)?))),
         "/transcript" => {

@@ -37,11 +37,14 @@ use crate::home::Home;
 use crate::id::ObjectId;
 use crate::ledger::Mode;
 
-/// Connections served at once; more are answered 503.
-const MAX_CONNECTIONS: usize = 32;
+/// Connections served at once; more are answered 503. On loopback every peer is the same
+/// address, so there is no fairer cap per peer: a local program holding slots open is
+/// bounded by [`REQUEST_TIME`] per connection instead.
+const MAX_CONNECTIONS: usize = 128;
 /// A GET's request line and headers; a browser's are a few KiB.
 const MAX_HEADER: usize = 32 * 1024;
-const REQUEST_TIME: Duration = Duration::from_secs(10);
+/// A browser sends its request at once: a connection that has not in this long is closed.
+const REQUEST_TIME: Duration = Duration::from_secs(5);
 
 /// Scripts none, styles only our own sheet, images only our own (the lineage SVG is
 /// inline markup, not an image), forms only back here, no frames, no base, no plugins.
@@ -126,10 +129,22 @@ impl Server {
                 );
                 continue;
             }
-            let (me, open) = (me.clone(), open.clone());
+            let (me, slot) = (me.clone(), Slot(open.clone()));
             std::thread::spawn(move || {
-                me.one(&conn);
-                open.fetch_sub(1, SeqCst);
+                let _slot = slot;
+                // A request that panics is answered 500 and frees its slot: without
+                // this, one request per slot for a page that panicked left every later
+                // one answered 503.
+                let served =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| me.one(&conn)));
+                if served.is_err() {
+                    send(
+                        &conn,
+                        &Reply::text(500, "this page failed: the server's log says why"),
+                        false,
+                        None,
+                    );
+                }
             });
         }
         Ok(())
@@ -183,7 +198,7 @@ impl Server {
             ));
         };
         if header("origin").is_some_and(|o| o != format!("http://{host}"))
-            || header("sec-fetch-site").is_some_and(|s| s == "cross-site")
+            || header("sec-fetch-site").is_some_and(|s| s.eq_ignore_ascii_case("cross-site"))
         {
             return Err(Reply::text(403, "refused: a request from another origin"));
         }
@@ -196,8 +211,10 @@ impl Server {
                 .split('&')
                 .filter(|kv| !kv.starts_with("token=") && !kv.is_empty())
                 .collect();
+            // One leading slash: `//host/x` would send the browser to another site.
+            let path = format!("/{}", path.trim_start_matches('/'));
             let to = match rest.is_empty() {
-                true => path.to_string(),
+                true => path,
                 false => format!("{path}?{}", rest.join("&")),
             };
             let mut r = Reply::redirect(&to);
@@ -262,7 +279,7 @@ impl Server {
         }
         let (path, query) = split_query(&req.path);
         let (path, status) = (decode(path), |e: &Error| match e {
-            Error::BadInput { .. } => 404,
+            Error::BadInput { .. } | Error::NotFound { .. } => 404,
             Error::Integrity { .. } => 409,
             _ => 500,
         });
@@ -287,6 +304,15 @@ impl Server {
             pages::route(&home, &path, query).unwrap_or_else(|e| pages::error_page(status(&e), &e));
         send(conn, &reply, head, Some(&home.store));
         pool.lock().unwrap_or_else(|p| p.into_inner()).push(home);
+    }
+}
+
+/// One connection's place among [`MAX_CONNECTIONS`], given back however its thread ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
     }
 }
 

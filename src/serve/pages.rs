@@ -59,12 +59,7 @@ pub(super) fn error_page(status: u16, e: &Error) -> Reply {
 /// A REF from a URL, resolved only as a recorded id or digest: never as a file path
 /// (a request must not make the server read or hash files on this machine).
 pub(super) fn node_of(home: &Home, r: &str) -> Result<Node> {
-    home.ledger.resolve(r, &|p| {
-        Err(Error::bad_input(
-            format!("{} is not a recorded id or digest", p.display()),
-            "the view names nodes by run:ID, commit:HEX, a digest or an id",
-        ))
-    })
+    home.ledger.resolve_recorded(r)
 }
 
 // ---------------------------------------------------------------- runs
@@ -190,7 +185,9 @@ pub(super) fn duration(start: &str, end: &str) -> String {
 
 pub(super) fn short(digest: &str) -> String {
     match digest.split_once(':') {
-        Some((alg, hex)) if hex.len() > 12 => format!("{alg}:{}…", &hex[..12]),
+        Some((alg, hex)) if hex.chars().count() > 12 => {
+            format!("{alg}:{}…", crate::commands::text::prefix(hex, 12))
+        }
         _ => digest.to_string(),
     }
 }
@@ -327,7 +324,7 @@ fn list(rows: &[Value], cols: &[&str]) -> String {
             cols.iter()
                 .map(|c| match (&r[*c], *c) {
                     (Value::String(s), "commit_id") => {
-                        node_link(&format!("commit:{s}"), &s[..s.len().min(12)])
+                        node_link(&format!("commit:{s}"), crate::commands::text::prefix(s, 12))
                     }
                     (Value::String(s), "sha256") => esc(&short(&format!(
                         "sha256:{}",
@@ -429,8 +426,8 @@ fn checkpoints(home: &Home) -> Result<String> {
         };
         rows.push(vec![
             esc(&c.size.to_string()),
-            esc(&c.keyid[..c.keyid.len().min(16)]),
-            esc(&c.root[..c.root.len().min(16)]),
+            esc(crate::commands::text::prefix(&c.keyid, 16)),
+            esc(crate::commands::text::prefix(&c.root, 16)),
             esc(&c.time),
             check,
             html::details("signed note", false, &html::pre("note", &c.note)),

@@ -65,9 +65,10 @@ fn summary(home: &Home, doc: &Value) -> Result<String> {
         Some(c) => node_link(&format!("commit:{c}"), c),
         None => "-".into(),
     };
+    let (verdict, status) = journaled(home, run, &mut out);
     out.push_str(&fields(&[
-        ("verdict", badge(&val(&run["verdict"]))),
-        ("status", badge(&val(&run["status"]))),
+        ("verdict", badge(&verdict)),
+        ("status", badge(&status)),
         ("reason", esc(&val(&report["reason"]))),
         ("fixture", esc(&val(&run["fixture"]))),
         ("provider", provider),
@@ -100,6 +101,51 @@ fn summary(home: &Home, doc: &Value) -> Result<String> {
     artifacts(&mut out, run);
     signed_log(home, run, &mut out);
     Ok(out)
+}
+
+/// The run's verdict and status as its journal event records them: what the signed log
+/// proves, and what the `runs` table (a projection of the journal) must repeat. When the
+/// table says otherwise, it was altered after the fact, and the page says so above all.
+fn journaled(home: &Home, run: &Value, out: &mut String) -> (String, String) {
+    use crate::ledger::events::{Body, Event};
+    let table = (val(&run["verdict"]), val(&run["status"]));
+    let Some(seq) = run["seq"].as_u64() else {
+        return table;
+    };
+    let event =
+        home.ledger
+            .row_at(seq)
+            .ok()
+            .flatten()
+            .and_then(
+                |row| match serde_json::from_str::<Event>(&row.event).ok()?.body {
+                    Body::Run(r) => Some((r.verdict.to_string(), r.status.to_string())),
+                    _ => None,
+                },
+            );
+    match event {
+        Some(e) if e == table => e,
+        Some(e) => {
+            let _ = write!(
+                out,
+                r#"<p class="error">{} the ledger's runs table says {} ({}), but this run's journal event {seq} says {} ({}): the table was altered after the event was recorded. Shown here is the event's; <code>cto-ledger audit</code> names the difference and <code>cto-ledger reindex</code> rebuilds the table from the journal.</p>"#,
+                badge("failed"),
+                esc(&table.0),
+                esc(&table.1),
+                esc(&e.0),
+                esc(&e.1)
+            );
+            e
+        }
+        None => {
+            let _ = write!(
+                out,
+                r#"<p class="error">{} this run's journal event {seq} cannot be read as a run: <code>cto-ledger audit</code>.</p>"#,
+                badge("failed")
+            );
+            table
+        }
+    }
 }
 
 /// A JSON array's items; none when it is not an array.
@@ -326,7 +372,7 @@ fn signed_log(home: &Home, run: &Value, out: &mut String) {
                 "size {}, signed {} by key {}",
                 cp.size,
                 cp.time,
-                &cp.keyid[..cp.keyid.len().min(16)]
+                crate::commands::text::prefix(&cp.keyid, 16)
             )),
         ),
         ("key", esc(revoked.as_deref().unwrap_or("recorded, not revoked"))),

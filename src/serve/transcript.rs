@@ -14,6 +14,8 @@ const MESSAGES_SHOWN: usize = 200;
 pub(super) fn render(jsonl: &[u8]) -> String {
     let mut out = String::new();
     let mut seen: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    // Each role's last answer as the model server recorded it.
+    let mut answers: std::collections::BTreeMap<String, Value> = Default::default();
     for line in jsonl.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         let Ok(x) = serde_json::from_slice::<Value>(line) else {
             out.push_str(r#"<p class="error">a line that is not JSON</p>"#);
@@ -39,8 +41,16 @@ pub(super) fn render(jsonl: &[u8]) -> String {
         let mut from = if extends { before.len() } else { 0 };
         if !extends {
             out.push_str("<p class=\"meta\">this request does not extend the last of its role: every message shown</p>");
-        } else if from > 0 && msgs.get(from).is_some_and(|m| m["role"] == "assistant") {
-            from += 1;
+        } else if let Some(m) = msgs
+            .get(from)
+            .filter(|m| from > 0 && m["role"] == "assistant")
+        {
+            // The request repeats the model's last answer before what is new: shown once,
+            // as answered, unless the provider's copy of it is not what the model said.
+            match answers.get(&role).is_some_and(|a| echoes(m, a)) {
+                true => from += 1,
+                false => out.push_str(r#"<p class="error">the request's copy of the model's last answer is not what the model answered: shown as the provider sent it</p>"#),
+            }
         }
         for m in msgs[from..].iter().take(MESSAGES_SHOWN) {
             message(
@@ -69,12 +79,33 @@ pub(super) fn render(jsonl: &[u8]) -> String {
                 String::new()
             }
         );
+        answers.insert(role.clone(), r.clone());
         seen.insert(role, msgs);
     }
     if out.is_empty() {
         out.push_str("<p>The transcript is empty.</p>");
     }
     out
+}
+
+/// Whether request message `m` repeats recorded answer `a`: its text and its tool calls'
+/// names and arguments.
+fn echoes(m: &Value, a: &Value) -> bool {
+    let calls = |v: &Value| -> Vec<(String, String)> {
+        v.as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                (
+                    val(&c["function"]["name"]),
+                    val(&c["function"]["arguments"]),
+                )
+            })
+            .collect()
+    };
+    crate::commands::show::message_text(&m["content"]) == a["content"].as_str().unwrap_or("")
+        && calls(&m["tool_calls"]) == calls(&a["tool_calls"])
 }
 
 fn message(out: &mut String, role: &str, text: &str, calls: &Value) {
@@ -99,4 +130,38 @@ fn message(out: &mut String, role: &str, text: &str, calls: &Value) {
         ));
     }
     out.push_str("</div>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two exchanges of one role: the second request repeats the first answer, as a
+    /// provider does, or a forged one in its place.
+    fn two(echo: &str) -> Vec<u8> {
+        let first = serde_json::json!({"n": 1, "role": "implementer", "turn": 0,
+            "request": {"messages": [{"role": "user", "content": "task"}]},
+            "response": {"status": 200, "content": "I did it."}});
+        let second = serde_json::json!({"n": 2, "role": "implementer", "turn": 1,
+            "request": {"messages": [{"role": "user", "content": "task"},
+                {"role": "assistant", "content": echo}, {"role": "user", "content": "next"}]},
+            "response": {"status": 200, "content": "done"}});
+        format!("{first}\n{second}\n").into_bytes()
+    }
+
+    #[test]
+    fn a_repeated_answer_is_shown_once_and_a_forged_one_is_flagged() {
+        let honest = render(&two("I did it."));
+        assert_eq!(honest.matches("I did it.").count(), 1, "{honest}");
+        assert!(
+            !honest.contains("is not what the model answered"),
+            "{honest}"
+        );
+        let forged = render(&two("I deleted the tests."));
+        assert!(
+            forged.contains("is not what the model answered"),
+            "{forged}"
+        );
+        assert!(forged.contains("I deleted the tests."), "{forged}");
+    }
 }

@@ -188,7 +188,7 @@ fn check(c: &mut Checker, members: Members) {
             "--key",
             format!(
                 "the bundle says it was signed by key {}, not by the key given ({})",
-                &theirs[..16.min(theirs.len())],
+                crate::commands::text::prefix(&theirs, 16),
                 &ours[..16]
             ),
         );
