@@ -71,7 +71,7 @@ pub(crate) fn write_tar(path: &Path, members: &[(String, Vec<u8>)]) {
     fs::write(path, b.into_inner().unwrap()).unwrap();
 }
 
-fn sha256(b: &[u8]) -> String {
+pub(crate) fn sha256(b: &[u8]) -> String {
     use sha2::Digest as _;
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)))
 }

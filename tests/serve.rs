@@ -150,6 +150,12 @@ fn the_view_needs_its_token_and_host_and_shows_runs_in_a_browser() {
         answer.contains("\r\nLocation: /evil.example/x\r\n"),
         "{answer}"
     );
+    let back = format!("/\\evil.example/x?token={}", s.token);
+    let (_, answer) = get(&s, "GET", &back, &[]);
+    assert!(
+        answer.contains("\r\nLocation: /evil.example/x\r\n"),
+        "{answer}"
+    );
     assert_eq!(
         get(&s, "POST", "/runs", std::slice::from_ref(&cookie)).0,
         405
@@ -358,6 +364,7 @@ fn a_signed_ledger_of_real_runs_reads_as_a_person_would_check_it() {
         run.contains(r#"<span class="badge good">pass</span>"#),
         "{run}"
     );
+    assert!(!run.contains("table differs"), "{run}");
     let signed = &run[run
         .find("<h2>Signed log</h2>")
         .expect("a signed log section")..];
@@ -418,26 +425,30 @@ fn a_signed_ledger_of_real_runs_reads_as_a_person_would_check_it() {
         screenshot(&env, &url(&path), name);
     }
 
-    // The runs table altered to say the failed run passed: the run's page shows what its
-    // journal event says, and that the table disagrees.
-    let set = |verdict: &str, status: &str| {
+    // The runs table altered to say the failed run passed, with the passing run's report:
+    // the run's page shows what its journal event says, and that the table disagrees.
+    let set = |verdict: &str, status: &str, report: &str| {
         let n = env
             .db()
             .execute(
-                "UPDATE runs SET verdict = ?1, status = ?2 WHERE id = ?3",
-                rusqlite::params![verdict, status, failed],
+                "UPDATE runs SET verdict = ?1, status = ?2, report_object = (SELECT report_object FROM runs WHERE id = ?4) WHERE id = ?3",
+                rusqlite::params![verdict, status, failed, report],
             )
             .unwrap();
         assert_eq!(n, 1);
     };
-    set("pass", "passed");
+    set("pass", "passed", &scripted_id);
     let run = dom(&url(&format!("/run/{failed}")));
-    assert!(run.contains("the table was altered"), "{run}");
+    assert!(
+        run.contains("in status, verdict, report_object: the table was altered"),
+        "{run}"
+    );
+    assert!(run.contains("exit 1"), "{run}");
     assert!(
         run.contains(r#"<dt>verdict</dt><dd><span class="badge bad">fail</span>"#),
         "{run}"
     );
-    set("fail", "failed");
+    set("fail", "failed", &failed);
 
     // The failed run's event rewritten to say it passed, the journal re-chained: the
     // signed log no longer proves it, and the audit page says so.
@@ -557,6 +568,16 @@ fn a_bundle_is_shown_with_no_ledger_and_a_forged_one_says_so() {
         "path": "evidence/zzz", "role": "evidence", "size": 1, "withheld": true,
         "sha256": format!("sha256:{}é{}", "a".repeat(11), "b".repeat(60)),
     }));
+    // And a tests log of 5 MiB of markup, its manifest entry made to match: listed, not
+    // rendered into the page.
+    let log = member("evidence/backend/tests.log");
+    odd[log].1 = vec![b'<'; 5 << 20];
+    for f in manifest["files"].as_array_mut().unwrap() {
+        if f["path"] == "evidence/backend/tests.log" {
+            f["size"] = (5u64 << 20).into();
+            f["sha256"] = crate::bundle::sha256(&odd[log].1).into();
+        }
+    }
     odd[m].1 = serde_json::to_vec(&manifest).unwrap();
     let odd_tar = a.path("odd.tar");
     crate::bundle::write_tar(&odd_tar, &odd);
@@ -568,6 +589,8 @@ fn a_bundle_is_shown_with_no_ledger_and_a_forged_one_says_so() {
     let (code, page) = get(&served, "GET", "/", std::slice::from_ref(&cookie));
     assert_eq!(code, 200, "{page}");
     assert!(page.contains("A bundle that did not verify"), "{page}");
+    assert!(page.contains("too large to show here"), "{page}");
+    assert!(page.len() < 1 << 20, "{} bytes", page.len());
 }
 
 /// The newcomer's path: from the runs table to a run, to its transcript, to the commit

@@ -96,7 +96,7 @@ pub(crate) fn shown_lines(s: &str) -> String {
 
 /// Characters that print as nothing or reorder what follows (zero-width, bidirectional
 /// controls, the soft hyphen): two names that differ only by them would read alike.
-fn invisible(c: char) -> bool {
+pub(crate) fn invisible(c: char) -> bool {
     matches!(c,
         '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
         | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')

@@ -234,6 +234,11 @@ pub(crate) fn esc(s: &str) -> String {
             '\'' => out.push_str("&#39;"),
             // Control characters are not allowed in XML 1.0 text; shown as U+FFFD.
             c if (c as u32) < 0x20 && !matches!(c, '\n' | '\t') => out.push('\u{FFFD}'),
+            // Bidirectional overrides and invisible characters, which can make text read
+            // as something else, shown as their code (as `shown` does on a terminal).
+            c if crate::commands::text::invisible(c) => {
+                out.extend(c.escape_unicode());
+            }
             c => out.push(c),
         }
     }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -18,13 +19,17 @@ use crate::error::{Error, Result};
 use crate::id::Sha256Digest;
 use crate::sign::keys::PublicKey;
 
+/// The most of one member (a log, the diff, the transcript) rendered into a page: HTML
+/// escaping makes text up to 5 times larger, and a page is built whole in memory.
+const SHOWN_MAX: usize = 4 << 20;
+
 /// A bundle as checked at start.
 pub(crate) struct View {
     file: PathBuf,
     check: BundleCheck,
     manifest: BTreeMap<String, Member>,
-    /// Members whose bytes matched the manifest.
-    good: BTreeMap<String, Vec<u8>>,
+    /// Members whose bytes matched the manifest, shared by every download.
+    good: BTreeMap<String, Arc<[u8]>>,
 }
 
 impl View {
@@ -40,7 +45,7 @@ impl View {
             file: file.to_path_buf(),
             check: c.check,
             manifest: c.manifest,
-            good: c.good,
+            good: c.good.into_iter().map(|(k, v)| (k, v.into())).collect(),
         })
     }
 
@@ -55,7 +60,16 @@ impl View {
 
     /// A run-folder file by its path in the report.
     fn evidence(&self, path: &str) -> Option<&[u8]> {
-        self.good.get(&evidence_member(path)).map(Vec::as_slice)
+        self.shown(&evidence_member(path))
+    }
+
+    /// A member's bytes to render in a page, or, beyond [`SHOWN_MAX`], a line saying so.
+    fn shown(&self, member: &str) -> Option<&[u8]> {
+        let b = self.good.get(member)?;
+        Some(match b.len() > SHOWN_MAX {
+            true => b"(too large to show here: download it from the members below)",
+            false => b,
+        })
     }
 }
 
@@ -68,7 +82,14 @@ pub(super) fn route(v: &View, path: &str) -> Result<Reply> {
     match path {
         "/" => Ok(Reply::html(200, bundle_page(&title, &summary(v)?))),
         "/transcript" => {
-            let body = match v.evidence(crate::stage2::model::TRANSCRIPT) {
+            let member = evidence_member(crate::stage2::model::TRANSCRIPT);
+            let body = match v.good.get(&member) {
+                Some(t) if t.len() > SHOWN_MAX => format!(
+                    "{}<p>The transcript is {} bytes, more than a page shows: download {} from the members.</p>",
+                    banner(v),
+                    t.len(),
+                    esc(&member)
+                ),
                 Some(t) => format!("{}{}", banner(v), super::transcript::render(t)),
                 None => "<p>This bundle holds no model transcript (the run called no model, or it was withheld).</p>".into(),
             };
@@ -173,7 +194,7 @@ fn summary(v: &View) -> Result<String> {
             Ok(v.evidence(path).map(<[u8]>::to_vec))
         })?;
         out.push_str("<h2>Changes</h2>");
-        match v.good.get(DIFF) {
+        match v.shown(DIFF) {
             Some(d) => super::run::diff(&mut out, Ok(String::from_utf8_lossy(d).into_owned())),
             None => out.push_str(
                 "<p>The bundle holds no diff (withheld, or no workspace tree was recorded).</p>",
@@ -237,7 +258,7 @@ fn signed_log(v: &View, out: &mut String) {
             ),
         ),
     ]));
-    if let Some(note) = v.good.get(CHECKPOINT) {
+    if let Some(note) = v.shown(CHECKPOINT) {
         out.push_str(&pre("log", &String::from_utf8_lossy(note)));
     }
 }
@@ -256,8 +277,12 @@ fn download(v: &View, path: &str) -> Result<Reply> {
         });
     }
     let name = path.rsplit('/').next().unwrap_or("member");
-    let mut r = Reply::new(200, "application/octet-stream", bytes.clone());
-    r.headers
-        .push(("Content-Disposition", super::pages::attachment(name)));
-    Ok(r)
+    Ok(Reply {
+        status: 200,
+        headers: vec![
+            ("Content-Type", "application/octet-stream".into()),
+            ("Content-Disposition", super::pages::attachment(name)),
+        ],
+        body: super::Body::Shared(bytes.clone()),
+    })
 }

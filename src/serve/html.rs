@@ -116,5 +116,7 @@ mod tests {
         assert!(link("/x\"y", evil).starts_with(r#"<a href="/x&quot;y">&lt;img"#));
         assert!(pre("p", "</pre><script>").contains("&lt;/pre&gt;&lt;script&gt;"));
         assert_eq!(esc("a\u{1b}b"), "a\u{FFFD}b");
+        // A right-to-left override would make "txt.exe" read as "exe.txt".
+        assert_eq!(esc("a\u{202e}txt.exe"), "a\\u{202e}txt.exe");
     }
 }

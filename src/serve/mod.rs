@@ -151,7 +151,6 @@ impl Server {
     }
 
     fn one(&self, conn: &TcpStream) {
-        let _ = conn.set_write_timeout(Some(Duration::from_secs(30)));
         let req = match crate::net::read_request(conn, MAX_HEADER, 0, REQUEST_TIME) {
             Ok(r) => r,
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
@@ -212,7 +211,7 @@ impl Server {
                 .filter(|kv| !kv.starts_with("token=") && !kv.is_empty())
                 .collect();
             // One leading slash: `//host/x` would send the browser to another site.
-            let path = format!("/{}", path.trim_start_matches('/'));
+            let path = format!("/{}", path.trim_start_matches(['/', '\\']));
             let to = match rest.is_empty() {
                 true => path,
                 false => format!("{path}?{}", rest.join("&")),
@@ -389,6 +388,8 @@ pub(crate) struct Reply {
 
 pub(crate) enum Body {
     Bytes(Vec<u8>),
+    /// Bytes held for every request (a bundle's member), sent without a copy.
+    Shared(Arc<[u8]>),
     /// A stored object of this size, already re-hashed, copied verified as it is sent.
     Object(ObjectId, u64),
 }
@@ -422,9 +423,10 @@ impl Reply {
 }
 
 /// Writes `r` with the headers every answer carries, and closes.
-fn send(mut conn: &TcpStream, r: &Reply, head: bool, store: Option<&crate::store::Store>) {
+fn send(conn: &TcpStream, r: &Reply, head: bool, store: Option<&crate::store::Store>) {
     let len = match &r.body {
         Body::Bytes(b) => b.len() as u64,
+        Body::Shared(b) => b.len() as u64,
         Body::Object(_, size) => *size,
     };
     let mut h = format!(
@@ -441,24 +443,57 @@ fn send(mut conn: &TcpStream, r: &Reply, head: bool, store: Option<&crate::store
         h.push_str(&format!("{k}: {v}\r\n"));
     }
     h.push_str("\r\n");
-    let _ = conn.write_all(h.as_bytes());
+    let mut w = std::io::BufWriter::new(Timed {
+        conn,
+        until: std::time::Instant::now() + RESPONSE_TIME,
+    });
+    let _ = w.write_all(h.as_bytes());
     if !head {
         match &r.body {
             Body::Bytes(b) => {
-                let _ = conn.write_all(b);
+                let _ = w.write_all(b);
+            }
+            Body::Shared(b) => {
+                let _ = w.write_all(b);
             }
             Body::Object(id, _) => {
                 // A copy that fails its hash half-way stops short of Content-Length:
                 // the browser reports the download failed rather than keeping it.
-                let mut w = std::io::BufWriter::new(conn);
                 if let Some(store) = store {
                     let _ = store.copy_verified(id, &mut w);
                 }
-                let _ = w.flush();
             }
         }
     }
-    let _ = conn.flush();
+    let _ = w.flush();
+}
+
+/// The longest one answer may take to send: a client that reads it slower than that (a
+/// slow reader holding a connection slot) is cut off.
+const RESPONSE_TIME: Duration = Duration::from_secs(60);
+
+/// A connection written to until a deadline: each write may block only as long as is left.
+struct Timed<'a> {
+    conn: &'a TcpStream,
+    until: std::time::Instant,
+}
+
+impl std::io::Write for Timed<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let left = self
+            .until
+            .saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.conn.set_write_timeout(Some(left))?;
+        self.conn.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let mut c = self.conn;
+        c.flush()
+    }
 }
 
 #[cfg(test)]

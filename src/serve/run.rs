@@ -25,16 +25,17 @@ pub(super) fn route(home: &Home, id: &str, sub: &str) -> Result<Reply> {
             "start at /runs",
         ));
     };
-    let doc = home.ledger.describe(&node)?;
+    let (doc, warning) = journaled(home, home.ledger.describe(&node)?);
     let title = format!("run:{run}");
     let body = match sub {
-        "" => summary(home, &doc)?,
+        "" => warning + &summary(home, &doc)?,
         "transcript" => {
             let t = artifact(&doc, crate::stage2::model::TRANSCRIPT);
-            match t {
-                Some(o) => super::transcript::render(&read(home, &o)?),
-                None => "<p>This run called no model: it has no transcript.</p>".into(),
-            }
+            warning
+                + &match t {
+                    Some(o) => super::transcript::render(&read(home, &o)?),
+                    None => "<p>This run called no model: it has no transcript.</p>".into(),
+                }
         }
         _ => {
             return Err(Error::bad_input(
@@ -65,10 +66,9 @@ fn summary(home: &Home, doc: &Value) -> Result<String> {
         Some(c) => node_link(&format!("commit:{c}"), c),
         None => "-".into(),
     };
-    let (verdict, status) = journaled(home, run, &mut out);
     out.push_str(&fields(&[
-        ("verdict", badge(&verdict)),
-        ("status", badge(&status)),
+        ("verdict", badge(&val(&run["verdict"]))),
+        ("status", badge(&val(&run["status"]))),
         ("reason", esc(&val(&report["reason"]))),
         ("fixture", esc(&val(&run["fixture"]))),
         ("provider", provider),
@@ -103,14 +103,35 @@ fn summary(home: &Home, doc: &Value) -> Result<String> {
     Ok(out)
 }
 
-/// The run's verdict and status as its journal event records them: what the signed log
-/// proves, and what the `runs` table (a projection of the journal) must repeat. When the
-/// table says otherwise, it was altered after the fact, and the page says so above all.
-fn journaled(home: &Home, run: &Value, out: &mut String) -> (String, String) {
+/// The columns of the `runs` table the run's pages show, each of which its journal event
+/// records under the same name (the event is what the signed log proves; the table is a
+/// projection of it that anything able to write the database could alter).
+const FROM_EVENT: &[&str] = &[
+    "fixture",
+    "lane",
+    "status",
+    "verdict",
+    "provider_object",
+    "provider_admission",
+    "model",
+    "model_admission",
+    "config_object",
+    "report_object",
+    "tree_object",
+    "started",
+    "finished",
+    "sandbox",
+    "start",
+    "artifacts",
+];
+
+/// `doc` with the run's fields as its journal event records them, and, when the `runs`
+/// table said otherwise, the warning the page opens with: the table was altered after the
+/// fact, and what is shown (report, artifacts, transcript) is the event's.
+fn journaled(home: &Home, mut doc: Value) -> (Value, String) {
     use crate::ledger::events::{Body, Event};
-    let table = (val(&run["verdict"]), val(&run["status"]));
-    let Some(seq) = run["seq"].as_u64() else {
-        return table;
+    let Some(seq) = doc["run"]["seq"].as_u64() else {
+        return (doc, String::new());
     };
     let event =
         home.ledger
@@ -119,33 +140,46 @@ fn journaled(home: &Home, run: &Value, out: &mut String) -> (String, String) {
             .flatten()
             .and_then(
                 |row| match serde_json::from_str::<Event>(&row.event).ok()?.body {
-                    Body::Run(r) => Some((r.verdict.to_string(), r.status.to_string())),
+                    Body::Run(r) => serde_json::to_value(r).ok(),
                     _ => None,
                 },
             );
-    match event {
-        Some(e) if e == table => e,
-        Some(e) => {
-            let _ = write!(
-                out,
-                r#"<p class="error">{} the ledger's runs table says {} ({}), but this run's journal event {seq} says {} ({}): the table was altered after the event was recorded. Shown here is the event's; <code>cto-ledger audit</code> names the difference and <code>cto-ledger reindex</code> rebuilds the table from the journal.</p>"#,
-                badge("failed"),
-                esc(&table.0),
-                esc(&table.1),
-                esc(&e.0),
-                esc(&e.1)
-            );
-            e
-        }
-        None => {
-            let _ = write!(
-                out,
-                r#"<p class="error">{} this run's journal event {seq} cannot be read as a run: <code>cto-ledger audit</code>.</p>"#,
-                badge("failed")
-            );
-            table
+    let Some(event) = event else {
+        let warning = format!(
+            r#"<p class="error">{} this run's journal event {seq} cannot be read as a run: <code>cto-ledger audit</code>.</p>"#,
+            badge("failed")
+        );
+        return (doc, warning);
+    };
+    // Artifacts as the table lists them: path and object, by path.
+    let listed = |v: &Value| -> Value {
+        let mut a: Vec<Value> = items(v)
+            .iter()
+            .map(|x| serde_json::json!({"object": x["object"], "path": x["path"]}))
+            .collect();
+        a.sort_by_key(|x| val(&x["path"]));
+        Value::Array(a)
+    };
+    let mut altered = Vec::new();
+    for key in FROM_EVENT {
+        let (recorded, shown) = match *key {
+            "artifacts" => (listed(&event[*key]), listed(&doc["run"][*key])),
+            _ => (event[*key].clone(), doc["run"][*key].clone()),
+        };
+        if shown != recorded {
+            altered.push(*key);
+            doc["run"][*key] = recorded;
         }
     }
+    if altered.is_empty() {
+        return (doc, String::new());
+    }
+    let warning = format!(
+        r#"<p class="error">{} the ledger's runs table differs from this run's journal event {seq} in {}: the table was altered after the event was recorded. Shown here is the event's; <code>cto-ledger audit</code> names the difference and <code>cto-ledger reindex</code> rebuilds the table from the journal.</p>"#,
+        badge("failed"),
+        esc(&altered.join(", "))
+    );
+    (doc, warning)
 }
 
 /// A JSON array's items; none when it is not an array.

@@ -53,9 +53,11 @@ pub(super) fn render(jsonl: &[u8]) -> String {
             }
         }
         for m in msgs[from..].iter().take(MESSAGES_SHOWN) {
+            // Labelled as sent: the provider writes the request, roles and all, so no
+            // label it sends can read as the recorded answer's.
             message(
                 &mut out,
-                &val(&m["role"]),
+                &format!("sent as {}", val(&m["role"])),
                 &crate::commands::show::message_text(&m["content"]),
                 &m["tool_calls"],
             );
@@ -63,7 +65,7 @@ pub(super) fn render(jsonl: &[u8]) -> String {
         let r = &x["response"];
         message(
             &mut out,
-            "assistant (answer)",
+            "answer, as the model server recorded it",
             r["content"].as_str().unwrap_or(""),
             &r["tool_calls"],
         );
@@ -163,5 +165,15 @@ mod tests {
             "{forged}"
         );
         assert!(forged.contains("I deleted the tests."), "{forged}");
+        // A request message that names itself as the answer is labelled as sent.
+        let spoof = String::from_utf8(two("x")).unwrap().replace(
+            r#""role":"assistant""#,
+            r#""role":"answer, as the model server recorded it""#,
+        );
+        let shown = render(spoof.as_bytes());
+        assert!(
+            shown.contains("sent as answer, as the model server recorded it"),
+            "{shown}"
+        );
     }
 }
