@@ -253,4 +253,18 @@ fn usage_errors_exit_2() {
         2
     );
     assert_eq!(env.run(["audit", "--checkpoint", "garbage"]).code, 2);
+    // A fake behaviour on the real lane would be ignored by the provider, silently.
+    env.ok(["init"]);
+    refused_without_change(
+        &env,
+        &[
+            "run",
+            "stage2",
+            "--provider",
+            FAKE,
+            "--fake-behavior",
+            "agent",
+        ],
+        "--fake-behavior agent is for the fake lane",
+    );
 }

@@ -54,10 +54,10 @@ pub(crate) struct Stage2Args {
     /// Seconds before the provider's process group is killed (default: CTO_HARNESS_CASE_TIMEOUT_SECONDS or 900)
     #[arg(long)]
     timeout: Option<f64>,
-    /// Fake lane behaviour: `solve` and `agent` pass, the rest are the failures and
-    /// attacks the harness must catch
-    #[arg(long, default_value = "solve", value_parser = clap::builder::PossibleValuesParser::new(stage2::FAKE_BEHAVIORS))]
-    fake_behavior: String,
+    /// Fake lane behaviour: `solve` (the default) and `agent` pass, the rest are the
+    /// failures and attacks the harness must catch
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(stage2::FAKE_BEHAVIORS))]
+    fake_behavior: Option<String>,
     /// The model, PROVIDER/MODEL (default: CTO_HARNESS_CASE_MODEL_PROVIDER and
     /// CTO_HARNESS_CASE_MODEL), e.g. `scripted/r1-string-slugify`
     #[arg(long, value_name = "PROVIDER/MODEL")]
@@ -257,6 +257,14 @@ fn options(a: Stage2Args) -> Result<RunOptions> {
         Lane::Case => flag_bin.or(env_bin),
         Lane::Fake => flag_bin,
     };
+    if let (Lane::Case, Some(b)) = (lane, &a.fake_behavior) {
+        // The real lane's provider is not told any behaviour: it would run as it always
+        // does, under a flag that says otherwise.
+        return Err(Error::bad_input(
+            format!("--fake-behavior {b} is for the fake lane, and this run is on the real lane (--provider PATH or case, or CTO_HARNESS_CASE_BIN)"),
+            "leave --fake-behavior out, or run the fake lane: --provider-bin PATH runs another copy of the fake",
+        ));
+    }
     let env = |k: &str| crate::env::get(k).filter(|v| !v.trim().is_empty());
     let (model_provider, model) = match &a.model {
         Some(pm) => match pm.split_once('/') {
@@ -278,7 +286,7 @@ fn options(a: Stage2Args) -> Result<RunOptions> {
         lane,
         provider_bin,
         timeout_seconds: timeout(a.timeout)?,
-        fake_behavior: a.fake_behavior,
+        fake_behavior: a.fake_behavior.unwrap_or_else(|| "solve".into()),
         runs_dir: a.runs_dir,
         model_provider,
         model,
