@@ -82,6 +82,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0015_runs_by_seq",
         include_str!("../../schema/0015_runs_by_seq.sql"),
     ),
+    (
+        "0016_journal_hashes",
+        include_str!("../../schema/0016_journal_hashes.sql"),
+    ),
 ];
 /// The migration after which `tlog_nodes` exists: a ledger migrated past it here gets
 /// its tiles computed from its journal in the same transaction.
