@@ -445,13 +445,13 @@ impl S3 {
             let result: Result<()> = async {
                 loop {
                     // A fresh buffer per part: the payload owns it while the part is sent.
-                    let mut buf = vec![0u8; PART];
-                    let n = super::read_full(file, &mut buf)
+                    let mut buf = Vec::with_capacity(PART);
+                    let n = std::io::Read::take(&mut *file, PART as u64)
+                        .read_to_end(&mut buf)
                         .map_err(Error::io("read upload of", rel))?;
                     if n == 0 {
                         break;
                     }
-                    buf.truncate(n);
                     up.put_part(buf.into())
                         .await
                         .map_err(|e| self.err("upload part of", rel, e))?;
