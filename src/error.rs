@@ -107,11 +107,12 @@ impl Error {
         }
     }
 
+    /// The error of `action` on `path`, made only if it happens: the path is copied then,
+    /// not on every call (`read_one` calls this per directory entry).
     pub fn io(action: &'static str, path: impl AsRef<Path>) -> impl FnOnce(io::Error) -> Error {
-        let path = path.as_ref().to_path_buf();
         move |source| Error::Io {
             action,
-            path,
+            path: path.as_ref().to_path_buf(),
             source,
         }
     }
