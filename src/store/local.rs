@@ -454,8 +454,9 @@ impl Backend for LocalBackend {
                 ));
                 continue;
             }
-            for obj in fs::read_dir(fan.path()).map_err(Error::io("list", fan.path()))? {
-                let obj = obj.map_err(Error::io("list", fan.path()))?;
+            let fan_path = fan.path();
+            for obj in fs::read_dir(&fan_path).map_err(Error::io("list", &fan_path))? {
+                let obj = obj.map_err(Error::io("list", &fan_path))?;
                 if obj.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
                     out.temps += 1; // being written, or left by a killed command: never an object
                     continue;
