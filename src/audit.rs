@@ -577,9 +577,7 @@ fn entries(dir: &std::path::Path) -> Result<Vec<(Vec<u8>, fs::FileType)>> {
     let mut v = Vec::new();
     for e in rd {
         let e = e.map_err(Error::io("list", dir))?;
-        let t = e
-            .file_type()
-            .map_err(|err| Error::io("stat", e.path())(err))?;
+        let t = e.file_type().map_err(Error::io_entry("stat", &e))?;
         v.push((e.file_name().as_bytes().to_vec(), t));
     }
     v.sort_by(|a, b| a.0.cmp(&b.0));

@@ -117,6 +117,19 @@ impl Error {
         }
     }
 
+    /// As [`Error::io`] on a directory entry's path, joined only if the error happens
+    /// (`ent.path()` as an argument would join it for every entry listed).
+    pub fn io_entry<'e>(
+        action: &'static str,
+        ent: &'e std::fs::DirEntry,
+    ) -> impl FnOnce(io::Error) -> Error + 'e {
+        move |source| Error::Io {
+            action,
+            path: ent.path(),
+            source,
+        }
+    }
+
     pub fn sql(action: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
         move |source| Error::Sql { action, source }
     }

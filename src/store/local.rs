@@ -442,7 +442,7 @@ impl Backend for LocalBackend {
             if fname == pack::DIR && fan.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
-            let ft = fan.file_type().map_err(Error::io("stat", fan.path()))?;
+            let ft = fan.file_type().map_err(Error::io_entry("stat", &fan))?;
             let valid_fan = fname.len() == 2
                 && fname
                     .bytes()

@@ -303,16 +303,12 @@ fn read_one(path: PathBuf, specials: bool, leave_out: &[&str]) -> Result<DirNode
         {
             continue;
         }
-        let ft = ent
-            .file_type()
-            .map_err(|e| Error::io("stat", ent.path())(e))?;
+        let ft = ent.file_type().map_err(Error::io_entry("stat", &ent))?;
         if ft.is_dir() {
             out.subdirs.push(ent.file_name());
         } else if ft.is_file() {
             // Taken before the file is read: a change after this is caught next time.
-            let m = ent
-                .metadata()
-                .map_err(|e| Error::io("stat", ent.path())(e))?;
+            let m = ent.metadata().map_err(Error::io_entry("stat", &ent))?;
             out.files.push((ent.file_name(), m));
         } else if ft.is_symlink() {
             let p = ent.path();
