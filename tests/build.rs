@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -475,6 +476,69 @@ fn tools_are_what_the_build_ran_with_digests_and_export_as_resolved_dependencies
         .iter()
         .all(|d| d["uri"].as_str().unwrap().starts_with("file:///")
             && d["digest"]["sha256"].as_str().unwrap().len() == 64));
+}
+
+/// A tool's SHA-256 is read once and then vouched for by its stat (device, inode, size,
+/// mtime, ctime, mode), as `ingest` trusts the stat cache: a toolchain of 100 MB is not
+/// hashed for every build, and a tool rewritten since is hashed again even with its mtime
+/// put back (ctime gives it away: no program can set it).
+#[test]
+fn a_tools_digest_is_read_once_and_never_trusted_after_a_rewrite() {
+    let env = Env::new();
+    let repo = generating_repo(&env, GENERATING);
+    let tool = env.path("toolchain/mytool");
+    fs::create_dir_all(tool.parent().unwrap()).unwrap();
+    fs::write(&tool, "#!/bin/sh\necho mytool 1.0\n").unwrap();
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
+    let sha = |p: &std::path::Path| {
+        format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(fs::read(p).unwrap()))
+        )
+    };
+    let recorded = |b: &Value| -> String {
+        let tools = b["build"]["tools"].as_array().unwrap();
+        let t = tools.iter().find(|t| t["name"] == "mytool").unwrap();
+        t["sha256"].as_str().unwrap().into()
+    };
+    let rows = || -> i64 {
+        env.db()
+            .query_row(
+                "SELECT count(*) FROM stat_cache WHERE path = ?1 AND stored = 0",
+                [tool.to_str().unwrap().as_bytes()],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    // Rows are trusted only for files last changed more than 2 s before they were recorded.
+    std::thread::sleep(Duration::from_millis(2100));
+    let args = [
+        "--output",
+        "dist/app",
+        "--tool",
+        s(&tool),
+        "--",
+        "./build.sh",
+    ];
+    let first = build(&env, &repo, &args).json();
+    assert_eq!(recorded(&first), sha(&tool));
+    assert_eq!(rows(), 1, "the digest is kept for the next build");
+    let second = build(&env, &repo, &args).json();
+    assert_eq!(recorded(&second), sha(&tool));
+
+    // The same size, the mtime put back: only ctime and the bytes differ.
+    let mtime = fs::metadata(&tool).unwrap().modified().unwrap();
+    fs::write(&tool, "#!/bin/sh\necho mytool 2.0\n").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&tool)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert_eq!(fs::metadata(&tool).unwrap().modified().unwrap(), mtime);
+    let third = build(&env, &repo, &args).json();
+    assert_eq!(recorded(&third), sha(&tool));
+    assert_ne!(recorded(&third), recorded(&first));
 }
 
 fn assert_failed_with_logs(env: &Env, r: &Run, reason: &str) -> Value {

@@ -220,6 +220,36 @@ fn on_a_full_disk_reads_still_work_and_writes_fail_with_exit_4_naming_the_disk()
     assert!(env.ok(["audit"]).stdout.contains("audit passed"));
 }
 
+/// A Stage 2 run killed after its gates hashed the offered provider, before anything was
+/// recorded, leaves nothing that vouches for bytes the store may not hold: a later
+/// `ingest` of the provider's folder stores the provider, and the tree restores whole.
+#[test]
+fn a_killed_runs_offered_provider_is_stored_by_a_later_ingest() {
+    let env = Env::new();
+    let dir = env.path("offered");
+    fs::create_dir_all(&dir).unwrap();
+    let prov = dir.join("prov");
+    fs::write(&prov, "#!/bin/sh\necho not admitted\n").unwrap();
+    fs::set_permissions(&prov, fs::Permissions::from_mode(0o755)).unwrap();
+    // Old enough for a digest cache to trust it (2 s), as a built provider would be.
+    std::thread::sleep(Duration::from_millis(2100));
+    let mut c = env.cmd(["run", "stage2", "--provider", s(&prov)]);
+    c.env("CTO_LEDGER_TEST_CRASH_AT", "run-blocked");
+    assert_eq!(c.output().unwrap().status.code(), None, "killed");
+    let tree = env.ok(["ingest", s(&dir), "--json"]).json()["items"][0]["object"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let back = env.path("back");
+    env.ok(["restore", &tree, s(&back)]);
+    assert_eq!(
+        fs::read(back.join("prov")).unwrap(),
+        fs::read(&prov).unwrap()
+    );
+    env.ok(["recover"]);
+    env.ok(["audit"]);
+}
+
 #[test]
 fn eight_writers_at_once_keep_one_unbroken_chain() {
     let env = Env::new();

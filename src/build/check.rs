@@ -15,6 +15,7 @@ use crate::home::Home;
 use crate::id::{BuildId, ObjectId, ObjectMeta};
 use crate::ledger::events::{BuildRec, CheckOutputRec, CheckRec, DifferenceRec, OutputRec};
 use crate::ledger::query::Node;
+use crate::ledger::Ledger;
 use crate::ledger::{BuildOutputRow, BuildRow};
 use crate::paths::lossy;
 use crate::source::snapshot;
@@ -299,7 +300,7 @@ struct CheckRun {
 }
 
 /// The `build` event of a check: the rebuild as a build of its own, with what it found.
-fn check_rec(orig: &BuildRow, ran: super::Ran, x: CheckRun) -> BuildRec {
+fn check_rec(ledger: &mut Ledger, orig: &BuildRow, ran: super::Ran, x: CheckRun) -> BuildRec {
     let status = match (x.ok, ran.interrupted) {
         (true, _) => BuildStatus::Succeeded,
         (false, true) => BuildStatus::Interrupted,
@@ -320,7 +321,7 @@ fn check_rec(orig: &BuildRow, ran: super::Ran, x: CheckRun) -> BuildRec {
         finished: ran.finished,
         exit_code: ran.code,
         signal: ran.signal,
-        tools: rebuild_tools(orig, &x.tools_at),
+        tools: rebuild_tools(ledger, orig, &x.tools_at),
         env: env_that_matters(&[]),
         stdout: Some(ran.stdout.id),
         stderr: Some(ran.stderr.id),
@@ -406,7 +407,7 @@ pub(crate) fn check(home: &mut Home, r: &str, progress: &ProgressBar) -> Result<
         reason,
         compared: c,
     };
-    let rec = check_rec(&orig, ran, x);
+    let rec = check_rec(&mut home.ledger, &orig, ran, x);
     let rec = commit_build(home, rec, &[before.rec], objects)?;
     home.discard(scratch);
     let differences = differences(&rec);
@@ -420,14 +421,18 @@ pub(crate) fn check(home: &mut Home, r: &str, progress: &ProgressBar) -> Result<
 /// The tools of the rebuild: its command's executable, and the original's other tools
 /// under their names, found where they were recorded (else by name), resolved where the
 /// rebuild runs.
-fn rebuild_tools(orig: &BuildRow, cwd: &Path) -> Vec<crate::ledger::events::ToolRec> {
+fn rebuild_tools(
+    ledger: &mut Ledger,
+    orig: &BuildRow,
+    cwd: &Path,
+) -> Vec<crate::ledger::events::ToolRec> {
     let argv0 = super::base_name(&orig.argv[0]);
     let named = orig
         .tools
         .iter()
         .filter(|t| t.name != argv0)
         .map(|t| (t.name.clone(), t.path.as_deref().unwrap_or(&t.name)));
-    super::tools(&orig.argv[0], named, cwd)
+    super::tools(ledger, &orig.argv[0], named, cwd)
 }
 
 /// Every located difference of a check, for `--json`: one entry per differing output.

@@ -116,6 +116,7 @@ fn base_name(n: &str) -> String {
 /// command itself is never run twice: `./build.sh --version` would build). Nothing is
 /// recorded by guesswork (a Bun build is not said to use cargo).
 fn tools<'a>(
+    ledger: &mut crate::ledger::Ledger,
     argv0: &str,
     named: impl Iterator<Item = (String, &'a str)>,
     cwd: &Path,
@@ -129,9 +130,10 @@ fn tools<'a>(
         }
         let path = crate::paths::which(find, cwd).map(|p| fs::canonicalize(&p).unwrap_or(p));
         let version = path.as_deref().filter(|_| is_named).and_then(tool_version);
+        // A toolchain is often 100 MB: hashed once, then vouched for by its stat.
         let sha256 = path
             .as_deref()
-            .and_then(|p| crate::store::hash_file(p).ok())
+            .and_then(|p| ledger.file_digest(p, true).ok())
             .map(|m| m.sha256);
         out.push(ToolRec {
             name,
@@ -427,7 +429,7 @@ pub(crate) fn build(home: &mut Home, a: &BuildArgs, progress: &ProgressBar) -> R
     let outputs: Vec<(PathBuf, Option<SystemTime>)> =
         a.outputs.iter().map(|p| (abs(p), mtime(&abs(p)))).collect();
     let named = a.tools.iter().map(|n| (base_name(n), n.as_str()));
-    let tools = tools(&a.argv[0], named, &cwd);
+    let tools = tools(&mut home.ledger, &a.argv[0], named, &cwd);
     let env = env_that_matters(&a.env);
 
     let ran = run_command(home, &a.argv, &cwd, None)?;

@@ -29,64 +29,34 @@ use crate::id::ChainHash;
 use crate::store::Synced;
 use events::{Actor, Body, Event};
 
+/// One migration: its name and the SQL of `schema/<name>.sql`.
+macro_rules! migration {
+    ($name:literal) => {
+        ($name, include_str!(concat!("../../schema/", $name, ".sql")))
+    };
+}
+
 /// Migrations, applied in order under `PRAGMA user_version`. Never edit one that shipped.
 const MIGRATIONS: &[(&str, &str)] = &[
-    ("0001_init", include_str!("../../schema/0001_init.sql")),
-    ("0002_builds", include_str!("../../schema/0002_builds.sql")),
-    (
-        "0003_stat_cache",
-        include_str!("../../schema/0003_stat_cache.sql"),
-    ),
-    (
-        "0004_remotes",
-        include_str!("../../schema/0004_remotes.sql"),
-    ),
-    (
-        "0005_tree_cache",
-        include_str!("../../schema/0005_tree_cache.sql"),
-    ),
-    (
-        "0006_run_folders",
-        include_str!("../../schema/0006_run_folders.sql"),
-    ),
-    ("0007_keys", include_str!("../../schema/0007_keys.sql")),
-    (
-        "0008_run_sandbox",
-        include_str!("../../schema/0008_run_sandbox.sql"),
-    ),
-    (
-        "0009_model_endpoints",
-        include_str!("../../schema/0009_model_endpoints.sql"),
-    ),
-    (
-        "0010_run_starts",
-        include_str!("../../schema/0010_run_starts.sql"),
-    ),
-    (
-        "0011_tlog_tiles",
-        include_str!("../../schema/0011_tlog_tiles.sql"),
-    ),
-    (
-        "0012_witnesses",
-        include_str!("../../schema/0012_witnesses.sql"),
-    ),
-    (
-        "0013_policies",
-        include_str!("../../schema/0013_policies.sql"),
-    ),
-    (
-        "0014_remote_policies",
-        include_str!("../../schema/0014_remote_policies.sql"),
-    ),
-    (
-        "0015_runs_by_seq",
-        include_str!("../../schema/0015_runs_by_seq.sql"),
-    ),
-    (
-        "0016_journal_hashes",
-        include_str!("../../schema/0016_journal_hashes.sql"),
-    ),
+    migration!("0001_init"),
+    migration!("0002_builds"),
+    migration!("0003_stat_cache"),
+    migration!("0004_remotes"),
+    migration!("0005_tree_cache"),
+    migration!("0006_run_folders"),
+    migration!("0007_keys"),
+    migration!("0008_run_sandbox"),
+    migration!("0009_model_endpoints"),
+    migration!("0010_run_starts"),
+    migration!("0011_tlog_tiles"),
+    migration!("0012_witnesses"),
+    migration!("0013_policies"),
+    migration!("0014_remote_policies"),
+    migration!("0015_runs_by_seq"),
+    migration!("0016_journal_hashes"),
+    migration!("0017_stat_cache_stored"),
 ];
+
 /// The migration after which `tlog_nodes` exists: a ledger migrated past it here gets
 /// its tiles computed from its journal in the same transaction.
 const TILES_MIGRATION: usize = 11;

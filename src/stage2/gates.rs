@@ -17,8 +17,7 @@ use crate::model::{Endpoint, SCRIPTED};
 use crate::report::Model;
 use crate::sandbox::{Net, Prepared, SandboxReport, Unavailable};
 use crate::state::AdmissionScope;
-use crate::store::hash_file;
-use crate::store::tree::{self, ObjKind};
+use crate::store::tree::ObjKind;
 
 /// What the fake lane's model is called: the fake provider calls none.
 const FAKE_MODEL: (&str, &str) = ("fake", "fake-model");
@@ -172,33 +171,13 @@ impl Run<'_> {
         Ok(path)
     }
 
-    /// The offered file's digests: from the stat cache when its (device, inode, size,
-    /// mtime, ctime, mode) are those recorded (as `ingest` and git's index trust them),
-    /// else hashed and then cached. This only names what was offered: what runs is the
-    /// admitted object's own executable, re-hashed before every run.
+    /// The offered file's digests: from the ledger's file digests when its (device,
+    /// inode, size, mtime, ctime, mode) are those recorded (as `ingest` and git's index
+    /// trust them), else hashed and then recorded. This only names what was offered: what
+    /// runs is the admitted object's own executable, re-hashed before every run.
     fn offered_digest(&mut self, path: &Path) -> Result<ObjectMeta> {
-        use std::os::unix::ffi::OsStrExt;
         let abs = fs::canonicalize(path).map_err(Error::io("resolve", path))?;
-        let meta = fs::metadata(&abs).map_err(Error::io("stat", &abs))?;
-        let key = tree::StatKey::of(&meta);
-        let cache = self
-            .home
-            .ledger
-            .load_stat_cache(abs.as_os_str().as_bytes())?;
-        if let Some(m) = tree::StatCache::get(&cache, &abs, &key) {
-            return Ok(m);
-        }
-        let m = hash_file(&abs)?;
-        if self.dry {
-            return Ok(m);
-        }
-        let row = tree::StatRow {
-            path: abs.as_os_str().as_bytes().to_vec(),
-            key,
-            meta: m,
-        };
-        self.home.ledger.save_stat_cache(&[row], &[])?;
-        Ok(m)
+        self.home.ledger.file_digest(&abs, !self.dry)
     }
 
     fn any_admission(&self, id: &ObjectId) -> Result<bool> {
