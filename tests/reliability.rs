@@ -544,7 +544,7 @@ fn temp_files_left_by_killed_commands_are_never_objects_and_recover_removes_old_
 /// synced (`CTO_LEDGER_TEST_POWER_CUT`). Every command that stores objects and commits
 /// must sync first, so nothing the journal names is ever lost: a scripted model's
 /// admission (its script), a first run's admission of the shipped fake and the run's
-/// evidence, an ingest, a clone and an admission.
+/// evidence, an ingest (packed and loose objects), a clone and an admission.
 #[test]
 fn a_power_cut_after_any_commit_loses_no_object_the_journal_names() {
     let mut env = Env::new();
@@ -555,6 +555,9 @@ fn a_power_cut_after_any_commit_loses_no_object_the_journal_names() {
     let tree = env.path("tree");
     std::fs::create_dir_all(tree.join("sub")).unwrap();
     std::fs::write(tree.join("sub/new.txt"), "never stored before\n").unwrap();
+    // Past the pack size: a loose object file of its own.
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(tree.join("sub/big.bin"), big).unwrap();
     env.ok(["ingest", s(&tree)]);
     let repo = env.repo("prov");
     env.ok(["admit", s(&repo.bin()), "--source-pin", &repo.pin()]);

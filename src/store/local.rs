@@ -1,8 +1,9 @@
 //! Objects as read-only files under `objects/<2 hex>/<62 hex>`, written as a read-only
 //! temp file (in `objects/tmp/`, or beside its final name when the id is known first) and
 //! renamed into place, so no half-written object is ever visible; objects smaller than
-//! [`pack::SMALL_MAX`] many to a file under `objects/packs/` ([`pack`]). Durability is one
-//! `syncfs` (`Backend::sync`) before the journal names the objects, not an fsync each.
+//! [`pack::SMALL_MAX`] many to a file under `objects/packs/` ([`pack`]). Durability is
+//! `Backend::sync` before the journal names the objects: a flush of each file this process
+//! wrote or relied on and of their folders when they are few, else one `syncfs`.
 
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
@@ -75,6 +76,7 @@ impl LocalBackend {
                 sync_dir(root).map_err(Error::io("fsync", root))?;
             }
         }
+        super::power_cut::opened(root);
         Ok(LocalBackend {
             root: root.to_path_buf(),
             packs: std::sync::Arc::new(Packs::new(root.join(pack::DIR), injected_budget())),
@@ -169,6 +171,29 @@ fn set_aside(path: &Path) -> Result<()> {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Up to this many files a sync flushes each (and their folders); past it one `syncfs` of
+/// the store's filesystem is cheaper. Measured here: about 0.35 ms a file on an idle disk,
+/// where `syncfs` also waits for every other program's dirty data (a build's own 100 MB
+/// output, written just before the store's copy of it).
+const FLUSH_EACH_MAX: usize = 16;
+
+/// Makes `files` (object files and packs under `objects/`) durable, with the folder
+/// entries that name them: each file's folder and the one above it (a fan-out folder made
+/// for it is an entry in `objects/`).
+fn flush_each(files: &[PathBuf]) -> Result<()> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for f in files {
+        File::open(f)
+            .and_then(|h| h.sync_data())
+            .map_err(Error::io("sync", f))?;
+        dirs.extend(f.ancestors().skip(1).take(2));
+    }
+    for d in dirs {
+        sync_dir(d).map_err(Error::io("sync", d))?;
+    }
+    Ok(())
 }
 
 /// An object being written: in memory while it is small enough for a pack, then (past
@@ -289,8 +314,8 @@ impl Staged for LocalStaged {
             set_aside(&target)?;
         }
         // The temp file was created read-only (0444) and its fan-out directory exists.
-        // Durability comes from `Backend::sync` (one syncfs) before the journal commits,
-        // not from an fsync per object: the rename is atomic either way.
+        // Durability comes from `Backend::sync` before the journal commits, not from an
+        // fsync here: the rename is atomic either way.
         let dir = target.parent().expect("object path has a parent");
         if !dir.is_dir() {
             fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
@@ -300,7 +325,7 @@ impl Staged for LocalStaged {
             path: target.clone(),
             source: e.error,
         })?;
-        super::power_cut::wrote(&target);
+        self.packs.wrote(&target);
         Ok(())
     }
 }
@@ -506,13 +531,21 @@ impl Backend for LocalBackend {
 
     fn sync(&self) -> Result<()> {
         self.packs.flush()?;
-        self.packs.remark_relied()?;
+        let mut files = self.packs.remark_relied()?;
+        files.extend(self.packs.take_unsynced());
+        if files.len() <= FLUSH_EACH_MAX {
+            flush_each(&files)?;
+            super::power_cut::flushed(&self.root, &files);
+            return Ok(());
+        }
         let d = File::open(&self.root).map_err(Error::io("open", &self.root))?;
         rustix::fs::syncfs(&d).map_err(|e| Error::Io {
             action: "sync the filesystem of",
             path: self.root.clone(),
             source: e.into(),
-        })
+        })?;
+        super::power_cut::synced_all(&self.root);
+        Ok(())
     }
 
     fn describe(&self) -> String {

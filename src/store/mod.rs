@@ -403,7 +403,6 @@ impl Store {
             std::thread::sleep(std::time::Duration::from_millis(ms));
         }
         self.backend.sync()?;
-        power_cut::synced();
         Ok(Synced {
             _store: std::marker::PhantomData,
         })

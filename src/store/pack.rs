@@ -4,7 +4,7 @@
 //! then renamed into place, so a pack that is visible is complete; nothing is ever
 //! appended to one. Each process writes its own packs (their names are their contents'
 //! hash, so two identical packs are one file) and reads everyone's. Durability is the
-//! store's one `syncfs` before the journal names the objects, as for loose objects.
+//! store's sync before the journal names the objects, as for loose objects.
 //!
 //! Layout (integers little-endian):
 //!
@@ -199,6 +199,8 @@ pub(super) struct Packs {
     /// Files holding objects this process relied on instead of storing them (marked when
     /// found, and again at `sync`, just before the journal names them).
     relied: Mutex<std::collections::HashSet<PathBuf>>,
+    /// Object files and packs this process renamed into place since its last sync.
+    unsynced: Mutex<Vec<PathBuf>>,
 }
 
 /// A pack's name, for messages.
@@ -215,6 +217,7 @@ impl Packs {
             budget: Mutex::new(budget),
             marked: Mutex::default(),
             relied: Mutex::default(),
+            unsynced: Mutex::default(),
         }
     }
 
@@ -278,9 +281,12 @@ impl Packs {
         let target = self.dir.join(&name);
         {
             match tmp.persist_noclobber(&target) {
-                Ok(_) => super::power_cut::wrote(&target),
-                // The same name is the same bytes: another process wrote this pack.
-                Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {}
+                Ok(_) => self.wrote(&target),
+                // The same name is the same bytes: another process wrote this pack, and
+                // may not have synced it yet.
+                Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
+                    self.rely_on(target.clone())
+                }
                 Err(e) => {
                     return Err(Error::Io {
                         action: "rename pack into",
@@ -443,15 +449,29 @@ impl Packs {
         self.relied.lock().expect("not poisoned").insert(file);
     }
 
+    /// An object file or pack became visible at `path` (not yet durable).
+    pub(super) fn wrote(&self, path: &Path) {
+        self.unsynced
+            .lock()
+            .expect("not poisoned")
+            .push(path.to_path_buf());
+    }
+
+    /// The files renamed into place since the last call, for the sync to flush.
+    pub(super) fn take_unsynced(&self) -> Vec<PathBuf> {
+        std::mem::take(&mut *self.unsynced.lock().expect("not poisoned"))
+    }
+
     /// Marks again every file this process relied on, right before the journal commit that
     /// names what is in them: `gc` keeps what was marked within its grace period, so
     /// nothing it removes can be named by this commit. A file `gc` already removed (the
     /// command ran longer than the grace period) fails the command before anything is
-    /// committed.
-    pub(super) fn remark_relied(&self) -> Result<()> {
+    /// committed. Returns the files marked, which the sync must also make durable (one
+    /// may be another process's write that it has not synced yet).
+    pub(super) fn remark_relied(&self) -> Result<Vec<PathBuf>> {
         let relied: Vec<PathBuf> = self.relied.lock().expect("not poisoned").drain().collect();
-        for f in relied {
-            if let Err(e) = touch(&f) {
+        for f in &relied {
+            if let Err(e) = touch(f) {
                 return Err(Error::Integrity {
                     message: format!(
                         "{} held objects this command relied on, and is gone ({e}): `cto-ledger gc` removed it while the command ran; nothing was committed: run the command again",
@@ -460,7 +480,7 @@ impl Packs {
                 });
             }
         }
-        Ok(())
+        Ok(relied)
     }
 
     /// The bytes of an intact copy (one that hashes to the id), or `None`.
