@@ -541,6 +541,73 @@ fn a_tools_digest_is_read_once_and_never_trusted_after_a_rewrite() {
     assert_ne!(recorded(&third), recorded(&first));
 }
 
+/// A rebuild that writes the bytes of the output's last build copies nothing into the
+/// store (it passes with a disk that would not hold the output); other bytes of the same
+/// size are stored, and a damaged stored copy is never relied on.
+#[test]
+fn a_rebuild_with_the_same_output_copies_nothing_and_other_bytes_are_stored() {
+    let env = Env::new();
+    let seed = env.path("seed.bin");
+    let bytes = |salt: u32| -> Vec<u8> {
+        (0..3_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(salt) >> 13) as u8)
+            .collect()
+    };
+    fs::write(&seed, bytes(1)).unwrap();
+    let repo = generating_repo(&env, &format!("cat {} > dist/app", s(&seed)));
+    let args = ["--output", "dist/app", "--", "./build.sh"];
+    let out_of = |b: &Value| {
+        b["build"]["outputs"][0]["object"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let first = out_of(&build(&env, &repo, &args).json());
+    // 100 KB of room: the logs and snapshots fit, a 3 MB output does not.
+    let tight = |env: &Env| {
+        let mut c = env.cmd(["build", "--json"]);
+        c.args(args)
+            .current_dir(&repo.dir)
+            .env("CTO_LEDGER_TEST_DISK_FULL_AFTER", "100000");
+        c.output().unwrap()
+    };
+    let again = tight(&env);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(out_of(&again), first);
+
+    // Its stored copy damaged: a rebuild of the same bytes stores a good one, never
+    // relying on that copy.
+    let hex = first.strip_prefix("blake3:").unwrap();
+    let stored = env.ledger.join("objects").join(&hex[..2]).join(&hex[2..]);
+    fs::set_permissions(&stored, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut damaged = fs::read(&stored).unwrap();
+    damaged[1_000_000] ^= 0xff;
+    fs::write(&stored, damaged).unwrap();
+    fs::set_permissions(&stored, fs::Permissions::from_mode(0o444)).unwrap();
+    assert_eq!(out_of(&build(&env, &repo, &args).json()), first);
+    let cat = env.cmd(["cat", &first]).output().unwrap();
+    assert!(
+        cat.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cat.stderr)
+    );
+    assert_eq!(cat.stdout, bytes(1));
+
+    // The same size, other bytes: they must be written, so the tight disk refuses them.
+    fs::write(&seed, bytes(2)).unwrap();
+    assert_eq!(tight(&env).status.code(), Some(4), "disk full");
+    let changed = out_of(&build(&env, &repo, &args).json());
+    assert_ne!(changed, first);
+    let cat = env.cmd(["cat", &changed]).output().unwrap();
+    assert_eq!(cat.stdout, bytes(2));
+}
+
 fn assert_failed_with_logs(env: &Env, r: &Run, reason: &str) -> Value {
     assert_eq!(r.code, 1, "{}", r.stderr);
     let b = r.json()["build"].clone();

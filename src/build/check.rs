@@ -181,7 +181,9 @@ fn compare_outputs(
             c.cmp.push(compare(lossy(rel), o.object, Rebuilt::Missing));
             continue;
         }
-        let ing = tree::ingest_path(&home.store, &rebuilt_path, progress)?;
+        // A reproducing rebuild wrote the original's bytes: then nothing is copied.
+        let like = home.ledger.object_meta(&o.object)?;
+        let ing = tree::ingest_path_like(&home.store, &rebuilt_path, progress, like.as_ref())?;
         let mut out = compare(lossy(rel), o.object, Rebuilt::Produced(ing.root.id));
         if out.result == OutputCheck::Differs && ing.root_kind == ObjKind::Blob {
             out.difference = locate(home, o.object, &rebuilt_path, where_)?;
@@ -300,13 +302,19 @@ struct CheckRun {
 }
 
 /// The `build` event of a check: the rebuild as a build of its own, with what it found.
-fn check_rec(ledger: &mut Ledger, orig: &BuildRow, ran: super::Ran, x: CheckRun) -> BuildRec {
+fn check_rec(
+    ledger: &mut Ledger,
+    orig: &BuildRow,
+    ran: super::Ran,
+    x: CheckRun,
+) -> Result<BuildRec> {
+    let tools = rebuild_tools(ledger, orig, &x.tools_at)?;
     let status = match (x.ok, ran.interrupted) {
         (true, _) => BuildStatus::Succeeded,
         (false, true) => BuildStatus::Interrupted,
         (false, false) => BuildStatus::Failed,
     };
-    BuildRec {
+    Ok(BuildRec {
         id: BuildId::new(),
         name: orig.name.clone(),
         status,
@@ -321,7 +329,7 @@ fn check_rec(ledger: &mut Ledger, orig: &BuildRow, ran: super::Ran, x: CheckRun)
         finished: ran.finished,
         exit_code: ran.code,
         signal: ran.signal,
-        tools: rebuild_tools(ledger, orig, &x.tools_at),
+        tools,
         env: env_that_matters(&[]),
         stdout: Some(ran.stdout.id),
         stderr: Some(ran.stderr.id),
@@ -335,7 +343,7 @@ fn check_rec(ledger: &mut Ledger, orig: &BuildRow, ran: super::Ran, x: CheckRun)
             same_path: Some(x.same_path),
         }),
         objects: Vec::new(),
-    }
+    })
 }
 
 pub(crate) fn check(home: &mut Home, r: &str, progress: &ProgressBar) -> Result<BuildOut> {
@@ -407,7 +415,7 @@ pub(crate) fn check(home: &mut Home, r: &str, progress: &ProgressBar) -> Result<
         reason,
         compared: c,
     };
-    let rec = check_rec(&mut home.ledger, &orig, ran, x);
+    let rec = check_rec(&mut home.ledger, &orig, ran, x)?;
     let rec = commit_build(home, rec, &[before.rec], objects)?;
     home.discard(scratch);
     let differences = differences(&rec);
@@ -425,7 +433,7 @@ fn rebuild_tools(
     ledger: &mut Ledger,
     orig: &BuildRow,
     cwd: &Path,
-) -> Vec<crate::ledger::events::ToolRec> {
+) -> Result<Vec<crate::ledger::events::ToolRec>> {
     let argv0 = super::base_name(&orig.argv[0]);
     let named = orig
         .tools

@@ -120,7 +120,7 @@ fn tools<'a>(
     argv0: &str,
     named: impl Iterator<Item = (String, &'a str)>,
     cwd: &Path,
-) -> Vec<ToolRec> {
+) -> Result<Vec<ToolRec>> {
     let mut out: Vec<ToolRec> = Vec::new();
     let all =
         std::iter::once((base_name(argv0), argv0, false)).chain(named.map(|(n, f)| (n, f, true)));
@@ -130,11 +130,14 @@ fn tools<'a>(
         }
         let path = crate::paths::which(find, cwd).map(|p| fs::canonicalize(&p).unwrap_or(p));
         let version = path.as_deref().filter(|_| is_named).and_then(tool_version);
-        // A toolchain is often 100 MB: hashed once, then vouched for by its stat.
-        let sha256 = path
-            .as_deref()
-            .and_then(|p| ledger.file_digest(p, true).ok())
-            .map(|m| m.sha256);
+        // A toolchain is often 100 MB: hashed once, then vouched for by its stat. A tool
+        // that cannot be read is recorded without a digest; a ledger that cannot be read
+        // fails the build rather than drop the digest without a word.
+        let sha256 = match path.as_deref().map(|p| ledger.file_digest(p, true)) {
+            Some(Ok(m)) => Some(m.sha256),
+            Some(Err(e @ Error::Sql { .. })) => return Err(e),
+            Some(Err(_)) | None => None,
+        };
         out.push(ToolRec {
             name,
             path: path.map(|p| lossy(&p)),
@@ -142,7 +145,7 @@ fn tools<'a>(
             sha256,
         });
     }
-    out
+    Ok(out)
 }
 
 fn env_that_matters(extra: &[String]) -> Vec<EnvRec> {
@@ -382,9 +385,12 @@ fn ingest_outputs(
                 p.display()
             )));
         }
-        let ing = tree::ingest_path(&home.store, p, progress)?;
         // Recorded where it is: `dist/../../x` is outside the clone, and says so.
-        let p = &crate::paths::resolve(p);
+        let at = crate::paths::resolve(p);
+        // A rebuild often writes the bytes it wrote last time: then nothing is copied.
+        let like = home.ledger.last_output_at(&lossy(&at))?;
+        let ing = tree::ingest_path_like(&home.store, p, progress, like.as_ref())?;
+        let p = &at;
         let root = fs::canonicalize(workdir).unwrap_or_else(|_| workdir.to_path_buf());
         let rel = p.strip_prefix(&root).ok().map(Path::to_path_buf);
         outs.push(OutputRec {
@@ -429,7 +435,7 @@ pub(crate) fn build(home: &mut Home, a: &BuildArgs, progress: &ProgressBar) -> R
     let outputs: Vec<(PathBuf, Option<SystemTime>)> =
         a.outputs.iter().map(|p| (abs(p), mtime(&abs(p)))).collect();
     let named = a.tools.iter().map(|n| (base_name(n), n.as_str()));
-    let tools = tools(&mut home.ledger, &a.argv[0], named, &cwd);
+    let tools = tools(&mut home.ledger, &a.argv[0], named, &cwd)?;
     let env = env_that_matters(&a.env);
 
     let ran = run_command(home, &a.argv, &cwd, None)?;

@@ -7,8 +7,8 @@ use super::rows::*;
 use super::Ledger;
 use crate::error::Result;
 use crate::id::{
-    AdmissionId, BuildId, CommitId, ModelAdmissionId, ObjectId, RefusalId, Revocable, RevocationId,
-    RunId, SourceId,
+    AdmissionId, BuildId, CommitId, ModelAdmissionId, ObjectId, ObjectMeta, RefusalId, Revocable,
+    RevocationId, RunId, SourceId,
 };
 use crate::state::AdmissionScope;
 
@@ -271,6 +271,20 @@ impl Ledger {
         self.all("read build", "SELECT path, object, inside_source FROM build_outputs WHERE build_id = ?1 ORDER BY path", [id], |r| {
             Ok(BuildOutputRow { path: r.get(0)?, object: r.get(1)?, inside_source: r.get(2)? })
         })
+    }
+
+    /// The file the newest build that recorded an output at `path` (absolute) got there.
+    pub fn last_output_at(&self, path: &str) -> Result<Option<ObjectMeta>> {
+        let id: Option<ObjectId> = self.one(
+            "read build outputs",
+            "SELECT o.object FROM build_outputs o JOIN builds b ON b.id = o.build_id WHERE o.path = ?1 AND o.kind = 'blob' ORDER BY b.seq DESC LIMIT 1",
+            [path],
+            |r| r.get(0),
+        )?;
+        match id {
+            Some(id) => self.object_meta(&id),
+            None => Ok(None),
+        }
     }
 
     pub fn build_modified(&self, id: &BuildId) -> Result<Vec<BuildModifiedRow>> {

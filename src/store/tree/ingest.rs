@@ -120,6 +120,40 @@ pub fn ingest_path(store: &Store, path: &Path, progress: &ProgressBar) -> Result
     ingest_path_cached(store, path, progress, || Ok(None::<NoCache>))
 }
 
+/// As [`ingest_path`], for an output expected to be `like` (what the ledger recorded for
+/// it before): a regular file goes through [`Store::put_file_like`], which writes nothing
+/// when the bytes are `like`'s; anything else is ingested as `ingest_path` does.
+pub fn ingest_path_like(
+    store: &Store,
+    path: &Path,
+    progress: &ProgressBar,
+    like: Option<&ObjectMeta>,
+) -> Result<Ingested> {
+    match like {
+        Some(like) if fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) => {
+            let m = store.put_file_like(path, like)?;
+            progress.inc(1);
+            Ok(Ingested::file(m))
+        }
+        _ => ingest_path(store, path, progress),
+    }
+}
+
+impl Ingested {
+    /// A single file stored as one blob.
+    fn file(m: ObjectMeta) -> Ingested {
+        Ingested {
+            root: m,
+            root_kind: ObjKind::Blob,
+            objects: vec![(m, ObjKind::Blob)],
+            files: 1,
+            cache_hits: 0,
+            stat_rows: Vec::new(),
+            tree_rows: Vec::new(),
+        }
+    }
+}
+
 /// The stat cache of callers that have none.
 struct NoCache;
 
@@ -151,15 +185,7 @@ pub fn ingest_path_cached<C: StatCache>(
     if meta.is_file() {
         let m = store.put_file(path)?;
         progress.inc(1);
-        return Ok(Ingested {
-            root: m,
-            root_kind: ObjKind::Blob,
-            objects: vec![(m, ObjKind::Blob)],
-            files: 1,
-            cache_hits: 0,
-            stat_rows: Vec::new(),
-            tree_rows: Vec::new(),
-        });
+        return Ok(Ingested::file(m));
     }
     if !meta.is_dir() {
         let hint = if meta.file_type().is_symlink() {

@@ -10,8 +10,8 @@ mod restore;
 use serde::{Deserialize, Serialize};
 
 pub use ingest::{
-    ingest_listed, ingest_open, ingest_path, ingest_path_cached, Ingested, OpenFolder, StatCache,
-    StatKey, StatRow, TreeRow,
+    ingest_listed, ingest_open, ingest_path, ingest_path_cached, ingest_path_like, Ingested,
+    OpenFolder, StatCache, StatKey, StatRow, TreeRow,
 };
 pub use restore::restore;
 
