@@ -55,6 +55,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     migration!("0015_runs_by_seq"),
     migration!("0016_journal_hashes"),
     migration!("0017_stat_cache_stored"),
+    migration!("0018_build_outputs_by_path"),
 ];
 
 /// The migration after which `tlog_nodes` exists: a ledger migrated past it here gets
