@@ -60,7 +60,7 @@ pub(crate) const VARS: &[Var] = &[
     var("AWS_REGION", Remote, "the S3 region when a remote records none"),
     var("AWS_DEFAULT_REGION", Remote, "the S3 region when neither the remote nor AWS_REGION gives one"),
     var("CTO_LEDGER_REMOTE_STALL_SECONDS", Remote, "a remote read that moves less than 1 KiB/s over this many seconds (or sends no reply in them) fails, naming the key (default 30)"),
-    var("PATH", System, "where tools are found; passed to the provider and the tests"),
+    var("PATH", System, "where tools are found; its absolute entries are passed to the provider and the tests"),
     var("USER", System, "the actor recorded in every event (else LOGNAME, else the passwd name of the uid)"),
     var("LOGNAME", System, "the actor when USER is unset"),
     var("CTO_LEDGER_TEST_NOW", TestHook, "pins every recorded time to this RFC 3339 value, so outputs compare"),

@@ -59,17 +59,38 @@ pub(crate) fn resolve(p: &Path) -> PathBuf {
     }
 }
 
-/// Where `name` runs from: a path (relative to `cwd`, where the command runs, as exec
-/// resolves it there), else the first match on PATH.
+/// Where `name` runs from when a command is started by that name in `cwd`, with the PATH
+/// this process has (see [`which_on`]).
 pub(crate) fn which(name: &str, cwd: &Path) -> Option<PathBuf> {
+    which_on(name, cwd, &crate::env::get_os("PATH").unwrap_or_default())
+}
+
+/// Where `name` runs from in `cwd` on `path_var`, as exec resolves it there: a name with a
+/// slash is a path from `cwd`; else the first PATH entry holding a regular file this user
+/// may execute (a file that is not is skipped, as `execvp` skips it), a relative or empty
+/// entry being a folder of `cwd`.
+pub(crate) fn which_on(name: &str, cwd: &Path, path_var: &std::ffi::OsStr) -> Option<PathBuf> {
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file())
+            && rustix::fs::access(p, rustix::fs::Access::EXEC_OK).is_ok()
+    };
     if name.contains('/') {
-        return Some(cwd.join(name)).filter(|p| p.is_file());
+        return Some(cwd.join(name)).filter(|p| runnable(p));
     }
-    crate::env::get_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    })
+    std::env::split_paths(path_var)
+        .map(|d| cwd.join(d).join(name))
+        .find(|p| runnable(p))
+}
+
+/// The PATH a confined command gets: the user's absolute entries. A relative or empty
+/// entry names a folder of wherever the command runs, and Stage 2's commands run in
+/// folders the provider wrote: a `sh` left there would otherwise judge its own work.
+pub(crate) fn absolute_path_var() -> std::ffi::OsString {
+    let given = crate::env::get_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let kept: Vec<PathBuf> = std::env::split_paths(&given)
+        .filter(|d| d.is_absolute())
+        .collect();
+    std::env::join_paths(kept).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -608,6 +608,63 @@ fn a_rebuild_with_the_same_output_copies_nothing_and_other_bytes_are_stored() {
     assert_eq!(cat.stdout, bytes(2));
 }
 
+/// The tool recorded is the one exec ran: a file on PATH that cannot be executed is
+/// skipped as `execvp` skips it, and a relative PATH entry is a folder of where the
+/// command runs (the clone's root), not of where cto-ledger was started.
+#[test]
+fn the_recorded_tool_is_the_one_that_ran() {
+    let env = Env::new();
+    let repo = generating_repo(&env, GENERATING);
+    let script = |p: &std::path::Path, body: &str, mode: u32| {
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let sha = |p: &std::path::Path| {
+        format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(fs::read(p).unwrap()))
+        )
+    };
+    let recorded = |r: &Run| -> (String, String) {
+        let t = &r.json()["build"]["tools"][0];
+        (
+            t["path"].as_str().unwrap().into(),
+            t["sha256"].as_str().unwrap().into(),
+        )
+    };
+    let path = std::env::var("PATH").unwrap();
+
+    let (decoy, real) = (env.path("decoys/mybuild"), env.path("real/mybuild"));
+    script(&decoy, "echo decoy", 0o644);
+    script(&real, "exec ./build.sh", 0o755);
+    let on_path = format!(
+        "{}:{}:{path}",
+        decoy.parent().unwrap().display(),
+        real.parent().unwrap().display()
+    );
+    let mut c = env.cmd(["build", "--json", "--output", "dist/app", "--", "mybuild"]);
+    c.current_dir(&repo.dir).env("PATH", &on_path);
+    let r = finish(c.output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let real = real.canonicalize().unwrap();
+    assert_eq!(recorded(&r), (s(&real).to_string(), sha(&real)));
+
+    let (ran, decoy) = (
+        repo.dir.join("tools/rbuild"),
+        repo.dir.join("sub/tools/rbuild"),
+    );
+    script(&ran, "exec ./build.sh", 0o755);
+    script(&decoy, "echo decoy", 0o755);
+    let mut c = env.cmd(["build", "--json", "--output", "../dist/app", "--", "rbuild"]);
+    c.current_dir(repo.dir.join("sub"))
+        .env("PATH", format!("tools:{path}"));
+    let r = finish(c.output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ran = ran.canonicalize().unwrap();
+    assert_eq!(recorded(&r), (s(&ran).to_string(), sha(&ran)));
+}
+
 fn assert_failed_with_logs(env: &Env, r: &Run, reason: &str) -> Value {
     assert_eq!(r.code, 1, "{}", r.stderr);
     let b = r.json()["build"].clone();

@@ -643,9 +643,8 @@ fn a_provider_that_fills_its_folders_is_stopped_at_the_limit() {
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 }
 
-#[test]
-fn the_test_command_and_its_sandbox_come_from_the_fixture_not_the_workspace() {
-    let env = Env::new();
+/// The built-in fixture with its tests run as `sh ./run-tests.sh`.
+fn fixture_run_by_sh(env: &Env) -> std::path::PathBuf {
     let fx = env.copy_of_builtin_fixture("fx");
     fs::write(
         fx.join("repo/run-tests.sh"),
@@ -656,6 +655,13 @@ fn the_test_command_and_its_sandbox_come_from_the_fixture_not_the_workspace() {
         serde_json::from_slice(&fs::read(fx.join("fixture.json")).unwrap()).unwrap();
     manifest["test_command"] = serde_json::json!(["sh", "./run-tests.sh"]);
     fs::write(fx.join("fixture.json"), manifest.to_string()).unwrap();
+    fx
+}
+
+#[test]
+fn the_test_command_and_its_sandbox_come_from_the_fixture_not_the_workspace() {
+    let env = Env::new();
+    let fx = fixture_run_by_sh(&env);
     let r = stage2(
         &env,
         &["--fixture", s(&fx), "--fake-behavior", "swap-runner"],
@@ -671,6 +677,29 @@ fn the_test_command_and_its_sandbox_come_from_the_fixture_not_the_workspace() {
             .all(|p| !p.as_str().unwrap().contains("/workspace")),
         "{readable:?}"
     );
+}
+
+/// A relative or empty PATH entry names the folder a command runs in, and the judge runs
+/// in a tree the provider wrote: `sh` and `python3` the provider left there must never be
+/// what judges its work, whatever the user's PATH says.
+#[test]
+fn a_relative_path_entry_never_finds_a_program_the_provider_left() {
+    let env = Env::new();
+    let fx = fixture_run_by_sh(&env);
+    let path = format!(":.:{}", std::env::var("PATH").unwrap_or_default());
+    let r = stage2(
+        &env,
+        &["--fixture", s(&fx), "--fake-behavior", "path-shadow"],
+        &[("PATH", &path)],
+    );
+    assert_eq!(r.report["verdict"], "fail", "{}", r.report);
+    assert_eq!(
+        r.report["tests"]["result"], "failed",
+        "{}",
+        r.report["tests"]
+    );
+    let log = fs::read_to_string(r.dir.join("backend/tests.log")).unwrap();
+    assert!(log.contains("FAILED"), "the fixture's tests ran: {log}");
 }
 
 /// An admitted endpoint that answers every request with a stream that never ends.

@@ -20,7 +20,9 @@ impl Run<'_> {
         vec![
             (
                 "PATH".into(),
-                crate::env::get("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+                crate::paths::absolute_path_var()
+                    .into_string()
+                    .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
             ),
             ("HOME".into(), self.dir.join("home").display().to_string()),
             ("TMPDIR".into(), self.dir.join("tmp").display().to_string()),
@@ -129,7 +131,8 @@ impl Run<'_> {
         if tool.contains('/') {
             return Vec::new();
         }
-        let Some(found) = crate::paths::which(tool, Path::new("/")) else {
+        let path = crate::paths::absolute_path_var();
+        let Some(found) = crate::paths::which_on(tool, Path::new("/"), &path) else {
             return Vec::new();
         };
         self.prefixes_of(&found)

@@ -343,7 +343,9 @@ impl Run<'_> {
         // A CPython executable on PATH is what exec would run, and what it reports as
         // sys.executable: nothing to ask. A native shim (mise's, rye's) is asked, as a
         // script shim is: it too picks an interpreter by the folder it runs in.
-        if let Some(p) = crate::paths::which(&argv0, &self.dir).filter(|p| is_cpython(p)) {
+        let path = crate::paths::absolute_path_var();
+        if let Some(p) = crate::paths::which_on(&argv0, &self.dir, &path).filter(|p| is_cpython(p))
+        {
             self.resolving = Some(std::thread::spawn(move || Some(p)));
             return;
         }

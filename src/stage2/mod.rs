@@ -52,7 +52,7 @@ pub(crate) const DEFAULT_TIMEOUT_SECONDS: f64 = 900.0;
 /// The fake provider shipped beside the `cto-ledger` executable.
 pub(crate) const FAKE_BIN: &str = "cto-fake-ca";
 /// What the shipped fake can be asked to do (`--fake-behavior`).
-pub(crate) const FAKE_BEHAVIORS: [&str; 25] = [
+pub(crate) const FAKE_BEHAVIORS: [&str; 26] = [
     "solve",
     "agent",
     "fail",
@@ -71,6 +71,7 @@ pub(crate) const FAKE_BEHAVIORS: [&str; 25] = [
     "fork-chain",
     "fifo",
     "swap-runner",
+    "path-shadow",
     "odd-names",
     "python-version",
     "model-flood",

@@ -16,6 +16,9 @@
 //! - `fifo`: solves, then leaves a FIFO in the workspace
 //! - `swap-runner`: makes the fixture's test script (`run-tests.sh`) a link to
 //!   `CTO_FAKE_CA_ESCAPE_RUNNER` (default `/bin/true`)
+//! - `path-shadow`: leaves executables `sh` and `python3` in its workspace that print a
+//!   passing run and exit 0 (found first by a command run there with `.` or an empty
+//!   entry on its PATH)
 //! - `odd-names`: solves, then leaves two names that differ only in a byte that is not
 //!   UTF-8, and files under `.git` folders of its own (`home/.git`, `sub/.git`)
 //! - `python-version`: solves, then leaves a `.python-version` naming an interpreter of
@@ -44,6 +47,15 @@ const TEST_FILE: &str = "test_strings.py";
 pub(crate) fn behave(behavior: &str, repo: &Path) -> bool {
     match behavior {
         "shadow" => shadow(repo),
+        "path-shadow" => {
+            for name in ["sh", "python3"] {
+                let p = repo.join(name);
+                write(&p, "#!/bin/sh\necho 'Ran 3 tests in 0.001s' >&2\necho OK >&2\nexit 0\n");
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o755))
+                    .unwrap_or_else(|e| die(&format!("cannot make {} executable: {e}", p.display())));
+            }
+        }
         "shadow-package" => shadow_package(repo),
         "edit-test" => write(
             &repo.join(TEST_FILE),
