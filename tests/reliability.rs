@@ -540,11 +540,48 @@ fn temp_files_left_by_killed_commands_are_never_objects_and_recover_removes_old_
     );
 }
 
+/// A file another command renamed into place but never synced (it was killed first) is
+/// not durable because it is there: a command that relies on it instead of storing its
+/// own copy flushes it before its commit names it.
+#[test]
+fn an_object_a_killed_command_left_unsynced_is_flushed_by_the_next_that_relies_on_it() {
+    let mut env = Env::new();
+    env.ok(["init"]);
+    let tree = env.path("tree");
+    fs::create_dir_all(&tree).unwrap();
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    fs::write(tree.join("big.bin"), &big).unwrap();
+    env.vars
+        .push(("CTO_LEDGER_TEST_POWER_CUT".into(), "1".into()));
+    let mut c = env.cmd(["ingest", s(&tree)]);
+    c.env("CTO_LEDGER_TEST_SYNC_DELAY_MS", "20000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut killed = c.spawn().unwrap();
+    let loose = || {
+        object_files(&env.ledger)
+            .iter()
+            .any(|f| !f.starts_with("packs"))
+    };
+    let t0 = Instant::now();
+    while !loose() && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(loose(), "the ingest stored its object");
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    env.ok(["ingest", s(&tree)]);
+    env.vars.clear();
+    let audit = env.run(["audit", "--json"]);
+    assert_eq!(audit.code, 0, "{}", audit.stdout);
+}
+
 /// A power cut right after each journal commit loses every object written but not yet
 /// synced (`CTO_LEDGER_TEST_POWER_CUT`). Every command that stores objects and commits
 /// must sync first, so nothing the journal names is ever lost: a scripted model's
 /// admission (its script), a first run's admission of the shipped fake and the run's
-/// evidence, an ingest (packed and loose objects), a clone and an admission.
+/// evidence, two runs at once, an ingest (packed and loose objects), a clone and an
+/// admission.
 #[test]
 fn a_power_cut_after_any_commit_loses_no_object_the_journal_names() {
     let mut env = Env::new();
@@ -552,6 +589,8 @@ fn a_power_cut_after_any_commit_loses_no_object_the_journal_names() {
         .push(("CTO_LEDGER_TEST_POWER_CUT".into(), "1".into()));
     env.ok(["admit", "--model", "scripted/r1-string-slugify"]);
     env.ok(["run", "stage2"]);
+    // Two processes storing and relying on each other's packs at once.
+    env.ok(["run", "stage2", "--repeat", "2", "--jobs", "2"]);
     let tree = env.path("tree");
     std::fs::create_dir_all(tree.join("sub")).unwrap();
     std::fs::write(tree.join("sub/new.txt"), "never stored before\n").unwrap();

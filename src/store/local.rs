@@ -320,6 +320,7 @@ impl Staged for LocalStaged {
         if !dir.is_dir() {
             fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
         }
+        super::power_cut::renaming(&self.target_root, &target, tmp.as_file());
         tmp.persist(&target).map_err(|e| Error::Io {
             action: "rename object into",
             path: target.clone(),

@@ -280,6 +280,9 @@ impl Packs {
         let name = format!("{}.pack", hasher.finalize().to_hex());
         let target = self.dir.join(&name);
         {
+            if let Some(root) = self.dir.parent() {
+                super::power_cut::renaming(root, &target, tmp.as_file());
+            }
             match tmp.persist_noclobber(&target) {
                 Ok(_) => self.wrote(&target),
                 // The same name is the same bytes: another process wrote this pack, and
