@@ -533,7 +533,20 @@ fn check_run_folder(home: &Home, r: &RunRow, out: &mut AuditOut) -> Result<()> {
         return Ok(()); // removed by its owner; its evidence is in the store
     }
     let mut diffs = Vec::new();
-    compare_folder(&home.store, &tree, &dir, "", &mut diffs)?;
+    // A recorded tree the store cannot give back is a finding of its own (the object
+    // check names what is missing); the audit goes on to every other run and check.
+    match compare_folder(&home.store, &tree, &dir, "", &mut diffs) {
+        Ok(()) => {}
+        Err(Error::Integrity { message }) => {
+            out.findings.push(Finding::new(
+                AuditCheck::Run,
+                format!("run:{}", r.id),
+                format!("its folder cannot be compared with its recorded tree {tree}: {message}"),
+            ));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    }
     // A part the run said it could not record is on disk but not in the tree: the
     // run's own account, not a change after the fact.
     for (part, why) in unrecorded_parts(home, r) {

@@ -191,3 +191,35 @@ fn stray_file_in_the_store_is_reported() {
     assert_eq!(code, 1);
     assert!(findings(&v).contains("objects/zz"), "{}", findings(&v));
 }
+
+/// A run's recorded tree gone from the store is a finding, and the audit goes on to list
+/// everything else it finds (as `git fsck` goes on past a missing object), rather than
+/// stopping at the first run it cannot compare.
+#[test]
+fn a_missing_run_tree_is_a_finding_and_the_audit_goes_on() {
+    let env = Env::new();
+    env.ok(["run", "stage2"]);
+    env.ok(["run", "stage2"]);
+    for p in fs::read_dir(env.ledger.join("objects/packs")).unwrap() {
+        fs::remove_file(p.unwrap().path()).unwrap();
+    }
+    let r = env.run(["audit", "--json"]);
+    assert_eq!(
+        r.code, 1,
+        "findings, not an error: {}{}",
+        r.stdout, r.stderr
+    );
+    let findings = r.json()["findings"].as_array().unwrap().clone();
+    let says = |what: &str| {
+        findings
+            .iter()
+            .filter(|f| f["message"].as_str().unwrap().contains(what))
+            .count()
+    };
+    assert_eq!(
+        says("cannot be compared with its recorded tree"),
+        2,
+        "{findings:?}"
+    );
+    assert!(says("missing from the store") > 0, "{findings:?}");
+}
