@@ -298,3 +298,36 @@ fn files_hash_to_the_reference_digests_at_every_chunk_boundary() {
         );
     }
 }
+
+/// A file rewritten with the bytes it had (a rebuilt artifact: new mtime, same content) is
+/// recognised by one read against what the stat cache last recorded for it and not copied
+/// again (the ingest passes on a disk that would not hold it); other bytes of the same size
+/// are stored.
+#[test]
+fn a_rewritten_file_with_the_same_bytes_is_not_copied_again() {
+    let env = Env::new();
+    let dir = env.path("dist");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes = |salt: u32| -> Vec<u8> {
+        (0..3_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(salt) >> 11) as u8)
+            .collect()
+    };
+    let file = dir.join("app.bin");
+    std::fs::write(&file, bytes(1)).unwrap();
+    let first = env.ok(["ingest", s(&dir), "--json"]).json()["items"][0]["object"].clone();
+    let tight = |env: &Env| on_a_tight_disk(env.cmd(["ingest", s(&dir), "--json"]));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&file, bytes(1)).unwrap();
+    let again = tight(&env);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(again.json()["items"][0]["object"], first);
+
+    std::fs::write(&file, bytes(2)).unwrap();
+    assert_eq!(tight(&env).code, 4, "other bytes are written: disk full");
+    let changed = env.ok(["ingest", s(&dir), "--json"]).json()["items"][0]["object"].clone();
+    assert_ne!(changed, first);
+    let back = env.path("back");
+    env.ok(["restore", changed.as_str().unwrap(), s(&back)]);
+    assert_eq!(std::fs::read(back.join("app.bin")).unwrap(), bytes(2));
+}

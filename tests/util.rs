@@ -41,6 +41,13 @@ impl Run {
     }
 }
 
+/// Runs `c` with room for 100 KB of new objects (`CTO_LEDGER_TEST_DISK_FULL_AFTER`): a
+/// disk that would not hold a file of a few megabytes.
+pub(crate) fn on_a_tight_disk(mut c: Command) -> Run {
+    c.env("CTO_LEDGER_TEST_DISK_FULL_AFTER", "100000");
+    finish(c.output().unwrap())
+}
+
 pub(crate) fn finish(out: Output) -> Run {
     Run {
         code: out.status.code().unwrap_or(-1),

@@ -176,6 +176,12 @@ impl crate::store::tree::StatCache for LoadedStatCache {
         trusted(k, key, *recorded).then_some(*m)
     }
 
+    fn like(&self, path: &std::path::Path, key: &StatKey) -> Option<ObjectMeta> {
+        use std::os::unix::ffi::OsStrExt;
+        let (_, m, _) = self.rows.get(path.as_os_str().as_bytes())?;
+        (m.size == key.size).then_some(*m)
+    }
+
     fn tree(&self, dir: &std::path::Path, fingerprint: &[u8; 32]) -> Option<ObjectMeta> {
         use std::os::unix::ffi::OsStrExt;
         let (fp, m) = self.trees.get(dir.as_os_str().as_bytes())?;

@@ -390,6 +390,10 @@ impl Store {
     /// rebuild with the same output then costs one read, not a copy of it. Otherwise
     /// (another file, or `like` not stored here) the file is stored as `put_file` does.
     pub fn put_file_like(&self, path: &Path, like: &ObjectMeta) -> Result<ObjectMeta> {
+        if like.size < CHUNK as u64 {
+            // Small files are read whole and only written if the store lacks them.
+            return self.put_file(path);
+        }
         let mut f = open_regular(path)?;
         let len = f.metadata().map_err(Error::io("stat", path))?.len();
         if len == like.size && len >= CHUNK as u64 {

@@ -79,6 +79,13 @@ pub trait StatCache: Sync {
         let _ = (dir, fingerprint);
         None
     }
+    /// What the file at `path` was when last ingested, if it was as long as it is now,
+    /// though its stat changed since: a rebuilt file often has the same bytes again,
+    /// which [`Store::put_file_like`] then confirms by hashing and does not copy.
+    fn like(&self, path: &Path, key: &StatKey) -> Option<ObjectMeta> {
+        let _ = (path, key);
+        None
+    }
 }
 
 /// A digest of everything a manifest of these (sorted) entries encodes, computed without
@@ -427,10 +434,14 @@ fn store_files(
                 progress.inc(64.min((files.len() - i) as u64));
             }
             let key = StatKey::of(m);
-            match cache.and_then(|c| c.get(p, &key)) {
-                Some(o) => Ok((o, is_exec(m), key, true)),
-                None => store.put_file(p).map(|o| (o, is_exec(m), key, false)),
-            }
+            let stored = match cache.and_then(|c| c.get(p, &key)) {
+                Some(o) => return Ok((o, is_exec(m), key, true)),
+                None => match cache.and_then(|c| c.like(p, &key)) {
+                    Some(like) => store.put_file_like(p, &like),
+                    None => store.put_file(p),
+                },
+            };
+            stored.map(|o| (o, is_exec(m), key, false))
         })
         .collect();
     let mut entries: Vec<Vec<Entry>> = dirs
