@@ -90,7 +90,11 @@ pub(crate) fn absolute_path_var() -> std::ffi::OsString {
     let kept: Vec<PathBuf> = std::env::split_paths(&given)
         .filter(|d| d.is_absolute())
         .collect();
-    std::env::join_paths(kept).unwrap_or_default()
+    // Never empty: exec takes an empty PATH as the current folder.
+    match std::env::join_paths(kept) {
+        Ok(p) if !p.is_empty() => p,
+        _ => "/usr/local/bin:/usr/bin:/bin".into(),
+    }
 }
 
 #[cfg(test)]

@@ -643,19 +643,35 @@ fn a_provider_that_fills_its_folders_is_stopped_at_the_limit() {
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 }
 
-/// The built-in fixture with its tests run as `sh ./run-tests.sh`.
-fn fixture_run_by_sh(env: &Env) -> std::path::PathBuf {
+/// The built-in fixture with `repo/<file>` written and its tests run by `test_command`
+/// (`file` listed among its protected tests too when `protect`).
+fn fixture_running(
+    env: &Env,
+    (file, body): (&str, &str),
+    test_command: Value,
+    protect: bool,
+) -> std::path::PathBuf {
     let fx = env.copy_of_builtin_fixture("fx");
-    fs::write(
-        fx.join("repo/run-tests.sh"),
-        "#!/bin/sh\nexec python3 -m unittest -v\n",
-    )
-    .unwrap();
+    fs::write(fx.join("repo").join(file), body).unwrap();
     let mut manifest: Value =
         serde_json::from_slice(&fs::read(fx.join("fixture.json")).unwrap()).unwrap();
-    manifest["test_command"] = serde_json::json!(["sh", "./run-tests.sh"]);
+    manifest["test_command"] = test_command;
+    if protect {
+        manifest["tests"] = serde_json::json!(["test_strings.py", file]);
+    }
     fs::write(fx.join("fixture.json"), manifest.to_string()).unwrap();
     fx
+}
+
+/// The built-in fixture with its tests run as `sh ./run-tests.sh`.
+fn fixture_run_by_sh(env: &Env) -> std::path::PathBuf {
+    let script = ("run-tests.sh", "#!/bin/sh\nexec python3 -m unittest -v\n");
+    fixture_running(
+        env,
+        script,
+        serde_json::json!(["sh", "./run-tests.sh"]),
+        false,
+    )
 }
 
 #[test]
@@ -686,20 +702,38 @@ fn the_test_command_and_its_sandbox_come_from_the_fixture_not_the_workspace() {
 fn a_relative_path_entry_never_finds_a_program_the_provider_left() {
     let env = Env::new();
     let fx = fixture_run_by_sh(&env);
-    let path = format!(":.:{}", std::env::var("PATH").unwrap_or_default());
+    // Relative entries before the system's, and none but a relative one (an empty PATH
+    // would be the current folder too).
+    for path in [
+        format!(":.:{}", std::env::var("PATH").unwrap_or_default()),
+        ".".into(),
+    ] {
+        let r = stage2(
+            &env,
+            &["--fixture", s(&fx), "--fake-behavior", "path-shadow"],
+            &[("PATH", &path)],
+        );
+        assert_eq!(r.report["verdict"], "fail", "PATH={path}: {}", r.report);
+        let tests = &r.report["tests"];
+        assert_eq!(tests["result"], "failed", "{tests}");
+        let log = fs::read_to_string(r.dir.join("backend/tests.log")).unwrap();
+        assert!(log.contains("FAILED"), "the fixture's tests ran: {log}");
+    }
+}
+
+/// A `GNUmakefile` the provider adds is read by make before the fixture's protected
+/// `Makefile`: it is tampering, and is not carried into the judged tree.
+#[test]
+fn a_makefile_make_would_read_first_is_tampering() {
+    let env = Env::new();
+    let makefile = ("Makefile", "test:\n\tpython3 -m unittest -v\n");
+    let fx = fixture_running(&env, makefile, serde_json::json!(["make", "test"]), true);
     let r = stage2(
         &env,
         &["--fixture", s(&fx), "--fake-behavior", "path-shadow"],
-        &[("PATH", &path)],
+        &[],
     );
-    assert_eq!(r.report["verdict"], "fail", "{}", r.report);
-    assert_eq!(
-        r.report["tests"]["result"], "failed",
-        "{}",
-        r.report["tests"]
-    );
-    let log = fs::read_to_string(r.dir.join("backend/tests.log")).unwrap();
-    assert!(log.contains("FAILED"), "the fixture's tests ran: {log}");
+    assert_tampered_fail(&r, &["GNUmakefile"]);
 }
 
 /// An admitted endpoint that answers every request with a stream that never ends.

@@ -40,12 +40,6 @@ fn text(p: &[u8]) -> String {
 }
 
 /// Bytecode a provider (or a model that ran the tests itself) left: never carried over.
-fn is_bytecode(path: &[u8]) -> bool {
-    path.split(|b| *b == b'/').any(|c| c == b"__pycache__")
-        || path.ends_with(b".pyc")
-        || path.ends_with(b".pyo")
-}
-
 fn is_harness_folder(path: &[u8]) -> bool {
     let top = path.split(|b| *b == b'/').next().unwrap_or_default();
     top == b".git" || top == b".case"
@@ -156,7 +150,7 @@ impl Run<'_> {
             if is_harness_folder(p) {
                 continue;
             }
-            if is_bytecode(p) {
+            if shadow::is_bytecode(p) {
                 drop(
                     &mut dropped,
                     p,
@@ -174,15 +168,13 @@ impl Run<'_> {
                     path,
                     what: format!("protected test path {what} by the provider"),
                 });
-            } else if python && shadow::shadows_runner(p) && !f.contains_key(p) {
+            } else if let Some(what) = (!f.contains_key(p))
+                .then(|| protected.why_added(p, python, fixture_has_dir))
+                .flatten()
+            {
                 tampered.push(Tamper {
                     path,
-                    what: "added by the provider where it would shadow the test runner or run at interpreter start-up".into(),
-                });
-            } else if python && protected.shadowed_by(p, fixture_has_dir) && !f.contains_key(p) {
-                tampered.push(Tamper {
-                    path,
-                    what: "added by the provider where Python would import it in place of a protected test module or package".into(),
+                    what: what.into(),
                 });
             } else {
                 judged.insert(p.clone(), e.clone());
@@ -685,6 +677,7 @@ mod tests {
 
     #[test]
     fn bytecode_and_harness_folders_are_told_apart() {
+        use super::shadow::is_bytecode;
         assert!(is_bytecode(b"__pycache__/strings.cpython-311.pyc"));
         assert!(is_bytecode(b"pkg/__pycache__/x"));
         assert!(is_bytecode(b"old.pyc"));

@@ -1,6 +1,7 @@
 //! What a provider may add that Python would import instead of the fixture's tests or
-//! their runner. The judge counts each as tampering: none of it is carried into the
-//! judged tree, so the protected tests are what runs.
+//! their runner, or that make would read instead of a protected makefile. The judge
+//! counts each as tampering: none of it is carried into the judged tree, so the
+//! protected tests are what runs.
 //!
 //! Python's path finder, for a name `X` in a folder, takes a package `X/` (with
 //! `__init__`) first, then an extension module (`X.<tag>.so`, `X.abi3.so`, `X.so`), then
@@ -23,6 +24,14 @@ const RUNNER_SHADOWS: [&str; 7] = [
     "usercustomize.py",
 ];
 
+/// A bytecode cache Python would load in place of its source (`-B` only stops writing
+/// them): never carried into the judged tree.
+pub(super) fn is_bytecode(path: &[u8]) -> bool {
+    path.split(|b| *b == b'/').any(|c| c == b"__pycache__")
+        || path.ends_with(b".pyc")
+        || path.ends_with(b".pyo")
+}
+
 /// Extension module and other importable suffixes a module file may have here.
 fn is_extension(name: &[u8]) -> bool {
     name.ends_with(b".so") || name.ends_with(b".pyd")
@@ -30,13 +39,18 @@ fn is_extension(name: &[u8]) -> bool {
 
 /// The import names the protected tests rely on, by the folder they are found in:
 /// (folder, name, whether it is a module file's name rather than a package's).
-pub(super) struct Protected(BTreeSet<(Vec<u8>, Vec<u8>, bool)>);
+pub(super) struct Protected {
+    names: BTreeSet<(Vec<u8>, Vec<u8>, bool)>,
+    /// The protected paths themselves.
+    files: BTreeSet<Vec<u8>>,
+}
 
 impl Protected {
     /// From the protected paths (`/`-separated, relative to the tree).
     pub(super) fn new<'a>(paths: impl Iterator<Item = &'a [u8]>) -> Protected {
-        let mut names = BTreeSet::new();
+        let (mut names, mut files) = (BTreeSet::new(), BTreeSet::new());
         for p in paths {
+            files.insert(p.to_vec());
             let parts: Vec<&[u8]> = p.split(|b| *b == b'/').collect();
             for (i, part) in parts.iter().enumerate() {
                 let folder = parts[..i].join(&b'/');
@@ -48,17 +62,38 @@ impl Protected {
                 };
             }
         }
-        Protected(names)
+        Protected { names, files }
+    }
+
+    /// Why a file the provider added at `path` (one the fixture does not have) would
+    /// stand in for the protected tests or their runner, if it would; the Python rules
+    /// only when the tests run Python.
+    pub(super) fn why_added(
+        &self,
+        path: &[u8],
+        python: bool,
+        fixture_has_dir: impl Fn(&[u8]) -> bool,
+    ) -> Option<&'static str> {
+        if python && shadows_runner(path) {
+            Some("added by the provider where it would shadow the test runner or run at interpreter start-up")
+        } else if python && self.shadowed_by(path, fixture_has_dir) {
+            Some("added by the provider where Python would import it in place of a protected test module or package")
+        } else if shadows_makefile(path, |q| self.files.contains(q)) {
+            Some("added by the provider where make would read it in place of a protected makefile")
+        } else {
+            None
+        }
     }
 
     fn has(&self, folder: &[u8], name: &[u8], module: bool) -> bool {
-        self.0.contains(&(folder.to_vec(), name.to_vec(), module))
+        self.names
+            .contains(&(folder.to_vec(), name.to_vec(), module))
     }
 
     /// Whether the provider's file at `path` would be imported in place of a protected
     /// test module or package. `fixture_has_dir` says whether the fixture itself has a
     /// folder at a path (its own packages are not shadows).
-    pub(super) fn shadowed_by(&self, path: &[u8], fixture_has_dir: impl Fn(&[u8]) -> bool) -> bool {
+    fn shadowed_by(&self, path: &[u8], fixture_has_dir: impl Fn(&[u8]) -> bool) -> bool {
         let parts: Vec<&[u8]> = path.split(|b| *b == b'/').collect();
         for (i, part) in parts.iter().enumerate() {
             let folder = parts[..i].join(&b'/');
@@ -83,8 +118,26 @@ impl Protected {
     }
 }
 
+/// The names GNU make looks for, in its order: one the provider adds before a protected
+/// makefile in the same folder is read instead of it.
+const MAKEFILES: [&[u8]; 3] = [b"GNUmakefile", b"makefile", b"Makefile"];
+
+/// Whether `path` is a makefile GNU make would read in place of a protected one beside it.
+fn shadows_makefile(path: &[u8], is_protected: impl Fn(&[u8]) -> bool) -> bool {
+    let (folder, name) = match path.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&path[..=i], &path[i + 1..]),
+        None => (&b""[..], path),
+    };
+    let Some(at) = MAKEFILES.iter().position(|m| *m == name) else {
+        return false;
+    };
+    MAKEFILES[at + 1..]
+        .iter()
+        .any(|later| is_protected(&[folder, later].concat()))
+}
+
 /// Whether `path` shadows the test runner or runs code at interpreter start-up.
-pub(super) fn shadows_runner(path: &[u8]) -> bool {
+fn shadows_runner(path: &[u8]) -> bool {
     path.split(|b| *b == b'/').any(|c| {
         RUNNER_SHADOWS.iter().any(|s| c == s.as_bytes())
             || c == b"conftest.py"
@@ -139,6 +192,20 @@ mod tests {
             "the fixture's own package"
         );
         assert!(!shadowed(t, "tests/test_y.py", &["tests"]));
+    }
+
+    #[test]
+    fn a_makefile_make_reads_first_shadows_a_protected_one() {
+        let protected = |p: &[u8]| p == b"Makefile" || p == b"sub/makefile";
+        assert!(shadows_makefile(b"GNUmakefile", protected));
+        assert!(shadows_makefile(b"makefile", protected));
+        assert!(shadows_makefile(b"sub/GNUmakefile", protected));
+        assert!(
+            !shadows_makefile(b"sub/Makefile", protected),
+            "read after sub/makefile"
+        );
+        assert!(!shadows_makefile(b"other/GNUmakefile", protected));
+        assert!(!shadows_makefile(b"GNUmakefile.bak", protected));
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //!   `CTO_FAKE_CA_ESCAPE_RUNNER` (default `/bin/true`)
 //! - `path-shadow`: leaves executables `sh` and `python3` in its workspace that print a
 //!   passing run and exit 0 (found first by a command run there with `.` or an empty
-//!   entry on its PATH)
+//!   entry on its PATH), and a `GNUmakefile` whose `test` passes (read by make before a
+//!   `Makefile`)
 //! - `odd-names`: solves, then leaves two names that differ only in a byte that is not
 //!   UTF-8, and files under `.git` folders of its own (`home/.git`, `sub/.git`)
 //! - `python-version`: solves, then leaves a `.python-version` naming an interpreter of
@@ -48,6 +49,10 @@ pub(crate) fn behave(behavior: &str, repo: &Path) -> bool {
     match behavior {
         "shadow" => shadow(repo),
         "path-shadow" => {
+            write(
+                &repo.join("GNUmakefile"),
+                "test:\n\t@echo 'Ran 3 tests in 0.001s' >&2; echo OK >&2\n",
+            );
             for name in ["sh", "python3"] {
                 let p = repo.join(name);
                 write(&p, "#!/bin/sh\necho 'Ran 3 tests in 0.001s' >&2\necho OK >&2\nexit 0\n");

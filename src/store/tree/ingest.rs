@@ -79,9 +79,8 @@ pub trait StatCache: Sync {
         let _ = (dir, fingerprint);
         None
     }
-    /// What the file at `path` was when last ingested, if it was as long as it is now,
-    /// though its stat changed since: a rebuilt file often has the same bytes again,
-    /// which [`Store::put_file_like`] then confirms by hashing and does not copy.
+    /// What the file at `path` was when last ingested, if as long as now though its stat
+    /// changed: a rebuilt file's bytes, which [`Store::put_file_like`] checks, not copies.
     fn like(&self, path: &Path, key: &StatKey) -> Option<ObjectMeta> {
         let _ = (path, key);
         None
@@ -434,14 +433,14 @@ fn store_files(
                 progress.inc(64.min((files.len() - i) as u64));
             }
             let key = StatKey::of(m);
-            let stored = match cache.and_then(|c| c.get(p, &key)) {
-                Some(o) => return Ok((o, is_exec(m), key, true)),
-                None => match cache.and_then(|c| c.like(p, &key)) {
-                    Some(like) => store.put_file_like(p, &like),
-                    None => store.put_file(p),
-                },
-            };
-            stored.map(|o| (o, is_exec(m), key, false))
+            if let Some(o) = cache.and_then(|c| c.get(p, &key)) {
+                return Ok((o, is_exec(m), key, true));
+            }
+            match cache.and_then(|c| c.like(p, &key)) {
+                Some(like) => store.put_file_like(p, &like),
+                None => store.put_file(p),
+            }
+            .map(|o| (o, is_exec(m), key, false))
         })
         .collect();
     let mut entries: Vec<Vec<Entry>> = dirs
