@@ -643,21 +643,23 @@ fn a_provider_that_fills_its_folders_is_stopped_at_the_limit() {
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 }
 
-/// The built-in fixture with `repo/<file>` written and its tests run by `test_command`
-/// (`file` listed among its protected tests too when `protect`).
+/// The built-in fixture with its tests run by `test_command`, and `repo/<file>` written
+/// (listed among its protected tests too when `protect`).
 fn fixture_running(
     env: &Env,
-    (file, body): (&str, &str),
+    file: Option<(&str, &str)>,
     test_command: Value,
     protect: bool,
 ) -> std::path::PathBuf {
     let fx = env.copy_of_builtin_fixture("fx");
-    fs::write(fx.join("repo").join(file), body).unwrap();
     let mut manifest: Value =
         serde_json::from_slice(&fs::read(fx.join("fixture.json")).unwrap()).unwrap();
     manifest["test_command"] = test_command;
-    if protect {
-        manifest["tests"] = serde_json::json!(["test_strings.py", file]);
+    if let Some((file, body)) = file {
+        fs::write(fx.join("repo").join(file), body).unwrap();
+        if protect {
+            manifest["tests"] = serde_json::json!(["test_strings.py", file]);
+        }
     }
     fs::write(fx.join("fixture.json"), manifest.to_string()).unwrap();
     fx
@@ -668,7 +670,7 @@ fn fixture_run_by_sh(env: &Env) -> std::path::PathBuf {
     let script = ("run-tests.sh", "#!/bin/sh\nexec python3 -m unittest -v\n");
     fixture_running(
         env,
-        script,
+        Some(script),
         serde_json::json!(["sh", "./run-tests.sh"]),
         false,
     )
@@ -727,13 +729,34 @@ fn a_relative_path_entry_never_finds_a_program_the_provider_left() {
 fn a_makefile_make_would_read_first_is_tampering() {
     let env = Env::new();
     let makefile = ("Makefile", "test:\n\tpython3 -m unittest -v\n");
-    let fx = fixture_running(&env, makefile, serde_json::json!(["make", "test"]), true);
+    let fx = fixture_running(
+        &env,
+        Some(makefile),
+        serde_json::json!(["make", "test"]),
+        true,
+    );
     let r = stage2(
         &env,
         &["--fixture", s(&fx), "--fake-behavior", "path-shadow"],
         &[],
     );
     assert_tampered_fail(&r, &["GNUmakefile"]);
+}
+
+/// pytest reads its configuration before any test runs (`addopts = --collect-only` exits
+/// 0 having run none): a `pytest.ini` the provider adds, or a `pyproject.toml` with a
+/// pytest section, is tampering.
+#[test]
+fn a_pytest_configuration_the_provider_adds_is_tampering() {
+    let env = Env::new();
+    let pytest = serde_json::json!(["python3", "-m", "pytest", "-v"]);
+    let fx = fixture_running(&env, None, pytest, false);
+    let r = stage2(
+        &env,
+        &["--fixture", s(&fx), "--fake-behavior", "pytest-config"],
+        &[],
+    );
+    assert_tampered_fail(&r, &["pyproject.toml", "pytest.ini"]);
 }
 
 /// An admitted endpoint that answers every request with a stream that never ends.

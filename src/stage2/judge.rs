@@ -168,10 +168,13 @@ impl Run<'_> {
                     path,
                     what: format!("protected test path {what} by the provider"),
                 });
-            } else if let Some(what) = (!f.contains_key(p))
-                .then(|| protected.why_added(p, python, fixture_has_dir))
-                .flatten()
-            {
+            } else if let Some(what) = protected.why_tampering(
+                p,
+                || shadow::small_file_bytes(store, e),
+                f.get(p).map(|orig| same_leaf(orig, e)),
+                python,
+                fixture_has_dir,
+            ) {
                 tampered.push(Tamper {
                     path,
                     what: what.into(),

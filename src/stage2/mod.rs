@@ -52,7 +52,7 @@ pub(crate) const DEFAULT_TIMEOUT_SECONDS: f64 = 900.0;
 /// The fake provider shipped beside the `cto-ledger` executable.
 pub(crate) const FAKE_BIN: &str = "cto-fake-ca";
 /// What the shipped fake can be asked to do (`--fake-behavior`).
-pub(crate) const FAKE_BEHAVIORS: [&str; 26] = [
+pub(crate) const FAKE_BEHAVIORS: [&str; 27] = [
     "solve",
     "agent",
     "fail",
@@ -72,6 +72,7 @@ pub(crate) const FAKE_BEHAVIORS: [&str; 26] = [
     "fifo",
     "swap-runner",
     "path-shadow",
+    "pytest-config",
     "odd-names",
     "python-version",
     "model-flood",

@@ -12,6 +12,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::store::tree::{Entry, Kind};
+
 /// Files a provider may add that Python would load instead of, or before, the test
 /// runner: shadowing `unittest` or `pytest`, or code run at interpreter start-up.
 const RUNNER_SHADOWS: [&str; 7] = [
@@ -65,16 +67,24 @@ impl Protected {
         Protected { names, files }
     }
 
-    /// Why a file the provider added at `path` (one the fixture does not have) would
-    /// stand in for the protected tests or their runner, if it would; the Python rules
-    /// only when the tests run Python.
-    pub(super) fn why_added(
+    /// Why the provider's file at `path` would stand in for the protected tests or steer
+    /// their runner, if it would. `unchanged` is `None` for a file the fixture does not
+    /// have, else whether the provider left the fixture's as it was; `bytes` gives the
+    /// provider's contents. The Python rules apply only when the tests run Python.
+    pub(super) fn why_tampering(
         &self,
         path: &[u8],
+        bytes: impl FnOnce() -> Option<Vec<u8>>,
+        unchanged: Option<bool>,
         python: bool,
         fixture_has_dir: impl Fn(&[u8]) -> bool,
     ) -> Option<&'static str> {
-        if python && shadows_runner(path) {
+        if python && unchanged != Some(true) && configures_pytest(path, bytes) {
+            return Some("added or changed by the provider: a pytest configuration, read before the tests run");
+        }
+        if unchanged.is_some() {
+            None
+        } else if python && shadows_runner(path) {
             Some("added by the provider where it would shadow the test runner or run at interpreter start-up")
         } else if python && self.shadowed_by(path, fixture_has_dir) {
             Some("added by the provider where Python would import it in place of a protected test module or package")
@@ -134,6 +144,41 @@ fn shadows_makefile(path: &[u8], is_protected: impl Fn(&[u8]) -> bool) -> bool {
     MAKEFILES[at + 1..]
         .iter()
         .any(|later| is_protected(&[folder, later].concat()))
+}
+
+/// pytest's configuration files, read before any test runs (`addopts = --collect-only`
+/// exits 0 having run nothing), each with the section that makes pytest read it (`None`:
+/// the file alone does).
+const PYTEST_CONFIGS: [(&[u8], Option<&[u8]>); 5] = [
+    (b"pytest.ini", None),
+    (b".pytest.ini", None),
+    (b"pyproject.toml", Some(b"[tool.pytest")),
+    (b"tox.ini", Some(b"[pytest]")),
+    (b"setup.cfg", Some(b"[tool:pytest]")),
+];
+
+/// Whether a file the provider added or changed at `path` configures pytest. `bytes`
+/// gives its contents when that decides it (`None`: not a regular file, or too large to
+/// read, which counts as configuring it).
+pub(super) fn configures_pytest(path: &[u8], bytes: impl FnOnce() -> Option<Vec<u8>>) -> bool {
+    let name = path.rsplit(|b| *b == b'/').next().unwrap_or(path);
+    let Some((_, section)) = PYTEST_CONFIGS.iter().find(|(n, _)| *n == name) else {
+        return false;
+    };
+    match (section, bytes()) {
+        (None, _) | (Some(_), None) => true,
+        (Some(s), Some(b)) => b.windows(s.len()).any(|w| w == *s),
+    }
+}
+
+/// A regular file's bytes from the store, up to 1 MiB; `None` for anything else.
+pub(super) fn small_file_bytes(store: &crate::store::Store, e: &Entry) -> Option<Vec<u8>> {
+    let id = e.object.filter(|_| e.kind == Kind::File)?;
+    store
+        .read_at_most(&id, 1 << 20)
+        .ok()
+        .flatten()
+        .map(|(_, b)| b)
 }
 
 /// Whether `path` shadows the test runner or runs code at interpreter start-up.
@@ -206,6 +251,28 @@ mod tests {
         );
         assert!(!shadows_makefile(b"other/GNUmakefile", protected));
         assert!(!shadows_makefile(b"GNUmakefile.bak", protected));
+    }
+
+    #[test]
+    fn pytest_configuration_is_told_by_name_and_section() {
+        let with = |b: &'static [u8]| move || Some(b.to_vec());
+        assert!(configures_pytest(b"pytest.ini", with(b"")));
+        assert!(configures_pytest(b"sub/.pytest.ini", with(b"")));
+        assert!(configures_pytest(
+            b"pyproject.toml",
+            with(b"[tool.pytest.ini_options]\naddopts = \"--co\"\n")
+        ));
+        assert!(!configures_pytest(
+            b"pyproject.toml",
+            with(b"[project]\nname = \"x\"\n")
+        ));
+        assert!(configures_pytest(b"tox.ini", with(b"[pytest]\n")));
+        assert!(configures_pytest(b"setup.cfg", with(b"[tool:pytest]\n")));
+        assert!(
+            configures_pytest(b"setup.cfg", || None),
+            "unreadable counts"
+        );
+        assert!(!configures_pytest(b"strings.py", || None));
     }
 
     #[test]

@@ -20,6 +20,8 @@
 //!   passing run and exit 0 (found first by a command run there with `.` or an empty
 //!   entry on its PATH), and a `GNUmakefile` whose `test` passes (read by make before a
 //!   `Makefile`)
+//! - `pytest-config`: leaves a `pytest.ini` whose `addopts` only collect the tests (pytest
+//!   then exits 0 having run none) and adds the same to a `pyproject.toml`
 //! - `odd-names`: solves, then leaves two names that differ only in a byte that is not
 //!   UTF-8, and files under `.git` folders of its own (`home/.git`, `sub/.git`)
 //! - `python-version`: solves, then leaves a `.python-version` naming an interpreter of
@@ -48,19 +50,8 @@ const TEST_FILE: &str = "test_strings.py";
 pub(crate) fn behave(behavior: &str, repo: &Path) -> bool {
     match behavior {
         "shadow" => shadow(repo),
-        "path-shadow" => {
-            write(
-                &repo.join("GNUmakefile"),
-                "test:\n\t@echo 'Ran 3 tests in 0.001s' >&2; echo OK >&2\n",
-            );
-            for name in ["sh", "python3"] {
-                let p = repo.join(name);
-                write(&p, "#!/bin/sh\necho 'Ran 3 tests in 0.001s' >&2\necho OK >&2\nexit 0\n");
-                use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(&p, fs::Permissions::from_mode(0o755))
-                    .unwrap_or_else(|e| die(&format!("cannot make {} executable: {e}", p.display())));
-            }
-        }
+        "pytest-config" => pytest_config(repo),
+        "path-shadow" => path_shadow(repo),
         "shadow-package" => shadow_package(repo),
         "edit-test" => write(
             &repo.join(TEST_FILE),
@@ -155,6 +146,38 @@ fn git(repo: &Path, args: &[&str]) {
         .is_ok_and(|s| s.success());
     if !ok {
         die(&format!("git {} failed", args.join(" ")));
+    }
+}
+
+/// A pytest configuration that only collects the tests, in both files pytest reads.
+fn pytest_config(repo: &Path) {
+    let only_collect = "addopts = \"--collect-only -q\"\n";
+    write(
+        &repo.join("pytest.ini"),
+        &format!("[pytest]\n{only_collect}"),
+    );
+    write(
+        &repo.join("pyproject.toml"),
+        &format!("[project]\nname = \"strings\"\n\n[tool.pytest.ini_options]\n{only_collect}"),
+    );
+}
+
+/// Programs a command run in the workspace would find first with `.` or an empty PATH
+/// entry, and a makefile make reads before `Makefile`.
+fn path_shadow(repo: &Path) {
+    write(
+        &repo.join("GNUmakefile"),
+        "test:\n\t@echo 'Ran 3 tests in 0.001s' >&2; echo OK >&2\n",
+    );
+    for name in ["sh", "python3"] {
+        let p = repo.join(name);
+        write(
+            &p,
+            "#!/bin/sh\necho 'Ran 3 tests in 0.001s' >&2\necho OK >&2\nexit 0\n",
+        );
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| die(&format!("cannot make {} executable: {e}", p.display())));
     }
 }
 
