@@ -82,18 +82,21 @@ pub(crate) fn which_on(name: &str, cwd: &Path, path_var: &std::ffi::OsStr) -> Op
         .find(|p| runnable(p))
 }
 
+/// The system's folders, for a confined command whose user's PATH has none to give.
+pub(crate) const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
 /// The PATH a confined command gets: the user's absolute entries. A relative or empty
 /// entry names a folder of wherever the command runs, and Stage 2's commands run in
 /// folders the provider wrote: a `sh` left there would otherwise judge its own work.
 pub(crate) fn absolute_path_var() -> std::ffi::OsString {
-    let given = crate::env::get_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let given = crate::env::get_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
     let kept: Vec<PathBuf> = std::env::split_paths(&given)
         .filter(|d| d.is_absolute())
         .collect();
     // Never empty: exec takes an empty PATH as the current folder.
     match std::env::join_paths(kept) {
         Ok(p) if !p.is_empty() => p,
-        _ => "/usr/local/bin:/usr/bin:/bin".into(),
+        _ => DEFAULT_PATH.into(),
     }
 }
 

@@ -22,7 +22,7 @@ impl Run<'_> {
                 "PATH".into(),
                 crate::paths::absolute_path_var()
                     .into_string()
-                    .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+                    .unwrap_or_else(|_| crate::paths::DEFAULT_PATH.into()),
             ),
             ("HOME".into(), self.dir.join("home").display().to_string()),
             ("TMPDIR".into(), self.dir.join("tmp").display().to_string()),

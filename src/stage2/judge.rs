@@ -39,7 +39,6 @@ fn text(p: &[u8]) -> String {
     String::from_utf8_lossy(p).into_owned()
 }
 
-/// Bytecode a provider (or a model that ran the tests itself) left: never carried over.
 fn is_harness_folder(path: &[u8]) -> bool {
     let top = path.split(|b| *b == b'/').next().unwrap_or_default();
     top == b".git" || top == b".case"

@@ -26,8 +26,9 @@ const RUNNER_SHADOWS: [&str; 7] = [
     "usercustomize.py",
 ];
 
-/// A bytecode cache Python would load in place of its source (`-B` only stops writing
-/// them): never carried into the judged tree.
+/// A bytecode cache a provider (or a model that ran the tests itself) left, which Python
+/// would load in place of its source (`-B` only stops writing them): never carried into
+/// the judged tree.
 pub(super) fn is_bytecode(path: &[u8]) -> bool {
     path.split(|b| *b == b'/').any(|c| c == b"__pycache__")
         || path.ends_with(b".pyc")
@@ -160,7 +161,7 @@ const PYTEST_CONFIGS: [(&[u8], Option<&[u8]>); 5] = [
 /// Whether a file the provider added or changed at `path` configures pytest. `bytes`
 /// gives its contents when that decides it (`None`: not a regular file, or too large to
 /// read, which counts as configuring it).
-pub(super) fn configures_pytest(path: &[u8], bytes: impl FnOnce() -> Option<Vec<u8>>) -> bool {
+fn configures_pytest(path: &[u8], bytes: impl FnOnce() -> Option<Vec<u8>>) -> bool {
     let name = path.rsplit(|b| *b == b'/').next().unwrap_or(path);
     let Some((_, section)) = PYTEST_CONFIGS.iter().find(|(n, _)| *n == name) else {
         return false;

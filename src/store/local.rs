@@ -534,6 +534,9 @@ impl Backend for LocalBackend {
         self.packs.flush()?;
         let mut files = self.packs.remark_relied()?;
         files.extend(self.packs.take_unsynced());
+        // A file both written and relied on (a loose object stored again) is one flush.
+        files.sort_unstable();
+        files.dedup();
         if files.len() <= FLUSH_EACH_MAX {
             flush_each(&files)?;
             super::power_cut::flushed(&self.root, &files);

@@ -396,7 +396,7 @@ impl Store {
         }
         let mut f = open_regular(path)?;
         let len = f.metadata().map_err(Error::io("stat", path))?.len();
-        if len == like.size && len >= CHUNK as u64 {
+        if len == like.size {
             let mut h = blake3::Hasher::new();
             let mut buf = vec![0u8; LIKE_CHUNK];
             let mut read = 0u64;

@@ -3,11 +3,11 @@
 //! made durable is deleted, as a power cut would lose it (SQLite's commit is on disk; the
 //! page cache is not). Durable are the files a sync of any process flushed one by one,
 //! everything present when a sync was one `syncfs`, and the files that were there when
-//! this process opened the store unless a command wrote them and never flushed them. A file is known by its path and inode, so one renamed
-//! over a flushed one is not durable by that flush. Through the journal's one door
-//! ([`super::Synced`]) nothing named is ever lost; a sync that missed a file (or a
-//! commit that skipped the sync) leaves events naming objects that `audit` then finds
-//! missing.
+//! this process opened the store unless a command wrote them and never flushed them. A
+//! file is known by its path and inode, so one renamed over a flushed one is not durable
+//! by that flush. Through the journal's one door ([`super::Synced`]) nothing named is
+//! ever lost; a sync that missed a file (or a commit that skipped the sync) leaves events
+//! naming objects that `audit` then finds missing.
 //!
 //! Processes sharing a store (`run stage2 --jobs 2`) share a log beside the ledger home:
 //! what each flushed, and what each wrote and has yet to flush, which another
