@@ -436,14 +436,7 @@ fn tools_are_what_the_build_ran_with_digests_and_export_as_resolved_dependencies
     for t in tools {
         let path = t["path"].as_str().unwrap();
         let sha = t["sha256"].as_str().unwrap();
-        let bytes = fs::read(path).unwrap();
-        assert_eq!(
-            sha,
-            format!(
-                "sha256:{}",
-                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
-            )
-        );
+        assert_eq!(sha, sha256_of_file(std::path::Path::new(path)));
     }
     // A check (run from elsewhere) records the same tools: `./build.sh` is resolved where
     // the rebuild runs, not where cto-ledger was started.
@@ -490,12 +483,6 @@ fn a_tools_digest_is_read_once_and_never_trusted_after_a_rewrite() {
     fs::create_dir_all(tool.parent().unwrap()).unwrap();
     fs::write(&tool, "#!/bin/sh\necho mytool 1.0\n").unwrap();
     fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
-    let sha = |p: &std::path::Path| {
-        format!(
-            "sha256:{}",
-            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(fs::read(p).unwrap()))
-        )
-    };
     let recorded = |b: &Value| -> String {
         let tools = b["build"]["tools"].as_array().unwrap();
         let t = tools.iter().find(|t| t["name"] == "mytool").unwrap();
@@ -521,23 +508,15 @@ fn a_tools_digest_is_read_once_and_never_trusted_after_a_rewrite() {
         "./build.sh",
     ];
     let first = build(&env, &repo, &args).json();
-    assert_eq!(recorded(&first), sha(&tool));
+    assert_eq!(recorded(&first), sha256_of_file(&tool));
     assert_eq!(rows(), 1, "the digest is kept for the next build");
     let second = build(&env, &repo, &args).json();
-    assert_eq!(recorded(&second), sha(&tool));
+    assert_eq!(recorded(&second), sha256_of_file(&tool));
 
     // The same size, the mtime put back: only ctime and the bytes differ.
-    let mtime = fs::metadata(&tool).unwrap().modified().unwrap();
-    fs::write(&tool, "#!/bin/sh\necho mytool 2.0\n").unwrap();
-    fs::File::options()
-        .write(true)
-        .open(&tool)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
-    assert_eq!(fs::metadata(&tool).unwrap().modified().unwrap(), mtime);
+    rewrite_keeping_mtime(&tool, "#!/bin/sh\necho mytool 2.0\n");
     let third = build(&env, &repo, &args).json();
-    assert_eq!(recorded(&third), sha(&tool));
+    assert_eq!(recorded(&third), sha256_of_file(&tool));
     assert_ne!(recorded(&third), recorded(&first));
 }
 
@@ -612,12 +591,6 @@ fn the_recorded_tool_is_the_one_that_ran() {
         fs::write(p, format!("#!/bin/sh\n{body}\n")).unwrap();
         fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
     };
-    let sha = |p: &std::path::Path| {
-        format!(
-            "sha256:{}",
-            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(fs::read(p).unwrap()))
-        )
-    };
     let recorded = |r: &Run| -> (String, String) {
         let t = &r.json()["build"]["tools"][0];
         (
@@ -640,7 +613,7 @@ fn the_recorded_tool_is_the_one_that_ran() {
     let r = finish(c.output().unwrap());
     assert_eq!(r.code, 0, "{}", r.stderr);
     let real = real.canonicalize().unwrap();
-    assert_eq!(recorded(&r), (s(&real).to_string(), sha(&real)));
+    assert_eq!(recorded(&r), (s(&real).to_string(), sha256_of_file(&real)));
 
     let (ran, decoy) = (
         repo.dir.join("tools/rbuild"),
@@ -654,7 +627,7 @@ fn the_recorded_tool_is_the_one_that_ran() {
     let r = finish(c.output().unwrap());
     assert_eq!(r.code, 0, "{}", r.stderr);
     let ran = ran.canonicalize().unwrap();
-    assert_eq!(recorded(&r), (s(&ran).to_string(), sha(&ran)));
+    assert_eq!(recorded(&r), (s(&ran).to_string(), sha256_of_file(&ran)));
 }
 
 fn assert_failed_with_logs(env: &Env, r: &Run, reason: &str) -> Value {

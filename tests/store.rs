@@ -167,14 +167,7 @@ fn unchanged_files_are_not_reread_and_changed_ones_are_caught_even_with_a_forged
 
     // Same size, new content, mtime set back to what it was: ctime still moves.
     let f = src.join("a/f7");
-    let old_mtime = fs::metadata(&f).unwrap().modified().unwrap();
-    fs::write(&f, "FILE 7").unwrap();
-    fs::File::options()
-        .write(true)
-        .open(&f)
-        .unwrap()
-        .set_modified(old_mtime)
-        .unwrap();
+    rewrite_keeping_mtime(&f, "FILE 7");
     let changed = env.ok(["ingest", s(&src), "--json"]).json();
     assert_ne!(
         changed["items"][0]["object"], first["items"][0]["object"],

@@ -41,6 +41,29 @@ impl Run {
     }
 }
 
+/// `sha256:<hex>` of the file at `p`, as the ledger records digests.
+pub(crate) fn sha256_of_file(p: &Path) -> String {
+    let bytes = std::fs::read(p).unwrap();
+    format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+    )
+}
+
+/// Writes `bytes` to the file at `p` and puts its mtime back as it was: only its ctime
+/// (and its bytes) tell the change.
+pub(crate) fn rewrite_keeping_mtime(p: &Path, bytes: impl AsRef<[u8]>) {
+    let mtime = std::fs::metadata(p).unwrap().modified().unwrap();
+    std::fs::write(p, bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(p)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert_eq!(std::fs::metadata(p).unwrap().modified().unwrap(), mtime);
+}
+
 /// Runs `c` with room for 100 KB of new objects (`CTO_LEDGER_TEST_DISK_FULL_AFTER`): a
 /// disk that would not hold a file of a few megabytes.
 pub(crate) fn on_a_tight_disk(mut c: Command) -> Run {
