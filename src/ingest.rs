@@ -65,7 +65,7 @@ pub(crate) fn ingest(
 ) -> Result<IngestOut> {
     check(paths)?;
     let (mut items, mut recs, mut objects) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut stat_rows, mut tree_rows) = (Vec::new(), Vec::new());
+    let mut dir_rows = Vec::new();
     for p in paths {
         let ap = abs(p);
         let ledger = &home.ledger;
@@ -74,8 +74,7 @@ pub(crate) fn ingest(
                 .load_stat_cache(ap.as_os_str().as_encoded_bytes())
                 .map(Some)
         })?;
-        stat_rows.append(&mut ing.stat_rows);
-        tree_rows.append(&mut ing.tree_rows);
+        dir_rows.append(&mut ing.dir_rows);
         objects.extend(new_objects(home, &ing.objects)?);
         recs.push(IngestItem {
             path: crate::paths::escaped(&ap),
@@ -102,7 +101,7 @@ pub(crate) fn ingest(
         objects,
     })])?;
     // Only now that the journal names these objects may the cache vouch for them.
-    home.ledger.save_stat_cache(&stat_rows, &tree_rows)?;
+    home.ledger.save_stat_cache(&dir_rows)?;
     Ok(IngestOut {
         items,
         new_objects,

@@ -233,6 +233,27 @@ fn unchanged_directories_reuse_their_trees_and_any_change_inside_reaches_the_roo
             "an empty directory added",
             Box::new(|| fs::create_dir(src.join("d/empty")).unwrap()),
         ),
+        (
+            "a file replaced by a directory of its name",
+            Box::new(|| {
+                fs::remove_file(src.join("d/f2")).unwrap();
+                fs::create_dir(src.join("d/f2")).unwrap();
+            }),
+        ),
+        (
+            "a directory replaced by a file of its name",
+            Box::new(|| {
+                fs::remove_dir(src.join("d/empty")).unwrap();
+                fs::write(src.join("d/empty"), "").unwrap();
+            }),
+        ),
+        (
+            "a symlink replaced by a file",
+            Box::new(|| {
+                fs::remove_file(src.join("a/b/link")).unwrap();
+                fs::write(src.join("a/b/link"), "f1").unwrap();
+            }),
+        ),
     ];
     let mut seen = vec![first];
     for (what, change) in changes {
@@ -245,6 +266,52 @@ fn unchanged_directories_reuse_their_trees_and_any_change_inside_reaches_the_roo
             "{what}: differs from a fresh ingest"
         );
         seen.push(now);
+    }
+    assert_eq!(env.run(["audit"]).code, 0);
+}
+
+/// The directory cache is this host's bookkeeping: a record cut short or of another
+/// layout vouches for nothing (every file is read again, the tree is what a fresh ingest
+/// makes), and an ingest of a folder inside one ingested before uses its records.
+#[test]
+fn a_damaged_directory_record_vouches_for_nothing_and_a_subfolder_uses_its_records() {
+    let env = Env::new();
+    let src = env.path("src");
+    for dir in ["a/b", "c"] {
+        fs::create_dir_all(src.join(dir)).unwrap();
+        for j in 0..4 {
+            fs::write(src.join(dir).join(format!("f{j}")), format!("{dir}.{j}")).unwrap();
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let first = env.ok(["ingest", s(&src), "--json"]).json();
+    let sub = env.ok(["ingest", s(&src.join("a")), "--json"]).json();
+    assert_eq!(sub["items"][0]["unchanged"], 4, "{sub}");
+    assert_eq!(
+        sub["items"][0]["object"],
+        Env::new()
+            .ok(["ingest", s(&src.join("a")), "--json"])
+            .json()["items"][0]["object"]
+    );
+    for (what, damage) in [
+        ("cut short", "substr(record, 1, length(record) - 1)"),
+        ("another layout", "CAST(x'02' || substr(record, 2) AS BLOB)"),
+        ("trailing bytes", "CAST(record || x'00' AS BLOB)"),
+    ] {
+        let rows = env
+            .db()
+            .execute(&format!("UPDATE dir_cache SET record = {damage}"), [])
+            .unwrap();
+        assert_eq!(rows, 4, "{what}: one record per directory");
+        let again = env.ok(["ingest", s(&src), "--json"]).json();
+        assert_eq!(again["items"][0]["unchanged"], 0, "{what}: {again}");
+        assert_eq!(
+            again["items"][0]["object"], first["items"][0]["object"],
+            "{what}"
+        );
+        // The ingest wrote fresh records: the next one reads nothing.
+        let fresh = env.ok(["ingest", s(&src), "--json"]).json();
+        assert_eq!(fresh["items"][0]["unchanged"], 8, "{what}: {fresh}");
     }
     assert_eq!(env.run(["audit"]).code, 0);
 }

@@ -56,6 +56,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     migration!("0016_journal_hashes"),
     migration!("0017_stat_cache_stored"),
     migration!("0018_build_outputs_by_path"),
+    migration!("0019_dir_cache"),
 ];
 
 /// The migration after which `tlog_nodes` exists: a ledger migrated past it here gets

@@ -1,23 +1,26 @@
-//! Folders into trees: a parallel walk (symlinks recorded, never followed), every file
-//! stored once (or vouched for by the stat cache), directories sealed deepest first.
+//! Folders into trees: every file stored once (or vouched for by the directory cache),
+//! directories sealed deepest first, an unchanged directory's tree taken from its record.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
 use rayon::prelude::*;
 
-use super::{Entry, Kind, ObjKind, Tree, FORMAT};
+use super::dircache::DirRow;
+use super::walk::{walk, DirNode, Found, Known, Walked};
+use super::{Entry, ObjKind, Tree};
 use crate::error::{Error, Result};
 use crate::id::ObjectMeta;
 use crate::store::Store;
 
-/// What an ingest stored: the root and every object it read (files found unchanged
-/// in the stat cache are not read and not listed), and fresh stat-cache rows.
+/// What an ingest stored: the root and every object it read (files the directory cache
+/// vouched for are not read and not listed, nor are trees taken from it), and the
+/// directories' fresh records.
 #[derive(Debug, Clone)]
 pub struct Ingested {
     pub root: ObjectMeta,
@@ -25,18 +28,11 @@ pub struct Ingested {
     pub objects: Vec<(ObjectMeta, ObjKind)>,
     pub files: u64,
     pub cache_hits: u64,
-    pub stat_rows: Vec<StatRow>,
-    /// Directories encoded because the tree cache lacked them (none without a cache),
-    /// to remember after the commit.
-    pub tree_rows: Vec<TreeRow>,
-}
-
-/// A directory's entries, as digested by [`fingerprint`], and the tree they encode to.
-#[derive(Debug, Clone)]
-pub struct TreeRow {
-    pub path: Vec<u8>,
-    pub fingerprint: [u8; 32],
-    pub meta: ObjectMeta,
+    /// Every file read, by path, with its stat and digests.
+    pub read: Vec<StatRow>,
+    /// Records of the directories whose trees were encoded (none without a cache), to
+    /// write after the commit.
+    pub dir_rows: Vec<DirRow>,
 }
 
 /// What `stat` says about a file, the key of the stat cache.
@@ -51,6 +47,18 @@ pub struct StatKey {
 }
 
 impl StatKey {
+    /// The key of a `stat` taken through rustix (as the walk does).
+    pub fn of_stat(st: &rustix::fs::Stat) -> StatKey {
+        StatKey {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
+            ctime_ns: st.st_ctime * 1_000_000_000 + st.st_ctime_nsec as i64,
+            mode: st.st_mode,
+        }
+    }
+
     pub fn of(m: &fs::Metadata) -> StatKey {
         use std::os::unix::fs::MetadataExt;
         StatKey {
@@ -71,50 +79,11 @@ pub struct StatRow {
     pub meta: ObjectMeta,
 }
 
-/// Objects already known for files whose stat has not changed.
+/// The directory cache an ingest matches folders against.
 pub trait StatCache: Sync {
-    fn get(&self, path: &Path, key: &StatKey) -> Option<ObjectMeta>;
-    /// The tree directory `dir` encoded to when its entries had this fingerprint.
-    fn tree(&self, dir: &Path, fingerprint: &[u8; 32]) -> Option<ObjectMeta> {
-        let _ = (dir, fingerprint);
-        None
-    }
-    /// What the file at `path` was when last ingested, if as long as now though its stat
-    /// changed: a rebuilt file's bytes, which [`Store::put_file_like`] checks, not copies.
-    fn like(&self, path: &Path, key: &StatKey) -> Option<ObjectMeta> {
-        let _ = (path, key);
-        None
-    }
-}
-
-/// A digest of everything a manifest of these (sorted) entries encodes, computed without
-/// encoding it: equal fingerprints mean byte-identical manifests.
-fn fingerprint(entries: &[Entry]) -> [u8; 32] {
-    // Laid out in one buffer and hashed once: BLAKE3 is fast per byte, not per call.
-    let mut buf = Vec::with_capacity(FORMAT.len() + entries.len() * 160);
-    let mut bytes = |b: &[u8]| {
-        buf.extend_from_slice(&(b.len() as u64).to_le_bytes());
-        buf.extend_from_slice(b);
-    };
-    bytes(FORMAT.as_bytes());
-    for e in entries {
-        bytes(&e.name);
-        let kind: u8 = match e.kind {
-            Kind::File => 1,
-            Kind::Dir => 2,
-            Kind::Symlink => 3,
-            Kind::Fifo => 4,
-            Kind::Socket => 5,
-            Kind::CharDevice => 6,
-            Kind::BlockDevice => 7,
-        };
-        bytes(&[kind, e.executable as u8]);
-        bytes(&e.size.to_le_bytes());
-        bytes(e.object.as_ref().map_or(&[][..], |o| &o.0[..]));
-        bytes(e.sha256.as_ref().map_or(&[][..], |o| &o.0[..]));
-        bytes(e.target.as_deref().unwrap_or(&[]));
-    }
-    *blake3::hash(&buf).as_bytes()
+    /// The record the last ingest that encoded directory `dir` left (see
+    /// [`super::dircache`]), and when it was written (ns since the epoch).
+    fn dir(&self, dir: &Path) -> Option<(&[u8], i64)>;
 }
 
 fn is_exec(m: &fs::Metadata) -> bool {
@@ -154,23 +123,24 @@ impl Ingested {
             objects: vec![(m, ObjKind::Blob)],
             files: 1,
             cache_hits: 0,
-            stat_rows: Vec::new(),
-            tree_rows: Vec::new(),
+            read: Vec::new(),
+            dir_rows: Vec::new(),
         }
     }
 }
 
-/// The stat cache of callers that have none.
+/// The cache of callers that have none.
 struct NoCache;
 
 impl StatCache for NoCache {
-    fn get(&self, _: &Path, _: &StatKey) -> Option<ObjectMeta> {
+    fn dir(&self, _: &Path) -> Option<(&[u8], i64)> {
         None
     }
 }
 
-/// As [`ingest_path`], skipping the read of files the stat cache vouches for. The cache
-/// is loaded by `load_cache` on this thread while the directory is walked on others.
+/// As [`ingest_path`], skipping what the directory cache `load_cache` returns vouches for.
+/// The cache is loaded by `load_cache` on this thread while the directory is walked on
+/// others; each directory is then matched against its record (in parallel).
 pub fn ingest_path_cached<C: StatCache>(
     store: &Store,
     path: &Path,
@@ -213,172 +183,27 @@ pub fn ingest_path_cached<C: StatCache>(
         let cache = load_cache();
         (walker.join().expect("the walk does not panic"), cache)
     });
-    let cache = cache?;
-    ingest_walked(
-        store,
-        walked?,
-        progress,
-        cache.as_ref().map(|c| c as &dyn StatCache),
-    )
-}
-
-/// One directory as the walk found it, before any file is read.
-struct DirNode {
-    path: PathBuf,
-    /// Index of the parent in [`Walked::dirs`]; `None` for the root.
-    parent: Option<usize>,
-    /// Regular files with the stat taken when they were listed.
-    files: Vec<(std::ffi::OsString, fs::Metadata)>,
-    links: Vec<(std::ffi::OsString, Vec<u8>)>,
-    /// FIFOs, sockets and devices (kept only when the walk records them).
-    specials: Vec<(std::ffi::OsString, Kind)>,
-    subdirs: Vec<std::ffi::OsString>,
-}
-
-/// A directory tree, breadth first: every directory comes after its parent, and
-/// `levels[d]` is the index range of the directories at depth `d`.
-struct Walked {
-    dirs: Vec<DirNode>,
-    levels: Vec<std::ops::Range<usize>>,
-}
-
-/// Lists `root`, subdirectories read in parallel as rayon finds idle threads (trees like
-/// `node_modules` are too lopsided for level-by-level reading to keep two cores busy).
-/// Each directory read spawns a task per subdirectory, so the walk never recurses on a
-/// stack, however deep the tree (it stops at [`super::MAX_DEPTH`]). Symlinks are
-/// recorded, never followed; special files are refused, unless `specials` (run folders:
-/// a FIFO a provider left is recorded by name and kind, never opened).
-fn walk(root: &Path, specials: bool, leave_out: &[&str]) -> Result<Walked> {
-    use std::sync::Mutex;
-    struct Shared<'a> {
-        found: Mutex<Vec<(usize, DirNode)>>,
-        failed: Mutex<Option<Error>>,
-        specials: bool,
-        leave_out: &'a [&'a str],
-        root: &'a Path,
+    let (mut walked, cache) = (walked?, cache?);
+    if let Some(c) = &cache {
+        walked.dirs.par_iter_mut().for_each(|d| d.match_cache(c));
     }
-    fn visit<'s>(s: &rayon::Scope<'s>, sh: &'s Shared<'s>, path: PathBuf, depth: usize) {
-        if sh.failed.lock().expect("not poisoned").is_some() {
-            return;
-        }
-        let read = if depth > super::MAX_DEPTH {
-            Err(super::too_deep(&sh.root.display().to_string()))
-        } else {
-            let leave_out = if depth == 0 { sh.leave_out } else { &[] };
-            read_one(path, sh.specials, leave_out)
-        };
-        match read {
-            Ok(node) => {
-                for n in &node.subdirs {
-                    let sub = node.path.join(n);
-                    s.spawn(move |s| visit(s, sh, sub, depth + 1));
-                }
-                sh.found.lock().expect("not poisoned").push((depth, node));
-            }
-            Err(e) => {
-                sh.failed.lock().expect("not poisoned").get_or_insert(e);
-            }
-        }
-    }
-    let sh = Shared {
-        found: Mutex::new(Vec::new()),
-        failed: Mutex::new(None),
-        specials,
-        leave_out,
-        root,
-    };
-    rayon::scope(|s| visit(s, &sh, root.to_path_buf(), 0));
-    if let Some(e) = sh.failed.into_inner().expect("not poisoned") {
-        return Err(e);
-    }
-    // Breadth first, so every directory follows its parent and each depth is one range.
-    let mut nodes = sh.found.into_inner().expect("not poisoned");
-    nodes.sort_by(|a, b| (a.0, &a.1.path).cmp(&(b.0, &b.1.path)));
-    let mut out = Walked {
-        dirs: Vec::with_capacity(nodes.len()),
-        levels: Vec::new(),
-    };
-    let mut index: std::collections::HashMap<PathBuf, usize> = Default::default();
-    for (depth, mut node) in nodes {
-        if out.levels.len() <= depth {
-            out.levels.push(out.dirs.len()..out.dirs.len());
-        }
-        let i = out.dirs.len();
-        node.parent = match depth {
-            0 => None,
-            _ => node.path.parent().and_then(|p| index.get(p)).copied(),
-        };
-        index.insert(node.path.clone(), i);
-        out.dirs.push(node);
-        out.levels[depth].end = i + 1;
-    }
-    Ok(out)
-}
-
-/// One directory's entries but those `leave_out` names; subdirectories are named, not
-/// entered.
-fn read_one(path: PathBuf, specials: bool, leave_out: &[&str]) -> Result<DirNode> {
-    let mut out = DirNode {
-        parent: None,
-        files: Vec::new(),
-        links: Vec::new(),
-        specials: Vec::new(),
-        subdirs: Vec::new(),
-        path,
-    };
-    let dir = &out.path;
-    for ent in fs::read_dir(dir).map_err(Error::io("read directory", dir))? {
-        let ent = ent.map_err(Error::io("read directory", dir))?;
-        if leave_out
-            .iter()
-            .any(|l| ent.file_name().as_bytes() == l.as_bytes())
-        {
-            continue;
-        }
-        let ft = ent.file_type().map_err(Error::io_entry("stat", &ent))?;
-        if ft.is_dir() {
-            out.subdirs.push(ent.file_name());
-        } else if ft.is_file() {
-            // Taken before the file is read: a change after this is caught next time.
-            let m = ent.metadata().map_err(Error::io_entry("stat", &ent))?;
-            out.files.push((ent.file_name(), m));
-        } else if ft.is_symlink() {
-            let p = ent.path();
-            let t = fs::read_link(&p).map_err(Error::io("read link", &p))?;
-            out.links
-                .push((ent.file_name(), t.into_os_string().into_encoded_bytes()));
-        } else if let Some(kind) = Kind::special_of(&ft).filter(|_| specials) {
-            out.specials.push((ent.file_name(), kind));
-        } else {
-            return Err(Error::bad_input(
-                format!(
-                    "{} is a special file (device, socket or FIFO)",
-                    ent.path().display()
-                ),
-                "remove it from the directory or ingest the files around it; special files cannot be stored",
-            ));
-        }
-    }
-    Ok(out)
-}
-
-fn ingest_walked(
-    store: &Store,
-    walked: Walked,
-    progress: &ProgressBar,
-    cache: Option<&dyn StatCache>,
-) -> Result<Ingested> {
-    store_below_root(store, walked, progress, cache)?.seal(store, cache, Vec::new())
+    store_below_root(store, walked, progress, cache.is_some())?.seal(store, Vec::new())
 }
 
 /// A walked directory stored up to its root: every file below it stored (or vouched for
-/// by the stat cache), every subdirectory sealed as a tree, the root's entries still open.
+/// by the cache), every subdirectory sealed as a tree, the root's entries still open.
 struct Open {
-    root: PathBuf,
-    root_entries: Vec<Entry>,
+    root: DirNode,
+    made: Made,
+}
+
+/// What storing and sealing made so far.
+struct Made {
+    /// Whether to make records of the directories encoded (there is a cache to keep them).
+    records: bool,
     objects: Vec<(ObjectMeta, ObjKind)>,
-    stat_rows: Vec<StatRow>,
-    tree_rows: Vec<TreeRow>,
+    read: Vec<StatRow>,
+    dir_rows: Vec<DirRow>,
     files: u64,
     cache_hits: u64,
 }
@@ -387,189 +212,168 @@ fn store_below_root(
     store: &Store,
     walked: Walked,
     progress: &ProgressBar,
-    cache: Option<&dyn StatCache>,
+    records: bool,
 ) -> Result<Open> {
-    let Walked { dirs, levels } = walked;
-    let mut open = Open {
-        root: dirs[0].path.clone(),
-        root_entries: Vec::new(),
+    let Walked { mut dirs, levels } = walked;
+    let mut made = Made {
+        records,
         objects: Vec::new(),
-        stat_rows: Vec::new(),
-        tree_rows: Vec::new(),
+        read: Vec::new(),
+        dir_rows: Vec::new(),
         files: 0,
         cache_hits: 0,
     };
-    let mut entries = store_files(store, &dirs, progress, cache, &mut open)?;
+    store_files(store, &mut dirs, progress, &mut made)?;
     // Deepest level first; level 0 is the root alone, left open.
     for range in levels.into_iter().skip(1).rev() {
-        seal_level(store, &dirs, range, &mut entries, cache, &mut open)?;
+        seal_level(store, &mut dirs, range, &mut made)?;
     }
-    open.root_entries = std::mem::take(&mut entries[0]);
-    Ok(open)
+    Ok(Open {
+        root: dirs.swap_remove(0),
+        made,
+    })
 }
 
-/// Stores every listed file (in parallel) and returns each directory's file and link
-/// entries, by directory index.
+/// Stores (in parallel) every listed file the cache did not vouch for, recording what
+/// each is in its directory's entries.
 fn store_files(
     store: &Store,
-    dirs: &[DirNode],
+    dirs: &mut [DirNode],
     progress: &ProgressBar,
-    cache: Option<&dyn StatCache>,
-    open: &mut Open,
-) -> Result<Vec<Vec<Entry>>> {
-    let files: Vec<(usize, PathBuf, &fs::Metadata)> = dirs
-        .iter()
-        .enumerate()
-        .flat_map(|(i, d)| d.files.iter().map(move |(n, m)| (i, d.path.join(n), m)))
-        .collect();
-    progress.set_length(files.len() as u64);
-    // (object, executable, stat key, whether the stat cache vouched for it instead of a read)
-    let stored: Vec<Result<(ObjectMeta, bool, StatKey, bool)>> = files
+    open: &mut Made,
+) -> Result<()> {
+    let mut todo: Vec<(usize, usize, PathBuf, Option<ObjectMeta>)> = Vec::new();
+    for (d, dir) in dirs.iter().enumerate() {
+        for (i, e) in dir.entries.iter().enumerate() {
+            if let Found::File { known, .. } = &e.found {
+                open.files += 1;
+                let like = match known {
+                    Known::Same(_) | Known::Read(_) => continue,
+                    Known::Nothing => None,
+                    Known::Like(m) => Some(*m),
+                };
+                let p = dir.path.join(OsStr::from_bytes(dir.name(e)));
+                todo.push((d, i, p, like));
+            }
+        }
+    }
+    open.cache_hits = open.files - todo.len() as u64;
+    progress.set_length(open.files);
+    progress.inc(open.cache_hits);
+    let stored: Vec<Result<ObjectMeta>> = todo
         .par_iter()
         .enumerate()
-        .map(|(i, (_, p, m))| {
+        .map(|(n, (_, _, p, like))| {
             // One shared counter touched per file would bounce between cores.
-            if i % 64 == 0 {
-                progress.inc(64.min((files.len() - i) as u64));
+            if n % 64 == 0 {
+                progress.inc(64.min((todo.len() - n) as u64));
             }
-            let key = StatKey::of(m);
-            if let Some(o) = cache.and_then(|c| c.get(p, &key)) {
-                return Ok((o, is_exec(m), key, true));
-            }
-            match cache.and_then(|c| c.like(p, &key)) {
-                Some(like) => store.put_file_like(p, &like),
+            match like {
+                Some(like) => store.put_file_like(p, like),
                 None => store.put_file(p),
             }
-            .map(|o| (o, is_exec(m), key, false))
         })
         .collect();
-    let mut entries: Vec<Vec<Entry>> = dirs
-        .iter()
-        .map(|d| Vec::with_capacity(d.files.len() + d.links.len() + d.subdirs.len()))
-        .collect();
-    open.files = files.len() as u64;
-    open.objects.reserve(files.len() + dirs.len());
-    for ((dir, p, _), r) in files.iter().zip(stored) {
-        let (m, exec, key, hit) = r?;
-        if hit {
-            open.cache_hits += 1;
-        } else {
+    open.objects.reserve(todo.len() + dirs.len());
+    for ((d, i, p, _), r) in todo.into_iter().zip(stored) {
+        let m = r?;
+        if let Found::File { key, known } = &mut dirs[d].entries[i].found {
+            *known = Known::Read(m);
             open.objects.push((m, ObjKind::Blob));
-            open.stat_rows.push(StatRow {
-                path: p.as_os_str().as_bytes().to_vec(),
-                key,
+            open.read.push(StatRow {
+                path: p.into_os_string().into_vec(),
+                key: *key,
                 meta: m,
             });
         }
-        let name = p.file_name().expect("listed files have names").as_bytes();
-        entries[*dir].push(Entry::file(name.to_vec(), m, exec));
     }
-    for (i, d) in dirs.iter().enumerate() {
-        for (n, t) in &d.links {
-            entries[i].push(Entry::symlink(n.as_bytes().to_vec(), t.clone()));
-        }
-        for (n, kind) in &d.specials {
-            entries[i].push(Entry::special(n.as_bytes().to_vec(), *kind));
-        }
-    }
-    Ok(entries)
+    Ok(())
 }
 
 /// Seals the directories of one level (in parallel), each into its parent's entries.
 fn seal_level(
     store: &Store,
-    dirs: &[DirNode],
+    dirs: &mut [DirNode],
     range: std::ops::Range<usize>,
-    entries: &mut [Vec<Entry>],
-    cache: Option<&dyn StatCache>,
-    open: &mut Open,
+    open: &mut Made,
 ) -> Result<()> {
-    let work: Vec<(usize, Vec<Entry>)> = range
-        .map(|i| (i, std::mem::take(&mut entries[i])))
+    let records = open.records;
+    let sealed: Vec<Result<Sealed>> = dirs[range.clone()]
+        .par_iter()
+        .map(|d| seal_dir(store, d, Vec::new(), records))
         .collect();
-    let built: Vec<Result<(usize, Sealed)>> = work
-        .into_par_iter()
-        .map(|(i, es)| seal_dir(store, &dirs[i].path, es, cache).map(|s| (i, s)))
-        .collect();
-    for r in built {
-        let (i, sealed) = r?;
-        let m = open.keep(&dirs[i].path, sealed);
-        let parent = dirs[i].parent.expect("only the root has no parent");
-        let name = dirs[i].path.file_name().expect("subdirectories have names");
-        entries[parent].push(Entry::dir(name.as_bytes().to_vec(), m));
+    for (i, r) in range.zip(sealed) {
+        let m = open.keep(r?);
+        let (parent, slot) = dirs[i].parent.expect("only the root has no parent");
+        if let Found::Dir { tree, .. } = &mut dirs[parent].entries[slot].found {
+            *tree = Some(m);
+        }
     }
     Ok(())
 }
 
-/// A directory's tree, whether it was encoded here (rather than found in the tree
-/// cache), and the fingerprint a cache will keep.
+/// A directory's tree, whether it was encoded here (rather than taken from its record),
+/// and the record to write for it.
 struct Sealed {
     meta: ObjectMeta,
     encoded: bool,
-    fingerprint: Option<[u8; 32]>,
+    row: Option<DirRow>,
 }
 
-fn seal_dir(
-    store: &Store,
-    path: &Path,
-    mut es: Vec<Entry>,
-    cache: Option<&dyn StatCache>,
-) -> Result<Sealed> {
-    es.sort_by(|a, b| a.name.cmp(&b.name));
-    // Without a cache (build snapshots, run folders) there is nothing to look up or
-    // remember, so no fingerprint.
-    let fp = cache.map(|c| (c, fingerprint(&es)));
-    if let Some(meta) = fp.and_then(|(c, fp)| c.tree(path, &fp)) {
+/// `dir`'s tree, with `extra` entries added to its own; its record's when nothing in it
+/// changed, and a record made for it when `records`.
+fn seal_dir(store: &Store, dir: &DirNode, extra: Vec<Entry>, records: bool) -> Result<Sealed> {
+    if let Some(meta) = dir.unchanged().filter(|_| extra.is_empty()) {
         return Ok(Sealed {
             meta,
             encoded: false,
-            fingerprint: None,
+            row: None,
         });
     }
+    let records = records && extra.is_empty();
+    let mut es: Vec<Entry> = dir.entries.iter().map(|e| dir.entry(e)).collect();
+    if !extra.is_empty() {
+        es.extend(extra);
+        es.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    let meta = store.put_bytes(&Tree { entries: es }.encode())?;
     Ok(Sealed {
-        meta: store.put_bytes(&Tree { entries: es }.encode())?,
+        meta,
         encoded: true,
-        fingerprint: fp.map(|(_, fp)| fp),
+        row: records.then(|| DirRow {
+            path: dir.path.as_os_str().as_bytes().to_vec(),
+            record: dir.record(&meta),
+        }),
     })
 }
 
-impl Open {
-    /// Keeps what sealing `path` made; returns its tree.
-    fn keep(&mut self, path: &Path, s: Sealed) -> ObjectMeta {
-        // A cached tree was recorded by the ingest that cached it (as a cached file was).
+impl Made {
+    /// Keeps what sealing a directory made; returns its tree.
+    fn keep(&mut self, s: Sealed) -> ObjectMeta {
+        // A tree taken from a record was listed by the ingest that recorded it (as a
+        // file the record vouches for was).
         if s.encoded {
             self.objects.push((s.meta, ObjKind::Tree));
         }
-        if let Some(fingerprint) = s.fingerprint {
-            self.tree_rows.push(TreeRow {
-                path: path.as_os_str().as_bytes().to_vec(),
-                fingerprint,
-                meta: s.meta,
-            });
-        }
+        self.dir_rows.extend(s.row);
         s.meta
     }
+}
 
+impl Open {
     /// Seals the root, with `extra` entries added to its own.
-    fn seal(
-        mut self,
-        store: &Store,
-        cache: Option<&dyn StatCache>,
-        extra: Vec<Entry>,
-    ) -> Result<Ingested> {
-        let mut es = std::mem::take(&mut self.root_entries);
-        es.extend(extra);
-        let root = self.root.clone();
-        let sealed = seal_dir(store, &root, es, cache)?;
-        let root = self.keep(&root, sealed);
+    fn seal(self, store: &Store, extra: Vec<Entry>) -> Result<Ingested> {
+        let Open { root, mut made } = self;
+        let sealed = seal_dir(store, &root, extra, made.records)?;
+        let root = made.keep(sealed);
         Ok(Ingested {
             root,
             root_kind: ObjKind::Tree,
-            objects: self.objects,
-            files: self.files,
-            cache_hits: self.cache_hits,
-            stat_rows: self.stat_rows,
-            tree_rows: self.tree_rows,
+            objects: made.objects,
+            files: made.files,
+            cache_hits: made.cache_hits,
+            read: made.read,
+            dir_rows: made.dir_rows,
         })
     }
 }
@@ -580,15 +384,15 @@ impl Open {
 /// (files or folders) is read, hashed and stored exactly once.
 pub struct OpenFolder(Open);
 
-/// Stores `dir` as [`OpenFolder`]; no stat cache (every file is read), and FIFOs,
-/// sockets and devices recorded as entries of their own kind.
+/// Stores `dir` as [`OpenFolder`]; no cache (every file is read), and FIFOs, sockets and
+/// devices recorded as entries of their own kind.
 pub fn ingest_open(store: &Store, dir: &Path, leave_out: &[&str]) -> Result<OpenFolder> {
     let walked = walk(dir, true, leave_out)?;
     Ok(OpenFolder(store_below_root(
         store,
         walked,
         &ProgressBar::hidden(),
-        None,
+        false,
     )?))
 }
 
@@ -596,14 +400,15 @@ impl OpenFolder {
     /// Every file read, by its path, with its digests.
     pub fn files(&self) -> impl Iterator<Item = (&Path, ObjectMeta)> {
         self.0
-            .stat_rows
+            .made
+            .read
             .iter()
             .map(|r| (Path::new(OsStr::from_bytes(&r.path)), r.meta))
     }
 
     /// Seals the folder's tree with `extra` entries added at its root.
     pub fn seal(self, store: &Store, extra: Vec<Entry>) -> Result<Ingested> {
-        self.0.seal(store, None, extra)
+        self.0.seal(store, extra)
     }
 }
 
@@ -694,7 +499,7 @@ pub fn ingest_listed(
         objects,
         files: count,
         cache_hits: 0,
-        stat_rows: Vec::new(),
-        tree_rows: Vec::new(),
+        read: Vec::new(),
+        dir_rows: Vec::new(),
     })
 }

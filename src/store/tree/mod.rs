@@ -3,15 +3,17 @@
 //! every name survives a round trip, and there is exactly one encoding per tree.
 //! Making trees from folders is [`ingest`]; writing them back out is [`restore`].
 
+pub mod dircache;
 pub mod flat;
 mod ingest;
 mod restore;
+mod walk;
 
 use serde::{Deserialize, Serialize};
 
 pub use ingest::{
     ingest_listed, ingest_open, ingest_path, ingest_path_cached, ingest_path_like, Ingested,
-    OpenFolder, StatCache, StatKey, StatRow, TreeRow,
+    OpenFolder, StatCache, StatKey, StatRow,
 };
 pub use restore::restore;
 
