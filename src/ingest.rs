@@ -24,7 +24,7 @@ pub(crate) struct IngestedItem {
     pub sha256: Sha256Digest,
     pub size: u64,
     pub files: u64,
-    /// Files not re-read because the stat cache showed them unchanged.
+    /// Files not re-read because the directory cache showed them unchanged.
     pub unchanged: u64,
 }
 
@@ -56,7 +56,7 @@ pub(crate) fn check(paths: &[PathBuf]) -> Result<()> {
 }
 
 /// Stores files and directories (as trees) and records them in one event; files the
-/// stat cache shows unchanged are not read again.
+/// directory cache shows unchanged are not read again.
 pub(crate) fn ingest(
     home: &mut Home,
     paths: &[PathBuf],
@@ -71,7 +71,7 @@ pub(crate) fn ingest(
         let ledger = &home.ledger;
         let mut ing = tree::ingest_path_cached(&home.store, &ap, progress, || {
             ledger
-                .load_stat_cache(ap.as_os_str().as_encoded_bytes())
+                .load_dir_cache(ap.as_os_str().as_encoded_bytes())
                 .map(Some)
         })?;
         dir_rows.append(&mut ing.dir_rows);
@@ -101,7 +101,7 @@ pub(crate) fn ingest(
         objects,
     })])?;
     // Only now that the journal names these objects may the cache vouch for them.
-    home.ledger.save_stat_cache(&dir_rows)?;
+    home.ledger.save_dir_cache(&dir_rows)?;
     Ok(IngestOut {
         items,
         new_objects,

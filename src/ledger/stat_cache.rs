@@ -12,7 +12,7 @@ use rusqlite::OptionalExtension;
 
 /// The directory cache loaded for one ingest: the records of directories under a path
 /// prefix, in one buffer, found by path.
-pub struct LoadedStatCache {
+pub struct LoadedDirCache {
     records: Vec<u8>,
     /// (when written, start in `records`, length) by directory path
     dirs: PathIndex<(i64, usize, usize)>,
@@ -162,7 +162,7 @@ fn put_row(
         .map_err(Error::sql("write stat cache"))
 }
 
-impl crate::store::tree::StatCache for LoadedStatCache {
+impl crate::store::tree::DirCache for LoadedDirCache {
     fn dir(&self, dir: &std::path::Path) -> Option<(&[u8], i64)> {
         use std::os::unix::ffi::OsStrExt;
         let (recorded, start, len) = self.dirs.get(dir.as_os_str().as_bytes())?;
@@ -177,7 +177,7 @@ const MAP_FOR_LOAD: i64 = 1 << 30;
 
 impl Ledger {
     /// The records of every directory under `prefix` (a path's bytes).
-    pub fn load_stat_cache(&self, prefix: &[u8]) -> Result<LoadedStatCache> {
+    pub fn load_dir_cache(&self, prefix: &[u8]) -> Result<LoadedDirCache> {
         const READ: &str = "read directory cache";
         let mut upper = prefix.to_vec();
         upper.push(0xff);
@@ -192,7 +192,7 @@ impl Ledger {
         loaded
     }
 
-    fn read_dir_cache(&self, lower: &[u8], upper: &[u8]) -> Result<LoadedStatCache> {
+    fn read_dir_cache(&self, lower: &[u8], upper: &[u8]) -> Result<LoadedDirCache> {
         const READ: &str = "read directory cache";
         let mut st = self
             .conn()
@@ -213,7 +213,7 @@ impl Ledger {
             );
             records.extend_from_slice(record);
         }
-        Ok(LoadedStatCache {
+        Ok(LoadedDirCache {
             records,
             dirs: dirs.sorted(),
         })
@@ -221,7 +221,7 @@ impl Ledger {
 
     /// Writes the records of the directories an ingest encoded, after the journal
     /// committed their trees (and the files they vouch for).
-    pub fn save_stat_cache(&mut self, rows: &[DirRow]) -> Result<()> {
+    pub fn save_dir_cache(&mut self, rows: &[DirRow]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }

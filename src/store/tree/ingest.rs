@@ -35,7 +35,7 @@ pub struct Ingested {
     pub dir_rows: Vec<DirRow>,
 }
 
-/// What `stat` says about a file, the key of the stat cache.
+/// What `stat` says about a file: what the directory cache and the stat cache compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatKey {
     pub dev: u64,
@@ -80,7 +80,7 @@ pub struct StatRow {
 }
 
 /// The directory cache an ingest matches folders against.
-pub trait StatCache: Sync {
+pub trait DirCache: Sync {
     /// The record the last ingest that encoded directory `dir` left (see
     /// [`super::dircache`]), and when it was written (ns since the epoch).
     fn dir(&self, dir: &Path) -> Option<(&[u8], i64)>;
@@ -132,7 +132,7 @@ impl Ingested {
 /// The cache of callers that have none.
 struct NoCache;
 
-impl StatCache for NoCache {
+impl DirCache for NoCache {
     fn dir(&self, _: &Path) -> Option<(&[u8], i64)> {
         None
     }
@@ -141,7 +141,7 @@ impl StatCache for NoCache {
 /// As [`ingest_path`], skipping what the directory cache `load_cache` returns vouches for.
 /// The cache is loaded by `load_cache` on this thread while the directory is walked on
 /// others; each directory is then matched against its record (in parallel).
-pub fn ingest_path_cached<C: StatCache>(
+pub fn ingest_path_cached<C: DirCache>(
     store: &Store,
     path: &Path,
     progress: &ProgressBar,

@@ -12,8 +12,8 @@ mod walk;
 use serde::{Deserialize, Serialize};
 
 pub use ingest::{
-    ingest_listed, ingest_open, ingest_path, ingest_path_cached, ingest_path_like, Ingested,
-    OpenFolder, StatCache, StatKey, StatRow,
+    ingest_listed, ingest_open, ingest_path, ingest_path_cached, ingest_path_like, DirCache,
+    Ingested, OpenFolder, StatKey, StatRow,
 };
 pub use restore::restore;
 

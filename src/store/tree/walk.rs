@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::dircache::{self, Now, Record, Was};
-use super::{Entry, Kind, StatCache, StatKey};
+use super::{DirCache, Entry, Kind, StatKey};
 use crate::error::{Error, Result};
 use crate::id::{ObjectId, ObjectMeta};
 
@@ -133,7 +133,7 @@ impl DirNode {
 
     /// Takes from this directory's record in `cache` what still holds: files whose stat
     /// it vouches for, what rebuilt files were, the trees subdirectories had.
-    pub(super) fn match_cache(&mut self, cache: &dyn StatCache) {
+    pub(super) fn match_cache(&mut self, cache: &dyn DirCache) {
         if let Some((bytes, recorded)) = cache.dir(&self.path) {
             if let Some(rec) = dircache::decode(bytes) {
                 self.match_record(&rec, recorded);
