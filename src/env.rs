@@ -69,6 +69,8 @@ pub(crate) const VARS: &[Var] = &[
     var("CTO_LEDGER_TEST_PULL_BATCH", TestHook, "events per pull transaction (default 1000), so tests cross batch boundaries"),
     var("CTO_LEDGER_TEST_CRASH_AT", TestHook, "dies (SIGKILL) at this named step, as a kill at that moment would: key-rotate-stored, key-rotate-recorded, repack-packed, run-blocked"),
     var("CTO_LEDGER_TEST_SYNC_DELAY_MS", TestHook, "waits this long before the store's sync that precedes each journal commit, as a slow command would"),
+    var("CTO_LEDGER_TEST_WALKED", TestHook, "an ingest creates this file once its walk has listed the folder and waits (at most 60 s) until it is removed, so a test can change the folder between the walk and the reads"),
+    var("CTO_LEDGER_TEST_NO_OPENAT2", TestHook, "opens the folders and files of an ingest one path component at a time, as on a kernel without openat2"),
     var("CTO_LEDGER_TEST_POWER_CUT", TestHook, "after every journal commit, deletes each object written but not yet synced, as a power cut would lose it"),
 ];
 

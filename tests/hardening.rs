@@ -397,3 +397,103 @@ fn verify_names_a_local_source_and_git_bookkeeping_is_not_admitted() {
     assert!(r.stderr.contains("git directory"), "{}", r.stderr);
     assert_eq!(env.head(), before);
 }
+
+/// `ingest DIR --json` paused once its walk has listed `dir` (`CTO_LEDGER_TEST_WALKED`),
+/// `change` made to the folder in that pause, `hooks` set.
+fn ingest_changed_after_walk(env: &Env, dir: &Path, hooks: &[&str], change: impl FnOnce()) -> Run {
+    let flag = env.path("walked");
+    let mut c = env.cmd(["ingest", s(dir), "--json"]);
+    c.env("CTO_LEDGER_TEST_WALKED", &flag);
+    for h in hooks {
+        c.env(h, "1");
+    }
+    let child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !flag.exists() {
+        assert!(Instant::now() < deadline, "the walk never finished");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    change();
+    fs::remove_file(&flag).unwrap();
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Whether any file of the store holds `needle` (objects are kept as their bytes).
+fn store_holds(env: &Env, needle: &[u8]) -> bool {
+    walkdir::WalkDir::new(env.ledger.join("objects"))
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .any(|e| {
+            let b = fs::read(e.path()).unwrap_or_default();
+            b.windows(needle.len()).any(|w| w == needle)
+        })
+}
+
+#[test]
+fn a_folder_or_file_swapped_between_the_walk_and_the_read_is_refused_not_followed() {
+    // A provider racing the harness's ingest of its workspace: the walk lists `inner/`,
+    // then `inner` becomes a symlink to a folder outside (bytes the provider could not
+    // read itself), or a listed file is replaced by a rename inside the tree.
+    const OUTSIDE: &[u8] = b"bytes from outside the folder, never to be stored";
+    for hooks in [&[][..], &["CTO_LEDGER_TEST_NO_OPENAT2"][..]] {
+        let env = Env::new();
+        let (src, outside) = (env.path("src"), env.path("outside"));
+        fs::create_dir_all(src.join("inner/deeper")).unwrap();
+        fs::create_dir_all(outside.join("deeper")).unwrap();
+        for (dir, body) in [(&src.join("inner"), &b"inside"[..]), (&outside, OUTSIDE)] {
+            fs::write(dir.join("secret"), body).unwrap();
+            fs::write(dir.join("deeper/secret"), body).unwrap();
+        }
+        fs::write(src.join("a"), "file a").unwrap();
+        fs::write(src.join("b"), "file b").unwrap();
+        let r = ingest_changed_after_walk(&env, &src, hooks, || {
+            fs::rename(src.join("inner"), env.path("moved")).unwrap();
+            symlink(&outside, src.join("inner")).unwrap();
+        });
+        assert_eq!(r.code, 2, "{hooks:?}: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr
+                .contains("was replaced while it was being ingested"),
+            "{}",
+            r.stderr
+        );
+        assert!(
+            !store_holds(&env, OUTSIDE),
+            "{hooks:?}: outside bytes were stored"
+        );
+        assert_eq!(
+            env.ok(["log", "--json"]).json().as_array().map(Vec::len),
+            Some(0)
+        );
+
+        fs::remove_file(src.join("inner")).unwrap();
+        fs::rename(env.path("moved"), src.join("inner")).unwrap();
+        let r = ingest_changed_after_walk(&env, &src, hooks, || {
+            fs::rename(src.join("b"), src.join("a")).unwrap();
+            fs::write(src.join("b"), "file b").unwrap();
+        });
+        assert_eq!(r.code, 2, "{hooks:?}: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr
+                .contains(&format!("{} was replaced", src.join("a").display())),
+            "{}",
+            r.stderr
+        );
+        // What the next ingest records is what a fresh ledger reads.
+        assert_eq!(
+            ingest_tree(&env, &src),
+            ingest_tree(&Env::new(), &src),
+            "{hooks:?}"
+        );
+    }
+}

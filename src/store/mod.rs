@@ -313,6 +313,30 @@ pub(crate) fn open_regular(path: &Path) -> Result<File> {
     Ok(f)
 }
 
+/// A file a walk listed, as opened (without following a symlink), refused unless it is
+/// still the regular file the walk listed (device and inode `seen`): a name swapped
+/// for another file between the walk's `stat` and the open is [`replaced`], so the
+/// bytes stored under a name are those of the file whose stat is recorded with them.
+pub(crate) fn check_listed(f: File, path: &Path, seen: (u64, u64)) -> Result<File> {
+    use std::os::unix::fs::MetadataExt;
+    let m = f.metadata().map_err(Error::io("stat", path))?;
+    if !m.is_file() || (m.dev(), m.ino()) != seen {
+        return Err(replaced(path));
+    }
+    Ok(f)
+}
+
+/// The error for an entry that changed into another file or folder while it was read.
+pub(crate) fn replaced(path: &Path) -> Error {
+    Error::bad_input(
+        format!(
+            "{} was replaced while it was being ingested: it is no longer the file or folder the walk listed",
+            path.display()
+        ),
+        "let nothing move or replace entries of the folder while it is ingested, then ingest it again; nothing was recorded",
+    )
+}
+
 /// Hashes a file without storing it.
 pub fn hash_file(path: &Path) -> Result<ObjectMeta> {
     let mut f = open_regular(path)?;
@@ -365,7 +389,11 @@ impl Store {
     /// Stores a file. A file that fits one chunk is read once into memory, hashed, and
     /// written only if the store lacks it, so re-ingesting known files creates nothing.
     pub fn put_file(&self, path: &Path) -> Result<ObjectMeta> {
-        let mut f = open_regular(path)?;
+        self.put_open(open_regular(path)?, path)
+    }
+
+    /// As [`Store::put_file`], for a file already opened (from `path`).
+    pub(crate) fn put_open(&self, mut f: File, path: &Path) -> Result<ObjectMeta> {
         let len = f.metadata().map_err(Error::io("stat", path))?.len();
         if len < CHUNK as u64 {
             let mut buf = Vec::with_capacity(len as usize + 1);
@@ -390,13 +418,21 @@ impl Store {
     /// rebuild with the same output then costs one read, not a copy of it. Otherwise
     /// (another file, or `like` not stored here) the file is stored as `put_file` does.
     pub fn put_file_like(&self, path: &Path, like: &ObjectMeta) -> Result<ObjectMeta> {
-        if like.size < CHUNK as u64 {
-            // Small files are read whole and only written if the store lacks them.
-            return self.put_file(path);
-        }
-        let mut f = open_regular(path)?;
-        let len = f.metadata().map_err(Error::io("stat", path))?.len();
-        if len == like.size {
+        self.put_open_like(open_regular(path)?, path, like)
+    }
+
+    /// As [`Store::put_file_like`], for a file already opened (from `path`).
+    pub(crate) fn put_open_like(
+        &self,
+        mut f: File,
+        path: &Path,
+        like: &ObjectMeta,
+    ) -> Result<ObjectMeta> {
+        use std::io::{Seek, SeekFrom};
+        // Small files are read whole and only written if the store lacks them.
+        if like.size >= CHUNK as u64
+            && f.metadata().map_err(Error::io("stat", path))?.len() == like.size
+        {
             let mut h = blake3::Hasher::new();
             let mut buf = vec![0u8; LIKE_CHUNK];
             let mut read = 0u64;
@@ -414,8 +450,11 @@ impl Store {
             {
                 return Ok(*like);
             }
+            // Stored from the same descriptor: reopening the name could find another file.
+            f.seek(SeekFrom::Start(0))
+                .map_err(Error::io("seek", path))?;
         }
-        self.put_file(path)
+        self.put_open(f, path)
     }
 
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<ObjectMeta> {

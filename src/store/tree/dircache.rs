@@ -2,13 +2,17 @@
 //! (each file with its stat and digests, each link's target, each subdirectory's tree) and
 //! the tree they encoded to, so an unchanged directory is matched entry by entry during the
 //! walk and neither its files nor its manifest are read, built or hashed again. A record
-//! is this host's own bookkeeping, never evidence: one that does not parse is ignored.
+//! is this host's own bookkeeping, never evidence: one whose checksum fails or that does
+//! not parse is ignored.
 
 use super::{Kind, StatKey};
 use crate::id::{ObjectId, ObjectMeta, Sha256Digest};
 
-/// Layout version, the record's first byte; a record of another is not read.
-const VERSION: u8 = 1;
+/// Layout version, the record's first byte; a record of another is not read. Version 2
+/// added the checksum (a version 1 record is passed over and rewritten).
+const VERSION: u8 = 2;
+/// The version byte and the BLAKE3 of the bytes after the checksum.
+const HEADER: usize = 33;
 
 /// A file is trusted only if it last changed more than this before its record was written:
 /// one changed in the same instant it was read could keep its stat with other bytes.
@@ -17,7 +21,8 @@ pub const RACY_NS: i64 = 2_000_000_000;
 /// Whether a record written at `recorded` (ns) with stat `row` vouches for a file whose
 /// stat is now `now`: the same stat, and a file last changed more than 2 s before the record.
 pub fn trusted(row: &StatKey, now: &StatKey, recorded: i64) -> bool {
-    row == now && now.mtime_ns < recorded - RACY_NS && now.ctime_ns < recorded - RACY_NS
+    let settled = recorded.saturating_sub(RACY_NS);
+    row == now && now.mtime_ns < settled && now.ctime_ns < settled
 }
 
 /// A directory's record, to be written once the journal has committed its tree.
@@ -76,8 +81,9 @@ pub(super) fn encode<'a>(
     tree: &ObjectMeta,
     entries: impl ExactSizeIterator<Item = (&'a [u8], Now<'a>)>,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(81 + entries.len() * 140);
+    let mut out = Vec::with_capacity(HEADER + 76 + entries.len() * 140);
     out.push(VERSION);
+    out.extend_from_slice(&[0; 32]);
     out.extend_from_slice(&tree.id.0);
     out.extend_from_slice(&tree.sha256.0);
     out.extend_from_slice(&tree.size.to_le_bytes());
@@ -112,16 +118,22 @@ pub(super) fn encode<'a>(
             Now::Special(_) => {}
         }
     }
+    let sum = blake3::hash(&out[HEADER..]);
+    out[1..HEADER].copy_from_slice(sum.as_bytes());
     out
 }
 
 /// Reads what [`encode`] wrote; `None` for anything else (a damaged or older record,
-/// which then vouches for nothing).
+/// which then vouches for nothing). The checksum is what makes damage visible: a flipped
+/// bit in a digest still parses, and would vouch for a file or a tree it does not name.
 pub(super) fn decode(bytes: &[u8]) -> Option<Record<'_>> {
-    let mut r = Reader(bytes);
-    if r.take(1)?[0] != VERSION {
+    if bytes.len() < HEADER
+        || bytes[0] != VERSION
+        || blake3::hash(&bytes[HEADER..]).as_bytes() != &bytes[1..HEADER]
+    {
         return None;
     }
+    let mut r = Reader(&bytes[HEADER..]);
     let tree = ObjectMeta {
         id: ObjectId(r.array()?),
         sha256: Sha256Digest(r.array()?),
@@ -218,6 +230,11 @@ mod tests {
             (&b"p"[..], Now::Special(Kind::Fifo)),
         ];
         let bytes = encode(&m(5), entries.into_iter());
+        assert!(trusted(&key, &key, 2 * RACY_NS + 5));
+        assert!(
+            !trusted(&key, &key, i64::MIN),
+            "no overflow into the far future"
+        );
         let r = decode(&bytes).expect("parses");
         assert_eq!(r.tree, m(5));
         assert_eq!(r.entries.len(), 4);
@@ -231,6 +248,13 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(decode(&longer).is_none());
+        // Any one byte changed, a digest's included (which would still parse), and the
+        // record vouches for nothing.
+        for at in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x20;
+            assert!(decode(&damaged).is_none(), "byte {at} changed");
+        }
         let mut other = bytes;
         other[0] = VERSION + 1;
         assert!(decode(&other).is_none());

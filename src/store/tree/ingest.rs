@@ -12,7 +12,7 @@ use indicatif::ProgressBar;
 use rayon::prelude::*;
 
 use super::dircache::DirRow;
-use super::walk::{walk, DirNode, Found, Known, Walked};
+use super::walk::{walk, DirNode, Found, Known, Root, Walked};
 use super::{Entry, ObjKind, Tree};
 use crate::error::{Error, Result};
 use crate::id::ObjectMeta;
@@ -214,7 +214,11 @@ fn store_below_root(
     progress: &ProgressBar,
     records: bool,
 ) -> Result<Open> {
-    let Walked { mut dirs, levels } = walked;
+    let Walked {
+        mut dirs,
+        levels,
+        root,
+    } = walked;
     let mut made = Made {
         records,
         objects: Vec::new(),
@@ -223,7 +227,7 @@ fn store_below_root(
         files: 0,
         cache_hits: 0,
     };
-    store_files(store, &mut dirs, progress, &mut made)?;
+    store_files(store, &root, &mut dirs, progress, &mut made)?;
     // Deepest level first; level 0 is the root alone, left open.
     for range in levels.into_iter().skip(1).rev() {
         seal_level(store, &mut dirs, range, &mut made)?;
@@ -238,14 +242,18 @@ fn store_below_root(
 /// each is in its directory's entries.
 fn store_files(
     store: &Store,
+    root: &Root,
     dirs: &mut [DirNode],
     progress: &ProgressBar,
     open: &mut Made,
 ) -> Result<()> {
-    let mut todo: Vec<(usize, usize, PathBuf, Option<ObjectMeta>)> = Vec::new();
+    /// A listed file to read: its directory's index and its slot there, its path, the
+    /// device and inode the walk saw, and what it was when it was as long.
+    struct ToRead(usize, usize, PathBuf, (u64, u64), Option<ObjectMeta>);
+    let mut todo: Vec<ToRead> = Vec::new();
     for (d, dir) in dirs.iter().enumerate() {
         for (i, e) in dir.entries.iter().enumerate() {
-            if let Found::File { known, .. } = &e.found {
+            if let Found::File { known, key } = &e.found {
                 open.files += 1;
                 let like = match known {
                     Known::Same(_) | Known::Read(_) => continue,
@@ -253,7 +261,7 @@ fn store_files(
                     Known::Like(m) => Some(*m),
                 };
                 let p = dir.path.join(OsStr::from_bytes(dir.name(e)));
-                todo.push((d, i, p, like));
+                todo.push(ToRead(d, i, p, (key.dev, key.ino), like));
             }
         }
     }
@@ -263,19 +271,23 @@ fn store_files(
     let stored: Vec<Result<ObjectMeta>> = todo
         .par_iter()
         .enumerate()
-        .map(|(n, (_, _, p, like))| {
+        .map(|(n, ToRead(_, _, p, seen, like))| {
             // One shared counter touched per file would bounce between cores.
             if n % 64 == 0 {
                 progress.inc(64.min((todo.len() - n) as u64));
             }
+            // The file the walk listed, or an error: never what its name now leads to.
+            let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK;
+            let f = fs::File::from(root.open_below(p, flags)?);
+            let f = crate::store::check_listed(f, p, *seen)?;
             match like {
-                Some(like) => store.put_file_like(p, like),
-                None => store.put_file(p),
+                Some(like) => store.put_open_like(f, p, like),
+                None => store.put_open(f, p),
             }
         })
         .collect();
     open.objects.reserve(todo.len() + dirs.len());
-    for ((d, i, p, _), r) in todo.into_iter().zip(stored) {
+    for (ToRead(d, i, p, ..), r) in todo.into_iter().zip(stored) {
         let m = r?;
         if let Found::File { key, known } = &mut dirs[d].entries[i].found {
             *known = Known::Read(m);

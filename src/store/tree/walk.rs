@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use rustix::fd::AsFd;
+
 use super::dircache::{self, Now, Record, Was};
 use super::{DirCache, Entry, Kind, StatKey};
 use crate::error::{Error, Result};
@@ -180,6 +182,97 @@ impl DirNode {
 pub(super) struct Walked {
     pub dirs: Vec<DirNode>,
     pub levels: Vec<Range<usize>>,
+    /// The folder walked, through which its files are opened.
+    pub root: Root,
+}
+
+/// A folder being ingested, opened once: every directory and file below it is opened
+/// through this descriptor by its path below it, following no symlink on the way
+/// (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, or a component at a time
+/// where the kernel lacks it). A folder inside swapped for a symlink while the ingest
+/// runs is then refused, never followed out of the tree.
+pub(super) struct Root {
+    fd: rustix::fd::OwnedFd,
+    pub path: PathBuf,
+    /// Opens a component at a time even where `openat2` exists (a test hook).
+    stepwise: bool,
+}
+
+/// Set once `openat2` is found missing (`ENOSYS`: kernels before 5.6, some seccomp
+/// filters); the walk then opens one component at a time.
+static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+impl Root {
+    fn open(path: &Path) -> Result<Root> {
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(path, flags, Mode::empty())
+            .map_err(|e| Error::io("read directory", path)(e.into()))?;
+        Ok(Root {
+            fd,
+            path: path.to_path_buf(),
+            stepwise: crate::env::get("CTO_LEDGER_TEST_NO_OPENAT2").is_some(),
+        })
+    }
+
+    /// Opens `path` (the root or a path below it, as the walk named it) with `flags`,
+    /// following no symlink, not even in its last component. A symlink met on the way
+    /// (a folder swapped for one since it was listed) is the error [`replaced`].
+    pub(super) fn open_below(
+        &self,
+        path: &Path,
+        flags: rustix::fs::OFlags,
+    ) -> Result<rustix::fd::OwnedFd> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        use rustix::io::Errno;
+        let rel = path.strip_prefix(&self.path).expect("named below the root");
+        let rel = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mut r = Err(Errno::NOSYS);
+        if !self.stepwise && !NO_OPENAT2.load(Ordering::Relaxed) {
+            let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
+            r = rustix::fs::openat2(&self.fd, rel, flags, Mode::empty(), resolve);
+            if matches!(r, Err(Errno::NOSYS)) {
+                NO_OPENAT2.store(true, Ordering::Relaxed);
+            }
+        }
+        if matches!(r, Err(Errno::NOSYS)) {
+            r = self.open_stepwise(rel, flags);
+        }
+        let action = if flags.contains(OFlags::DIRECTORY) {
+            "read directory"
+        } else {
+            "open"
+        };
+        r.map_err(|e| match e {
+            Errno::LOOP | Errno::XDEV | Errno::NOTDIR => crate::store::replaced(path),
+            e => Error::io(action, path)(e.into()),
+        })
+    }
+
+    /// `open_below` without `openat2`: each folder on the way opened from the one before
+    /// it with `O_NOFOLLOW`, so none of them can be a symlink.
+    fn open_stepwise(
+        &self,
+        rel: &Path,
+        flags: rustix::fs::OFlags,
+    ) -> rustix::io::Result<rustix::fd::OwnedFd> {
+        use rustix::fs::{Mode, OFlags};
+        let dir_flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mut parts = rel.iter().peekable();
+        let mut at: Option<rustix::fd::OwnedFd> = None;
+        while let Some(part) = parts.next() {
+            let last = parts.peek().is_none();
+            let here = at.as_ref().map_or(self.fd.as_fd(), |f| f.as_fd());
+            let f = if last { flags } else { dir_flags };
+            at = Some(rustix::fs::openat(here, part, f, Mode::empty())?);
+        }
+        Ok(at.expect("a path has at least one component"))
+    }
 }
 
 /// Lists `root`, subdirectories read in parallel as rayon finds idle threads (trees like
@@ -190,6 +283,7 @@ pub(super) struct Walked {
 /// a FIFO a provider left is recorded by name and kind, never opened). `leave_out` names
 /// entries of the root to pass over.
 pub(super) fn walk(root: &Path, specials: bool, leave_out: &[&str]) -> Result<Walked> {
+    let root = Root::open(root)?;
     /// A directory read: (depth, id, parent's id and this one's slot in it, directory).
     type Read = (usize, usize, Option<(usize, usize)>, DirNode);
     struct Shared<'a> {
@@ -200,7 +294,7 @@ pub(super) fn walk(root: &Path, specials: bool, leave_out: &[&str]) -> Result<Wa
         ids: AtomicUsize,
         specials: bool,
         leave_out: &'a [&'a str],
-        root: &'a Path,
+        root: &'a Root,
     }
     fn visit<'s>(
         s: &rayon::Scope<'s>,
@@ -214,10 +308,10 @@ pub(super) fn walk(root: &Path, specials: bool, leave_out: &[&str]) -> Result<Wa
         }
         let id = sh.ids.fetch_add(1, Ordering::Relaxed);
         let read = if depth > super::MAX_DEPTH {
-            Err(super::too_deep(&sh.root.display().to_string()))
+            Err(super::too_deep(&sh.root.path.display().to_string()))
         } else {
             let leave_out = if depth == 0 { sh.leave_out } else { &[] };
-            read_one(path, sh.specials, leave_out)
+            read_one(sh.root, path, sh.specials, leave_out)
         };
         match read {
             Ok(node) => {
@@ -243,9 +337,9 @@ pub(super) fn walk(root: &Path, specials: bool, leave_out: &[&str]) -> Result<Wa
         ids: AtomicUsize::new(0),
         specials,
         leave_out,
-        root,
+        root: &root,
     };
-    rayon::scope(|s| visit(s, &sh, root.to_path_buf(), 0, None));
+    rayon::scope(|s| visit(s, &sh, root.path.clone(), 0, None));
     if let Some(e) = sh.failed.into_inner().expect("not poisoned") {
         return Err(e);
     }
@@ -258,6 +352,7 @@ pub(super) fn walk(root: &Path, specials: bool, leave_out: &[&str]) -> Result<Wa
     let mut out = Walked {
         dirs: Vec::with_capacity(nodes.len()),
         levels: Vec::new(),
+        root,
     };
     for (depth, id, parent, mut node) in nodes {
         if out.levels.len() <= depth {
@@ -269,15 +364,29 @@ pub(super) fn walk(root: &Path, specials: bool, leave_out: &[&str]) -> Result<Wa
         out.dirs.push(node);
         out.levels[depth].end = i + 1;
     }
+    if let Some(flag) = crate::env::get_os("CTO_LEDGER_TEST_WALKED") {
+        pause_after_walk(Path::new(&flag));
+    }
     Ok(out)
 }
 
+/// The `CTO_LEDGER_TEST_WALKED` hook: `flag` created, then waited on until it is gone.
+fn pause_after_walk(flag: &Path) {
+    let _ = std::fs::write(flag, b"walked\n");
+    for _ in 0..6000 {
+        if !flag.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// One directory's entries but those `leave_out` names, sorted; subdirectories are
-/// named, not entered. Read through one descriptor of the directory, opened without
-/// following a symlink (a directory swapped for one while the walk runs is refused, not
+/// named, not entered. Read through one descriptor of the directory, opened through
+/// `root` (a directory swapped for a symlink while the walk runs is refused, not
 /// followed), each entry looked up by name in it.
-fn read_one(path: PathBuf, specials: bool, leave_out: &[&str]) -> Result<DirNode> {
-    use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
+fn read_one(root: &Root, path: PathBuf, specials: bool, leave_out: &[&str]) -> Result<DirNode> {
+    use rustix::fs::{AtFlags, Dir, FileType, OFlags};
     let mut node = DirNode {
         path,
         parent: None,
@@ -288,8 +397,7 @@ fn read_one(path: PathBuf, specials: bool, leave_out: &[&str]) -> Result<DirNode
     };
     let dir = &node.path;
     let listing = |e: rustix::io::Errno| Error::io("read directory", dir)(e.into());
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rustix::fs::open(dir, flags, Mode::empty()).map_err(listing)?;
+    let fd = root.open_below(dir, OFlags::RDONLY | OFlags::DIRECTORY)?;
     let mut list = Dir::new(fd).map_err(listing)?;
     while let Some(ent) = list.read() {
         let ent = ent.map_err(listing)?;
